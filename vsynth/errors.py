@@ -1,0 +1,37 @@
+"""Typed exceptions of the library.
+
+Every error a user can fix by changing their input derives from :class:`VsynthInputError`; the CLI
+prints its message as one line and exits with code 2.
+"""
+
+
+class VsynthError(Exception):
+    """Base class of every error vsynth raises on purpose."""
+
+
+class VsynthInputError(VsynthError):
+    """The input (a name, a file, a value) is wrong; the message says what and how to fix it."""
+
+
+class UnknownNameError(VsynthInputError):
+    """A model, bridge or parameter name that no plugin registered."""
+
+
+class InvalidParamsError(VsynthInputError):
+    """Parameters that a model's or bridge's params model rejects."""
+
+
+class VideoError(VsynthInputError):
+    """A video that is missing, unreadable or too short for the request."""
+
+
+class WeightsUnavailableError(VsynthInputError):
+    """Weights that are neither a local directory nor in the local cache, with no hub to fetch them."""
+
+
+class OutputExistsError(VsynthInputError):
+    """The requested output folder already holds files."""
+
+
+class PluginError(VsynthError):
+    """A plugin that failed to load or to register (reported, not raised, unless strict)."""
