@@ -1,0 +1,304 @@
+"""Offline tiny models for every model family vsynth uses.
+
+Each tiny model is written as a diffusers/transformers-format directory (``save_pretrained``) so that
+vsynth's real loading code (``from_pretrained(directory, subfolder=...)``) runs unchanged in tests and
+demos, without network access.  The architectures are the real families (SD1.5 UNet + KL-f8 VAE + CLIP
+text encoder, ControlNet, DPT, ZeroScope's UNet3D) with small configs; the weights are random but
+deterministic: every component is built right after ``torch.manual_seed(<its fixed seed>)``, so two
+exports are byte-identical on any machine with the same torch version.
+
+Properties that real code depends on are kept on purpose:
+
+* one shared latent space: a 4-block ``AutoencoderKL`` (scale factor 8, ``scaling_factor=0.18215``),
+  saved with the same config and the same weights by "sd15" and "zeroscope", as in reality;
+* the two text encoders have different widths (32 vs 48, like 768 vs 1024), so code that feeds one
+  model the other's prompt embeddings fails loudly;
+* ControlNets are initialised so that the control image measurably changes the result (see
+  ``_export_controlnet``); a faithfully initialised random ControlNet is a no-op, and tests about
+  control could not fail.
+
+torch/diffusers/transformers are imported inside functions so ``TINY_MODELS`` can be listed cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+TINY_FORMAT = "1"  # bump when a config or seed changes: it is part of the cache path
+
+TINY_MODELS: dict[str, str] = {
+    "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
+    "controlnet-canny": "ControlNetModel matching the sd15 UNet (canny edges control)",
+    "controlnet-depth": "ControlNetModel matching the sd15 UNet (depth map control)",
+    "depth-estimator": "DPTForDepthEstimation (tiny ViT backbone) + DPT image processor, 64x64 input",
+    "zeroscope": "TextToVideoSDPipeline directory (UNet3DCondition, sd15's VAE, CLIP text 48-d, DDIM)",
+}
+
+# One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
+_SEEDS = {
+    "vae": 1000,
+    "sd15.unet": 1001,
+    "sd15.text_encoder": 1002,
+    "controlnet-canny": 1003,
+    "controlnet-depth": 1004,
+    "depth-estimator": 1005,
+    "zeroscope.unet": 1006,
+    "zeroscope.text_encoder": 1007,
+}
+
+_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(8, 16, 32, 32),  # 4 blocks -> 3 downsamplings -> scale factor 8
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=64,
+    scaling_factor=0.18215,
+)
+
+# The UNets are sized for CPU speed: tiny ops make them op-count bound, so they get one layer per
+# block, and attention only at the lower resolution (as in diffusers' own tiny test configs), since
+# full-resolution attention dominated the forward time.
+#
+# Shared by the sd15 UNet and both ControlNets (a ControlNet must mirror its UNet's encoder).
+_UNET2D_COMMON = dict(
+    in_channels=4,
+    block_out_channels=(16, 32),
+    layers_per_block=1,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    cross_attention_dim=32,
+    attention_head_dim=4,  # UNet2D reads this as the number of heads (diffusers' historical naming)
+    norm_num_groups=8,
+)
+
+_UNET2D = dict(
+    _UNET2D_COMMON,
+    out_channels=4,
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    sample_size=8,
+)
+
+_CONTROLNET = dict(
+    _UNET2D_COMMON,
+    conditioning_channels=3,
+    conditioning_embedding_out_channels=(8, 16, 32, 32),  # 3 stride-2 convs: pixels -> latent grid
+)
+
+_UNET3D = dict(
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(16, 32),
+    layers_per_block=1,
+    down_block_types=("DownBlock3D", "CrossAttnDownBlock3D"),
+    up_block_types=("CrossAttnUpBlock3D", "UpBlock3D"),
+    cross_attention_dim=48,
+    attention_head_dim=8,  # UNet3D reads this as the per-head width: 4 heads at 32 channels
+    norm_num_groups=8,
+    sample_size=8,
+)
+
+_CLIP_TEXT_COMMON = dict(
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    intermediate_size=37,
+    vocab_size=1000,
+    max_position_embeddings=77,
+    bos_token_id=512,  # "<|startoftext|>" in tiny_tokenizer()
+    eos_token_id=513,  # "<|endoftext|>"
+    pad_token_id=513,
+)
+_SD15_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=32, hidden_act="quick_gelu")  # like openai CLIP-L
+_ZEROSCOPE_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=48, hidden_act="gelu")  # like OpenCLIP-H
+
+# Stable Diffusion 1.5's DDIM configuration (ZeroScope uses the same one).
+_DDIM = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    prediction_type="epsilon",
+    timestep_spacing="leading",
+)
+
+_DPT = dict(
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=37,
+    image_size=64,
+    patch_size=16,  # like DPT-large: the neck + head upsample 16x back to the input size
+    is_hybrid=False,
+    backbone_out_indices=[0, 1, 2, 3],
+    neck_hidden_sizes=[8, 16, 32, 32],
+    fusion_hidden_size=16,
+)
+_DPT_PROCESSOR = dict(size={"height": 64, "width": 64}, keep_aspect_ratio=False)
+
+
+def tiny_tokenizer():
+    """A character-level CLIPTokenizer that needs no download.
+
+    The vocabulary is CLIP's own layout without merges: the 256 byte-level symbols, the same with the
+    end-of-word suffix ``</w>``, then ``<|startoftext|>`` (512) and ``<|endoftext|>`` (513).
+    """
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = {token: i for i, token in enumerate(tokens)}
+        Path(tmp, "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), "utf-8")
+        Path(tmp, "merges.txt").write_text("#version: 0.2\n", "utf-8")
+        return CLIPTokenizer.from_pretrained(tmp, model_max_length=77, pad_token="<|endoftext|>")
+
+
+def _seeded(component: str, cls, **config):
+    """Construct ``cls(**config)`` right after seeding torch, so its random weights are reproducible."""
+    import torch
+
+    torch.manual_seed(_SEEDS[component])
+    return cls(**config)
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    return _seeded("vae", AutoencoderKL, **_VAE)
+
+
+def _clip_text(component: str, config: dict):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return _seeded(component, CLIPTextModel, config=CLIPTextConfig(**config))
+
+
+def _ddim():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**_DDIM)
+
+
+def _export_sd15(directory: Path) -> None:
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    pipe = StableDiffusionPipeline(
+        vae=_vae(),
+        text_encoder=_clip_text("sd15.text_encoder", _SD15_TEXT),
+        tokenizer=tiny_tokenizer(),
+        unet=_seeded("sd15.unet", UNet2DConditionModel, **_UNET2D),
+        scheduler=_ddim(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(directory)
+
+
+def _export_controlnet(name: str, directory: Path) -> None:
+    """Save a ControlNet whose output really depends on the control image.
+
+    A real ControlNet starts with zero convolutions (conditioning ``conv_out``, ``controlnet_down_blocks``,
+    ``controlnet_mid_block``) and learns the rest; untrained, it would be an exact no-op.  So the zero
+    convolutions get small random values, and the conditioning embedding gets He initialisation: with
+    PyTorch's default init its seven conv+SiLU layers shrink the image signal about 10^4-fold, and two
+    different control images would give the same output to ~1e-5.
+    """
+    import torch
+    from diffusers import ControlNetModel
+
+    controlnet = _seeded(name, ControlNetModel, **_CONTROLNET)
+    embedding = controlnet.controlnet_cond_embedding
+    zero_convs = [embedding.conv_out, *controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
+    with torch.no_grad():
+        for conv in [embedding.conv_in, *embedding.blocks]:
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(conv.bias)
+        for conv in zero_convs:
+            torch.nn.init.normal_(conv.weight, std=0.05)
+            torch.nn.init.normal_(conv.bias, std=0.05)
+    controlnet.save_pretrained(directory)
+
+
+def _export_depth_estimator(directory: Path) -> None:
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    model = _seeded("depth-estimator", DPTForDepthEstimation, config=DPTConfig(**_DPT))
+    model.save_pretrained(directory)
+    DPTImageProcessor(**_DPT_PROCESSOR).save_pretrained(directory)
+
+
+def _export_zeroscope(directory: Path) -> None:
+    from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
+
+    pipe = TextToVideoSDPipeline(
+        vae=_vae(),
+        text_encoder=_clip_text("zeroscope.text_encoder", _ZEROSCOPE_TEXT),
+        tokenizer=tiny_tokenizer(),
+        unet=_seeded("zeroscope.unet", UNet3DConditionModel, **_UNET3D),
+        scheduler=_ddim(),
+    )
+    pipe.save_pretrained(directory)
+
+
+def export(name: str, directory: str | Path) -> Path:
+    """Write tiny model ``name`` as a loadable directory at ``directory`` (created) and return it."""
+    exporters = {
+        "sd15": _export_sd15,
+        "controlnet-canny": lambda d: _export_controlnet("controlnet-canny", d),
+        "controlnet-depth": lambda d: _export_controlnet("controlnet-depth", d),
+        "depth-estimator": _export_depth_estimator,
+        "zeroscope": _export_zeroscope,
+    }
+    if name not in exporters:
+        raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    exporters[name](directory)
+    return directory
+
+
+def export_all(directory: str | Path) -> dict[str, Path]:
+    """Export every tiny model to ``directory/<name>``."""
+    return {name: export(name, Path(directory) / name) for name in TINY_MODELS}
+
+
+def _cache_root() -> Path:
+    base = Path(os.environ.get("VSYNTH_CACHE") or Path.home() / ".cache" / "vsynth").expanduser()
+    return base / "tiny" / f"v{TINY_FORMAT}"
+
+
+def tiny_weights(name: str) -> Path:
+    """Path of tiny model ``name`` in the cache (``$VSYNTH_CACHE/tiny/v{TINY_FORMAT}/{name}``), built once.
+
+    The model is exported into a temporary sibling directory and renamed into place, so a crash never
+    leaves a half-written model and concurrent builders cannot corrupt each other: the first rename
+    wins and the loser uses the winner's copy.
+    """
+    if name not in TINY_MODELS:
+        raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")
+    target = _cache_root() / name
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    try:
+        export(name, staging)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
