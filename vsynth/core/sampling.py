@@ -1,0 +1,114 @@
+"""The diffusion math every bridge composes: initial noise, denoising loops, DDIM inversion,
+SDEdit noising and clean-latent prediction, over any :class:`~vsynth.core.models.Denoiser`.
+
+Written once, tested once. Latents are (B, C, F, H, W); timesteps are scheduler timesteps.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from vsynth.core.models import Conditioning, Denoiser
+
+Advance = Callable[[int], None]
+
+# The official BIVDiff inversion caps the next timestep at 998 (REFERENCE.md).
+BIVDIFF_MAX_TIMESTEP = 998
+
+
+def initial_noise(denoiser: Denoiser, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise of ``shape`` (B, C, F, H, W), drawn as the model's own pipeline draws it.
+
+    Image pipelines draw (B*F, C, H, W) for a batch of frames, video pipelines (B, C, F, H, W);
+    drawing the same way keeps vsynth's frames equal to the diffusers pipelines' for one seed.
+    """
+    b, c, f, h, w = shape
+    if denoiser.frame_folded:
+        noise = torch.randn((b * f, c, h, w), generator=generator, device=generator.device, dtype=torch.float32)
+        noise = noise.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+    else:
+        noise = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+    return noise.to(denoiser.device, denoiser.dtype)
+
+
+def timesteps(denoiser: Denoiser, steps: int) -> torch.Tensor:
+    """The model's sampling timesteps for ``steps`` steps, descending."""
+    scheduler = denoiser.new_scheduler()
+    scheduler.set_timesteps(steps)
+    return scheduler.timesteps
+
+
+@torch.no_grad()
+def sample(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    cond: Conditioning,
+    *,
+    steps: int,
+    guidance: float,
+    advance: Advance | None = None,
+) -> torch.Tensor:
+    """Sample a clean latent video from pure noise with the model's scheduler (``steps`` steps)."""
+    scheduler = denoiser.new_scheduler()
+    scheduler.set_timesteps(steps, device=denoiser.device)
+    return denoise(denoiser, scheduler, noise * scheduler.init_noise_sigma, cond, scheduler.timesteps, guidance=guidance, advance=advance)
+
+
+@torch.no_grad()
+def denoise(
+    denoiser: Denoiser,
+    scheduler,
+    latents: torch.Tensor,
+    cond: Conditioning,
+    steps: torch.Tensor,
+    *,
+    guidance: float,
+    advance: Advance | None = None,
+) -> torch.Tensor:
+    """Run ``scheduler.step`` over ``steps`` (a slice of ``scheduler.timesteps``), from noisy latents."""
+    for t in steps:
+        model_input = scheduler.scale_model_input(latents, t)
+        eps = denoiser.predict_noise(model_input, t, cond, guidance)
+        latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+        if advance:
+            advance(1)
+    return latents
+
+
+def predict_x0(latents: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
+    """Clean latent predicted from x_t and eps: (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
+    return (latents - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
+    """SDEdit / DDIM re-noising of a clean latent to the level abar_t: sqrt(abar) x0 + sqrt(1 - abar) noise."""
+    return abar_t.sqrt() * x0 + (1 - abar_t).sqrt() * noise
+
+
+@torch.no_grad()
+def bivdiff_invert(
+    denoiser: Denoiser,
+    latents: torch.Tensor,
+    cond: Conditioning,
+    *,
+    steps: int,
+    max_timestep: int = BIVDIFF_MAX_TIMESTEP,
+    advance: Advance | None = None,
+) -> torch.Tensor:
+    """DDIM inversion exactly as the official BIVDiff code runs it (REFERENCE.md).
+
+    For each sampling timestep e ascending, eps is evaluated at e without guidance, the clean
+    latent predicted at e is re-noised with that eps to n = min(max_timestep, e + T // steps).
+    """
+    abar = denoiser.alphas_cumprod.to(latents.device, torch.float32)
+    stride = denoiser.scheduler.config.num_train_timesteps // steps
+    x = latents.float()
+    for e in timesteps(denoiser, steps).flip(0).tolist():
+        eps = denoiser.predict_noise(x.to(denoiser.dtype), e, cond, guidance=1.0).float()
+        n = min(max_timestep, e + stride)
+        x = add_noise(predict_x0(x, eps, abar[e]), eps, abar[n])
+        if advance:
+            advance(1)
+    return x.to(latents.dtype)
