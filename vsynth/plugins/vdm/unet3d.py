@@ -1,0 +1,46 @@
+"""Text-to-video models on diffusers' UNet3DConditionModel (ZeroScope, ModelScope), with vsynth's own loop."""
+
+from __future__ import annotations
+
+import torch
+
+from vsynth.core.components import VaeCodec, load
+from vsynth.core.models import Conditioning, Denoiser, VideoModel
+
+
+class UNet3DDenoiser(Denoiser):
+    """The UNet sees whole clips (B, C, F, H, W) and text embeddings (B, L, D), repeated over frames inside."""
+
+    frame_folded = False
+
+    @torch.no_grad()
+    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+        b = latents.shape[0]
+        embeddings = cond.text.expand(b, -1, -1)
+        cfg = guidance > 1.0
+        if cfg:
+            latents = torch.cat([latents, latents])
+            embeddings = torch.cat([cond.negative.expand(b, -1, -1), embeddings])
+        eps = self.unet(latents, t, encoder_hidden_states=embeddings, return_dict=False)[0]
+        if cfg:
+            uncond, text = eps.chunk(2)
+            eps = uncond + guidance * (text - uncond)
+        return eps
+
+
+class ZeroScope(VideoModel):
+    @classmethod
+    def load(cls, spec, params, sources, runtime):
+        from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        source, what, kw = sources["vdm"], spec.name, {"torch_dtype": runtime.dtype}
+        model = cls(spec, params)
+        model.denoiser = UNet3DDenoiser(
+            unet=load(UNet3DConditionModel, source, what=what, subfolder="unet", **kw).to(runtime.device),
+            scheduler=load(DDIMScheduler, source, what=what, subfolder="scheduler"),
+            tokenizer=load(CLIPTokenizer, source, what=what, subfolder="tokenizer"),
+            text_encoder=load(CLIPTextModel, source, what=what, subfolder="text_encoder", **kw).to(runtime.device),
+        )
+        model.codec = VaeCodec(load(AutoencoderKL, source, what=what, subfolder="vae", **kw).to(runtime.device), params.decode_batch_size)
+        return model
