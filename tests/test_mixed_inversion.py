@@ -1,0 +1,100 @@
+"""BIVDiff's Mixed Inversion bridge on tiny models: which inversions run, and the mix."""
+
+import pytest
+import torch
+
+from vsynth.core import sampling
+from vsynth.core.bridge import BridgeInputs
+from vsynth.core.models import EvalCounter
+from vsynth.core.progress import Stages
+from vsynth.core.registry import get_registry
+from vsynth.plugins.bridges import mixed_inversion
+
+STEPS = 3
+
+
+def run_bridge(canny, zeroscope, source_frames, **params):
+    spec = get_registry().bridge("mixed-inversion")
+    bridge = spec.load_impl()(spec, spec.params(**params))
+    inputs = BridgeInputs(
+        frames=3, height=64, width=64, steps=STEPS, guidance=7.5, prompt="a ball", image_prompt="a ball",
+        negative_prompt="", source_frames=source_frames, frame_inputs=canny.prepare(source_frames),
+    )  # fmt: skip
+    counter = EvalCounter()
+    counter.attach(canny.denoiser.unet, "idm")
+    counter.attach(zeroscope.denoiser.unet, "vdm")
+    stages = Stages()
+    try:
+        result = bridge.run(canny, zeroscope, inputs, torch.Generator().manual_seed(0), stages)
+    finally:
+        counter.detach()
+    return result, counter, stages
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Record every inversion (which denoiser, result) and every mix (inputs, result)."""
+    calls = {"invert": [], "mix": []}
+    invert, mix = sampling.bivdiff_invert, mixed_inversion.mix
+
+    def recording_invert(denoiser, *args, **kwargs):
+        out = invert(denoiser, *args, **kwargs)
+        calls["invert"].append((denoiser, out))
+        return out
+
+    def recording_mix(z_image, z_video, ratio):
+        out = mix(z_image, z_video, ratio)
+        calls["mix"].append((z_image, z_video, ratio, out))
+        return out
+
+    monkeypatch.setattr(sampling, "bivdiff_invert", recording_invert)
+    monkeypatch.setattr(mixed_inversion, "mix", recording_mix)
+    return calls
+
+
+def test_ratio_one_is_pure_image_inversion_and_runs_no_video_inversion(canny, zeroscope, source_frames, recorded):
+    result, counter, stages = run_bridge(canny, zeroscope, source_frames, mixing_ratio=1.0)
+    assert [d for d, _ in recorded["invert"]] == [canny.inversion_denoiser]
+    (z_image, z_video, ratio, mixed), = recorded["mix"]
+    assert z_video is None and torch.equal(mixed, recorded["invert"][0][1])
+    # the VDM only ran temporal smoothing: one CFG call per step over 3 frames
+    assert counter.calls["vdm"] == STEPS and counter.frame_evals["vdm"] == STEPS * 2 * 3
+    assert "video inversion" not in stages.timings
+    assert result.latents.shape == (1, 4, 3, 8, 8) and result.intermediates["idm_frames"].shape == (3, 64, 64, 3)
+
+
+def test_mix_is_applied_once_with_the_ratio(canny, zeroscope, source_frames, recorded):
+    run_bridge(canny, zeroscope, source_frames, mixing_ratio=0.25)
+    assert [d for d, _ in recorded["invert"]] == [canny.inversion_denoiser, zeroscope.denoiser]
+    assert len(recorded["mix"]) == 1
+    z_image, z_video, ratio, mixed = recorded["mix"][0]
+    assert ratio == 0.25 and not torch.allclose(z_image, z_video)
+    torch.testing.assert_close(mixed, 0.25 * z_image + 0.75 * z_video)
+
+
+def test_ratio_zero_skips_image_inversion(canny, zeroscope, source_frames, recorded):
+    _, counter, _ = run_bridge(canny, zeroscope, source_frames, mixing_ratio=0.0)
+    assert [d for d, _ in recorded["invert"]] == [zeroscope.denoiser]
+    # idm UNet: frame-wise generation only (CFG, 3 frames, one batch per step)
+    assert counter.calls["idm"] == STEPS and counter.frame_evals["idm"] == STEPS * 2 * 3
+
+
+def test_inversion_uses_the_negative_prompt_by_default(canny, zeroscope, source_frames, monkeypatch):
+    prompts = []
+    condition = type(canny.inversion_denoiser).condition
+
+    def spy(self, prompt, negative_prompt=None, **extras):
+        if self is canny.inversion_denoiser:
+            prompts.append(prompt)
+        return condition(self, prompt, negative_prompt, **extras)
+
+    monkeypatch.setattr(type(canny.inversion_denoiser), "condition", spy)
+    run_bridge(canny, zeroscope, source_frames)
+    run_bridge(canny, zeroscope, source_frames, inversion_prompt="prompt")
+    assert prompts == ["", "a ball"]
+
+
+def test_same_seed_same_result(canny, zeroscope, source_frames):
+    first, _, _ = run_bridge(canny, zeroscope, source_frames)
+    second, _, _ = run_bridge(canny, zeroscope, source_frames)
+    assert torch.equal(first.latents, second.latents)
