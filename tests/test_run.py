@@ -1,0 +1,72 @@
+"""``vsynth run --tiny`` end to end: every file, a truthful run.json, and nothing left behind on failure."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from tests.conftest import SAMPLE_VIDEO
+from vsynth.cli import cli
+from vsynth.core import video as videoio
+
+FRAMES, STEPS = 3, 2
+ARGS = ["run", "--tiny", "--idm", "controlnet-canny", "--vdm", "zeroscope", "--video", str(SAMPLE_VIDEO),
+        "--prompt", "a red ball", "--frames", str(FRAMES), "--height", "64", "--width", "72", "--steps", str(STEPS)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = CliRunner().invoke(cli, [*ARGS, "--save-latents", "--quiet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    return out
+
+
+def test_writes_every_file(run_dir):
+    names = {"video.mp4", "video.gif", "idm_frames.mp4", "condition.mp4", "grid.png", "run.json", "latents.safetensors"}
+    assert {p.name for p in run_dir.iterdir()} == names
+    for name in ("video.mp4", "idm_frames.mp4", "condition.mp4"):
+        info = videoio.probe_video(run_dir / name)
+        assert (info.num_frames, info.height, info.width) == (FRAMES, 64, 72)
+
+
+def test_latents_are_the_final_latent_video(run_dir):
+    latents = load_file(str(run_dir / "latents.safetensors"))["latents"]
+    assert latents.shape == (1, 4, FRAMES, 8, 9)
+
+
+def test_run_json_reports_the_run(run_dir):
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["config"]["idm"] == "controlnet-canny" and record["bridge"]["name"] == "mixed-inversion"
+    assert record["models"]["idm"]["weights"]["controlnet"].endswith("controlnet-canny")
+    assert (record["seed"], record["frames"], record["height"], record["width"]) == (42, FRAMES, 64, 72)
+    assert record["bridge"]["params"]["mixing_ratio"] == 1.0  # the IDM's BIVDiff default
+    assert record["task"] == "controllable-generation"
+    # frame-wise generation + image inversion on the IDM side; only smoothing on the VDM side (r = 1)
+    assert record["nfe"] == {"idm": 2 * STEPS, "vdm": STEPS}
+    assert record["frame_evals"] == {"idm": STEPS * FRAMES * 2 + STEPS * FRAMES, "vdm": STEPS * FRAMES * 2}
+    expected_stages = {"loading models", "frame-wise generation", "image inversion", "temporal smoothing", "decoding", "writing"}
+    assert expected_stages <= set(record["timings"])
+    assert record["peak_memory_mb"] > 0 and record["versions"]["diffusers"]
+    assert set(record["files"]) == {p.name for p in run_dir.iterdir()}
+
+
+def test_failure_while_writing_leaves_no_folder(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(videoio, "write_gif", broken)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*ARGS, "--quiet"])
+    assert result.exit_code != 0
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
+
+
+def test_default_output_folder_is_new_under_outputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*ARGS, "--steps", "1", "--frames", "1"])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "outputs").iterdir()
+    assert "controlnet-canny-zeroscope" in folder.name and (folder / "video.mp4").is_file()

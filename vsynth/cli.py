@@ -1,0 +1,242 @@
+"""The ``vsynth`` command line: click for parsing, rich for tables and progress bars.
+
+Nothing heavy is imported at module level: ``vsynth --help``, ``vsynth models`` and
+``vsynth plugins`` never import torch. Every input error is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from vsynth import __version__
+from vsynth.errors import VsynthError, VsynthInputError
+
+KINDS = ("idm", "vdm", "bridge")
+
+
+def _one_line(message: str) -> str:
+    return "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+
+
+class VsynthGroup(click.Group):
+    """Reports every error as one line: input errors exit 2, other vsynth errors 1."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            self._fail(exc.format_message() + hint, exc.exit_code)
+        except click.ClickException as exc:
+            self._fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            self._fail("aborted", 130)
+        except VsynthInputError as exc:
+            self._fail(str(exc), 2)
+        except VsynthError as exc:
+            self._fail(str(exc), 1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+    @staticmethod
+    def _fail(message: str, code: int):
+        click.echo(f"Error: {_one_line(message)}", err=True)
+        sys.exit(code)
+
+
+@click.group(cls=VsynthGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vsynth")
+def cli():
+    """Training-free video synthesis: bridge an image diffusion model (IDM) and a video diffusion
+    model (VDM) to generate, edit, inpaint or outpaint videos.
+
+    \b
+    Try it offline on the built-in tiny models:
+      vsynth run --tiny --idm controlnet-canny --vdm zeroscope \\
+        --video examples/shapes.mp4 --prompt "a red ball bouncing on a table" --height 256 --width 256
+    """
+
+
+# ---------------------------------------------------------------------------- listings
+
+
+def _spec_record(spec) -> dict:
+    record = {"name": spec.name, "kind": spec.kind, "plugin": spec.plugin, "description": spec.description}
+    if spec.kind == "bridge":
+        record["paper"] = spec.paper
+    else:
+        record["task"] = spec.task
+        record["size_gb"] = spec.size_gb
+        record["weights"] = [w.model_dump() for w in spec.weights]
+        record["bridge_defaults"] = spec.bridge_defaults
+    record["params"] = spec.param_schema()
+    record["impl"] = spec.impl
+    return record
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(KINDS), help="Only list this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def models(kind, as_json):
+    """List the image models, video models and bridges that can be used."""
+    from vsynth.core.registry import get_registry
+
+    registry = get_registry()
+    specs = [*registry.models.values(), *registry.bridges.values()]
+    records = [_spec_record(s) for s in specs if kind is None or s.kind == kind]
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="vsynth models")
+    for column in ("name", "kind", "task", "weights", "plugin"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", ratio=1)
+    for r in records:
+        size = f"{r['size_gb']:g} GB" if "size_gb" in r else ""
+        table.add_row(r["name"], r["kind"], r.get("task") or "", size, r["plugin"], r["description"])
+    Console().print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def plugins(as_json):
+    """List installed plugins and whether they loaded."""
+    from vsynth.core.registry import get_registry
+
+    records = [p.as_dict() for p in get_registry().plugins.values()]
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "version", "status", "error", title="vsynth plugins")
+    for r in records:
+        status = "[green]ok[/]" if r["status"] == "ok" else "[red]error[/]"
+        table.add_row(r["name"] + (" (built-in)" if r["builtin"] else ""), r["version"], status, r["error"])
+    Console().print(table)
+
+
+# ---------------------------------------------------------------------------- run
+
+RUN_FIELDS = (
+    "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "frames", "stride", "height",
+    "width", "steps", "guidance", "seed", "idm_weights", "vdm_weights", "tiny", "save_latents", "device", "out",
+)  # fmt: skip
+
+
+@cli.command()
+@click.option("--idm", help="Image diffusion model (see `vsynth models --kind idm`).")
+@click.option("--vdm", help="Video diffusion model (see `vsynth models --kind vdm`).")
+@click.option("--bridge", help="Bridging strategy  [default: mixed-inversion]")
+@click.option("--video", type=click.Path(path_type=Path), help="Source video: mp4, gif or a folder of frames.")
+@click.option("--prompt", help="Prompt of the video model (and of the image model unless --idm-prompt).")
+@click.option("--idm-prompt", help="Prompt of the image model (e.g. an editing instruction).")
+@click.option("--negative-prompt", help="Negative prompt of both models  [default: empty]")
+@click.option("--frames", type=int, help="Frames to generate  [default: 8]")
+@click.option("--stride", type=int, help="Take every K-th source frame  [default: 4]")
+@click.option("--height", type=int, help="Height in pixels, rounded down to a multiple of 8  [default: 512]")
+@click.option("--width", type=int, help="Width in pixels, rounded down to a multiple of 8  [default: 512]")
+@click.option("--steps", type=int, help="Denoising and inversion steps  [default: 50]")
+@click.option("--guidance", type=float, help="Classifier-free guidance scale  [default: 7.5]")
+@click.option("--seed", type=int, help="Random seed  [default: 42]")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A model or bridge parameter, e.g. -o mixing_ratio=0.5 or -o idm.batch_size=4 (see `vsynth models --json`).")  # fmt: skip
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of run settings; flags override it.")
+@click.option("--idm-weights", metavar="PATH_OR_ID", help="Replace the IDM's main weights (a local diffusers folder or hub id).")
+@click.option("--vdm-weights", metavar="PATH_OR_ID", help="Replace the VDM's weights (a local diffusers folder or hub id).")
+@click.option("--tiny", is_flag=True, default=None, help="Use the built-in offline tiny models (random weights; for trying and testing).")
+@click.option("--save-latents", is_flag=True, default=None, help="Also write latents.safetensors, the final latent video.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N  [default: auto]")
+@click.option("--out", type=click.Path(path_type=Path), help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
+@click.pass_context
+def run(ctx, config_file, options, quiet, **flags):
+    """Synthesize a video with an IDM, a VDM and a bridge.
+
+    Writes video.mp4, video.gif, idm_frames.mp4, condition.mp4 (when the IDM uses control maps),
+    grid.png and run.json into one folder, which appears whole or not at all.
+    """
+    from vsynth.core.config import load_config_file, make_config, parse_option
+
+    values = load_config_file(config_file) if config_file else {}
+    for name in RUN_FIELDS:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE and flags[name] is not None:
+            values[name] = flags[name]
+    values["options"] = {**values.get("options", {}), **dict(parse_option(o) for o in options)}
+    config = make_config(values)
+
+    from vsynth.core.pipeline import execute, plan_run
+
+    plan = plan_run(config)
+    _quiet_libraries()
+    if quiet:
+        report = execute(plan)
+        click.echo(str(report.out_dir))
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        report = execute(plan, display=progress)
+    _print_summary(console, report)
+
+
+def _quiet_libraries() -> None:
+    """diffusers' and transformers' info/deprecation chatter would bury the progress bars."""
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for logging in (diffusers_logging, transformers_logging):
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _print_summary(console, report) -> None:
+    from rich.table import Table
+
+    record = report.record
+    table = Table("stage", "seconds", title=f"{record['models']['idm']['name']} + {record['bridge']['name']} + {record['models']['vdm']['name']}")
+    for stage, seconds in record["timings"].items():
+        table.add_row(stage, f"{seconds:.2f}")
+    table.add_row("[bold]total", f"[bold]{sum(record['timings'].values()):.2f}")
+    console.print(table)
+    evals = ", ".join(f"{role} {record['nfe'][role]} calls / {record['frame_evals'][role]} frame evals" for role in record["nfe"])
+    console.print(f"UNet evaluations: {evals}")
+    console.print(f"peak memory: {record['peak_memory_mb']:.0f} MiB ({record['peak_memory_source']})")
+    console.print(f"wrote [bold]{report.out_dir}[/]: {', '.join(record['files'])}")
+
+
+# ---------------------------------------------------------------------------- tiny models
+
+
+@cli.group()
+def tiny():
+    """The built-in offline tiny models (random weights, same architectures)."""
+
+
+@tiny.command("export")
+@click.argument("directory", type=click.Path(path_type=Path))
+def tiny_export(directory):
+    """Write every tiny model as a diffusers-format folder under DIRECTORY."""
+    from vsynth.core.tiny import export_all
+
+    for name, path in export_all(directory).items():
+        click.echo(f"{name}\t{path}")
+
+
+def main() -> None:
+    cli(prog_name="vsynth")
