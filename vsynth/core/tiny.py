@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_FORMAT = "1"  # bump when a config or seed changes: it is part of the cache path
+TINY_FORMAT = "2"  # bump when a config or seed changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
@@ -231,9 +231,21 @@ def _export_controlnet(name: str, directory: Path) -> None:
 
 
 def _export_depth_estimator(directory: Path) -> None:
+    """Save a DPT whose depth really varies with the image.
+
+    With default init the neck and the ReLU head shrink the signal to ~1e-9, a flat map that no
+    normalisation can tell apart from noise; He initialisation of their convolutions keeps it O(1).
+    """
+    import torch
     from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
 
     model = _seeded("depth-estimator", DPTForDepthEstimation, config=DPTConfig(**_DPT))
+    with torch.no_grad():
+        for module in [*model.neck.modules(), *model.head.modules()]:
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    torch.nn.init.zeros_(module.bias)
     model.save_pretrained(directory)
     DPTImageProcessor(**_DPT_PROCESSOR).save_pretrained(directory)
 
