@@ -70,3 +70,34 @@ def test_default_output_folder_is_new_under_outputs(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "outputs").iterdir()
     assert "controlnet-canny-zeroscope" in folder.name and (folder / "video.mp4").is_file()
+
+
+def test_local_weight_folders_load_without_tiny(tmp_path, monkeypatch):
+    """The real loading path: `vsynth tiny export` writes diffusers folders, passed as local weights."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    exported = tmp_path / "weights"
+    result = CliRunner().invoke(cli, ["tiny", "export", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in exported.iterdir()} == {"sd15", "controlnet-canny", "controlnet-depth", "depth-estimator", "zeroscope"}
+
+    args = [a for a in ARGS if a not in ("--tiny", "controlnet-canny")]
+    args[args.index("--idm")] = "--idm"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        *args[:2], "controlnet-depth", *args[2:], "--idm-weights", str(exported / "controlnet-depth"),
+        "-o", f"base={exported / 'sd15'}", "-o", f"depth_estimator={exported / 'depth-estimator'}",
+        "--vdm-weights", str(exported / "zeroscope"), "--steps", "1", "--quiet", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["models"]["idm"]["weights"] == {
+        "controlnet": str(exported / "controlnet-depth"), "base": str(exported / "sd15"),
+        "depth_estimator": str(exported / "depth-estimator"),
+    }  # fmt: skip
+    assert (out / "condition.mp4").is_file()
+
+
+def test_missing_local_weight_folder_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, [*ARGS, "--idm-weights", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "controlnet weights directory not found" in result.stderr
+    assert not (tmp_path / "o").exists()
