@@ -88,11 +88,10 @@ class FrameInputs:
     condition_frames: np.ndarray | None = None  # uint8 (F, H, W, 3) control maps, written to condition.mp4
 
 
-class ImageModel(ABC):
-    """An IDM: a frame-wise denoiser with its own conditions, and SD1.5's plain UNet for image inversion."""
+class Model(ABC):
+    """What image and video models share: their spec and params, loading, and the UNets to count."""
 
     denoiser: Denoiser
-    inversion_denoiser: Denoiser
     codec: VaeCodec
 
     def __init__(self, spec: ModelSpec, params: Params):
@@ -101,34 +100,25 @@ class ImageModel(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, spec: ModelSpec, params: Params, sources: dict[str, str], runtime: Runtime) -> ImageModel:
+    def load(cls, spec: ModelSpec, params: Params, sources: dict[str, str], runtime: Runtime) -> Model:
         """Build the model from ``sources`` (weights role -> hub id or directory)."""
+
+    def unets(self) -> list[torch.nn.Module]:
+        return [self.denoiser.unet]
+
+
+class ImageModel(Model):
+    """An IDM: a frame-wise denoiser with its own conditions, and SD1.5's plain UNet for image inversion."""
+
+    inversion_denoiser: Denoiser
 
     def prepare(self, frames: np.ndarray) -> FrameInputs:
         """Per-frame inputs from the source video (uint8 (F, H, W, 3)); none by default."""
         return FrameInputs()
 
-    def unets(self) -> list[torch.nn.Module]:
-        return [self.denoiser.unet]
 
-
-class VideoModel(ABC):
+class VideoModel(Model):
     """A VDM: a denoiser over whole clips."""
-
-    denoiser: Denoiser
-    codec: VaeCodec
-
-    def __init__(self, spec: ModelSpec, params: Params):
-        self.spec = spec
-        self.params = params
-
-    @classmethod
-    @abstractmethod
-    def load(cls, spec: ModelSpec, params: Params, sources: dict[str, str], runtime: Runtime) -> VideoModel:
-        """Build the model from ``sources`` (weights role -> hub id or directory)."""
-
-    def unets(self) -> list[torch.nn.Module]:
-        return [self.denoiser.unet]
 
 
 class EvalCounter:
