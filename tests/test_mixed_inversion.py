@@ -13,11 +13,13 @@ from vsynth.plugins.bridges import mixed_inversion
 STEPS = 3
 
 
-def run_bridge(canny, zeroscope, source_frames, **params):
+def run_bridge(canny, zeroscope, source_frames, vdm_steps=STEPS, vdm_guidance=7.5, **params):
     spec = get_registry().bridge("mixed-inversion")
     bridge = spec.load_impl()(spec, spec.params(**params))
     inputs = BridgeInputs(
-        frames=3, height=64, width=64, steps=STEPS, guidance=7.5, prompt="a ball", image_prompt="a ball",
+        frames=3, height=64, width=64, steps=STEPS, guidance=7.5, vdm_steps=vdm_steps,
+        vdm_guidance=vdm_guidance,
+        prompt="a ball", image_prompt="a ball",
         negative_prompt="", source_frames=source_frames, frame_inputs=canny.prepare(source_frames),
     )  # fmt: skip
     counter = EvalCounter()

@@ -129,24 +129,27 @@ def plugins(as_json):
 
 RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "frames", "stride", "height",
-    "width", "steps", "guidance", "seed", "idm_weights", "vdm_weights", "tiny", "save_latents", "device", "out",
+    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny",
+    "save_latents", "device", "out",
 )  # fmt: skip
 
 
 @cli.command()
-@click.option("--idm", help="Image diffusion model (see `vsynth models --kind idm`).")
+@click.option("--idm", help="Image diffusion model (see `vsynth models --kind idm`); leave out for plain text-to-video.")
 @click.option("--vdm", help="Video diffusion model (see `vsynth models --kind vdm`).")
-@click.option("--bridge", help="Bridging strategy  [default: mixed-inversion]")
+@click.option("--bridge", help="Bridging strategy  [default: mixed-inversion with --idm, none without]")
 @click.option("--video", type=click.Path(path_type=Path), help="Source video: mp4, gif or a folder of frames.")
 @click.option("--prompt", help="Prompt of the video model (and of the image model unless --idm-prompt).")
 @click.option("--idm-prompt", help="Prompt of the image model (e.g. an editing instruction).")
 @click.option("--negative-prompt", help="Negative prompt of both models  [default: empty]")
 @click.option("--frames", type=int, help="Frames to generate  [default: 8]")
 @click.option("--stride", type=int, help="Take every K-th source frame  [default: 4]")
-@click.option("--height", type=int, help="Height in pixels, rounded down to a multiple of 8  [default: 512]")
-@click.option("--width", type=int, help="Width in pixels, rounded down to a multiple of 8  [default: 512]")
-@click.option("--steps", type=int, help="Denoising and inversion steps  [default: 50]")
-@click.option("--guidance", type=float, help="Classifier-free guidance scale  [default: 7.5]")
+@click.option("--height", type=int, help="Height in pixels, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
+@click.option("--width", type=int, help="Width in pixels, rounded down to a multiple of 8  [default: as --height]")
+@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own  [default: 50]")
+@click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own  [default: 7.5]")
+@click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")
+@click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")
 @click.option("--seed", type=int, help="Random seed  [default: 42]")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A model or bridge parameter, e.g. -o mixing_ratio=0.5 or -o idm.batch_size=4 (see `vsynth models --json`).")  # fmt: skip
@@ -160,10 +163,10 @@ RUN_FIELDS = (
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
 def run(ctx, config_file, options, quiet, **flags):
-    """Synthesize a video with an IDM, a VDM and a bridge.
+    """Synthesize a video with an IDM, a VDM and a bridge, or with a VDM alone from the prompt.
 
-    Writes video.mp4, video.gif, idm_frames.mp4, condition.mp4 (when the IDM uses control maps),
-    grid.png and run.json into one folder, which appears whole or not at all.
+    Writes video.mp4, video.gif, idm_frames.mp4 (when there is an IDM), condition.mp4 (when the IDM
+    uses control maps), grid.png and run.json into one folder, which appears whole or not at all.
     """
     from vsynth.core.config import load_config_file, make_config, parse_option
 
@@ -209,7 +212,8 @@ def _print_summary(console, report) -> None:
     from rich.table import Table
 
     record = report.record
-    table = Table("stage", "seconds", title=f"{record['models']['idm']['name']} + {record['bridge']['name']} + {record['models']['vdm']['name']}")
+    names = [record["models"][role]["name"] for role in ("idm", "vdm") if role in record["models"]]
+    table = Table("stage", "seconds", title=f" + ".join([names[0], record["bridge"]["name"], *names[1:]]))
     for stage, seconds in record["timings"].items():
         table.add_row(stage, f"{seconds:.2f}")
     table.add_row("[bold]total", f"[bold]{sum(record['timings'].values()):.2f}")

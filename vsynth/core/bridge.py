@@ -21,8 +21,10 @@ class BridgeInputs:
     frames: int
     height: int  # pixels
     width: int
-    steps: int
+    steps: int  # the IDM's
     guidance: float
+    vdm_steps: int
+    vdm_guidance: float
     prompt: str  # the VDM's prompt
     image_prompt: str  # the IDM's prompt
     negative_prompt: str
@@ -51,6 +53,9 @@ class Bridge(ABC):
 
     @abstractmethod
     def run(
-        self, idm: ImageModel, vdm: VideoModel, inputs: BridgeInputs, generator: torch.Generator, stages: Stages
+        self, idm: ImageModel | None, vdm: VideoModel, inputs: BridgeInputs, generator: torch.Generator, stages: Stages
     ) -> BridgeResult:
-        """Return the final latent video; time and report each stage through ``stages``."""
+        """Return the final latent video; time and report each stage through ``stages``.
+
+        ``idm`` is None exactly when the spec says ``needs_idm=False``.
+        """

@@ -17,28 +17,30 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from vsynth.core.specs import Params
 from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
 
-ROLES = ("idm", "vdm", "bridge")
 DEFAULT_BRIDGE = "mixed-inversion"
+PLAIN_BRIDGE = "none"
 
 
 class RunConfig(BaseModel):
-    """Everything that defines a run; defaults follow the official BIVDiff configs."""
+    """Everything that defines a run; unset values resolve to the official BIVDiff defaults or the models' own."""
 
     model_config = ConfigDict(extra="forbid")
 
-    idm: str = Field(description="Image diffusion model name.")
+    idm: str | None = Field(None, description="Image diffusion model name; none for plain text-to-video.")
     vdm: str = Field(description="Video diffusion model name.")
-    bridge: str = Field(DEFAULT_BRIDGE, description="Bridging strategy name.")
-    video: Path = Field(description="Source video: mp4, gif or a folder of frames.")
+    bridge: str | None = Field(None, description="Bridging strategy; default: mixed-inversion with an IDM, else none.")
+    video: Path | None = Field(None, description="Source video: mp4, gif or a folder of frames.")
     prompt: str = Field(description="Prompt of the video model, and of the image model unless idm_prompt is set.")
     idm_prompt: str | None = Field(None, description="Prompt of the image model; default: prompt.")
     negative_prompt: str = ""
     frames: PositiveInt = 8
     stride: PositiveInt = 4
-    height: PositiveInt = 512
-    width: PositiveInt = 512
-    steps: PositiveInt = 50
-    guidance: PositiveFloat = 7.5
+    height: PositiveInt | None = Field(None, description="Default: 512 with an IDM (as BIVDiff), else the VDM's native size.")
+    width: PositiveInt | None = None
+    steps: PositiveInt | None = Field(None, description="Steps of the IDM, and of the VDM unless it fixes its own; default 50.")
+    guidance: PositiveFloat | None = Field(None, description="Guidance of the IDM, and of the VDM unless it fixes its own; default 7.5.")
+    vdm_steps: PositiveInt | None = Field(None, description="Steps of the VDM alone.")
+    vdm_guidance: PositiveFloat | None = Field(None, description="Guidance of the VDM alone.")
     seed: NonNegativeInt = 42
     options: dict[str, Any] = Field(default_factory=dict, description="key=value params of the models and bridge.")
     idm_weights: str | None = None

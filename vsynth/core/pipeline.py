@@ -1,8 +1,8 @@
 """One run, from a validated config to a written output folder.
 
-``plan_run`` checks everything a user can get wrong (names, options, video, output folder,
-weights) without loading a model; ``execute`` loads the models, prepares the inputs, lets the
-bridge compose them, decodes and writes. Read top to bottom, this is the whole run.
+``plan_run`` checks everything a user can get wrong (names, options, inputs, frame window,
+output folder, weights) without loading a model; ``execute`` loads the models, prepares the
+inputs, lets the bridge compose them, decodes and writes. Read top to bottom, this is the whole run.
 """
 
 from __future__ import annotations
@@ -15,16 +15,25 @@ from pathlib import Path
 
 from vsynth import __version__
 from vsynth.core import video as videoio
-from vsynth.core.config import RunConfig, route_options, validate_params
+from vsynth.core.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.outputs import atomic_dir, choose_out_dir
 from vsynth.core.progress import Stages
 from vsynth.core.registry import Registry, get_registry
-from vsynth.core.specs import BridgeSpec, ModelSpec, Params
+from vsynth.core.specs import DEFAULT_GUIDANCE, DEFAULT_STEPS, BridgeSpec, ModelSpec, Params, VideoParams
 from vsynth.core.weights import locate, resolve_sources, weight_flags
 from vsynth.errors import VideoError, VsynthInputError
 
 VAE_MULTIPLE = 8
+BIVDIFF_SIZE = (512, 512)
 DEFAULT_FPS = 8.0
+
+
+@dataclass(frozen=True)
+class Sampling:
+    steps: int  # the IDM's
+    guidance: float
+    vdm_steps: int
+    vdm_guidance: float
 
 
 @dataclass
@@ -32,15 +41,20 @@ class RunPlan:
     """A run whose every input has been checked; nothing heavy is loaded yet."""
 
     config: RunConfig
-    idm: ModelSpec
+    idm: ModelSpec | None
     vdm: ModelSpec
     bridge: BridgeSpec
-    params: dict[str, Params]
-    sources: dict[str, dict[str, str]]
-    video: videoio.VideoInfo
+    params: dict[str, Params]  # by role: "idm" (when there is one), "vdm", "bridge"
+    sources: dict[str, dict[str, str]]  # by role, then weights role -> folder or hub id
+    sampling: Sampling
+    video: videoio.VideoInfo | None
     height: int
     width: int
     out_dir: Path
+
+    @property
+    def task(self) -> str | None:
+        return self.bridge.task or (self.idm.task if self.idm else None)
 
 
 @dataclass
@@ -52,17 +66,59 @@ class RunReport:
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     """Validate a run before anything heavy happens; raises a VsynthInputError subclass."""
     registry = registry or get_registry()
-    idm = registry.model(config.idm, "idm")
+    idm = registry.model(config.idm, "idm") if config.idm else None
     vdm = registry.model(config.vdm, "vdm")
-    bridge = registry.bridge(config.bridge)
+    bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
+    _check_inputs(config, idm, bridge)
 
-    routed = route_options(config.options, {"idm": idm.params, "vdm": vdm.params, "bridge": bridge.params})
-    params = {
-        "idm": validate_params(idm.params, routed["idm"], "idm"),
-        "vdm": validate_params(vdm.params, routed["vdm"], "vdm"),
-        "bridge": validate_params(bridge.params, {**idm.bridge_defaults.get(bridge.name, {}), **routed["bridge"]}, "bridge"),
-    }
+    models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
+    routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params})
+    params = {role: validate_params(spec.params, routed[role], role) for role, spec in models.items()}
+    bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
+    params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge")
+    sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
 
+    if vdm.max_frames is not None and config.frames > vdm.max_frames:
+        raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+    info = _probe(config) if config.video is not None else None
+    default_size = BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
+    height, width = videoio.round_size(config.height or default_size[0], config.width or default_size[1], VAE_MULTIPLE)
+    out_dir = choose_out_dir(config.out, "-".join(s.name for s in models.values()))
+
+    sources = {}
+    for role, spec in models.items():
+        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), params[role].model_dump(), config.tiny)
+        flags = weight_flags(spec)
+        sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role]) for w in spec.weights}
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir)
+
+
+def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) -> None:
+    if bridge.needs_idm and idm is None:
+        raise VsynthInputError(f"bridge '{bridge.name}' needs an image model: add --idm (see `vsynth models --kind idm`)")
+    if not bridge.needs_idm and idm is not None:
+        raise VsynthInputError(f"bridge '{bridge.name}' runs the video model alone: drop --idm, or choose another --bridge")
+    if bridge.needs_video and config.video is None:
+        raise VsynthInputError(f"missing --video: bridge '{bridge.name}' works on a source video")
+    if not bridge.needs_video and config.video is not None:
+        raise VsynthInputError(f"bridge '{bridge.name}' generates from the prompt alone: drop --video, or choose another --bridge")
+
+
+def _resolve_sampling(config: RunConfig, vdm_params: Params, *, has_idm: bool) -> Sampling:
+    """Without an IDM, --steps/--guidance are the VDM's own; with one, they are shared unless the VDM fixes its own."""
+    steps = config.vdm_steps if config.vdm_steps is not None or has_idm else config.steps
+    guidance = config.vdm_guidance if config.vdm_guidance is not None or has_idm else config.guidance
+    resolver = vdm_params if isinstance(vdm_params, VideoParams) else VideoParams()
+    vdm_steps, vdm_guidance = resolver.sampling(steps, guidance, shared_steps=config.steps, shared_guidance=config.guidance)
+    return Sampling(
+        steps=config.steps or DEFAULT_STEPS,
+        guidance=DEFAULT_GUIDANCE if config.guidance is None else config.guidance,
+        vdm_steps=vdm_steps,
+        vdm_guidance=vdm_guidance,
+    )
+
+
+def _probe(config: RunConfig) -> videoio.VideoInfo:
     info = videoio.probe_video(config.video)
     needed = (config.frames - 1) * config.stride + 1
     if info.num_frames < needed:
@@ -71,15 +127,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
             f"{config.video} has {info.num_frames} frames; at stride {config.stride} that gives {available}, "
             f"fewer than the {config.frames} requested: lower --frames or --stride"
         )
-    height, width = videoio.round_size(config.height, config.width, VAE_MULTIPLE)
-    out_dir = choose_out_dir(config.out, f"{idm.name}-{vdm.name}")
-
-    sources = {}
-    for role, spec, primary in (("idm", idm, config.idm_weights), ("vdm", vdm, config.vdm_weights)):
-        wanted = resolve_sources(spec, primary, params[role].model_dump(), config.tiny)
-        flags = weight_flags(spec)
-        sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role]) for w in spec.weights}
-    return RunPlan(config, idm, vdm, bridge, params, sources, info, height, width, out_dir)
+    return info
 
 
 def _runtime(device: str):
@@ -103,42 +151,49 @@ def execute(plan: RunPlan, display=None) -> RunReport:
     import torch
 
     from vsynth.core.bridge import BridgeInputs
-    from vsynth.core.models import EvalCounter
+    from vsynth.core.models import EvalCounter, FrameInputs
 
-    config = plan.config
+    config, sampling = plan.config, plan.sampling
     runtime = _runtime(config.device)
     stages = Stages(display)
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
 
-    with stages.stage("loading models", total=2) as advance:
-        idm = plan.idm.load_impl().load(plan.idm, plan.params["idm"], plan.sources["idm"], runtime)
-        advance(1)
-        vdm = plan.vdm.load_impl().load(plan.vdm, plan.params["vdm"], plan.sources["vdm"], runtime)
-        advance(1)
+    specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
+    models = {}
+    with stages.stage("loading models", total=len(specs)) as advance:
+        for role, spec in specs.items():
+            models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
+            advance(1)
+    idm, vdm = models.get("idm"), models["vdm"]
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
     counter = EvalCounter()
-    for role, model in (("idm", idm), ("vdm", vdm)):
+    for role, model in models.items():
         for unet in model.unets():
             counter.attach(unet, role)
 
-    with stages.stage("reading video", total=config.frames) as advance:
-        source = videoio.read_video(config.video, frames=config.frames, stride=config.stride, size=(plan.height, plan.width))
-        advance(config.frames)
-    with stages.stage("preparing conditions", total=1) as advance:
-        frame_inputs = idm.prepare(source.frames)
-        advance(1)
+    source, frame_inputs = None, FrameInputs()
+    if config.video is not None:
+        with stages.stage("reading video", total=config.frames) as advance:
+            source = videoio.read_video(config.video, frames=config.frames, stride=config.stride, size=(plan.height, plan.width))
+            advance(config.frames)
+    if idm is not None and source is not None:
+        with stages.stage("preparing conditions", total=1) as advance:
+            frame_inputs = idm.prepare(source.frames)
+            advance(1)
 
     inputs = BridgeInputs(
         frames=config.frames,
         height=plan.height,
         width=plan.width,
-        steps=config.steps,
-        guidance=config.guidance,
+        steps=sampling.steps,
+        guidance=sampling.guidance,
+        vdm_steps=sampling.vdm_steps,
+        vdm_guidance=sampling.vdm_guidance,
         prompt=config.prompt,
         image_prompt=config.image_prompt,
         negative_prompt=config.negative_prompt,
-        source_frames=source.frames,
+        source_frames=source.frames if source else None,
         frame_inputs=frame_inputs,
     )
     generator = torch.Generator("cpu").manual_seed(config.seed)
@@ -148,65 +203,76 @@ def execute(plan: RunPlan, display=None) -> RunReport:
     with stages.stage("decoding", total=config.frames) as advance:
         frames = result.codec.decode(result.latents, advance)
 
-    fps = source.fps or DEFAULT_FPS
-    idm_frames = result.intermediates.get("idm_frames")
-    condition = frame_inputs.condition_frames
-    record = {
+    videos = {
+        "source": source.frames if source else None,
+        "condition": frame_inputs.condition_frames,
+        "IDM": result.intermediates.get("idm_frames"),
+        "final": frames,
+    }
+    record = _record(plan, runtime, counter, videos)
+    fps = (source.fps if source else None) or DEFAULT_FPS
+    record["fps"] = fps
+    with atomic_dir(plan.out_dir) as tmp:
+        _write_files(tmp, videos, fps, result.latents if config.save_latents else None, stages)
+        record["files"] = sorted(p.name for p in tmp.iterdir()) + ["run.json"]
+        record["timings"] = dict(stages.timings)
+        record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
+        (tmp / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return RunReport(out_dir=plan.out_dir, record=record)
+
+
+def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages) -> None:
+    """video.mp4/.gif, idm_frames.mp4 and condition.mp4 where there are such frames, grid.png, latents."""
+    named = {"idm_frames.mp4": videos["IDM"], "condition.mp4": videos["condition"]}
+    todo = 3 + sum(v is not None for v in named.values()) + (latents is not None)
+    with stages.stage("writing", total=todo) as advance:
+        videoio.write_mp4(folder / "video.mp4", videos["final"], fps)
+        videoio.write_gif(folder / "video.gif", videos["final"], fps)
+        advance(2)
+        for name, frames in named.items():
+            if frames is not None:
+                videoio.write_mp4(folder / name, frames, fps)
+                advance(1)
+        videoio.make_grid([(label, f) for label, f in videos.items() if f is not None]).save(folder / "grid.png")
+        advance(1)
+        if latents is not None:
+            from safetensors.torch import save_file
+
+            save_file({"latents": latents.float().cpu().contiguous()}, str(folder / "latents.safetensors"))
+            advance(1)
+
+
+def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
+    """Everything run.json says about the run, except what is known only after writing."""
+    config = plan.config
+    specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
+    return {
         "vsynth": __version__,
-        "task": plan.idm.task,
+        "task": plan.task,
         "config": json.loads(config.model_dump_json()),
         "models": {
             role: {"name": spec.name, "plugin": spec.plugin, "params": plan.params[role].model_dump(), "weights": plan.sources[role]}
-            for role, spec in (("idm", plan.idm), ("vdm", plan.vdm))
+            for role, spec in specs.items()
         },
         "bridge": {"name": plan.bridge.name, "plugin": plan.bridge.plugin, "params": plan.params["bridge"].model_dump()},
+        "sampling": vars(plan.sampling),
         "seed": config.seed,
         "frames": config.frames,
         "height": plan.height,
         "width": plan.width,
-        "fps": fps,
         "device": str(runtime.device),
         "dtype": str(runtime.dtype).removeprefix("torch."),
         "nfe": dict(counter.calls),
         "frame_evals": dict(counter.frame_evals),
         "metrics": {
             "mean_abs_frame_difference": {
-                "source": videoio.mean_abs_frame_difference(source.frames),
-                **({"idm": videoio.mean_abs_frame_difference(idm_frames)} if idm_frames is not None else {}),
-                "final": videoio.mean_abs_frame_difference(frames),
+                name.lower(): videoio.mean_abs_frame_difference(frames)
+                for name, frames in videos.items()
+                if frames is not None and name != "condition"
             }
         },
         "versions": _versions(),
     }
-
-    files = {"video.mp4", "video.gif", "grid.png", "run.json"}
-    files |= {"idm_frames.mp4"} if idm_frames is not None else set()
-    files |= {"condition.mp4"} if condition is not None else set()
-    files |= {"latents.safetensors"} if config.save_latents else set()
-    with atomic_dir(plan.out_dir) as tmp:
-        with stages.stage("writing", total=len(files)) as advance:
-            videoio.write_mp4(tmp / "video.mp4", frames, fps)
-            videoio.write_gif(tmp / "video.gif", frames, fps)
-            advance(2)
-            if idm_frames is not None:
-                videoio.write_mp4(tmp / "idm_frames.mp4", idm_frames, fps)
-                advance(1)
-            if condition is not None:
-                videoio.write_mp4(tmp / "condition.mp4", condition, fps)
-                advance(1)
-            rows = [("source", source.frames), ("condition", condition), ("IDM", idm_frames), ("final", frames)]
-            videoio.make_grid([(label, f) for label, f in rows if f is not None]).save(tmp / "grid.png")
-            advance(1)
-            if config.save_latents:
-                from safetensors.torch import save_file
-
-                save_file({"latents": result.latents.float().cpu().contiguous()}, str(tmp / "latents.safetensors"))
-                advance(1)
-        record["files"] = sorted(files)
-        record["timings"] = dict(stages.timings)
-        record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
-        (tmp / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return RunReport(out_dir=plan.out_dir, record=record)
 
 
 def run(config: RunConfig, display=None, registry: Registry | None = None) -> RunReport:

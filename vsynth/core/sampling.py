@@ -53,7 +53,8 @@ def sample(
     """Sample a clean latent video from pure noise with the model's scheduler (``steps`` steps)."""
     scheduler = denoiser.new_scheduler()
     scheduler.set_timesteps(steps, device=denoiser.device)
-    return denoise(denoiser, scheduler, noise * scheduler.init_noise_sigma, cond, scheduler.timesteps, guidance=guidance, advance=advance)
+    latents = noise * scheduler.init_noise_sigma
+    return _loop(denoiser, scheduler, latents, cond, scheduler.timesteps, guidance, advance)
 
 
 @torch.no_grad()
@@ -67,7 +68,22 @@ def denoise(
     guidance: float,
     advance: Advance | None = None,
 ) -> torch.Tensor:
-    """Run ``scheduler.step`` over ``steps`` (a slice of ``scheduler.timesteps``), from noisy latents."""
+    """Denoise a latent video at the noise level of ``steps[0]`` over ``steps`` (a tail of ``scheduler.timesteps``).
+
+    ``latents`` are in the variance-preserving form every bridge uses, sqrt(abar) x0 + sqrt(1 - abar) eps.
+    Schedulers that work on sigmas (Euler and kin) want x0 + sigma eps instead, which is the same
+    latent times sqrt(sigma^2 + 1); they also need to know where in their schedule they begin.
+    """
+    start = int((scheduler.timesteps == steps[0]).nonzero()[0])
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None:
+        latents = latents * (sigmas[start] ** 2 + 1).sqrt().to(latents.dtype)
+    return _loop(denoiser, scheduler, latents, cond, steps, guidance, advance)
+
+
+def _loop(denoiser, scheduler, latents, cond, steps, guidance, advance) -> torch.Tensor:
     for t in steps:
         model_input = scheduler.scale_model_input(latents, t)
         eps = denoiser.predict_noise(model_input, t, cond, guidance)
@@ -105,7 +121,7 @@ def bivdiff_invert(
     abar = denoiser.alphas_cumprod.to(latents.device, torch.float32)
     stride = denoiser.scheduler.config.num_train_timesteps // steps
     x = latents.float()
-    for e in timesteps(denoiser, steps).flip(0).tolist():
+    for e in timesteps(denoiser, steps).flip(0).round().long().tolist():  # Euler's timesteps are floats
         eps = denoiser.predict_noise(x.to(denoiser.dtype), e, cond, guidance=1.0).float()
         n = min(max_timestep, e + stride)
         x = add_noise(predict_x0(x, eps, abar[e]), eps, abar[n])

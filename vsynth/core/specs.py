@@ -14,11 +14,34 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ModelKind = Literal["idm", "vdm"]
 
+# Letters, digits, '-', '_' and '.': a '/' would make ``plugin/name`` ambiguous.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+DEFAULT_STEPS = 50
+DEFAULT_GUIDANCE = 7.5
+
 
 class Params(BaseModel):
     """Base class of every params model: unknown keys are an error, never silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class VideoParams(Params):
+    """Base of every VDM's params: it also decides how the VDM samples.
+
+    ``--steps``/``--guidance`` are shared by both models; ``--vdm-steps``/``--vdm-guidance`` (and,
+    with no IDM, ``--steps``/``--guidance``) are meant for the VDM alone. A VDM with fixed
+    sampling (a distilled checkpoint) overrides :meth:`sampling` to refuse what it cannot do.
+    """
+
+    def sampling(
+        self, steps: int | None, guidance: float | None, *, shared_steps: int | None, shared_guidance: float | None
+    ) -> tuple[int, float]:
+        """(steps, guidance) of the VDM from explicit VDM values, else the shared ones, else the defaults."""
+        steps = steps if steps is not None else shared_steps
+        guidance = guidance if guidance is not None else shared_guidance
+        return (steps or DEFAULT_STEPS, DEFAULT_GUIDANCE if guidance is None else guidance)
 
 
 class WeightsSpec(BaseModel):
@@ -42,13 +65,18 @@ def _check_impl(value: str) -> str:
 class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
-    name: str
+    name: str = Field(pattern=NAME_PATTERN, description="Short name users type, e.g. 'controlnet-canny'; no '/'.")
     description: str
     params: type[Params] = Params
     impl: str = Field(description="'package.module:ClassName' of the implementation, imported lazily.")
     plugin: str = Field("", description="Filled in by the registrar: the plugin that registered it.")
 
     _validate_impl = field_validator("impl")(classmethod(lambda cls, v: _check_impl(v)))
+
+    @property
+    def qualified_name(self) -> str:
+        """``plugin/name``: the name that stays unambiguous when two plugins register one short name."""
+        return f"{self.plugin}/{self.name}"
 
     def load_impl(self) -> type:
         """Import and return the implementation class (this is where torch gets imported)."""
@@ -79,6 +107,9 @@ class ModelSpec(_Spec):
         default_factory=dict,
         description="Per-bridge parameter defaults this model asks for, e.g. BIVDiff's mixing ratio per task.",
     )
+    native_size: tuple[int, int] | None = Field(None, description="(height, width) the model was trained at.")
+    max_frames: int | None = Field(None, description="Longest clip the model can denoise at once (its frame window).")
+    sampler: str = Field("DDIM, 50 steps, guidance 7.5", description="How the model samples by default.")
 
     @property
     def size_gb(self) -> float:
@@ -90,3 +121,6 @@ class BridgeSpec(_Spec):
 
     kind: Literal["bridge"] = "bridge"
     paper: str = ""
+    needs_idm: bool = Field(True, description="Whether the bridge uses an image model.")
+    needs_video: bool = Field(True, description="Whether the bridge uses a source video.")
+    task: str | None = Field(None, description="The task when the bridge defines it (e.g. text-to-video); else the IDM's.")

@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_FORMAT = "2"  # bump when a config or seed changes: it is part of the cache path
+TINY_FORMAT = "3"  # bump when a config or seed changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
@@ -36,6 +36,9 @@ TINY_MODELS: dict[str, str] = {
     "controlnet-depth": "ControlNetModel matching the sd15 UNet (depth map control)",
     "depth-estimator": "DPTForDepthEstimation (tiny ViT backbone) + DPT image processor, 64x64 input",
     "zeroscope": "TextToVideoSDPipeline directory (UNet3DCondition, sd15's VAE, CLIP text 48-d, DDIM)",
+    "modelscope": "TextToVideoSDPipeline directory like zeroscope's, with other UNet and text-encoder weights",
+    "motion-adapter": "MotionAdapter matching the sd15 UNet (AnimateDiff's motion modules), 32-frame window",
+    "animatediff-lightning": "AnimateDiff-Lightning repo layout: animatediff_lightning_{1,2,4,8}step_diffusers.safetensors",
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -48,6 +51,10 @@ _SEEDS = {
     "depth-estimator": 1005,
     "zeroscope.unet": 1006,
     "zeroscope.text_encoder": 1007,
+    "modelscope.unet": 1008,
+    "modelscope.text_encoder": 1009,
+    "motion-adapter": 1010,
+    "animatediff-lightning": 1011,  # + the checkpoint's step count
 }
 
 _VAE = dict(
@@ -103,6 +110,16 @@ _UNET3D = dict(
     norm_num_groups=8,
     sample_size=8,
 )
+
+# AnimateDiff's motion modules sit in every block of the sd15 UNet, so widths and depth must match it.
+_MOTION_ADAPTER = dict(
+    block_out_channels=_UNET2D_COMMON["block_out_channels"],
+    motion_layers_per_block=_UNET2D_COMMON["layers_per_block"],
+    motion_num_attention_heads=2,
+    motion_norm_num_groups=8,
+    motion_max_seq_length=32,
+)
+LIGHTNING_STEPS = (1, 2, 4, 8)
 
 _CLIP_TEXT_COMMON = dict(
     num_hidden_layers=3,
@@ -250,17 +267,52 @@ def _export_depth_estimator(directory: Path) -> None:
     DPTImageProcessor(**_DPT_PROCESSOR).save_pretrained(directory)
 
 
-def _export_zeroscope(directory: Path) -> None:
+def _export_text_to_video(name: str, directory: Path) -> None:
+    """ZeroScope and ModelScope share the layout and architecture; only their weights differ."""
     from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
 
     pipe = TextToVideoSDPipeline(
         vae=_vae(),
-        text_encoder=_clip_text("zeroscope.text_encoder", _ZEROSCOPE_TEXT),
+        text_encoder=_clip_text(f"{name}.text_encoder", _ZEROSCOPE_TEXT),
         tokenizer=tiny_tokenizer(),
-        unet=_seeded("zeroscope.unet", UNet3DConditionModel, **_UNET3D),
+        unet=_seeded(f"{name}.unet", UNet3DConditionModel, **_UNET3D),
         scheduler=_ddim(),
     )
     pipe.save_pretrained(directory)
+
+
+def _random_motion_adapter(seed_name: str, offset: int = 0):
+    """A MotionAdapter whose output projections are not zero, so the motion modules really act.
+
+    Like ControlNet's zero convs, AnimateDiff's temporal transformers start with zero ``proj_out``;
+    an untrained tiny adapter would be an exact no-op and motion could not be tested.
+    """
+    import torch
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(_SEEDS[seed_name] + offset)
+    adapter = MotionAdapter(**_MOTION_ADAPTER)
+    with torch.no_grad():
+        for name, param in adapter.named_parameters():
+            if "proj_out" in name:
+                torch.nn.init.normal_(param, std=0.05)
+    return adapter
+
+
+def _export_motion_adapter(directory: Path) -> None:
+    _random_motion_adapter("motion-adapter").save_pretrained(directory)
+
+
+def _export_lightning(directory: Path) -> None:
+    """The hub repo's layout: one safetensors per step count, and a config.json for the tiny adapter's shape
+    (the real repo has none: its checkpoints fit MotionAdapter's default config)."""
+    from safetensors.torch import save_file
+
+    for steps in LIGHTNING_STEPS:
+        adapter = _random_motion_adapter("animatediff-lightning", steps)
+        state = {k: v.contiguous() for k, v in adapter.state_dict().items()}
+        save_file(state, str(directory / f"animatediff_lightning_{steps}step_diffusers.safetensors"))
+    (directory / "config.json").write_text(json.dumps(dict(adapter.config), indent=2))
 
 
 def export(name: str, directory: str | Path) -> Path:
@@ -270,7 +322,10 @@ def export(name: str, directory: str | Path) -> Path:
         "controlnet-canny": lambda d: _export_controlnet("controlnet-canny", d),
         "controlnet-depth": lambda d: _export_controlnet("controlnet-depth", d),
         "depth-estimator": _export_depth_estimator,
-        "zeroscope": _export_zeroscope,
+        "zeroscope": lambda d: _export_text_to_video("zeroscope", d),
+        "modelscope": lambda d: _export_text_to_video("modelscope", d),
+        "motion-adapter": _export_motion_adapter,
+        "animatediff-lightning": _export_lightning,
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

@@ -76,7 +76,7 @@ def _in_hub_cache(repo_id: str) -> bool:
 def locate(weights: WeightsSpec, source: str, flag: str) -> str:
     """Return a source that ``from_pretrained`` can load, or raise a one-line error saying what to do."""
     path = Path(source).expanduser()
-    if path.is_dir():
+    if path.exists():  # a folder, or a single checkpoint file for models that load one
         return str(path)
     if _looks_like_path(source):
         raise VsynthInputError(f"{weights.role} weights directory not found: {source}")

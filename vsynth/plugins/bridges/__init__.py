@@ -28,8 +28,24 @@ class MixedInversionParams(Params):
     )
 
 
+class NoParams(Params):
+    pass
+
+
 @hookimpl
 def vsynth_register_bridges(registrar):
+    registrar.register_bridge(
+        BridgeSpec(
+            name="none",
+            description="No bridge: the VDM alone generates a video from the prompt (plain text-to-video), "
+            "e.g. the low-quality source that an enhancement bridge later improves.",
+            params=NoParams,
+            impl="vsynth.plugins.bridges.text_to_video:TextToVideo",
+            needs_idm=False,
+            needs_video=False,
+            task="text-to-video",
+        )
+    )
     registrar.register_bridge(
         BridgeSpec(
             name="mixed-inversion",

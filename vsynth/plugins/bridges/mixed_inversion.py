@@ -29,7 +29,7 @@ def mix(z_image: torch.Tensor | None, z_video: torch.Tensor | None, ratio: float
 
 class MixedInversion(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
-        params, steps = self.params, inputs.steps
+        params, steps, vdm_steps = self.params, inputs.steps, inputs.vdm_steps
         shape = inputs.latent_shape(idm.codec)
 
         with stages.stage("frame-wise generation", total=steps) as advance:
@@ -48,16 +48,16 @@ class MixedInversion(Bridge):
                 text = inverter.condition(inputs.negative_prompt if negative else inputs.image_prompt)
                 z_image = sampling.bivdiff_invert(inverter, z0, text, steps=steps, advance=advance)
         if params.mixing_ratio < 1:
-            with stages.stage("video inversion", total=steps) as advance:
+            with stages.stage("video inversion", total=vdm_steps) as advance:
                 text = vdm.denoiser.condition(inputs.negative_prompt if negative else inputs.prompt)
-                z_video = sampling.bivdiff_invert(vdm.denoiser, z0.to(vdm.denoiser.dtype), text, steps=steps, advance=advance)
+                z_video = sampling.bivdiff_invert(vdm.denoiser, z0.to(vdm.denoiser.dtype), text, steps=vdm_steps, advance=advance)
         z = mix(z_image, z_video, params.mixing_ratio)
 
-        with stages.stage("temporal smoothing", total=steps) as advance:
+        with stages.stage("temporal smoothing", total=vdm_steps) as advance:
             scheduler = vdm.denoiser.new_scheduler()
-            scheduler.set_timesteps(steps, device=vdm.denoiser.device)
+            scheduler.set_timesteps(vdm_steps, device=vdm.denoiser.device)
             cond = vdm.denoiser.condition(inputs.prompt, inputs.negative_prompt)
             z = sampling.denoise(
-                vdm.denoiser, scheduler, z.to(vdm.denoiser.dtype), cond, scheduler.timesteps, guidance=inputs.guidance, advance=advance
+                vdm.denoiser, scheduler, z.to(vdm.denoiser.dtype), cond, scheduler.timesteps, guidance=inputs.vdm_guidance, advance=advance
             )
         return BridgeResult(latents=z, codec=idm.codec, intermediates={"idm_frames": idm_frames})

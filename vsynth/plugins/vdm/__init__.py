@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, PositiveInt
 
 from vsynth import hookimpl
-from vsynth.core.specs import ModelSpec, Params, WeightsSpec
+from vsynth.core.specs import ModelSpec, VideoParams, WeightsSpec
+from vsynth.errors import InvalidParamsError
+from vsynth.plugins.idm import SD15
 
 
-class UNet3DParams(Params):
+class UNet3DParams(VideoParams):
     decode_batch_size: PositiveInt = Field(8, description="Frames decoded by the VAE at once.")
+
+
+class AnimateDiffParams(VideoParams):
+    base: str | None = Field(None, description="SD1.5 base or finetune (hub id or directory), e.g. emilianJR/epiCRealism.")
+    decode_batch_size: PositiveInt = Field(8, description="Frames decoded by the VAE at once.")
+
+
+LIGHTNING_FILE = "animatediff_lightning_{steps}step_diffusers.safetensors"
+
+
+class LightningParams(AnimateDiffParams):
+    checkpoint_steps: Literal[1, 2, 4, 8] = Field(4, description="Which distilled checkpoint: it samples with exactly this many steps.")
+
+    def sampling(self, steps, guidance, *, shared_steps, shared_guidance):
+        """The checkpoint fixes the steps (Euler, trailing spacing) and is distilled for guidance 1.0."""
+        if steps is not None and steps != self.checkpoint_steps:
+            raise InvalidParamsError(
+                f"animatediff-lightning's {self.checkpoint_steps}-step checkpoint samples with exactly {self.checkpoint_steps} "
+                f"steps, not {steps}: use -o checkpoint_steps={steps} if that checkpoint exists (1, 2, 4, 8), "
+                f"or leave the VDM's steps unset"
+            )
+        return self.checkpoint_steps, 1.0 if guidance is None else guidance
+
+
+UNET3D_IMPL = "vsynth.plugins.vdm.unet3d:UNet3DVideoModel"
+MOTION_ADAPTER = WeightsSpec(role="motion_adapter", id="guoyww/animatediff-motion-adapter-v1-5-2", size_gb=1.8, tiny="motion-adapter")
+LIGHTNING = WeightsSpec(role="lightning", id="ByteDance/AnimateDiff-Lightning", size_gb=0.9, tiny="animatediff-lightning")
 
 
 @hookimpl
@@ -18,9 +49,47 @@ def vsynth_register_models(registrar):
         ModelSpec(
             name="zeroscope",
             kind="vdm",
-            description="ZeroScope v2 576w text-to-video (UNet3D, OpenCLIP text encoder); native size 576x320.",
+            description="ZeroScope v2 576w text-to-video (UNet3D, OpenCLIP text encoder).",
             weights=(WeightsSpec(role="vdm", id="cerspense/zeroscope_v2_576w", size_gb=3.1, tiny="zeroscope"),),
             params=UNet3DParams,
-            impl="vsynth.plugins.vdm.unet3d:ZeroScope",
+            impl=UNET3D_IMPL,
+            native_size=(320, 576),
+        )
+    )
+    registrar.register_model(
+        ModelSpec(
+            name="modelscope",
+            kind="vdm",
+            description="ModelScope text-to-video 1.7B (UNet3D, OpenCLIP text encoder).",
+            weights=(WeightsSpec(role="vdm", id="ali-vilab/text-to-video-ms-1.7b", size_gb=3.4, tiny="modelscope"),),
+            params=UNet3DParams,
+            impl=UNET3D_IMPL,
+            native_size=(256, 256),
+        )
+    )
+    registrar.register_model(
+        ModelSpec(
+            name="animatediff",
+            kind="vdm",
+            description="AnimateDiff: SD1.5 (or a finetune, -o base=...) with a motion adapter; shares SD1.5's VAE and text encoder.",
+            weights=(MOTION_ADAPTER, SD15),
+            params=AnimateDiffParams,
+            impl="vsynth.plugins.vdm.animatediff:AnimateDiff",
+            native_size=(512, 512),
+            max_frames=32,
+            sampler="DDIM (linear betas, linspace spacing), 50 steps, guidance 7.5",
+        )
+    )
+    registrar.register_model(
+        ModelSpec(
+            name="animatediff-lightning",
+            kind="vdm",
+            description="AnimateDiff-Lightning: a 1/2/4/8-step distilled motion adapter on SD1.5 (or a finetune, -o base=...).",
+            weights=(LIGHTNING, SD15),
+            params=LightningParams,
+            impl="vsynth.plugins.vdm.animatediff:AnimateDiffLightning",
+            native_size=(512, 512),
+            max_frames=32,
+            sampler="Euler (linear betas, trailing spacing), the checkpoint's steps (default 4), guidance 1.0",
         )
     )

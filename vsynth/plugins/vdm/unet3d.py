@@ -28,7 +28,9 @@ class UNet3DDenoiser(Denoiser):
         return eps
 
 
-class ZeroScope(VideoModel):
+class UNet3DVideoModel(VideoModel):
+    """ZeroScope, ModelScope and other TextToVideoSD-layout folders: unet, vae, text_encoder, tokenizer, scheduler."""
+
     @classmethod
     def load(cls, spec, params, sources, runtime):
         from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel

@@ -1,0 +1,105 @@
+"""AnimateDiff and AnimateDiff-Lightning: SD1.5 (or a finetune) with motion modules.
+
+The motion UNet is built from the SD1.5 base and a MotionAdapter, exactly as AnimateDiffPipeline
+builds it. It shares SD1.5's VAE and text encoder, and wants text embeddings per frame.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from vsynth.core.components import VaeCodec, load
+from vsynth.core.models import Conditioning, Denoiser, VideoModel
+from vsynth.errors import VsynthInputError, WeightsUnavailableError
+from vsynth.plugins.idm.stable_diffusion import SD15
+from vsynth.plugins.vdm import LIGHTNING_FILE
+
+
+class MotionDenoiser(Denoiser):
+    """UNetMotionModel over clips (B, C, F, H, W); embeddings repeated per frame to (B*F, L, D)."""
+
+    frame_folded = False
+
+    @torch.no_grad()
+    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+        b, frames = latents.shape[0], latents.shape[2]
+        embeddings = cond.text.expand(b, -1, -1)
+        cfg = guidance > 1.0
+        if cfg:
+            latents = torch.cat([latents, latents])
+            embeddings = torch.cat([cond.negative.expand(b, -1, -1), embeddings])
+        embeddings = embeddings.repeat_interleave(frames, dim=0)
+        eps = self.unet(latents, t, encoder_hidden_states=embeddings, return_dict=False)[0]
+        if cfg:
+            uncond, text = eps.chunk(2)
+            eps = uncond + guidance * (text - uncond)
+        return eps
+
+
+class AnimateDiff(VideoModel):
+    """AnimateDiff with DDIM as its authors recommend for diffusers: linear betas, linspace spacing."""
+
+    @staticmethod
+    def scheduler(sd: SD15):
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler.from_config(
+            sd.scheduler.config, beta_schedule="linear", clip_sample=False, timestep_spacing="linspace", steps_offset=1
+        )
+
+    @classmethod
+    def load_adapter(cls, source: str, params, runtime):
+        from diffusers import MotionAdapter
+
+        return load(MotionAdapter, source, what="motion adapter", torch_dtype=runtime.dtype)
+
+    @classmethod
+    def load(cls, spec, params, sources, runtime):
+        from diffusers import UNetMotionModel
+
+        sd = SD15.load(sources["base"], runtime)
+        adapter = cls.load_adapter(sources[spec.weights[0].role], params, runtime)
+        unet = UNetMotionModel.from_unet2d(sd.unet, adapter).to(runtime.device, runtime.dtype)
+        model = cls(spec, params)
+        model.denoiser = MotionDenoiser(unet, cls.scheduler(sd), sd.tokenizer, sd.text_encoder)
+        model.codec = VaeCodec(sd.vae, params.decode_batch_size)
+        return model
+
+
+class AnimateDiffLightning(AnimateDiff):
+    """ByteDance's distilled checkpoints: Euler with trailing spacing, the checkpoint's step count."""
+
+    @staticmethod
+    def scheduler(sd: SD15):
+        from diffusers import EulerDiscreteScheduler
+
+        return EulerDiscreteScheduler.from_config(sd.scheduler.config, timestep_spacing="trailing", beta_schedule="linear")
+
+    @classmethod
+    def load_adapter(cls, source: str, params, runtime):
+        """From a checkpoint file, a folder holding the hub repo's files, or the hub repo itself."""
+        from diffusers import MotionAdapter
+        from safetensors.torch import load_file
+
+        filename = LIGHTNING_FILE.format(steps=params.checkpoint_steps)
+        path = Path(source)
+        config = {}
+        if path.is_dir():
+            if (path / "config.json").is_file():
+                config = {k: v for k, v in json.loads((path / "config.json").read_text()).items() if not k.startswith("_")}
+            path = path / filename
+            if not path.is_file():
+                raise VsynthInputError(f"{source} has no {filename}: download it, or pick another -o checkpoint_steps")
+        elif not path.is_file():
+            from huggingface_hub import hf_hub_download
+
+            try:
+                path = Path(hf_hub_download(source, filename))
+            except Exception as exc:
+                raise WeightsUnavailableError(f"cannot get {filename} from {source}: {str(exc).splitlines()[0]}") from None
+        adapter = MotionAdapter(**config)
+        adapter.load_state_dict(load_file(str(path)))
+        return adapter.to(runtime.dtype)
