@@ -65,8 +65,15 @@ def cli():
 # ---------------------------------------------------------------------------- listings
 
 
-def _spec_record(spec) -> dict:
-    record = {"name": spec.name, "kind": spec.kind, "plugin": spec.plugin, "description": spec.description}
+def _spec_record(spec, registry) -> dict:
+    record = {
+        "name": spec.name,
+        "qualified_name": spec.qualified_name,
+        "conflict": registry.conflicts(spec),  # another plugin has this name: only qualified_name selects it
+        "kind": spec.kind,
+        "plugin": spec.plugin,
+        "description": spec.description,
+    }
     if spec.kind == "bridge":
         record["paper"] = spec.paper
     else:
@@ -88,7 +95,7 @@ def models(kind, as_json):
 
     registry = get_registry()
     specs = [*registry.models.values(), *registry.bridges.values()]
-    records = [_spec_record(s) for s in specs if kind is None or s.kind == kind]
+    records = [_spec_record(s, registry) for s in specs if kind is None or s.kind == kind]
     if as_json:
         click.echo(json.dumps(records, indent=2, default=str))
         return
@@ -101,28 +108,82 @@ def models(kind, as_json):
     table.add_column("description", ratio=1)
     for r in records:
         size = f"{r['size_gb']:g} GB" if "size_gb" in r else ""
-        table.add_row(r["name"], r["kind"], r.get("task") or "", size, r["plugin"], r["description"])
+        name = f"{r['qualified_name']} [yellow](conflict)[/]" if r["conflict"] else r["name"]
+        table.add_row(name, r["kind"], r.get("task") or "", size, r["plugin"], r["description"])
     Console().print(table)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def plugins(as_json):
-    """List installed plugins and whether they loaded."""
+    """List installed plugins and whether they loaded.
+
+    A plugin that did not load is shown with its reason and the command that removes it.
+    """
     from vsynth.core.registry import get_registry
 
-    records = [p.as_dict() for p in get_registry().plugins.values()]
+    records = [p.as_dict() for p in get_registry().plugins]
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table("name", "version", "status", "error", title="vsynth plugins")
+    colors = {"ok": "green", "warning": "yellow", "error": "red", "disabled": "dim"}
+    table = Table("name", "distribution", "version", "status", title="vsynth plugins")
+    notes = []  # below the table, unwrapped, so that reasons and fixes read (and copy) whole
     for r in records:
-        status = "[green]ok[/]" if r["status"] == "ok" else "[red]error[/]"
-        table.add_row(r["name"] + (" (built-in)" if r["builtin"] else ""), r["version"], status, r["error"])
-    Console().print(table)
+        status = f"[{colors[r['status']]}]{r['status']}[/]"
+        table.add_row(r["name"] + (" (built-in)" if r["builtin"] else ""), r["dist"], r["version"], status)
+        notes += [f"{r['name']}: {status}: {escape(detail)}" for detail in ([r["error"]] if r["error"] else r["warnings"])]
+        notes += [f"{r['name']}: {status} by {r['disabled_by']}"] if r["disabled_by"] else []
+        notes += [f"  fix: [bold]{r['fix']}[/]"] if r["fix"] else []
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(note, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------- install / uninstall
+
+
+@cli.command()
+@click.argument("packages", nargs=-1)
+@click.option("-U", "--upgrade", is_flag=True, help="Upgrade the packages to their newest versions.")
+@click.option("-e", "--editable", "editables", multiple=True, metavar="PATH", help="Install a local project in editable mode (repeatable).")
+def install(packages, upgrade, editables):
+    """Install plugin packages with pip.
+
+    pip runs in the Python that runs vsynth; afterwards the plugins it added are listed.
+    """
+    if not packages and not editables:
+        raise click.UsageError("name at least one package, or -e PATH")
+    editable_args = [arg for path in editables for arg in ("-e", path)]
+    _pip_and_report(["install", *(["--upgrade"] if upgrade else []), *packages, *editable_args])
+
+
+@cli.command()
+@click.argument("packages", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def uninstall(packages, yes):
+    """Uninstall packages with pip, e.g. a plugin that fails to load.
+
+    Works whatever state the installed plugins are in; afterwards the plugins it removed are listed.
+    """
+    _pip_and_report(["uninstall", *packages, *(["--yes"] if yes else [])])
+
+
+def _pip_and_report(args: list[str]) -> None:
+    """Run pip without loading any plugin first, so a broken plugin cannot get in the way."""
+    from vsynth.core import installer
+
+    before = installer.installed_plugins()
+    code = installer.run_pip(args)
+    if code != 0:
+        raise VsynthError(f"pip {args[0]} failed with exit code {code} (its output is above)")
+    for line in installer.describe_changes(before, installer.installed_plugins()):
+        click.echo(line)
 
 
 # ---------------------------------------------------------------------------- run

@@ -3,12 +3,18 @@
 Entry points are loaded one at a time and every hook is called per plugin, so a plugin that
 fails to import, or whose hooks do not match the hookspecs, is recorded with its reason while
 every other plugin keeps working. ``VSYNTH_STRICT_PLUGINS=1`` re-raises instead.
+
+Names: specs are stored under ``plugin/name``. A built-in name cannot be taken by a plugin (its
+spec is skipped and the plugin reported); when two plugins register one short name of one kind,
+both are kept and the short name is refused with the qualified choices.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -24,63 +30,114 @@ from vsynth.errors import PluginError, UnknownNameError
 ENTRY_POINT_GROUP = "vsynth"
 BUILTIN = "vsynth"
 BUILTIN_MODULES = ("vsynth.plugins.idm", "vsynth.plugins.vdm", "vsynth.plugins.bridges")
+HOOKS = tuple(name for name in vars(hookspecs) if name.startswith("vsynth_"))
+# Importing these while loading makes every command slow; a plugin that does is warned.
+HEAVY_MODULES = ("torch",)
+
+STRICT_ENV = "VSYNTH_STRICT_PLUGINS"
+LOAD_ENV = "VSYNTH_LOAD_PLUGINS"
+DISABLE_ENV = "VSYNTH_DISABLE_PLUGINS"
 
 
 @dataclass
 class PluginInfo:
-    name: str
+    """What ``vsynth plugins`` reports about one plugin."""
+
+    name: str  # the entry-point name: the ``plugin`` of ``plugin/name``
     version: str
-    status: str = "ok"  # "ok" or "error"
-    error: str = ""
+    dist: str = ""  # the distribution that installed it: what `vsynth uninstall` takes
     builtin: bool = False
+    error: str = ""  # one line: why it did not load
+    warnings: list[str] = field(default_factory=list)  # what it loaded with, e.g. names refused
+    disabled_by: str = ""  # the variable that filtered it out, if one did
+
+    @property
+    def status(self) -> str:
+        if self.disabled_by:
+            return "disabled"
+        if self.error:
+            return "error"
+        return "warning" if self.warnings else "ok"
+
+    @property
+    def fix(self) -> str:
+        return f"vsynth uninstall {self.dist or self.name}" if self.error else ""
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "version": self.version, "status": self.status, "error": self.error, "builtin": self.builtin}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "dist": self.dist,
+            "builtin": self.builtin,
+            "status": self.status,
+            "error": self.error,
+            "warnings": list(self.warnings),
+            "disabled_by": self.disabled_by,
+            "fix": self.fix,
+        }
 
 
 class Registrar:
     """Handed to a plugin's hooks: records its specs under the plugin's name."""
 
-    def __init__(self, registry: Registry, plugin: str):
+    def __init__(self, registry: Registry, plugin: PluginInfo):
         self._registry = registry
-        self.plugin = plugin
+        self._plugin = plugin
+        self.plugin = plugin.name
 
     def register_model(self, spec: ModelSpec) -> None:
         if not isinstance(spec, ModelSpec):
             raise TypeError(f"register_model expects a ModelSpec, got {type(spec).__name__}")
-        self._registry._add(self._registry.models, spec.model_copy(update={"plugin": self.plugin}))
+        self._registry._add(self._registry.models, spec.model_copy(update={"plugin": self.plugin}), self._plugin)
 
     def register_bridge(self, spec: BridgeSpec) -> None:
         if not isinstance(spec, BridgeSpec):
             raise TypeError(f"register_bridge expects a BridgeSpec, got {type(spec).__name__}")
-        self._registry._add(self._registry.bridges, spec.model_copy(update={"plugin": self.plugin}))
+        self._registry._add(self._registry.bridges, spec.model_copy(update={"plugin": self.plugin}), self._plugin)
 
 
 @dataclass
 class Registry:
-    """Every spec of every plugin that loaded, and a report on each plugin."""
+    """Every spec of every plugin that loaded (keyed ``plugin/name``), and a report on each plugin."""
 
     models: dict[str, ModelSpec] = field(default_factory=dict)
     bridges: dict[str, BridgeSpec] = field(default_factory=dict)
-    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    plugins: list[PluginInfo] = field(default_factory=list)
 
-    def _add(self, table: dict, spec) -> None:
-        existing = table.get(spec.name)
-        if existing is not None:
-            raise PluginError(f"{spec.kind} '{spec.name}' is already registered by plugin '{existing.plugin}'")
-        table[spec.name] = spec
+    def _add(self, table: dict, spec, plugin: PluginInfo) -> None:
+        same = [s for s in table.values() if s.name == spec.name and s.kind == spec.kind]
+        if any(s.plugin == spec.plugin for s in same):
+            raise PluginError(f"{spec.kind} '{spec.name}' is registered twice")
+        if any(s.plugin == BUILTIN for s in same):
+            plugin.warnings.append(f"{spec.kind} '{spec.name}' not loaded: the name belongs to a built-in {spec.kind}")
+            return
+        table[spec.qualified_name] = spec
 
-    def model(self, name: str, kind: str) -> ModelSpec:
-        spec = self.models.get(name)
-        if spec is None or spec.kind != kind:
-            names = [n for n, s in self.models.items() if s.kind == kind]
-            raise UnknownNameError(_unknown(f"{kind.upper()}", name, names))
-        return spec
+    def conflicts(self, spec) -> bool:
+        """Whether another plugin registers the same short name for the same kind."""
+        table = self.bridges if spec.kind == "bridge" else self.models
+        return sum(s.name == spec.name and s.kind == spec.kind for s in table.values()) > 1
+
+    def address(self, spec) -> str:
+        """The name a user types for ``spec``: the short name, or ``plugin/name`` when it conflicts."""
+        return spec.qualified_name if self.conflicts(spec) else spec.name
+
+    def model(self, name: str, kind: str | None = None) -> ModelSpec:
+        """The model called ``name`` (short or ``plugin/name``), of ``kind`` when given."""
+        return self._lookup(self.models, name, kind, kind.upper() if kind else "model")
 
     def bridge(self, name: str) -> BridgeSpec:
-        if name not in self.bridges:
-            raise UnknownNameError(_unknown("bridge", name, list(self.bridges)))
-        return self.bridges[name]
+        return self._lookup(self.bridges, name, "bridge", "bridge")
+
+    def _lookup(self, table: dict, name: str, kind: str | None, what: str):
+        candidates = [s for s in table.values() if kind is None or s.kind == kind]
+        matches = [s for s in candidates if name in (s.name, s.qualified_name)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            choices = " or ".join(f"'{s.qualified_name}'" for s in matches)
+            raise UnknownNameError(f"{what} '{name}' is registered by several plugins: choose {choices}")
+        raise UnknownNameError(_unknown(what, name, [self.address(s) for s in candidates]))
 
 
 def _unknown(what: str, name: str, names: Iterable[str]) -> str:
@@ -90,8 +147,30 @@ def _unknown(what: str, name: str, names: Iterable[str]) -> str:
     return f"unknown {what} '{name}': {hint}choose from {', '.join(names)} (see `vsynth models`)"
 
 
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join([f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__, *lines[1:]])
+
+
+def _env_set(name: str) -> set[str] | None:
+    """A comma list from the environment: None when unset, possibly empty when set."""
+    value = os.environ.get(name)
+    return None if value is None else {item.strip() for item in value.split(",") if item.strip()}
+
+
+def _disabled_by(ep: metadata.EntryPoint) -> str:
+    """Which variable, if any, filters this plugin out; a plugin is named by its entry point or its distribution."""
+    names = {ep.name, ep.dist.name if ep.dist is not None else ep.name}
+    load, disable = _env_set(LOAD_ENV), _env_set(DISABLE_ENV)
+    if load is not None and not names & load:
+        return LOAD_ENV
+    if disable is not None and names & disable:
+        return DISABLE_ENV
+    return ""
+
+
 def _strict() -> bool:
-    return os.environ.get("VSYNTH_STRICT_PLUGINS", "") not in ("", "0")
+    return os.environ.get(STRICT_ENV, "") not in ("", "0")
 
 
 def _plugin_manager() -> pluggy.PluginManager:
@@ -100,49 +179,66 @@ def _plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _register_module(pm: pluggy.PluginManager, registry: Registry, module, name: str, plugin: str) -> None:
+def _register_module(pm: pluggy.PluginManager, registry: Registry, module, plugin: PluginInfo) -> None:
     """Register one plugin module and run its hooks against a registrar bound to ``plugin``.
 
-    On failure nothing of the module stays behind: neither its hooks nor the specs it managed
-    to register before failing.
+    pluggy checks the hooks' arguments against the hookspecs; a ``vsynth_*`` hook that no
+    hookspec declares (a typo) is refused here too. The module is unregistered afterwards, as
+    its hooks have run. On failure none of its specs stay behind, even those registered before
+    the failure.
     """
-    pm.register(module, name=name)
+    pm.register(module, name=plugin.name)
     try:
-        registrar = Registrar(registry, plugin)
-        for hook in (pm.hook.vsynth_register_models, pm.hook.vsynth_register_bridges):
-            for impl in hook.get_hookimpls():
-                if impl.plugin_name == name:
-                    impl.function(registrar=registrar)
+        for caller in pm.get_hookcallers(module) or []:
+            if caller.spec is None:
+                raise PluginError(f"unknown hook '{caller.name}': vsynth's hooks are {', '.join(HOOKS)}")
+        arguments = {"registrar": Registrar(registry, plugin)}
+        for hook in HOOKS:
+            for impl in getattr(pm.hook, hook).get_hookimpls():
+                if impl.plugin_name == plugin.name:
+                    impl.function(**{name: arguments[name] for name in impl.argnames})
     except BaseException:
-        pm.unregister(name=name)
         for table in (registry.models, registry.bridges):
-            for key in [k for k, spec in table.items() if spec.plugin == plugin]:
+            for key in [k for k, spec in table.items() if spec.plugin == plugin.name]:
                 del table[key]
         raise
+    finally:
+        pm.unregister(name=plugin.name)
+
+
+def _load_entry_point(pm: pluggy.PluginManager, registry: Registry, ep: metadata.EntryPoint, info: PluginInfo) -> None:
+    if any(p.name == ep.name and not p.disabled_by for p in registry.plugins):
+        raise PluginError(f"the plugin name '{ep.name}' is taken; rename the entry point in the group '{ENTRY_POINT_GROUP}'")
+    heavy_before = {m for m in HEAVY_MODULES if m in sys.modules}
+    module = ep.load()
+    for heavy in sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in heavy_before):
+        info.warnings.append(f"imports {heavy} when loaded, which slows every command: import it in the implementation module")
+    _register_module(pm, registry, module, info)
 
 
 def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) -> Registry:
-    """Load the built-in plugins, then every installed plugin, each one in isolation."""
-    import importlib
-
+    """Load the built-in plugins, then every installed plugin (or ``entry_points``), each one in isolation."""
     registry = Registry()
     pm = _plugin_manager()
-    registry.plugins[BUILTIN] = PluginInfo(BUILTIN, __version__, builtin=True)
+    builtin = PluginInfo(BUILTIN, __version__, dist="vsynth", builtin=True)
     for module_name in BUILTIN_MODULES:
-        _register_module(pm, registry, importlib.import_module(module_name), module_name, BUILTIN)
+        _register_module(pm, registry, importlib.import_module(module_name), builtin)
+    registry.plugins.append(builtin)
 
     if entry_points is None:
         entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
     for ep in entry_points:
-        version = ep.dist.version if ep.dist is not None else "?"
-        info = registry.plugins[ep.name] = PluginInfo(ep.name, version)
-        try:
-            _register_module(pm, registry, ep.load(), ep.name, ep.name)
-        except Exception as exc:  # a broken plugin must not break the others
-            if _strict():
-                raise PluginError(f"plugin '{ep.name}' failed to load: {exc}") from exc
-            info.status = "error"
-            info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        dist = ep.dist.name if ep.dist is not None else ""
+        info = PluginInfo(ep.name, ep.dist.version if ep.dist is not None else "?", dist=dist, disabled_by=_disabled_by(ep))
+        if not info.disabled_by:
+            try:
+                _load_entry_point(pm, registry, ep, info)
+            except Exception as exc:  # a broken plugin must not break the others
+                if _strict():
+                    raise PluginError(f"plugin '{ep.name}' failed to load: {_one_line(exc)}") from exc
+                info.error = _one_line(exc)
+                info.warnings.clear()
+        registry.plugins.append(info)
     return registry
 
 

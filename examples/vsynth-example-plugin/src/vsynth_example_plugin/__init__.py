@@ -1,0 +1,58 @@
+"""vsynth-example-plugin: an image model and a bridge, registered the way every vsynth plugin does.
+
+This module is what the entry point names. It registers specs only (metadata: no torch), so
+``vsynth --help`` and ``vsynth models`` stay fast; the modules named by ``impl`` are imported
+when a run needs them.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from vsynth import hookimpl
+from vsynth.core.specs import BridgeSpec, ModelSpec, Params, WeightsSpec
+from vsynth.plugins.idm import SD15, CannyParams
+
+CANNY = WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_canny", size_gb=1.4, tiny="controlnet-canny")
+
+
+class SDEditParams(Params):
+    strength: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="How far the IDM frames are noised before the VDM denoises them: 0 keeps them as they are, "
+        "1 starts the VDM from (nearly) pure noise.",
+    )
+
+
+@hookimpl
+def vsynth_register_models(registrar):
+    registrar.register_model(
+        ModelSpec(
+            name="canny-crossframe",
+            kind="idm",
+            task="controllable-generation",
+            description="ControlNet canny whose self-attention attends to the first frame (Text2Video-Zero's "
+            "cross-frame attention): consistent appearance across frames. With batch_size, per chunk.",
+            weights=(CANNY, SD15),
+            params=CannyParams,
+            impl="vsynth_example_plugin.cross_frame:CrossFrameCanny",
+            needs=("video|condition_video",),  # edges of the source video, or edge maps given as --condition-video
+            bridge_defaults={"mixed-inversion": {"mixing_ratio": 1.0}},
+        )
+    )
+
+
+@hookimpl
+def vsynth_register_bridges(registrar):
+    registrar.register_bridge(
+        BridgeSpec(
+            name="sdedit",
+            description="Frame-wise IDM generation, then SDEdit with the VDM: the IDM latents are noised to "
+            "`strength` and the VDM denoises the rest (cheap temporal smoothing, no inversion).",
+            paper="SDEdit, ICLR 2022 (arXiv:2108.01073)",
+            params=SDEditParams,
+            impl="vsynth_example_plugin.sdedit:SDEdit",
+        )
+    )

@@ -1,0 +1,105 @@
+"""The example plugin package, installed by pip from its local path: discovered, listed, run,
+its own tests passing, and still no torch for the listings.
+
+pip installs it with ``--target`` into a private folder that the tests put on the path, rather
+than into the virtual environment: a real wheel build and a real dist-info with the entry point,
+while the environment (perhaps shared with another test run) is never modified.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_VIDEO
+from vsynth.core.registry import get_registry
+from vsynth.testing import run_cli
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "vsynth-example-plugin"
+
+
+@pytest.fixture(scope="session")
+def example_site(tmp_path_factory):
+    """The folder pip installed the example package into (from a copy, so the checkout gets no build files).
+
+    ``--no-build-isolation`` builds with this environment's setuptools, so no index is needed; the
+    example asks for setuptools>=77, which the pinned torch requires anyway.
+    """
+    if int(metadata.version("setuptools").split(".")[0]) < 77:
+        pytest.skip("building the example offline needs setuptools>=77 here: pip install -U setuptools")
+    work = tmp_path_factory.mktemp("example-plugin")
+    source = shutil.copytree(EXAMPLE, work / "source", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    site = work / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index", "--no-deps"]
+    install = subprocess.run([*pip, "--no-build-isolation", "--target", str(site), str(source)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    return site
+
+
+@pytest.fixture
+def installed(example_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(example_site))
+    get_registry.cache_clear()
+    yield example_site
+    get_registry.cache_clear()
+
+
+def subprocess_env(example_site) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(example_site), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_installed_example_is_listed(installed):
+    plugins = {r["name"]: r for r in json.loads(run_cli("plugins", "--json").stdout)}
+    assert plugins["example"]["status"] == "ok"
+    assert (plugins["example"]["dist"], plugins["example"]["version"]) == ("vsynth-example-plugin", "0.1.0")
+
+    models = {r["qualified_name"]: r for r in json.loads(run_cli("models", "--json").stdout)}
+    assert models["example/canny-crossframe"]["kind"] == "idm" and not models["example/canny-crossframe"]["conflict"]
+    assert models["example/sdedit"]["kind"] == "bridge"
+    assert models["example/sdedit"]["params"]["strength"]["default"] == 0.5
+
+
+def test_tiny_run_with_the_example_model_and_bridge_writes_a_video(installed, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        "run", "--tiny", "--idm", "canny-crossframe", "--vdm", "zeroscope", "--bridge", "sdedit", "-o", "strength=0.5",
+        "--video", SAMPLE_VIDEO, "--prompt", "a ball", "--frames", 2, "--steps", 2, "--height", 64, "--width", 64,
+        "--quiet", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert (record["models"]["idm"]["plugin"], record["bridge"]["plugin"]) == ("example", "example")
+    assert record["nfe"]["vdm"] == 1  # strength 0.5 of 2 steps
+    assert {"video.mp4", "idm_frames.mp4"} <= {p.name for p in out.iterdir()}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["models"], ["plugins"]])
+def test_listings_import_no_torch_with_the_example_installed(example_site, args):
+    code = (
+        f"import sys; from vsynth.cli import cli; cli({args!r}, standalone_mode=False); "
+        "print('torch' in sys.modules, 'vsynth_example_plugin' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=subprocess_env(example_site))
+    torch_imported, plugin_imported = run.stdout.strip().splitlines()[-1].split()
+    assert torch_imported == "False" and plugin_imported == str(args != ["--help"])
+
+
+def test_vsynth_testing_imports_no_torch():
+    code = "import sys, vsynth.testing, vsynth.testing.fixtures; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_the_example_packages_own_tests_pass_installed(example_site, tmp_path):
+    """Its tests run from a copy outside the checkout; its src/ layout means they import the installed package."""
+    tests = shutil.copytree(EXAMPLE, tmp_path / "example", ignore=shutil.ignore_patterns("src", "build", "*.egg-info", "__pycache__"))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:logging"],
+        cwd=tests, capture_output=True, text=True, env=subprocess_env(example_site),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert " passed" in run.stdout and "failed" not in run.stdout

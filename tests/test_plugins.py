@@ -1,0 +1,352 @@
+"""Plugin discovery that survives broken plugins, the name rules, the filters, and install/uninstall.
+
+Plugins here are installed-looking without pip: a module and a ``*.dist-info`` folder holding its
+entry point, on sys.path, which is all that discovery reads.
+"""
+
+import importlib
+import json
+import os
+import shutil
+import sys
+import textwrap
+from importlib import metadata
+
+import pytest
+
+from tests.conftest import SAMPLE_VIDEO
+from vsynth.core import installer, registry
+from vsynth.core.registry import build_registry, get_registry
+from vsynth.errors import PluginError, UnknownNameError
+from vsynth.testing import run_cli
+
+IDM_PLUGIN = """
+from vsynth import hookimpl
+from vsynth.core.specs import ModelSpec, WeightsSpec
+
+@hookimpl
+def vsynth_register_models(registrar):
+    for name in {names!r}:
+        registrar.register_model(ModelSpec(
+            name=name, kind="idm", description="a test model",
+            weights=(WeightsSpec(role="controlnet", id="me/controlnet", size_gb=0.1),),
+            impl="vsynth.plugins.idm.controlnet:ControlNetCanny",
+        ))
+"""
+
+BRIDGE_PLUGIN = """
+from vsynth import hookimpl
+from vsynth.core.specs import BridgeSpec
+
+@hookimpl
+def vsynth_register_bridges(registrar):
+    registrar.register_bridge(BridgeSpec(name={name!r}, description="a test bridge", impl="x.y:Z"))
+"""
+
+BROKEN_IMPORT = "import vsynth_missing_dependency\n"
+
+WRONG_SIGNATURE = """
+from vsynth import hookimpl
+
+@hookimpl
+def vsynth_register_models(registrar, device):
+    pass
+"""
+
+UNKNOWN_HOOK = """
+from vsynth import hookimpl
+
+@hookimpl
+def vsynth_register_model(registrar):
+    pass
+"""
+
+FAILS_HALFWAY = IDM_PLUGIN.format(names=["halfway"]) + """
+@hookimpl
+def vsynth_register_bridges(registrar):
+    raise RuntimeError("bridges are not ready")
+"""
+
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch):
+    """``add(dist, source, entry=...)`` installs a fake plugin, for this process and its subprocesses;
+    the registry cache is rebuilt around the test."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    modules = []
+
+    def add(dist: str, source: str, entry: str | None = None) -> metadata.EntryPoint:
+        module = dist.replace("-", "_")
+        entry = entry or dist.removeprefix("vsynth-")
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{module}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[vsynth]\n{entry} = {module}\n")
+        modules.append(module)
+        importlib.invalidate_caches()
+        get_registry.cache_clear()
+        (ep,) = metadata.PathDistribution(info).entry_points
+        return ep
+
+    add.site = site
+    get_registry.cache_clear()
+    yield add
+    for module in modules:
+        sys.modules.pop(module, None)
+    get_registry.cache_clear()
+
+
+def info(reg, name):
+    return next(p for p in reg.plugins if p.name == name)
+
+
+# ---------------------------------------------------------------------------- discovery
+
+
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        (BROKEN_IMPORT, "ModuleNotFoundError: No module named 'vsynth_missing_dependency'"),
+        (WRONG_SIGNATURE, "device"),
+        (UNKNOWN_HOOK, "unknown hook 'vsynth_register_model'"),
+    ],
+    ids=["import error", "wrong signature", "unknown hook"],
+)
+def test_a_broken_plugin_is_reported_and_the_others_load(plugins, source, reason):
+    broken = plugins("vsynth-broken", source)
+    good = plugins("vsynth-good", IDM_PLUGIN.format(names=["good-idm"]))
+    reg = build_registry([broken, good])
+
+    report = info(reg, "broken")
+    assert report.status == "error" and reason in report.error and "\n" not in report.error
+    assert report.fix == "vsynth uninstall vsynth-broken" and report.dist == "vsynth-broken"
+    assert info(reg, "good").status == "ok" and reg.model("good-idm", "idm").plugin == "good"
+    assert reg.model("controlnet-canny", "idm").plugin == "vsynth"
+
+
+def test_a_plugin_that_fails_halfway_leaves_no_specs_behind(plugins):
+    reg = build_registry([plugins("vsynth-halfway", FAILS_HALFWAY)])
+    assert "bridges are not ready" in info(reg, "halfway").error
+    assert not any(spec.plugin == "halfway" for spec in reg.models.values())
+
+
+def test_strict_mode_raises_with_the_reason(plugins, monkeypatch):
+    monkeypatch.setenv("VSYNTH_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="plugin 'broken' failed to load: ModuleNotFoundError"):
+        build_registry([plugins("vsynth-broken", BROKEN_IMPORT)])
+
+
+def test_a_taken_plugin_name_is_an_error(plugins):
+    first = plugins("vsynth-first", IDM_PLUGIN.format(names=["first-idm"]), entry="same")
+    second = plugins("vsynth-second", IDM_PLUGIN.format(names=["second-idm"]), entry="same")
+    builtin_name = plugins("vsynth-clash", IDM_PLUGIN.format(names=["clash-idm"]), entry="vsynth")
+    reg = build_registry([first, second, builtin_name])
+    assert [(p.dist, p.status) for p in reg.plugins] == [
+        ("vsynth", "ok"), ("vsynth-first", "ok"), ("vsynth-second", "error"), ("vsynth-clash", "error"),
+    ]  # fmt: skip
+    assert "the plugin name 'same' is taken" in reg.plugins[2].error
+    assert reg.model("first-idm").plugin == "same"
+
+
+def test_a_plugin_that_imports_a_heavy_module_is_warned(plugins, monkeypatch):
+    (plugins.site / "heavy_dependency.py").write_text("")
+    monkeypatch.setattr(registry, "HEAVY_MODULES", ("heavy_dependency",))
+    monkeypatch.delitem(sys.modules, "heavy_dependency", raising=False)
+    reg = build_registry([plugins("vsynth-heavy", "import heavy_dependency\n" + IDM_PLUGIN.format(names=["heavy-idm"]))])
+    report = info(reg, "heavy")
+    assert report.status == "warning" and "imports heavy_dependency when loaded" in report.warnings[0]
+    assert reg.model("heavy-idm").plugin == "heavy"
+
+
+# ---------------------------------------------------------------------------- names
+
+
+def test_a_builtin_name_cannot_be_shadowed(plugins):
+    shadow = plugins("vsynth-shadow", IDM_PLUGIN.format(names=["controlnet-canny", "own-idm"]) + BRIDGE_PLUGIN.format(name="mixed-inversion"))
+    reg = build_registry([shadow])
+    report = info(reg, "shadow")
+    assert report.status == "warning" and report.error == ""
+    assert report.warnings == [
+        "idm 'controlnet-canny' not loaded: the name belongs to a built-in idm",
+        "bridge 'mixed-inversion' not loaded: the name belongs to a built-in bridge",
+    ]
+    assert reg.model("controlnet-canny", "idm").plugin == "vsynth" and reg.bridge("mixed-inversion").plugin == "vsynth"
+    assert reg.model("own-idm", "idm").plugin == "shadow"
+    with pytest.raises(UnknownNameError):
+        reg.model("shadow/controlnet-canny", "idm")
+
+
+def test_two_plugins_with_one_name_are_both_kept_and_the_short_name_is_refused(plugins):
+    alpha = plugins("vsynth-alpha", IDM_PLUGIN.format(names=["shared"]))
+    beta = plugins("vsynth-beta", IDM_PLUGIN.format(names=["shared"]))
+    reg = build_registry([alpha, beta])
+    assert {info(reg, "alpha").status, info(reg, "beta").status} == {"ok"}
+    assert reg.model("alpha/shared", "idm").plugin == "alpha" and reg.model("beta/shared", "idm").plugin == "beta"
+    assert reg.conflicts(reg.model("alpha/shared")) and reg.address(reg.model("beta/shared")) == "beta/shared"
+    with pytest.raises(UnknownNameError, match="IDM 'shared' is registered by several plugins: choose 'alpha/shared' or 'beta/shared'"):
+        reg.model("shared", "idm")
+    with pytest.raises(UnknownNameError, match="did you mean 'alpha/shared'"):
+        reg.model("alpha/sharde", "idm")
+
+
+def test_one_name_for_two_kinds_is_no_conflict(plugins):
+    reg = build_registry([plugins("vsynth-both", IDM_PLUGIN.format(names=["zeroscope"]))])
+    assert reg.model("zeroscope", "idm").plugin == "both" and reg.model("zeroscope", "vdm").plugin == "vsynth"
+    assert info(reg, "both").status == "ok"
+
+
+def test_a_name_with_a_slash_is_refused(plugins):
+    reg = build_registry([plugins("vsynth-slash", IDM_PLUGIN.format(names=["a/b"]))])
+    assert "name" in info(reg, "slash").error and info(reg, "slash").status == "error"
+
+
+# ---------------------------------------------------------------------------- filters
+
+
+@pytest.mark.parametrize(
+    "env, loaded",
+    [
+        ({"VSYNTH_LOAD_PLUGINS": ""}, set()),
+        ({"VSYNTH_LOAD_PLUGINS": "alpha"}, {"alpha"}),
+        ({"VSYNTH_LOAD_PLUGINS": " vsynth-beta , alpha"}, {"alpha", "beta"}),  # entry-point or distribution names
+        ({"VSYNTH_DISABLE_PLUGINS": "alpha,broken"}, {"beta"}),
+        ({"VSYNTH_LOAD_PLUGINS": "alpha,beta", "VSYNTH_DISABLE_PLUGINS": "beta"}, {"alpha"}),
+    ],
+)
+def test_filters_select_plugins_and_report_the_others(plugins, monkeypatch, env, loaded):
+    eps = [
+        plugins("vsynth-alpha", IDM_PLUGIN.format(names=["alpha-idm"])),
+        plugins("vsynth-beta", IDM_PLUGIN.format(names=["beta-idm"])),
+        plugins("vsynth-broken", BROKEN_IMPORT),
+    ]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reg = build_registry(eps)
+    assert {spec.plugin for spec in reg.models.values()} - {"vsynth"} == loaded
+    for report in reg.plugins[1:]:
+        if report.name in loaded:
+            assert report.status == "ok"
+        elif report.disabled_by:
+            assert report.status == "disabled" and report.error == "" and report.disabled_by in env
+        else:
+            assert report.name == "broken" and report.status == "error"  # a disabled plugin is never imported
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def test_listings_keep_working_with_a_broken_plugin(plugins):
+    plugins("vsynth-broken", BROKEN_IMPORT)
+    result = run_cli("models", "--json")
+    assert result.exit_code == 0 and "controlnet-canny" in {r["name"] for r in json.loads(result.stdout)}
+
+    result = run_cli("plugins", "--json")
+    record = next(r for r in json.loads(result.stdout) if r["name"] == "broken")
+    assert record["status"] == "error" and record["fix"] == "vsynth uninstall vsynth-broken"
+    assert record["error"] == "ModuleNotFoundError: No module named 'vsynth_missing_dependency'"
+
+    table = run_cli("plugins").stdout
+    assert "broken: error: ModuleNotFoundError: No module named 'vsynth_missing_dependency'" in table
+    assert "fix: vsynth uninstall vsynth-broken" in table
+
+
+def test_a_run_with_builtins_works_next_to_a_broken_plugin(plugins, tmp_path):
+    plugins("vsynth-broken", WRONG_SIGNATURE)
+    out = tmp_path / "out"
+    result = run_cli(
+        "run", "--tiny", "--idm", "controlnet-canny", "--vdm", "zeroscope", "--video", SAMPLE_VIDEO, "--prompt", "a ball",
+        "--frames", 1, "--steps", 1, "--height", 64, "--width", 64, "--quiet", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (out / "video.mp4").is_file()
+
+
+def test_strict_mode_fails_the_command_in_one_line(plugins, monkeypatch):
+    plugins("vsynth-broken", BROKEN_IMPORT)
+    monkeypatch.setenv("VSYNTH_STRICT_PLUGINS", "1")
+    result = run_cli("models")
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line == "Error: plugin 'broken' failed to load: ModuleNotFoundError: No module named 'vsynth_missing_dependency'"
+
+
+def test_models_json_marks_conflicts_and_a_run_with_the_short_name_is_refused(plugins, tmp_path):
+    plugins("vsynth-alpha", IDM_PLUGIN.format(names=["shared"]))
+    plugins("vsynth-beta", IDM_PLUGIN.format(names=["shared"]))
+    records = [r for r in json.loads(run_cli("models", "--json").stdout) if r["name"] == "shared"]
+    assert sorted((r["qualified_name"], r["conflict"]) for r in records) == [("alpha/shared", True), ("beta/shared", True)]
+    canny = next(r for r in json.loads(run_cli("models", "--json").stdout) if r["name"] == "controlnet-canny")
+    assert (canny["qualified_name"], canny["conflict"]) == ("vsynth/controlnet-canny", False)
+    assert "alpha/shared" in run_cli("models").stdout
+
+    result = run_cli("run", "--tiny", "--idm", "shared", "--vdm", "zeroscope", "--video", SAMPLE_VIDEO, "--prompt", "x", "--out", tmp_path / "o")
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "choose 'alpha/shared' or 'beta/shared'" in line
+
+
+# ---------------------------------------------------------------------------- install / uninstall
+
+
+@pytest.fixture
+def fake_pip(plugins, monkeypatch):
+    """pip as far as vsynth can tell: installs write a plugin's dist-info, uninstalls remove it."""
+    calls = []
+
+    def run_pip(args):
+        calls.append(args)
+        if args[0] == "install":
+            plugins("vsynth-new", IDM_PLUGIN.format(names=["new-idm"]))
+        else:
+            for dist in args[1:]:
+                shutil.rmtree(plugins.site / f"{dist.replace('-', '_')}-1.0.dist-info", ignore_errors=True)
+        return 0
+
+    monkeypatch.setattr(installer, "run_pip", run_pip)
+    return calls
+
+
+def test_install_runs_pip_and_shows_the_added_plugin(fake_pip):
+    result = run_cli("install", "-U", "vsynth-new", "-e", "./local-plugin")
+    assert result.exit_code == 0, result.output
+    assert fake_pip == [["install", "--upgrade", "vsynth-new", "-e", "./local-plugin"]]
+    assert result.stdout.strip() == "added plugin 'new' (vsynth-new 1.0)"
+
+
+def test_uninstall_works_with_a_broken_plugin_even_in_strict_mode(plugins, fake_pip, monkeypatch):
+    plugins("vsynth-broken", BROKEN_IMPORT)
+    monkeypatch.setenv("VSYNTH_STRICT_PLUGINS", "1")
+    result = run_cli("uninstall", "vsynth-broken", "-y")
+    assert result.exit_code == 0, result.output
+    assert fake_pip == [["uninstall", "vsynth-broken", "--yes"]]
+    assert result.stdout.strip() == "removed plugin 'broken' (vsynth-broken 1.0)"
+
+
+def test_install_reports_pip_failure_and_missing_packages_in_one_line(monkeypatch):
+    monkeypatch.setattr(installer, "run_pip", lambda args: 1)
+    result = run_cli("install", "vsynth-nothing")
+    assert result.exit_code == 1 and result.stderr.strip() == "Error: pip install failed with exit code 1 (its output is above)"
+    result = run_cli("install")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_pip_runs_in_vsynths_own_interpreter(monkeypatch):
+    seen = []
+    monkeypatch.setattr(installer.subprocess, "run", lambda cmd: seen.append(cmd) or type("Done", (), {"returncode": 0}))
+    assert installer.run_pip(["install", "x"]) == 0
+    assert seen == [[sys.executable, "-m", "pip", "install", "x"]]
+
+
+def test_describe_changes():
+    old = {installer.InstalledPlugin("a", "vsynth-a", "1.0"), installer.InstalledPlugin("b", "vsynth-b", "1.0")}
+    new = {installer.InstalledPlugin("a", "vsynth-a", "2.0"), installer.InstalledPlugin("c", "vsynth-c", "1.0")}
+    assert installer.describe_changes(old, new) == [
+        "added plugin 'c' (vsynth-c 1.0)",
+        "removed plugin 'b' (vsynth-b 1.0)",
+        "updated plugin 'a' (vsynth-a 1.0 -> 2.0)",
+    ]
+    assert installer.describe_changes(old, old) == ["no vsynth plugin was added or removed"]

@@ -1,0 +1,97 @@
+"""Helpers for testing vsynth plugins (and vsynth itself) on the offline tiny models.
+
+Plugin packages import these directly; :mod:`vsynth.testing.fixtures` adds pytest fixtures.
+Importing this package imports no torch; the helpers that need it import it when called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_PROMPT = "a red ball bouncing on a table"
+
+
+def tiny_runtime():
+    """CPU, float32: where tests run models."""
+    import torch
+
+    from vsynth.core.models import Runtime
+
+    return Runtime(torch.device("cpu"), torch.float32)
+
+
+def load_tiny_model(name: str, **params):
+    """Load a registered model (``name`` or ``plugin/name``) on its tiny weights, as ``vsynth run --tiny`` does."""
+    from vsynth.core.registry import get_registry
+    from vsynth.core.weights import resolve_sources
+
+    spec = get_registry().model(name)
+    validated = spec.params.model_validate(params)
+    sources = resolve_sources(spec, None, validated.model_dump(), tiny=True)
+    return spec.load_impl().load(spec, validated, sources, tiny_runtime())
+
+
+def load_bridge(name: str, **params):
+    """Instantiate a registered bridge with ``params`` validated by its params model."""
+    from vsynth.core.registry import get_registry
+
+    spec = get_registry().bridge(name)
+    return spec.load_impl()(spec, spec.params.model_validate(params))
+
+
+def bridge_inputs(idm, source_frames: np.ndarray, *, steps: int = 2, guidance: float = 7.5, prompt: str = SAMPLE_PROMPT):
+    """What the pipeline would hand a bridge for this source video, with ``idm``'s prepared inputs
+    (``idm`` may be None for bridges without an image model)."""
+    from vsynth.core.bridge import BridgeInputs
+    from vsynth.core.models import FrameInputs, Sources
+
+    sources = Sources(video=source_frames)
+    frames, height, width, _ = source_frames.shape
+    return BridgeInputs(
+        frames=frames,
+        height=height,
+        width=width,
+        steps=steps,
+        guidance=guidance,
+        vdm_steps=steps,
+        vdm_guidance=guidance,
+        prompt=prompt,
+        image_prompt=prompt,
+        negative_prompt="",
+        sources=sources,
+        frame_inputs=idm.prepare(sources) if idm is not None else FrameInputs(),
+    )
+
+
+def sample_frames(frames: int = 3, height: int = 64, width: int = 64) -> np.ndarray:
+    """uint8 (F, H, W, 3): a red disc and a blue square moving over a gradient (clear edges for control maps)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = []
+    for i in range(frames):
+        t = i / max(frames - 1, 1)
+        frame = np.stack([170 + 60 * x / width, 185 + 50 * y / height, 225 - 45 * x / width], axis=-1)
+        disc = (x - width * (0.2 + 0.6 * t)) ** 2 + (y - height / 2) ** 2 <= (min(height, width) / 7) ** 2
+        square = (np.abs(x - width * (0.8 - 0.6 * t)) <= width / 9) & (np.abs(y - height * (0.2 + 0.6 * t)) <= height / 9)
+        frame[disc] = (225, 50, 45)
+        frame[square] = (35, 60, 200)
+        out.append(frame)
+    return np.stack(out).round().clip(0, 255).astype(np.uint8)
+
+
+def write_sample_video(path: str | Path, frames: int = 16, height: int = 64, width: int = 64, fps: float = 8.0) -> Path:
+    """Write :func:`sample_frames` as an mp4 at ``path`` and return it."""
+    from vsynth.core.video import write_mp4
+
+    write_mp4(path, sample_frames(frames, height, width), fps)
+    return Path(path)
+
+
+def run_cli(*args):
+    """``vsynth ARGS`` through click's CliRunner; returns its Result (exit_code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from vsynth.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
