@@ -18,6 +18,12 @@ SIZE = 256
 FRAMES = 32
 FPS = 8
 OUTPUT = Path(__file__).with_name("shapes.mp4")
+CIRCLE_RADIUS = 36
+
+
+def circle_center(t: float) -> tuple[float, float]:
+    """The red circle's centre (x, y) in pixels at time ``t``: left to right along a wave."""
+    return 48 + 160 * t, 128 + 56 * np.sin(2 * np.pi * t)
 
 
 def render_frame(t: float) -> np.ndarray:
@@ -25,8 +31,8 @@ def render_frame(t: float) -> np.ndarray:
     y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / (SIZE - 1)
     frame = np.stack([170 + 60 * x, 185 + 50 * y, 225 - 45 * x], axis=-1)  # pale, smooth gradient
 
-    cx, cy = 48 + 160 * t, 128 + 56 * np.sin(2 * np.pi * t)  # circle: left to right along a wave
-    circle = (x * (SIZE - 1) - cx) ** 2 + (y * (SIZE - 1) - cy) ** 2 <= 36**2
+    cx, cy = circle_center(t)
+    circle = (x * (SIZE - 1) - cx) ** 2 + (y * (SIZE - 1) - cy) ** 2 <= CIRCLE_RADIUS**2
     frame[circle] = (225, 50, 45)
 
     sx, sy = 200 - 150 * t, 40 + 150 * t  # square: top right to bottom left, drawn over the circle
@@ -35,10 +41,10 @@ def render_frame(t: float) -> np.ndarray:
     return frame.round().clip(0, 255).astype(np.uint8)
 
 
-def main() -> None:
-    frames = np.stack([render_frame(i / (FRAMES - 1)) for i in range(FRAMES)])
+def write(path: Path, frames: np.ndarray) -> None:
+    """H.264 at FPS, small and widely playable."""
     iio.imwrite(
-        OUTPUT,
+        path,
         frames,
         plugin="FFMPEG",
         fps=FPS,
@@ -47,7 +53,11 @@ def main() -> None:
         output_params=["-crf", "20", "-movflags", "+faststart"],
         quality=None,
     )
-    print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size / 1024:.1f} KB, {FRAMES} frames of {SIZE}x{SIZE} at {FPS} fps)")
+    print(f"wrote {path} ({path.stat().st_size / 1024:.1f} KB, {len(frames)} frames of {SIZE}x{SIZE} at {FPS} fps)")
+
+
+def main() -> None:
+    write(OUTPUT, np.stack([render_frame(i / (FRAMES - 1)) for i in range(FRAMES)]))
 
 
 if __name__ == "__main__":

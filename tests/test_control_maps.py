@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import load_tiny
+from vsynth.core.models import Sources
 
 
 def test_canny_maps_are_binary_edges_of_each_frame(canny, source_frames):
-    inputs = canny.prepare(source_frames)
+    inputs = canny.prepare(Sources(video=source_frames))
     maps = inputs.condition_frames
     assert maps.shape == source_frames.shape and maps.dtype == np.uint8
     assert set(np.unique(maps)) == {0, 255}
@@ -16,14 +17,14 @@ def test_canny_maps_are_binary_edges_of_each_frame(canny, source_frames):
 
 
 def test_canny_thresholds_are_params(source_frames):
-    strict = load_tiny("controlnet-canny", low_threshold=250, high_threshold=255).prepare(source_frames).condition_frames
-    loose = load_tiny("controlnet-canny", low_threshold=10, high_threshold=20).prepare(source_frames).condition_frames
+    strict = load_tiny("controlnet-canny", low_threshold=250, high_threshold=255).prepare(Sources(video=source_frames)).condition_frames
+    loose = load_tiny("controlnet-canny", low_threshold=10, high_threshold=20).prepare(Sources(video=source_frames)).condition_frames
     assert (loose > 0).sum() >= (strict > 0).sum()
 
 
 def test_depth_maps_are_normalised_per_frame(source_frames):
     depth = load_tiny("controlnet-depth")
-    maps = depth.prepare(source_frames).condition_frames
+    maps = depth.prepare(Sources(video=source_frames)).condition_frames
     assert maps.shape == source_frames.shape
     for frame in maps:
         assert frame.min() == 0 and frame.max() == 255

@@ -6,6 +6,7 @@ from diffusers import StableDiffusionControlNetPipeline, TextToVideoSDPipeline
 
 from tests.conftest import load_tiny
 from vsynth.core import sampling
+from vsynth.core.models import Sources
 
 STEPS, GUIDANCE, PROMPT = 4, 7.5, "a red ball"
 # Latents are O(1); the pipelines encode one prompt per frame in a batch where vsynth encodes it once,
@@ -22,7 +23,7 @@ def controlnet_pipeline(idm):
 
 
 def ours_controlnet(idm, frames, seed=0):
-    inputs = idm.prepare(frames)
+    inputs = idm.prepare(Sources(video=frames))
     cond = idm.denoiser.condition(PROMPT, "", **inputs.extras)
     f, h, w = frames.shape[:3]
     noise = sampling.initial_noise(idm.denoiser, (1, 4, f, h // 8, w // 8), torch.Generator().manual_seed(seed))

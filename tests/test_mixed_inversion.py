@@ -5,7 +5,7 @@ import torch
 
 from vsynth.core import sampling
 from vsynth.core.bridge import BridgeInputs
-from vsynth.core.models import EvalCounter
+from vsynth.core.models import EvalCounter, Sources
 from vsynth.core.progress import Stages
 from vsynth.core.registry import get_registry
 from vsynth.plugins.bridges import mixed_inversion
@@ -20,7 +20,7 @@ def run_bridge(canny, zeroscope, source_frames, vdm_steps=STEPS, vdm_guidance=7.
         frames=3, height=64, width=64, steps=STEPS, guidance=7.5, vdm_steps=vdm_steps,
         vdm_guidance=vdm_guidance,
         prompt="a ball", image_prompt="a ball",
-        negative_prompt="", source_frames=source_frames, frame_inputs=canny.prepare(source_frames),
+        negative_prompt="", sources=Sources(video=source_frames), frame_inputs=canny.prepare(Sources(video=source_frames)),
     )  # fmt: skip
     counter = EvalCounter()
     counter.attach(canny.denoiser.unet, "idm")

@@ -167,7 +167,7 @@ def test_frames_beyond_the_motion_window_are_refused(vdm, tmp_path):
     "args, message",
     [
         (["--bridge", "none", "--idm", "controlnet-canny"], "runs the video model alone"),
-        (["--idm", "controlnet-canny"], "missing --video"),
+        (["--idm", "controlnet-canny"], "needs --video or --condition-video"),
         (["--bridge", "mixed-inversion"], "needs an image model"),
     ],
 )

@@ -189,7 +189,8 @@ def _pip_and_report(args: list[str]) -> None:
 # ---------------------------------------------------------------------------- run
 
 RUN_FIELDS = (
-    "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "frames", "stride", "height",
+    "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
+    "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny",
     "save_latents", "device", "out",
 )  # fmt: skip
@@ -203,6 +204,10 @@ RUN_FIELDS = (
 @click.option("--prompt", help="Prompt of the video model (and of the image model unless --idm-prompt).")
 @click.option("--idm-prompt", help="Prompt of the image model (e.g. an editing instruction).")
 @click.option("--negative-prompt", help="Negative prompt of both models  [default: empty]")
+@click.option("--condition-video", type=click.Path(path_type=Path), help="Precomputed control maps (pose, edges, depth) for ControlNet / T2I-Adapter IDMs.")
+@click.option("--mask", type=click.Path(path_type=Path), help="Inpainting mask video, white = regenerate (resized to the run's size).")
+@click.option("--outpaint", metavar="horizontal|vertical|T,R,B,L", help="Outpainting: regenerate the top and bottom quarter, the left and right quarter, or given margin fractions.")
+@click.option("--source-prompt", help="What the source video shows (prompt2prompt edits it into --prompt).")
 @click.option("--frames", type=int, help="Frames to generate  [default: 8]")
 @click.option("--stride", type=int, help="Take every K-th source frame  [default: 4]")
 @click.option("--height", type=int, help="Height in pixels, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
@@ -274,7 +279,7 @@ def _print_summary(console, report) -> None:
 
     record = report.record
     names = [record["models"][role]["name"] for role in ("idm", "vdm") if role in record["models"]]
-    table = Table("stage", "seconds", title=f" + ".join([names[0], record["bridge"]["name"], *names[1:]]))
+    table = Table("stage", "seconds", title=" + ".join([names[0], record["bridge"]["name"], *names[1:]]))
     for stage, seconds in record["timings"].items():
         table.add_row(stage, f"{seconds:.2f}")
     table.add_row("[bold]total", f"[bold]{sum(record['timings'].values()):.2f}")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from vsynth.core.components import VaeCodec
-from vsynth.core.models import FrameInputs, ImageModel, VideoModel
+from vsynth.core.models import FrameInputs, ImageModel, Sources, VideoModel
 from vsynth.core.progress import Stages
 from vsynth.core.specs import BridgeSpec, Params
 
@@ -28,7 +28,7 @@ class BridgeInputs:
     prompt: str  # the VDM's prompt
     image_prompt: str  # the IDM's prompt
     negative_prompt: str
-    source_frames: np.ndarray | None  # uint8 (F, H, W, 3)
+    sources: Sources = field(default_factory=Sources)
     frame_inputs: FrameInputs = field(default_factory=FrameInputs)
 
     def latent_shape(self, codec: VaeCodec) -> tuple[int, int, int, int, int]:

@@ -42,13 +42,28 @@ class VaeCodec:
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
     @torch.no_grad()
-    def encode(self, frames: np.ndarray) -> torch.Tensor:
-        """Deterministic encoding (the latent distribution's mean), as frames fed to inversion should not be re-noised."""
-        dtype = self.vae.dtype
-        pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(self.vae.device, dtype) / 127.5 - 1.0
-        chunks = [self.vae.encode(c).latent_dist.mode() for c in pixels.split(self.batch_size)]
-        latents = torch.cat(chunks) * self.scale  # (F, C, h, w)
-        return latents.permute(1, 0, 2, 3).unsqueeze(0)
+    def encode(self, frames: np.ndarray, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:
+        """uint8 (F, H, W, 3) -> (1, C, F, h, w).
+
+        Without a generator the latent distribution's mean (frames fed to inversion should not be
+        re-noised); with one, a sample drawn in a single (F, C, h, w) draw as the image-to-image
+        pipelines draw it. ``scaled=False`` skips the scaling factor (InstructPix2Pix's image latents).
+        """
+        pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return self.encode_pixels(pixels, generator, scaled=scaled).permute(1, 0, 2, 3).unsqueeze(0)
+
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:
+        """(F, 3, H, W) in [-1, 1] -> (F, C, h, w), as :meth:`encode` (inpainting's masked frames are not uint8)."""
+        dists = [self.vae.encode(c).latent_dist for c in pixels.to(self.vae.device, self.vae.dtype).split(self.batch_size)]
+        latents = torch.cat([d.mean for d in dists])  # (F, C, h, w)
+        if generator is not None:
+            std = torch.cat([d.std for d in dists])
+            noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=latents.dtype)
+            latents = latents + std * noise.to(latents.device)
+        if scaled:
+            latents = latents * self.scale
+        return latents
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, advance=None) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from vsynth.core.specs import Params
 from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
@@ -31,6 +31,10 @@ class RunConfig(BaseModel):
     bridge: str | None = Field(None, description="Bridging strategy; default: mixed-inversion with an IDM, else none.")
     video: Path | None = Field(None, description="Source video: mp4, gif or a folder of frames.")
     prompt: str = Field(description="Prompt of the video model, and of the image model unless idm_prompt is set.")
+    condition_video: Path | None = Field(None, description="Precomputed control maps (pose, edges, depth) instead of computing them.")
+    mask: Path | None = Field(None, description="Inpainting mask video: white = regenerate.")
+    outpaint: str | None = Field(None, description="Outpainting: horizontal, vertical or TOP,RIGHT,BOTTOM,LEFT fractions.")
+    source_prompt: str | None = Field(None, description="What the source video shows (Prompt-to-Prompt editing).")
     idm_prompt: str | None = Field(None, description="Prompt of the image model; default: prompt.")
     negative_prompt: str = ""
     frames: PositiveInt = 8
@@ -49,6 +53,15 @@ class RunConfig(BaseModel):
     save_latents: bool = False
     device: str = "auto"
     out: Path | None = None
+
+    @field_validator("outpaint")
+    @classmethod
+    def _valid_outpaint(cls, value: str | None) -> str | None:
+        from vsynth.core.masks import parse_outpaint
+
+        if value is not None:
+            parse_outpaint(value)  # a one-line VsynthInputError when malformed
+        return value
 
     @property
     def image_prompt(self) -> str:

@@ -9,13 +9,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from vsynth.core.components import VaeCodec
 from vsynth.core.specs import ModelSpec, Params
+
+if TYPE_CHECKING:
+    from vsynth.core.bridge import BridgeInputs
 
 
 @dataclass
@@ -81,11 +84,21 @@ class Denoiser(ABC):
 
 
 @dataclass
+class Sources:
+    """The input videos of a run, read at the run's size and frame count (what the user gave)."""
+
+    video: np.ndarray | None = None  # uint8 (F, H, W, 3)
+    condition: np.ndarray | None = None  # uint8 (F, H, W, 3): precomputed control maps (--condition-video)
+    mask: np.ndarray | None = None  # uint8 (F, H, W): 255 where the frames are regenerated
+    source_prompt: str | None = None  # what the source video shows (Prompt-to-Prompt)
+
+
+@dataclass
 class FrameInputs:
-    """What an image model prepared from the source video."""
+    """What an image model prepared from the sources."""
 
     extras: dict[str, Any] = field(default_factory=dict)  # passed to ``denoiser.condition``
-    condition_frames: np.ndarray | None = None  # uint8 (F, H, W, 3) control maps, written to condition.mp4
+    condition_frames: np.ndarray | None = None  # uint8 (F, H, W, 3) control maps or mask, written to condition.mp4
 
 
 class Model(ABC):
@@ -112,9 +125,20 @@ class ImageModel(Model):
 
     inversion_denoiser: Denoiser
 
-    def prepare(self, frames: np.ndarray) -> FrameInputs:
-        """Per-frame inputs from the source video (uint8 (F, H, W, 3)); none by default."""
+    def prepare(self, sources: Sources) -> FrameInputs:
+        """Per-frame inputs from the sources (control maps, source latents, masks); none by default."""
         return FrameInputs()
+
+    def generate(self, inputs: BridgeInputs, generator: torch.Generator, advance=None) -> torch.Tensor:
+        """Frame-wise generation, all frames batched: by default from noise, with the model's conditions.
+
+        Models that start elsewhere (SDEdit from the source, inversion for Prompt-to-Prompt) override it.
+        """
+        from vsynth.core import sampling
+
+        cond = self.denoiser.condition(inputs.image_prompt, inputs.negative_prompt, **inputs.frame_inputs.extras)
+        noise = sampling.initial_noise(self.denoiser, inputs.latent_shape(self.codec), generator)
+        return sampling.sample(self.denoiser, noise, cond, steps=inputs.steps, guidance=inputs.guidance, advance=advance)
 
 
 class VideoModel(Model):

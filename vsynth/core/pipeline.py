@@ -53,8 +53,18 @@ class RunPlan:
     out_dir: Path
 
     @property
+    def fps(self) -> float:
+        """Output frame rate: the source's divided by the stride, else a default."""
+        if self.video is None or not self.video.fps:
+            return DEFAULT_FPS
+        return self.video.fps / self.config.stride
+
+    @property
     def task(self) -> str | None:
-        return self.bridge.task or (self.idm.task if self.idm else None)
+        """The bridge's task if it defines one, else the IDM's; inpainting with --outpaint is outpainting."""
+        if self.bridge.task or self.idm is None:
+            return self.bridge.task
+        return "outpainting" if self.idm.task == "inpainting" and self.config.outpaint else self.idm.task
 
 
 @dataclass
@@ -80,7 +90,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
 
     if vdm.max_frames is not None and config.frames > vdm.max_frames:
         raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
-    info = _probe(config) if config.video is not None else None
+    infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
+    info = infos[0] if infos else None
     default_size = BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
     height, width = videoio.round_size(config.height or default_size[0], config.width or default_size[1], VAE_MULTIPLE)
     out_dir = choose_out_dir(config.out, "-".join(s.name for s in models.values()))
@@ -93,15 +104,39 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir)
 
 
+INPUT_FLAGS = {
+    "video": "--video",
+    "condition_video": "--condition-video",
+    "mask": "--mask",
+    "outpaint": "--outpaint",
+    "source_prompt": "--source-prompt",
+}
+
+
 def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) -> None:
+    """The bridge and the IDM (its task) get the inputs they need, and no input goes unused."""
     if bridge.needs_idm and idm is None:
         raise VsynthInputError(f"bridge '{bridge.name}' needs an image model: add --idm (see `vsynth models --kind idm`)")
     if not bridge.needs_idm and idm is not None:
         raise VsynthInputError(f"bridge '{bridge.name}' runs the video model alone: drop --idm, or choose another --bridge")
-    if bridge.needs_video and config.video is None:
+    if bridge.video == "required" and config.video is None:
         raise VsynthInputError(f"missing --video: bridge '{bridge.name}' works on a source video")
-    if not bridge.needs_video and config.video is not None:
-        raise VsynthInputError(f"bridge '{bridge.name}' generates from the prompt alone: drop --video, or choose another --bridge")
+    needs = idm.needs if idm else ()
+    for need in needs:
+        choices = need.split("|")
+        if all(getattr(config, choice) is None for choice in choices):
+            flags = " or ".join(INPUT_FLAGS[c] for c in choices)
+            raise VsynthInputError(f"{idm.name} ({idm.task}) needs {flags}")
+    used = {c for need in needs for c in need.split("|")} | set(idm.accepts if idm else ())
+    used |= {"video"} if bridge.video == "required" else set()
+    if bridge.video == "unused":
+        used.discard("video")
+    for name, flag in INPUT_FLAGS.items():
+        if getattr(config, name) is not None and name not in used:
+            user = f"{idm.name} with bridge '{bridge.name}'" if idm else f"bridge '{bridge.name}'"
+            raise VsynthInputError(f"{flag} is not used by {user}: drop it, or choose a model that uses it")
+    if config.mask is not None and config.outpaint is not None:
+        raise VsynthInputError("give --mask (inpainting) or --outpaint (outpainting), not both")
 
 
 def _resolve_sampling(config: RunConfig, vdm_params: Params, *, has_idm: bool) -> Sampling:
@@ -118,16 +153,37 @@ def _resolve_sampling(config: RunConfig, vdm_params: Params, *, has_idm: bool) -
     )
 
 
-def _probe(config: RunConfig) -> videoio.VideoInfo:
-    info = videoio.probe_video(config.video)
+def _probe(config: RunConfig, path: Path) -> videoio.VideoInfo:
+    info = videoio.probe_video(path)
     needed = (config.frames - 1) * config.stride + 1
     if info.num_frames < needed:
         available = (info.num_frames - 1) // config.stride + 1
         raise VideoError(
-            f"{config.video} has {info.num_frames} frames; at stride {config.stride} that gives {available}, "
+            f"{path} has {info.num_frames} frames; at stride {config.stride} that gives {available}, "
             f"fewer than the {config.frames} requested: lower --frames or --stride"
         )
     return info
+
+
+def _read_sources(config: RunConfig, height: int, width: int):
+    """Every input video at the run's size and frames; outpainting masks drawn at that size."""
+    from vsynth.core.masks import outpaint_mask, parse_outpaint, read_mask
+    from vsynth.core.models import Sources
+
+    def read(path):
+        return videoio.read_video(path, frames=config.frames, stride=config.stride, size=(height, width)).frames
+
+    mask = None
+    if config.mask is not None:
+        mask = read_mask(config.mask, frames=config.frames, stride=config.stride, size=(height, width))
+    elif config.outpaint is not None:
+        mask = outpaint_mask(parse_outpaint(config.outpaint), config.frames, height, width)
+    return Sources(
+        video=read(config.video) if config.video else None,
+        condition=read(config.condition_video) if config.condition_video else None,
+        mask=mask,
+        source_prompt=config.source_prompt,
+    )
 
 
 def _runtime(device: str):
@@ -172,14 +228,13 @@ def execute(plan: RunPlan, display=None) -> RunReport:
         for unet in model.unets():
             counter.attach(unet, role)
 
-    source, frame_inputs = None, FrameInputs()
-    if config.video is not None:
-        with stages.stage("reading video", total=config.frames) as advance:
-            source = videoio.read_video(config.video, frames=config.frames, stride=config.stride, size=(plan.height, plan.width))
-            advance(config.frames)
-    if idm is not None and source is not None:
+    with stages.stage("reading inputs", total=1) as advance:
+        sources = _read_sources(config, plan.height, plan.width)
+        advance(1)
+    frame_inputs = FrameInputs()
+    if idm is not None:
         with stages.stage("preparing conditions", total=1) as advance:
-            frame_inputs = idm.prepare(source.frames)
+            frame_inputs = idm.prepare(sources)
             advance(1)
 
     inputs = BridgeInputs(
@@ -193,7 +248,7 @@ def execute(plan: RunPlan, display=None) -> RunReport:
         prompt=config.prompt,
         image_prompt=config.image_prompt,
         negative_prompt=config.negative_prompt,
-        source_frames=source.frames if source else None,
+        sources=sources,
         frame_inputs=frame_inputs,
     )
     generator = torch.Generator("cpu").manual_seed(config.seed)
@@ -204,13 +259,13 @@ def execute(plan: RunPlan, display=None) -> RunReport:
         frames = result.codec.decode(result.latents, advance)
 
     videos = {
-        "source": source.frames if source else None,
+        "source": sources.video,
         "condition": frame_inputs.condition_frames,
         "IDM": result.intermediates.get("idm_frames"),
         "final": frames,
     }
     record = _record(plan, runtime, counter, videos)
-    fps = (source.fps if source else None) or DEFAULT_FPS
+    fps = plan.fps
     record["fps"] = fps
     with atomic_dir(plan.out_dir) as tmp:
         _write_files(tmp, videos, fps, result.latents if config.save_latents else None, stages)

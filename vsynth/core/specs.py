@@ -107,6 +107,11 @@ class ModelSpec(_Spec):
         default_factory=dict,
         description="Per-bridge parameter defaults this model asks for, e.g. BIVDiff's mixing ratio per task.",
     )
+    needs: tuple[str, ...] = Field(
+        (),
+        description="Run inputs an IDM requires (video, condition_video, mask, outpaint, source_prompt); 'a|b' means either.",
+    )
+    accepts: tuple[str, ...] = Field((), description="Run inputs an IDM uses when given, besides those it needs.")
     native_size: tuple[int, int] | None = Field(None, description="(height, width) the model was trained at.")
     max_frames: int | None = Field(None, description="Longest clip the model can denoise at once (its frame window).")
     sampler: str = Field("DDIM, 50 steps, guidance 7.5", description="How the model samples by default.")
@@ -122,5 +127,7 @@ class BridgeSpec(_Spec):
     kind: Literal["bridge"] = "bridge"
     paper: str = ""
     needs_idm: bool = Field(True, description="Whether the bridge uses an image model.")
-    needs_video: bool = Field(True, description="Whether the bridge uses a source video.")
+    video: Literal["required", "optional", "unused"] = Field(
+        "optional", description="Whether the bridge itself needs a source video; 'optional' leaves it to the IDM."
+    )
     task: str | None = Field(None, description="The task when the bridge defines it (e.g. text-to-video); else the IDM's.")

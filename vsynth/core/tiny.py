@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_FORMAT = "3"  # bump when a config or seed changes: it is part of the cache path
+TINY_FORMAT = "4"  # bump when a config or seed changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
@@ -39,6 +39,12 @@ TINY_MODELS: dict[str, str] = {
     "modelscope": "TextToVideoSDPipeline directory like zeroscope's, with other UNet and text-encoder weights",
     "motion-adapter": "MotionAdapter matching the sd15 UNet (AnimateDiff's motion modules), 32-frame window",
     "animatediff-lightning": "AnimateDiff-Lightning repo layout: animatediff_lightning_{1,2,4,8}step_diffusers.safetensors",
+    "controlnet-openpose": "ControlNetModel matching the sd15 UNet (pose control)",
+    "sd15-adapter-base": "sd15 with cross-attention in the UNet's first block, where T2I-Adapter features enter",
+    "t2i-adapter-canny": "T2IAdapter (full, 1-channel input like the canny sd15v2) for sd15-adapter-base",
+    "t2i-adapter-depth": "T2IAdapter (full, 3-channel input like the depth sd15v2) for sd15-adapter-base",
+    "instruct-pix2pix": "StableDiffusionInstructPix2PixPipeline directory: sd15 with an 8-channel UNet input",
+    "sd15-inpaint": "StableDiffusionInpaintPipeline directory: sd15 with a 9-channel UNet input",
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -55,6 +61,12 @@ _SEEDS = {
     "modelscope.text_encoder": 1009,
     "motion-adapter": 1010,
     "animatediff-lightning": 1011,  # + the checkpoint's step count
+    "controlnet-openpose": 1020,
+    "sd15-adapter-base.unet": 1021,
+    "t2i-adapter-canny": 1022,
+    "t2i-adapter-depth": 1023,
+    "instruct-pix2pix.unet": 1024,
+    "sd15-inpaint.unet": 1025,
 }
 
 _VAE = dict(
@@ -91,6 +103,17 @@ _UNET2D = dict(
     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
     sample_size=8,
 )
+
+# Real SD1.5 has cross-attention in its first three down blocks; T2I-Adapter adds its features inside
+# them, before they downsample. This layout keeps that property at two blocks.
+_UNET2D_ADAPTER_BASE = dict(
+    _UNET2D,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+)
+
+# T2I-Adapter: pixel-unshuffle by 8 (the VAE factor), then one feature map per UNet down block.
+_T2I_ADAPTER = dict(channels=_UNET2D_COMMON["block_out_channels"], num_res_blocks=1, downscale_factor=8, adapter_type="full_adapter")
 
 _CONTROLNET = dict(
     _UNET2D_COMMON,
@@ -222,6 +245,30 @@ def _export_sd15(directory: Path) -> None:
     pipe.save_pretrained(directory)
 
 
+def _export_sd15_variant(name: str, directory: Path, pipeline: str, **unet_changes) -> None:
+    """sd15 with another UNet (its own seed) in another pipeline's layout; the VAE and text encoder are sd15's."""
+    import diffusers
+    from diffusers import UNet2DConditionModel
+
+    pipe = getattr(diffusers, pipeline)(
+        vae=_vae(),
+        text_encoder=_clip_text("sd15.text_encoder", _SD15_TEXT),
+        tokenizer=tiny_tokenizer(),
+        unet=_seeded(f"{name}.unet", UNet2DConditionModel, **{**_UNET2D, **unet_changes}),
+        scheduler=_ddim(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(directory)
+
+
+def _export_t2i_adapter(name: str, directory: Path, in_channels: int) -> None:
+    from diffusers import T2IAdapter
+
+    _seeded(name, T2IAdapter, in_channels=in_channels, **_T2I_ADAPTER).save_pretrained(directory)
+
+
 def _export_controlnet(name: str, directory: Path) -> None:
     """Save a ControlNet whose output really depends on the control image.
 
@@ -326,6 +373,15 @@ def export(name: str, directory: str | Path) -> Path:
         "modelscope": lambda d: _export_text_to_video("modelscope", d),
         "motion-adapter": _export_motion_adapter,
         "animatediff-lightning": _export_lightning,
+        "controlnet-openpose": lambda d: _export_controlnet("controlnet-openpose", d),
+        "sd15-adapter-base": lambda d: _export_sd15_variant(
+            "sd15-adapter-base", d, "StableDiffusionPipeline", down_block_types=_UNET2D_ADAPTER_BASE["down_block_types"],
+            up_block_types=_UNET2D_ADAPTER_BASE["up_block_types"],
+        ),  # fmt: skip
+        "t2i-adapter-canny": lambda d: _export_t2i_adapter("t2i-adapter-canny", d, in_channels=1),
+        "t2i-adapter-depth": lambda d: _export_t2i_adapter("t2i-adapter-depth", d, in_channels=3),
+        "instruct-pix2pix": lambda d: _export_sd15_variant("instruct-pix2pix", d, "StableDiffusionInstructPix2PixPipeline", in_channels=8),
+        "sd15-inpaint": lambda d: _export_sd15_variant("sd15-inpaint", d, "StableDiffusionInpaintPipeline", in_channels=9),
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

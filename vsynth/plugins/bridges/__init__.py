@@ -42,7 +42,7 @@ def vsynth_register_bridges(registrar):
             params=NoParams,
             impl="vsynth.plugins.bridges.text_to_video:TextToVideo",
             needs_idm=False,
-            needs_video=False,
+            video="unused",
             task="text-to-video",
         )
     )

@@ -30,12 +30,9 @@ def mix(z_image: torch.Tensor | None, z_video: torch.Tensor | None, ratio: float
 class MixedInversion(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         params, steps, vdm_steps = self.params, inputs.steps, inputs.vdm_steps
-        shape = inputs.latent_shape(idm.codec)
 
         with stages.stage("frame-wise generation", total=steps) as advance:
-            cond = idm.denoiser.condition(inputs.image_prompt, inputs.negative_prompt, **inputs.frame_inputs.extras)
-            noise = sampling.initial_noise(idm.denoiser, shape, generator)
-            z_idm = sampling.sample(idm.denoiser, noise, cond, steps=steps, guidance=inputs.guidance, advance=advance)
+            z_idm = idm.generate(inputs, generator, advance)
         with stages.stage("decoding IDM frames", total=inputs.frames) as advance:
             idm_frames = idm.codec.decode(z_idm, advance)
         z0 = idm.codec.encode(idm_frames) if params.reencode else z_idm

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
+from typing import Literal
+
 from pydantic import Field, PositiveInt
 
 from vsynth import hookimpl
 from vsynth.core.specs import ModelSpec, Params, WeightsSpec
 
 SD15 = WeightsSpec(role="base", id="stable-diffusion-v1-5/stable-diffusion-v1-5", size_gb=5.2, tiny="sd15")
+# T2I-Adapter features enter the UNet's first down block before it downsamples, which needs
+# cross-attention there as in real SD1.5; the faster default tiny UNet has it only in its second.
+SD15_ADAPTER_BASE = WeightsSpec(role="base", id=SD15.id, size_gb=SD15.size_gb, tiny="sd15-adapter-base")
 DEPTH_ESTIMATOR = WeightsSpec(role="depth_estimator", id="Intel/dpt-hybrid-midas", size_gb=0.5, tiny="depth-estimator")
 CONTROLLABLE = "controllable-generation"
+EDITING = "editing"
+INPAINTING = "inpainting"
+GENERATION = "generation"
 
 
 class ControlNetParams(Params):
@@ -27,8 +36,58 @@ class DepthParams(ControlNetParams):
     depth_estimator: str | None = Field(None, description="Depth-estimation weights (hub id or directory); default: the spec's.")
 
 
+class BatchParams(Params):
+    batch_size: PositiveInt | None = Field(None, description="Frames per UNet batch (lower it to save memory); default: all frames.")
+
+
+class OpenposeParams(ControlNetParams):
+    detector: str = Field("lllyasviel/Annotators", description="controlnet_aux OpenposeDetector weights, when poses are detected.")
+
+
+class AdapterParams(BatchParams):
+    base: str | None = Field(None, description="SD1.5 base weights (hub id or directory); default: the spec's base.")
+    conditioning_scale: float = Field(1.0, ge=0, description="Scale of the adapter's features.")
+
+
+class AdapterCannyParams(AdapterParams):
+    low_threshold: int = Field(100, ge=0, le=255, description="Canny lower hysteresis threshold.")
+    high_threshold: int = Field(200, ge=0, le=255, description="Canny upper hysteresis threshold.")
+
+
+class AdapterDepthParams(AdapterParams):
+    depth_estimator: str | None = Field(None, description="Depth-estimation weights (hub id or directory); default: the spec's.")
+
+
+class Pix2PixParams(BatchParams):
+    base: str | None = Field(None, description="SD1.5 base for the image-side inversion; default: the spec's base.")
+    image_guidance: float = Field(1.5, ge=1.0, description="Image guidance scale (text guidance is --guidance).")
+
+
+class Prompt2PromptParams(BatchParams):
+    edit: Literal["auto", "replace", "refine"] = Field(
+        "auto", description="Attention edit: replace (same token count, words swapped), refine (words added), auto picks."
+    )
+    cross_replace: float = Field(0.4, ge=0.0, le=1.0, description="Fraction of steps whose cross-attention maps are edited.")
+    self_replace: float = Field(0.4, ge=0.0, le=1.0, description="Fraction of steps whose self-attention maps come from the source.")
+
+
+class InpaintParams(BatchParams):
+    base: str | None = Field(None, description="SD1.5 base for the image-side inversion; default: the spec's base.")
+
+
+class SD15Params(BatchParams):
+    strength: float = Field(0.75, gt=0.0, le=1.0, description="SDEdit strength when a source video is given (1 = ignore it).")
+
+
+def _mixing_ratio(ratio: float) -> dict:
+    """BIVDiff's official per-task mixing ratio for the mixed-inversion bridge."""
+    return {"mixed-inversion": {"mixing_ratio": ratio}}
+
+
 # BIVDiff's official mixing ratio for controllable generation: pure image inversion.
-_MIXED_INVERSION = {"mixed-inversion": {"mixing_ratio": 1.0}}
+_MIXED_INVERSION = _mixing_ratio(1.0)
+# Poses come from --condition-video, or are detected when the optional controlnet_aux is installed.
+_POSE_INPUT = "video|condition_video" if importlib.util.find_spec("controlnet_aux") else "condition_video"
 
 
 @hookimpl
@@ -42,6 +101,7 @@ def vsynth_register_models(registrar):
             weights=(WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_canny", size_gb=1.4, tiny="controlnet-canny"), SD15),
             params=CannyParams,
             impl="vsynth.plugins.idm.controlnet:ControlNetCanny",
+            needs=("video|condition_video",),
             bridge_defaults=_MIXED_INVERSION,
         )
     )
@@ -58,6 +118,92 @@ def vsynth_register_models(registrar):
             ),
             params=DepthParams,
             impl="vsynth.plugins.idm.controlnet:ControlNetDepth",
+            needs=("video|condition_video",),
             bridge_defaults=_MIXED_INVERSION,
+        )
+    )
+    registrar.register_model(
+        ModelSpec(
+            name="controlnet-openpose",
+            kind="idm",
+            task=CONTROLLABLE,
+            description="ControlNet v1.1 on SD1.5, conditioned on OpenPose skeletons (--condition-video, or detected with "
+            "the optional controlnet_aux: pip install 'vsynth[pose]').",
+            weights=(WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_openpose", size_gb=1.4, tiny="controlnet-openpose"), SD15),
+            params=OpenposeParams,
+            impl="vsynth.plugins.idm.controlnet:ControlNetOpenpose",
+            needs=(_POSE_INPUT,),
+            bridge_defaults=_MIXED_INVERSION,
+        )
+    )
+    for kind, params, extra in (("canny", AdapterCannyParams, ()), ("depth", AdapterDepthParams, (DEPTH_ESTIMATOR,))):
+        registrar.register_model(
+            ModelSpec(
+                name=f"t2i-adapter-{kind}",
+                kind="idm",
+                task=CONTROLLABLE,
+                description=f"T2I-Adapter on SD1.5, conditioned on {kind} maps of the source video.",
+                weights=(
+                    WeightsSpec(role="adapter", id=f"TencentARC/t2iadapter_{kind}_sd15v2", size_gb=0.3, tiny=f"t2i-adapter-{kind}"),
+                    SD15_ADAPTER_BASE,
+                    *extra,
+                ),
+                params=params,
+                impl=f"vsynth.plugins.idm.t2i_adapter:T2IAdapter{kind.capitalize()}",
+                needs=("video|condition_video",),
+                bridge_defaults=_MIXED_INVERSION,
+            )
+        )
+    registrar.register_model(
+        ModelSpec(
+            name="instruct-pix2pix",
+            kind="idm",
+            task=EDITING,
+            description="InstructPix2Pix: edits each source frame by an instruction (--idm-prompt), with text and image guidance.",
+            weights=(WeightsSpec(role="pix2pix", id="timbrooks/instruct-pix2pix", size_gb=2.6, tiny="instruct-pix2pix"), SD15),
+            params=Pix2PixParams,
+            impl="vsynth.plugins.idm.instruct_pix2pix:InstructPix2Pix",
+            needs=("video",),
+            bridge_defaults=_mixing_ratio(1.0),
+        )
+    )
+    registrar.register_model(
+        ModelSpec(
+            name="prompt2prompt",
+            kind="idm",
+            task=EDITING,
+            description="Prompt-to-Prompt on SD1.5: the source frames are DDIM-inverted with --source-prompt, then regenerated "
+            "with --prompt under replace/refine attention control.",
+            weights=(SD15,),
+            params=Prompt2PromptParams,
+            impl="vsynth.plugins.idm.prompt2prompt:Prompt2Prompt",
+            needs=("video", "source_prompt"),
+            bridge_defaults=_mixing_ratio(0.25),
+        )
+    )
+    registrar.register_model(
+        ModelSpec(
+            name="sd-inpaint",
+            kind="idm",
+            task=INPAINTING,
+            description="SD1.5 inpainting: regenerates the masked part of each frame (--mask), or extends the frame (--outpaint).",
+            weights=(WeightsSpec(role="inpaint", id="stable-diffusion-v1-5/stable-diffusion-inpainting", size_gb=2.1, tiny="sd15-inpaint"), SD15),
+            params=InpaintParams,
+            impl="vsynth.plugins.idm.inpaint:Inpaint",
+            needs=("video", "mask|outpaint"),
+            bridge_defaults=_mixing_ratio(0.1),
+        )
+    )
+    registrar.register_model(
+        ModelSpec(
+            name="sd15",
+            kind="idm",
+            task=GENERATION,
+            description="Stable Diffusion 1.5 or any SD1.5 finetune (--idm-weights): text-to-image, or SDEdit of the source "
+            "video when one is given (-o strength).",
+            weights=(SD15,),
+            params=SD15Params,
+            impl="vsynth.plugins.idm.sd15:SD15Model",
+            accepts=("video",),
         )
     )

@@ -1,0 +1,45 @@
+"""Inpainting and outpainting masks: uint8 (F, H, W), 255 where frames are regenerated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vsynth.core.video import read_video
+from vsynth.errors import VsynthInputError
+
+# BIVDiff's outpainting: "horizontal" regenerates the top and bottom quarter, "vertical" the left and
+# right quarter (REFERENCE.md). As margins: (top, right, bottom, left) fractions of the frame.
+OUTPAINT_PRESETS = {"horizontal": (0.25, 0.0, 0.25, 0.0), "vertical": (0.0, 0.25, 0.0, 0.25)}
+
+
+def parse_outpaint(value: str) -> tuple[float, float, float, float]:
+    """``horizontal``, ``vertical`` or explicit margins ``TOP,RIGHT,BOTTOM,LEFT`` as fractions in [0, 0.5)."""
+    if value in OUTPAINT_PRESETS:
+        return OUTPAINT_PRESETS[value]
+    try:
+        margins = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        margins = ()
+    if len(margins) != 4 or not all(0 <= m < 0.5 for m in margins) or not any(margins):
+        raise VsynthInputError(
+            f"--outpaint {value!r}: use horizontal, vertical or TOP,RIGHT,BOTTOM,LEFT fractions in [0, 0.5), e.g. 0.25,0,0.25,0"
+        )
+    return margins
+
+
+def outpaint_mask(margins: tuple[float, float, float, float], frames: int, height: int, width: int) -> np.ndarray:
+    top, right, bottom, left = (round(m * size) for m, size in zip(margins, (height, width, height, width)))
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[:top] = 255
+    mask[height - bottom :] = 255
+    mask[:, :left] = 255
+    mask[:, width - right :] = 255
+    return np.repeat(mask[None], frames, axis=0)
+
+
+def read_mask(path: str | Path, *, frames: int, stride: int, size: tuple[int, int]) -> np.ndarray:
+    """A mask video, resized to the run's size like the source; white (> 127) = regenerate."""
+    video = read_video(path, frames=frames, stride=stride, size=size)
+    return np.where(video.frames.mean(axis=-1) > 127, 255, 0).astype(np.uint8)

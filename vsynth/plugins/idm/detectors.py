@@ -1,0 +1,73 @@
+"""Control maps from source frames, shared by the ControlNet and T2I-Adapter families.
+
+Each returns uint8 (F, H, W, 3) maps for uint8 (F, H, W, 3) RGB frames.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vsynth.core.components import load
+from vsynth.errors import VsynthInputError
+
+
+def canny_maps(frames: np.ndarray, low: int, high: int) -> np.ndarray:
+    import cv2
+
+    edges = [cv2.Canny(frame, low, high) for frame in frames]
+    return np.repeat(np.stack(edges)[..., None], 3, axis=-1)
+
+
+class DepthEstimator:
+    """A transformers depth-estimation model (DPT, Depth Anything) and its image processor."""
+
+    def __init__(self, source: str, device: torch.device):
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+        self.processor = load(AutoImageProcessor, source, what="depth estimator")
+        self.model = load(AutoModelForDepthEstimation, source, what="depth estimator").to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """Relative depth per frame, resized to the frame and min-max normalised (near = bright), as ControlNet expects."""
+        inputs = self.processor(images=list(frames), return_tensors="pt").to(self.device)
+        depth = self.model(**inputs).predicted_depth.float()  # (F, h, w)
+        depth = torch.nn.functional.interpolate(depth[:, None], size=frames.shape[1:3], mode="bicubic", align_corners=False)[:, 0]
+        low = depth.amin(dim=(1, 2), keepdim=True)
+        high = depth.amax(dim=(1, 2), keepdim=True)
+        depth = (depth - low) / (high - low).clamp_min(1e-8)
+        maps = (depth * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return np.repeat(maps[..., None], 3, axis=-1)
+
+
+def openpose_maps(frames: np.ndarray, detector_weights: str) -> np.ndarray:
+    """OpenPose skeletons with controlnet_aux, the optional dependency ControlNet's authors use."""
+    try:
+        from controlnet_aux import OpenposeDetector
+    except ImportError:
+        raise VsynthInputError(
+            "detecting poses needs controlnet_aux (pip install 'vsynth[pose]'); or pass precomputed poses with --condition-video"
+        ) from None
+    from PIL import Image
+
+    detector = OpenposeDetector.from_pretrained(detector_weights)
+    height, width = frames.shape[1:3]
+    return np.stack([np.array(detector(Image.fromarray(f)).convert("RGB").resize((width, height))) for f in frames])
+
+
+MapMaker = Callable[[np.ndarray], np.ndarray]
+
+
+def map_maker(kind: str, params, sources: dict[str, str], device: torch.device) -> MapMaker:
+    """The detector of a control family ("canny", "depth", "openpose"), loading what it needs now."""
+    if kind == "canny":
+        return lambda frames: canny_maps(frames, params.low_threshold, params.high_threshold)
+    if kind == "depth":
+        return DepthEstimator(sources["depth_estimator"], device)
+    if kind == "openpose":
+        return lambda frames: openpose_maps(frames, params.detector)
+    raise ValueError(f"unknown control kind {kind!r}")
