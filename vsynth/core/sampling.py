@@ -54,7 +54,7 @@ def sample(
     scheduler = denoiser.new_scheduler()
     scheduler.set_timesteps(steps, device=denoiser.device)
     latents = noise * scheduler.init_noise_sigma
-    return _loop(denoiser, scheduler, latents, cond, scheduler.timesteps, guidance, advance)
+    return _loop(denoiser, scheduler, latents, cond, scheduler.timesteps, guidance, advance)[0]
 
 
 @torch.no_grad()
@@ -75,22 +75,96 @@ def denoise(
     latent times sqrt(sigma^2 + 1); they also need to know where in their schedule they begin.
     """
     start = int((scheduler.timesteps == steps[0]).nonzero()[0])
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(start)
-    sigmas = getattr(scheduler, "sigmas", None)
-    if sigmas is not None:
-        latents = latents * (sigmas[start] ** 2 + 1).sqrt().to(latents.dtype)
-    return _loop(denoiser, scheduler, latents, cond, steps, guidance, advance)
+    return _loop(denoiser, scheduler, to_scheduler_space(scheduler, latents, start), cond, steps, guidance, advance)[0]
 
 
-def _loop(denoiser, scheduler, latents, cond, steps, guidance, advance) -> torch.Tensor:
+def _loop(denoiser, scheduler, latents, cond, steps, guidance, advance):
+    """Step over ``steps``; returns the final latents and what the last step predicted (clean latent, noise)."""
+    x0 = eps = None
     for t in steps:
-        model_input = scheduler.scale_model_input(latents, t)
-        eps = denoiser.predict_noise(model_input, t, cond, guidance)
-        latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+        eps = denoiser.predict_noise(scheduler.scale_model_input(latents, t), t, cond, guidance)
+        out = scheduler.step(eps, t, latents)
+        latents, x0 = out.prev_sample, out.pred_original_sample
         if advance:
             advance(1)
+    return latents, x0, eps
+
+
+def noise_level(scheduler, index: int) -> torch.Tensor:
+    """abar at ``scheduler.timesteps[index]``, as the scheduler sees it (float32).
+
+    Sigma schedulers (Euler and kin) step on sigma = sqrt((1 - abar) / abar), so abar = 1 / (1 + sigma^2);
+    the others read ``alphas_cumprod`` at the timestep.
+    """
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None:
+        return 1 / (1 + sigmas[index].float() ** 2)
+    return scheduler.alphas_cumprod[int(scheduler.timesteps[index])].float()
+
+
+def to_scheduler_space(scheduler, latents: torch.Tensor, index: int) -> torch.Tensor:
+    """VP-form latents at ``scheduler.timesteps[index]`` in the form the scheduler steps on, the scheduler set to begin there.
+
+    Unchanged for DDIM; times sqrt(sigma^2 + 1) for sigma schedulers, which also need their begin index.
+    """
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(index)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None:
+        latents = latents * (sigmas[index] ** 2 + 1).sqrt().to(latents.dtype)
     return latents
+
+
+@torch.no_grad()
+def denoise_predict(
+    denoiser: Denoiser,
+    scheduler,
+    latents: torch.Tensor,
+    cond: Conditioning,
+    steps: torch.Tensor,
+    *,
+    guidance: float,
+    advance: Advance | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Denoise VP-form ``latents`` over ``steps`` as :func:`denoise` does, and return what the last step predicts,
+    (clean latent, noise), instead of the latent it steps to.
+
+    Bridges leave a model's schedule mid-way through this clean prediction (the scheduler's
+    ``pred_original_sample``), never through a noisy latent: the two models' schedules differ.
+    """
+    latents = to_scheduler_space(scheduler, latents, int((scheduler.timesteps == steps[0]).nonzero()[0]))
+    _, x0, eps = _loop(denoiser, scheduler, latents, cond, steps, guidance, advance)
+    return x0.to(eps.dtype), eps
+
+
+@torch.no_grad()
+def invert(
+    denoiser: Denoiser,
+    scheduler,
+    x0: torch.Tensor,
+    cond: Conditioning,
+    steps: torch.Tensor,
+    *,
+    advance: Advance | None = None,
+) -> torch.Tensor:
+    """DDIM inversion of the clean latent ``x0`` to the level of ``steps[0]``, without guidance; VP form.
+
+    ``steps`` are the denoising steps that will run from there (a tail of ``scheduler.timesteps``);
+    the inversion walks them ascending. Each step evaluates the model at its target timestep with the
+    latent still at the previous level (clean at first), as diffusers' DDIMInverseScheduler and
+    null-text inversion do, so every timestep the denoising evaluates was evaluated once here (what
+    feature injection records and injects). Sigma schedulers too: in VP form an Euler step is a DDIM step.
+    """
+    start = int((scheduler.timesteps == steps[0]).nonzero()[0])
+    x, level = x0.float(), torch.ones((), device=x0.device)
+    for index in reversed(range(start, start + len(steps))):
+        eps = denoiser.predict_noise(x.to(x0.dtype), scheduler.timesteps[index], cond, guidance=1.0).float()
+        target = noise_level(scheduler, index).to(x.device)
+        x = add_noise(predict_x0(x, eps, level), eps, target)
+        level = target
+        if advance:
+            advance(1)
+    return x.to(x0.dtype)
 
 
 def predict_x0(latents: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vsynth import hookimpl
 from vsynth.core.specs import BridgeSpec, Params
+
+ENHANCE = "enhance"
 
 
 class MixedInversionParams(Params):
@@ -30,6 +32,65 @@ class MixedInversionParams(Params):
 
 class NoParams(Params):
     pass
+
+
+class T2IParams(Params):
+    strength: float = Field(
+        0.4,
+        gt=0.0,
+        le=1.0,
+        description="T2I SDEdit strength s_I = t_I / T_I: the source is noised to this fraction of the IDM's schedule and "
+        "the IDM denoises from there (EVS: 0.4 of 50 steps). With sd15 as IDM, write bridge.strength.",
+    )
+
+
+class T2VParams(Params):
+    t2v_strength: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="T2V noising t_V as a fraction of the VDM's schedule (0.5 of Lightning's 8 steps starts at step 4).",
+    )
+
+
+class CompositionParams(T2VParams, T2IParams):  # fields in the order strength, t2v_strength
+    pass
+
+
+class EncapsulatedParams(CompositionParams):
+    t2v_at: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="When the [T2V] block runs: the fraction of the T2I denoising steps (from t_I down) done before it; "
+        "0 = right at t_I. Earlier favours imaging quality, later temporal consistency.",
+    )
+    t2v_steps: int | None = Field(
+        None,
+        ge=0,
+        description="n_V, the VDM steps the block runs from t_V; default: all that are left. 0 makes the block the identity.",
+    )
+    injection: Literal["none", "sfi"] = Field(
+        "none",
+        description="How the block reaches t_V: 'none' noises the T2I prediction (SDEdit); 'sfi' DDIM-inverts it and injects "
+        "the inversion's self-attention Q, K, V while denoising (Selective Feature Injection, for inputs far outside "
+        "the VDM's domain).",
+    )
+    sfi_layers: Literal["deep", "shallow", "all"] = Field(
+        "deep",
+        description="SFI layers: 'deep' (the lower-resolution half of the VDM decoder's spatial self-attention), 'shallow' "
+        "(the other half) or 'all' (every spatial self-attention layer of the VDM).",
+    )
+    sfi_gamma: float = Field(
+        0.8, ge=0.0, le=1.0, description="SFI query blend: Q = gamma * Q_inv + (1 - gamma) * Q (paper: 0.8 deep, 0.5 shallow)."
+    )
+
+    @model_validator(mode="after")
+    def _sfi_options_need_sfi(self):
+        given = sorted(self.model_fields_set & {"sfi_layers", "sfi_gamma"})
+        if given and self.injection != "sfi":
+            raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only with -o injection=sfi")
+        return self
 
 
 @hookimpl
@@ -56,3 +117,33 @@ def vsynth_register_bridges(registrar):
             impl="vsynth.plugins.bridges.mixed_inversion:MixedInversion",
         )
     )
+    registrar.register_bridge(
+        BridgeSpec(
+            name="encapsulated",
+            description="EVS: T2I SDEdit of the source video with the IDM, with one encapsulated [T2V] block (SDEdit, or DDIM "
+            "inversion with Selective Feature Injection) bridged in and out through predicted clean latents.",
+            paper="EVS, CVPR 2025",
+            params=EncapsulatedParams,
+            impl="vsynth.plugins.bridges.encapsulated:Encapsulated",
+            video="required",
+            task=ENHANCE,
+        )
+    )
+    for name, description, params, impl, needs_idm in (
+        ("idm-only", "Baseline T2I: frame-wise T2I SDEdit of the source video with the IDM alone.", T2IParams, "IdmOnly", True),
+        ("vdm-only", "Baseline T2V: T2V SDEdit of the source video with the VDM alone.", T2VParams, "VdmOnly", False),
+        ("idm-then-vdm", "Baseline T2I+T2V: full T2I SDEdit, then full T2V SDEdit of its result.", CompositionParams, "IdmThenVdm", True),
+        ("vdm-then-idm", "Baseline T2V+T2I: full T2V SDEdit, then full T2I SDEdit of its result.", CompositionParams, "VdmThenIdm", True),
+    ):
+        registrar.register_bridge(
+            BridgeSpec(
+                name=name,
+                description=description + " Models meet through clean latents.",
+                paper="EVS, CVPR 2025 (composition baselines)",
+                params=params,
+                impl=f"vsynth.plugins.bridges.composition:{impl}",
+                needs_idm=needs_idm,
+                video="required",
+                task=ENHANCE,
+            )
+        )

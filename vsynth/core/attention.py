@@ -1,0 +1,110 @@
+"""Selective Feature Injection (EVS, CVPR 2025): self-attention features recorded during an inversion
+and injected during the denoising that follows.
+
+During the inversion the chosen self-attention layers record their Q, K, V per timestep; during
+denoising they attend with ``Attn(gamma * Q_inv + (1 - gamma) * Q, K_inv, V_inv)`` (EVS eq. 11),
+the features recorded at the same timestep. The processors keep this per-run state themselves
+(diffusers drops ``cross_attention_kwargs`` a processor does not name), and a forward pre-hook on
+the UNet tells them the timestep of every call.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+# Spatial self-attention of the transformer blocks; the temporal layers (``temp_attentions``,
+# ``transformer_in``, ``motion_modules``) and cross-attention (``attn2``) do not match.
+SPATIAL_SELF_ATTENTION = re.compile(r"^(down_blocks\.\d+|mid_block|up_blocks\.\d+)\.attentions\.\d+\.transformer_blocks\.\d+\.attn1$")
+
+Layers = Literal["deep", "shallow", "all"]
+
+
+def spatial_self_attention(unet: torch.nn.Module) -> list[str]:
+    """Names of the UNet's spatial self-attention modules, in module order (UNet3D and UNetMotionModel alike)."""
+    return [name for name, _ in unet.named_modules() if SPATIAL_SELF_ATTENTION.match(name)]
+
+
+def select_layers(unet: torch.nn.Module, layers: Layers) -> list[str]:
+    """``deep``: the first half (rounded up) of the decoder's spatial self-attention layers, the lowest
+    resolutions; ``shallow``: the rest of the decoder's; ``all``: every spatial self-attention layer,
+    encoder, middle and decoder (the paper's upper limit of reconstruction)."""
+    names = spatial_self_attention(unet)
+    if layers == "all":
+        return names
+    decoder = [name for name in names if name.startswith("up_blocks.")]
+    half = (len(decoder) + 1) // 2
+    return decoder[:half] if layers == "deep" else decoder[half:]
+
+
+class InjectionProcessor:
+    """A transformer block's self-attention that records its Q, K, V per timestep (mode ``record``) or
+    attends with the recorded ones (mode ``inject``).
+
+    Recorded tensors are (frames, tokens, channels) from an unguided inversion. A guided batch holds
+    the unconditional frames, then the conditional ones: both halves get the same recorded features.
+    """
+
+    def __init__(self, gamma: float):
+        self.gamma = gamma
+        self.mode: Literal["record", "inject"] = "record"
+        self.timestep: float | None = None
+        self.recorded: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None):
+        if encoder_hidden_states is not None or attention_mask is not None:
+            raise ValueError("InjectionProcessor is for unmasked self-attention (a transformer block's attn1)")
+        batch = hidden_states.shape[0]  # (frames, tokens, channels), doubled under guidance
+        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        if self.mode == "record":
+            self.recorded[self.timestep] = (query, key, value)
+        else:
+            if self.timestep not in self.recorded:
+                raise RuntimeError(f"no self-attention features were recorded at timestep {self.timestep}")
+            q_inv, key, value = (x.repeat(batch // x.shape[0], 1, 1) for x in self.recorded[self.timestep])
+            query = self.gamma * q_inv + (1 - self.gamma) * query
+        head_dim = query.shape[-1] // attn.heads
+        query, key, value = (x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
+        out = F.scaled_dot_product_attention(query, key, value)  # as diffusers' AttnProcessor2_0
+        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))  # projection, dropout
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+class FeatureInjection:
+    """Injection processors on the named attention modules of a UNet, for the length of a ``with`` block.
+
+    ``processors`` maps each named module to its processor. The original processors are put back on exit.
+    """
+
+    def __init__(self, unet: torch.nn.Module, layers: list[str], gamma: float):
+        modules = dict(unet.named_modules())
+        self.unet = unet
+        self.modules = {name: modules[name] for name in layers}
+        self.processors = {name: InjectionProcessor(gamma) for name in layers}
+
+    def __enter__(self) -> FeatureInjection:
+        self._originals = {name: module.processor for name, module in self.modules.items()}
+        self._hook = self.unet.register_forward_pre_hook(self._set_timestep, with_kwargs=True)
+        for name, module in self.modules.items():
+            module.set_processor(self.processors[name])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hook.remove()
+        for name, module in self.modules.items():
+            module.set_processor(self._originals[name])
+
+    def _set_timestep(self, _module, args, kwargs) -> None:
+        timestep = float(args[1] if len(args) > 1 else kwargs["timestep"])
+        for processor in self.processors.values():
+            processor.timestep = timestep
+
+    def set_mode(self, mode: Literal["record", "inject"]) -> None:
+        for processor in self.processors.values():
+            processor.mode = mode

@@ -1,0 +1,123 @@
+"""SDEdit with either model, and the composition baselines of EVS (CVPR 2025, §3.2 and Table 2).
+
+Each baseline refines a source video by SDEdit: the clean latent is noised to a fraction of one
+model's schedule and that model denoises it to the end.
+
+- ``idm-only`` (T2I): frame-wise, with the IDM and its own conditions.
+- ``vdm-only`` (T2V): with the VDM over the whole clip.
+- ``idm-then-vdm`` (T2I+T2V, BIVDiff-like): full T2I SDEdit, then full T2V SDEdit of its result.
+- ``vdm-then-idm`` (T2V+T2I): the reverse.
+
+Models meet only through clean latents, never through noisy ones: the two noise schedules
+differ (REFERENCE.md). The source is encoded to the latent distribution's mean. With an IDM the
+IDM's VAE encodes and decodes, as in Mixed Inversion: the catalog's VDMs share SD's latent space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vsynth.core import sampling
+from vsynth.core.bridge import Bridge, BridgeInputs, BridgeResult
+from vsynth.core.components import VaeCodec
+from vsynth.core.models import Conditioning, Denoiser, ImageModel, VideoModel
+from vsynth.core.progress import Stages
+from vsynth.errors import InvalidParamsError
+
+
+@dataclass
+class SDEdit:
+    """One model's SDEdit: its conditioning and guidance, its scheduler, and the timesteps it runs
+    (a tail of the schedule, descending)."""
+
+    name: str  # "T2I" or "T2V", for stages and messages
+    denoiser: Denoiser
+    cond: Conditioning
+    guidance: float
+    scheduler: object
+    steps: torch.Tensor
+
+    @classmethod
+    def image(cls, idm: ImageModel, inputs: BridgeInputs, strength: float) -> SDEdit:
+        """The IDM with its own conditions (control maps, source image latents), ``inputs.steps`` and guidance."""
+        d = idm.denoiser
+        cond = d.condition(inputs.image_prompt, inputs.negative_prompt, **inputs.frame_inputs.extras)
+        return cls.over("T2I", d, cond, inputs.guidance, inputs.steps, strength, "strength", "--steps")
+
+    @classmethod
+    def video(cls, vdm: VideoModel, inputs: BridgeInputs, strength: float) -> SDEdit:
+        """The VDM with the prompt, ``inputs.vdm_steps`` and ``inputs.vdm_guidance``."""
+        d = vdm.denoiser
+        cond = d.condition(inputs.prompt, inputs.negative_prompt)
+        return cls.over("T2V", d, cond, inputs.vdm_guidance, inputs.vdm_steps, strength, "t2v_strength", "the VDM's steps")
+
+    @classmethod
+    def over(cls, name, denoiser, cond, guidance, steps: int, strength: float, option: str, steps_flag: str) -> SDEdit:
+        """The last int(steps * strength) timesteps, where diffusers' img2img pipelines start; none is refused."""
+        scheduler = denoiser.new_scheduler()
+        scheduler.set_timesteps(steps, device=denoiser.device)
+        total = len(scheduler.timesteps)
+        count = int(total * strength)  # strength <= 1
+        if count == 0:
+            raise InvalidParamsError(f"{option} {strength} leaves none of the {total} {name} steps: raise -o {option} or {steps_flag}")
+        return cls(name, denoiser, cond, guidance, scheduler, scheduler.timesteps[total - count :])
+
+    def index(self, position: int) -> int:
+        """Index in the full schedule of ``self.steps[position]``."""
+        return len(self.scheduler.timesteps) - len(self.steps) + position
+
+    def noise(self, x0: torch.Tensor, generator: torch.Generator, position: int = 0) -> torch.Tensor:
+        """``x0`` noised with fresh noise to the level of ``self.steps[position]`` (VP form)."""
+        noise = sampling.initial_noise(self.denoiser, tuple(x0.shape), generator)
+        abar = sampling.noise_level(self.scheduler, self.index(position)).to(x0.device, x0.dtype)
+        return sampling.add_noise(x0, noise, abar)
+
+    def run(self, x0: torch.Tensor, generator: torch.Generator, stages: Stages) -> torch.Tensor:
+        """Noise ``x0`` to the first step and denoise to the end: a clean latent video."""
+        x0 = x0.to(self.denoiser.dtype)
+        with stages.stage(f"{self.name} SDEdit", total=len(self.steps)) as advance:
+            z = self.noise(x0, generator)
+            return sampling.denoise(self.denoiser, self.scheduler, z, self.cond, self.steps, guidance=self.guidance, advance=advance)
+
+
+def encode_source(codec: VaeCodec, inputs: BridgeInputs, stages: Stages) -> torch.Tensor:
+    """The source video as latents (1, C, F, h, w), the latent distribution's mean."""
+    with stages.stage("encoding source", total=1) as advance:
+        latents = codec.encode(inputs.sources.video)
+        advance(1)
+    return latents
+
+
+class IdmOnly(Bridge):
+    def run(self, idm, vdm, inputs, generator, stages):
+        t2i = SDEdit.image(idm, inputs, self.params.strength)
+        z = t2i.run(encode_source(idm.codec, inputs, stages), generator, stages)
+        return BridgeResult(latents=z, codec=idm.codec)
+
+
+class VdmOnly(Bridge):
+    def run(self, idm, vdm, inputs, generator, stages):
+        t2v = SDEdit.video(vdm, inputs, self.params.t2v_strength)
+        z = t2v.run(encode_source(vdm.codec, inputs, stages), generator, stages)
+        return BridgeResult(latents=z, codec=vdm.codec)
+
+
+class IdmThenVdm(Bridge):
+    def run(self, idm, vdm, inputs, generator, stages):
+        t2i = SDEdit.image(idm, inputs, self.params.strength)
+        t2v = SDEdit.video(vdm, inputs, self.params.t2v_strength)
+        z_idm = t2i.run(encode_source(idm.codec, inputs, stages), generator, stages)
+        z = t2v.run(z_idm, generator, stages)
+        with stages.stage("decoding IDM frames", total=inputs.frames) as advance:
+            idm_frames = idm.codec.decode(z_idm, advance)
+        return BridgeResult(latents=z, codec=idm.codec, intermediates={"idm_frames": idm_frames})
+
+
+class VdmThenIdm(Bridge):
+    def run(self, idm, vdm, inputs, generator, stages):
+        t2i = SDEdit.image(idm, inputs, self.params.strength)
+        t2v = SDEdit.video(vdm, inputs, self.params.t2v_strength)
+        z = t2v.run(encode_source(idm.codec, inputs, stages), generator, stages)
+        return BridgeResult(latents=t2i.run(z, generator, stages), codec=idm.codec)

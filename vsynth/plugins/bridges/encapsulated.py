@@ -1,0 +1,93 @@
+"""EVS's Encapsulated Composition (CVPR 2025, Algorithm 1): T2I + [T2V] + T2I.
+
+The IDM refines the source video by SDEdit, all frames batched: the source latent is noised to
+t_I (``strength`` of the IDM's schedule) and denoised. At the T2I step t_T2V (``t2v_at``) the
+[T2V] block runs, once:
+
+1. Bridge in: x0_I, the clean latent that T2I step predicts, is noised to t_V (``t2v_strength``
+   of the VDM's schedule) with fresh noise (SDEdit), or, with ``injection=sfi``, DDIM-inverted
+   to t_V by the VDM while chosen self-attention layers record their Q, K, V.
+2. The VDM runs n_V steps from t_V (``t2v_steps``; with SFI, attending with the recorded
+   features). x0_V is the clean latent the last of them predicts, or the final latent when they
+   run to the end of the schedule.
+3. Bridge back: ``z = sqrt(abar_I(t_T2V)) x0_V + sqrt(1 - abar_I(t_T2V)) eps``, and T2I denoising
+   resumes *at* t_T2V.
+
+The two models meet only through clean latents: their noise schedules differ (REFERENCE.md).
+
+Reading of the bridge back. Algorithm 1 assigns z_{t_T2V} after the step at t_T2V has already
+consumed it, an off-by-one; vsynth re-runs the T2I step at t_T2V on the re-noised latent (one
+extra IDM evaluation), and ``eps`` is the noise that T2I step predicted, not fresh noise. Then an
+identity block (``t2v_steps=0``: x0_V = x0_I) gives back z_{t_T2V} up to rounding, and the run equals
+``idm-only``; fresh noise would throw away the T2I trajectory at every block.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vsynth.core import sampling
+from vsynth.core.attention import FeatureInjection, select_layers
+from vsynth.core.bridge import Bridge, BridgeResult
+from vsynth.core.progress import Stages
+from vsynth.errors import InvalidParamsError
+from vsynth.plugins.bridges.composition import SDEdit, encode_source
+
+
+class Encapsulated(Bridge):
+    def run(self, idm, vdm, inputs, generator, stages):
+        p = self.params
+        t2i = SDEdit.image(idm, inputs, p.strength)
+        at = int(p.t2v_at * len(t2i.steps))  # T2I steps before the block; t2v_at < 1 keeps it inside
+        t2v, n_v = None, 0
+        if p.t2v_steps != 0:
+            t2v = SDEdit.video(vdm, inputs, p.t2v_strength)
+            n_v = len(t2v.steps) if p.t2v_steps is None else p.t2v_steps
+            if n_v > len(t2v.steps):
+                raise InvalidParamsError(
+                    f"t2v_steps {n_v} exceeds the {len(t2v.steps)} VDM steps left at t2v_strength {p.t2v_strength} "
+                    f"of {len(t2v.scheduler.timesteps)}: lower t2v_steps or raise t2v_strength"
+                )
+        d = idm.denoiser
+        x0 = encode_source(idm.codec, inputs, stages).to(d.dtype)
+
+        with stages.stage("T2I denoising", total=at + 1) as advance:
+            z = t2i.noise(x0, generator)
+            x0_i, eps = sampling.denoise_predict(d, t2i.scheduler, z, t2i.cond, t2i.steps[: at + 1], guidance=t2i.guidance, advance=advance)
+        x0_v = (t2v_block(t2v, x0_i, n_v, p, generator, stages) if t2v is not None else x0_i).to(d.dtype)
+
+        with stages.stage("T2I denoising after [T2V]", total=len(t2i.steps) - at) as advance:
+            abar = sampling.noise_level(t2i.scheduler, t2i.index(at)).to(x0_v.device, x0_v.dtype)
+            z = sampling.add_noise(x0_v, eps, abar)
+            resumed = d.new_scheduler()
+            resumed.set_timesteps(inputs.steps, device=d.device)
+            z = sampling.denoise(d, resumed, z, t2i.cond, t2i.steps[at:], guidance=t2i.guidance, advance=advance)
+        return BridgeResult(latents=z, codec=idm.codec)
+
+
+def t2v_block(t2v: SDEdit, x0: torch.Tensor, n_v: int, params, generator: torch.Generator, stages: Stages) -> torch.Tensor:
+    """The [T2V] block: x0 (B, C, F, H, W), the T2I prediction, to t_V and through ``n_v`` VDM steps; returns x0_V."""
+    x0 = x0.to(t2v.denoiser.dtype)
+    if params.injection == "none":
+        return denoise_block(t2v, t2v.noise(x0, generator), n_v, stages)
+    unet = t2v.denoiser.unet
+    with FeatureInjection(unet, select_layers(unet, params.sfi_layers), params.sfi_gamma) as sfi:
+        return inverted_block(t2v, x0, n_v, sfi, stages)
+
+
+def inverted_block(t2v: SDEdit, x0: torch.Tensor, n_v: int, sfi: FeatureInjection, stages: Stages) -> torch.Tensor:
+    """DDIM-invert x0 to t_V while ``sfi`` records, then denoise ``n_v`` steps while it injects."""
+    with stages.stage("T2V inversion", total=len(t2v.steps)) as advance:
+        sfi.set_mode("record")
+        z = sampling.invert(t2v.denoiser, t2v.scheduler, x0, t2v.cond, t2v.steps, advance=advance)
+    sfi.set_mode("inject")
+    return denoise_block(t2v, z, n_v, stages)
+
+
+def denoise_block(t2v: SDEdit, z: torch.Tensor, n_v: int, stages: Stages) -> torch.Tensor:
+    """``n_v`` VDM steps from t_V on ``z`` (VP form): the final latent if they reach the end, else the last step's x0."""
+    steps = t2v.steps[:n_v]
+    with stages.stage("[T2V] block", total=n_v) as advance:
+        if n_v == len(t2v.steps):
+            return sampling.denoise(t2v.denoiser, t2v.scheduler, z, t2v.cond, steps, guidance=t2v.guidance, advance=advance)
+        return sampling.denoise_predict(t2v.denoiser, t2v.scheduler, z, t2v.cond, steps, guidance=t2v.guidance, advance=advance)[0]
