@@ -12,31 +12,18 @@ from pathlib import Path
 import torch
 
 from vsynth.core.components import VaeCodec, load
-from vsynth.core.models import Conditioning, Denoiser, VideoModel
+from vsynth.core.models import VideoModel
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
 from vsynth.plugins.idm.stable_diffusion import SD15
 from vsynth.plugins.vdm import LIGHTNING_FILE
+from vsynth.plugins.vdm.unet3d import ClipDenoiser
 
 
-class MotionDenoiser(Denoiser):
-    """UNetMotionModel over clips (B, C, F, H, W); embeddings repeated per frame to (B*F, L, D)."""
+class MotionDenoiser(ClipDenoiser):
+    """UNetMotionModel wants text embeddings per frame: (B*F, L, D), as AnimateDiffPipeline repeats them."""
 
-    frame_folded = False
-
-    @torch.no_grad()
-    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
-        b, frames = latents.shape[0], latents.shape[2]
-        embeddings = cond.text.expand(b, -1, -1)
-        cfg = guidance > 1.0
-        if cfg:
-            latents = torch.cat([latents, latents])
-            embeddings = torch.cat([cond.negative.expand(b, -1, -1), embeddings])
-        embeddings = embeddings.repeat_interleave(frames, dim=0)
-        eps = self.unet(latents, t, encoder_hidden_states=embeddings, return_dict=False)[0]
-        if cfg:
-            uncond, text = eps.chunk(2)
-            eps = uncond + guidance * (text - uncond)
-        return eps
+    def frame_embeddings(self, embeddings: torch.Tensor, frames: int) -> torch.Tensor:
+        return embeddings.repeat_interleave(frames, dim=0)
 
 
 class AnimateDiff(VideoModel):

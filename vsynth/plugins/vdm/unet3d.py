@@ -8,20 +8,27 @@ from vsynth.core.components import VaeCodec, load
 from vsynth.core.models import Conditioning, Denoiser, VideoModel
 
 
-class UNet3DDenoiser(Denoiser):
-    """The UNet sees whole clips (B, C, F, H, W) and text embeddings (B, L, D), repeated over frames inside."""
+class ClipDenoiser(Denoiser):
+    """A video UNet over whole clips (B, C, F, H, W), with classifier-free guidance as the video pipelines do it.
+
+    UNet3DConditionModel takes text embeddings (B, L, D) and repeats them over frames inside;
+    subclasses whose UNet wants another layout override :meth:`frame_embeddings`.
+    """
 
     frame_folded = False
 
+    def frame_embeddings(self, embeddings: torch.Tensor, frames: int) -> torch.Tensor:
+        return embeddings
+
     @torch.no_grad()
     def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
-        b = latents.shape[0]
+        b, frames = latents.shape[0], latents.shape[2]
         embeddings = cond.text.expand(b, -1, -1)
         cfg = guidance > 1.0
         if cfg:
             latents = torch.cat([latents, latents])
             embeddings = torch.cat([cond.negative.expand(b, -1, -1), embeddings])
-        eps = self.unet(latents, t, encoder_hidden_states=embeddings, return_dict=False)[0]
+        eps = self.unet(latents, t, encoder_hidden_states=self.frame_embeddings(embeddings, frames), return_dict=False)[0]
         if cfg:
             uncond, text = eps.chunk(2)
             eps = uncond + guidance * (text - uncond)
@@ -38,7 +45,7 @@ class UNet3DVideoModel(VideoModel):
 
         source, what, kw = sources["vdm"], spec.name, {"torch_dtype": runtime.dtype}
         model = cls(spec, params)
-        model.denoiser = UNet3DDenoiser(
+        model.denoiser = ClipDenoiser(
             unet=load(UNet3DConditionModel, source, what=what, subfolder="unet", **kw).to(runtime.device),
             scheduler=load(DDIMScheduler, source, what=what, subfolder="scheduler"),
             tokenizer=load(CLIPTokenizer, source, what=what, subfolder="tokenizer"),
