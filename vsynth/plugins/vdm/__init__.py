@@ -22,6 +22,7 @@ class AnimateDiffParams(VideoParams):
 
 
 LIGHTNING_FILE = "animatediff_lightning_{steps}step_diffusers.safetensors"
+LIGHTNING_STEPS = (1, 2, 4, 8)
 
 
 class LightningParams(AnimateDiffParams):
@@ -30,10 +31,10 @@ class LightningParams(AnimateDiffParams):
     def sampling(self, steps, guidance, *, shared_steps, shared_guidance):
         """The checkpoint fixes the steps (Euler, trailing spacing) and is distilled for guidance 1.0."""
         if steps is not None and steps != self.checkpoint_steps:
+            other = f"use -o checkpoint_steps={steps}" if steps in LIGHTNING_STEPS else "checkpoints exist for 1, 2, 4 and 8 steps"
             raise InvalidParamsError(
                 f"animatediff-lightning's {self.checkpoint_steps}-step checkpoint samples with exactly {self.checkpoint_steps} "
-                f"steps, not {steps}: use -o checkpoint_steps={steps} if that checkpoint exists (1, 2, 4, 8), "
-                f"or leave the VDM's steps unset"
+                f"steps, not {steps}: {other}, or leave the VDM's steps unset"
             )
         return self.checkpoint_steps, 1.0 if guidance is None else guidance
 
