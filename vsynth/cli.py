@@ -245,8 +245,9 @@ def run(ctx, config_file, options, quiet, **flags):
 
     from vsynth.core.pipeline import execute, plan_run
 
-    plan = plan_run(config)
     _quiet_libraries()
+    plan = plan_run(config)
+    _hide_loading_bars()
     if quiet:
         report = execute(plan)
         click.echo(str(report.out_dir))
@@ -262,16 +263,28 @@ def run(ctx, config_file, options, quiet, **flags):
 
 
 def _quiet_libraries() -> None:
-    """diffusers' and transformers' info/deprecation chatter would bury the progress bars."""
+    """diffusers' and transformers' info and deprecation chatter would bury the progress bars.
+
+    Set through their environment variables, which they read when first imported, so that this
+    costs no import before the input checks.
+    """
+    import os
     import warnings
 
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _hide_loading_bars() -> None:
+    """Their per-model loading bars go (vsynth shows its own stages); download bars stay: a 5 GB download deserves one."""
     from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import enable_progress_bars
     from transformers.utils import logging as transformers_logging
 
-    for logging in (diffusers_logging, transformers_logging):
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # also turns off the hub's bars...
+    enable_progress_bars()  # ...which downloads need
 
 
 def _print_summary(console, report) -> None:

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 TINY_FORMAT = "4"  # bump when a config or seed changes: it is part of the cache path
@@ -401,6 +402,20 @@ def _cache_root() -> Path:
     return base / "tiny" / f"v{TINY_FORMAT}"
 
 
+@contextmanager
+def _no_progress_bars():
+    """Saving shows transformers' shard-writing bars: noise for models of a few hundred KB."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
 def tiny_weights(name: str) -> Path:
     """Path of tiny model ``name`` in the cache (``$VSYNTH_CACHE/tiny/v{TINY_FORMAT}/{name}``), built once.
 
@@ -416,7 +431,8 @@ def tiny_weights(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
-        export(name, staging)
+        with _no_progress_bars():
+            export(name, staging)
         try:
             os.rename(staging, target)
         except OSError:
