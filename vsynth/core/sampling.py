@@ -167,6 +167,13 @@ def invert(
     return x.to(x0.dtype)
 
 
+def sdedit_steps(scheduler, strength: float) -> torch.Tensor:
+    """The tail of ``scheduler.timesteps`` that SDEdit at ``strength`` (in [0, 1]) runs: the last
+    int(steps * strength), where diffusers' image-to-image pipelines start. May be empty."""
+    total = len(scheduler.timesteps)
+    return scheduler.timesteps[total - int(total * strength) :]
+
+
 def predict_x0(latents: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
     """Clean latent predicted from x_t and eps: (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
     return (latents - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()

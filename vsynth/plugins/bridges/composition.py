@@ -58,11 +58,11 @@ class SDEdit:
         """The last int(steps * strength) timesteps, where diffusers' img2img pipelines start; none is refused."""
         scheduler = denoiser.new_scheduler()
         scheduler.set_timesteps(steps, device=denoiser.device)
-        total = len(scheduler.timesteps)
-        count = int(total * strength)  # strength <= 1
-        if count == 0:
+        tail = sampling.sdedit_steps(scheduler, strength)
+        if len(tail) == 0:
+            total = len(scheduler.timesteps)
             raise InvalidParamsError(f"{option} {strength} leaves none of the {total} {name} steps: raise -o {option} or {steps_flag}")
-        return cls(name, denoiser, cond, guidance, scheduler, scheduler.timesteps[total - count :])
+        return cls(name, denoiser, cond, guidance, scheduler, tail)
 
     def index(self, position: int) -> int:
         """Index in the full schedule of ``self.steps[position]``."""

@@ -29,8 +29,7 @@ class SD15Model(ImageModel):
         denoiser = self.denoiser
         scheduler = denoiser.new_scheduler()
         scheduler.set_timesteps(inputs.steps, device=denoiser.device)
-        start = inputs.steps - min(int(inputs.steps * self.params.strength), inputs.steps)
-        steps = scheduler.timesteps[start:]
+        steps = sampling.sdedit_steps(scheduler, self.params.strength)
         if len(steps) == 0:
             raise InvalidParamsError(f"strength {self.params.strength} leaves none of the {inputs.steps} steps: raise -o strength or --steps")
         latents = self.codec.encode(source, generator)

@@ -27,8 +27,7 @@ class SDEdit(Bridge):
         z = z.to(denoiser.dtype)
         scheduler = denoiser.new_scheduler()
         scheduler.set_timesteps(inputs.vdm_steps, device=denoiser.device)
-        total = len(scheduler.timesteps)
-        tail = scheduler.timesteps[total - int(self.params.strength * total) :]
+        tail = sampling.sdedit_steps(scheduler, self.params.strength)
         if len(tail):
             with stages.stage("temporal smoothing", total=len(tail)) as advance:
                 abar = denoiser.alphas_cumprod[int(tail[0])].to(z.device)
