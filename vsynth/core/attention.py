@@ -11,7 +11,8 @@ the UNet tells them the timestep of every call.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,19 @@ def select_layers(unet: torch.nn.Module, layers: Layers) -> list[str]:
     decoder = [name for name in names if name.startswith("up_blocks.")]
     half = (len(decoder) + 1) // 2
     return decoder[:half] if layers == "deep" else decoder[half:]
+
+
+@contextmanager
+def attention_processors(assignments: dict[torch.nn.Module, object]) -> Iterator[None]:
+    """Each Attention module gets its processor for the block; the originals come back after, even on error."""
+    originals = {module: module.processor for module in assignments}
+    for module, processor in assignments.items():
+        module.set_processor(processor)
+    try:
+        yield
+    finally:
+        for module, processor in originals.items():
+            module.set_processor(processor)
 
 
 class InjectionProcessor:
@@ -89,16 +103,14 @@ class FeatureInjection:
         self.processors = {name: InjectionProcessor(gamma) for name in layers}
 
     def __enter__(self) -> FeatureInjection:
-        self._originals = {name: module.processor for name, module in self.modules.items()}
+        self._swap = attention_processors({module: self.processors[name] for name, module in self.modules.items()})
+        self._swap.__enter__()
         self._hook = self.unet.register_forward_pre_hook(self._set_timestep, with_kwargs=True)
-        for name, module in self.modules.items():
-            module.set_processor(self.processors[name])
         return self
 
     def __exit__(self, *exc) -> None:
         self._hook.remove()
-        for name, module in self.modules.items():
-            module.set_processor(self._originals[name])
+        self._swap.__exit__(*exc)
 
     def _set_timestep(self, _module, args, kwargs) -> None:
         timestep = float(args[1] if len(args) > 1 else kwargs["timestep"])

@@ -25,6 +25,7 @@ from difflib import SequenceMatcher
 import torch
 
 from vsynth.core import sampling
+from vsynth.core.attention import attention_processors
 from vsynth.core.models import Conditioning, ImageModel
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.idm.stable_diffusion import SD15, FrameDenoiser, fold, unfold
@@ -98,16 +99,9 @@ class ControlledAttention:
 @contextmanager
 def attention_control(unet, edit: AttentionEdit):
     """Route every transformer-block attention of ``unet`` through ``edit`` inside the block; restore the processors after."""
-    modules = [m for name, m in unet.named_modules() if name.endswith((".attn1", ".attn2"))]
-    saved = [m.processor for m in modules]
     processor = ControlledAttention(edit)
-    for module in modules:
-        module.set_processor(processor)
-    try:
+    with attention_processors({m: processor for name, m in unet.named_modules() if name.endswith((".attn1", ".attn2"))}):
         yield
-    finally:
-        for module, original in zip(modules, saved):
-            module.set_processor(original)
 
 
 def token_ids(tokenizer, prompt: str) -> list[int]:
