@@ -24,8 +24,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from vsynth.core.config import make_config
-from vsynth.core.pipeline import run
+from vsynth.core.run.config import make_config
+from vsynth.core.run.pipeline import run
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SYNTHESIS = ("loading models", "writing")
@@ -37,7 +37,7 @@ def method(name: str, bridge: str, idm: str, **options) -> dict:
 
 def from_noise(idm: str) -> dict:
     """``idm.strength=1.0`` for an IDM that would otherwise SDEdit the source (BIVDiff's s_I = 1.0)."""
-    from vsynth.core.registry import get_registry
+    from vsynth.core.host.registry import get_registry
 
     return {"idm.strength": 1.0} if "strength" in get_registry().model(idm, "idm").params.model_fields else {}
 

@@ -25,6 +25,6 @@ def zeroscope():
 
 @pytest.fixture(scope="session")
 def source_frames():
-    from vsynth.core.video import read_video
+    from vsynth.core.media.video import read_video
 
     return read_video(SAMPLE_VIDEO, frames=3, stride=4, size=(64, 64)).frames

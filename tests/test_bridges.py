@@ -12,11 +12,12 @@ from pydantic import ValidationError
 
 from tests.conftest import SAMPLE_VIDEO, load_tiny
 from vsynth.cli import cli
-from vsynth.core import sampling
-from vsynth.core.attention import FeatureInjection, InjectionProcessor, select_layers, spatial_self_attention
-from vsynth.core.bridge import BridgeInputs
-from vsynth.core.models import Denoiser, FrameInputs, Sources
-from vsynth.core.progress import Stages
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.attention import FeatureInjection, InjectionProcessor, select_layers, spatial_self_attention
+from vsynth.core.diffusion.inputs import BridgeInputs
+from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.inputs import FrameInputs, Sources
+from vsynth.core.run.progress import Stages
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.bridges import EncapsulatedParams
 from vsynth.plugins.bridges.composition import SDEdit

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import load_tiny
-from vsynth.core.models import Sources
+from vsynth.core.diffusion.inputs import Sources
 
 
 def test_canny_maps_are_binary_edges_of_each_frame(canny, source_frames):

@@ -5,8 +5,8 @@ import torch
 from diffusers import StableDiffusionControlNetPipeline, TextToVideoSDPipeline
 
 from tests.conftest import load_tiny
-from vsynth.core import sampling
-from vsynth.core.models import Sources
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.inputs import Sources
 
 STEPS, GUIDANCE, PROMPT = 4, 7.5, "a red ball"
 # Latents are O(1); the pipelines encode one prompt per frame in a batch where vsynth encodes it once,

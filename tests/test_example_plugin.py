@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAMPLE_VIDEO
-from vsynth.core.registry import get_registry
+from vsynth.core.host.registry import get_registry
 from vsynth.testing import run_cli
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "vsynth-example-plugin"

@@ -13,8 +13,8 @@ from PIL import Image
 
 from tests.conftest import load_tiny
 from tests.test_equivalence import TOL, reference_controlnet
-from vsynth.core.bridge import BridgeInputs
-from vsynth.core.models import Sources
+from vsynth.core.diffusion.inputs import BridgeInputs
+from vsynth.core.diffusion.inputs import Sources
 
 STEPS, GUIDANCE, PROMPT = 4, 7.5, "a red ball"
 
@@ -58,7 +58,7 @@ def test_openpose_with_precomputed_poses_equals_controlnet_pipeline(source_frame
     inputs = idm.prepare(Sources(condition=poses))
     assert np.array_equal(inputs.condition_frames, poses)
     cond = idm.denoiser.condition(PROMPT, "", **inputs.extras)
-    from vsynth.core import sampling
+    from vsynth.core.diffusion import sampling
 
     noise = sampling.initial_noise(idm.denoiser, (1, 4, 3, 8, 8), torch.Generator().manual_seed(0))
     latents = sampling.sample(idm.denoiser, noise, cond, steps=STEPS, guidance=GUIDANCE)

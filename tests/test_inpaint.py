@@ -10,9 +10,9 @@ from PIL import Image
 
 from tests.conftest import load_tiny
 from tests.test_equivalence import TOL
-from vsynth.core.bridge import BridgeInputs
-from vsynth.core.masks import outpaint_mask, parse_outpaint, read_mask
-from vsynth.core.models import Sources
+from vsynth.core.diffusion.inputs import BridgeInputs
+from vsynth.core.media.masks import outpaint_mask, parse_outpaint, read_mask
+from vsynth.core.diffusion.inputs import Sources
 
 SAMPLE_MASK = Path(__file__).parents[1] / "examples" / "shapes_mask.mp4"
 STEPS, GUIDANCE, PROMPT = 4, 7.5, "a green ball"

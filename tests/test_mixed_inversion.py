@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from vsynth.core import sampling
-from vsynth.core.bridge import BridgeInputs
-from vsynth.core.models import EvalCounter, Sources
-from vsynth.core.progress import Stages
-from vsynth.core.registry import get_registry
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.inputs import BridgeInputs
+from vsynth.core.diffusion.inputs import Sources
+from vsynth.core.run.evals import EvalCounter
+from vsynth.core.run.progress import Stages
+from vsynth.core.host.registry import get_registry
 from vsynth.plugins.bridges import mixed_inversion
 
 STEPS = 3

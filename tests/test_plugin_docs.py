@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vsynth.core import hookspecs
+from vsynth.core.host import hookspecs
 
 ROOT = Path(__file__).parents[1]
 HOOKSPECS = [function for name, function in vars(hookspecs).items() if name.startswith("vsynth_")]

@@ -15,14 +15,15 @@ from importlib import metadata
 import pytest
 
 from tests.conftest import SAMPLE_VIDEO
-from vsynth.core import installer, registry
-from vsynth.core.registry import build_registry, get_registry
+from vsynth.core.host import installer
+from vsynth.core.host import registry
+from vsynth.core.host.registry import build_registry, get_registry
 from vsynth.errors import PluginError, UnknownNameError
 from vsynth.testing import run_cli
 
 IDM_PLUGIN = """
 from vsynth import hookimpl
-from vsynth.core.specs import ModelSpec, WeightsSpec
+from vsynth.core.host.specs import ModelSpec, WeightsSpec
 
 @hookimpl
 def vsynth_register_models(registrar):
@@ -36,7 +37,7 @@ def vsynth_register_models(registrar):
 
 BRIDGE_PLUGIN = """
 from vsynth import hookimpl
-from vsynth.core.specs import BridgeSpec
+from vsynth.core.host.specs import BridgeSpec
 
 @hookimpl
 def vsynth_register_bridges(registrar):

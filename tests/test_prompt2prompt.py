@@ -7,9 +7,9 @@ import torch
 
 from tests.conftest import load_tiny
 from tests.test_equivalence import TOL
-from vsynth.core import sampling
-from vsynth.core.bridge import BridgeInputs
-from vsynth.core.models import Sources
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.inputs import BridgeInputs
+from vsynth.core.diffusion.inputs import Sources
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.idm import prompt2prompt
 from vsynth.plugins.idm.prompt2prompt import SELF_REPLACE_MAX_QUERIES, AttentionEdit, refine_mapping, token_ids

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import SAMPLE_VIDEO
 from vsynth.cli import cli
-from vsynth.core import video as videoio
+from vsynth.core.media import video as videoio
 
 FRAMES, STEPS = 3, 2
 ARGS = ["run", "--tiny", "--idm", "controlnet-canny", "--vdm", "zeroscope", "--video", str(SAMPLE_VIDEO),
@@ -78,7 +78,7 @@ def test_local_weight_folders_load_without_tiny(tmp_path, monkeypatch):
     exported = tmp_path / "weights"
     result = CliRunner().invoke(cli, ["tiny", "export", str(exported)])
     assert result.exit_code == 0, result.output
-    from vsynth.core.tiny import TINY_MODELS
+    from vsynth.tiny import TINY_MODELS
 
     assert {p.name for p in exported.iterdir()} == set(TINY_MODELS)
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from vsynth.core import sampling
-from vsynth.core.models import Conditioning, Denoiser
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.inputs import Conditioning
 
 SD15_DDIM = dict(
     beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,

@@ -70,7 +70,7 @@ def test_text_to_image_idm_needs_no_video(tmp_path):
     ],
 )
 def test_task_inputs_are_checked_before_loading(args, message, tmp_path, monkeypatch):
-    monkeypatch.setattr("vsynth.core.weights.resolve_sources", lambda *a, **k: pytest.fail("weights were looked up"))
+    monkeypatch.setattr("vsynth.core.diffusion.weights.resolve_sources", lambda *a, **k: pytest.fail("weights were looked up"))
     result = run(*BASE, *args, "--out", tmp_path / "o")
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
@@ -80,8 +80,8 @@ def test_task_inputs_are_checked_before_loading(args, message, tmp_path, monkeyp
 
 def test_mask_video_of_another_size_is_resized(tmp_path):
     """Masks are resized to the run's size like the source (documented); too few frames are refused."""
-    from vsynth.core.masks import read_mask
-    from vsynth.core.video import write_mp4
+    from vsynth.core.media.masks import read_mask
+    from vsynth.core.media.video import write_mp4
     import numpy as np
 
     frames = np.zeros((4, 40, 24, 3), dtype=np.uint8)

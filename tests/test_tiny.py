@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from vsynth.core import tiny
+from vsynth.tiny import build as tiny
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -47,7 +47,7 @@ def _prompt_embeds(pipe):
 
 
 def test_importing_does_not_import_torch():
-    code = "import sys, vsynth.core.tiny as t; assert t.TINY_MODELS and 'torch' not in sys.modules"
+    code = "import sys, vsynth.tiny as t; assert t.TINY_MODELS and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -7,7 +7,7 @@ from diffusers import AnimateDiffPipeline, EulerDiscreteScheduler, TextToVideoSD
 from tests.conftest import load_tiny
 from tests.test_equivalence import TOL
 from tests.test_mixed_inversion import run_bridge
-from vsynth.core import sampling
+from vsynth.core.diffusion import sampling
 
 PROMPT = "a red ball"
 VDMS = ("zeroscope", "modelscope", "animatediff", "animatediff-lightning")
@@ -143,8 +143,8 @@ def test_lightning_refuses_steps_its_checkpoint_was_not_distilled_for(tmp_path):
 
 
 def test_lightning_defaults_to_its_checkpoint_steps_and_no_cfg():
-    from vsynth.core.config import make_config
-    from vsynth.core.pipeline import plan_run
+    from vsynth.core.run.config import make_config
+    from vsynth.core.run.pipeline import plan_run
 
     config = dict(vdm="animatediff-lightning", prompt=PROMPT, tiny=True)
     plan = plan_run(make_config(dict(config, options={"checkpoint_steps": 8})))

@@ -1,4 +1,4 @@
-"""Tests of vsynth.core.video: reading, writing, probing, grids and the shipped sample clip."""
+"""Tests of vsynth.core.media.video: reading, writing, probing, grids and the shipped sample clip."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vsynth.core.video import (
+from vsynth.core.media.video import (
     Video,
     make_grid,
     mean_abs_frame_difference,

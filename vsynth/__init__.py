@@ -4,8 +4,8 @@ This module stays import-light: ``vsynth --help`` and ``vsynth models`` must nev
 Plugin authors mark their hook functions with :data:`hookimpl`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
-from vsynth.core.hookspecs import hookimpl  # noqa: E402
+from vsynth.core.host.markers import hookimpl  # noqa: E402
 
 __all__ = ["__version__", "hookimpl"]

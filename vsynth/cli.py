@@ -91,7 +91,7 @@ def _spec_record(spec, registry) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def models(kind, as_json):
     """List the image models, video models and bridges that can be used."""
-    from vsynth.core.registry import get_registry
+    from vsynth.core.host.registry import get_registry
 
     registry = get_registry()
     specs = [*registry.models.values(), *registry.bridges.values()]
@@ -120,7 +120,7 @@ def plugins(as_json):
 
     A plugin that did not load is shown with its reason and the command that removes it.
     """
-    from vsynth.core.registry import get_registry
+    from vsynth.core.host.registry import get_registry
 
     records = [p.as_dict() for p in get_registry().plugins]
     if as_json:
@@ -176,7 +176,7 @@ def uninstall(packages, yes):
 
 def _pip_and_report(args: list[str]) -> None:
     """Run pip without loading any plugin first, so a broken plugin cannot get in the way."""
-    from vsynth.core import installer
+    from vsynth.core.host import installer
 
     before = installer.installed_plugins()
     code = installer.run_pip(args)
@@ -234,7 +234,7 @@ def run(ctx, config_file, options, quiet, **flags):
     Writes video.mp4, video.gif, idm_frames.mp4 (when there is an IDM), condition.mp4 (when the IDM
     uses control maps), grid.png and run.json into one folder, which appears whole or not at all.
     """
-    from vsynth.core.config import load_config_file, make_config, parse_option
+    from vsynth.core.run.config import load_config_file, make_config, parse_option
 
     values = load_config_file(config_file) if config_file else {}
     for name in RUN_FIELDS:
@@ -243,7 +243,7 @@ def run(ctx, config_file, options, quiet, **flags):
     values["options"] = {**values.get("options", {}), **dict(parse_option(o) for o in options)}
     config = make_config(values)
 
-    from vsynth.core.pipeline import execute, plan_run
+    from vsynth.core.run.pipeline import execute, plan_run
 
     _quiet_libraries()
     plan = plan_run(config)
@@ -315,7 +315,7 @@ def tiny():
 @click.argument("directory", type=click.Path(path_type=Path))
 def tiny_export(directory):
     """Write every tiny model as a diffusers-format folder under DIRECTORY."""
-    from vsynth.core.tiny import export_all
+    from vsynth.tiny import export_all
 
     for name, path in export_all(directory).items():
         click.echo(f"{name}\t{path}")

@@ -17,15 +17,15 @@ def tiny_runtime():
     """CPU, float32: where tests run models."""
     import torch
 
-    from vsynth.core.models import Runtime
+    from vsynth.core.diffusion.inputs import Runtime
 
     return Runtime(torch.device("cpu"), torch.float32)
 
 
 def load_tiny_model(name: str, **params):
     """Load a registered model (``name`` or ``plugin/name``) on its tiny weights, as ``vsynth run --tiny`` does."""
-    from vsynth.core.registry import get_registry
-    from vsynth.core.weights import resolve_sources
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.diffusion.weights import resolve_sources
 
     spec = get_registry().model(name)
     validated = spec.params.model_validate(params)
@@ -35,7 +35,7 @@ def load_tiny_model(name: str, **params):
 
 def load_bridge(name: str, **params):
     """Instantiate a registered bridge with ``params`` validated by its params model."""
-    from vsynth.core.registry import get_registry
+    from vsynth.core.host.registry import get_registry
 
     spec = get_registry().bridge(name)
     return spec.load_impl()(spec, spec.params.model_validate(params))
@@ -44,8 +44,8 @@ def load_bridge(name: str, **params):
 def bridge_inputs(idm, source_frames: np.ndarray, *, steps: int = 2, guidance: float = 7.5, prompt: str = SAMPLE_PROMPT):
     """What the pipeline would hand a bridge for this source video, with ``idm``'s prepared inputs
     (``idm`` may be None for bridges without an image model)."""
-    from vsynth.core.bridge import BridgeInputs
-    from vsynth.core.models import FrameInputs, Sources
+    from vsynth.core.diffusion.inputs import BridgeInputs
+    from vsynth.core.diffusion.inputs import FrameInputs, Sources
 
     sources = Sources(video=source_frames)
     frames, height, width, _ = source_frames.shape
@@ -82,7 +82,7 @@ def sample_frames(frames: int = 3, height: int = 64, width: int = 64) -> np.ndar
 
 def write_sample_video(path: str | Path, frames: int = 16, height: int = 64, width: int = 64, fps: float = 8.0) -> Path:
     """Write :func:`sample_frames` as an mp4 at ``path`` and return it."""
-    from vsynth.core.video import write_mp4
+    from vsynth.core.media.video import write_mp4
 
     write_mp4(path, sample_frames(frames, height, width), fps)
     return Path(path)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from vsynth.core.models import EvalCounter
-from vsynth.core.progress import Stages
+from vsynth.core.run.evals import EvalCounter
+from vsynth.core.run.progress import Stages
 from vsynth.testing import bridge_inputs, load_bridge
 
 STEPS = 2

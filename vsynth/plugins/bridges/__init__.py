@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from vsynth import hookimpl
-from vsynth.core.specs import BridgeSpec, Params
+from vsynth.core.host.specs import BridgeSpec, Params
 
 ENHANCE = "enhance"
 

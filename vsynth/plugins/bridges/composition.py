@@ -19,11 +19,14 @@ from dataclasses import dataclass
 
 import torch
 
-from vsynth.core import sampling
-from vsynth.core.bridge import Bridge, BridgeInputs, BridgeResult
-from vsynth.core.components import VaeCodec
-from vsynth.core.models import Conditioning, Denoiser, ImageModel, VideoModel
-from vsynth.core.progress import Stages
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.bridge import Bridge, BridgeResult
+from vsynth.core.diffusion.inputs import BridgeInputs
+from vsynth.core.diffusion.components import VaeCodec
+from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.inputs import Conditioning
+from vsynth.core.diffusion.models import ImageModel, VideoModel
+from vsynth.core.run.progress import Stages
 from vsynth.errors import InvalidParamsError
 
 

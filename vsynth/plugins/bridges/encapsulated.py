@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import torch
 
-from vsynth.core import sampling
-from vsynth.core.attention import FeatureInjection, select_layers
-from vsynth.core.bridge import Bridge, BridgeResult
-from vsynth.core.progress import Stages
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.attention import FeatureInjection, select_layers
+from vsynth.core.diffusion.bridge import Bridge, BridgeResult
+from vsynth.core.run.progress import Stages
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.bridges.composition import SDEdit, encode_source
 

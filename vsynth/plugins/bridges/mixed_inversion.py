@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from vsynth.core import sampling
-from vsynth.core.bridge import Bridge, BridgeResult
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 
 
 def mix(z_image: torch.Tensor | None, z_video: torch.Tensor | None, ratio: float) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vsynth.core import sampling
-from vsynth.core.bridge import Bridge, BridgeResult
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 
 
 class TextToVideo(Bridge):

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from vsynth import hookimpl
-from vsynth.core.specs import ModelSpec, Params, WeightsSpec
+from vsynth.core.host.specs import ModelSpec, Params, WeightsSpec
 
 SD15 = WeightsSpec(role="base", id="stable-diffusion-v1-5/stable-diffusion-v1-5", size_gb=5.2, tiny="sd15")
 # T2I-Adapter features enter the UNet's first down block before it downsamples, which needs

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from vsynth.core.components import load
-from vsynth.core.models import Conditioning, FrameInputs, ImageModel, Runtime, Sources
+from vsynth.core.diffusion.components import load
+from vsynth.core.diffusion.inputs import Conditioning, FrameInputs, Runtime, Sources
+from vsynth.core.diffusion.models import ImageModel
 from vsynth.plugins.idm.detectors import map_maker
 from vsynth.plugins.idm.stable_diffusion import SD15, FrameDenoiser
 

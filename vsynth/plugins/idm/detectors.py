@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vsynth.core.components import load
+from vsynth.core.diffusion.components import load
 from vsynth.errors import VsynthInputError
 
 

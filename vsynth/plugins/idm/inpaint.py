@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vsynth.core import sampling
-from vsynth.core.models import Conditioning, FrameInputs, ImageModel, Sources
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.inputs import Conditioning, FrameInputs, Sources
+from vsynth.core.diffusion.models import ImageModel
 from vsynth.plugins.idm.stable_diffusion import SD15, FrameDenoiser, unfold
 
 MASKED_GRAY = 128  # what the masked part of a frame looks like to the UNet (0 in [-1, 1]), shown in condition.mp4

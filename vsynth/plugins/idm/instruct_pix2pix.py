@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from vsynth.core.components import VaeCodec
-from vsynth.core.models import Conditioning, FrameInputs, ImageModel, Sources
+from vsynth.core.diffusion.components import VaeCodec
+from vsynth.core.diffusion.inputs import Conditioning, FrameInputs, Sources
+from vsynth.core.diffusion.models import ImageModel
 from vsynth.plugins.idm.stable_diffusion import SD15, FrameDenoiser, fold, unfold
 
 

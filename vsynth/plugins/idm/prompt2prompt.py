@@ -24,9 +24,10 @@ from difflib import SequenceMatcher
 
 import torch
 
-from vsynth.core import sampling
-from vsynth.core.attention import attention_processors
-from vsynth.core.models import Conditioning, ImageModel
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.attention import attention_processors
+from vsynth.core.diffusion.inputs import Conditioning
+from vsynth.core.diffusion.models import ImageModel
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.idm.stable_diffusion import SD15, FrameDenoiser, fold, unfold
 

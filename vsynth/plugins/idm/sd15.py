@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from vsynth.core import sampling
-from vsynth.core.models import ImageModel
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.models import ImageModel
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.idm.stable_diffusion import SD15, FrameDenoiser
 

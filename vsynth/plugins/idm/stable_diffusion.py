@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from vsynth.core.components import VaeCodec, load
-from vsynth.core.models import Conditioning, Denoiser, Runtime
+from vsynth.core.diffusion.components import VaeCodec, load
+from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.inputs import Conditioning, Runtime
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from vsynth import hookimpl
-from vsynth.core.specs import ModelSpec, VideoParams, WeightsSpec
+from vsynth.core.host.specs import ModelSpec, VideoParams, WeightsSpec
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.idm import SD15
 

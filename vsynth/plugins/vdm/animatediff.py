@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from vsynth.core.components import VaeCodec, load
-from vsynth.core.models import VideoModel
+from vsynth.core.diffusion.components import VaeCodec, load
+from vsynth.core.diffusion.models import VideoModel
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
 from vsynth.plugins.idm.stable_diffusion import SD15
 from vsynth.plugins.vdm import LIGHTNING_FILE

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from vsynth.core.components import VaeCodec, load
-from vsynth.core.models import Conditioning, Denoiser, VideoModel
+from vsynth.core.diffusion.components import VaeCodec, load
+from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.inputs import Conditioning
+from vsynth.core.diffusion.models import VideoModel
 
 
 class ClipDenoiser(Denoiser):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from vsynth import hookimpl
-from vsynth.core.specs import BridgeSpec, ModelSpec, Params, WeightsSpec
+from vsynth.core.host.specs import BridgeSpec, ModelSpec, Params, WeightsSpec
 from vsynth.plugins.idm import SD15, CannyParams
 
 CANNY = WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_canny", size_gb=1.4, tiny="controlnet-canny")

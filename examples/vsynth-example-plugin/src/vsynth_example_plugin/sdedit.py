@@ -12,8 +12,8 @@ share SD's latent space (ZeroScope, ModelScope and AnimateDiff do).
 
 from __future__ import annotations
 
-from vsynth.core import sampling
-from vsynth.core.bridge import Bridge, BridgeResult
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 
 
 class SDEdit(Bridge):

@@ -8,16 +8,8 @@ importing torch or loading weights here would slow down ``vsynth models`` for ev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import pluggy
-
-if TYPE_CHECKING:
-    from vsynth.core.registry import Registrar
-
-PROJECT = "vsynth"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+from vsynth.core.host.markers import hookspec
+from vsynth.core.host.registrar import Registrar
 
 
 @hookspec

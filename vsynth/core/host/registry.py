@@ -23,8 +23,10 @@ from typing import Iterable
 import pluggy
 
 from vsynth import __version__
-from vsynth.core import hookspecs
-from vsynth.core.specs import BridgeSpec, ModelSpec
+from vsynth.core.host import hookspecs
+from vsynth.core.host.markers import PROJECT
+from vsynth.core.host.registrar import PluginInfo, Registrar
+from vsynth.core.host.specs import BridgeSpec, ModelSpec
 from vsynth.errors import PluginError, UnknownNameError
 
 ENTRY_POINT_GROUP = "vsynth"
@@ -37,63 +39,6 @@ HEAVY_MODULES = ("torch",)
 STRICT_ENV = "VSYNTH_STRICT_PLUGINS"
 LOAD_ENV = "VSYNTH_LOAD_PLUGINS"
 DISABLE_ENV = "VSYNTH_DISABLE_PLUGINS"
-
-
-@dataclass
-class PluginInfo:
-    """What ``vsynth plugins`` reports about one plugin."""
-
-    name: str  # the entry-point name: the ``plugin`` of ``plugin/name``
-    version: str
-    dist: str = ""  # the distribution that installed it: what `vsynth uninstall` takes
-    builtin: bool = False
-    error: str = ""  # one line: why it did not load
-    warnings: list[str] = field(default_factory=list)  # what it loaded with, e.g. names refused
-    disabled_by: str = ""  # the variable that filtered it out, if one did
-
-    @property
-    def status(self) -> str:
-        if self.disabled_by:
-            return "disabled"
-        if self.error:
-            return "error"
-        return "warning" if self.warnings else "ok"
-
-    @property
-    def fix(self) -> str:
-        return f"vsynth uninstall {self.dist or self.name}" if self.error else ""
-
-    def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "dist": self.dist,
-            "builtin": self.builtin,
-            "status": self.status,
-            "error": self.error,
-            "warnings": list(self.warnings),
-            "disabled_by": self.disabled_by,
-            "fix": self.fix,
-        }
-
-
-class Registrar:
-    """Handed to a plugin's hooks: records its specs under the plugin's name."""
-
-    def __init__(self, registry: Registry, plugin: PluginInfo):
-        self._registry = registry
-        self._plugin = plugin
-        self.plugin = plugin.name
-
-    def register_model(self, spec: ModelSpec) -> None:
-        if not isinstance(spec, ModelSpec):
-            raise TypeError(f"register_model expects a ModelSpec, got {type(spec).__name__}")
-        self._registry._add(self._registry.models, spec.model_copy(update={"plugin": self.plugin}), self._plugin)
-
-    def register_bridge(self, spec: BridgeSpec) -> None:
-        if not isinstance(spec, BridgeSpec):
-            raise TypeError(f"register_bridge expects a BridgeSpec, got {type(spec).__name__}")
-        self._registry._add(self._registry.bridges, spec.model_copy(update={"plugin": self.plugin}), self._plugin)
 
 
 @dataclass
@@ -174,7 +119,7 @@ def _strict() -> bool:
 
 
 def _plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
 
-from vsynth.core.specs import Params
+from vsynth.core.host.specs import Params
 from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
 
 DEFAULT_BRIDGE = "mixed-inversion"
@@ -57,7 +57,7 @@ class RunConfig(BaseModel):
     @field_validator("outpaint")
     @classmethod
     def _valid_outpaint(cls, value: str | None) -> str | None:
-        from vsynth.core.masks import parse_outpaint
+        from vsynth.core.media.masks import parse_outpaint
 
         if value is not None:
             parse_outpaint(value)  # a one-line VsynthInputError when malformed

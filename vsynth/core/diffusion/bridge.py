@@ -8,33 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vsynth.core.components import VaeCodec
-from vsynth.core.models import FrameInputs, ImageModel, Sources, VideoModel
-from vsynth.core.progress import Stages
-from vsynth.core.specs import BridgeSpec, Params
+from vsynth.core.diffusion.components import VaeCodec
+from vsynth.core.diffusion.inputs import BridgeInputs
+from vsynth.core.diffusion.models import ImageModel, VideoModel
+from vsynth.core.host.specs import BridgeSpec, Params
+from vsynth.core.run.progress import Stages
 
 
-@dataclass
-class BridgeInputs:
-    """The prepared inputs of one run."""
-
-    frames: int
-    height: int  # pixels
-    width: int
-    steps: int  # the IDM's
-    guidance: float
-    vdm_steps: int
-    vdm_guidance: float
-    prompt: str  # the VDM's prompt
-    image_prompt: str  # the IDM's prompt
-    negative_prompt: str
-    sources: Sources = field(default_factory=Sources)
-    frame_inputs: FrameInputs = field(default_factory=FrameInputs)
-
-    def latent_shape(self, codec: VaeCodec) -> tuple[int, int, int, int, int]:
-        """(1, C, F, H/f, W/f) for the codec's latent channels and down-sampling factor f."""
-        channels = codec.vae.config.latent_channels
-        return (1, channels, self.frames, self.height // codec.factor, self.width // codec.factor)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The diffusion math every bridge composes: initial noise, denoising loops, DDIM inversion,
-SDEdit noising and clean-latent prediction, over any :class:`~vsynth.core.models.Denoiser`.
+SDEdit noising and clean-latent prediction, over any :class:`~vsynth.core.diffusion.models.Denoiser`.
 
 Written once, tested once. Latents are (B, C, F, H, W); timesteps are scheduler timesteps.
 """
@@ -10,7 +10,8 @@ from typing import Callable
 
 import torch
 
-from vsynth.core.models import Conditioning, Denoiser
+from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.inputs import Conditioning
 
 Advance = Callable[[int], None]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vsynth.core.video import read_video
+from vsynth.core.media.video import read_video
 from vsynth.errors import VsynthInputError
 
 # BIVDiff's outpainting: "horizontal" regenerates the top and bottom quarter, "vertical" the left and

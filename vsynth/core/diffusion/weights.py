@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from vsynth.core.specs import ModelSpec, WeightsSpec
+from vsynth.core.host.specs import ModelSpec, WeightsSpec
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
 
 
@@ -25,7 +25,7 @@ def weight_flags(spec: ModelSpec) -> dict[str, str]:
 
 def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool) -> dict[str, str]:
     """Pick the source of every weights role: an explicit override, else the tiny model or the hub id."""
-    from vsynth.core import tiny as tiny_models
+    from vsynth import tiny as tiny_models
 
     sources = {}
     for i, weights in enumerate(spec.weights):

@@ -14,13 +14,13 @@ from importlib import metadata
 from pathlib import Path
 
 from vsynth import __version__
-from vsynth.core import video as videoio
-from vsynth.core.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
-from vsynth.core.outputs import atomic_dir, choose_out_dir
-from vsynth.core.progress import Stages
-from vsynth.core.registry import Registry, get_registry
-from vsynth.core.specs import DEFAULT_GUIDANCE, DEFAULT_STEPS, BridgeSpec, ModelSpec, Params, VideoParams
-from vsynth.core.weights import locate, resolve_sources, weight_flags
+from vsynth.core.media import video as videoio
+from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
+from vsynth.core.media.outputs import atomic_dir, choose_out_dir
+from vsynth.core.run.progress import Stages
+from vsynth.core.host.registry import Registry, get_registry
+from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
+from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags
 from vsynth.errors import VideoError, VsynthInputError
 
 VAE_MULTIPLE = 8
@@ -167,8 +167,8 @@ def _probe(config: RunConfig, path: Path) -> videoio.VideoInfo:
 
 def _read_sources(config: RunConfig, height: int, width: int):
     """Every input video at the run's size and frames; outpainting masks drawn at that size."""
-    from vsynth.core.masks import outpaint_mask, parse_outpaint, read_mask
-    from vsynth.core.models import Sources
+    from vsynth.core.media.masks import outpaint_mask, parse_outpaint, read_mask
+    from vsynth.core.diffusion.inputs import Sources
 
     def read(path):
         return videoio.read_video(path, frames=config.frames, stride=config.stride, size=(height, width)).frames
@@ -189,7 +189,7 @@ def _read_sources(config: RunConfig, height: int, width: int):
 def _runtime(device: str):
     import torch
 
-    from vsynth.core.models import Runtime
+    from vsynth.core.diffusion.inputs import Runtime
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -206,8 +206,9 @@ def execute(plan: RunPlan, display=None) -> RunReport:
     """Load, prepare, bridge, decode, write. ``display`` is an optional rich Progress."""
     import torch
 
-    from vsynth.core.bridge import BridgeInputs
-    from vsynth.core.models import EvalCounter, FrameInputs
+    from vsynth.core.diffusion.inputs import BridgeInputs
+    from vsynth.core.diffusion.inputs import FrameInputs
+    from vsynth.core.run.evals import EvalCounter
 
     config, sampling = plan.config, plan.sampling
     runtime = _runtime(config.device)

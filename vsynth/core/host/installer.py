@@ -12,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from vsynth.core.registry import ENTRY_POINT_GROUP
+from vsynth.core.host.registry import ENTRY_POINT_GROUP
 
 # Read in a fresh interpreter: after pip, this process's sys.path and metadata caches are stale
 # (an editable install adds a path entry at start-up; an uninstalled one leaves its path behind).

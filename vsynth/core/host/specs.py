@@ -52,7 +52,7 @@ class WeightsSpec(BaseModel):
     role: str = Field(description="What these weights are in the model, e.g. 'controlnet' or 'base'.")
     id: str = Field(description="Default hub id, loaded with from_pretrained.")
     size_gb: float = Field(description="Approximate download size, in GB.")
-    tiny: str | None = Field(None, description="Name of the offline tiny stand-in in vsynth.core.tiny.")
+    tiny: str | None = Field(None, description="Name of the offline tiny stand-in in vsynth.tiny.")
 
 
 def _check_impl(value: str) -> str:

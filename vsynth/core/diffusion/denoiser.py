@@ -1,0 +1,58 @@
+"""The denoiser interface: a UNet (and whatever conditions it) seen as one noise-prediction function.
+
+Both image and video models provide one; every loop in :mod:`vsynth.core.diffusion.sampling` and
+every bridge works through it alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+
+from vsynth.core.diffusion.components import encode_text
+from vsynth.core.diffusion.inputs import Conditioning
+
+
+class Denoiser(ABC):
+    """A UNet (and whatever conditions it) seen as ``eps = predict_noise(x_t, t, cond, guidance)``.
+
+    ``frame_folded`` denoisers (image models) fold frames into the batch, so their initial noise
+    is drawn per frame, (B*F, C, H, W), as the image pipelines draw it.
+    """
+
+    frame_folded: ClassVar[bool]
+
+    def __init__(self, unet, scheduler, tokenizer, text_encoder):
+        self.unet = unet
+        self.scheduler = scheduler
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.scheduler.alphas_cumprod
+
+    def new_scheduler(self):
+        """A fresh scheduler of the model's kind and config (schedulers keep per-run state)."""
+        return type(self.scheduler).from_config(self.scheduler.config)
+
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        return encode_text(self.tokenizer, self.text_encoder, [prompt]).to(self.dtype)
+
+    def condition(self, prompt: str, negative_prompt: str | None = None, **extras) -> Conditioning:
+        negative = None if negative_prompt is None else self.encode_prompt(negative_prompt)
+        return Conditioning(text=self.encode_prompt(prompt), negative=negative, extras=extras)
+
+    @abstractmethod
+    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+        """Noise prediction for latents (B, C, F, H, W) at timestep ``t``; classifier-free guidance if guidance > 1."""

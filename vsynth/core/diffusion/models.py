@@ -1,0 +1,60 @@
+"""What every model provides to bridges: a denoiser over latent videos, a VAE codec, and (for image
+models) the inputs it prepares from the sources and its frame-wise generation.
+
+Models are adapters over diffusers components; bridges are algorithms over these interfaces
+and never import diffusers. Latent videos are always (B, C, F, H, W).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.components import VaeCodec
+from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.inputs import BridgeInputs, FrameInputs, Runtime, Sources
+from vsynth.core.host.specs import ModelSpec, Params
+
+
+class Model(ABC):
+    """What image and video models share: their spec and params, loading, and the UNets to count."""
+
+    denoiser: Denoiser
+    codec: VaeCodec
+
+    def __init__(self, spec: ModelSpec, params: Params):
+        self.spec = spec
+        self.params = params
+
+    @classmethod
+    @abstractmethod
+    def load(cls, spec: ModelSpec, params: Params, sources: dict[str, str], runtime: Runtime) -> Model:
+        """Build the model from ``sources`` (weights role -> hub id or directory)."""
+
+    def unets(self) -> list[torch.nn.Module]:
+        return [self.denoiser.unet]
+
+
+class ImageModel(Model):
+    """An IDM: a frame-wise denoiser with its own conditions, and SD1.5's plain UNet for image inversion."""
+
+    inversion_denoiser: Denoiser
+
+    def prepare(self, sources: Sources) -> FrameInputs:
+        """Per-frame inputs from the sources (control maps, source latents, masks); none by default."""
+        return FrameInputs()
+
+    def generate(self, inputs: BridgeInputs, generator: torch.Generator, advance=None) -> torch.Tensor:
+        """Frame-wise generation, all frames batched: by default from noise, with the model's conditions.
+
+        Models that start elsewhere (SDEdit from the source, inversion for Prompt-to-Prompt) override it.
+        """
+        cond = self.denoiser.condition(inputs.image_prompt, inputs.negative_prompt, **inputs.frame_inputs.extras)
+        noise = sampling.initial_noise(self.denoiser, inputs.latent_shape(self.codec), generator)
+        return sampling.sample(self.denoiser, noise, cond, steps=inputs.steps, guidance=inputs.guidance, advance=advance)
+
+
+class VideoModel(Model):
+    """A VDM: a denoiser over whole clips."""

@@ -1,0 +1,1 @@
+"""One run: its config, the pipeline from a validated config to a written folder, progress and cost counting."""

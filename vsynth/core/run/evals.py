@@ -1,0 +1,33 @@
+"""Counting what a run costs: UNet forward calls and frame evaluations per model role."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+
+class EvalCounter:
+    """Counts UNet forward calls and frame evaluations per model role, through forward hooks.
+
+    A frame evaluation is one frame through one UNet call, so classifier-free guidance counts
+    twice and a video UNet call on F frames counts F.
+    """
+
+    def __init__(self):
+        self.calls: Counter[str] = Counter()
+        self.frame_evals: Counter[str] = Counter()
+        self._handles = []
+
+    def attach(self, module: torch.nn.Module, role: str) -> None:
+        def hook(_module, args, kwargs):
+            sample = args[0] if args else kwargs["sample"]
+            self.calls[role] += 1
+            self.frame_evals[role] += sample.shape[0] * (sample.shape[2] if sample.ndim == 5 else 1)
+
+        self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
