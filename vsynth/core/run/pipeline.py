@@ -69,8 +69,20 @@ class RunPlan:
 
 @dataclass
 class RunReport:
-    out_dir: Path
+    out_dir: Path | None  # None when the run was not written
     record: dict = field(default_factory=dict)  # what run.json holds
+    frames: object = None  # uint8 (F, H, W, 3): the final video
+    latents: object = None  # torch (1, C, F, h, w): the final latent video, before decoding
+    loaded: LoadedModels | None = None  # the models it ran on, for the next run with the same model set
+
+
+@dataclass
+class LoadedModels:
+    """Models loaded for a plan, reusable by any plan with the same ``key`` (see :func:`model_key`)."""
+
+    key: tuple
+    runtime: object  # the Runtime they live on
+    models: dict  # by role: "idm" (when there is one), "vdm"
 
 
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
@@ -202,8 +214,30 @@ def _runtime(device: str):
     return Runtime(device=dev, dtype=torch.float16 if dev.type == "cuda" else torch.float32)
 
 
-def execute(plan: RunPlan, display=None) -> RunReport:
-    """Load, prepare, bridge, decode, write. ``display`` is an optional rich Progress."""
+def model_key(plan: RunPlan) -> tuple:
+    """What the loaded models of a plan depend on: names, params, weights and device; equal keys share models."""
+    specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
+    return (plan.config.device,) + tuple(
+        (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())))
+        for role, spec in specs.items()
+    )
+
+
+def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
+    """Load the plan's IDM (if any) and VDM: the slow part of a run, done once for many runs by a Session."""
+    runtime = _runtime(plan.config.device)
+    specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
+    models = {}
+    with stages.stage("loading models", total=len(specs)) as advance:
+        for role, spec in specs.items():
+            models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
+            advance(1)
+    return LoadedModels(model_key(plan), runtime, models)
+
+
+def execute(plan: RunPlan, display=None, *, loaded: LoadedModels | None = None, write: bool = True) -> RunReport:
+    """Load (unless ``loaded`` models for this plan are given), prepare, bridge, decode, and write unless
+    ``write`` is false. ``display`` is an optional rich Progress."""
     import torch
 
     from vsynth.core.diffusion.inputs import BridgeInputs
@@ -211,17 +245,14 @@ def execute(plan: RunPlan, display=None) -> RunReport:
     from vsynth.core.run.evals import EvalCounter
 
     config, sampling = plan.config, plan.sampling
-    runtime = _runtime(config.device)
     stages = Stages(display)
+    if loaded is None:
+        loaded = load_models(plan, stages)
+    elif loaded.key != model_key(plan):
+        raise ValueError("the loaded models belong to another model set than this plan's")
+    runtime, models = loaded.runtime, loaded.models
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
-
-    specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
-    models = {}
-    with stages.stage("loading models", total=len(specs)) as advance:
-        for role, spec in specs.items():
-            models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
-            advance(1)
     idm, vdm = models.get("idm"), models["vdm"]
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
     counter = EvalCounter()
@@ -268,13 +299,23 @@ def execute(plan: RunPlan, display=None) -> RunReport:
     record = _record(plan, runtime, counter, videos)
     fps = plan.fps
     record["fps"] = fps
+    report = RunReport(out_dir=None, record=record, frames=frames, latents=result.latents, loaded=loaded)
+    if not write:
+        _close_record(record, stages, runtime)
+        return report
     with atomic_dir(plan.out_dir) as tmp:
         _write_files(tmp, videos, fps, result.latents if config.save_latents else None, stages)
         record["files"] = sorted(p.name for p in tmp.iterdir()) + ["run.json"]
-        record["timings"] = dict(stages.timings)
-        record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
+        _close_record(record, stages, runtime)
         (tmp / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return RunReport(out_dir=plan.out_dir, record=record)
+    report.out_dir = plan.out_dir
+    return report
+
+
+def _close_record(record: dict, stages: Stages, runtime) -> None:
+    """What run.json says last: seconds per stage and peak memory, known once everything else is done."""
+    record["timings"] = dict(stages.timings)
+    record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
 
 
 def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages) -> None:
