@@ -321,5 +321,52 @@ def tiny_export(directory):
         click.echo(f"{name}\t{path}")
 
 
+# ---------------------------------------------------------------------------- batch
+
+
+@cli.command()
+@click.argument("jobs_file", metavar="JOBS", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Batch folder: one folder per job, and the summary  [default: outputs/<JOBS name>]")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Run on Ray (pip install 'vsynth[ray]'): a cluster's ADDRESS, or alone for a local Ray.")  # fmt: skip
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; print only the summary table.")
+def batch(jobs_file, out, ray_address, quiet):
+    """Run every job of a YAML, JSONL or CSV jobs file; each job is a run config, as --config takes.
+
+    \b
+    Writes OUT/<job name>/ per job and OUT/summary.{json,csv,md}: each job's status, seconds,
+    frame evaluations and metrics. Jobs with the same models share one load. A rerun skips jobs
+    whose folder is complete; a failed job is recorded and the others go on.
+    Exit code: 0 all jobs ok, 1 some failed, 2 a bad jobs file.
+    """
+    from vsynth.batch.runner import prepare_batch
+    from vsynth.batch.summary import markdown_table, table_rows
+
+    out = out if out is not None else Path("outputs") / jobs_file.stem
+    _quiet_libraries()
+    prepared = prepare_batch(jobs_file, out)
+    if prepared.todo:
+        _hide_loading_bars()
+    run_kwargs = {"ray": ray_address is not None, "ray_address": ray_address or None}
+    try:
+        if quiet:
+            results = prepared.run(**run_kwargs)
+        else:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=Console(stderr=True)) as progress:
+                bar = progress.add_task("jobs", total=prepared.todo)
+                results = prepared.run(**run_kwargs, on_result=lambda r: progress.update(bar, advance=1, description=f"{r.name}: {r.status}"))
+    except KeyboardInterrupt:
+        done = sum(r.status in ("ok", "skipped") for r in prepared.results.values())
+        click.echo(f"interrupted: {done} of {len(prepared.results)} jobs are complete; run the same command to resume", err=True)
+        sys.exit(130)
+    click.echo(markdown_table(table_rows(results)), nl=False)
+    click.echo(f"summary: {prepared.out_root / 'summary.md'} (and .csv, .json)", err=True)
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
 def main() -> None:
     cli(prog_name="vsynth")

@@ -35,3 +35,11 @@ class OutputExistsError(VsynthInputError):
 
 class PluginError(VsynthError):
     """A plugin that failed to load or to register (reported, not raised, unless strict)."""
+
+
+class JobsFileError(VsynthInputError):
+    """A batch jobs file that cannot be read as jobs (its jobs' own settings are checked per job)."""
+
+
+class MissingExtraError(VsynthError):
+    """A command that needs an optional extra (``vsynth[ray]``, ``vsynth[ui]``) that is not installed."""
