@@ -368,5 +368,26 @@ def batch(jobs_file, out, ray_address, quiet):
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
+# ---------------------------------------------------------------------------- web UI
+
+
+@cli.command()
+@click.option("--port", type=int, default=7860, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--tiny", is_flag=True, help="Start with the offline tiny models ticked and small quick settings.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
+def ui(port, tiny, out):
+    """Start the web app (pip install 'vsynth[ui]') on http://127.0.0.1:PORT.
+
+    Pick the models, bridge, inputs and options in a form; see each stage's progress, then the
+    video, the grid and run.json. Only this machine can reach it.
+    """
+    from vsynth.ui.app import import_gradio, launch
+
+    import_gradio()  # a missing extra is one line before anything else starts
+    _quiet_libraries()
+    click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
+    launch(out, tiny=tiny, port=port)
+
+
 def main() -> None:
     cli(prog_name="vsynth")

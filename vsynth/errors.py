@@ -43,3 +43,10 @@ class JobsFileError(VsynthInputError):
 
 class MissingExtraError(VsynthError):
     """A command that needs an optional extra (``vsynth[ray]``, ``vsynth[ui]``) that is not installed."""
+
+
+def one_line(error: BaseException) -> str:
+    """How an entry point that goes on (batch, the UI) reports an error: an input error's own message,
+    anything else as its type and first line."""
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return first if isinstance(error, VsynthInputError) else f"{type(error).__name__}: {first}".rstrip(": ")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 from vsynth.batch.jobs import COMPLETE_MARKER, Job
-from vsynth.errors import VsynthInputError
+from vsynth.errors import VsynthInputError, one_line
 
 
 @dataclass
@@ -44,15 +44,7 @@ def skipped(job: Job) -> JobResult:
 
 
 def failed(job: Job, error: BaseException | str, seconds: float | None = None) -> JobResult:
-    return JobResult(job.name, "failed", str(job.out_dir), seconds=seconds, error=describe(error))
-
-
-def describe(error: BaseException | str) -> str:
-    """One line: an input error's own message, else the exception's type and first line."""
-    if isinstance(error, str):
-        return error
-    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    return first if isinstance(error, VsynthInputError) else f"{type(error).__name__}: {first}".rstrip(": ")
+    return JobResult(job.name, "failed", str(job.out_dir), seconds=seconds, error=error if isinstance(error, str) else one_line(error))
 
 
 def run_group(jobs: list[Job]) -> Iterator[JobResult]:

@@ -1,0 +1,92 @@
+"""``vsynth ui`` in a real browser: Debian's headless Chromium, driven by Playwright, against the app
+served on 127.0.0.1 by the test; one tiny generation from the page, and a bad input's one-line error.
+
+Set VSYNTH_UI_SCREENSHOT=docs/ui.png to refresh the README's screenshot.
+"""
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gradio", reason="Gradio is not installed: pip install 'vsynth[ui]' runs this test")
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install 'vsynth[browser-test]'")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+QUICK = {"frames": 2, "height": 64, "width": 64, "steps": 1}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_cache):
+    from vsynth.ui.app import launch
+
+    out, port = tmp_path_factory.mktemp("ui-runs"), free_port()
+    app = launch(out, tiny=True, port=port, block=False)
+    yield f"http://127.0.0.1:{port}", out
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium with a fresh profile; skipped only where it cannot start."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        try:
+            context = playwright.chromium.launch_persistent_context(
+                tmp_path_factory.mktemp("chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+                viewport={"width": 1280, "height": 1000},
+            )  # fmt: skip
+        except sync_api.Error as exc:
+            pytest.skip(f"Chromium cannot start here: {str(exc).splitlines()[0]}")
+        yield context
+        context.close()
+
+
+def fill_form(page, prompt: str, settings: dict) -> None:
+    page.locator("#prompt textarea").fill(prompt)
+    for name, value in settings.items():
+        page.locator(f"#{name} input").fill(str(value))
+    page.locator("#generate").click()
+
+
+def test_a_tiny_generation_from_the_page_shows_the_result_video(served, browser, tmp_path):
+    url, out = served
+    page = browser.new_page()
+    page.goto(url)
+    fill_form(page, "a corgi running on the beach", QUICK)
+    video = page.locator("#result video")
+    video.wait_for(timeout=180_000)
+    assert "video.mp4" in video.get_attribute("src")
+    page.wait_for_function("document.querySelector('#result video').readyState >= 1", timeout=30_000)  # the browser reads it
+    page.locator("#grid img").wait_for(timeout=30_000)
+    assert "frame_evals" in page.locator("#summary").inner_text()
+    (folder,) = [p for p in out.iterdir() if p.name != "samples"]
+    assert (folder / "run.json").is_file() and (folder / "video.mp4").is_file()
+    shot = tmp_path / "ui.png"
+    page.screenshot(path=shot, full_page=True)
+    if os.environ.get("VSYNTH_UI_SCREENSHOT"):
+        shutil.copy(shot, os.environ["VSYNTH_UI_SCREENSHOT"])
+    page.close()
+
+
+def test_bad_input_shows_the_one_line_error_in_the_page(served, browser):
+    url, _ = served
+    page = browser.new_page()
+    page.goto(url)
+    fill_form(page, "a corgi", {**QUICK, "frames": 0})
+    error = page.locator("#error")
+    error.wait_for(timeout=60_000)
+    assert "Error: frames: Input should be greater than 0" in error.inner_text()
+    assert page.locator("#result video").count() == 0
+    page.close()
