@@ -20,6 +20,31 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 QUICK = {"frames": 2, "height": 64, "width": 64, "steps": 1}
 
 
+def test_option_fields_follow_the_params_models_and_send_only_changes():
+    import gradio as gr
+
+    from vsynth.core.host.registry import get_registry
+    from vsynth.ui.params import chosen_options, option_components
+
+    registry = get_registry()
+    with gr.Blocks():
+        made = dict(
+            [(f.name, (f, c)) for f, c in option_components(gr, "bridge", "mixed-inversion", registry.bridge("mixed-inversion").params)]
+            + [(f.name, (f, c)) for f, c in option_components(gr, "idm", "controlnet-canny", registry.model("controlnet-canny", "idm").params)]
+        )  # fmt: skip
+    kinds = {name: type(component).__name__ for name, (_, component) in made.items()}
+    assert kinds["mixing_ratio"] == "Slider" and (made["mixing_ratio"][1].minimum, made["mixing_ratio"][1].maximum) == (0.0, 1.0)
+    assert kinds["inversion_prompt"] == "Dropdown" and kinds["reencode"] == "Checkbox"
+    assert kinds["low_threshold"] == "Slider" and made["low_threshold"][1].step == 1
+    assert kinds["batch_size"] == "Number" and kinds["base"] == "Textbox"
+    fields = [f for f, _ in made.values()]
+    values = {"mixing_ratio": 0.5, "reencode": True, "low_threshold": 100, "batch_size": None, "base": "", "conditioning_scale": 2.0}
+    picked = {"idm": "controlnet-canny", "bridge": "mixed-inversion"}
+    sent = chosen_options(fields, [values.get(f.name, f.default) for f in fields], picked)
+    assert sent == {"bridge.mixing_ratio": 0.5, "idm.conditioning_scale": 2.0}
+    assert chosen_options(fields, [values.get(f.name, f.default) for f in fields], {**picked, "bridge": "none"}) == {"idm.conditioning_scale": 2.0}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

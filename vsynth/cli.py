@@ -385,6 +385,7 @@ def ui(port, tiny, out):
 
     import_gradio()  # a missing extra is one line before anything else starts
     _quiet_libraries()
+    _hide_loading_bars()
     click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
     launch(out, tiny=tiny, port=port)
 
