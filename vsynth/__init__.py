@@ -5,9 +5,8 @@ Plugin authors mark their hook functions with :data:`hookimpl`. The Python API (
 ``vsynth.Session``, ``vsynth.RunResult``, from :mod:`vsynth.api`) is imported on first use.
 """
 
-__version__ = "0.2.0.dev0"
-
-from vsynth.core.host.markers import hookimpl  # noqa: E402
+from vsynth.core.host.markers import hookimpl
+from vsynth.version import __version__
 
 _API = ("run", "Session", "RunResult")
 

@@ -13,12 +13,12 @@ import os
 import time
 from pathlib import Path
 
-from vsynth.core.run.config import RunConfig
+from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig
 from vsynth.errors import MissingExtraError, one_line
 from vsynth.ui.params import chosen_options, option_components
 
 NO_IDM = "(none: text-to-video)"
-DEFAULT_BRIDGE = "(default)"
+BRIDGE_BY_DEFAULT = "(default)"
 SETTINGS = ("frames", "stride", "height", "width", "steps", "guidance", "seed")
 QUICK_TINY = {"frames": 4, "height": 128, "width": 128, "steps": 4}  # a tiny run that takes seconds on a CPU
 SUMMARY_KEYS = ("task", "models", "bridge", "frames", "height", "width", "device", "timings", "nfe", "frame_evals", "peak_memory_mb", "metrics")
@@ -61,7 +61,7 @@ def build_app(out_root: Path, tiny: bool = False):
     gr = import_gradio()
     from vsynth.api import Session
     from vsynth.core.host.registry import get_registry
-    from vsynth.testing import write_sample_video
+    from vsynth.core.media.samples import write_sample_video
 
     registry = get_registry()
     label = lambda spec: spec.qualified_name if registry.conflicts(spec) else spec.name  # noqa: E731
@@ -80,7 +80,7 @@ def build_app(out_root: Path, tiny: bool = False):
                 with gr.Row():
                     idm = gr.Dropdown([NO_IDM, *idms], value=NO_IDM, label="image model (IDM)", elem_id="idm")
                     vdm = gr.Dropdown(list(vdms), value="zeroscope" if "zeroscope" in vdms else next(iter(vdms)), label="video model (VDM)", elem_id="vdm")
-                    bridge = gr.Dropdown([DEFAULT_BRIDGE, *bridges], value=DEFAULT_BRIDGE, label="bridge", elem_id="bridge")
+                    bridge = gr.Dropdown([BRIDGE_BY_DEFAULT, *bridges], value=BRIDGE_BY_DEFAULT, label="bridge", elem_id="bridge")
                 use_tiny = gr.Checkbox(value=tiny, label="tiny models (offline, random weights: for trying the app)", elem_id="tiny")
                 video = gr.Video(label="source video", sources=["upload"], include_audio=True, elem_id="video")
                 gr.Examples([[str(sample)]], inputs=[video], label="sample video")
@@ -118,8 +118,8 @@ def build_app(out_root: Path, tiny: bool = False):
 
         def chosen(idm_name, vdm_name, bridge_name) -> dict[str, str | None]:
             idm_name = None if idm_name == NO_IDM else idm_name
-            if bridge_name == DEFAULT_BRIDGE:
-                bridge_name = "mixed-inversion" if idm_name else "none"
+            if bridge_name == BRIDGE_BY_DEFAULT:
+                bridge_name = DEFAULT_BRIDGE if idm_name else PLAIN_BRIDGE
             return {"idm": idm_name, "vdm": vdm_name, "bridge": bridge_name}
 
         def show_options(idm_name, vdm_name, bridge_name):
@@ -135,8 +135,8 @@ def build_app(out_root: Path, tiny: bool = False):
             setting_values, option_values = rest[: len(SETTINGS)], rest[len(SETTINGS) :]
             picked = chosen(idm_name, vdm_name, bridge_name)
             values = {
-                "idm": picked["idm"], "vdm": vdm_name, "bridge": None if bridge_name == DEFAULT_BRIDGE else bridge_name,
-                "tiny": tiny_on, "video": video_path, "prompt": prompt_text, "idm_prompt": idm_text or None,
+                "idm": picked["idm"], "vdm": vdm_name, "bridge": None if bridge_name == BRIDGE_BY_DEFAULT else bridge_name,
+                "tiny": tiny_on, "video": video_path, "prompt": prompt_text or None, "idm_prompt": idm_text or None,
                 "source_prompt": source_text or None, "negative_prompt": negative_text or "", "mask": mask_path,
                 "condition_video": condition_path, "outpaint": outpaint_text or None,
                 **{name: value for name, value in zip(SETTINGS, setting_values) if not unset(name, value)},

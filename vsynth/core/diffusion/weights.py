@@ -25,7 +25,7 @@ def weight_flags(spec: ModelSpec) -> dict[str, str]:
 
 def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool) -> dict[str, str]:
     """Pick the source of every weights role: an explicit override, else the tiny model or the hub id."""
-    from vsynth import tiny as tiny_models
+    from vsynth.tiny import tiny_weights
 
     sources = {}
     for i, weights in enumerate(spec.weights):
@@ -35,7 +35,7 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
         elif tiny:
             if weights.tiny is None:
                 raise VsynthInputError(f"{spec.name} has no tiny form for its {weights.role} weights")
-            sources[weights.role] = str(tiny_models.tiny_weights(weights.tiny))
+            sources[weights.role] = str(tiny_weights(weights.tiny))
         else:
             sources[weights.role] = weights.id
     return sources

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from vsynth import __version__
+from vsynth.version import __version__
 from vsynth.core.media import video as videoio
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import atomic_dir, choose_out_dir
