@@ -3,10 +3,11 @@
 import pytest
 from click.testing import CliRunner
 
+from tests.extras import need
 from tests.test_batch import check_batch_outcome, fake_complete_folder, write_jobs
 from vsynth.cli import cli
 
-ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'vsynth[ray]' runs this test")
+ray = need("ray", "pip install 'vsynth[ray]'")
 
 
 @pytest.fixture(scope="module")

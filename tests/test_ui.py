@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("gradio", reason="Gradio is not installed: pip install 'vsynth[ui]' runs this test")
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install 'vsynth[browser-test]'")
+from tests.extras import need, skip_unless_required
+
+need("gradio", "pip install 'vsynth[ui]'")
+sync_api = need("playwright.sync_api", "pip install 'vsynth[browser-test]'")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -65,7 +67,7 @@ def served(tmp_path_factory, tiny_cache):
 def browser(tmp_path_factory):
     """Headless Chromium with a fresh profile; skipped only where it cannot start."""
     if not Path(CHROMIUM).is_file():
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
+        skip_unless_required("Chromium is not installed: apt-get install chromium")
     with sync_api.sync_playwright() as playwright:
         try:
             context = playwright.chromium.launch_persistent_context(
@@ -73,7 +75,7 @@ def browser(tmp_path_factory):
                 viewport={"width": 1280, "height": 1000},
             )  # fmt: skip
         except sync_api.Error as exc:
-            pytest.skip(f"Chromium cannot start here: {str(exc).splitlines()[0]}")
+            skip_unless_required(f"Chromium cannot start here: {str(exc).splitlines()[0]}")
         yield context
         context.close()
 

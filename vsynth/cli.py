@@ -331,9 +331,10 @@ def tiny_export(directory):
               help="Run on Ray (pip install 'vsynth[ray]'): a cluster's ADDRESS, or alone for a local Ray.")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; print only the summary table.")
 def batch(jobs_file, out, ray_address, quiet):
-    """Run every job of a YAML, JSONL or CSV jobs file; each job is a run config, as --config takes.
+    """Run a YAML, JSONL or CSV file of jobs, here or on Ray.
 
     \b
+    Each job is a run config, as --config takes; `defaults` at the top apply to all.
     Writes OUT/<job name>/ per job and OUT/summary.{json,csv,md}: each job's status, seconds,
     frame evaluations and metrics. Jobs with the same models share one load. A rerun skips jobs
     whose folder is complete; a failed job is recorded and the others go on.
@@ -376,7 +377,7 @@ def batch(jobs_file, out, ray_address, quiet):
 @click.option("--tiny", is_flag=True, help="Start with the offline tiny models ticked and small quick settings.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
 def ui(port, tiny, out):
-    """Start the web app (pip install 'vsynth[ui]') on http://127.0.0.1:PORT.
+    """Start the web app on http://127.0.0.1:PORT (pip install 'vsynth[ui]').
 
     Pick the models, bridge, inputs and options in a form; see each stage's progress, then the
     video, the grid and run.json. Only this machine can reach it.
