@@ -263,16 +263,18 @@ def test_encapsulated_from_the_cli(idm, vdm_name, tmp_path):
     assert record["task"] == "enhance" and record["bridge"]["params"]["strength"] == 0.5
     # 2 T2I steps plus the one re-run after the block; the block: t2v_strength 0.5 of the VDM's 4 steps
     vdm_cfg = 2 if VDM_SAMPLING[vdm_name][1] > 1 else 1
-    assert record["nfe"] == {"idm": 3, "vdm": 2}
-    assert record["frame_evals"] == {"idm": 3 * IDM_CFG[idm] * 3, "vdm": 2 * vdm_cfg * 3}
+    controlnet = idm == "controlnet-canny"  # counted apart, once per T2I UNet call
+    assert record["nfe"] == {"idm": 3, "vdm": 2} | ({"idm.controlnet": 3} if controlnet else {})
+    idm_evals = {"idm": 3 * IDM_CFG[idm] * 3} | ({"idm.controlnet": 3 * 2 * 3} if controlnet else {})
+    assert record["frame_evals"] == idm_evals | {"vdm": 2 * vdm_cfg * 3}
 
 
 @pytest.mark.parametrize(
     "bridge, idm, nfe, idm_frames",
     [
-        ("idm-only", "controlnet-canny", {"idm": 1}, False),
+        ("idm-only", "controlnet-canny", {"idm": 1, "idm.controlnet": 1}, False),
         ("vdm-only", None, {"vdm": 2}, False),
-        ("idm-then-vdm", "controlnet-canny", {"idm": 1, "vdm": 2}, True),
+        ("idm-then-vdm", "controlnet-canny", {"idm": 1, "idm.controlnet": 1, "vdm": 2}, True),
         ("vdm-then-idm", "sd15", {"idm": 1, "vdm": 2}, False),
     ],
 )
@@ -307,9 +309,11 @@ def test_benchmark_reports_the_evaluation_and_time_ratios(tmp_path, capsys):
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     figures = benchmark.main(["--frames", "2", "--size", "64", "--steps", "10", "--json", str(tmp_path / "f.json")])
-    # EVS: 4 T2I steps + the re-run, guided; 4 of Lightning's 8 steps. BIVDiff: 10 guided steps, 10 inversion steps, 8 steps.
+    # EVS: 4 T2I steps + the re-run, guided; 4 of Lightning's 8 steps. BIVDiff: 10 guided steps (each with the
+    # ControlNet), 10 inversion steps, 8 steps.
     assert figures["evs"]["frame_evals"] == {"idm": 5 * 2 * 2, "vdm": 4 * 2}
-    assert figures["bivdiff"]["frame_evals"] == {"idm": (10 * 2 + 10) * 2, "vdm": 8 * 2}
-    assert figures["ratios"]["frame_evals"] == round(76 / 28, 3) and figures["ratios"]["wall_time"] > 0
+    assert figures["bivdiff"]["frame_evals"] == {"idm": (10 * 2 + 10) * 2, "idm.controlnet": 10 * 2 * 2, "vdm": 8 * 2}
+    assert figures["ratios"]["frame_evals"] == round(116 / 28, 3) and figures["ratios"]["unet_frame_evals"] == round(76 / 28, 3)
+    assert figures["ratios"]["wall_time"] > 0
     assert json.loads((tmp_path / "f.json").read_text()) == figures
-    assert "BIVDiff / EVS: 2.71x UNet frame evaluations" in capsys.readouterr().out
+    assert "BIVDiff / EVS: 4.14x frame evaluations of all networks (2.71x of the UNets alone)" in capsys.readouterr().out
