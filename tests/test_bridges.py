@@ -85,6 +85,35 @@ def test_identity_block_equals_idm_only(sd15, vdms, source_frames):
     assert not torch.allclose(with_block.latents, base.latents)
 
 
+@pytest.mark.parametrize("renoise", ["predicted", "fresh"])
+def test_bridge_back_noise_is_the_t2i_prediction_or_the_generators_next_draw(renoise, sd15, vdms, source_frames, monkeypatch):
+    """With an identity block, predicted noise gives idm-only back; fresh noise is the next draw of the run's
+    generator after the T2I SDEdit noise (Algorithm 1's literal form), so the run differs but repeats per seed."""
+    noises = []
+    add_noise = sampling.add_noise
+
+    def recording_add_noise(x0, noise, abar):
+        noises.append(noise)
+        return add_noise(x0, noise, abar)
+
+    monkeypatch.setattr(sampling, "add_noise", recording_add_noise)
+    inputs = bridge_inputs(sd15, source_frames, "animatediff-lightning", steps=6)
+    vdm = vdms["animatediff-lightning"]
+    evs, _ = run_bridge("encapsulated", sd15, vdm, inputs, strength=0.5, t2v_steps=0, renoise=renoise)
+    again, _ = run_bridge("encapsulated", sd15, vdm, inputs, strength=0.5, t2v_steps=0, renoise=renoise)
+    base, _ = run_bridge("idm-only", sd15, vdm, inputs, strength=0.5)
+    start, bridge_back = noises[0], noises[1]  # the SDEdit noise at t_I, then the noise back at t_T2V
+    torch.testing.assert_close(again.latents, evs.latents, rtol=0, atol=0)
+    if renoise == "predicted":
+        torch.testing.assert_close(evs.latents, base.latents)
+        assert not torch.equal(bridge_back, start)
+    else:
+        generator = torch.Generator().manual_seed(0)
+        draws = [sampling.initial_noise(sd15.denoiser, tuple(start.shape), generator) for _ in range(2)]
+        assert torch.equal(start, draws[0]) and torch.equal(bridge_back, draws[1])
+        assert not torch.allclose(evs.latents, base.latents)
+
+
 @pytest.mark.parametrize("injection", ["none", "sfi"])
 @pytest.mark.parametrize("vdm_name", ["animatediff-lightning", "zeroscope"])
 def test_block_runs_once_at_the_requested_step_at_each_schedules_noise_level(vdm_name, injection, sd15, vdms, source_frames, monkeypatch):

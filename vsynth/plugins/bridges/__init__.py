@@ -70,6 +70,12 @@ class EncapsulatedParams(CompositionParams):
         ge=0,
         description="n_V, the VDM steps the block runs from t_V; default: all that are left. 0 makes the block the identity.",
     )
+    renoise: Literal["predicted", "fresh"] = Field(
+        "predicted",
+        description="The noise that takes the [T2V] block's clean latent back to t_T2V: 'predicted', the noise the T2I "
+        "step there predicted (an identity block then gives idm-only back), or 'fresh', drawn from the run's generator "
+        "(Algorithm 1's literal form).",
+    )
     injection: Literal["none", "sfi"] = Field(
         "none",
         description="How the block reaches t_V: 'none' noises the T2I prediction (SDEdit); 'sfi' DDIM-inverts it and injects "
