@@ -4,24 +4,26 @@ import pytest
 import torch
 
 from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import BridgeInputs
 from vsynth.core.diffusion.inputs import Sources
 from vsynth.core.run.evals import EvalCounter
 from vsynth.core.run.progress import Stages
 from vsynth.core.host.registry import get_registry
 from vsynth.plugins.bridges import mixed_inversion
+from vsynth.testing import load_tiny_model
 
 STEPS = 3
 
 
-def run_bridge(canny, zeroscope, source_frames, vdm_steps=STEPS, vdm_guidance=7.5, **params):
+def run_bridge(canny, zeroscope, source_frames, vdm_steps=STEPS, vdm_guidance=7.5, negative_prompt="", **params):
     spec = get_registry().bridge("mixed-inversion")
     bridge = spec.load_impl()(spec, spec.params(**params))
     inputs = BridgeInputs(
         frames=3, height=64, width=64, steps=STEPS, guidance=7.5, vdm_steps=vdm_steps,
         vdm_guidance=vdm_guidance,
         prompt="a ball", image_prompt="a ball",
-        negative_prompt="", sources=Sources(video=source_frames), frame_inputs=canny.prepare(Sources(video=source_frames)),
+        negative_prompt=negative_prompt, sources=Sources(video=source_frames), frame_inputs=canny.prepare(Sources(video=source_frames)),
     )  # fmt: skip
     counter = EvalCounter()
     counter.attach(canny.denoiser.unet, "idm")
@@ -101,3 +103,47 @@ def test_same_seed_same_result(canny, zeroscope, source_frames):
     first, _, _ = run_bridge(canny, zeroscope, source_frames)
     second, _, _ = run_bridge(canny, zeroscope, source_frames)
     assert torch.equal(first.latents, second.latents)
+
+
+# POS_PROMPT and NEG_PROMPT of the official code (MCG-NJU/BIVDiff, models/ControlNet/infer.py), typo included
+OFFICIAL_SUFFIX = " ,best quality, extremely detailed, HD, ultra-realistic, 8K, HQ, masterpiece, trending on artstation, art, smooth"
+OFFICIAL_NEGATIVE = (
+    "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer difits, cropped, worst quality, "
+    "low quality, deformed body, bloated, ugly, unrealistic"
+)
+
+
+@pytest.fixture
+def conditions(monkeypatch):
+    """Every (prompt, negative prompt) a denoiser is conditioned on, in order."""
+    seen = []
+    condition = Denoiser.condition
+
+    def spy(self, prompt, negative_prompt=None, **extras):
+        seen.append((prompt, negative_prompt))
+        return condition(self, prompt, negative_prompt, **extras)
+
+    monkeypatch.setattr(Denoiser, "condition", spy)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "preset, negative, expected",
+    [
+        ("none", "", ("a ball", "")),
+        ("bivdiff", "", ("a ball" + OFFICIAL_SUFFIX, OFFICIAL_NEGATIVE)),
+        ("bivdiff", "blurry", ("a ball" + OFFICIAL_SUFFIX, "blurry")),  # an explicit negative prompt wins
+    ],
+)
+def test_bivdiff_prompt_preset_gives_every_stage_the_official_prompts(preset, negative, expected, canny, zeroscope, source_frames, conditions):
+    run_bridge(canny, zeroscope, source_frames, negative_prompt=negative, prompt_preset=preset)
+    prompt, negative = expected
+    # frame-wise generation, image inversion (with the negative prompt, as the official code), temporal smoothing
+    assert conditions == [(prompt, negative), (negative, None), (prompt, negative)]
+
+
+def test_bivdiff_prompt_preset_is_plain_for_the_idms_the_official_code_gives_none(zeroscope, source_frames, conditions):
+    """The official T2I-Adapter, Prompt-to-Prompt and inpainting modules set both strings to ''."""
+    adapter = load_tiny_model("t2i-adapter-canny")
+    run_bridge(adapter, zeroscope, source_frames, prompt_preset="bivdiff")
+    assert conditions == [("a ball", ""), ("", None), ("a ball", "")]

@@ -28,6 +28,12 @@ class MixedInversionParams(Params):
         description="Re-encode the decoded IDM frames with the VAE before inversion, as the official code passes frames "
         "between stages; false passes the IDM latents straight through.",
     )
+    prompt_preset: Literal["none", "bivdiff"] = Field(
+        "none",
+        description="'bivdiff': the official code's prompts, its quality suffix on the IDM and VDM prompts and its long "
+        "negative prompt (unless --negative-prompt is given), or none where its code has none (T2I-Adapter, "
+        "Prompt-to-Prompt, inpainting); 'none': the prompts as given.",
+    )
 
 
 class NoParams(Params):

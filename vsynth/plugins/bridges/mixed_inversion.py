@@ -8,14 +8,44 @@
 
 Like the official code, it uses the image side's VAE throughout: the VDMs it bridges (ZeroScope,
 ModelScope, AnimateDiff) work in SD's latent space.
+
+The prompts are the user's as given; ``prompt_preset=bivdiff`` gives every stage the official
+code's instead (:func:`with_prompt_preset`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
 from vsynth.core.diffusion import sampling
 from vsynth.core.diffusion.bridge import Bridge, BridgeResult
+from vsynth.core.diffusion.inputs import BridgeInputs
+
+# The official code's prompts: each IDM module returns a suffix that the IDM and VDM prompts get, and a
+# negative prompt for every guided stage (MCG-NJU/BIVDiff, POS_PROMPT and NEG_PROMPT in
+# models/ControlNet/infer.py and models/InstructPix2Pix/infer.py, typos kept). Its T2I-Adapter,
+# Prompt2Prompt and StableDiffusionInpainting modules set both to "".
+BIVDIFF_QUALITY_SUFFIX = " ,best quality, extremely detailed, HD, ultra-realistic, 8K, HQ, masterpiece, trending on artstation, art, smooth"
+BIVDIFF_NEGATIVE_PROMPT = (
+    "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer difits, cropped, worst quality, "
+    "low quality, deformed body, bloated, ugly, unrealistic"
+)
+BIVDIFF_PLAIN_PROMPT_IDMS = frozenset({"t2i-adapter-canny", "t2i-adapter-depth", "prompt2prompt", "sd-inpaint"})
+
+
+def with_prompt_preset(inputs: BridgeInputs, preset: str, idm_name: str) -> BridgeInputs:
+    """``inputs`` with the preset's prompts: for 'bivdiff', the official suffix on the IDM and VDM prompts
+    and the official negative prompt where none was given, except for the IDMs the official code leaves plain."""
+    if preset == "none" or idm_name in BIVDIFF_PLAIN_PROMPT_IDMS:
+        return inputs
+    return dataclasses.replace(
+        inputs,
+        prompt=inputs.prompt + BIVDIFF_QUALITY_SUFFIX,
+        image_prompt=inputs.image_prompt + BIVDIFF_QUALITY_SUFFIX,
+        negative_prompt=inputs.negative_prompt or BIVDIFF_NEGATIVE_PROMPT,
+    )
 
 
 def mix(z_image: torch.Tensor | None, z_video: torch.Tensor | None, ratio: float) -> torch.Tensor:
@@ -30,6 +60,7 @@ def mix(z_image: torch.Tensor | None, z_video: torch.Tensor | None, ratio: float
 class MixedInversion(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         params, steps, vdm_steps = self.params, inputs.steps, inputs.vdm_steps
+        inputs = with_prompt_preset(inputs, params.prompt_preset, idm.spec.name)
 
         with stages.stage("frame-wise generation", total=steps) as advance:
             z_idm = idm.generate(inputs, generator, advance)
