@@ -147,3 +147,32 @@ def test_bivdiff_prompt_preset_is_plain_for_the_idms_the_official_code_gives_non
     adapter = load_tiny_model("t2i-adapter-canny")
     run_bridge(adapter, zeroscope, source_frames, prompt_preset="bivdiff")
     assert conditions == [("a ball", ""), ("", None), ("a ball", "")]
+
+
+@pytest.mark.parametrize("vdm_name, vdm_steps, vdm_guidance", [("animatediff", 3, 7.5), ("animatediff-lightning", 4, 1.0)])
+def test_both_inversions_end_where_a_vdm_with_its_own_schedule_starts(vdm_name, vdm_steps, vdm_guidance, canny, source_frames, recorded, monkeypatch):
+    """AnimateDiff's linear betas and Lightning's Euler differ from SD1.5's schedule: both sides are inverted to the
+    noise level abar* at which the VDM's smoothing starts, so that the mix is a latent at that level.
+
+    Both denoisers predict the true noise of a pure-noise-like clean latent x0, so each inversion lands on
+    sqrt(abar*) x0 + sqrt(1 - abar*) eps: variance ~1 in VP form, init_noise_sigma^2 in Euler's sigma form.
+    """
+    vdm = load_tiny_model(vdm_name)
+    x0, eps = torch.randn(2, 1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(3)).unbind(0)
+    monkeypatch.setattr(canny, "generate", lambda inputs, generator, advance=None: x0)
+    for d in (canny.inversion_denoiser, vdm.denoiser):
+        monkeypatch.setattr(d, "predict_noise", lambda latents, t, cond, guidance: eps.to(latents.dtype))
+    run_bridge(canny, vdm, source_frames, vdm_steps=vdm_steps, vdm_guidance=vdm_guidance, mixing_ratio=0.5, reencode=False)
+
+    scheduler = vdm.denoiser.new_scheduler()
+    scheduler.set_timesteps(vdm_steps)
+    level = sampling.noise_level(scheduler, 0)  # abar at the VDM's first smoothing step
+    # the official image inversion's first step evaluates the clean latent as one at t = 1
+    abar_1 = canny.inversion_denoiser.alphas_cumprod[1]
+    x0_image = (x0 - (1 - abar_1).sqrt() * eps) / abar_1.sqrt()
+    expected = 0.5 * (level.sqrt() * x0_image + (1 - level).sqrt() * eps) + 0.5 * (level.sqrt() * x0 + (1 - level).sqrt() * eps)
+    (_, _, _, mixed), = recorded["mix"]
+    torch.testing.assert_close(mixed, expected, rtol=0, atol=1e-5)
+    assert mixed.var().item() == pytest.approx(1.0, abs=0.15)
+    start = sampling.to_scheduler_space(scheduler, mixed, 0)  # what the first smoothing step receives
+    assert start.std().item() == pytest.approx(float(scheduler.init_noise_sigma), rel=0.1)
