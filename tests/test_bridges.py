@@ -85,6 +85,35 @@ def test_identity_block_equals_idm_only(sd15, vdms, source_frames):
     assert not torch.allclose(with_block.latents, base.latents)
 
 
+@pytest.mark.parametrize("renoise", ["predicted", "fresh"])
+def test_bridge_back_noise_is_the_t2i_prediction_or_the_generators_next_draw(renoise, sd15, vdms, source_frames, monkeypatch):
+    """With an identity block, predicted noise gives idm-only back; fresh noise is the next draw of the run's
+    generator after the T2I SDEdit noise (Algorithm 1's literal form), so the run differs but repeats per seed."""
+    noises = []
+    add_noise = sampling.add_noise
+
+    def recording_add_noise(x0, noise, abar):
+        noises.append(noise)
+        return add_noise(x0, noise, abar)
+
+    monkeypatch.setattr(sampling, "add_noise", recording_add_noise)
+    inputs = bridge_inputs(sd15, source_frames, "animatediff-lightning", steps=6)
+    vdm = vdms["animatediff-lightning"]
+    evs, _ = run_bridge("encapsulated", sd15, vdm, inputs, strength=0.5, t2v_steps=0, renoise=renoise)
+    again, _ = run_bridge("encapsulated", sd15, vdm, inputs, strength=0.5, t2v_steps=0, renoise=renoise)
+    base, _ = run_bridge("idm-only", sd15, vdm, inputs, strength=0.5)
+    start, bridge_back = noises[0], noises[1]  # the SDEdit noise at t_I, then the noise back at t_T2V
+    torch.testing.assert_close(again.latents, evs.latents, rtol=0, atol=0)
+    if renoise == "predicted":
+        torch.testing.assert_close(evs.latents, base.latents)
+        assert not torch.equal(bridge_back, start)
+    else:
+        generator = torch.Generator().manual_seed(0)
+        draws = [sampling.initial_noise(sd15.denoiser, tuple(start.shape), generator) for _ in range(2)]
+        assert torch.equal(start, draws[0]) and torch.equal(bridge_back, draws[1])
+        assert not torch.allclose(evs.latents, base.latents)
+
+
 @pytest.mark.parametrize("injection", ["none", "sfi"])
 @pytest.mark.parametrize("vdm_name", ["animatediff-lightning", "zeroscope"])
 def test_block_runs_once_at_the_requested_step_at_each_schedules_noise_level(vdm_name, injection, sd15, vdms, source_frames, monkeypatch):
@@ -263,16 +292,18 @@ def test_encapsulated_from_the_cli(idm, vdm_name, tmp_path):
     assert record["task"] == "enhance" and record["bridge"]["params"]["strength"] == 0.5
     # 2 T2I steps plus the one re-run after the block; the block: t2v_strength 0.5 of the VDM's 4 steps
     vdm_cfg = 2 if VDM_SAMPLING[vdm_name][1] > 1 else 1
-    assert record["nfe"] == {"idm": 3, "vdm": 2}
-    assert record["frame_evals"] == {"idm": 3 * IDM_CFG[idm] * 3, "vdm": 2 * vdm_cfg * 3}
+    controlnet = idm == "controlnet-canny"  # counted apart, once per T2I UNet call
+    assert record["nfe"] == {"idm": 3, "vdm": 2} | ({"idm.controlnet": 3} if controlnet else {})
+    idm_evals = {"idm": 3 * IDM_CFG[idm] * 3} | ({"idm.controlnet": 3 * 2 * 3} if controlnet else {})
+    assert record["frame_evals"] == idm_evals | {"vdm": 2 * vdm_cfg * 3}
 
 
 @pytest.mark.parametrize(
     "bridge, idm, nfe, idm_frames",
     [
-        ("idm-only", "controlnet-canny", {"idm": 1}, False),
+        ("idm-only", "controlnet-canny", {"idm": 1, "idm.controlnet": 1}, False),
         ("vdm-only", None, {"vdm": 2}, False),
-        ("idm-then-vdm", "controlnet-canny", {"idm": 1, "vdm": 2}, True),
+        ("idm-then-vdm", "controlnet-canny", {"idm": 1, "idm.controlnet": 1, "vdm": 2}, True),
         ("vdm-then-idm", "sd15", {"idm": 1, "vdm": 2}, False),
     ],
 )
@@ -307,9 +338,11 @@ def test_benchmark_reports_the_evaluation_and_time_ratios(tmp_path, capsys):
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     figures = benchmark.main(["--frames", "2", "--size", "64", "--steps", "10", "--json", str(tmp_path / "f.json")])
-    # EVS: 4 T2I steps + the re-run, guided; 4 of Lightning's 8 steps. BIVDiff: 10 guided steps, 10 inversion steps, 8 steps.
+    # EVS: 4 T2I steps + the re-run, guided; 4 of Lightning's 8 steps. BIVDiff: 10 guided steps (each with the
+    # ControlNet), 10 inversion steps, 8 steps.
     assert figures["evs"]["frame_evals"] == {"idm": 5 * 2 * 2, "vdm": 4 * 2}
-    assert figures["bivdiff"]["frame_evals"] == {"idm": (10 * 2 + 10) * 2, "vdm": 8 * 2}
-    assert figures["ratios"]["frame_evals"] == round(76 / 28, 3) and figures["ratios"]["wall_time"] > 0
+    assert figures["bivdiff"]["frame_evals"] == {"idm": (10 * 2 + 10) * 2, "idm.controlnet": 10 * 2 * 2, "vdm": 8 * 2}
+    assert figures["ratios"]["frame_evals"] == round(116 / 28, 3) and figures["ratios"]["unet_frame_evals"] == round(76 / 28, 3)
+    assert figures["ratios"]["wall_time"] > 0
     assert json.loads((tmp_path / "f.json").read_text()) == figures
-    assert "BIVDiff / EVS: 2.71x UNet frame evaluations" in capsys.readouterr().out
+    assert "BIVDiff / EVS: 4.14x frame evaluations of all networks (2.71x of the UNets alone)" in capsys.readouterr().out

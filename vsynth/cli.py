@@ -298,7 +298,7 @@ def _print_summary(console, report) -> None:
     table.add_row("[bold]total", f"[bold]{sum(record['timings'].values()):.2f}")
     console.print(table)
     evals = ", ".join(f"{role} {record['nfe'][role]} calls / {record['frame_evals'][role]} frame evals" for role in record["nfe"])
-    console.print(f"UNet evaluations: {evals}")
+    console.print(f"network evaluations: {evals}")
     console.print(f"peak memory: {record['peak_memory_mb']:.0f} MiB ({record['peak_memory_source']})")
     console.print(f"wrote [bold]{report.out_dir}[/]: {', '.join(record['files'])}")
 

@@ -193,20 +193,26 @@ def bivdiff_invert(
     *,
     steps: int,
     max_timestep: int = BIVDIFF_MAX_TIMESTEP,
+    final_level: torch.Tensor | None = None,
     advance: Advance | None = None,
 ) -> torch.Tensor:
     """DDIM inversion exactly as the official BIVDiff code runs it (REFERENCE.md).
 
     For each sampling timestep e ascending, eps is evaluated at e without guidance, the clean
     latent predicted at e is re-noised with that eps to n = min(max_timestep, e + T // steps).
+    ``final_level``, where given, is the abar the last step re-noises to instead of abar(n): the
+    level at which another model's schedule takes the latent over.
     """
     abar = denoiser.alphas_cumprod.to(latents.device, torch.float32)
     stride = denoiser.scheduler.config.num_train_timesteps // steps
+    ascending = timesteps(denoiser, steps).flip(0).round().long().tolist()  # Euler's timesteps are floats
     x = latents.float()
-    for e in timesteps(denoiser, steps).flip(0).round().long().tolist():  # Euler's timesteps are floats
+    for i, e in enumerate(ascending):
         eps = denoiser.predict_noise(x.to(denoiser.dtype), e, cond, guidance=1.0).float()
-        n = min(max_timestep, e + stride)
-        x = add_noise(predict_x0(x, eps, abar[e]), eps, abar[n])
+        target = abar[min(max_timestep, e + stride)]
+        if final_level is not None and i == len(ascending) - 1:
+            target = final_level.to(x.device, torch.float32)
+        x = add_noise(predict_x0(x, eps, abar[e]), eps, target)
         if advance:
             advance(1)
     return x.to(latents.dtype)

@@ -228,6 +228,8 @@ def execute(plan: RunPlan, display=None) -> RunReport:
     for role, model in models.items():
         for unet in model.unets():
             counter.attach(unet, role)
+        for name, network in model.conditioning_networks().items():
+            counter.attach(network, f"{role}.{name}")
 
     with stages.stage("reading inputs", total=1) as advance:
         sources = _read_sources(config, plan.height, plan.width)

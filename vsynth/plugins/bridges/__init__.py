@@ -28,6 +28,12 @@ class MixedInversionParams(Params):
         description="Re-encode the decoded IDM frames with the VAE before inversion, as the official code passes frames "
         "between stages; false passes the IDM latents straight through.",
     )
+    prompt_preset: Literal["none", "bivdiff"] = Field(
+        "none",
+        description="'bivdiff': the official code's prompts, its quality suffix on the IDM and VDM prompts and its long "
+        "negative prompt (unless --negative-prompt is given), or none where its code has none (T2I-Adapter, "
+        "Prompt-to-Prompt, inpainting); 'none': the prompts as given.",
+    )
 
 
 class NoParams(Params):
@@ -69,6 +75,12 @@ class EncapsulatedParams(CompositionParams):
         None,
         ge=0,
         description="n_V, the VDM steps the block runs from t_V; default: all that are left. 0 makes the block the identity.",
+    )
+    renoise: Literal["predicted", "fresh"] = Field(
+        "predicted",
+        description="The noise that takes the [T2V] block's clean latent back to t_T2V: 'predicted', the noise the T2I "
+        "step there predicted (an identity block then gives idm-only back), or 'fresh', drawn from the run's generator "
+        "(Algorithm 1's literal form).",
     )
     injection: Literal["none", "sfi"] = Field(
         "none",

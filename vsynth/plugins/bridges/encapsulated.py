@@ -17,9 +17,11 @@ The two models meet only through clean latents: their noise schedules differ (RE
 
 Reading of the bridge back. Algorithm 1 assigns z_{t_T2V} after the step at t_T2V has already
 consumed it, an off-by-one; vsynth re-runs the T2I step at t_T2V on the re-noised latent (one
-extra IDM evaluation), and ``eps`` is the noise that T2I step predicted, not fresh noise. Then an
-identity block (``t2v_steps=0``: x0_V = x0_I) gives back z_{t_T2V} up to rounding, and the run equals
-``idm-only``; fresh noise would throw away the T2I trajectory at every block.
+extra IDM evaluation). By default (``renoise=predicted``) ``eps`` is the noise that T2I step
+predicted: then an identity block (``t2v_steps=0``: x0_V = x0_I) gives back z_{t_T2V} up to
+rounding and the run equals ``idm-only``, so the block changes the video only through what the VDM
+changed, and the T2I trajectory is kept. ``renoise=fresh`` draws eps from the run's generator
+instead, Algorithm 1's literal form, which throws that trajectory away at the block.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class Encapsulated(Bridge):
             x0_i, eps = sampling.denoise_predict(d, t2i.scheduler, z, t2i.cond, t2i.steps[: at + 1], guidance=t2i.guidance, advance=advance)
         x0_v = (t2v_block(t2v, x0_i, n_v, p, generator, stages) if t2v is not None else x0_i).to(d.dtype)
 
+        if p.renoise == "fresh":
+            eps = sampling.initial_noise(d, tuple(x0_v.shape), generator)
         with stages.stage("T2I denoising after [T2V]", total=len(t2i.steps) - at) as advance:
             abar = sampling.noise_level(t2i.scheduler, t2i.index(at)).to(x0_v.device, x0_v.dtype)
             z = sampling.add_noise(x0_v, eps, abar)
