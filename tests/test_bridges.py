@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -326,10 +327,29 @@ def test_sfi_from_the_cli(tmp_path):
     assert {"T2V inversion", "[T2V] block"} <= set(record["timings"])
 
 
-def test_enhancement_bridges_need_a_source_video(tmp_path):
-    args = ["--idm", "sd15", "--vdm", "zeroscope", "--bridge", "encapsulated", "--prompt", PROMPT]
+def test_the_composition_baselines_need_a_source_video(tmp_path):
+    args = ["--idm", "sd15", "--vdm", "zeroscope", "--bridge", "idm-then-vdm", "--prompt", PROMPT]
     result = cli_run("run", "--tiny", *args, "--out", tmp_path / "o")
-    assert result.exit_code == 2 and "missing --video: bridge 'encapsulated' works on a source video" in result.stderr
+    assert result.exit_code == 2 and "missing --video: bridge 'idm-then-vdm' works on a source video" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_encapsulated_without_a_video_enhances_the_vdms_own_video(tmp_path):
+    """EVS in its paper's setting: the T2V result for the prompt and seed, made first, then enhanced, in one folder."""
+    from vsynth.core.media.video import read_video
+
+    small = ["run", "--tiny", "--prompt", PROMPT, "--frames", 3, "--height", 64, "--width", 64, "--steps", 4, "--quiet"]
+    result = cli_run(*small, "--idm", "sd15", "--vdm", "zeroscope", "--bridge", "encapsulated", "--out", tmp_path / "evs")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "evs" / "run.json").read_text())
+    assert {"text-to-video", "decoding T2V frames", "T2I denoising", "[T2V] block"} <= set(record["timings"])
+    assert "t2v_frames.mp4" in record["files"] and "t2v" in record["metrics"]["mean_abs_frame_difference"]
+    assert record["nfe"]["vdm"] == 4 + 2  # the text-to-video steps, then the [T2V] block's
+    plain = cli_run(*small, "--vdm", "zeroscope", "--out", tmp_path / "t2v")
+    assert plain.exit_code == 0, plain.output
+    size = {"frames": 3, "stride": 1, "size": (64, 64)}
+    t2v = read_video(tmp_path / "evs" / "t2v_frames.mp4", **size).frames
+    assert np.array_equal(t2v, read_video(tmp_path / "t2v" / "video.mp4", **size).frames)  # same seed: plain T2V's video
 
 
 def test_benchmark_reports_the_evaluation_and_time_ratios(tmp_path, capsys):

@@ -263,6 +263,7 @@ def execute(plan: RunPlan, display=None) -> RunReport:
 
     videos = {
         "source": sources.video,
+        "T2V": result.intermediates.get("t2v_frames"),  # a source the VDM generated first (EVS without --video)
         "condition": frame_inputs.condition_frames,
         "IDM": result.intermediates.get("idm_frames"),
         "final": frames,
@@ -280,8 +281,8 @@ def execute(plan: RunPlan, display=None) -> RunReport:
 
 
 def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages) -> None:
-    """video.mp4/.gif, idm_frames.mp4 and condition.mp4 where there are such frames, grid.png, latents."""
-    named = {"idm_frames.mp4": videos["IDM"], "condition.mp4": videos["condition"]}
+    """video.mp4/.gif, t2v_frames.mp4, idm_frames.mp4 and condition.mp4 where there are such frames, grid.png, latents."""
+    named = {"t2v_frames.mp4": videos["T2V"], "idm_frames.mp4": videos["IDM"], "condition.mp4": videos["condition"]}
     todo = 3 + sum(v is not None for v in named.values()) + (latents is not None)
     with stages.stage("writing", total=todo) as advance:
         videoio.write_mp4(folder / "video.mp4", videos["final"], fps)
@@ -322,15 +323,26 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "dtype": str(runtime.dtype).removeprefix("torch."),
         "nfe": dict(counter.calls),
         "frame_evals": dict(counter.frame_evals),
-        "metrics": {
-            "mean_abs_frame_difference": {
-                name.lower(): videoio.mean_abs_frame_difference(frames)
-                for name, frames in videos.items()
-                if frames is not None and name != "condition"
-            }
-        },
+        "metrics": _metrics(plan, videos),
         "versions": _versions(),
     }
+
+
+def _metrics(plan: RunPlan, videos: dict) -> dict:
+    """What :func:`vsynth.metrics.report.run_metrics` can measure of this run: edges against a Canny
+    condition, and ground truth when the source is a toy clip."""
+    from vsynth.metrics.report import run_metrics
+    from vsynth.toy.truth import load_ground_truth
+
+    config = plan.config
+    idm_params = plan.params.get("idm")
+    canny = None
+    if idm_params is not None and {"low_threshold", "high_threshold"} <= set(type(idm_params).model_fields):
+        canny = (idm_params.low_threshold, idm_params.high_threshold)
+    truth = None
+    if config.video is not None:
+        truth = load_ground_truth(config.video, frames=config.frames, stride=config.stride, size=(plan.height, plan.width))
+    return run_metrics({name.lower(): frames for name, frames in videos.items()}, prompt=config.prompt, canny=canny, truth=truth)
 
 
 def run(config: RunConfig, display=None, registry: Registry | None = None) -> RunReport:

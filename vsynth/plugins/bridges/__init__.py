@@ -133,11 +133,12 @@ def vsynth_register_bridges(registrar):
         BridgeSpec(
             name="encapsulated",
             description="EVS: T2I SDEdit of the source video with the IDM, with one encapsulated [T2V] block (SDEdit, or DDIM "
-            "inversion with Selective Feature Injection) bridged in and out through predicted clean latents.",
+            "inversion with Selective Feature Injection) bridged in and out through predicted clean latents. Without --video, "
+            "the source is the VDM's own text-to-video result, made first in the same run (the paper's setting).",
             paper="EVS, CVPR 2025",
             params=EncapsulatedParams,
             impl="vsynth.plugins.bridges.encapsulated:Encapsulated",
-            video="required",
+            video="optional",
             task=ENHANCE,
         )
     )

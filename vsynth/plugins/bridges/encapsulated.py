@@ -1,6 +1,8 @@
 """EVS's Encapsulated Composition (CVPR 2025, Algorithm 1): T2I + [T2V] + T2I.
 
-The IDM refines the source video by SDEdit, all frames batched: the source latent is noised to
+EVS enhances a video: the source video, or, without one (the paper's setting, which refines
+T2V models' outputs), the VDM's own text-to-video result for the prompt and seed, generated
+first in the same run and kept as ``t2v_frames``. The IDM refines the source video by SDEdit, all frames batched: the source latent is noised to
 t_I (``strength`` of the IDM's schedule) and denoised. At the T2I step t_T2V (``t2v_at``) the
 [T2V] block runs, once:
 
@@ -34,6 +36,7 @@ from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 from vsynth.core.run.progress import Stages
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.bridges.composition import SDEdit, encode_source
+from vsynth.plugins.bridges.text_to_video import text_to_video
 
 
 class Encapsulated(Bridge):
@@ -51,7 +54,12 @@ class Encapsulated(Bridge):
                     f"of {len(t2v.scheduler.timesteps)}: lower t2v_steps or raise t2v_strength"
                 )
         d = idm.denoiser
-        x0 = encode_source(idm.codec, inputs, stages).to(d.dtype)
+        intermediates = {}
+        if inputs.sources.video is None:  # the paper's setting: enhance what the T2V model makes of the prompt
+            z_t2v = text_to_video(vdm, inputs, generator, stages)
+            with stages.stage("decoding T2V frames", total=inputs.frames) as advance:
+                intermediates["t2v_frames"] = vdm.codec.decode(z_t2v, advance)
+        x0 = encode_source(idm.codec, inputs, stages, intermediates.get("t2v_frames")).to(d.dtype)
 
         with stages.stage("T2I denoising", total=at + 1) as advance:
             z = t2i.noise(x0, generator)
@@ -66,7 +74,7 @@ class Encapsulated(Bridge):
             resumed = d.new_scheduler()
             resumed.set_timesteps(inputs.steps, device=d.device)
             z = sampling.denoise(d, resumed, z, t2i.cond, t2i.steps[at:], guidance=t2i.guidance, advance=advance)
-        return BridgeResult(latents=z, codec=idm.codec)
+        return BridgeResult(latents=z, codec=idm.codec, intermediates=intermediates)
 
 
 def t2v_block(t2v: SDEdit, x0: torch.Tensor, n_v: int, params, generator: torch.Generator, stages: Stages) -> torch.Tensor:
