@@ -208,15 +208,15 @@ RUN_FIELDS = (
 @click.option("--mask", type=click.Path(path_type=Path), help="Inpainting mask video, white = regenerate (resized to the run's size).")
 @click.option("--outpaint", metavar="horizontal|vertical|T,R,B,L", help="Outpainting: regenerate the top and bottom quarter, the left and right quarter, or given margin fractions.")
 @click.option("--source-prompt", help="What the source video shows (prompt2prompt edits it into --prompt).")
-@click.option("--frames", type=int, help="Frames to generate  [default: 8]")
+@click.option("--frames", type=int, help="Frames to generate, at most 256 (or the VDM's frame window)  [default: 8]")
 @click.option("--stride", type=int, help="Take every K-th source frame  [default: 4]")
-@click.option("--height", type=int, help="Height in pixels, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
-@click.option("--width", type=int, help="Width in pixels, rounded down to a multiple of 8  [default: as --height]")
-@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own  [default: 50]")
-@click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own  [default: 7.5]")
+@click.option("--height", type=int, help="Height in pixels, at most 2048, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
+@click.option("--width", type=int, help="Width in pixels, at most 2048, rounded down to a multiple of 8  [default: as --height]")
+@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own; at most the models' train steps (1000)  [default: 50]")
+@click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own; above 0, at most 50  [default: 7.5]")
 @click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")
 @click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")
-@click.option("--seed", type=int, help="Random seed  [default: 42]")
+@click.option("--seed", type=int, help="Random seed, 0 to 2**64-1 (no value means random: every run is reproducible)  [default: 42]")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A model or bridge parameter, e.g. -o mixing_ratio=0.5 or -o idm.batch_size=4 (see `vsynth models --json`).")  # fmt: skip
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of run settings; flags override it.")
@@ -224,8 +224,8 @@ RUN_FIELDS = (
 @click.option("--vdm-weights", metavar="PATH_OR_ID", help="Replace the VDM's weights (a local diffusers folder or hub id).")
 @click.option("--tiny", is_flag=True, default=None, help="Use the built-in offline tiny models (random weights; for trying and testing).")
 @click.option("--save-latents", is_flag=True, default=None, help="Also write latents.safetensors, the final latent video.")
-@click.option("--device", help="auto, cpu, cuda or cuda:N  [default: auto]")
-@click.option("--out", type=click.Path(path_type=Path), help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps, when this machine has it  [default: auto]")
+@click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
 def run(ctx, config_file, options, quiet, **flags):

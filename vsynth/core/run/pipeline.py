@@ -12,9 +12,11 @@ import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vsynth import __version__
 from vsynth.core.media import video as videoio
+from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import atomic_dir, choose_out_dir
 from vsynth.core.run.progress import Stages
@@ -22,6 +24,9 @@ from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags
 from vsynth.errors import VideoError, VsynthInputError
+
+if TYPE_CHECKING:
+    from vsynth.core.diffusion.inputs import Sources
 
 VAE_MULTIPLE = 8
 BIVDIFF_SIZE = (512, 512)
@@ -51,6 +56,7 @@ class RunPlan:
     height: int
     width: int
     out_dir: Path
+    frames: Sources  # every source frame the run needs, read and checked while planning
 
     @property
     def fps(self) -> float:
@@ -74,7 +80,11 @@ class RunReport:
 
 
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
-    """Validate a run before anything heavy happens; raises a VsynthInputError subclass."""
+    """Validate a run before any weights load; raises a typed one-line error (vsynth.errors).
+
+    Cheap checks come first; then the source frames are read (every frame the run needs), the
+    selected implementations imported and the weights located.
+    """
     registry = registry or get_registry()
     idm = registry.model(config.idm, "idm") if config.idm else None
     vdm = registry.model(config.vdm, "vdm")
@@ -87,21 +97,29 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge")
     sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
+    vdm_flag = "--vdm-steps" if config.vdm_steps is not None or not idm else "--steps"
+    validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
+    for role_params in params.values():
+        role_params.check_plan(sampling)
 
     if vdm.max_frames is not None and config.frames > vdm.max_frames:
         raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+    validate.check_device(config.device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     default_size = BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
     height, width = videoio.round_size(config.height or default_size[0], config.width or default_size[1], VAE_MULTIPLE)
     out_dir = choose_out_dir(config.out, "-".join(s.name for s in models.values()))
+    validate.check_out(out_dir, given=config.out is not None)
+    frames = _read_sources(config, height, width)
 
+    validate.check_impls([*models.values(), bridge])
     sources = {}
     for role, spec in models.items():
         wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), params[role].model_dump(), config.tiny)
         flags = weight_flags(spec)
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role]) for w in spec.weights}
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir)
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames)
 
 
 INPUT_FLAGS = {
@@ -135,6 +153,8 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) 
         if getattr(config, name) is not None and name not in used:
             user = f"{idm.name} with bridge '{bridge.name}'" if idm else f"bridge '{bridge.name}'"
             raise VsynthInputError(f"{flag} is not used by {user}: drop it, or choose a model that uses it")
+    if idm is None and config.idm_prompt is not None:
+        raise VsynthInputError("--idm-prompt is the image model's prompt, and this run has none: drop it, or add --idm")
     if config.mask is not None and config.outpaint is not None:
         raise VsynthInputError("give --mask (inpainting) or --outpaint (outpainting), not both")
 
@@ -229,9 +249,7 @@ def execute(plan: RunPlan, display=None) -> RunReport:
         for unet in model.unets():
             counter.attach(unet, role)
 
-    with stages.stage("reading inputs", total=1) as advance:
-        sources = _read_sources(config, plan.height, plan.width)
-        advance(1)
+    sources = plan.frames
     frame_inputs = FrameInputs()
     if idm is not None:
         with stages.stage("preparing conditions", total=1) as advance:
