@@ -7,7 +7,10 @@ Nothing heavy is imported at module level: ``vsynth --help``, ``vsynth models`` 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -22,14 +25,38 @@ def _one_line(message: str) -> str:
     return "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
+
+
+@contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only: signals need it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class VsynthGroup(click.Group):
-    """Reports every error as one line: input errors exit 2, other vsynth errors 1."""
+    """Reports every error as one line: input errors exit 2, other vsynth errors 1, Ctrl-C 130, SIGTERM 143."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with _sigterm_unwinds():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Terminated:
+            self._fail("terminated (SIGTERM): stopped, and removed the unfinished output", 128 + signal.SIGTERM)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             self._fail(exc.format_message() + hint, exc.exit_code)
@@ -247,7 +274,6 @@ def run(ctx, config_file, options, quiet, **flags):
 
     _quiet_libraries()
     plan = plan_run(config)
-    _hide_loading_bars()
     if quiet:
         report = execute(plan)
         click.echo(str(report.out_dir))
@@ -274,17 +300,6 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
-
-
-def _hide_loading_bars() -> None:
-    """Their per-model loading bars go (vsynth shows its own stages); download bars stay: a 5 GB download deserves one."""
-    from diffusers.utils import logging as diffusers_logging
-    from huggingface_hub.utils import enable_progress_bars
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()  # also turns off the hub's bars...
-    enable_progress_bars()  # ...which downloads need
 
 
 def _print_summary(console, report) -> None:
@@ -315,7 +330,10 @@ def tiny():
 @click.argument("directory", type=click.Path(path_type=Path))
 def tiny_export(directory):
     """Write every tiny model as a diffusers-format folder under DIRECTORY."""
-    from vsynth.tiny import export_all
+    from vsynth.core.run.validate import check_creatable
+    from vsynth.tiny import TINY_MODELS, export_all
+
+    check_creatable(directory / next(iter(TINY_MODELS)), f"cannot export into {directory}", "choose a writable DIRECTORY")
 
     for name, path in export_all(directory).items():
         click.echo(f"{name}\t{path}")

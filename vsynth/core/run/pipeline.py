@@ -18,12 +18,12 @@ from vsynth import __version__
 from vsynth.core.media import video as videoio
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
-from vsynth.core.media.outputs import atomic_dir, choose_out_dir
-from vsynth.core.run.progress import Stages
+from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folder
+from vsynth.core.run.progress import Stages, library_progress_bars
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags
-from vsynth.errors import VideoError, VsynthInputError
+from vsynth.errors import OutputWriteError, VideoError, VsynthInputError
 
 if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
@@ -222,8 +222,19 @@ def _runtime(device: str):
     return Runtime(device=dev, dtype=torch.float16 if dev.type == "cuda" else torch.float32)
 
 
-def execute(plan: RunPlan, display=None) -> RunReport:
-    """Load, prepare, bridge, decode, write. ``display`` is an optional rich Progress."""
+def execute(plan: RunPlan, display=None, *, library_bars: bool = False) -> RunReport:
+    """Claim the output folder, then load, prepare, bridge, decode, write.
+
+    ``display`` is an optional rich Progress; ``library_bars`` lets diffusers and transformers
+    show their own per-model loading bars (off: vsynth's stages say the same).
+    """
+    with output_folder(plan.out_dir, exact=plan.config.out is not None) as out, library_progress_bars(library_bars):
+        record = _synthesize(plan, display, out)
+    return RunReport(out_dir=out.final, record=record)
+
+
+def _synthesize(plan: RunPlan, display, out: OutputFolder) -> dict:
+    """The run itself; returns what run.json holds, written into ``out.partial``."""
     import torch
 
     from vsynth.core.diffusion.inputs import BridgeInputs
@@ -286,13 +297,18 @@ def execute(plan: RunPlan, display=None) -> RunReport:
     record = _record(plan, runtime, counter, videos)
     fps = plan.fps
     record["fps"] = fps
-    with atomic_dir(plan.out_dir) as tmp:
-        _write_files(tmp, videos, fps, result.latents if config.save_latents else None, stages)
-        record["files"] = sorted(p.name for p in tmp.iterdir()) + ["run.json"]
+    try:
+        _write_files(out.partial, videos, fps, result.latents if config.save_latents else None, stages)
+        record["files"] = sorted(p.name for p in out.partial.iterdir()) + ["run.json"]
         record["timings"] = dict(stages.timings)
         record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
-        (tmp / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return RunReport(out_dir=plan.out_dir, record=record)
+        (out.partial / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    except OSError as exc:  # a full disk, a quota, a file system gone read-only
+        raise OutputWriteError(
+            f"cannot write the output folder {out.final}: {exc.strerror or exc}; nothing was left behind: "
+            "free some space or choose another --out"
+        ) from None
+    return record
 
 
 def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages) -> None:

@@ -34,3 +34,26 @@ class Stages:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
             if task is not None:
                 self.display.update(task, completed=total if total is not None else 1, total=total or 1)
+
+
+@contextmanager
+def library_progress_bars(show: bool) -> Iterator[None]:
+    """Hide diffusers' and transformers' per-model loading bars unless ``show``; restore them after.
+
+    The hub's download bars stay on: a 5 GB download deserves one.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    before = (diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled(), are_progress_bars_disabled())
+    if not show:
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()  # also turns off the hub's bars...
+        enable_progress_bars()  # ...which downloads need
+    try:
+        yield
+    finally:
+        diffusers_logging.enable_progress_bar() if before[0] else diffusers_logging.disable_progress_bar()
+        transformers_logging.enable_progress_bar() if before[1] else transformers_logging.disable_progress_bar()
+        disable_progress_bars() if before[2] else enable_progress_bars()

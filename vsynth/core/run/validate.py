@@ -48,23 +48,28 @@ def check_device(device: str) -> None:
 
 
 def check_out(out: Path, given: bool) -> None:
-    """The output folder can be created and written, probed on its nearest existing ancestor.
+    """The output folder is a new name whose folder can be created and written."""
+    flag = f"--out {out}" if given else f"output folder {out}"
+    if out.name in ("", ".", ".."):
+        raise VsynthInputError(f"{flag}: names an existing folder, not a new one; name a folder, e.g. --out result")
+    check_creatable(out, flag, "choose another --out")
+
+
+def check_creatable(path: Path, what: str, fix: str) -> None:
+    """Folders can be created at ``path``: probed on its nearest existing ancestor.
 
     The probe creates and removes one hidden folder there, so that a read-only file system,
     ``/sys`` or missing permissions are found before any work, and nothing is left behind.
     """
-    flag = f"--out {out}" if given else f"output folder {out}"
-    if out.name in ("", ".", ".."):
-        raise VsynthInputError(f"{flag}: names an existing folder, not a new one; name a folder, e.g. --out result")
-    ancestor = out.parent
+    ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise VsynthInputError(f"{flag}: {ancestor} is a file, not a folder; choose another --out")
+        raise VsynthInputError(f"{what}: {ancestor} is a file, not a folder; {fix}")
     try:
         Path(tempfile.mkdtemp(prefix=".vsynth-probe-", dir=ancestor)).rmdir()
     except OSError as exc:
-        raise VsynthInputError(f"{flag}: cannot create folders in {ancestor} ({exc.strerror}); choose another --out") from None
+        raise VsynthInputError(f"{what}: cannot create folders in {ancestor} ({exc.strerror}); {fix}") from None
 
 
 def check_impls(specs: list[ModelSpec | BridgeSpec]) -> None:
