@@ -107,3 +107,48 @@ def test_tiny_export_into_a_folder_it_cannot_write_is_one_line(tmp_path):
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert "cannot export into /sys/vsynth-tiny: cannot create folders in /sys" in line
+
+
+def test_non_finite_latents_stop_the_run_naming_stage_and_step(tmp_path, monkeypatch):
+    from vsynth.core.diffusion import sampling
+
+    real_loop, calls = sampling._loop, []
+
+    def loop_whose_second_prediction_is_nan(denoiser, *args):
+        real = denoiser.predict_noise
+
+        def predict_noise(*a, **k):
+            calls.append(1)
+            return real(*a, **k) * (float("nan") if len(calls) == 2 else 1.0)
+
+        monkeypatch.setattr(denoiser, "predict_noise", predict_noise)
+        return real_loop(denoiser, *args)
+
+    monkeypatch.setattr(sampling, "_loop", loop_whose_second_prediction_is_nan)
+    args = [a if a != "1" else "3" for a in ARGS]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "stage 'frame-wise generation': the latents became NaN or infinite at step 2 of 3" in line
+    assert _leftovers(tmp_path) == []
+
+
+def test_nan_weights_are_found_at_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from vsynth import tiny
+
+    weights = tiny.export("zeroscope", tmp_path / "zeroscope")
+    unet = weights / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(unet))
+    first = next(name for name, tensor in state.items() if tensor.is_floating_point())
+    state[first][0] = float("nan")
+    save_file(state, str(unet))
+    result = CliRunner().invoke(cli, [
+        "run", "--vdm", "zeroscope", "--vdm-weights", str(weights), "--tiny", "--prompt", "a ball", "--frames", "2",
+        "--height", "64", "--width", "64", "--steps", "1", "--quiet", "--out", str(tmp_path / "out"),
+    ])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert f"the vdm weights hold NaN or infinite values (UNet3DConditionModel.{first}" in line
+    assert not (tmp_path / "out").exists()

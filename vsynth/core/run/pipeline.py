@@ -23,7 +23,7 @@ from vsynth.core.run.progress import Stages, library_progress_bars
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags
-from vsynth.errors import OutputWriteError, VideoError, VsynthInputError
+from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError
 
 if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
@@ -252,6 +252,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder) -> dict:
     with stages.stage("loading models", total=len(specs)) as advance:
         for role, spec in specs.items():
             models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
+            _check_weights_finite(role, models[role], plan.sources[role])
             advance(1)
     idm, vdm = models.get("idm"), models["vdm"]
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
@@ -309,6 +310,19 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder) -> dict:
             "free some space or choose another --out"
         ) from None
     return record
+
+
+def _check_weights_finite(role: str, model, sources: dict[str, str]) -> None:
+    """NaN or inf in the UNets or the VAE would make every step non-finite: say which weights, once, at load."""
+    import torch
+
+    for module in [*model.unets(), model.codec.vae]:
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise NonFiniteError(
+                    f"the {role} weights hold NaN or infinite values ({type(module).__name__}.{name}; "
+                    f"loaded from {', '.join(sources.values())}): the checkpoint is damaged, re-download or re-export it"
+                )
 
 
 def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages) -> None:

@@ -10,6 +10,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from vsynth.errors import NonFiniteError
+
 Advance = Callable[[int], None]
 
 
@@ -30,6 +32,10 @@ class Stages:
         start = time.perf_counter()
         try:
             yield advance
+        except NonFiniteError as exc:
+            raise NonFiniteError(
+                f"stage '{name}': {exc}; the run stopped (lower --guidance, or check the weights for NaN values)"
+            ) from None
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
             if task is not None:
