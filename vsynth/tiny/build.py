@@ -31,7 +31,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from vsynth.tiny import cache
+from vsynth.tiny.cache import cache_base, intact, write_manifest
 
 TINY_FORMAT = "5"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
@@ -402,7 +402,7 @@ def export_all(directory: str | Path) -> dict[str, Path]:
 
 
 def _cache_root() -> Path:
-    return cache.cache_base() / "tiny" / f"v{TINY_FORMAT}"
+    return cache_base() / "tiny" / f"v{TINY_FORMAT}"
 
 
 @contextmanager
@@ -434,7 +434,7 @@ def tiny_weights(name: str) -> Path:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")
     target = _cache_root() / name
     if target.is_dir():
-        if target in _verified or cache.intact(target):
+        if target in _verified or intact(target):
             _verified.add(target)
             return target
         logging.getLogger("vsynth").warning("the cached tiny model %s is damaged (its files differ from its manifest): rebuilding it", target)
@@ -447,7 +447,7 @@ def tiny_weights(name: str) -> Path:
     try:
         with _no_progress_bars():
             export(name, staging)
-        cache.write_manifest(staging)
+        write_manifest(staging)
         try:
             os.rename(staging, target)
         except OSError:
