@@ -52,14 +52,18 @@ def library_progress_bars(show: bool) -> Iterator[None]:
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
     from transformers.utils import logging as transformers_logging
 
-    before = (diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled(), are_progress_bars_disabled())
+    switches = {  # is it on, turn it on, turn it off
+        "diffusers": (diffusers_logging.is_progress_bar_enabled, diffusers_logging.enable_progress_bar, diffusers_logging.disable_progress_bar),
+        "transformers": (transformers_logging.is_progress_bar_enabled, transformers_logging.enable_progress_bar, transformers_logging.disable_progress_bar),
+        "hub": (lambda: not are_progress_bars_disabled(), enable_progress_bars, disable_progress_bars),
+    }  # fmt: skip
+    before = {name: is_on() for name, (is_on, _, _) in switches.items()}
     if not show:
-        diffusers_logging.disable_progress_bar()
-        transformers_logging.disable_progress_bar()  # also turns off the hub's bars...
-        enable_progress_bars()  # ...which downloads need
+        switches["diffusers"][2]()
+        switches["transformers"][2]()  # also turns off the hub's bars...
+        switches["hub"][1]()  # ...which downloads need
     try:
         yield
     finally:
-        diffusers_logging.enable_progress_bar() if before[0] else diffusers_logging.disable_progress_bar()
-        transformers_logging.enable_progress_bar() if before[1] else transformers_logging.disable_progress_bar()
-        disable_progress_bars() if before[2] else enable_progress_bars()
+        for name, (_, turn_on, turn_off) in switches.items():
+            (turn_on if before[name] else turn_off)()
