@@ -7,7 +7,10 @@ Nothing heavy is imported at module level: ``vsynth --help``, ``vsynth models`` 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -22,14 +25,38 @@ def _one_line(message: str) -> str:
     return "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
+
+
+@contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only: signals need it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class VsynthGroup(click.Group):
-    """Reports every error as one line: input errors exit 2, other vsynth errors 1."""
+    """Reports every error as one line: input errors exit 2, other vsynth errors 1, Ctrl-C 130, SIGTERM 143."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with _sigterm_unwinds():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Terminated:
+            self._fail("terminated (SIGTERM): stopped, and removed the unfinished output", 128 + signal.SIGTERM)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             self._fail(exc.format_message() + hint, exc.exit_code)
@@ -208,15 +235,15 @@ RUN_FIELDS = (
 @click.option("--mask", type=click.Path(path_type=Path), help="Inpainting mask video, white = regenerate (resized to the run's size).")
 @click.option("--outpaint", metavar="horizontal|vertical|T,R,B,L", help="Outpainting: regenerate the top and bottom quarter, the left and right quarter, or given margin fractions.")
 @click.option("--source-prompt", help="What the source video shows (prompt2prompt edits it into --prompt).")
-@click.option("--frames", type=int, help="Frames to generate  [default: 8]")
+@click.option("--frames", type=int, help="Frames to generate, at most 256 (or the VDM's frame window)  [default: 8]")
 @click.option("--stride", type=int, help="Take every K-th source frame  [default: 4]")
-@click.option("--height", type=int, help="Height in pixels, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
-@click.option("--width", type=int, help="Width in pixels, rounded down to a multiple of 8  [default: as --height]")
-@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own  [default: 50]")
-@click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own  [default: 7.5]")
+@click.option("--height", type=int, help="Height in pixels, at most 2048, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
+@click.option("--width", type=int, help="Width in pixels, at most 2048, rounded down to a multiple of 8  [default: as --height]")
+@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own; at most the models' train steps (1000)  [default: 50]")
+@click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own; above 0, at most 50  [default: 7.5]")
 @click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")
 @click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")
-@click.option("--seed", type=int, help="Random seed  [default: 42]")
+@click.option("--seed", type=int, help="Random seed, 0 to 2**64-1 (no value means random: every run is reproducible)  [default: 42]")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A model or bridge parameter, e.g. -o mixing_ratio=0.5 or -o idm.batch_size=4 (see `vsynth models --json`).")  # fmt: skip
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of run settings; flags override it.")
@@ -224,8 +251,8 @@ RUN_FIELDS = (
 @click.option("--vdm-weights", metavar="PATH_OR_ID", help="Replace the VDM's weights (a local diffusers folder or hub id).")
 @click.option("--tiny", is_flag=True, default=None, help="Use the built-in offline tiny models (random weights; for trying and testing).")
 @click.option("--save-latents", is_flag=True, default=None, help="Also write latents.safetensors, the final latent video.")
-@click.option("--device", help="auto, cpu, cuda or cuda:N  [default: auto]")
-@click.option("--out", type=click.Path(path_type=Path), help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps, when this machine has it  [default: auto]")
+@click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
 def run(ctx, config_file, options, quiet, **flags):
@@ -247,7 +274,6 @@ def run(ctx, config_file, options, quiet, **flags):
 
     _quiet_libraries()
     plan = plan_run(config)
-    _hide_loading_bars()
     if quiet:
         report = execute(plan)
         click.echo(str(report.out_dir))
@@ -274,17 +300,6 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
-
-
-def _hide_loading_bars() -> None:
-    """Their per-model loading bars go (vsynth shows its own stages); download bars stay: a 5 GB download deserves one."""
-    from diffusers.utils import logging as diffusers_logging
-    from huggingface_hub.utils import enable_progress_bars
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()  # also turns off the hub's bars...
-    enable_progress_bars()  # ...which downloads need
 
 
 def _print_summary(console, report) -> None:
@@ -315,7 +330,10 @@ def tiny():
 @click.argument("directory", type=click.Path(path_type=Path))
 def tiny_export(directory):
     """Write every tiny model as a diffusers-format folder under DIRECTORY."""
-    from vsynth.tiny import export_all
+    from vsynth.core.run.validate import check_creatable
+    from vsynth.tiny import TINY_MODELS, export_all
+
+    check_creatable(directory / next(iter(TINY_MODELS)), f"cannot export into {directory}", "choose a writable DIRECTORY")
 
     for name, path in export_all(directory).items():
         click.echo(f"{name}\t{path}")

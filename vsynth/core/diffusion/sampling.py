@@ -12,6 +12,7 @@ import torch
 
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
+from vsynth.errors import NonFiniteError
 
 Advance = Callable[[int], None]
 
@@ -82,13 +83,20 @@ def denoise(
 def _loop(denoiser, scheduler, latents, cond, steps, guidance, advance):
     """Step over ``steps``; returns the final latents and what the last step predicted (clean latent, noise)."""
     x0 = eps = None
-    for t in steps:
+    for step, t in enumerate(steps, start=1):
         eps = denoiser.predict_noise(scheduler.scale_model_input(latents, t), t, cond, guidance)
         out = scheduler.step(eps, t, latents)
         latents, x0 = out.prev_sample, out.pred_original_sample
+        check_finite(latents, step, len(steps))
         if advance:
             advance(1)
     return latents, x0, eps
+
+
+def check_finite(latents: torch.Tensor, step: int, total: int) -> None:
+    """Stop at the first NaN or inf: every later step would only carry it into a black video."""
+    if not torch.isfinite(latents).all():
+        raise NonFiniteError(f"the latents became NaN or infinite at step {step} of {total}")
 
 
 def noise_level(scheduler, index: int) -> torch.Tensor:
@@ -158,11 +166,12 @@ def invert(
     """
     start = int((scheduler.timesteps == steps[0]).nonzero()[0])
     x, level = x0.float(), torch.ones((), device=x0.device)
-    for index in reversed(range(start, start + len(steps))):
+    for step, index in enumerate(reversed(range(start, start + len(steps))), start=1):
         eps = denoiser.predict_noise(x.to(x0.dtype), scheduler.timesteps[index], cond, guidance=1.0).float()
         target = noise_level(scheduler, index).to(x.device)
         x = add_noise(predict_x0(x, eps, level), eps, target)
         level = target
+        check_finite(x, step, len(steps))
         if advance:
             advance(1)
     return x.to(x0.dtype)
@@ -213,6 +222,7 @@ def bivdiff_invert(
         if final_level is not None and i == len(ascending) - 1:
             target = final_level.to(x.device, torch.float32)
         x = add_noise(predict_x0(x, eps, abar[e]), eps, target)
+        check_finite(x, i + 1, steps)
         if advance:
             advance(1)
     return x.to(latents.dtype)

@@ -22,9 +22,18 @@ DEFAULT_GUIDANCE = 7.5
 
 
 class Params(BaseModel):
-    """Base class of every params model: unknown keys are an error, never silently ignored."""
+    """Base class of every params model: unknown keys are an error, never silently ignored, and
+    every float is finite (an ``inf`` strength or ratio would silently give a black video)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    def check_plan(self, sampling) -> None:
+        """Check these params against the run's resolved sampling (steps, guidance of both models),
+        before any weights load; raise :class:`~vsynth.errors.VsynthInputError` with one line.
+
+        For checks that one params model cannot make alone, e.g. a bridge's step count that must
+        fit within the VDM's steps. Nothing to check by default.
+        """
 
 
 class VideoParams(Params):
@@ -115,6 +124,7 @@ class ModelSpec(_Spec):
     native_size: tuple[int, int] | None = Field(None, description="(height, width) the model was trained at.")
     max_frames: int | None = Field(None, description="Longest clip the model can denoise at once (its frame window).")
     sampler: str = Field("DDIM, 50 steps, guidance 7.5", description="How the model samples by default.")
+    train_timesteps: int = Field(1000, description="Timesteps of its training schedule: the most steps it can sample with.")
 
     @property
     def size_gb(self) -> float:

@@ -257,6 +257,8 @@ def _source_path(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise VideoError(f"{path} does not exist: check the path")
+    if not (path.is_file() or path.is_dir()):
+        raise VideoError(f"{path} is not a regular file or a folder (a pipe or a device?): save the video to a file first")
     if path.is_file() and path.suffix.lower() not in VIDEO_EXTENSIONS:
         raise VideoError(
             f"{path} has unsupported type '{path.suffix}': use a video ({', '.join(VIDEO_EXTENSIONS)}) "

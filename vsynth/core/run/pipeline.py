@@ -12,16 +12,21 @@ import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vsynth import __version__
 from vsynth.core.media import video as videoio
+from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
-from vsynth.core.media.outputs import atomic_dir, choose_out_dir
-from vsynth.core.run.progress import Stages
+from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folder
+from vsynth.core.run.progress import Stages, library_progress_bars
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags
-from vsynth.errors import VideoError, VsynthInputError
+from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError
+
+if TYPE_CHECKING:
+    from vsynth.core.diffusion.inputs import Sources
 
 VAE_MULTIPLE = 8
 BIVDIFF_SIZE = (512, 512)
@@ -51,6 +56,7 @@ class RunPlan:
     height: int
     width: int
     out_dir: Path
+    frames: Sources  # every source frame the run needs, read and checked while planning
 
     @property
     def fps(self) -> float:
@@ -74,7 +80,11 @@ class RunReport:
 
 
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
-    """Validate a run before anything heavy happens; raises a VsynthInputError subclass."""
+    """Validate a run before any weights load; raises a typed one-line error (vsynth.errors).
+
+    Cheap checks come first; then the source frames are read (every frame the run needs), the
+    selected implementations imported and the weights located.
+    """
     registry = registry or get_registry()
     idm = registry.model(config.idm, "idm") if config.idm else None
     vdm = registry.model(config.vdm, "vdm")
@@ -87,21 +97,29 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge")
     sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
+    vdm_flag = "--vdm-steps" if config.vdm_steps is not None or not idm else "--steps"
+    validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
+    for role_params in params.values():
+        role_params.check_plan(sampling)
 
     if vdm.max_frames is not None and config.frames > vdm.max_frames:
         raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+    validate.check_device(config.device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     default_size = BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
     height, width = videoio.round_size(config.height or default_size[0], config.width or default_size[1], VAE_MULTIPLE)
     out_dir = choose_out_dir(config.out, "-".join(s.name for s in models.values()))
+    validate.check_out(out_dir, given=config.out is not None)
+    frames = _read_sources(config, height, width)
 
+    validate.check_impls([*models.values(), bridge])
     sources = {}
     for role, spec in models.items():
         wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), params[role].model_dump(), config.tiny)
         flags = weight_flags(spec)
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role]) for w in spec.weights}
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir)
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames)
 
 
 INPUT_FLAGS = {
@@ -135,6 +153,8 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) 
         if getattr(config, name) is not None and name not in used:
             user = f"{idm.name} with bridge '{bridge.name}'" if idm else f"bridge '{bridge.name}'"
             raise VsynthInputError(f"{flag} is not used by {user}: drop it, or choose a model that uses it")
+    if idm is None and config.idm_prompt is not None:
+        raise VsynthInputError("--idm-prompt is the image model's prompt, and this run has none: drop it, or add --idm")
     if config.mask is not None and config.outpaint is not None:
         raise VsynthInputError("give --mask (inpainting) or --outpaint (outpainting), not both")
 
@@ -202,8 +222,19 @@ def _runtime(device: str):
     return Runtime(device=dev, dtype=torch.float16 if dev.type == "cuda" else torch.float32)
 
 
-def execute(plan: RunPlan, display=None) -> RunReport:
-    """Load, prepare, bridge, decode, write. ``display`` is an optional rich Progress."""
+def execute(plan: RunPlan, display=None, *, library_bars: bool = False) -> RunReport:
+    """Claim the output folder, then load, prepare, bridge, decode, write.
+
+    ``display`` is an optional rich Progress; ``library_bars`` lets diffusers and transformers
+    show their own per-model loading bars (off: vsynth's stages say the same).
+    """
+    with output_folder(plan.out_dir, exact=plan.config.out is not None) as out, library_progress_bars(library_bars):
+        record = _synthesize(plan, display, out)
+    return RunReport(out_dir=out.final, record=record)
+
+
+def _synthesize(plan: RunPlan, display, out: OutputFolder) -> dict:
+    """The run itself; returns what run.json holds, written into ``out.partial``."""
     import torch
 
     from vsynth.core.diffusion.inputs import BridgeInputs
@@ -221,6 +252,7 @@ def execute(plan: RunPlan, display=None) -> RunReport:
     with stages.stage("loading models", total=len(specs)) as advance:
         for role, spec in specs.items():
             models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
+            _check_weights_finite(role, models[role], plan.sources[role])
             advance(1)
     idm, vdm = models.get("idm"), models["vdm"]
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
@@ -231,9 +263,7 @@ def execute(plan: RunPlan, display=None) -> RunReport:
         for name, network in model.conditioning_networks().items():
             counter.attach(network, f"{role}.{name}")
 
-    with stages.stage("reading inputs", total=1) as advance:
-        sources = _read_sources(config, plan.height, plan.width)
-        advance(1)
+    sources = plan.frames
     frame_inputs = FrameInputs()
     if idm is not None:
         with stages.stage("preparing conditions", total=1) as advance:
@@ -271,13 +301,31 @@ def execute(plan: RunPlan, display=None) -> RunReport:
     record = _record(plan, runtime, counter, videos)
     fps = plan.fps
     record["fps"] = fps
-    with atomic_dir(plan.out_dir) as tmp:
-        _write_files(tmp, videos, fps, result.latents if config.save_latents else None, stages)
-        record["files"] = sorted(p.name for p in tmp.iterdir()) + ["run.json"]
+    try:
+        _write_files(out.partial, videos, fps, result.latents if config.save_latents else None, stages)
+        record["files"] = sorted(p.name for p in out.partial.iterdir()) + ["run.json"]
         record["timings"] = dict(stages.timings)
         record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
-        (tmp / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return RunReport(out_dir=plan.out_dir, record=record)
+        (out.partial / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    except OSError as exc:  # a full disk, a quota, a file system gone read-only
+        raise OutputWriteError(
+            f"cannot write the output folder {out.final}: {exc.strerror or exc}; nothing was left behind: "
+            "free some space or choose another --out"
+        ) from None
+    return record
+
+
+def _check_weights_finite(role: str, model, sources: dict[str, str]) -> None:
+    """NaN or inf in the UNets or the VAE would make every step non-finite: say which weights, once, at load."""
+    import torch
+
+    for module in [*model.unets(), model.codec.vae]:
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise NonFiniteError(
+                    f"the {role} weights hold NaN or infinite values ({type(module).__name__}.{name}; "
+                    f"loaded from {', '.join(sources.values())}): the checkpoint is damaged, re-download or re-export it"
+                )
 
 
 def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages) -> None:
