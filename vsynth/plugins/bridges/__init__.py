@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from vsynth import hookimpl
 from vsynth.core.host.specs import BridgeSpec, Params
+from vsynth.errors import InvalidParamsError
 
 ENHANCE = "enhance"
 
@@ -103,6 +104,15 @@ class EncapsulatedParams(CompositionParams):
         if given and self.injection != "sfi":
             raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only with -o injection=sfi")
         return self
+
+    def check_plan(self, sampling) -> None:
+        """The block's n_V steps must fit in what SDEdit at t2v_strength leaves of the VDM's steps (before loading)."""
+        left = int(sampling.vdm_steps * self.t2v_strength)
+        if self.t2v_steps is not None and self.t2v_steps > left:
+            raise InvalidParamsError(
+                f"-o t2v_steps={self.t2v_steps} exceeds the {left} VDM steps left at t2v_strength {self.t2v_strength} "
+                f"of {sampling.vdm_steps}: lower t2v_steps or raise t2v_strength"
+            )
 
 
 @hookimpl
