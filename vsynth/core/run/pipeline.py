@@ -88,8 +88,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge")
     sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
 
-    if vdm.max_frames is not None and config.frames > vdm.max_frames:
-        raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+    _check_window(config, vdm, params["vdm"])
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     default_size = BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
@@ -137,6 +136,16 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) 
             raise VsynthInputError(f"{flag} is not used by {user}: drop it, or choose a model that uses it")
     if config.mask is not None and config.outpaint is not None:
         raise VsynthInputError("give --mask (inpainting) or --outpaint (outpainting), not both")
+
+
+def _check_window(config: RunConfig, vdm: ModelSpec, params: Params) -> None:
+    """Clips of any length go in windows; a window (or, without one, the clip) must fit the VDM's ``max_frames``."""
+    window = getattr(params, "window", None)
+    if vdm.max_frames is None or (window or config.frames) <= vdm.max_frames:
+        return
+    if window is None:
+        raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+    raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once: lower -o window={window} to {vdm.max_frames} or less")
 
 
 def _resolve_sampling(config: RunConfig, vdm_params: Params, *, has_idm: bool) -> Sampling:
@@ -208,6 +217,7 @@ def execute(plan: RunPlan, display=None) -> RunReport:
 
     from vsynth.core.diffusion.inputs import BridgeInputs
     from vsynth.core.diffusion.inputs import FrameInputs
+    from vsynth.core.diffusion.windows import windowed
     from vsynth.core.run.evals import EvalCounter
 
     config, sampling = plan.config, plan.sampling
@@ -223,6 +233,7 @@ def execute(plan: RunPlan, display=None) -> RunReport:
             models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
             advance(1)
     idm, vdm = models.get("idm"), models["vdm"]
+    vdm.denoiser = windowed(vdm.denoiser, plan.params["vdm"])
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
     counter = EvalCounter()
     for role, model in models.items():
@@ -300,6 +311,8 @@ def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages
 
 def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
     """Everything run.json says about the run, except what is known only after writing."""
+    from vsynth.core.diffusion.windows import window_spans
+
     config = plan.config
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     return {
@@ -320,6 +333,7 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "dtype": str(runtime.dtype).removeprefix("torch."),
         "nfe": dict(counter.calls),
         "frame_evals": dict(counter.frame_evals),
+        "windows": window_spans(plan.params["vdm"], config.frames),  # the VDM's [start, stop) frame windows
         "metrics": {
             "mean_abs_frame_difference": {
                 name.lower(): videoio.mean_abs_frame_difference(frames)
