@@ -8,6 +8,7 @@ import torch
 from tests.conftest import load_tiny
 from vsynth.core.diffusion import sampling
 from vsynth.core.diffusion.windows import WindowedDenoiser, blend_weights, spans
+from vsynth.core.media.video import probe_video
 from vsynth.testing import run_cli, write_sample_video
 
 PROMPT = "a red ball"
@@ -97,3 +98,4 @@ def test_64_frames_run_in_windows_and_run_json_records_them(args, windows, tmp_p
     record = json.loads((out / "run.json").read_text())
     assert record["windows"] == windows and record["frames"] == 64
     assert record["frame_evals"]["vdm"] == record["nfe"]["vdm"] * windows[0][1] * 2  # every VDM call: one window, guided
+    assert probe_video(out / "video.gif").num_frames == 32  # every 2nd frame: the GIF stays small

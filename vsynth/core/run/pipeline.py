@@ -26,6 +26,7 @@ from vsynth.errors import VideoError, VsynthInputError
 VAE_MULTIPLE = 8
 BIVDIFF_SIZE = (512, 512)
 DEFAULT_FPS = 8.0
+GIF_MAX_FRAMES = 48  # longer runs get every k-th frame in video.gif; video.mp4 has them all
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,7 @@ def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages
     todo = 3 + sum(v is not None for v in named.values()) + (latents is not None)
     with stages.stage("writing", total=todo) as advance:
         videoio.write_mp4(folder / "video.mp4", videos["final"], fps)
-        videoio.write_gif(folder / "video.gif", videos["final"], fps)
+        videoio.write_gif(folder / "video.gif", videos["final"], fps, max_frames=GIF_MAX_FRAMES)
         advance(2)
         for name, frames in named.items():
             if frames is not None:
