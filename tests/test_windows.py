@@ -99,3 +99,21 @@ def test_64_frames_run_in_windows_and_run_json_records_them(args, windows, tmp_p
     assert record["windows"] == windows and record["frames"] == 64
     assert record["frame_evals"]["vdm"] == record["nfe"]["vdm"] * windows[0][1] * 2  # every VDM call: one window, guided
     assert probe_video(out / "video.gif").num_frames == 32  # every 2nd frame: the GIF stays small
+
+
+def test_long_video_benchmark_measures_each_length_in_its_own_process(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "long_videos.py"
+    spec = importlib.util.spec_from_file_location("long_videos", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    figures = benchmark.main(["--frames", "18", "--size", "32", "--steps", "1", "--device", "cpu", "--json", str(tmp_path / "f.json")])
+    (result,) = figures["results"]
+    assert (result["frames"], result["windows"]) == (18, 2)  # AnimateDiff: windows of 16
+    # per frame: 1 guided IDM step, 1 image-inversion step, and the VDM's guided step over 2 windows of 16
+    assert result["frame_evals_per_frame"] == round(3 + 2 * 32 / 18, 3)
+    assert all(r["peak_memory_mb"] > 0 and r["peak_memory_source"] == "process_max_rss" for r in figures["results"])
+    assert json.loads((tmp_path / "f.json").read_text()) == figures
+    assert "| 18 | 2 |" in capsys.readouterr().out
