@@ -133,7 +133,7 @@ class ModelSpec(_Spec):
     )
     accepts: tuple[str, ...] = Field((), description="Run inputs an IDM uses when given, besides those it needs.")
     native_size: tuple[int, int] | None = Field(None, description="(height, width) the model was trained at.")
-    max_frames: int | None = Field(None, description="Longest clip the model can denoise at once (its frame window).")
+    max_frames: int | None = Field(None, description="Most frames the model can denoise at once: caps its window, or without one the clip.")
     sampler: str = Field("DDIM, 50 steps, guidance 7.5", description="How the model samples by default.")
 
     @property
