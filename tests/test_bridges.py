@@ -210,7 +210,7 @@ def test_sfi_records_qkv_at_the_named_layers_only(vdm_name, layers, vdms, source
         seen = {name: [] for name in names}  # (timestep, the input of the module) while recording
         hooks = [
             modules[name].register_forward_pre_hook(
-                lambda _m, args, name=name: seen[name].append((sfi.processors[name].timestep, args[0]))
+                lambda _m, args, name=name: seen[name].append(((sfi.processors[name].timestep, sfi.processors[name].call), args[0]))
                 if sfi.processors[name].mode == "record" else None
             )
             for name in names
@@ -224,7 +224,7 @@ def test_sfi_records_qkv_at_the_named_layers_only(vdm_name, layers, vdms, source
     assert all(during[name] is before[name] for name in modules if name not in names)
     assert all(m.processor is before[name] for name, m in modules.items())  # restored
     for name, processor in sfi.processors.items():
-        assert set(processor.recorded) == {float(t) for t in t2v.steps}
+        assert set(processor.recorded) == {(float(t), 0) for t in t2v.steps}  # one UNet call per timestep
         module = modules[name]
         for t, hidden in seen[name]:
             q, k, v = processor.recorded[t]
@@ -259,6 +259,40 @@ def test_gamma_one_at_every_layer_reproduces_the_inversion_self_attention(vdm_na
     halves = 2 if inputs.vdm_guidance > 1 else 1
     same = [torch.allclose(half, recorded[(p, t)], atol=1e-6) for p, t, out in injected for half in out.chunk(halves)]
     assert all(same) if gamma == 1.0 else not any(same)
+
+
+def test_sfi_with_a_windowed_vdm_injects_each_windows_own_features(vdms, source_frames, monkeypatch):
+    """A windowed VDM calls the UNet once per window at each timestep: with gamma 1, every window's injected
+    self-attention equals what the same window recorded at that timestep, not what the last window did."""
+    from vsynth.core.diffusion.windows import WindowedDenoiser
+
+    log = []
+    call = InjectionProcessor.__call__
+
+    def logging_call(self, attn, hidden_states, *args, **kwargs):
+        out = call(self, attn, hidden_states, *args, **kwargs)
+        log.append((self, self.mode, self.timestep, out))
+        return out
+
+    monkeypatch.setattr(InjectionProcessor, "__call__", logging_call)
+    vdm = vdms["zeroscope"]
+    inputs = bridge_inputs(None, source_frames, "zeroscope")
+    t2v = SDEdit.video(vdm, inputs, 0.5)
+    t2v.denoiser = WindowedDenoiser(vdm.denoiser, window=2, overlap=1)  # 3 frames: windows [0, 2) and [1, 3)
+    unet = vdm.denoiser.unet
+    with FeatureInjection(unet, spatial_self_attention(unet), 1.0) as sfi:
+        inverted_block(t2v, vdm.codec.encode(source_frames), len(t2v.steps), sfi, Stages())
+
+    calls = {}  # (processor, mode, timestep) -> outputs in call order: one per window
+    for p, mode, t, out in log:
+        calls.setdefault((p, mode, t), []).append(out)
+    injected = {key: outs for key, outs in calls.items() if key[1] == "inject"}
+    assert injected and all(len(outs) == 2 for outs in calls.values())
+    for (p, _, t), outs in injected.items():
+        for window, out in enumerate(outs):
+            recorded = calls[(p, "record", t)]
+            for half in out.chunk(2):  # guided batch
+                torch.testing.assert_close(half, recorded[window], atol=1e-6, rtol=0)
 
 
 def test_recording_leaves_the_attention_unchanged(vdms):

@@ -21,18 +21,8 @@ BIVDIFF_MAX_TIMESTEP = 998
 
 
 def initial_noise(denoiser: Denoiser, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
-    """Gaussian noise of ``shape`` (B, C, F, H, W), drawn as the model's own pipeline draws it.
-
-    Image pipelines draw (B*F, C, H, W) for a batch of frames, video pipelines (B, C, F, H, W);
-    drawing the same way keeps vsynth's frames equal to the diffusers pipelines' for one seed.
-    """
-    b, c, f, h, w = shape
-    if denoiser.frame_folded:
-        noise = torch.randn((b * f, c, h, w), generator=generator, device=generator.device, dtype=torch.float32)
-        noise = noise.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
-    else:
-        noise = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return noise.to(denoiser.device, denoiser.dtype)
+    """Gaussian noise of ``shape`` (B, C, F, H, W), as the denoiser draws it (:meth:`Denoiser.initial_noise`)."""
+    return denoiser.initial_noise(shape, generator)
 
 
 def timesteps(denoiser: Denoiser, steps: int) -> torch.Tensor:

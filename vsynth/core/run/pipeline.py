@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 VAE_MULTIPLE = 8
 BIVDIFF_SIZE = (512, 512)
 DEFAULT_FPS = 8.0
+GIF_MAX_FRAMES = 48  # longer runs get every k-th frame in video.gif; video.mp4 has them all
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     for role_params in params.values():
         role_params.check_plan(sampling)
 
-    if vdm.max_frames is not None and config.frames > vdm.max_frames:
-        raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+    _check_window(config, vdm, params["vdm"])
     validate.check_device(config.device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
@@ -157,6 +157,16 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) 
         raise VsynthInputError("--idm-prompt is the image model's prompt, and this run has none: drop it, or add --idm")
     if config.mask is not None and config.outpaint is not None:
         raise VsynthInputError("give --mask (inpainting) or --outpaint (outpainting), not both")
+
+
+def _check_window(config: RunConfig, vdm: ModelSpec, params: Params) -> None:
+    """Clips of any length go in windows; a window (or, without one, the clip) must fit the VDM's ``max_frames``."""
+    window = getattr(params, "window", None)
+    if vdm.max_frames is None or (window or config.frames) <= vdm.max_frames:
+        return
+    if window is None:
+        raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+    raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once: lower -o window={window} to {vdm.max_frames} or less")
 
 
 def _resolve_sampling(config: RunConfig, vdm_params: Params, *, has_idm: bool) -> Sampling:
@@ -239,6 +249,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder) -> dict:
 
     from vsynth.core.diffusion.inputs import BridgeInputs
     from vsynth.core.diffusion.inputs import FrameInputs
+    from vsynth.core.diffusion.windows import windowed
     from vsynth.core.run.evals import EvalCounter
 
     config, sampling = plan.config, plan.sampling
@@ -255,6 +266,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder) -> dict:
             _check_weights_finite(role, models[role], plan.sources[role])
             advance(1)
     idm, vdm = models.get("idm"), models["vdm"]
+    vdm.denoiser = windowed(vdm.denoiser, plan.params["vdm"])
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
     counter = EvalCounter()
     for role, model in models.items():
@@ -334,7 +346,7 @@ def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages
     todo = 3 + sum(v is not None for v in named.values()) + (latents is not None)
     with stages.stage("writing", total=todo) as advance:
         videoio.write_mp4(folder / "video.mp4", videos["final"], fps)
-        videoio.write_gif(folder / "video.gif", videos["final"], fps)
+        videoio.write_gif(folder / "video.gif", videos["final"], fps, max_frames=GIF_MAX_FRAMES)
         advance(2)
         for name, frames in named.items():
             if frames is not None:
@@ -351,6 +363,8 @@ def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages
 
 def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
     """Everything run.json says about the run, except what is known only after writing."""
+    from vsynth.core.diffusion.windows import window_spans
+
     config = plan.config
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     return {
@@ -371,6 +385,7 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "dtype": str(runtime.dtype).removeprefix("torch."),
         "nfe": dict(counter.calls),
         "frame_evals": dict(counter.frame_evals),
+        "windows": window_spans(plan.params["vdm"], config.frames),  # the VDM's [start, stop) frame windows
         "metrics": _metrics(plan, videos),
         "versions": _versions(),
     }
