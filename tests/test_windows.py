@@ -112,8 +112,8 @@ def test_long_video_benchmark_measures_each_length_in_its_own_process(tmp_path, 
     figures = benchmark.main(["--frames", "18", "--size", "32", "--steps", "1", "--device", "cpu", "--json", str(tmp_path / "f.json")])
     (result,) = figures["results"]
     assert (result["frames"], result["windows"]) == (18, 2)  # AnimateDiff: windows of 16
-    # per frame: 1 guided IDM step, 1 image-inversion step, and the VDM's guided step over 2 windows of 16
-    assert result["frame_evals_per_frame"] == round(3 + 2 * 32 / 18, 3)
+    # per frame: 1 guided IDM step (UNet and ControlNet), 1 image-inversion step, and the VDM's guided step over 2 windows of 16
+    assert result["frame_evals_per_frame"] == round(2 + 2 + 1 + 2 * 32 / 18, 3)
     assert all(r["peak_memory_mb"] > 0 and r["peak_memory_source"] == "process_max_rss" for r in figures["results"])
     assert json.loads((tmp_path / "f.json").read_text()) == figures
     assert "| 18 | 2 |" in capsys.readouterr().out
