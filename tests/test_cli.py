@@ -144,6 +144,8 @@ BAD_INPUTS = {
     "unknown option": ({"-o": "mixing_ration=0.5"}, 2, "did you mean 'mixing_ratio'"),
     "option out of range": ({"-o": "mixing_ratio=2"}, 2, "-o mixing_ratio=2: must be between 0 and 1"),
     "infinite option": ({"-o": "mixing_ratio=inf"}, 2, "-o mixing_ratio=inf: must be a finite number"),
+    "tiny and toy": ({"--toy": None}, 2, "--tiny and --toy both choose the weights"),
+    "toy without toy weights": ({"--tiny": DROP, "--toy": None, "--idm": "controlnet-depth"}, 2, "controlnet-depth has no toy weights"),
     "t2v steps past the VDM's": ({"--bridge": "encapsulated", "-o": "t2v_steps=50"}, 2, "-o t2v_steps=50 exceeds the"),
     "device meta": ({"--device": "meta"}, 2, "--device meta: not a device"),
     "out empty": ({"--out": ""}, 2, '--out "": is empty'),

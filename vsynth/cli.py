@@ -10,13 +10,14 @@ import json
 import signal
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from vsynth import __version__
-from vsynth.errors import VsynthError, VsynthInputError
+from vsynth.errors import VsynthError, VsynthInputError, VsynthWarning
 
 KINDS = ("idm", "vdm", "bridge")
 
@@ -107,6 +108,7 @@ def _spec_record(spec, registry) -> dict:
         record["task"] = spec.task
         record["size_gb"] = spec.size_gb
         record["weights"] = [w.model_dump() for w in spec.weights]
+        record["toy"] = all(w.toy is not None for w in spec.weights)  # `vsynth run --toy` can run it
         record["bridge_defaults"] = spec.bridge_defaults
     record["params"] = spec.param_schema()
     record["impl"] = spec.impl
@@ -130,14 +132,20 @@ def models(kind, as_json):
     from rich.table import Table
 
     table = Table(title="vsynth models")
-    for column in ("name", "kind", "task", "weights", "plugin"):
+    for column in ("name", "kind", "task", "weights", "toy", "plugin"):
         table.add_column(column, no_wrap=True)
     table.add_column("description", ratio=1)
     for r in records:
         size = f"{r['size_gb']:g} GB" if "size_gb" in r else ""
         name = f"{r['qualified_name']} [yellow](conflict)[/]" if r["conflict"] else r["name"]
-        table.add_row(name, r["kind"], r.get("task") or "", size, r["plugin"], r["description"])
-    Console().print(table)
+        table.add_row(name, r["kind"], r.get("task") or "", size, "yes" if r.get("toy") else "", r["plugin"], r["description"])
+    console = Console()
+    console.print(table)
+    if any(r.get("toy") for r in records):
+        from vsynth.toy.world import VOCABULARY
+
+        words = "; ".join(f"{kind} {', '.join(values)}" for kind, values in VOCABULARY.items())
+        console.print(f"toy: `vsynth run --toy` runs these on trained 64x64 toy-world weights, with the vocabulary: {words}", soft_wrap=True)
 
 
 @cli.command()
@@ -218,7 +226,7 @@ def _pip_and_report(args: list[str]) -> None:
 RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
-    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny",
+    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
     "save_latents", "device", "out",
 )  # fmt: skip
 
@@ -243,13 +251,14 @@ RUN_FIELDS = (
 @click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own; above 0, at most 50  [default: 7.5]")
 @click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")
 @click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")
-@click.option("--seed", type=int, help="Random seed, 0 to 2**64-1 (no value means random: every run is reproducible)  [default: 42]")
+@click.option("--seed", type=int, help="Random seed, 0 to 2**64-1 (no random seeds: every run is reproducible from run.json)  [default: 42]")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A model or bridge parameter, e.g. -o mixing_ratio=0.5 or -o idm.batch_size=4 (see `vsynth models --json`).")  # fmt: skip
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of run settings; flags override it.")
 @click.option("--idm-weights", metavar="PATH_OR_ID", help="Replace the IDM's main weights (a local diffusers folder or hub id).")
 @click.option("--vdm-weights", metavar="PATH_OR_ID", help="Replace the VDM's weights (a local diffusers folder or hub id).")
 @click.option("--tiny", is_flag=True, default=None, help="Use the built-in offline tiny models (random weights; for trying and testing).")
+@click.option("--toy", is_flag=True, default=None, help="Use the shipped toy-world models (trained, 64x64, a small vocabulary: see `vsynth models`).")
 @click.option("--save-latents", is_flag=True, default=None, help="Also write latents.safetensors, the final latent video.")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps, when this machine has it  [default: auto]")
 @click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
@@ -273,7 +282,12 @@ def run(ctx, config_file, options, quiet, **flags):
     from vsynth.core.run.pipeline import execute, plan_run
 
     _quiet_libraries()
-    plan = plan_run(config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VsynthWarning)
+        plan = plan_run(config)
+    for warning in caught:
+        if issubclass(warning.category, VsynthWarning):
+            click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
     if quiet:
         report = execute(plan)
         click.echo(str(report.out_dir))
@@ -337,6 +351,46 @@ def tiny_export(directory):
 
     for name, path in export_all(directory).items():
         click.echo(f"{name}\t{path}")
+
+
+# ---------------------------------------------------------------------------- toy world
+
+
+@cli.group()
+def toy():
+    """The toy world: procedural clips with ground truth, and small models trained on them (`vsynth run --toy`)."""
+
+
+@toy.command("examples")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--count", type=click.IntRange(1, 100), default=4, show_default=True, help="How many clips.")
+@click.option("--frames", type=click.IntRange(2, 256), default=16, show_default=True, help="Frames per clip.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the first clip.")
+def toy_examples(directory, count, frames, seed):
+    """Write toy clips (NAME.mp4, with their ground truth in NAME.json) into DIRECTORY.
+
+    A run on such a clip measures itself against the ground truth in run.json's metrics.
+    """
+    from vsynth.core.run.validate import check_creatable
+    from vsynth.toy.truth import save_clip
+
+    check_creatable(directory / "clip", f"cannot write into {directory}", "choose a writable DIRECTORY")
+    for i in range(count):
+        path = Path(directory) / f"toy{seed + i}.mp4"
+        clip = save_clip(path, seed + i, frames=frames, n_shapes=1 + i % 3)
+        click.echo(f"{path}\t{clip.caption}")
+
+
+@toy.command("train", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def toy_train(args):
+    """Retrain the toy models from their seeds (about an hour on 2 CPU cores): python -m vsynth.toy.train ARGS.
+
+    `vsynth toy train --help` lists its options (--smoke, --stage, --out, ...).
+    """
+    from vsynth.toy.train import main as train
+
+    train(list(args))
 
 
 def main() -> None:

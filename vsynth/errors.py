@@ -41,5 +41,9 @@ class NonFiniteError(VsynthError):
     """Sampling produced NaN or infinite latents, or a model's weights hold such values."""
 
 
+class VsynthWarning(UserWarning):
+    """Something the user should know that does not stop the run (the CLI prints it as one line)."""
+
+
 class PluginError(VsynthError):
     """A plugin that failed to load or to register (reported, not raised, unless strict)."""

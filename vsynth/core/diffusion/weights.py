@@ -24,9 +24,10 @@ def weight_flags(spec: ModelSpec) -> dict[str, str]:
     return {w.role: (f"--{spec.kind}-weights DIR" if i == 0 else f"-o {w.role}=DIR") for i, w in enumerate(spec.weights)}
 
 
-def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool) -> dict[str, str]:
-    """Pick the source of every weights role: an explicit override, else the tiny model or the hub id."""
+def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy: bool = False) -> dict[str, str]:
+    """Pick the source of every weights role: an explicit override, else the tiny or toy model, or the hub id."""
     from vsynth import tiny as tiny_models
+    from vsynth.toy import shipped
 
     sources = {}
     for i, weights in enumerate(spec.weights):
@@ -37,6 +38,13 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
             if weights.tiny is None:
                 raise VsynthInputError(f"{spec.name} has no tiny form for its {weights.role} weights")
             sources[weights.role] = str(tiny_models.tiny_weights(weights.tiny))
+        elif toy:
+            if weights.toy is None:
+                raise VsynthInputError(
+                    f"{spec.name} has no toy weights for its {weights.role} weights: --toy runs the models "
+                    f"that `vsynth models` marks toy"
+                )
+            sources[weights.role] = str(shipped.toy_weights(weights.toy))
         else:
             sources[weights.role] = weights.id
     return sources

@@ -82,6 +82,7 @@ class WeightsSpec(BaseModel):
     id: str = Field(description="Default hub id, loaded with from_pretrained.")
     size_gb: float = Field(description="Approximate download size, in GB.")
     tiny: str | None = Field(None, description="Name of the offline tiny stand-in in vsynth.tiny.")
+    toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
 
 
 def _check_impl(value: str) -> str:

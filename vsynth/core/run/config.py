@@ -63,6 +63,7 @@ class RunConfig(BaseModel):
     idm_weights: str | None = None
     vdm_weights: str | None = None
     tiny: bool = False
+    toy: bool = Field(False, description="Run the toy world's trained models (64x64, a small vocabulary) instead of the real weights.")
     save_latents: bool = False
     device: str = "auto"
     out: Path | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +24,8 @@ from vsynth.core.run.progress import Stages, library_progress_bars
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags
-from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError
+from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
+from vsynth.toy.shipped import TOY_SIZE
 
 if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
@@ -91,6 +93,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     vdm = registry.model(config.vdm, "vdm")
     bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
     _check_inputs(config, idm, bridge)
+    if config.toy:
+        _check_toy(config, [s for s in (idm, vdm) if s is not None])
 
     models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
     routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params})
@@ -107,7 +111,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     validate.check_device(config.device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
-    default_size = BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
+    default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
     height, width = videoio.round_size(config.height or default_size[0], config.width or default_size[1], VAE_MULTIPLE)
     out_dir = choose_out_dir(config.out, "-".join(s.name for s in models.values()))
     validate.check_out(out_dir, given=config.out is not None)
@@ -116,7 +120,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     validate.check_impls([*models.values(), bridge])
     sources = {}
     for role, spec in models.items():
-        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), params[role].model_dump(), config.tiny)
+        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), params[role].model_dump(), config.tiny, config.toy)
         flags = weight_flags(spec)
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role]) for w in spec.weights}
     return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames)
@@ -157,6 +161,26 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) 
         raise VsynthInputError("--idm-prompt is the image model's prompt, and this run has none: drop it, or add --idm")
     if config.mask is not None and config.outpaint is not None:
         raise VsynthInputError("give --mask (inpainting) or --outpaint (outpainting), not both")
+
+
+def _check_toy(config: RunConfig, specs: list[ModelSpec]) -> None:
+    """--toy needs models with toy weights; a prompt with words the toy models never saw gets a warning."""
+    from vsynth.toy.world import words_outside_vocabulary
+
+    if config.tiny:
+        raise VsynthInputError("--tiny and --toy both choose the weights: give one of them")
+    for spec in specs:
+        if any(w.toy is None for w in spec.weights):
+            raise VsynthInputError(f"{spec.name} has no toy weights: `vsynth models` marks the models that have them")
+    for label, prompt in (("--prompt", config.prompt), ("--idm-prompt", config.idm_prompt)):
+        unknown = words_outside_vocabulary(prompt or "")
+        if unknown:
+            warnings.warn(
+                f"{label}: the toy models do not know {', '.join(repr(w) for w in unknown)}; they follow only the toy "
+                "vocabulary (see `vsynth models`)",
+                VsynthWarning,
+                stacklevel=3,
+            )
 
 
 def _check_window(config: RunConfig, vdm: ModelSpec, params: Params) -> None:
