@@ -1,4 +1,4 @@
-"""An IDM and a VDM on one SD1.5 base hold one copy of its weights."""
+"""An IDM and a VDM on one SD1.5 base hold one copy of its VAE and text encoder."""
 
 from vsynth.testing import load_tiny_model
 
@@ -24,6 +24,6 @@ def test_one_copy_per_source_and_dtype():
     from vsynth.tiny import tiny_weights
 
     source = str(tiny_weights("sd15"))
-    vae = load(AutoencoderKL, source, what="vae", subfolder="vae", torch_dtype=torch.float32)
-    assert load(AutoencoderKL, source, what="vae", subfolder="vae", torch_dtype=torch.float32) is vae
-    assert load(AutoencoderKL, source, what="vae", subfolder="vae", torch_dtype=torch.bfloat16) is not vae
+    vae = load(AutoencoderKL, source, what="vae", subfolder="vae", torch_dtype=torch.float32, share=True)
+    assert load(AutoencoderKL, source, what="vae", subfolder="vae", torch_dtype=torch.float32, share=True) is vae
+    assert load(AutoencoderKL, source, what="vae", subfolder="vae", torch_dtype=torch.bfloat16, share=True) is not vae

@@ -18,15 +18,16 @@ from vsynth.errors import VsynthInputError
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
-def load(cls, source: str, *, what: str, **kwargs):
+def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
     """``cls.from_pretrained(source, **kwargs)``; a broken or mismatched folder becomes one line.
 
-    A module with weights (loaded with ``torch_dtype``) is loaded once while a model holds it:
-    an IDM and a VDM on one SD1.5 base get the same VAE, text encoder and UNet objects. Models
-    only read these weights (the motion UNet and ControlNets are copies of their own).
+    With ``share``, the module is loaded once while a model holds it, keyed by class, source,
+    subfolder and dtype: an IDM and a VDM on one SD1.5 base get the same VAE and text encoder.
+    Only modules nobody modifies are shared; UNets are not, since bridges and plugins swap
+    their attention processors.
     """
     key = (cls.__module__, cls.__qualname__, str(source), kwargs.get("subfolder"), kwargs.get("torch_dtype"))
-    shared = "torch_dtype" in kwargs
+    shared = share
     if shared and (module := _LOADED.get(key)) is not None:
         return module
     try:
