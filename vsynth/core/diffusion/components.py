@@ -1,10 +1,12 @@
 """Adapters over diffusers/transformers components shared by model families.
 
-Loading with readable errors, prompt encoding exactly as the diffusers pipelines do it, and a
+Loading with readable errors and one copy of each set of weights, prompt encoding exactly as the diffusers pipelines do it, and a
 VAE codec between uint8 frames and latent videos of shape (B, C, F, H, W).
 """
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 import torch
@@ -12,14 +14,31 @@ import torch
 from vsynth.errors import VsynthInputError
 
 
-def load(cls, source: str, *, what: str, **kwargs):
-    """``cls.from_pretrained(source, **kwargs)``; a broken or mismatched folder becomes one line."""
+# Weighted modules loaded and still held by some model, by (class, source, subfolder, dtype).
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
+    """``cls.from_pretrained(source, **kwargs)``; a broken or mismatched folder becomes one line.
+
+    With ``share``, the module is loaded once while a model holds it, keyed by class, source,
+    subfolder and dtype: an IDM and a VDM on one SD1.5 base get the same VAE and text encoder.
+    Only modules nobody modifies are shared; UNets are not, since bridges and plugins swap
+    their attention processors.
+    """
+    key = (cls.__module__, cls.__qualname__, str(source), kwargs.get("subfolder"), kwargs.get("torch_dtype"))
+    shared = share
+    if shared and (module := _LOADED.get(key)) is not None:
+        return module
     try:
-        return cls.from_pretrained(source, **kwargs)
+        module = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         sub = f" (subfolder {kwargs['subfolder']})" if kwargs.get("subfolder") else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VsynthInputError(f"cannot load {what} from {source}{sub}: {reason}") from None
+    if shared:
+        _LOADED[key] = module
+    return module
 
 
 @torch.no_grad()
