@@ -7,8 +7,13 @@ edges give Canny and depth-style conditions clear structure while the background
 Regenerate with::
 
     python examples/make_sample_video.py
+
+A longer clip of the same motion, e.g. for windowed runs of many frames::
+
+    python examples/make_sample_video.py --frames 128 --out long.mp4
 """
 
+import argparse
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -57,7 +62,11 @@ def write(path: Path, frames: np.ndarray) -> None:
 
 
 def main() -> None:
-    write(OUTPUT, np.stack([render_frame(i / (FRAMES - 1)) for i in range(FRAMES)]))
+    parser = argparse.ArgumentParser(description="Render the sample clip.")
+    parser.add_argument("--frames", type=int, default=FRAMES, help=f"frames (default {FRAMES})")
+    parser.add_argument("--out", type=Path, default=OUTPUT, help=f"where to write it (default {OUTPUT.name} beside this script)")
+    args = parser.parse_args()
+    write(args.out, np.stack([render_frame(i / (args.frames - 1)) for i in range(args.frames)]))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -83,6 +84,35 @@ def test_identity_block_equals_idm_only(sd15, vdms, source_frames):
     assert t2i == [333.0, 167.0, 1.0] and evs_calls == [("idm", t) for t in t2i[:2] + t2i[1:]]
     with_block, _ = run_bridge("encapsulated", sd15, vdm, inputs, strength=0.5)
     assert not torch.allclose(with_block.latents, base.latents)
+
+
+@pytest.mark.parametrize("renoise", ["predicted", "fresh"])
+def test_bridge_back_noise_is_the_t2i_prediction_or_the_generators_next_draw(renoise, sd15, vdms, source_frames, monkeypatch):
+    """With an identity block, predicted noise gives idm-only back; fresh noise is the next draw of the run's
+    generator after the T2I SDEdit noise (Algorithm 1's literal form), so the run differs but repeats per seed."""
+    noises = []
+    add_noise = sampling.add_noise
+
+    def recording_add_noise(x0, noise, abar):
+        noises.append(noise)
+        return add_noise(x0, noise, abar)
+
+    monkeypatch.setattr(sampling, "add_noise", recording_add_noise)
+    inputs = bridge_inputs(sd15, source_frames, "animatediff-lightning", steps=6)
+    vdm = vdms["animatediff-lightning"]
+    evs, _ = run_bridge("encapsulated", sd15, vdm, inputs, strength=0.5, t2v_steps=0, renoise=renoise)
+    again, _ = run_bridge("encapsulated", sd15, vdm, inputs, strength=0.5, t2v_steps=0, renoise=renoise)
+    base, _ = run_bridge("idm-only", sd15, vdm, inputs, strength=0.5)
+    start, bridge_back = noises[0], noises[1]  # the SDEdit noise at t_I, then the noise back at t_T2V
+    torch.testing.assert_close(again.latents, evs.latents, rtol=0, atol=0)
+    if renoise == "predicted":
+        torch.testing.assert_close(evs.latents, base.latents)
+        assert not torch.equal(bridge_back, start)
+    else:
+        generator = torch.Generator().manual_seed(0)
+        draws = [sampling.initial_noise(sd15.denoiser, tuple(start.shape), generator) for _ in range(2)]
+        assert torch.equal(start, draws[0]) and torch.equal(bridge_back, draws[1])
+        assert not torch.allclose(evs.latents, base.latents)
 
 
 @pytest.mark.parametrize("injection", ["none", "sfi"])
@@ -180,7 +210,7 @@ def test_sfi_records_qkv_at_the_named_layers_only(vdm_name, layers, vdms, source
         seen = {name: [] for name in names}  # (timestep, the input of the module) while recording
         hooks = [
             modules[name].register_forward_pre_hook(
-                lambda _m, args, name=name: seen[name].append((sfi.processors[name].timestep, args[0]))
+                lambda _m, args, name=name: seen[name].append(((sfi.processors[name].timestep, sfi.processors[name].call), args[0]))
                 if sfi.processors[name].mode == "record" else None
             )
             for name in names
@@ -194,7 +224,7 @@ def test_sfi_records_qkv_at_the_named_layers_only(vdm_name, layers, vdms, source
     assert all(during[name] is before[name] for name in modules if name not in names)
     assert all(m.processor is before[name] for name, m in modules.items())  # restored
     for name, processor in sfi.processors.items():
-        assert set(processor.recorded) == {float(t) for t in t2v.steps}
+        assert set(processor.recorded) == {(float(t), 0) for t in t2v.steps}  # one UNet call per timestep
         module = modules[name]
         for t, hidden in seen[name]:
             q, k, v = processor.recorded[t]
@@ -231,6 +261,40 @@ def test_gamma_one_at_every_layer_reproduces_the_inversion_self_attention(vdm_na
     assert all(same) if gamma == 1.0 else not any(same)
 
 
+def test_sfi_with_a_windowed_vdm_injects_each_windows_own_features(vdms, source_frames, monkeypatch):
+    """A windowed VDM calls the UNet once per window at each timestep: with gamma 1, every window's injected
+    self-attention equals what the same window recorded at that timestep, not what the last window did."""
+    from vsynth.core.diffusion.windows import WindowedDenoiser
+
+    log = []
+    call = InjectionProcessor.__call__
+
+    def logging_call(self, attn, hidden_states, *args, **kwargs):
+        out = call(self, attn, hidden_states, *args, **kwargs)
+        log.append((self, self.mode, self.timestep, out))
+        return out
+
+    monkeypatch.setattr(InjectionProcessor, "__call__", logging_call)
+    vdm = vdms["zeroscope"]
+    inputs = bridge_inputs(None, source_frames, "zeroscope")
+    t2v = SDEdit.video(vdm, inputs, 0.5)
+    t2v.denoiser = WindowedDenoiser(vdm.denoiser, window=2, overlap=1)  # 3 frames: windows [0, 2) and [1, 3)
+    unet = vdm.denoiser.unet
+    with FeatureInjection(unet, spatial_self_attention(unet), 1.0) as sfi:
+        inverted_block(t2v, vdm.codec.encode(source_frames), len(t2v.steps), sfi, Stages())
+
+    calls = {}  # (processor, mode, timestep) -> outputs in call order: one per window
+    for p, mode, t, out in log:
+        calls.setdefault((p, mode, t), []).append(out)
+    injected = {key: outs for key, outs in calls.items() if key[1] == "inject"}
+    assert injected and all(len(outs) == 2 for outs in calls.values())
+    for (p, _, t), outs in injected.items():
+        for window, out in enumerate(outs):
+            recorded = calls[(p, "record", t)]
+            for half in out.chunk(2):  # guided batch
+                torch.testing.assert_close(half, recorded[window], atol=1e-6, rtol=0)
+
+
 def test_recording_leaves_the_attention_unchanged(vdms):
     d = vdms["zeroscope"].denoiser
     cond = d.condition(PROMPT, "")
@@ -263,16 +327,18 @@ def test_encapsulated_from_the_cli(idm, vdm_name, tmp_path):
     assert record["task"] == "enhance" and record["bridge"]["params"]["strength"] == 0.5
     # 2 T2I steps plus the one re-run after the block; the block: t2v_strength 0.5 of the VDM's 4 steps
     vdm_cfg = 2 if VDM_SAMPLING[vdm_name][1] > 1 else 1
-    assert record["nfe"] == {"idm": 3, "vdm": 2}
-    assert record["frame_evals"] == {"idm": 3 * IDM_CFG[idm] * 3, "vdm": 2 * vdm_cfg * 3}
+    controlnet = idm == "controlnet-canny"  # counted apart, once per T2I UNet call
+    assert record["nfe"] == {"idm": 3, "vdm": 2} | ({"idm.controlnet": 3} if controlnet else {})
+    idm_evals = {"idm": 3 * IDM_CFG[idm] * 3} | ({"idm.controlnet": 3 * 2 * 3} if controlnet else {})
+    assert record["frame_evals"] == idm_evals | {"vdm": 2 * vdm_cfg * 3}
 
 
 @pytest.mark.parametrize(
     "bridge, idm, nfe, idm_frames",
     [
-        ("idm-only", "controlnet-canny", {"idm": 1}, False),
+        ("idm-only", "controlnet-canny", {"idm": 1, "idm.controlnet": 1}, False),
         ("vdm-only", None, {"vdm": 2}, False),
-        ("idm-then-vdm", "controlnet-canny", {"idm": 1, "vdm": 2}, True),
+        ("idm-then-vdm", "controlnet-canny", {"idm": 1, "idm.controlnet": 1, "vdm": 2}, True),
         ("vdm-then-idm", "sd15", {"idm": 1, "vdm": 2}, False),
     ],
 )
@@ -295,10 +361,29 @@ def test_sfi_from_the_cli(tmp_path):
     assert {"T2V inversion", "[T2V] block"} <= set(record["timings"])
 
 
-def test_enhancement_bridges_need_a_source_video(tmp_path):
-    args = ["--idm", "sd15", "--vdm", "zeroscope", "--bridge", "encapsulated", "--prompt", PROMPT]
+def test_the_composition_baselines_need_a_source_video(tmp_path):
+    args = ["--idm", "sd15", "--vdm", "zeroscope", "--bridge", "idm-then-vdm", "--prompt", PROMPT]
     result = cli_run("run", "--tiny", *args, "--out", tmp_path / "o")
-    assert result.exit_code == 2 and "missing --video: bridge 'encapsulated' works on a source video" in result.stderr
+    assert result.exit_code == 2 and "missing --video: bridge 'idm-then-vdm' works on a source video" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_encapsulated_without_a_video_enhances_the_vdms_own_video(tmp_path):
+    """EVS in its paper's setting: the T2V result for the prompt and seed, made first, then enhanced, in one folder."""
+    from vsynth.core.media.video import read_video
+
+    small = ["run", "--tiny", "--prompt", PROMPT, "--frames", 3, "--height", 64, "--width", 64, "--steps", 4, "--quiet"]
+    result = cli_run(*small, "--idm", "sd15", "--vdm", "zeroscope", "--bridge", "encapsulated", "--out", tmp_path / "evs")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "evs" / "run.json").read_text())
+    assert {"text-to-video", "decoding T2V frames", "T2I denoising", "[T2V] block"} <= set(record["timings"])
+    assert "t2v_frames.mp4" in record["files"] and "t2v" in record["metrics"]["mean_abs_frame_difference"]
+    assert record["nfe"]["vdm"] == 4 + 2  # the text-to-video steps, then the [T2V] block's
+    plain = cli_run(*small, "--vdm", "zeroscope", "--out", tmp_path / "t2v")
+    assert plain.exit_code == 0, plain.output
+    size = {"frames": 3, "stride": 1, "size": (64, 64)}
+    t2v = read_video(tmp_path / "evs" / "t2v_frames.mp4", **size).frames
+    assert np.array_equal(t2v, read_video(tmp_path / "t2v" / "video.mp4", **size).frames)  # same seed: plain T2V's video
 
 
 def test_benchmark_reports_the_evaluation_and_time_ratios(tmp_path, capsys):
@@ -307,9 +392,11 @@ def test_benchmark_reports_the_evaluation_and_time_ratios(tmp_path, capsys):
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     figures = benchmark.main(["--frames", "2", "--size", "64", "--steps", "10", "--json", str(tmp_path / "f.json")])
-    # EVS: 4 T2I steps + the re-run, guided; 4 of Lightning's 8 steps. BIVDiff: 10 guided steps, 10 inversion steps, 8 steps.
+    # EVS: 4 T2I steps + the re-run, guided; 4 of Lightning's 8 steps. BIVDiff: 10 guided steps (each with the
+    # ControlNet), 10 inversion steps, 8 steps.
     assert figures["evs"]["frame_evals"] == {"idm": 5 * 2 * 2, "vdm": 4 * 2}
-    assert figures["bivdiff"]["frame_evals"] == {"idm": (10 * 2 + 10) * 2, "vdm": 8 * 2}
-    assert figures["ratios"]["frame_evals"] == round(76 / 28, 3) and figures["ratios"]["wall_time"] > 0
+    assert figures["bivdiff"]["frame_evals"] == {"idm": (10 * 2 + 10) * 2, "idm.controlnet": 10 * 2 * 2, "vdm": 8 * 2}
+    assert figures["ratios"]["frame_evals"] == round(116 / 28, 3) and figures["ratios"]["unet_frame_evals"] == round(76 / 28, 3)
+    assert figures["ratios"]["wall_time"] > 0
     assert json.loads((tmp_path / "f.json").read_text()) == figures
-    assert "BIVDiff / EVS: 2.71x UNet frame evaluations" in capsys.readouterr().out
+    assert "BIVDiff / EVS: 4.14x frame evaluations of all networks (2.71x of the UNets alone)" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """The command line through click's CliRunner: listings, start-up cost and bad input."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,13 +50,17 @@ def test_listing_commands_never_import_torch_ray_or_gradio(args):
     assert out.strip().splitlines()[-1] == "[]"
 
 
+DROP = object()  # an override that removes the flag
+
+
 def _run_args(tmp_path, **overrides):
     args = {"--idm": "controlnet-canny", "--vdm": "zeroscope", "--video": SAMPLE, "--prompt": "a ball", "--tiny": None,
             "--out": tmp_path / "out", "--steps": 2}  # fmt: skip
     args.update(overrides)
     flat = []
     for key, value in args.items():
-        flat += [key] if value is None else [key, value]
+        if value is not DROP:
+            flat += [key] if value is None else [key, value]
     return flat
 
 
@@ -65,29 +70,147 @@ def _not_a_video(tmp_path):
     return path
 
 
+def _folder_with_a_bad_later_frame(tmp_path):
+    """Ten good frames but the fifth (the second taken at stride 4) is garbage."""
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(10):
+        Image.new("RGB", (64, 64), (i * 20, 0, 0)).save(folder / f"{i:03d}.png")
+    (folder / "004.png").write_bytes(b"not a png")
+    return folder
+
+
+def _named_pipe(tmp_path):
+    path = tmp_path / "pipe.mp4"
+    os.mkfifo(path)
+    return path
+
+
+def _file(name, text="x"):
+    def make(tmp_path):
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return make
+
+
+def _folder(name):
+    def make(tmp_path):
+        (tmp_path / name).mkdir()
+        return tmp_path / name
+
+    return make
+
+
+def _read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder / "out"
+
+
+def _config(text):
+    def make(tmp_path):
+        path = tmp_path / "run.yaml"
+        path.write_text(text)
+        return path
+
+    return make
+
+
+NO_IDM = {"--idm": DROP, "--video": DROP}
+
+# name: (flag overrides (a callable makes its value from tmp_path), exit code, part of the one line)
 BAD_INPUTS = {
-    "unknown model": ({"--idm": "controlnet-cany"}, "did you mean 'controlnet-canny'"),
-    "missing video": ({"--video": "does-not-exist.mp4"}, "does-not-exist.mp4"),
-    "unreadable video": ({"--video": _not_a_video}, "notes.mp4"),
-    "negative frames": ({"--frames": -1}, "frames"),
-    "too many frames": ({"--frames": 20}, "lower --frames or --stride"),
-    "unknown option": ({"-o": "mixing_ration=0.5"}, "did you mean 'mixing_ratio'"),
-    "bad option value": ({"-o": "mixing_ratio=2"}, "mixing_ratio"),
-    "unknown bridge": ({"--bridge": "mixed"}, "unknown bridge 'mixed'"),
+    "unknown model": ({"--idm": "controlnet-cany"}, 2, "did you mean 'controlnet-canny'"),
+    "empty idm": ({"--idm": ""}, 2, '--idm "": is empty'),
+    "empty bridge": ({"--bridge": ""}, 2, '--bridge "": is empty'),
+    "unknown bridge": ({"--bridge": "mixed"}, 2, "unknown bridge 'mixed'"),
+    "idm prompt without idm": ({**NO_IDM, "--idm-prompt": "edit"}, 2, "--idm-prompt is the image model's prompt"),
+    "missing video": ({"--video": "does-not-exist.mp4"}, 2, "does-not-exist.mp4"),
+    "unreadable video": ({"--video": _not_a_video}, 2, "notes.mp4"),
+    "garbage later frame": ({"--video": _folder_with_a_bad_later_frame, "--frames": 2}, 2, "004.png cannot be read"),
+    "named pipe": ({"--video": _named_pipe}, 2, "not a regular file"),
+    "negative frames": ({"--frames": -1}, 2, "--frames -1: must be between 1 and 256"),
+    "unbounded frames": ({"--frames": 100000}, 2, "--frames 100000: must be between 1 and 256"),
+    "too many frames": ({"--frames": 20}, 2, "lower --frames or --stride"),
+    "huge size": ({"--height": 100000, "--width": 100000}, 2, "--height 100000: must be between 1 and 2048"),
+    "steps past training": ({"--steps": 1001}, 2, "--steps 1001: controlnet-canny was trained with 1000 timesteps"),
+    "seed at 2**64": ({"--seed": 2**64}, 2, "--seed 18446744073709551616: must be between 0 and 18446744073709551615"),
+    "negative seed": ({"--seed": -1}, 2, "--seed -1: must be between 0 and"),
+    "infinite guidance": ({"--guidance": "inf"}, 2, "--guidance inf: must be a finite number"),
+    "huge guidance": ({"--guidance": 1e308}, 2, "--guidance 1e+308: must be more than 0 and at most 50"),
+    "unknown option": ({"-o": "mixing_ration=0.5"}, 2, "did you mean 'mixing_ratio'"),
+    "option out of range": ({"-o": "mixing_ratio=2"}, 2, "-o mixing_ratio=2: must be between 0 and 1"),
+    "infinite option": ({"-o": "mixing_ratio=inf"}, 2, "-o mixing_ratio=inf: must be a finite number"),
+    "tiny and toy": ({"--toy": None}, 2, "--tiny and --toy both choose the weights"),
+    "toy without toy weights": ({"--tiny": DROP, "--toy": None, "--idm": "controlnet-depth"}, 2, "controlnet-depth has no toy weights"),
+    "t2v steps past the VDM's": ({"--bridge": "encapsulated", "-o": "t2v_steps=50"}, 2, "-o t2v_steps=50 exceeds the"),
+    "device meta": ({"--device": "meta"}, 2, "--device meta: not a device"),
+    "out empty": ({"--out": ""}, 2, '--out "": is empty'),
+    "out dot": ({"--out": "."}, 2, "--out .: names an existing folder"),
+    "out parent is a file": ({"--out": lambda t: _file("afile")(t) / "out"}, 2, "is a file, not a folder"),
+    "idm weights missing": ({"--idm-weights": lambda t: t / "nowhere"}, 2, "controlnet weights directory not found"),
+    "idm weights without config": ({"--idm-weights": _folder("empty")}, 2, "the folder holds no model_index.json or config.json"),
+    "idm weights not weights": ({"--idm-weights": _file("notes.txt")}, 2, "not a weights folder nor a weights file"),
+    "bad safetensors": ({"--vdm-weights": _file("w.safetensors", "garbage")}, 2, "not a readable safetensors file"),
+    "base weights without config": ({"-o": lambda t: f"base={_folder('base')(t)}"}, 2, "base weights"),
+    "config options not a mapping": ({"--config": _config("options: 5\n")}, 2, "options must be a mapping"),
+    "config options a list": ({"--config": _config("options: [a, b]\n")}, 2, "options must be a mapping"),
+    "config key not text": ({"--config": _config("1: 2\n")}, 2, "key 1 must be a name"),
+    "config option key not text": ({"--config": _config("options:\n  1: 2\n")}, 2, "key options.1 must be a name"),
+}
+BAD_INPUTS_ON_THIS_MACHINE = {
+    "device mps without mps": ({"--device": "mps"}, 2, "--device mps: MPS is not available"),
+    "device cuda without cuda": ({"--device": "cuda"}, 2, "--device cuda: CUDA is not available"),
+    "out under /sys": ({"--out": "/sys/vsynth-out"}, 2, "cannot create folders in /sys"),
+    "out read-only": ({"--out": _read_only_folder}, 2, "cannot create folders in"),
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, monkeypatch, case):
+def _can_create_in(folder: Path) -> bool:
+    try:
+        (folder / "vsynth-test-probe").mkdir()
+    except OSError:
+        return False
+    (folder / "vsynth-test-probe").rmdir()
+    return True
+
+
+def _runnable(case: str) -> bool:
+    import torch
+
+    return {
+        "device mps without mps": not torch.backends.mps.is_available(),
+        "device cuda without cuda": not torch.cuda.is_available(),
+        "out under /sys": Path("/sys").is_dir() and not _can_create_in(Path("/sys")),  # sysfs refuses even root
+        "out read-only": os.geteuid() != 0,  # root writes through permission bits
+    }.get(case, True)
+
+
+CASES = {**BAD_INPUTS, **BAD_INPUTS_ON_THIS_MACHINE}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_before_loading_and_no_output(tmp_path, monkeypatch, case):
+    if not _runnable(case):
+        pytest.skip(f"{case}: not testable on this machine")
+    from vsynth.core.run import pipeline
+
+    monkeypatch.setattr(pipeline, "execute", lambda *a, **k: pytest.fail("bad input reached execute (loading)"))
     monkeypatch.chdir(tmp_path)
-    overrides, expected = BAD_INPUTS[case]
+    overrides, code, expected = CASES[case]
     overrides = {k: (v(tmp_path) if callable(v) else v) for k, v in overrides.items()}
     result = invoke("run", *_run_args(tmp_path, **overrides))
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == code, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert expected in lines[0]
     assert not (tmp_path / "out").exists() and not (tmp_path / "outputs").exists()
+    assert not list(tmp_path.glob(".*"))  # no probe or partial folder left behind
 
 
 def test_output_folder_that_holds_files_is_refused(tmp_path):

@@ -4,24 +4,26 @@ import pytest
 import torch
 
 from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import BridgeInputs
 from vsynth.core.diffusion.inputs import Sources
 from vsynth.core.run.evals import EvalCounter
 from vsynth.core.run.progress import Stages
 from vsynth.core.host.registry import get_registry
 from vsynth.plugins.bridges import mixed_inversion
+from vsynth.testing import load_tiny_model
 
 STEPS = 3
 
 
-def run_bridge(canny, zeroscope, source_frames, vdm_steps=STEPS, vdm_guidance=7.5, **params):
+def run_bridge(canny, zeroscope, source_frames, vdm_steps=STEPS, vdm_guidance=7.5, negative_prompt="", **params):
     spec = get_registry().bridge("mixed-inversion")
     bridge = spec.load_impl()(spec, spec.params(**params))
     inputs = BridgeInputs(
         frames=3, height=64, width=64, steps=STEPS, guidance=7.5, vdm_steps=vdm_steps,
         vdm_guidance=vdm_guidance,
         prompt="a ball", image_prompt="a ball",
-        negative_prompt="", sources=Sources(video=source_frames), frame_inputs=canny.prepare(Sources(video=source_frames)),
+        negative_prompt=negative_prompt, sources=Sources(video=source_frames), frame_inputs=canny.prepare(Sources(video=source_frames)),
     )  # fmt: skip
     counter = EvalCounter()
     counter.attach(canny.denoiser.unet, "idm")
@@ -101,3 +103,76 @@ def test_same_seed_same_result(canny, zeroscope, source_frames):
     first, _, _ = run_bridge(canny, zeroscope, source_frames)
     second, _, _ = run_bridge(canny, zeroscope, source_frames)
     assert torch.equal(first.latents, second.latents)
+
+
+# POS_PROMPT and NEG_PROMPT of the official code (MCG-NJU/BIVDiff, models/ControlNet/infer.py), typo included
+OFFICIAL_SUFFIX = " ,best quality, extremely detailed, HD, ultra-realistic, 8K, HQ, masterpiece, trending on artstation, art, smooth"
+OFFICIAL_NEGATIVE = (
+    "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer difits, cropped, worst quality, "
+    "low quality, deformed body, bloated, ugly, unrealistic"
+)
+
+
+@pytest.fixture
+def conditions(monkeypatch):
+    """Every (prompt, negative prompt) a denoiser is conditioned on, in order."""
+    seen = []
+    condition = Denoiser.condition
+
+    def spy(self, prompt, negative_prompt=None, **extras):
+        seen.append((prompt, negative_prompt))
+        return condition(self, prompt, negative_prompt, **extras)
+
+    monkeypatch.setattr(Denoiser, "condition", spy)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "preset, negative, expected",
+    [
+        ("none", "", ("a ball", "")),
+        ("bivdiff", "", ("a ball" + OFFICIAL_SUFFIX, OFFICIAL_NEGATIVE)),
+        ("bivdiff", "blurry", ("a ball" + OFFICIAL_SUFFIX, "blurry")),  # an explicit negative prompt wins
+    ],
+)
+def test_bivdiff_prompt_preset_gives_every_stage_the_official_prompts(preset, negative, expected, canny, zeroscope, source_frames, conditions):
+    run_bridge(canny, zeroscope, source_frames, negative_prompt=negative, prompt_preset=preset)
+    prompt, negative = expected
+    # frame-wise generation, image inversion (with the negative prompt, as the official code), temporal smoothing
+    assert conditions == [(prompt, negative), (negative, None), (prompt, negative)]
+
+
+def test_bivdiff_prompt_preset_is_plain_for_the_idms_the_official_code_gives_none(zeroscope, source_frames, conditions):
+    """The official T2I-Adapter, Prompt-to-Prompt and inpainting modules set both strings to ''."""
+    adapter = load_tiny_model("t2i-adapter-canny")
+    run_bridge(adapter, zeroscope, source_frames, prompt_preset="bivdiff")
+    assert conditions == [("a ball", ""), ("", None), ("a ball", "")]
+
+
+@pytest.mark.parametrize("vdm_name, vdm_steps, vdm_guidance", [("animatediff", 3, 7.5), ("animatediff-lightning", 4, 1.0)])
+def test_both_inversions_end_where_a_vdm_with_its_own_schedule_starts(vdm_name, vdm_steps, vdm_guidance, canny, source_frames, recorded, monkeypatch):
+    """AnimateDiff's linear betas and Lightning's Euler differ from SD1.5's schedule: both sides are inverted to the
+    noise level abar* at which the VDM's smoothing starts, so that the mix is a latent at that level.
+
+    Both denoisers predict the true noise of a pure-noise-like clean latent x0, so each inversion lands on
+    sqrt(abar*) x0 + sqrt(1 - abar*) eps: variance ~1 in VP form, init_noise_sigma^2 in Euler's sigma form.
+    """
+    vdm = load_tiny_model(vdm_name)
+    x0, eps = torch.randn(2, 1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(3)).unbind(0)
+    monkeypatch.setattr(canny, "generate", lambda inputs, generator, advance=None: x0)
+    for d in (canny.inversion_denoiser, vdm.denoiser):
+        monkeypatch.setattr(d, "predict_noise", lambda latents, t, cond, guidance: eps.to(latents.dtype))
+    run_bridge(canny, vdm, source_frames, vdm_steps=vdm_steps, vdm_guidance=vdm_guidance, mixing_ratio=0.5, reencode=False)
+
+    scheduler = vdm.denoiser.new_scheduler()
+    scheduler.set_timesteps(vdm_steps)
+    level = sampling.noise_level(scheduler, 0)  # abar at the VDM's first smoothing step
+    # the official image inversion's first step evaluates the clean latent as one at t = 1
+    abar_1 = canny.inversion_denoiser.alphas_cumprod[1]
+    x0_image = (x0 - (1 - abar_1).sqrt() * eps) / abar_1.sqrt()
+    expected = 0.5 * (level.sqrt() * x0_image + (1 - level).sqrt() * eps) + 0.5 * (level.sqrt() * x0 + (1 - level).sqrt() * eps)
+    (_, _, _, mixed), = recorded["mix"]
+    torch.testing.assert_close(mixed, expected, rtol=0, atol=1e-5)
+    assert mixed.var().item() == pytest.approx(1.0, abs=0.15)
+    start = sampling.to_scheduler_space(scheduler, mixed, 0)  # what the first smoothing step receives
+    assert start.std().item() == pytest.approx(float(scheduler.init_noise_sigma), rel=0.1)

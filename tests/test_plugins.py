@@ -163,6 +163,43 @@ def test_a_plugin_that_imports_a_heavy_module_is_warned(plugins, monkeypatch):
     assert reg.model("heavy-idm").plugin == "heavy"
 
 
+@pytest.mark.parametrize(
+    "source, reason",
+    [("import sys\nsys.exit(3)\n", "SystemExit: 3"), ("raise KeyboardInterrupt\n", "raised KeyboardInterrupt while being imported")],
+    ids=["sys.exit", "KeyboardInterrupt"],
+)
+def test_a_plugin_that_exits_or_interrupts_at_import_is_reported(plugins, source, reason):
+    reg = build_registry([plugins("vsynth-rude", source), plugins("vsynth-good", IDM_PLUGIN.format(names=["good-idm"]))])
+    assert info(reg, "rude").status == "error" and reason in info(reg, "rude").error
+    assert reg.model("good-idm").plugin == "good"
+
+
+def test_a_real_ctrl_c_while_importing_a_plugin_stops_the_command(plugins):
+    slow = plugins("vsynth-slow", "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n")
+    with pytest.raises(KeyboardInterrupt):
+        build_registry([slow])
+
+
+def test_a_slow_plugin_import_is_warned_by_name(plugins, monkeypatch, caplog):
+    monkeypatch.setattr(registry, "SLOW_IMPORT_SECONDS", 0.05)
+    reg = build_registry([plugins("vsynth-sleepy", "import time\ntime.sleep(0.2)\n" + IDM_PLUGIN.format(names=["sleepy-idm"]))])
+    report = info(reg, "sleepy")
+    assert report.status == "warning" and "s to import, which delays every vsynth command" in report.warnings[0]
+    assert "plugin 'sleepy' took" in caplog.text
+    assert reg.model("sleepy-idm").plugin == "sleepy"
+
+
+def test_a_spec_whose_impl_does_not_resolve_is_refused_before_loading(plugins, tmp_path):
+    plugins("vsynth-hollow", IDM_PLUGIN.format(names=["hollow-idm"]).replace("vsynth.plugins.idm.controlnet:ControlNetCanny", "vsynth_nowhere:Model"))
+    result = run_cli(
+        "run", "--tiny", "--idm", "hollow-idm", "--vdm", "zeroscope", "--prompt", "a ball", "--out", tmp_path / "out"
+    )
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "plugin 'hollow': idm 'hollow-idm' names impl 'vsynth_nowhere:Model', which does not resolve" in line
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------- names
 
 

@@ -44,13 +44,26 @@ def test_run_json_reports_the_run(run_dir):
     assert (record["seed"], record["frames"], record["height"], record["width"]) == (42, FRAMES, 64, 72)
     assert record["bridge"]["params"]["mixing_ratio"] == 1.0  # the IDM's BIVDiff default
     assert record["task"] == "controllable-generation"
-    # frame-wise generation + image inversion on the IDM side; only smoothing on the VDM side (r = 1)
-    assert record["nfe"] == {"idm": 2 * STEPS, "vdm": STEPS}
-    assert record["frame_evals"] == {"idm": STEPS * FRAMES * 2 + STEPS * FRAMES, "vdm": STEPS * FRAMES * 2}
+    # frame-wise generation + image inversion on the IDM side; only smoothing on the VDM side (r = 1);
+    # the ControlNet runs with every guided generation step, not in the (plain SD1.5) inversion
+    assert record["nfe"] == {"idm": 2 * STEPS, "idm.controlnet": STEPS, "vdm": STEPS}
+    assert record["frame_evals"] == {
+        "idm": STEPS * FRAMES * 2 + STEPS * FRAMES, "idm.controlnet": STEPS * FRAMES * 2, "vdm": STEPS * FRAMES * 2,
+    }  # fmt: skip
     expected_stages = {"loading models", "frame-wise generation", "image inversion", "temporal smoothing", "decoding", "writing"}
     assert expected_stages <= set(record["timings"])
     assert record["peak_memory_mb"] > 0 and record["versions"]["diffusers"]
     assert set(record["files"]) == {p.name for p in run_dir.iterdir()}
+
+
+def test_run_json_counts_the_adapter_apart(tmp_path):
+    """The T2I-Adapter computes its features once for all frames, outside the UNet calls."""
+    adapter_args = [a if a != "controlnet-canny" else "t2i-adapter-canny" for a in ARGS]
+    result = CliRunner().invoke(cli, [*adapter_args, "--quiet", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["nfe"] == {"idm": 2 * STEPS, "idm.adapter": 1, "vdm": STEPS}
+    assert record["frame_evals"]["idm.adapter"] == FRAMES
 
 
 def test_failure_while_writing_leaves_no_folder(tmp_path, monkeypatch):

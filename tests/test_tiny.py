@@ -1,7 +1,9 @@
 """The offline tiny models load through the real from_pretrained paths and behave like their families."""
 
+import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -179,3 +181,30 @@ def test_tiny_weights_uses_the_copy_of_a_concurrent_builder(tmp_path, monkeypatc
     path = tiny.tiny_weights("controlnet-canny")
     assert (path / "theirs").is_file()
     assert [p.name for p in path.parent.iterdir()] == ["controlnet-canny"]
+
+
+def test_a_damaged_cached_model_is_rebuilt(caplog):
+    path = tiny.tiny_weights("controlnet-canny")
+    weights = path / "diffusion_pytorch_model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])  # a truncated copy, as a full disk or a killed copy leaves
+    tiny._verified.clear()  # a new process
+    assert tiny.tiny_weights("controlnet-canny") == path
+    assert weights.read_bytes() == good
+    assert "is damaged" in caplog.text and [p.name for p in path.parent.iterdir()] == ["controlnet-canny"]
+
+
+def test_a_cache_that_cannot_be_written_says_what_to_set(monkeypatch):
+    from vsynth.errors import VsynthInputError
+
+    monkeypatch.setenv("VSYNTH_CACHE", "/proc/vsynth-cache")  # even root cannot create folders there
+    with pytest.raises(VsynthInputError, match=r"^VSYNTH_CACHE=/proc/vsynth-cache cannot be written: set VSYNTH_CACHE"):
+        tiny.tiny_weights("controlnet-canny")
+
+
+@pytest.mark.parametrize("home", ["", "/proc"], ids=["empty HOME", "read-only HOME"])
+def test_without_a_usable_home_the_cache_falls_back_to_a_temporary_folder(monkeypatch, tmp_path, home):
+    monkeypatch.delenv("VSYNTH_CACHE")
+    monkeypatch.setenv("HOME", home)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    assert tiny._cache_root().parents[1] == tmp_path / "tmp" / f"vsynth-cache-{os.getuid()}"

@@ -157,8 +157,12 @@ def test_lightning_defaults_to_its_checkpoint_steps_and_no_cfg():
 
 
 @pytest.mark.parametrize("vdm", ["animatediff", "animatediff-lightning"])
-def test_frames_beyond_the_motion_window_are_refused(vdm, tmp_path):
-    result = cli("run", "--tiny", "--vdm", vdm, "--prompt", PROMPT, "--frames", 33, "--out", tmp_path / "o")
+def test_windows_beyond_the_motion_window_are_refused_but_long_clips_are_not(vdm, tmp_path):
+    from vsynth.core.run.config import make_config
+    from vsynth.core.run.pipeline import plan_run
+
+    plan_run(make_config(dict(vdm=vdm, prompt=PROMPT, tiny=True, frames=64)))  # in windows of 16
+    result = cli("run", "--tiny", "--vdm", vdm, "--prompt", PROMPT, "--frames", 64, "-o", "window=33", "--out", tmp_path / "o")
     assert result.exit_code == 2
     assert "at most 32 frames" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

@@ -7,13 +7,17 @@ Nothing heavy is imported at module level: ``vsynth --help``, ``vsynth models`` 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from vsynth import __version__
-from vsynth.errors import VsynthError, VsynthInputError
+from vsynth.errors import VsynthError, VsynthInputError, VsynthWarning
 
 KINDS = ("idm", "vdm", "bridge")
 
@@ -22,14 +26,38 @@ def _one_line(message: str) -> str:
     return "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
+
+
+@contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only: signals need it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class VsynthGroup(click.Group):
-    """Reports every error as one line: input errors exit 2, other vsynth errors 1."""
+    """Reports every error as one line: input errors exit 2, other vsynth errors 1, Ctrl-C 130, SIGTERM 143."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with _sigterm_unwinds():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Terminated:
+            self._fail("terminated (SIGTERM): stopped, and removed the unfinished output", 128 + signal.SIGTERM)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             self._fail(exc.format_message() + hint, exc.exit_code)
@@ -80,6 +108,7 @@ def _spec_record(spec, registry) -> dict:
         record["task"] = spec.task
         record["size_gb"] = spec.size_gb
         record["weights"] = [w.model_dump() for w in spec.weights]
+        record["toy"] = all(w.toy is not None for w in spec.weights)  # `vsynth run --toy` can run it
         record["bridge_defaults"] = spec.bridge_defaults
     record["params"] = spec.param_schema()
     record["impl"] = spec.impl
@@ -103,14 +132,20 @@ def models(kind, as_json):
     from rich.table import Table
 
     table = Table(title="vsynth models")
-    for column in ("name", "kind", "task", "weights", "plugin"):
+    for column in ("name", "kind", "task", "weights", "toy", "plugin"):
         table.add_column(column, no_wrap=True)
     table.add_column("description", ratio=1)
     for r in records:
         size = f"{r['size_gb']:g} GB" if "size_gb" in r else ""
         name = f"{r['qualified_name']} [yellow](conflict)[/]" if r["conflict"] else r["name"]
-        table.add_row(name, r["kind"], r.get("task") or "", size, r["plugin"], r["description"])
-    Console().print(table)
+        table.add_row(name, r["kind"], r.get("task") or "", size, "yes" if r.get("toy") else "", r["plugin"], r["description"])
+    console = Console()
+    console.print(table)
+    if any(r.get("toy") for r in records):
+        from vsynth.toy.world import VOCABULARY
+
+        words = "; ".join(f"{kind} {', '.join(values)}" for kind, values in VOCABULARY.items())
+        console.print(f"toy: `vsynth run --toy` runs these on trained 64x64 toy-world weights, with the vocabulary: {words}", soft_wrap=True)
 
 
 @cli.command()
@@ -191,7 +226,7 @@ def _pip_and_report(args: list[str]) -> None:
 RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
-    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny",
+    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
     "save_latents", "device", "out",
 )  # fmt: skip
 
@@ -208,24 +243,25 @@ RUN_FIELDS = (
 @click.option("--mask", type=click.Path(path_type=Path), help="Inpainting mask video, white = regenerate (resized to the run's size).")
 @click.option("--outpaint", metavar="horizontal|vertical|T,R,B,L", help="Outpainting: regenerate the top and bottom quarter, the left and right quarter, or given margin fractions.")
 @click.option("--source-prompt", help="What the source video shows (prompt2prompt edits it into --prompt).")
-@click.option("--frames", type=int, help="Frames to generate  [default: 8]")
+@click.option("--frames", type=int, help="Frames to generate, at most 256 (or the VDM's frame window)  [default: 8]")
 @click.option("--stride", type=int, help="Take every K-th source frame  [default: 4]")
-@click.option("--height", type=int, help="Height in pixels, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
-@click.option("--width", type=int, help="Width in pixels, rounded down to a multiple of 8  [default: as --height]")
-@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own  [default: 50]")
-@click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own  [default: 7.5]")
+@click.option("--height", type=int, help="Height in pixels, at most 2048, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
+@click.option("--width", type=int, help="Width in pixels, at most 2048, rounded down to a multiple of 8  [default: as --height]")
+@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own; at most the models' train steps (1000)  [default: 50]")
+@click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own; above 0, at most 50  [default: 7.5]")
 @click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")
 @click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")
-@click.option("--seed", type=int, help="Random seed  [default: 42]")
+@click.option("--seed", type=int, help="Random seed, 0 to 2**64-1 (no random seeds: every run is reproducible from run.json)  [default: 42]")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A model or bridge parameter, e.g. -o mixing_ratio=0.5 or -o idm.batch_size=4 (see `vsynth models --json`).")  # fmt: skip
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of run settings; flags override it.")
 @click.option("--idm-weights", metavar="PATH_OR_ID", help="Replace the IDM's main weights (a local diffusers folder or hub id).")
 @click.option("--vdm-weights", metavar="PATH_OR_ID", help="Replace the VDM's weights (a local diffusers folder or hub id).")
 @click.option("--tiny", is_flag=True, default=None, help="Use the built-in offline tiny models (random weights; for trying and testing).")
+@click.option("--toy", is_flag=True, default=None, help="Use the shipped toy-world models (trained, 64x64, a small vocabulary: see `vsynth models`).")
 @click.option("--save-latents", is_flag=True, default=None, help="Also write latents.safetensors, the final latent video.")
-@click.option("--device", help="auto, cpu, cuda or cuda:N  [default: auto]")
-@click.option("--out", type=click.Path(path_type=Path), help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps, when this machine has it  [default: auto]")
+@click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
 def run(ctx, config_file, options, quiet, **flags):
@@ -246,8 +282,12 @@ def run(ctx, config_file, options, quiet, **flags):
     from vsynth.core.run.pipeline import execute, plan_run
 
     _quiet_libraries()
-    plan = plan_run(config)
-    _hide_loading_bars()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VsynthWarning)
+        plan = plan_run(config)
+    for warning in caught:
+        if issubclass(warning.category, VsynthWarning):
+            click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
     if quiet:
         report = execute(plan)
         click.echo(str(report.out_dir))
@@ -276,17 +316,6 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def _hide_loading_bars() -> None:
-    """Their per-model loading bars go (vsynth shows its own stages); download bars stay: a 5 GB download deserves one."""
-    from diffusers.utils import logging as diffusers_logging
-    from huggingface_hub.utils import enable_progress_bars
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()  # also turns off the hub's bars...
-    enable_progress_bars()  # ...which downloads need
-
-
 def _print_summary(console, report) -> None:
     from rich.table import Table
 
@@ -298,7 +327,7 @@ def _print_summary(console, report) -> None:
     table.add_row("[bold]total", f"[bold]{sum(record['timings'].values()):.2f}")
     console.print(table)
     evals = ", ".join(f"{role} {record['nfe'][role]} calls / {record['frame_evals'][role]} frame evals" for role in record["nfe"])
-    console.print(f"UNet evaluations: {evals}")
+    console.print(f"network evaluations: {evals}")
     console.print(f"peak memory: {record['peak_memory_mb']:.0f} MiB ({record['peak_memory_source']})")
     console.print(f"wrote [bold]{report.out_dir}[/]: {', '.join(record['files'])}")
 
@@ -315,10 +344,53 @@ def tiny():
 @click.argument("directory", type=click.Path(path_type=Path))
 def tiny_export(directory):
     """Write every tiny model as a diffusers-format folder under DIRECTORY."""
-    from vsynth.tiny import export_all
+    from vsynth.core.run.validate import check_creatable
+    from vsynth.tiny import TINY_MODELS, export_all
+
+    check_creatable(directory / next(iter(TINY_MODELS)), f"cannot export into {directory}", "choose a writable DIRECTORY")
 
     for name, path in export_all(directory).items():
         click.echo(f"{name}\t{path}")
+
+
+# ---------------------------------------------------------------------------- toy world
+
+
+@cli.group()
+def toy():
+    """The toy world: procedural clips with ground truth, and small models trained on them (`vsynth run --toy`)."""
+
+
+@toy.command("examples")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--count", type=click.IntRange(1, 100), default=4, show_default=True, help="How many clips.")
+@click.option("--frames", type=click.IntRange(2, 256), default=16, show_default=True, help="Frames per clip.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the first clip.")
+def toy_examples(directory, count, frames, seed):
+    """Write toy clips (NAME.mp4, with their ground truth in NAME.json) into DIRECTORY.
+
+    A run on such a clip measures itself against the ground truth in run.json's metrics.
+    """
+    from vsynth.core.run.validate import check_creatable
+    from vsynth.toy.truth import save_clip
+
+    check_creatable(directory / "clip", f"cannot write into {directory}", "choose a writable DIRECTORY")
+    for i in range(count):
+        path = Path(directory) / f"toy{seed + i}.mp4"
+        clip = save_clip(path, seed + i, frames=frames, n_shapes=1 + i % 3)
+        click.echo(f"{path}\t{clip.caption}")
+
+
+@toy.command("train", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def toy_train(args):
+    """Retrain the toy models from their seeds (about an hour on 2 CPU cores): python -m vsynth.toy.train ARGS.
+
+    `vsynth toy train --help` lists its options (--smoke, --stage, --out, ...).
+    """
+    from vsynth.toy.train import main as train
+
+    train(list(args))
 
 
 # ---------------------------------------------------------------------------- batch
@@ -346,8 +418,6 @@ def batch(jobs_file, out, ray_address, quiet):
     out = out if out is not None else Path("outputs") / jobs_file.stem
     _quiet_libraries()
     prepared = prepare_batch(jobs_file, out)
-    if prepared.todo:
-        _hide_loading_bars()
     run_kwargs = {"ray": ray_address is not None, "ray_address": ray_address or None}
     try:
         if quiet:
@@ -386,7 +456,6 @@ def ui(port, tiny, out):
 
     import_gradio()  # a missing extra is one line before anything else starts
     _quiet_libraries()
-    _hide_loading_bars()
     click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
     launch(out, tiny=tiny, port=port)
 

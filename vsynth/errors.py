@@ -33,6 +33,18 @@ class OutputExistsError(VsynthInputError):
     """The requested output folder already holds files."""
 
 
+class OutputWriteError(VsynthError):
+    """The output folder could not be written (a full disk, a quota); nothing of it was left behind."""
+
+
+class NonFiniteError(VsynthError):
+    """Sampling produced NaN or infinite latents, or a model's weights hold such values."""
+
+
+class VsynthWarning(UserWarning):
+    """Something the user should know that does not stop the run (the CLI prints it as one line)."""
+
+
 class PluginError(VsynthError):
     """A plugin that failed to load or to register (reported, not raised, unless strict)."""
 

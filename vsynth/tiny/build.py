@@ -22,14 +22,18 @@ torch/diffusers/transformers are imported inside functions so ``TINY_MODELS`` ca
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-TINY_FORMAT = "4"  # bump when a config or seed changes: it is part of the cache path
+from vsynth.tiny.cache import cache_base, intact, write_manifest
+
+TINY_FORMAT = "5"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
@@ -398,8 +402,7 @@ def export_all(directory: str | Path) -> dict[str, Path]:
 
 
 def _cache_root() -> Path:
-    base = Path(os.environ.get("VSYNTH_CACHE") or Path.home() / ".cache" / "vsynth").expanduser()
-    return base / "tiny" / f"v{TINY_FORMAT}"
+    return cache_base() / "tiny" / f"v{TINY_FORMAT}"
 
 
 @contextmanager
@@ -416,8 +419,12 @@ def _no_progress_bars():
             logging.enable_progress_bar()
 
 
+_verified: set[Path] = set()
+
+
 def tiny_weights(name: str) -> Path:
-    """Path of tiny model ``name`` in the cache (``$VSYNTH_CACHE/tiny/v{TINY_FORMAT}/{name}``), built once.
+    """Path of tiny model ``name`` in the cache (``$VSYNTH_CACHE/tiny/v{TINY_FORMAT}/{name}``), built once,
+    checked against its manifest once per process and rebuilt when damaged.
 
     The model is exported into a temporary sibling directory and renamed into place, so a crash never
     leaves a half-written model and concurrent builders cannot corrupt each other: the first rename
@@ -427,12 +434,20 @@ def tiny_weights(name: str) -> Path:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")
     target = _cache_root() / name
     if target.is_dir():
-        return target
+        if target in _verified or intact(target):
+            _verified.add(target)
+            return target
+        logging.getLogger("vsynth").warning("the cached tiny model %s is damaged (its files differ from its manifest): rebuilding it", target)
+        damaged = target.with_name(f".{name}.damaged-{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):  # another process moved it first
+            os.rename(target, damaged)  # out of the way at once
+        shutil.rmtree(damaged, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
         with _no_progress_bars():
             export(name, staging)
+        write_manifest(staging)
         try:
             os.rename(staging, target)
         except OSError:

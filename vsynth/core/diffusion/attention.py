@@ -3,9 +3,10 @@ and injected during the denoising that follows.
 
 During the inversion the chosen self-attention layers record their Q, K, V per timestep; during
 denoising they attend with ``Attn(gamma * Q_inv + (1 - gamma) * Q, K_inv, V_inv)`` (EVS eq. 11),
-the features recorded at the same timestep. The processors keep this per-run state themselves
-(diffusers drops ``cross_attention_kwargs`` a processor does not name), and a forward pre-hook on
-the UNet tells them the timestep of every call.
+the features recorded at the same timestep. A windowed VDM calls the UNet once per window at each
+timestep, so features are keyed by (timestep, call within that timestep): each window gets its own.
+The processors keep this per-run state themselves (diffusers drops ``cross_attention_kwargs`` a
+processor does not name), and a forward pre-hook on the UNet tells them the key of every call.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def attention_processors(assignments: dict[torch.nn.Module, object]) -> Iterator
 
 
 class InjectionProcessor:
-    """A transformer block's self-attention that records its Q, K, V per timestep (mode ``record``) or
-    attends with the recorded ones (mode ``inject``).
+    """A transformer block's self-attention that records its Q, K, V per (timestep, call) (mode ``record``)
+    or attends with the ones recorded at the same (timestep, call) (mode ``inject``).
 
     Recorded tensors are (frames, tokens, channels) from an unguided inversion. A guided batch holds
     the unconditional frames, then the conditional ones: both halves get the same recorded features.
@@ -66,19 +67,21 @@ class InjectionProcessor:
         self.gamma = gamma
         self.mode: Literal["record", "inject"] = "record"
         self.timestep: float | None = None
-        self.recorded: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.call = 0  # UNet calls before this one at the same timestep: the window, for a windowed VDM
+        self.recorded: dict[tuple[float, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None):
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("InjectionProcessor is for unmasked self-attention (a transformer block's attn1)")
         batch = hidden_states.shape[0]  # (frames, tokens, channels), doubled under guidance
         query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        at = (self.timestep, self.call)
         if self.mode == "record":
-            self.recorded[self.timestep] = (query, key, value)
+            self.recorded[at] = (query, key, value)
         else:
-            if self.timestep not in self.recorded:
-                raise RuntimeError(f"no self-attention features were recorded at timestep {self.timestep}")
-            q_inv, key, value = (x.repeat(batch // x.shape[0], 1, 1) for x in self.recorded[self.timestep])
+            if at not in self.recorded:
+                raise RuntimeError(f"no self-attention features were recorded at timestep {self.timestep} (UNet call {self.call} there)")
+            q_inv, key, value = (x.repeat(batch // x.shape[0], 1, 1) for x in self.recorded[at])
             query = self.gamma * q_inv + (1 - self.gamma) * query
         head_dim = query.shape[-1] // attn.heads
         query, key, value = (x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
@@ -101,6 +104,8 @@ class FeatureInjection:
         self.unet = unet
         self.modules = {name: modules[name] for name in layers}
         self.processors = {name: InjectionProcessor(gamma) for name in layers}
+        self._last: float | None = None  # timestep of the previous UNet call in this mode
+        self._call = 0
 
     def __enter__(self) -> FeatureInjection:
         self._swap = attention_processors({module: self.processors[name] for name, module in self.modules.items()})
@@ -114,9 +119,14 @@ class FeatureInjection:
 
     def _set_timestep(self, _module, args, kwargs) -> None:
         timestep = float(args[1] if len(args) > 1 else kwargs["timestep"])
+        self._call = self._call + 1 if timestep == self._last else 0
+        self._last = timestep
         for processor in self.processors.values():
-            processor.timestep = timestep
+            processor.timestep, processor.call = timestep, self._call
 
     def set_mode(self, mode: Literal["record", "inject"]) -> None:
+        """Record or inject from the next UNet call on; calls are counted afresh (the inversion ends at the
+        timestep the denoising starts at)."""
+        self._last = None
         for processor in self.processors.values():
             processor.mode = mode

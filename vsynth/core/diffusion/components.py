@@ -1,10 +1,12 @@
 """Adapters over diffusers/transformers components shared by model families.
 
-Loading with readable errors, prompt encoding exactly as the diffusers pipelines do it, and a
+Loading with readable errors and one copy of each set of weights, prompt encoding exactly as the diffusers pipelines do it, and a
 VAE codec between uint8 frames and latent videos of shape (B, C, F, H, W).
 """
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 import torch
@@ -12,14 +14,31 @@ import torch
 from vsynth.errors import VsynthInputError
 
 
-def load(cls, source: str, *, what: str, **kwargs):
-    """``cls.from_pretrained(source, **kwargs)``; a broken or mismatched folder becomes one line."""
+# Weighted modules loaded and still held by some model, by (class, source, subfolder, dtype).
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
+    """``cls.from_pretrained(source, **kwargs)``; a broken or mismatched folder becomes one line.
+
+    With ``share``, the module is loaded once while a model holds it, keyed by class, source,
+    subfolder and dtype: an IDM and a VDM on one SD1.5 base get the same VAE and text encoder.
+    Only modules nobody modifies are shared; UNets are not, since bridges and plugins swap
+    their attention processors.
+    """
+    key = (cls.__module__, cls.__qualname__, str(source), kwargs.get("subfolder"), kwargs.get("torch_dtype"))
+    shared = share
+    if shared and (module := _LOADED.get(key)) is not None:
+        return module
     try:
-        return cls.from_pretrained(source, **kwargs)
+        module = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         sub = f" (subfolder {kwargs['subfolder']})" if kwargs.get("subfolder") else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VsynthInputError(f"cannot load {what} from {source}{sub}: {reason}") from None
+    if shared:
+        _LOADED[key] = module
+    return module
 
 
 @torch.no_grad()
@@ -49,13 +68,20 @@ class VaeCodec:
         re-noised); with one, a sample drawn in a single (F, C, h, w) draw as the image-to-image
         pipelines draw it. ``scaled=False`` skips the scaling factor (InstructPix2Pix's image latents).
         """
-        pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        return self.encode_pixels(pixels, generator, scaled=scaled).permute(1, 0, 2, 3).unsqueeze(0)
+        chunks = (
+            torch.from_numpy(np.ascontiguousarray(frames[i : i + self.batch_size])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            for i in range(0, len(frames), self.batch_size)
+        )  # converted to float a chunk at a time: a long clip is never held as float pixels
+        return self._encode(chunks, generator, scaled).permute(1, 0, 2, 3).unsqueeze(0)
 
     @torch.no_grad()
     def encode_pixels(self, pixels: torch.Tensor, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:
         """(F, 3, H, W) in [-1, 1] -> (F, C, h, w), as :meth:`encode` (inpainting's masked frames are not uint8)."""
-        dists = [self.vae.encode(c).latent_dist for c in pixels.to(self.vae.device, self.vae.dtype).split(self.batch_size)]
+        return self._encode(pixels.split(self.batch_size), generator, scaled)
+
+    def _encode(self, chunks, generator: torch.Generator | None, scaled: bool) -> torch.Tensor:
+        """Chunks of (f, 3, H, W) pixels in [-1, 1] -> (F, C, h, w) latents; see :meth:`encode`."""
+        dists = [self.vae.encode(c.to(self.vae.device, self.vae.dtype)).latent_dist for c in chunks]
         latents = torch.cat([d.mean for d in dists])  # (F, C, h, w)
         if generator is not None:
             std = torch.cat([d.std for d in dists])
@@ -70,11 +96,15 @@ class VaeCodec:
         """(1, C, F, h, w) -> uint8 (F, H, W, 3); ``advance(n)`` reports frames done."""
         if latents.shape[0] != 1:
             raise ValueError(f"decode expects one video, got a batch of {latents.shape[0]}")
-        flat = latents[0].permute(1, 0, 2, 3).to(self.vae.device, self.vae.dtype) / self.scale
-        out = []
-        for chunk in flat.split(self.batch_size):
+        frames = latents.shape[2]
+        out = None  # uint8 (F, H, W, 3), filled a chunk at a time so the frames are never held twice
+        for start in range(0, frames, self.batch_size):
+            chunk = latents[0, :, start : start + self.batch_size].permute(1, 0, 2, 3).to(self.vae.device, self.vae.dtype) / self.scale
             image = self.vae.decode(chunk).sample
-            out.append(((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
+            pixels = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            if out is None:
+                out = np.empty((frames, *pixels.shape[1:]), np.uint8)
+            out[start : start + len(pixels)] = pixels
             if advance:
                 advance(len(chunk))
-        return torch.cat(out).numpy()
+        return out

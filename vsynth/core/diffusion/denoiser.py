@@ -46,6 +46,21 @@ class Denoiser(ABC):
         """A fresh scheduler of the model's kind and config (schedulers keep per-run state)."""
         return type(self.scheduler).from_config(self.scheduler.config)
 
+    def initial_noise(self, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
+        """Gaussian noise of ``shape`` (B, C, F, H, W), drawn as the model's own pipeline draws it.
+
+        Image pipelines draw (B*F, C, H, W) for a batch of frames, video pipelines (B, C, F, H, W);
+        drawing the same way keeps vsynth's frames equal to the diffusers pipelines' for one seed.
+        A denoiser that owns its noise (windows with re-scheduled noise) overrides this.
+        """
+        b, c, f, h, w = shape
+        if self.frame_folded:
+            noise = torch.randn((b * f, c, h, w), generator=generator, device=generator.device, dtype=torch.float32)
+            noise = noise.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+        else:
+            noise = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+        return noise.to(self.device, self.dtype)
+
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         return encode_text(self.tokenizer, self.text_encoder, [prompt]).to(self.dtype)
 

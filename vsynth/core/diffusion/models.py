@@ -19,7 +19,7 @@ from vsynth.core.host.specs import ModelSpec, Params
 
 
 class Model(ABC):
-    """What image and video models share: their spec and params, loading, and the UNets to count."""
+    """What image and video models share: their spec and params, loading, and the networks to count."""
 
     denoiser: Denoiser
     codec: VaeCodec
@@ -35,6 +35,14 @@ class Model(ABC):
 
     def unets(self) -> list[torch.nn.Module]:
         return [self.denoiser.unet]
+
+    def conditioning_networks(self) -> dict[str, torch.nn.Module]:
+        """Networks besides the UNets that condition them (a ControlNet, a T2I-Adapter), by name.
+
+        ``run.json`` counts their forwards apart, under ``ROLE.NAME``: they cost compute that a
+        count of UNet evaluations alone would hide.
+        """
+        return {}
 
 
 class ImageModel(Model):

@@ -12,6 +12,7 @@ import torch
 
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
+from vsynth.errors import NonFiniteError
 
 Advance = Callable[[int], None]
 
@@ -20,18 +21,8 @@ BIVDIFF_MAX_TIMESTEP = 998
 
 
 def initial_noise(denoiser: Denoiser, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
-    """Gaussian noise of ``shape`` (B, C, F, H, W), drawn as the model's own pipeline draws it.
-
-    Image pipelines draw (B*F, C, H, W) for a batch of frames, video pipelines (B, C, F, H, W);
-    drawing the same way keeps vsynth's frames equal to the diffusers pipelines' for one seed.
-    """
-    b, c, f, h, w = shape
-    if denoiser.frame_folded:
-        noise = torch.randn((b * f, c, h, w), generator=generator, device=generator.device, dtype=torch.float32)
-        noise = noise.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
-    else:
-        noise = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return noise.to(denoiser.device, denoiser.dtype)
+    """Gaussian noise of ``shape`` (B, C, F, H, W), as the denoiser draws it (:meth:`Denoiser.initial_noise`)."""
+    return denoiser.initial_noise(shape, generator)
 
 
 def timesteps(denoiser: Denoiser, steps: int) -> torch.Tensor:
@@ -82,13 +73,20 @@ def denoise(
 def _loop(denoiser, scheduler, latents, cond, steps, guidance, advance):
     """Step over ``steps``; returns the final latents and what the last step predicted (clean latent, noise)."""
     x0 = eps = None
-    for t in steps:
+    for step, t in enumerate(steps, start=1):
         eps = denoiser.predict_noise(scheduler.scale_model_input(latents, t), t, cond, guidance)
         out = scheduler.step(eps, t, latents)
         latents, x0 = out.prev_sample, out.pred_original_sample
+        check_finite(latents, step, len(steps))
         if advance:
             advance(1)
     return latents, x0, eps
+
+
+def check_finite(latents: torch.Tensor, step: int, total: int) -> None:
+    """Stop at the first NaN or inf: every later step would only carry it into a black video."""
+    if not torch.isfinite(latents).all():
+        raise NonFiniteError(f"the latents became NaN or infinite at step {step} of {total}")
 
 
 def noise_level(scheduler, index: int) -> torch.Tensor:
@@ -158,11 +156,12 @@ def invert(
     """
     start = int((scheduler.timesteps == steps[0]).nonzero()[0])
     x, level = x0.float(), torch.ones((), device=x0.device)
-    for index in reversed(range(start, start + len(steps))):
+    for step, index in enumerate(reversed(range(start, start + len(steps))), start=1):
         eps = denoiser.predict_noise(x.to(x0.dtype), scheduler.timesteps[index], cond, guidance=1.0).float()
         target = noise_level(scheduler, index).to(x.device)
         x = add_noise(predict_x0(x, eps, level), eps, target)
         level = target
+        check_finite(x, step, len(steps))
         if advance:
             advance(1)
     return x.to(x0.dtype)
@@ -193,20 +192,27 @@ def bivdiff_invert(
     *,
     steps: int,
     max_timestep: int = BIVDIFF_MAX_TIMESTEP,
+    final_level: torch.Tensor | None = None,
     advance: Advance | None = None,
 ) -> torch.Tensor:
     """DDIM inversion exactly as the official BIVDiff code runs it (REFERENCE.md).
 
     For each sampling timestep e ascending, eps is evaluated at e without guidance, the clean
     latent predicted at e is re-noised with that eps to n = min(max_timestep, e + T // steps).
+    ``final_level``, where given, is the abar the last step re-noises to instead of abar(n): the
+    level at which another model's schedule takes the latent over.
     """
     abar = denoiser.alphas_cumprod.to(latents.device, torch.float32)
     stride = denoiser.scheduler.config.num_train_timesteps // steps
+    ascending = timesteps(denoiser, steps).flip(0).round().long().tolist()  # Euler's timesteps are floats
     x = latents.float()
-    for e in timesteps(denoiser, steps).flip(0).round().long().tolist():  # Euler's timesteps are floats
+    for i, e in enumerate(ascending):
         eps = denoiser.predict_noise(x.to(denoiser.dtype), e, cond, guidance=1.0).float()
-        n = min(max_timestep, e + stride)
-        x = add_noise(predict_x0(x, eps, abar[e]), eps, abar[n])
+        target = abar[min(max_timestep, e + stride)]
+        if final_level is not None and i == len(ascending) - 1:
+            target = final_level.to(x.device, torch.float32)
+        x = add_noise(predict_x0(x, eps, abar[e]), eps, target)
+        check_finite(x, i + 1, steps)
         if advance:
             advance(1)
     return x.to(latents.dtype)

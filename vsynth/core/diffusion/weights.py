@@ -7,6 +7,7 @@ fails in a second with one line (which weights, how large, how to pass a local c
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -23,9 +24,10 @@ def weight_flags(spec: ModelSpec) -> dict[str, str]:
     return {w.role: (f"--{spec.kind}-weights DIR" if i == 0 else f"-o {w.role}=DIR") for i, w in enumerate(spec.weights)}
 
 
-def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool) -> dict[str, str]:
-    """Pick the source of every weights role: an explicit override, else the tiny model or the hub id."""
+def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy: bool = False) -> dict[str, str]:
+    """Pick the source of every weights role: an explicit override, else the tiny or toy model, or the hub id."""
     from vsynth.tiny import tiny_weights
+    from vsynth.toy import shipped
 
     sources = {}
     for i, weights in enumerate(spec.weights):
@@ -36,6 +38,13 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
             if weights.tiny is None:
                 raise VsynthInputError(f"{spec.name} has no tiny form for its {weights.role} weights")
             sources[weights.role] = str(tiny_weights(weights.tiny))
+        elif toy:
+            if weights.toy is None:
+                raise VsynthInputError(
+                    f"{spec.name} has no toy weights for its {weights.role} weights: --toy runs the models "
+                    f"that `vsynth models` marks toy"
+                )
+            sources[weights.role] = str(shipped.toy_weights(weights.toy))
         else:
             sources[weights.role] = weights.id
     return sources
@@ -77,6 +86,7 @@ def locate(weights: WeightsSpec, source: str, flag: str) -> str:
     """Return a source that ``from_pretrained`` can load, or raise a one-line error saying what to do."""
     path = Path(source).expanduser()
     if path.exists():  # a folder, or a single checkpoint file for models that load one
+        _check_local(weights, path, flag)
         return str(path)
     if _looks_like_path(source):
         raise VsynthInputError(f"{weights.role} weights directory not found: {source}")
@@ -86,3 +96,36 @@ def locate(weights: WeightsSpec, source: str, flag: str) -> str:
         f"cannot get {weights.role} weights '{source}' (about {weights.size_gb:g} GB): not in the local cache and the hub "
         f"is unreachable; download them elsewhere and pass the folder with {flag}, or add --tiny to run on offline tiny models"
     )
+
+
+CONFIG_FILES = ("model_index.json", "config.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
+
+
+def _check_local(weights: WeightsSpec, path: Path, flag: str) -> None:
+    """A local source looks loadable: a folder with a diffusers config, or a weights file whose header reads."""
+    what = f"{weights.role} weights {path} ({flag})"
+    if path.is_dir():
+        if not any((path / name).is_file() for name in CONFIG_FILES):
+            raise VsynthInputError(
+                f"{what}: the folder holds no {' or '.join(CONFIG_FILES)}, so it is not diffusers-format weights "
+                "(write them with save_pretrained, or pass the folder that holds the config)"
+            )
+        return
+    if path.suffix not in WEIGHT_SUFFIXES or not path.is_file():
+        raise VsynthInputError(f"{what}: not a weights folder nor a weights file ({', '.join(WEIGHT_SUFFIXES)})")
+    if path.suffix == ".safetensors" and not _safetensors_header_reads(path):
+        raise VsynthInputError(f"{what}: not a readable safetensors file (truncated or corrupt?)")
+
+
+def _safetensors_header_reads(path: Path) -> bool:
+    """The format starts with a little-endian u64 header length and that many bytes of JSON."""
+    try:
+        with path.open("rb") as file:
+            size = int.from_bytes(file.read(8), "little")
+            if not 0 < size <= min(path.stat().st_size - 8, 100 * 2**20):
+                return False
+            json.loads(file.read(size))
+    except (OSError, ValueError):
+        return False
+    return True

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import os
+import signal
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 import pluggy
 
@@ -35,6 +40,8 @@ BUILTIN_MODULES = ("vsynth.plugins.idm", "vsynth.plugins.vdm", "vsynth.plugins.b
 HOOKS = tuple(name for name in vars(hookspecs) if name.startswith("vsynth_"))
 # Importing these while loading makes every command slow; a plugin that does is warned.
 HEAVY_MODULES = ("torch",)
+# A plugin whose import takes longer delays every command; it is warned, by name.
+SLOW_IMPORT_SECONDS = 2.0
 
 STRICT_ENV = "VSYNTH_STRICT_PLUGINS"
 LOAD_ENV = "VSYNTH_LOAD_PLUGINS"
@@ -155,10 +162,41 @@ def _load_entry_point(pm: pluggy.PluginManager, registry: Registry, ep: metadata
     if any(p.name == ep.name and not p.disabled_by for p in registry.plugins):
         raise PluginError(f"the plugin name '{ep.name}' is taken; rename the entry point in the group '{ENTRY_POINT_GROUP}'")
     heavy_before = {m for m in HEAVY_MODULES if m in sys.modules}
-    module = ep.load()
+    start = time.perf_counter()
+    with _user_interrupts() as interrupted:
+        try:
+            module = ep.load()
+        except KeyboardInterrupt:
+            if interrupted():
+                raise  # the user's Ctrl-C stops the command, as everywhere else
+            raise PluginError("raised KeyboardInterrupt while being imported") from None
+    seconds = time.perf_counter() - start
+    if seconds > SLOW_IMPORT_SECONDS:
+        warning = f"took {seconds:.1f} s to import, which delays every vsynth command: import heavy modules in the implementation module"
+        info.warnings.append(warning)
+        logging.getLogger("vsynth").warning("plugin '%s' %s", ep.name, warning)
     for heavy in sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in heavy_before):
         info.warnings.append(f"imports {heavy} when loaded, which slows every command: import it in the implementation module")
     _register_module(pm, registry, module, info)
+
+
+@contextmanager
+def _user_interrupts() -> Iterator[Callable[[], bool]]:
+    """Yield a check: did a real SIGINT (the user's Ctrl-C) arrive, as opposed to a plugin raising KeyboardInterrupt?"""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: True  # no handler of ours to tell them apart: treat it as the user's
+        return
+    received = []
+
+    def on_sigint(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: bool(received)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) -> Registry:
@@ -178,7 +216,9 @@ def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) ->
         if not info.disabled_by:
             try:
                 _load_entry_point(pm, registry, ep, info)
-            except Exception as exc:  # a broken plugin must not break the others
+            except KeyboardInterrupt:
+                raise  # the user's Ctrl-C (a plugin's own KeyboardInterrupt became a PluginError)
+            except BaseException as exc:  # a broken plugin must not break the others, even one calling sys.exit()
                 if _strict():
                     raise PluginError(f"plugin '{ep.name}' failed to load: {_one_line(exc)}") from exc
                 info.error = _one_line(exc)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 ModelKind = Literal["idm", "vdm"]
 
@@ -22,9 +22,18 @@ DEFAULT_GUIDANCE = 7.5
 
 
 class Params(BaseModel):
-    """Base class of every params model: unknown keys are an error, never silently ignored."""
+    """Base class of every params model: unknown keys are an error, never silently ignored, and
+    every float is finite (an ``inf`` strength or ratio would silently give a black video)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    def check_plan(self, sampling) -> None:
+        """Check these params against the run's resolved sampling (steps, guidance of both models),
+        before any weights load; raise :class:`~vsynth.errors.VsynthInputError` with one line.
+
+        For checks that one params model cannot make alone, e.g. a bridge's step count that must
+        fit within the VDM's steps. Nothing to check by default.
+        """
 
 
 class VideoParams(Params):
@@ -33,7 +42,27 @@ class VideoParams(Params):
     ``--steps``/``--guidance`` are shared by both models; ``--vdm-steps``/``--vdm-guidance`` (and,
     with no IDM, ``--steps``/``--guidance``) are meant for the VDM alone. A VDM with fixed
     sampling (a distilled checkpoint) overrides :meth:`sampling` to refuse what it cannot do.
+
+    ``window`` and the fields after it say how the VDM takes clips longer than it was trained on
+    (:mod:`vsynth.core.diffusion.windows`); a VDM sets ``window`` to its trained length.
     """
+
+    window: PositiveInt | None = Field(
+        None, description="Frames denoised at once; longer clips go in overlapping windows, blended. None: the whole clip at once."
+    )
+    overlap: NonNegativeInt = Field(4, description="Frames neighbouring windows share, at least; below window.")
+    blend: Literal["uniform", "tapered"] = Field(
+        "uniform", description="Overlapping windows' predictions averaged equally, or weighted toward each window's centre."
+    )
+    noise: Literal["independent", "freenoise"] = Field(
+        "independent", description="Initial noise drawn for every frame, or FreeNoise's shuffled repeats of the first window's."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_window(self):
+        if self.window is not None and self.overlap >= self.window:
+            raise ValueError(f"overlap {self.overlap} must be smaller than window {self.window}: lower -o overlap")
+        return self
 
     def sampling(
         self, steps: int | None, guidance: float | None, *, shared_steps: int | None, shared_guidance: float | None
@@ -53,6 +82,7 @@ class WeightsSpec(BaseModel):
     id: str = Field(description="Default hub id, loaded with from_pretrained.")
     size_gb: float = Field(description="Approximate download size, in GB.")
     tiny: str | None = Field(None, description="Name of the offline tiny stand-in in vsynth.tiny.")
+    toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
 
 
 def _check_impl(value: str) -> str:
@@ -113,8 +143,9 @@ class ModelSpec(_Spec):
     )
     accepts: tuple[str, ...] = Field((), description="Run inputs an IDM uses when given, besides those it needs.")
     native_size: tuple[int, int] | None = Field(None, description="(height, width) the model was trained at.")
-    max_frames: int | None = Field(None, description="Longest clip the model can denoise at once (its frame window).")
+    max_frames: int | None = Field(None, description="Most frames the model can denoise at once: caps its window, or without one the clip.")
     sampler: str = Field("DDIM, 50 steps, guidance 7.5", description="How the model samples by default.")
+    train_timesteps: int = Field(1000, description="Timesteps of its training schedule: the most steps it can sample with.")
 
     @property
     def size_gb(self) -> float:

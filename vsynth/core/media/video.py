@@ -151,18 +151,19 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> None:
 
     yuv420p stores colour at half resolution, so H.264 needs even sizes: an odd height or width is
     padded by repeating the last row or column (the file is then one pixel larger) rather than
-    letting ffmpeg fail or imageio silently rescale to a multiple of 16.
+    letting ffmpeg fail or imageio silently rescale to a multiple of 16. Frames are padded and sent
+    one at a time, so a long clip is never copied whole.
     """
     frames = _checked_frames(frames)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     _, height, width, _ = frames.shape
-    frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    pad = ((0, height % 2), (0, width % 2), (0, 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = imageio_ffmpeg.write_frames(
         str(path),
-        (frames.shape[2], frames.shape[1]),
+        (width + width % 2, height + height % 2),
         fps=fps,
         codec="libx264",
         pix_fmt_out="yuv420p",
@@ -174,21 +175,26 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> None:
     writer.send(None)  # start the generator (and ffmpeg)
     try:
         for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
+            writer.send(np.ascontiguousarray(np.pad(frame, pad, mode="edge") if height % 2 or width % 2 else frame))
     finally:
         writer.close()
 
 
-def write_gif(path: str | Path, frames: np.ndarray, fps: float) -> None:
+def write_gif(path: str | Path, frames: np.ndarray, fps: float, *, max_frames: int | None = None) -> None:
     """Write ``frames`` as an endlessly looping GIF (256-colour palette per frame).
 
     GIF delays are whole hundredths of a second and browsers slow down delays under 0.02 s, so the
     delay is rounded to centiseconds and clamped to at least 2. Pillow merges consecutive identical
     frames into one longer frame: playback timing is kept, the stored frame count may shrink.
+    A clip longer than ``max_frames`` keeps every k-th frame (the smallest k that fits) at fps / k,
+    so the GIF stays small and plays the whole clip at its real speed.
     """
     frames = _checked_frames(frames)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    if max_frames is not None and len(frames) > max_frames:
+        step = math.ceil(len(frames) / max_frames)
+        frames, fps = frames[::step], fps / step
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(frame) for frame in frames]
@@ -257,6 +263,8 @@ def _source_path(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise VideoError(f"{path} does not exist: check the path")
+    if not (path.is_file() or path.is_dir()):
+        raise VideoError(f"{path} is not a regular file or a folder (a pipe or a device?): save the video to a file first")
     if path.is_file() and path.suffix.lower() not in VIDEO_EXTENSIONS:
         raise VideoError(
             f"{path} has unsupported type '{path.suffix}': use a video ({', '.join(VIDEO_EXTENSIONS)}) "

@@ -12,13 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vsynth.core.host.specs import Params
 from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
 
 DEFAULT_BRIDGE = "mixed-inversion"
 PLAIN_BRIDGE = "none"
+
+# Limits of a run, said in --help and in the error: beyond them a run cannot fit in memory or
+# the models were never meant for it (SD-family UNets are trained at 512-768 pixels).
+MAX_SIDE = 2048
+MAX_FRAMES = 256
+MAX_GUIDANCE = 50.0
+MAX_SEED = 2**64 - 1  # torch's generator takes seeds in [0, 2**64); -1 is not "random": runs are reproducible
 
 
 class RunConfig(BaseModel):
@@ -37,22 +44,43 @@ class RunConfig(BaseModel):
     source_prompt: str | None = Field(None, description="What the source video shows (Prompt-to-Prompt editing).")
     idm_prompt: str | None = Field(None, description="Prompt of the image model; default: prompt.")
     negative_prompt: str = ""
-    frames: PositiveInt = 8
-    stride: PositiveInt = 4
-    height: PositiveInt | None = Field(None, description="Default: 512 with an IDM (as BIVDiff), else the VDM's native size.")
-    width: PositiveInt | None = None
-    steps: PositiveInt | None = Field(None, description="Steps of the IDM, and of the VDM unless it fixes its own; default 50.")
-    guidance: PositiveFloat | None = Field(None, description="Guidance of the IDM, and of the VDM unless it fixes its own; default 7.5.")
-    vdm_steps: PositiveInt | None = Field(None, description="Steps of the VDM alone.")
-    vdm_guidance: PositiveFloat | None = Field(None, description="Guidance of the VDM alone.")
-    seed: NonNegativeInt = 42
+    frames: int = Field(8, ge=1, le=MAX_FRAMES)
+    stride: int = Field(4, ge=1)
+    height: int | None = Field(
+        None, ge=1, le=MAX_SIDE, description="Default: 512 with an IDM (as BIVDiff), else the VDM's native size."
+    )
+    width: int | None = Field(None, ge=1, le=MAX_SIDE)
+    steps: int | None = Field(
+        None, ge=1, description="Steps of the IDM, and of the VDM unless it fixes its own; default 50; at most the models' train steps."
+    )
+    guidance: float | None = Field(
+        None, gt=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="Guidance of the IDM, and of the VDM unless it fixes its own; default 7.5."
+    )
+    vdm_steps: int | None = Field(None, ge=1, description="Steps of the VDM alone.")
+    vdm_guidance: float | None = Field(None, gt=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="Guidance of the VDM alone.")
+    seed: int = Field(42, ge=0, le=MAX_SEED)
     options: dict[str, Any] = Field(default_factory=dict, description="key=value params of the models and bridge.")
     idm_weights: str | None = None
     vdm_weights: str | None = None
     tiny: bool = False
+    toy: bool = Field(False, description="Run the toy world's trained models (64x64, a small vocabulary) instead of the real weights.")
     save_latents: bool = False
     device: str = "auto"
     out: Path | None = None
+
+    def __init__(self, **values: Any):
+        """Python callers get the same typed, one-line error as the CLI, not pydantic's report."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise InvalidParamsError(describe(exc, type(self))) from None
+
+    @field_validator("idm", "vdm", "bridge", "out", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any, info) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"is empty: {EMPTY_HINTS[info.field_name]}")
+        return value
 
     @field_validator("outpaint")
     @classmethod
@@ -68,21 +96,75 @@ class RunConfig(BaseModel):
         return self.prompt if self.idm_prompt is None else self.idm_prompt
 
 
-def first_error(exc: ValidationError) -> str:
-    """One readable line from a pydantic error: ``frames: Input should be greater than 0``."""
+EMPTY_HINTS = {
+    "idm": "name an image model (see `vsynth models --kind idm`), or leave --idm out for text-to-video",
+    "vdm": "name a video model (see `vsynth models --kind vdm`)",
+    "bridge": "name a bridge (see `vsynth models --kind bridge`), or leave --bridge out for the default",
+    "out": "name a folder, or leave --out out for a new folder under outputs/",
+}
+
+
+def describe(exc: ValidationError, model: type[BaseModel], option: bool = False) -> str:
+    """One line from pydantic's first error: ``--frames 0: must be at least 1``, ``-o mixing_ratio=2: must be between 0 and 1``."""
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "value"
     if err["type"] == "missing":
         return f"missing {where} (--{where.replace('_', '-')}, or `{where}:` in a --config file)"
-    extra = "" if isinstance(err["input"], dict) else f" (got {err['input']!r})"
-    return f"{where}: {err['msg']}{extra}"
+    if err["type"] == "extra_forbidden":
+        return f"unknown setting '{where}'"
+    value = err["input"]
+    value = '""' if isinstance(value, str) and not value.strip() else value
+    shown = "" if isinstance(value, (dict, list)) else (f"={value}" if option else f" {value}")
+    label = f"-o {where}{shown}" if option else f"--{where.replace('_', '-')}{shown}"
+    return f"{label}: {_explain(err, model.model_fields.get(str(err['loc'][0])) if err['loc'] else None)}"
+
+
+def _explain(err: dict, field) -> str:
+    """What the value must be, in words; bounds come from the field so that both ends are said."""
+    kind = err["type"]
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bounds = {**_field_bounds(field), **{k: v for k, v in err.get("ctx", {}).items() if k in ("gt", "ge", "lt", "le")}}
+        bounds = {k: _number(v) for k, v in bounds.items()}
+        low = f"at least {bounds['ge']}" if "ge" in bounds else f"more than {bounds['gt']}" if "gt" in bounds else ""
+        high = f"at most {bounds['le']}" if "le" in bounds else f"less than {bounds['lt']}" if "lt" in bounds else ""
+        if "ge" in bounds and "le" in bounds:
+            return f"must be between {bounds['ge']} and {bounds['le']}"
+        return "must be " + " and ".join(p for p in (low, high) if p)
+    words = {
+        "finite_number": "must be a finite number",
+        "int_parsing": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "int_type": "must be a whole number",
+        "float_parsing": "must be a number",
+        "float_type": "must be a number",
+        "bool_parsing": "must be true or false",
+        "bool_type": "must be true or false",
+        "string_type": "must be text",
+        "dict_type": "must be a mapping of key: value settings",
+    }
+    if kind in words:
+        return words[kind]
+    if kind == "literal_error":
+        return f"must be one of {err['ctx']['expected']}"
+    message = err["msg"].removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _field_bounds(field) -> dict[str, float]:
+    bounds = {}
+    for rule in getattr(field, "metadata", ()):
+        for name in ("gt", "ge", "lt", "le"):
+            if getattr(rule, name, None) is not None:
+                bounds[name] = getattr(rule, name)
+    return bounds
 
 
 def make_config(values: dict[str, Any]) -> RunConfig:
-    try:
-        return RunConfig.model_validate(values)
-    except ValidationError as exc:
-        raise InvalidParamsError(first_error(exc)) from None
+    return RunConfig(**values)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -99,7 +181,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise VsynthInputError(f"config file {path} must hold a mapping of run settings")
+    _check_keys(data, path, "")
+    options = data.get("options", {})
+    if not isinstance(options, dict):
+        raise VsynthInputError(f"config file {path}: options must be a mapping of key: value (got {options!r})")
+    _check_keys(options, path, "options.")
     return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def _check_keys(mapping: dict, path: Path, prefix: str) -> None:
+    for key in mapping:
+        if not isinstance(key, str):
+            raise VsynthInputError(f"config file {path}: key {prefix}{key!r} must be a name (text), e.g. {prefix}frames")
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -142,4 +235,4 @@ def validate_params(model: type[Params], values: dict[str, Any], role: str) -> P
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise InvalidParamsError(f"{role} option {first_error(exc)}") from None
+        raise InvalidParamsError(describe(exc, model, option=True)) from None

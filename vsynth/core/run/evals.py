@@ -1,4 +1,4 @@
-"""Counting what a run costs: UNet forward calls and frame evaluations per model role."""
+"""Counting what a run costs: forward calls and frame evaluations per network (model role, or ``ROLE.NAME``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import torch
 
 
 class EvalCounter:
-    """Counts UNet forward calls and frame evaluations per model role, through forward hooks.
+    """Counts forward calls and frame evaluations per key, through forward hooks on the networks attached.
 
-    A frame evaluation is one frame through one UNet call, so classifier-free guidance counts
-    twice and a video UNet call on F frames counts F.
+    A frame evaluation is one frame through one call, so classifier-free guidance counts twice
+    and a video UNet call on F frames counts F. The run counts each model's UNets under its role
+    (``idm``, ``vdm``) and the networks that condition them apart (``idm.controlnet``, ``idm.adapter``).
     """
 
     def __init__(self):

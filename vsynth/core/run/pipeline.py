@@ -9,23 +9,31 @@ from __future__ import annotations
 
 import json
 import platform
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vsynth.version import __version__
 from vsynth.core.media import video as videoio
+from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
-from vsynth.core.media.outputs import atomic_dir, choose_out_dir
-from vsynth.core.run.progress import Stages
+from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folder
+from vsynth.core.run.progress import Stages, library_progress_bars
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags
-from vsynth.errors import VideoError, VsynthInputError
+from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
+from vsynth.toy.shipped import TOY_SIZE
+
+if TYPE_CHECKING:
+    from vsynth.core.diffusion.inputs import Sources
 
 VAE_MULTIPLE = 8
 BIVDIFF_SIZE = (512, 512)
 DEFAULT_FPS = 8.0
+GIF_MAX_FRAMES = 48  # longer runs get every k-th frame in video.gif; video.mp4 has them all
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class RunPlan:
     height: int
     width: int
     out_dir: Path
+    frames: Sources  # every source frame the run needs, read and checked while planning
 
     @property
     def fps(self) -> float:
@@ -78,7 +87,7 @@ class RunReport:
 
 @dataclass
 class LoadedModels:
-    """Models loaded for a plan, reusable by any plan with the same ``key`` (see :func:`model_key`)."""
+    """Models loaded for a plan, ready to run, reusable by any plan with the same ``key`` (see :func:`model_key`)."""
 
     key: tuple
     runtime: object  # the Runtime they live on
@@ -86,12 +95,18 @@ class LoadedModels:
 
 
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
-    """Validate a run before anything heavy happens; raises a VsynthInputError subclass."""
+    """Validate a run before any weights load; raises a typed one-line error (vsynth.errors).
+
+    Cheap checks come first; then the source frames are read (every frame the run needs), the
+    selected implementations imported and the weights located.
+    """
     registry = registry or get_registry()
     idm = registry.model(config.idm, "idm") if config.idm else None
     vdm = registry.model(config.vdm, "vdm")
     bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
     _check_inputs(config, idm, bridge)
+    if config.toy:
+        _check_toy(config, [s for s in (idm, vdm) if s is not None])
 
     models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
     routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params})
@@ -99,21 +114,28 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge")
     sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
+    vdm_flag = "--vdm-steps" if config.vdm_steps is not None or not idm else "--steps"
+    validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
+    for role_params in params.values():
+        role_params.check_plan(sampling)
 
-    if vdm.max_frames is not None and config.frames > vdm.max_frames:
-        raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+    _check_window(config, vdm, params["vdm"])
+    validate.check_device(config.device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
-    default_size = BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
+    default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
     height, width = videoio.round_size(config.height or default_size[0], config.width or default_size[1], VAE_MULTIPLE)
     out_dir = choose_out_dir(config.out, "-".join(s.name for s in models.values()))
+    validate.check_out(out_dir, given=config.out is not None)
+    frames = _read_sources(config, height, width)
 
+    validate.check_impls([*models.values(), bridge])
     sources = {}
     for role, spec in models.items():
-        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), params[role].model_dump(), config.tiny)
+        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), params[role].model_dump(), config.tiny, config.toy)
         flags = weight_flags(spec)
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role]) for w in spec.weights}
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir)
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames)
 
 
 INPUT_FLAGS = {
@@ -147,8 +169,40 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) 
         if getattr(config, name) is not None and name not in used:
             user = f"{idm.name} with bridge '{bridge.name}'" if idm else f"bridge '{bridge.name}'"
             raise VsynthInputError(f"{flag} is not used by {user}: drop it, or choose a model that uses it")
+    if idm is None and config.idm_prompt is not None:
+        raise VsynthInputError("--idm-prompt is the image model's prompt, and this run has none: drop it, or add --idm")
     if config.mask is not None and config.outpaint is not None:
         raise VsynthInputError("give --mask (inpainting) or --outpaint (outpainting), not both")
+
+
+def _check_toy(config: RunConfig, specs: list[ModelSpec]) -> None:
+    """--toy needs models with toy weights; a prompt with words the toy models never saw gets a warning."""
+    from vsynth.toy.world import words_outside_vocabulary
+
+    if config.tiny:
+        raise VsynthInputError("--tiny and --toy both choose the weights: give one of them")
+    for spec in specs:
+        if any(w.toy is None for w in spec.weights):
+            raise VsynthInputError(f"{spec.name} has no toy weights: `vsynth models` marks the models that have them")
+    for label, prompt in (("--prompt", config.prompt), ("--idm-prompt", config.idm_prompt)):
+        unknown = words_outside_vocabulary(prompt or "")
+        if unknown:
+            warnings.warn(
+                f"{label}: the toy models do not know {', '.join(repr(w) for w in unknown)}; they follow only the toy "
+                "vocabulary (see `vsynth models`)",
+                VsynthWarning,
+                stacklevel=3,
+            )
+
+
+def _check_window(config: RunConfig, vdm: ModelSpec, params: Params) -> None:
+    """Clips of any length go in windows; a window (or, without one, the clip) must fit the VDM's ``max_frames``."""
+    window = getattr(params, "window", None)
+    if vdm.max_frames is None or (window or config.frames) <= vdm.max_frames:
+        return
+    if window is None:
+        raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+    raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once: lower -o window={window} to {vdm.max_frames} or less")
 
 
 def _resolve_sampling(config: RunConfig, vdm_params: Params, *, has_idm: bool) -> Sampling:
@@ -224,20 +278,42 @@ def model_key(plan: RunPlan) -> tuple:
 
 
 def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
-    """Load the plan's IDM (if any) and VDM: the slow part of a run, done once for many runs by a Session."""
+    """Load the plan's IDM (if any) and VDM, checked and windowed: the slow part of a run, done once
+    for many runs by a Session."""
+    from vsynth.core.diffusion.windows import windowed
+
     runtime = _runtime(plan.config.device)
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     models = {}
     with stages.stage("loading models", total=len(specs)) as advance:
         for role, spec in specs.items():
             models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
+            _check_weights_finite(role, models[role], plan.sources[role])
             advance(1)
+    models["vdm"].denoiser = windowed(models["vdm"].denoiser, plan.params["vdm"])  # the window is a VDM param: part of the key
     return LoadedModels(model_key(plan), runtime, models)
 
 
-def execute(plan: RunPlan, display=None, *, loaded: LoadedModels | None = None, write: bool = True) -> RunReport:
-    """Load (unless ``loaded`` models for this plan are given), prepare, bridge, decode, and write unless
-    ``write`` is false. ``display`` is an optional rich Progress."""
+def execute(
+    plan: RunPlan, display=None, *, library_bars: bool = False, loaded: LoadedModels | None = None, write: bool = True
+) -> RunReport:
+    """Claim the output folder, then load (unless ``loaded`` models for this plan are given), prepare,
+    bridge, decode, write; with ``write`` false, no folder is claimed or written.
+
+    ``display`` is an optional rich Progress; ``library_bars`` lets diffusers and transformers
+    show their own per-model loading bars (off: vsynth's stages say the same).
+    """
+    with library_progress_bars(library_bars):
+        if not write:
+            return _synthesize(plan, display, None, loaded)
+        with output_folder(plan.out_dir, exact=plan.config.out is not None) as out:
+            report = _synthesize(plan, display, out, loaded)
+    report.out_dir = out.final
+    return report
+
+
+def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: LoadedModels | None) -> RunReport:
+    """The run itself; run.json and the files are written into ``out.partial`` when there is an ``out``."""
     import torch
 
     from vsynth.core.diffusion.inputs import BridgeInputs
@@ -259,10 +335,10 @@ def execute(plan: RunPlan, display=None, *, loaded: LoadedModels | None = None, 
     for role, model in models.items():
         for unet in model.unets():
             counter.attach(unet, role)
+        for name, network in model.conditioning_networks().items():
+            counter.attach(network, f"{role}.{name}")
 
-    with stages.stage("reading inputs", total=1) as advance:
-        sources = _read_sources(config, plan.height, plan.width)
-        advance(1)
+    sources = plan.frames
     frame_inputs = FrameInputs()
     if idm is not None:
         with stages.stage("preparing conditions", total=1) as advance:
@@ -292,6 +368,7 @@ def execute(plan: RunPlan, display=None, *, loaded: LoadedModels | None = None, 
 
     videos = {
         "source": sources.video,
+        "T2V": result.intermediates.get("t2v_frames"),  # a source the VDM generated first (EVS without --video)
         "condition": frame_inputs.condition_frames,
         "IDM": result.intermediates.get("idm_frames"),
         "final": frames,
@@ -300,15 +377,19 @@ def execute(plan: RunPlan, display=None, *, loaded: LoadedModels | None = None, 
     fps = plan.fps
     record["fps"] = fps
     report = RunReport(out_dir=None, record=record, frames=frames, latents=result.latents, loaded=loaded)
-    if not write:
+    if out is None:
         _close_record(record, stages, runtime)
         return report
-    with atomic_dir(plan.out_dir) as tmp:
-        _write_files(tmp, videos, fps, result.latents if config.save_latents else None, stages)
-        record["files"] = sorted(p.name for p in tmp.iterdir()) + ["run.json"]
+    try:
+        _write_files(out.partial, videos, fps, result.latents if config.save_latents else None, stages)
+        record["files"] = sorted(p.name for p in out.partial.iterdir()) + ["run.json"]
         _close_record(record, stages, runtime)
-        (tmp / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    report.out_dir = plan.out_dir
+        (out.partial / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    except OSError as exc:  # a full disk, a quota, a file system gone read-only
+        raise OutputWriteError(
+            f"cannot write the output folder {out.final}: {exc.strerror or exc}; nothing was left behind: "
+            "free some space or choose another --out"
+        ) from None
     return report
 
 
@@ -318,13 +399,26 @@ def _close_record(record: dict, stages: Stages, runtime) -> None:
     record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
 
 
+def _check_weights_finite(role: str, model, sources: dict[str, str]) -> None:
+    """NaN or inf in the UNets or the VAE would make every step non-finite: say which weights, once, at load."""
+    import torch
+
+    for module in [*model.unets(), model.codec.vae]:
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise NonFiniteError(
+                    f"the {role} weights hold NaN or infinite values ({type(module).__name__}.{name}; "
+                    f"loaded from {', '.join(sources.values())}): the checkpoint is damaged, re-download or re-export it"
+                )
+
+
 def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages) -> None:
-    """video.mp4/.gif, idm_frames.mp4 and condition.mp4 where there are such frames, grid.png, latents."""
-    named = {"idm_frames.mp4": videos["IDM"], "condition.mp4": videos["condition"]}
+    """video.mp4/.gif, t2v_frames.mp4, idm_frames.mp4 and condition.mp4 where there are such frames, grid.png, latents."""
+    named = {"t2v_frames.mp4": videos["T2V"], "idm_frames.mp4": videos["IDM"], "condition.mp4": videos["condition"]}
     todo = 3 + sum(v is not None for v in named.values()) + (latents is not None)
     with stages.stage("writing", total=todo) as advance:
         videoio.write_mp4(folder / "video.mp4", videos["final"], fps)
-        videoio.write_gif(folder / "video.gif", videos["final"], fps)
+        videoio.write_gif(folder / "video.gif", videos["final"], fps, max_frames=GIF_MAX_FRAMES)
         advance(2)
         for name, frames in named.items():
             if frames is not None:
@@ -341,6 +435,8 @@ def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages
 
 def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
     """Everything run.json says about the run, except what is known only after writing."""
+    from vsynth.core.diffusion.windows import window_spans
+
     config = plan.config
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     return {
@@ -361,15 +457,27 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "dtype": str(runtime.dtype).removeprefix("torch."),
         "nfe": dict(counter.calls),
         "frame_evals": dict(counter.frame_evals),
-        "metrics": {
-            "mean_abs_frame_difference": {
-                name.lower(): videoio.mean_abs_frame_difference(frames)
-                for name, frames in videos.items()
-                if frames is not None and name != "condition"
-            }
-        },
+        "windows": window_spans(plan.params["vdm"], config.frames),  # the VDM's [start, stop) frame windows
+        "metrics": _metrics(plan, videos),
         "versions": _versions(),
     }
+
+
+def _metrics(plan: RunPlan, videos: dict) -> dict:
+    """What :func:`vsynth.metrics.report.run_metrics` can measure of this run: edges against a Canny
+    condition, and ground truth when the source is a toy clip."""
+    from vsynth.metrics.report import run_metrics
+    from vsynth.toy.truth import load_ground_truth
+
+    config = plan.config
+    idm_params = plan.params.get("idm")
+    canny = None
+    if idm_params is not None and {"low_threshold", "high_threshold"} <= set(type(idm_params).model_fields):
+        canny = (idm_params.low_threshold, idm_params.high_threshold)
+    truth = None
+    if config.video is not None:
+        truth = load_ground_truth(config.video, frames=config.frames, stride=config.stride, size=(plan.height, plan.width))
+    return run_metrics({name.lower(): frames for name, frames in videos.items()}, prompt=config.prompt, canny=canny, truth=truth)
 
 
 def run(config: RunConfig, display=None, registry: Registry | None = None) -> RunReport:

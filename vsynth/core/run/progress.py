@@ -10,6 +10,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from vsynth.errors import NonFiniteError
+
 Advance = Callable[[int], None]
 
 
@@ -30,7 +32,38 @@ class Stages:
         start = time.perf_counter()
         try:
             yield advance
+        except NonFiniteError as exc:
+            raise NonFiniteError(
+                f"stage '{name}': {exc}; the run stopped (lower --guidance, or check the weights for NaN values)"
+            ) from None
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
             if task is not None:
                 self.display.update(task, completed=total if total is not None else 1, total=total or 1)
+
+
+@contextmanager
+def library_progress_bars(show: bool) -> Iterator[None]:
+    """Hide diffusers' and transformers' per-model loading bars unless ``show``; restore them after.
+
+    The hub's download bars stay on: a 5 GB download deserves one.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    switches = {  # is it on, turn it on, turn it off
+        "diffusers": (diffusers_logging.is_progress_bar_enabled, diffusers_logging.enable_progress_bar, diffusers_logging.disable_progress_bar),
+        "transformers": (transformers_logging.is_progress_bar_enabled, transformers_logging.enable_progress_bar, transformers_logging.disable_progress_bar),
+        "hub": (lambda: not are_progress_bars_disabled(), enable_progress_bars, disable_progress_bars),
+    }  # fmt: skip
+    before = {name: is_on() for name, (is_on, _, _) in switches.items()}
+    if not show:
+        switches["diffusers"][2]()
+        switches["transformers"][2]()  # also turns off the hub's bars...
+        switches["hub"][1]()  # ...which downloads need
+    try:
+        yield
+    finally:
+        for name, (_, turn_on, turn_off) in switches.items():
+            (turn_on if before[name] else turn_off)()

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from vsynth import hookimpl
 from vsynth.core.host.specs import BridgeSpec, Params
+from vsynth.errors import InvalidParamsError
 
 ENHANCE = "enhance"
 
@@ -27,6 +28,12 @@ class MixedInversionParams(Params):
         True,
         description="Re-encode the decoded IDM frames with the VAE before inversion, as the official code passes frames "
         "between stages; false passes the IDM latents straight through.",
+    )
+    prompt_preset: Literal["none", "bivdiff"] = Field(
+        "none",
+        description="'bivdiff': the official code's prompts, its quality suffix on the IDM and VDM prompts and its long "
+        "negative prompt (unless --negative-prompt is given), or none where its code has none (T2I-Adapter, "
+        "Prompt-to-Prompt, inpainting); 'none': the prompts as given.",
     )
 
 
@@ -70,6 +77,12 @@ class EncapsulatedParams(CompositionParams):
         ge=0,
         description="n_V, the VDM steps the block runs from t_V; default: all that are left. 0 makes the block the identity.",
     )
+    renoise: Literal["predicted", "fresh"] = Field(
+        "predicted",
+        description="The noise that takes the [T2V] block's clean latent back to t_T2V: 'predicted', the noise the T2I "
+        "step there predicted (an identity block then gives idm-only back), or 'fresh', drawn from the run's generator "
+        "(Algorithm 1's literal form).",
+    )
     injection: Literal["none", "sfi"] = Field(
         "none",
         description="How the block reaches t_V: 'none' noises the T2I prediction (SDEdit); 'sfi' DDIM-inverts it and injects "
@@ -91,6 +104,15 @@ class EncapsulatedParams(CompositionParams):
         if given and self.injection != "sfi":
             raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only with -o injection=sfi")
         return self
+
+    def check_plan(self, sampling) -> None:
+        """The block's n_V steps must fit in what SDEdit at t2v_strength leaves of the VDM's steps (before loading)."""
+        left = int(sampling.vdm_steps * self.t2v_strength)
+        if self.t2v_steps is not None and self.t2v_steps > left:
+            raise InvalidParamsError(
+                f"-o t2v_steps={self.t2v_steps} exceeds the {left} VDM steps left at t2v_strength {self.t2v_strength} "
+                f"of {sampling.vdm_steps}: lower t2v_steps or raise t2v_strength"
+            )
 
 
 @hookimpl
@@ -121,11 +143,12 @@ def vsynth_register_bridges(registrar):
         BridgeSpec(
             name="encapsulated",
             description="EVS: T2I SDEdit of the source video with the IDM, with one encapsulated [T2V] block (SDEdit, or DDIM "
-            "inversion with Selective Feature Injection) bridged in and out through predicted clean latents.",
+            "inversion with Selective Feature Injection) bridged in and out through predicted clean latents. Without --video, "
+            "the source is the VDM's own text-to-video result, made first in the same run (the paper's setting).",
             paper="EVS, CVPR 2025",
             params=EncapsulatedParams,
             impl="vsynth.plugins.bridges.encapsulated:Encapsulated",
-            video="required",
+            video="optional",
             task=ENHANCE,
         )
     )

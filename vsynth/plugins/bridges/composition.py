@@ -85,10 +85,10 @@ class SDEdit:
             return sampling.denoise(self.denoiser, self.scheduler, z, self.cond, self.steps, guidance=self.guidance, advance=advance)
 
 
-def encode_source(codec: VaeCodec, inputs: BridgeInputs, stages: Stages) -> torch.Tensor:
-    """The source video as latents (1, C, F, h, w), the latent distribution's mean."""
+def encode_source(codec: VaeCodec, inputs: BridgeInputs, stages: Stages, frames=None) -> torch.Tensor:
+    """The source video (or ``frames``, uint8 (F, H, W, 3)) as latents (1, C, F, h, w), the latent distribution's mean."""
     with stages.stage("encoding source", total=1) as advance:
-        latents = codec.encode(inputs.sources.video)
+        latents = codec.encode(inputs.sources.video if frames is None else frames)
         advance(1)
     return latents
 

@@ -1,6 +1,8 @@
 """EVS's Encapsulated Composition (CVPR 2025, Algorithm 1): T2I + [T2V] + T2I.
 
-The IDM refines the source video by SDEdit, all frames batched: the source latent is noised to
+EVS enhances a video: the source video, or, without one (the paper's setting, which refines
+T2V models' outputs), the VDM's own text-to-video result for the prompt and seed, generated
+first in the same run and kept as ``t2v_frames``. The IDM refines the source video by SDEdit, all frames batched: the source latent is noised to
 t_I (``strength`` of the IDM's schedule) and denoised. At the T2I step t_T2V (``t2v_at``) the
 [T2V] block runs, once:
 
@@ -17,9 +19,11 @@ The two models meet only through clean latents: their noise schedules differ (RE
 
 Reading of the bridge back. Algorithm 1 assigns z_{t_T2V} after the step at t_T2V has already
 consumed it, an off-by-one; vsynth re-runs the T2I step at t_T2V on the re-noised latent (one
-extra IDM evaluation), and ``eps`` is the noise that T2I step predicted, not fresh noise. Then an
-identity block (``t2v_steps=0``: x0_V = x0_I) gives back z_{t_T2V} up to rounding, and the run equals
-``idm-only``; fresh noise would throw away the T2I trajectory at every block.
+extra IDM evaluation). By default (``renoise=predicted``) ``eps`` is the noise that T2I step
+predicted: then an identity block (``t2v_steps=0``: x0_V = x0_I) gives back z_{t_T2V} up to
+rounding and the run equals ``idm-only``, so the block changes the video only through what the VDM
+changed, and the T2I trajectory is kept. ``renoise=fresh`` draws eps from the run's generator
+instead, Algorithm 1's literal form, which throws that trajectory away at the block.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 from vsynth.core.run.progress import Stages
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.bridges.composition import SDEdit, encode_source
+from vsynth.plugins.bridges.text_to_video import text_to_video
 
 
 class Encapsulated(Bridge):
@@ -49,20 +54,27 @@ class Encapsulated(Bridge):
                     f"of {len(t2v.scheduler.timesteps)}: lower t2v_steps or raise t2v_strength"
                 )
         d = idm.denoiser
-        x0 = encode_source(idm.codec, inputs, stages).to(d.dtype)
+        intermediates = {}
+        if inputs.sources.video is None:  # the paper's setting: enhance what the T2V model makes of the prompt
+            z_t2v = text_to_video(vdm, inputs, generator, stages)
+            with stages.stage("decoding T2V frames", total=inputs.frames) as advance:
+                intermediates["t2v_frames"] = vdm.codec.decode(z_t2v, advance)
+        x0 = encode_source(idm.codec, inputs, stages, intermediates.get("t2v_frames")).to(d.dtype)
 
         with stages.stage("T2I denoising", total=at + 1) as advance:
             z = t2i.noise(x0, generator)
             x0_i, eps = sampling.denoise_predict(d, t2i.scheduler, z, t2i.cond, t2i.steps[: at + 1], guidance=t2i.guidance, advance=advance)
         x0_v = (t2v_block(t2v, x0_i, n_v, p, generator, stages) if t2v is not None else x0_i).to(d.dtype)
 
+        if p.renoise == "fresh":
+            eps = sampling.initial_noise(d, tuple(x0_v.shape), generator)
         with stages.stage("T2I denoising after [T2V]", total=len(t2i.steps) - at) as advance:
             abar = sampling.noise_level(t2i.scheduler, t2i.index(at)).to(x0_v.device, x0_v.dtype)
             z = sampling.add_noise(x0_v, eps, abar)
             resumed = d.new_scheduler()
             resumed.set_timesteps(inputs.steps, device=d.device)
             z = sampling.denoise(d, resumed, z, t2i.cond, t2i.steps[at:], guidance=t2i.guidance, advance=advance)
-        return BridgeResult(latents=z, codec=idm.codec)
+        return BridgeResult(latents=z, codec=idm.codec, intermediates=intermediates)
 
 
 def t2v_block(t2v: SDEdit, x0: torch.Tensor, n_v: int, params, generator: torch.Generator, stages: Stages) -> torch.Tensor:

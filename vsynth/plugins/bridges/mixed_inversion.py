@@ -4,18 +4,57 @@
 2. Mixed Inversion: the IDM frames are DDIM-inverted twice from the same clean latent, by the
    SD1.5 UNet frame-wise and by the VDM UNet over the clip; the two are mixed once,
    ``z = r * z_image + (1 - r) * z_video``. An inversion whose weight is 0 is skipped.
-3. Temporal smoothing: full DDIM denoising of the mixed latent with the VDM.
+3. Temporal smoothing: full denoising of the mixed latent with the VDM.
+
+A mix is a latent only if both sides are at one noise level. Where the VDM samples with SD1.5's
+own DDIM schedule (ZeroScope, ModelScope), both inversions run exactly as the official code runs
+them (to abar(998) on the shared schedule). Where its schedule differs (AnimateDiff's linear betas,
+Lightning's few Euler steps), the official loop would leave the two sides at different levels and
+neither at the VDM's start, so both are inverted to abar*, the level of the VDM's first smoothing
+step: the image side by the official loop whose last step re-noises to abar*, the video side by
+DDIM inversion along the VDM's own smoothing timesteps (:func:`~vsynth.core.diffusion.sampling.invert`).
 
 Like the official code, it uses the image side's VAE throughout: the VDMs it bridges (ZeroScope,
 ModelScope, AnimateDiff) work in SD's latent space.
+
+The prompts are the user's as given; ``prompt_preset=bivdiff`` gives every stage the official
+code's instead (:func:`with_prompt_preset`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
 from vsynth.core.diffusion import sampling
 from vsynth.core.diffusion.bridge import Bridge, BridgeResult
+from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.inputs import BridgeInputs
+
+# The official code's prompts: each IDM module returns a suffix that the IDM and VDM prompts get, and a
+# negative prompt for every guided stage (MCG-NJU/BIVDiff, POS_PROMPT and NEG_PROMPT in
+# models/ControlNet/infer.py and models/InstructPix2Pix/infer.py, typos kept). Its T2I-Adapter,
+# Prompt2Prompt and StableDiffusionInpainting modules set both to "".
+BIVDIFF_QUALITY_SUFFIX = " ,best quality, extremely detailed, HD, ultra-realistic, 8K, HQ, masterpiece, trending on artstation, art, smooth"
+BIVDIFF_NEGATIVE_PROMPT = (
+    "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer difits, cropped, worst quality, "
+    "low quality, deformed body, bloated, ugly, unrealistic"
+)
+BIVDIFF_PLAIN_PROMPT_IDMS = frozenset({"t2i-adapter-canny", "t2i-adapter-depth", "prompt2prompt", "sd-inpaint"})
+
+
+def with_prompt_preset(inputs: BridgeInputs, preset: str, idm_name: str) -> BridgeInputs:
+    """``inputs`` with the preset's prompts: for 'bivdiff', the official suffix on the IDM and VDM prompts
+    and the official negative prompt where none was given, except for the IDMs the official code leaves plain."""
+    if preset == "none" or idm_name in BIVDIFF_PLAIN_PROMPT_IDMS:
+        return inputs
+    return dataclasses.replace(
+        inputs,
+        prompt=inputs.prompt + BIVDIFF_QUALITY_SUFFIX,
+        image_prompt=inputs.image_prompt + BIVDIFF_QUALITY_SUFFIX,
+        negative_prompt=inputs.negative_prompt or BIVDIFF_NEGATIVE_PROMPT,
+    )
 
 
 def mix(z_image: torch.Tensor | None, z_video: torch.Tensor | None, ratio: float) -> torch.Tensor:
@@ -27,9 +66,15 @@ def mix(z_image: torch.Tensor | None, z_video: torch.Tensor | None, ratio: float
     return ratio * z_image + (1 - ratio) * z_video
 
 
+def shares_schedule(inverter: Denoiser, vdm: Denoiser) -> bool:
+    """Whether the VDM samples with the image inverter's own schedule: same scheduler kind, same abar(t)."""
+    return type(vdm.scheduler) is type(inverter.scheduler) and torch.equal(vdm.alphas_cumprod.cpu(), inverter.alphas_cumprod.cpu())
+
+
 class MixedInversion(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         params, steps, vdm_steps = self.params, inputs.steps, inputs.vdm_steps
+        inputs = with_prompt_preset(inputs, params.prompt_preset, idm.spec.name)
 
         with stages.stage("frame-wise generation", total=steps) as advance:
             z_idm = idm.generate(inputs, generator, advance)
@@ -37,24 +82,31 @@ class MixedInversion(Bridge):
             idm_frames = idm.codec.decode(z_idm, advance)
         z0 = idm.codec.encode(idm_frames) if params.reencode else z_idm
 
+        inverter, video = idm.inversion_denoiser, vdm.denoiser
+        scheduler = video.new_scheduler()  # the smoothing's
+        scheduler.set_timesteps(vdm_steps, device=video.device)
+        official = shares_schedule(inverter, video)
+        start = None if official else sampling.noise_level(scheduler, 0)
+
         negative = params.inversion_prompt == "negative"
         z_image = z_video = None
         if params.mixing_ratio > 0:
             with stages.stage("image inversion", total=steps) as advance:
-                inverter = idm.inversion_denoiser
                 text = inverter.condition(inputs.negative_prompt if negative else inputs.image_prompt)
-                z_image = sampling.bivdiff_invert(inverter, z0, text, steps=steps, advance=advance)
+                z_image = sampling.bivdiff_invert(inverter, z0, text, steps=steps, final_level=start, advance=advance)
         if params.mixing_ratio < 1:
             with stages.stage("video inversion", total=vdm_steps) as advance:
-                text = vdm.denoiser.condition(inputs.negative_prompt if negative else inputs.prompt)
-                z_video = sampling.bivdiff_invert(vdm.denoiser, z0.to(vdm.denoiser.dtype), text, steps=vdm_steps, advance=advance)
+                text = video.condition(inputs.negative_prompt if negative else inputs.prompt)
+                x0 = z0.to(video.dtype)
+                if official:
+                    z_video = sampling.bivdiff_invert(video, x0, text, steps=vdm_steps, advance=advance)
+                else:
+                    z_video = sampling.invert(video, scheduler, x0, text, scheduler.timesteps, advance=advance)
         z = mix(z_image, z_video, params.mixing_ratio)
 
         with stages.stage("temporal smoothing", total=vdm_steps) as advance:
-            scheduler = vdm.denoiser.new_scheduler()
-            scheduler.set_timesteps(vdm_steps, device=vdm.denoiser.device)
-            cond = vdm.denoiser.condition(inputs.prompt, inputs.negative_prompt)
+            cond = video.condition(inputs.prompt, inputs.negative_prompt)
             z = sampling.denoise(
-                vdm.denoiser, scheduler, z.to(vdm.denoiser.dtype), cond, scheduler.timesteps, guidance=inputs.vdm_guidance, advance=advance
+                video, scheduler, z.to(video.dtype), cond, scheduler.timesteps, guidance=inputs.vdm_guidance, advance=advance
             )
         return BridgeResult(latents=z, codec=idm.codec, intermediates={"idm_frames": idm_frames})

@@ -57,6 +57,9 @@ class ControlNet(ImageModel):
         model.control_maps = map_maker(cls.kind, params, sources, runtime.device)
         return model
 
+    def conditioning_networks(self) -> dict[str, torch.nn.Module]:
+        return {"controlnet": self.denoiser.controlnet}
+
     def prepare(self, sources: Sources) -> FrameInputs:
         maps = sources.condition if sources.condition is not None else self.control_maps(sources.video)
         control = torch.from_numpy(maps).permute(0, 3, 1, 2).to(self.runtime.device, self.runtime.dtype) / 255.0

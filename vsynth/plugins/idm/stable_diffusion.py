@@ -29,8 +29,8 @@ class SD15:
         kw = {"torch_dtype": runtime.dtype}
         return cls(
             unet=load(UNet2DConditionModel, source, what=what, subfolder="unet", **kw).to(runtime.device),
-            vae=load(AutoencoderKL, source, what=what, subfolder="vae", **kw).to(runtime.device),
-            text_encoder=load(CLIPTextModel, source, what=what, subfolder="text_encoder", **kw).to(runtime.device),
+            vae=load(AutoencoderKL, source, what=what, share=True, subfolder="vae", **kw).to(runtime.device),
+            text_encoder=load(CLIPTextModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.device),
             tokenizer=load(CLIPTokenizer, source, what=what, subfolder="tokenizer"),
             scheduler=load(DDIMScheduler, source, what=what, subfolder="scheduler"),
         )

@@ -44,6 +44,9 @@ class T2IAdapter(ImageModel):
         model.control_maps = map_maker(cls.kind, params, sources, runtime.device)
         return model
 
+    def conditioning_networks(self) -> dict[str, torch.nn.Module]:
+        return {"adapter": self.adapter}
+
     @torch.no_grad()
     def prepare(self, sources: Sources) -> FrameInputs:
         """Maps in [0, 1], one channel for adapters trained on grayscale maps (canny), as the adapter pipeline feeds them."""

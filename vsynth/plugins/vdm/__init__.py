@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from vsynth import hookimpl
 from vsynth.core.host.specs import ModelSpec, VideoParams, WeightsSpec
@@ -16,7 +16,20 @@ class UNet3DParams(VideoParams):
     decode_batch_size: PositiveInt = Field(8, description="Frames decoded by the VAE at once.")
 
 
+# Windows default to the clip length each model was trained on.
+class ZeroScopeParams(UNet3DParams):
+    window: PositiveInt | None = Field(24, description="Frames denoised at once (ZeroScope v2 was trained on 24); longer clips go in overlapping windows.")
+    overlap: NonNegativeInt = Field(6, description="Frames neighbouring windows share, at least; below window.")
+
+
+class ModelScopeParams(UNet3DParams):
+    window: PositiveInt | None = Field(16, description="Frames denoised at once (ModelScope was trained on 16); longer clips go in overlapping windows.")
+
+
 class AnimateDiffParams(VideoParams):
+    window: PositiveInt | None = Field(
+        16, description="Frames denoised at once (the motion modules were trained on 16, take at most 32); longer clips go in overlapping windows."
+    )
     base: str | None = Field(None, description="SD1.5 base or finetune (hub id or directory), e.g. emilianJR/epiCRealism.")
     decode_batch_size: PositiveInt = Field(8, description="Frames decoded by the VAE at once.")
 
@@ -52,7 +65,7 @@ def vsynth_register_models(registrar):
             kind="vdm",
             description="ZeroScope v2 576w text-to-video (UNet3D, OpenCLIP text encoder).",
             weights=(WeightsSpec(role="vdm", id="cerspense/zeroscope_v2_576w", size_gb=3.1, tiny="zeroscope"),),
-            params=UNet3DParams,
+            params=ZeroScopeParams,
             impl=UNET3D_IMPL,
             native_size=(320, 576),
         )
@@ -63,7 +76,7 @@ def vsynth_register_models(registrar):
             kind="vdm",
             description="ModelScope text-to-video 1.7B (UNet3D, OpenCLIP text encoder).",
             weights=(WeightsSpec(role="vdm", id="ali-vilab/text-to-video-ms-1.7b", size_gb=3.4, tiny="modelscope"),),
-            params=UNet3DParams,
+            params=ModelScopeParams,
             impl=UNET3D_IMPL,
             native_size=(256, 256),
         )

@@ -67,16 +67,17 @@ class AnimateDiffLightning(AnimateDiff):
 
     @classmethod
     def load_adapter(cls, source: str, params, runtime):
-        """From a checkpoint file, a folder holding the hub repo's files, or the hub repo itself."""
+        """From a checkpoint file, a folder holding the hub repo's files, or the hub repo itself.
+
+        The hub repo ships no config.json (its checkpoints fit MotionAdapter's defaults); a
+        config.json beside the checkpoint, in a folder or a cached snapshot, gives another shape.
+        """
         from diffusers import MotionAdapter
         from safetensors.torch import load_file
 
         filename = LIGHTNING_FILE.format(steps=params.checkpoint_steps)
         path = Path(source)
-        config = {}
         if path.is_dir():
-            if (path / "config.json").is_file():
-                config = {k: v for k, v in json.loads((path / "config.json").read_text()).items() if not k.startswith("_")}
             path = path / filename
             if not path.is_file():
                 raise VsynthInputError(f"{source} has no {filename}: download it, or pick another -o checkpoint_steps")
@@ -87,6 +88,10 @@ class AnimateDiffLightning(AnimateDiff):
                 path = Path(hf_hub_download(source, filename))
             except Exception as exc:
                 raise WeightsUnavailableError(f"cannot get {filename} from {source}: {str(exc).splitlines()[0]}") from None
+        config_file = path.parent / "config.json"
+        config = {}
+        if config_file.is_file():
+            config = {k: v for k, v in json.loads(config_file.read_text()).items() if not k.startswith("_")}
         adapter = MotionAdapter(**config)
         adapter.load_state_dict(load_file(str(path)))
         return adapter.to(runtime.dtype)

@@ -51,7 +51,7 @@ class UNet3DVideoModel(VideoModel):
             unet=load(UNet3DConditionModel, source, what=what, subfolder="unet", **kw).to(runtime.device),
             scheduler=load(DDIMScheduler, source, what=what, subfolder="scheduler"),
             tokenizer=load(CLIPTokenizer, source, what=what, subfolder="tokenizer"),
-            text_encoder=load(CLIPTextModel, source, what=what, subfolder="text_encoder", **kw).to(runtime.device),
+            text_encoder=load(CLIPTextModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.device),
         )
-        model.codec = VaeCodec(load(AutoencoderKL, source, what=what, subfolder="vae", **kw).to(runtime.device), params.decode_batch_size)
+        model.codec = VaeCodec(load(AutoencoderKL, source, what=what, share=True, subfolder="vae", **kw).to(runtime.device), params.decode_batch_size)
         return model

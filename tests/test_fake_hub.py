@@ -1,0 +1,105 @@
+"""Every default hub id loads through `vsynth run` (no --tiny) from an offline cache with its real layout.
+
+The cache holds the real configs and file names of :mod:`vsynth.configs` with random weights, at
+the reduced scale of :mod:`vsynth.testing.fake_hub`. A handful of runs covers every id; each id's
+test checks that its run succeeded and recorded that id as the weights it loaded.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vsynth.core.host.registry import get_registry
+from vsynth.testing import run_cli, sample_frames
+from vsynth.testing.fake_hub import build_fake_hub, layouts, offline_hub, real_config, snapshot_dir
+
+# Each run loads the ids listed for it; together they load every default id once or more.
+RUNS = {
+    "controlnet-depth+zeroscope": ["--idm", "controlnet-depth", "--vdm", "zeroscope"],
+    "controlnet-canny+modelscope": ["--idm", "controlnet-canny", "--vdm", "modelscope"],
+    "controlnet-openpose+animatediff": ["--idm", "controlnet-openpose", "--vdm", "animatediff", "--condition-video", "{poses}"],
+    "t2i-adapter-canny+lightning": ["--idm", "t2i-adapter-canny", "--vdm", "animatediff-lightning", "-o", "vdm.checkpoint_steps=1"],
+    "t2i-adapter-depth+zeroscope": ["--idm", "t2i-adapter-depth", "--vdm", "zeroscope"],
+    "instruct-pix2pix+zeroscope": ["--idm", "instruct-pix2pix", "--vdm", "zeroscope", "--idm-prompt", "make it red"],
+    "sd-inpaint+zeroscope": ["--idm", "sd-inpaint", "--vdm", "zeroscope", "--mask", "{mask}"],
+}
+RUN_OF_ID = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "controlnet-depth+zeroscope",
+    "lllyasviel/control_v11f1p_sd15_depth": "controlnet-depth+zeroscope",
+    "Intel/dpt-hybrid-midas": "controlnet-depth+zeroscope",
+    "cerspense/zeroscope_v2_576w": "controlnet-depth+zeroscope",
+    "lllyasviel/control_v11p_sd15_canny": "controlnet-canny+modelscope",
+    "ali-vilab/text-to-video-ms-1.7b": "controlnet-canny+modelscope",
+    "lllyasviel/control_v11p_sd15_openpose": "controlnet-openpose+animatediff",
+    "guoyww/animatediff-motion-adapter-v1-5-2": "controlnet-openpose+animatediff",
+    "TencentARC/t2iadapter_canny_sd15v2": "t2i-adapter-canny+lightning",
+    "ByteDance/AnimateDiff-Lightning": "t2i-adapter-canny+lightning",
+    "TencentARC/t2iadapter_depth_sd15v2": "t2i-adapter-depth+zeroscope",
+    "timbrooks/instruct-pix2pix": "instruct-pix2pix+zeroscope",
+    "stable-diffusion-v1-5/stable-diffusion-inpainting": "sd-inpaint+zeroscope",
+}
+
+
+def _default_hub_ids() -> set[str]:
+    return {w.id for spec in get_registry().models.values() if spec.plugin == "vsynth" for w in spec.weights}
+
+
+@pytest.fixture(scope="session")
+def hub_runs(tmp_path_factory):
+    """run name -> (exit code, output, run.json), each run made once, lazily, against one fake cache."""
+    root = tmp_path_factory.mktemp("fake-hub")
+    cache = build_fake_hub(root / "hub")
+    frames = sample_frames(2, 64, 64)
+    mask = np.zeros_like(frames)
+    mask[:, 16:48, 16:48] = 255
+    from vsynth.core.media.video import write_mp4
+
+    inputs = {"video": root / "video.mp4", "poses": root / "poses.mp4", "mask": root / "mask.mp4"}
+    for name, content in (("video", frames), ("poses", frames), ("mask", mask)):
+        write_mp4(inputs[name], content, 8.0)
+    done = {}
+
+    def run(name):
+        if name not in done:
+            args = [str(a).format(**inputs) for a in RUNS[name]]
+            if "--condition-video" not in args:
+                args += ["--video", inputs["video"]]
+            out = root / name
+            with offline_hub(cache):
+                result = run_cli("run", *args, "--prompt", "a ball", "--frames", 2, "--stride", 1, "--height", 64,
+                                 "--width", 64, "--steps", 1, "--out", out, "--quiet")  # fmt: skip
+            record = json.loads((out / "run.json").read_text()) if result.exit_code == 0 else None
+            done[name] = (result.exit_code, result.output, record)
+        return done[name]
+
+    return run
+
+
+def test_every_default_id_has_a_layout_and_a_run():
+    assert _default_hub_ids() == set(layouts()) == set(RUN_OF_ID)
+
+
+@pytest.mark.parametrize("hub_id", sorted(RUN_OF_ID))
+def test_default_id_loads_from_an_offline_cache_without_tiny(hub_runs, hub_id):
+    code, output, record = hub_runs(RUN_OF_ID[hub_id])
+    assert code == 0, output
+    loaded = {source for model in record["models"].values() for source in model["weights"].values()}
+    assert hub_id in loaded
+
+
+def test_fake_snapshot_has_the_real_file_names_and_configs(tmp_path):
+    cache = build_fake_hub(tmp_path, ["stable-diffusion-v1-5/stable-diffusion-v1-5"], scale="reduced")
+    snapshot = snapshot_dir(cache, "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    assert (snapshot.parents[1] / "refs" / "main").read_text() == snapshot.name
+    files = {str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file()}
+    assert files <= set(layouts()["stable-diffusion-v1-5/stable-diffusion-v1-5"]["files"])
+    assert {"unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "tokenizer/vocab.json"} <= files
+    unet = json.loads((snapshot / "unet" / "config.json").read_text())
+    real = real_config("stable-diffusion-v1-5/stable-diffusion-v1-5", "unet/config.json")
+    changed = {k for k in real if unet.get(k) != real[k]}
+    assert changed == {"block_out_channels", "cross_attention_dim"}  # only widths are reduced
+    assert Path(snapshot / "scheduler" / "scheduler_config.json").read_text() == json.dumps(
+        real_config("stable-diffusion-v1-5/stable-diffusion-v1-5", "scheduler/scheduler_config.json"), indent=2
+    ) + "\n"

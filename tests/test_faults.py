@@ -1,0 +1,154 @@
+"""Faults around a run: signals, a full disk, concurrent runs, debris of killed runs."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import SAMPLE_VIDEO
+from vsynth.cli import cli
+from vsynth.core.media import outputs
+from vsynth.core.media import video as videoio
+from vsynth.errors import OutputExistsError
+
+ARGS = ["run", "--tiny", "--idm", "controlnet-canny", "--vdm", "zeroscope", "--video", str(SAMPLE_VIDEO),
+        "--prompt", "a ball", "--frames", "2", "--height", "64", "--width", "64", "--steps", "1", "--quiet"]  # fmt: skip
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_sigterm_cleans_up_and_exits_143_with_one_line(tmp_path):
+    out = tmp_path / "out"
+    args = [a if a != "1" else "200" for a in ARGS]  # long enough to be caught mid-run
+    code = "import sys; from vsynth.cli import main; sys.argv = ['vsynth', *sys.argv[1:]]; main()"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args, "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.partial-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("Error: terminated (SIGTERM)")
+    assert _leftovers(tmp_path) == []
+
+
+def test_debris_of_dead_runs_is_removed_by_the_next_run_in_the_same_parent(tmp_path):
+    dead, alive = _dead_pid(), os.getpid()
+    (tmp_path / f".old.partial-{dead}").mkdir()
+    (tmp_path / f".old.partial-{dead}" / "video.mp4").write_text("half")
+    (tmp_path / ".old.lock").write_text(str(dead))
+    (tmp_path / f".busy.partial-{alive}").mkdir()  # a live run's: kept
+    with outputs.output_folder(tmp_path / "new", exact=True) as out:
+        (out.partial / "run.json").write_text("{}")
+    assert _leftovers(tmp_path) == [f".busy.partial-{alive}", "new"]
+
+
+def test_a_second_run_with_the_same_out_is_refused_before_any_work(tmp_path):
+    (tmp_path / ".out.lock").write_text(str(os.getpid()))  # a live run holds --out
+    result = CliRunner().invoke(cli, [*ARGS, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert f"another run (pid {os.getpid()}) is writing it" in line
+    assert _leftovers(tmp_path) == [".out.lock"]
+
+
+def test_runs_with_default_names_in_the_same_second_get_their_own_folders(tmp_path):
+    final = tmp_path / "outputs" / "20250101-000000-a-b"
+    with outputs.output_folder(final, exact=False) as first, outputs.output_folder(final, exact=False) as second:
+        for out in (first, second):
+            (out.partial / "run.json").write_text("{}")
+    assert (first.final.name, second.final.name) == ("20250101-000000-a-b", "20250101-000000-a-b-2")
+    assert _leftovers(tmp_path / "outputs") == ["20250101-000000-a-b", "20250101-000000-a-b-2"]
+
+
+def test_a_folder_filled_meanwhile_is_not_overwritten(tmp_path):
+    with pytest.raises(OutputExistsError, match="filled by someone else"):
+        with outputs.output_folder(tmp_path / "out", exact=True) as out:
+            (out.partial / "run.json").write_text("{}")
+            (tmp_path / "out").mkdir()
+            (tmp_path / "out" / "theirs.txt").write_text("theirs")
+    assert _leftovers(tmp_path) == ["out"] and _leftovers(tmp_path / "out") == ["theirs.txt"]
+
+
+def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(videoio, "write_gif", full)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ARGS)
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "cannot write the output folder" in line and "No space left on device" in line
+    assert _leftovers(tmp_path / "outputs") == []
+
+
+def test_tiny_export_into_a_folder_it_cannot_write_is_one_line(tmp_path):
+    target = Path("/sys/vsynth-tiny")
+    if not Path("/sys").is_dir() or os.access("/sys", os.W_OK) and os.geteuid() != 0:
+        pytest.skip("no read-only /sys here")
+    result = CliRunner().invoke(cli, ["tiny", "export", str(target)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "cannot export into /sys/vsynth-tiny: cannot create folders in /sys" in line
+
+
+def test_non_finite_latents_stop_the_run_naming_stage_and_step(tmp_path, monkeypatch):
+    from vsynth.core.diffusion import sampling
+
+    real_loop, calls = sampling._loop, []
+
+    def loop_whose_second_prediction_is_nan(denoiser, *args):
+        real = denoiser.predict_noise
+
+        def predict_noise(*a, **k):
+            calls.append(1)
+            return real(*a, **k) * (float("nan") if len(calls) == 2 else 1.0)
+
+        monkeypatch.setattr(denoiser, "predict_noise", predict_noise)
+        return real_loop(denoiser, *args)
+
+    monkeypatch.setattr(sampling, "_loop", loop_whose_second_prediction_is_nan)
+    args = [a if a != "1" else "3" for a in ARGS]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "stage 'frame-wise generation': the latents became NaN or infinite at step 2 of 3" in line
+    assert _leftovers(tmp_path) == []
+
+
+def test_nan_weights_are_found_at_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from vsynth import tiny
+
+    weights = tiny.export("zeroscope", tmp_path / "zeroscope")
+    unet = weights / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(unet))
+    first = next(name for name, tensor in state.items() if tensor.is_floating_point())
+    state[first][0] = float("nan")
+    save_file(state, str(unet))
+    result = CliRunner().invoke(cli, [
+        "run", "--vdm", "zeroscope", "--vdm-weights", str(weights), "--tiny", "--prompt", "a ball", "--frames", "2",
+        "--height", "64", "--width", "64", "--steps", "1", "--quiet", "--out", str(tmp_path / "out"),
+    ])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert f"the vdm weights hold NaN or infinite values (UNet3DConditionModel.{first}" in line
+    assert not (tmp_path / "out").exists()

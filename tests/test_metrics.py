@@ -1,0 +1,77 @@
+"""The metrics read what they claim on the toy world's ground truth: perfect on the truth, worse on damage."""
+
+import numpy as np
+import pytest
+
+from vsynth.metrics import background_adherence, background_flicker, colour_adherence, edge_f1, warping_error
+from vsynth.metrics.control import canny_edges
+from vsynth.toy.world import make_clip
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_clip(2, frames=8, n_shapes=2, background="white")
+
+
+def test_edge_f1_is_one_on_its_own_edges_and_falls_with_drift(clip):
+    condition = canny_edges(clip.frames)
+    assert edge_f1(clip.frames, condition) == 1.0
+    frozen = np.repeat(clip.frames[:1], len(clip.frames), axis=0)
+    assert edge_f1(frozen, condition) < 0.8
+    assert edge_f1(np.zeros_like(clip.frames), condition) == 0.0
+
+
+def test_edge_f1_tolerates_a_one_pixel_shift(clip):
+    condition = canny_edges(clip.frames)
+    shifted = np.roll(clip.frames, 1, axis=2)
+    assert edge_f1(shifted, condition, tolerance=2) > 0.95
+    assert edge_f1(shifted, condition, tolerance=0) < 0.5
+
+
+def test_colour_and_background_adherence(clip):
+    colours = [colour for _, colour in clip.shapes]
+    assert colour_adherence(clip.frames, clip.masks, colours) == 1.0
+    wrong = [c for c in ("red", "green", "blue") if c not in colours][:1] * len(colours)
+    assert colour_adherence(clip.frames, clip.masks, wrong) == 0.0
+    assert background_adherence(clip.frames, clip.masks, "white") == 1.0
+    assert background_adherence(clip.frames, clip.masks, "black") == 0.0
+
+
+def test_warping_error_follows_the_motion_and_flicker_the_background(clip):
+    assert warping_error(clip.frames, clip.masks, clip.positions) < 0.005
+    frozen = np.repeat(clip.frames[:1], len(clip.frames), axis=0)
+    assert warping_error(frozen, clip.masks, clip.positions) > 0.02
+    assert background_flicker(clip.frames, clip.masks) == 0.0
+    noisy = np.clip(clip.frames.astype(int) + np.random.default_rng(0).integers(-20, 21, clip.frames.shape), 0, 255).astype(np.uint8)
+    assert background_flicker(noisy, clip.masks) > 0.03
+
+
+def test_ground_truth_travels_beside_a_toy_clip(tmp_path):
+    from vsynth.core.media.video import read_video
+    from vsynth.toy.truth import load_ground_truth, save_clip
+
+    clip = save_clip(tmp_path / "clip.mp4", 4, frames=12, n_shapes=2)
+    truth = load_ground_truth(tmp_path / "clip.mp4", frames=4, stride=3, size=(64, 64))
+    assert (truth.frames == clip.frames[::3][:4]).all() and truth.caption == clip.caption
+    read = read_video(tmp_path / "clip.mp4", frames=4, stride=3, size=(64, 64)).frames
+    assert warping_error(read, truth.masks, truth.positions) < 0.02  # the mp4 round trip is nearly lossless
+    bigger = load_ground_truth(tmp_path / "clip.mp4", frames=4, stride=3, size=(128, 96))
+    assert bigger.masks.shape == (4, 2, 128, 96)
+    assert load_ground_truth(tmp_path / "other.mp4", frames=4, stride=1, size=(64, 64)) is None
+
+
+def test_run_metrics_reports_what_the_inputs_allow(clip):
+    from vsynth.metrics.report import parse_toy_prompt, run_metrics
+
+    assert parse_toy_prompt("a red circle and a blue square on a white background") == (["red", "blue"], "white")
+    assert parse_toy_prompt("a corgi on the beach") is None
+    condition = np.repeat(canny_edges(clip.frames)[..., None] * 255, 3, axis=-1).astype(np.uint8)
+    frozen = np.repeat(clip.frames[:1], len(clip.frames), axis=0)
+    videos = {"source": clip.frames, "condition": condition, "final": frozen}
+    plain = run_metrics(videos, prompt="a photo")
+    assert set(plain) == {"mean_abs_frame_difference"} and set(plain["mean_abs_frame_difference"]) == {"source", "final"}
+    full = run_metrics(videos, prompt=clip.caption, canny=(100, 200), truth=clip)
+    assert full["edge_f1"]["final"] < 0.8
+    assert full["warping_error"]["source"] < full["warping_error"]["final"]
+    assert full["colour_adherence"]["source"] == 1.0 and full["background_adherence"]["source"] == 1.0
+    assert full["shape_speed"]["final"] == 0.0 < full["shape_speed"]["source"]

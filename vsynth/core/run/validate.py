@@ -1,0 +1,85 @@
+"""Checks of a run that need the selected models or the machine, made before any weights load.
+
+``RunConfig`` checks each value alone (types, ranges); these check values against the models
+(their train steps), the machine (devices, the output folder's file system) and the plugins
+(an implementation that does not import). Each raises a typed one-line error.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from vsynth.core.host.specs import BridgeSpec, ModelSpec
+from vsynth.errors import PluginError, VsynthInputError
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_steps(steps: dict[str, tuple[int, str]], models: dict[str, ModelSpec]) -> None:
+    """A scheduler cannot take more steps than the timesteps it was trained with; ``steps`` is role -> (steps, flag)."""
+    for role, spec in models.items():
+        value, flag = steps[role]
+        if value > spec.train_timesteps:
+            raise VsynthInputError(
+                f"{flag} {value}: {spec.name} was trained with {spec.train_timesteps} timesteps, "
+                f"so it samples with at most {spec.train_timesteps} steps"
+            )
+
+
+def check_device(device: str) -> None:
+    """Only devices that exist here: cpu, an available cuda:N or mps, or auto."""
+    if not _DEVICE.match(device):
+        raise VsynthInputError(f"--device {device}: not a device vsynth runs on; use auto, cpu, cuda, cuda:N or mps")
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise VsynthInputError("--device mps: MPS is not available on this machine; use --device cpu or auto")
+        return
+    if not torch.cuda.is_available():
+        raise VsynthInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise VsynthInputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
+def check_out(out: Path, given: bool) -> None:
+    """The output folder is a new name whose folder can be created and written."""
+    flag = f"--out {out}" if given else f"output folder {out}"
+    if out.name in ("", ".", ".."):
+        raise VsynthInputError(f"{flag}: names an existing folder, not a new one; name a folder, e.g. --out result")
+    check_creatable(out, flag, "choose another --out")
+
+
+def check_creatable(path: Path, what: str, fix: str) -> None:
+    """Folders can be created at ``path``: probed on its nearest existing ancestor.
+
+    The probe creates and removes one hidden folder there, so that a read-only file system,
+    ``/sys`` or missing permissions are found before any work, and nothing is left behind.
+    """
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise VsynthInputError(f"{what}: {ancestor} is a file, not a folder; {fix}")
+    try:
+        Path(tempfile.mkdtemp(prefix=".vsynth-probe-", dir=ancestor)).rmdir()
+    except OSError as exc:
+        raise VsynthInputError(f"{what}: cannot create folders in {ancestor} ({exc.strerror}); {fix}") from None
+
+
+def check_impls(specs: list[ModelSpec | BridgeSpec]) -> None:
+    """Every selected implementation imports and has its class, named by plugin, before any weights load."""
+    for spec in specs:
+        try:
+            spec.load_impl()
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(
+                f"plugin '{spec.plugin}': {spec.kind} '{spec.name}' names impl '{spec.impl}', which does not resolve "
+                f"({type(exc).__name__}: {exc}); update or uninstall the plugin"
+            ) from None
+

@@ -1,0 +1,221 @@
+"""Offline Hugging Face caches holding the default checkpoints' real layouts, with random weights.
+
+Each repo of :mod:`vsynth.configs` (the real configs and file names of every default hub id)
+is written as ``models--ORG--NAME/snapshots/<commit>/...`` with ``refs/main``, so that
+``from_pretrained("org/name")`` and ``hf_hub_download`` find it exactly as they find a download,
+with ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` pointing at it (see :func:`offline_hub`).
+
+``scale="full"`` builds the real architectures (SD1.5's UNet alone is 3.4 GB in float32);
+``scale="reduced"`` changes the real configs as little as it can to make them fast on a CPU:
+every channel width and text width divided by about ten, text encoders of two layers; layer
+counts per block, block types, attention layouts, head counts and vocabularies stay real.
+
+Weights are random (seeded per repo), written under their real file names, in the first weight
+file format each component's repo ships (safetensors, or ``.bin`` where the repo has only that).
+The CLIP vocabulary (1 MB) is not in the repo: the tokenizers get vsynth's offline byte-level
+vocabulary under the real tokenizer settings. Torch, diffusers and transformers are imported
+when a cache is built, not when this module is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Iterator, Literal
+
+Scale = Literal["reduced", "full"]
+
+FORMAT = "1"  # part of every snapshot's commit hash: bump when the reduced configs change
+
+
+def layouts() -> dict[str, dict]:
+    """``{repo id: {"files": {path: size}, "weights": {component: file}}}`` of every default checkpoint."""
+    return json.loads(resources.files("vsynth.configs").joinpath("layouts.json").read_text())
+
+
+def real_config(repo_id: str, path: str) -> dict:
+    """A real config file of ``repo_id`` as stored in :mod:`vsynth.configs`."""
+    folder = repo_id.replace("/", "__")
+    return json.loads(resources.files("vsynth.configs").joinpath(folder, path).read_text())
+
+
+def commit_hash(repo_id: str, scale: Scale) -> str:
+    return hashlib.sha1(f"vsynth-fake-hub/{FORMAT}/{scale}/{repo_id}".encode()).hexdigest()
+
+
+def snapshot_dir(cache: str | Path, repo_id: str, scale: Scale = "reduced") -> Path:
+    return Path(cache) / f"models--{repo_id.replace('/', '--')}" / "snapshots" / commit_hash(repo_id, scale)
+
+
+def _narrow(width: int) -> int:
+    """A real channel width divided by ten, kept a multiple of 32 (the real group-norm group count)."""
+    return max(32, round(width / 10 / 32) * 32)
+
+
+_TEXT_WIDTHS = {768: 48, 1024: 64}  # 12 and 16 heads of width 4
+
+
+def reduce_config(cls_name: str, config: dict) -> dict:
+    """The smallest change of a real config that keeps its structure: see the module docstring."""
+    config = dict(config)
+    if cls_name in ("UNet2DConditionModel", "UNet3DConditionModel", "ControlNetModel", "MotionAdapter"):
+        config["block_out_channels"] = [_narrow(c) for c in config.get("block_out_channels", (320, 640, 1280, 1280))]
+        if "cross_attention_dim" in config:
+            config["cross_attention_dim"] = _TEXT_WIDTHS[config["cross_attention_dim"]]
+        if cls_name == "UNet3DConditionModel":
+            config["attention_head_dim"] = 8  # UNet3D reads it as the width of a head: 4 heads at 32 channels
+    elif cls_name == "T2IAdapter":
+        config["channels"] = [_narrow(c) for c in config["channels"]]
+    elif cls_name == "AutoencoderKL":
+        config["block_out_channels"] = [32, 32, 64, 64]
+    elif cls_name == "CLIPTextModel":
+        width = _TEXT_WIDTHS[config["hidden_size"]]
+        config.update(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2)
+    elif cls_name == "DPTForDepthEstimation":
+        bit = dict(config["backbone_config"], embedding_size=32, hidden_sizes=[64, 128, 256, 512], num_groups=8)
+        config.update(backbone_config=bit, hidden_size=48, intermediate_size=192, fusion_hidden_size=32,
+                      neck_hidden_sizes=[64, 128, 48, 48], backbone_featmap_shape=[1, 256, 24, 24])  # fmt: skip
+    return config
+
+
+def _component_class(repo_id: str, component: str) -> str:
+    """The class name of a component: from model_index.json in pipeline repos, else from config.json."""
+    if component.startswith("lightning"):
+        return "MotionAdapter"
+    if component:
+        return real_config(repo_id, "model_index.json")[component][1]
+    config = real_config(repo_id, "config.json")
+    return config.get("_class_name") or config["architectures"][0]
+
+
+def _config_path(component: str) -> str:
+    return f"{component}/config.json" if component else "config.json"
+
+
+def _build_module(cls_name: str, config: dict):
+    import diffusers
+    import transformers
+
+    public = {k: v for k, v in config.items() if not k.startswith("_")}
+    if hasattr(diffusers, cls_name):
+        return getattr(diffusers, cls_name).from_config(public)
+    model_cls = getattr(transformers, cls_name)
+    return model_cls(model_cls.config_class(**public))
+
+
+def _save_weights(module, path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        save_file(state, str(path), metadata={"format": "pt"})
+    else:
+        torch.save(state, path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _write_vocabulary(folder: Path) -> None:
+    from vsynth.tiny import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    (folder / "vocab.json").write_text(json.dumps(tokenizer.get_vocab(), ensure_ascii=False), "utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", "utf-8")
+
+
+def _write_repo(snapshot: Path, repo_id: str, scale: Scale, seed: int) -> None:
+    import torch
+
+    folder = resources.files("vsynth.configs").joinpath(repo_id.replace("/", "__"))
+    for entry in _walk(folder) if folder.is_dir() else ():  # AnimateDiff-Lightning ships no config
+        relative = entry[len(str(folder)) + 1 :]
+        target = snapshot / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(entry, target)
+    if (snapshot / "tokenizer").is_dir():
+        _write_vocabulary(snapshot / "tokenizer")
+    written_configs = set()
+    for component, filename in layouts()[repo_id]["weights"].items():
+        cls_name = _component_class(repo_id, component)
+        if cls_name == "MotionAdapter" and component.startswith("lightning"):
+            config = {}  # the repo ships no config.json: its checkpoints fit MotionAdapter's defaults
+        else:
+            config = real_config(repo_id, _config_path(component))
+        if scale == "reduced":
+            config = reduce_config(cls_name, config)
+            if component.startswith("lightning") and "config.json" not in written_configs:
+                # Only the reduced form needs one: it is how a reduced checkpoint says its shape.
+                _write_json(snapshot / "config.json", {"_class_name": cls_name, **config})
+                written_configs.add("config.json")
+            elif not component.startswith("lightning"):
+                _write_json(snapshot / _config_path(component), config)
+        torch.manual_seed(seed)
+        seed += 1
+        _save_weights(_build_module(cls_name, config), snapshot / filename)
+
+
+def _walk(folder) -> Iterator[str]:
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            yield from _walk(entry)
+        else:
+            yield str(entry)
+
+
+def build_fake_hub(cache: str | Path, repos: list[str] | None = None, *, scale: Scale = "reduced") -> Path:
+    """Write ``repos`` (default: every default checkpoint) into the hub cache ``cache`` and return it.
+
+    A repo already there is kept; each is written into a temporary folder and renamed into place,
+    so an interrupted build never leaves half a snapshot.
+    """
+    cache = Path(cache)
+    for i, repo_id in enumerate(repos or list(layouts())):
+        snapshot = snapshot_dir(cache, repo_id, scale)
+        if snapshot.is_dir():
+            continue
+        staging = snapshot.with_name(snapshot.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        _write_repo(staging, repo_id, scale, seed=7000 + 100 * i)
+        os.rename(staging, snapshot)
+        refs = snapshot.parents[1] / "refs"
+        refs.mkdir(exist_ok=True)
+        (refs / "main").write_text(snapshot.name)
+    return cache
+
+
+@contextmanager
+def offline_hub(cache: str | Path) -> Iterator[Path]:
+    """Within the block, the hub is ``cache`` and offline, as ``HF_HUB_OFFLINE=1 HF_HUB_CACHE=cache`` makes it.
+
+    The environment is set for code that reads it later (vsynth's reachability probe), and
+    huggingface_hub's constants, which it reads once at import, are set for this process too.
+    """
+    from huggingface_hub import constants
+
+    from vsynth.core.diffusion.weights import hub_reachable
+
+    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_HUB_CACHE")}
+    saved = (constants.HF_HUB_OFFLINE, constants.HF_HUB_CACHE)
+    os.environ.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache))
+    constants.HF_HUB_OFFLINE, constants.HF_HUB_CACHE = True, str(cache)
+    hub_reachable.cache_clear()
+    try:
+        yield Path(cache)
+    finally:
+        constants.HF_HUB_OFFLINE, constants.HF_HUB_CACHE = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        hub_reachable.cache_clear()

@@ -1,0 +1,65 @@
+"""Ground truth beside a toy clip on disk, so that any run on it can be measured.
+
+A toy clip is written as ``NAME.mp4`` with ``NAME.json`` beside it holding the arguments of
+:func:`vsynth.toy.world.make_clip`; the clip is regenerated from them (it is deterministic), then
+taken at the run's stride, frame count and size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from vsynth.toy.world import Clip, make_clip, write_video
+
+SIDECAR_KEY = "vsynth_toy_clip"
+
+
+def save_clip(path: str | Path, seed: int, fps: int = 8, **make_args) -> Clip:
+    """Make a clip, write it as ``path`` (mp4) and its ground truth as ``path.with_suffix('.json')``."""
+    path = Path(path)
+    clip = make_clip(seed, **make_args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, clip.frames, fps=fps)
+    path.with_suffix(".json").write_text(json.dumps({SIDECAR_KEY: {"seed": seed, **make_args}, "caption": clip.caption}, indent=2) + "\n")
+    return clip
+
+
+def load_ground_truth(video: str | Path, *, frames: int, stride: int, size: tuple[int, int]) -> Clip | None:
+    """The ground truth of a toy clip at a run's frames, stride and (height, width); None if ``video`` has none."""
+    sidecar = Path(video).with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        args = json.loads(sidecar.read_text())[SIDECAR_KEY]
+    except (ValueError, KeyError, TypeError):
+        return None
+    clip = make_clip(**args)
+    return resample(clip, frames=frames, stride=stride, size=size)
+
+
+def resample(clip: Clip, *, frames: int, stride: int, size: tuple[int, int]) -> Clip:
+    """The clip's frames 0, stride, 2 stride, ... (``frames`` of them), scaled to ``size`` (height, width)."""
+    import cv2
+
+    index = np.arange(frames) * stride
+    height, width = size
+    source = clip.frames.shape[1]
+    masks = clip.masks[index]
+    images = clip.frames[index]
+    if (height, width) != (source, source):
+        images = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in images])
+        f, s = masks.shape[:2]
+        flat = masks.reshape(f * s, source, source).astype(np.uint8)
+        masks = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in flat]).reshape(f, s, height, width) > 0
+    scale = np.array([width / source, height / source])
+    return replace(
+        clip,
+        frames=images,
+        masks=masks,
+        positions=clip.positions[index] * scale,
+        velocities=clip.velocities[index] * scale * stride,
+    )

@@ -1,0 +1,223 @@
+"""The toy world: seeded procedural clips of coloured shapes moving with constant velocity.
+
+numpy only.  Every clip is fully determined by its seed (and the keyword arguments), and comes with
+its ground truth: per-shape visible masks, centre positions and velocities, and a caption built from
+a small closed vocabulary (``VOCABULARY``), e.g. "a red circle and a blue square on a white background".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+
+# Well-separated saturated colours (no two closer than ~170 in RGB distance), none of them a background.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (230, 30, 30),
+    "green": (30, 190, 40),
+    "blue": (30, 60, 230),
+    "yellow": (245, 220, 20),
+    "purple": (200, 40, 210),
+    "cyan": (20, 205, 215),
+}
+COLOURS: tuple[str, ...] = tuple(PALETTE)
+
+# Plain backgrounds; "gradient" is a vertical dark-to-light grey ramp.
+BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
+    "white": (245, 245, 245),
+    "black": (15, 15, 15),
+    "gray": (128, 128, 128),
+}
+BACKGROUNDS: tuple[str, ...] = ("white", "black", "gray", "gradient")
+GRADIENT_RANGE = (40, 215)  # grey level at the top and at the bottom of a gradient background
+
+FUNCTION_WORDS: tuple[str, ...] = ("a", "an", "and", "on", "background", "the")
+# Edit words (for an InstructPix2Pix-style model): "make the circle green", "turn the square into a circle".
+EDIT_WORDS: tuple[str, ...] = ("make", "turn", "into", "change", "to")
+
+VOCABULARY: dict[str, tuple[str, ...]] = {
+    "shapes": SHAPES,
+    "colours": COLOURS,
+    "backgrounds": BACKGROUNDS,
+    "function_words": FUNCTION_WORDS,
+    "edits": EDIT_WORDS,
+}
+
+# Every word the toy models know, in a fixed order (the tokenizer's word ids follow it).
+WORDS: tuple[str, ...] = tuple(dict.fromkeys(SHAPES + COLOURS + BACKGROUNDS + FUNCTION_WORDS + EDIT_WORDS + ("shape", "shapes", "moving")))
+
+# Colour distances, used to pick the nearest named colour of a pixel.
+NAMED_COLOURS: dict[str, tuple[int, int, int]] = {**PALETTE, **BACKGROUND_COLOURS}
+
+
+def words_outside_vocabulary(prompt: str) -> list[str]:
+    """The words of ``prompt`` the toy models cannot follow (lower-cased, in order, without repeats)."""
+    words = re.findall(r"[a-z]+", prompt.lower())
+    known = set(WORDS)
+    return list(dict.fromkeys(w for w in words if w not in known))
+
+
+def caption_of(shapes: list[tuple[str, str]], background: str) -> str:
+    """"a red circle and a blue square on a white background" for [("circle", "red"), ("square", "blue")]."""
+    parts = [f"a {colour} {shape}" for shape, colour in shapes]
+    return " and ".join(parts) + f" on a {background} background"
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    masks: np.ndarray  # (F, S, H, W) bool, visible pixels of each shape (later shapes drawn on top)
+    positions: np.ndarray  # (F, S, 2) float, shape centres (x, y) in pixels
+    velocities: np.ndarray  # (F, S, 2) float, per-frame velocity (x, y) in pixels/frame (sign flips at bounces)
+    shapes: list[tuple[str, str]]  # [(shape, colour), ...] in drawing and caption order
+    sizes: list[float]  # radius (half side) of each shape, pixels
+    background: str
+    caption: str
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def background_image(background: str, size: int) -> np.ndarray:
+    if background == "gradient":
+        top, bottom = GRADIENT_RANGE
+        ramp = np.linspace(top, bottom, size, dtype=np.float32)
+        img = np.repeat(ramp[:, None], size, axis=1)
+        return np.repeat(np.round(img)[..., None], 3, axis=2).astype(np.uint8)
+    return np.broadcast_to(np.array(BACKGROUND_COLOURS[background], np.uint8), (size, size, 3)).copy()
+
+
+def shape_mask(shape: str, cx: float, cy: float, r: float, size: int) -> np.ndarray:
+    """Hard-edged mask of a shape centred at (cx, cy) with radius / half-side ``r``."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    if shape == "circle":
+        return (xs - cx) ** 2 + (ys - cy) ** 2 <= r * r
+    if shape == "square":
+        s = r * 0.886  # same area as the circle
+        return (np.abs(xs - cx) <= s) & (np.abs(ys - cy) <= s)
+    if shape == "triangle":
+        # Upward equilateral triangle inscribed in a circle of radius r * 1.2 (close to the circle's area).
+        R = r * 1.25
+        pts = [(cx, cy - R), (cx - R * 0.866, cy + R * 0.5), (cx + R * 0.866, cy + R * 0.5)]
+        inside = np.ones_like(xs, dtype=bool)
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
+            inside &= (x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0) >= 0
+        return inside
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def render(shapes, positions, sizes, background: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One frame and its (S, H, W) visible masks."""
+    img = background_image(background, size)
+    full = [shape_mask(shape, x, y, r, size) for (shape, _), (x, y), r in zip(shapes, positions, sizes)]
+    visible = []
+    for i, m in enumerate(full):
+        v = m.copy()
+        for later in full[i + 1 :]:
+            v &= ~later
+        visible.append(v)
+    for (_, colour), m in zip(shapes, full):
+        img[m] = PALETTE[colour]
+    return img, np.stack(visible) if visible else np.zeros((0, size, size), bool)
+
+
+def make_clip(
+    seed: int,
+    frames: int = 8,
+    size: int = 64,
+    n_shapes: int | None = None,
+    shapes: list[tuple[str, str]] | None = None,
+    background: str | None = None,
+    min_radius: float | None = None,
+    max_radius: float | None = None,
+    min_speed: float = 1.0,
+    max_speed: float = 3.0,
+) -> Clip:
+    """A seeded clip; sizes and speeds scale with ``size`` (the defaults are for 64x64)."""
+    rng = np.random.default_rng(seed)
+    scale = size / 64
+    lo = (8.0 if min_radius is None else min_radius) * scale
+    hi = (14.0 if max_radius is None else max_radius) * scale
+    if background is None:
+        background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    if shapes is None:
+        n = int(rng.integers(1, 4)) if n_shapes is None else n_shapes
+        colours = rng.choice(len(COLOURS), size=n, replace=False)  # no two shapes of one colour
+        shapes = [(SHAPES[rng.integers(len(SHAPES))], COLOURS[c]) for c in colours]
+    n = len(shapes)
+    sizes = [float(rng.uniform(lo, hi)) for _ in range(n)]
+    pos = np.array([[rng.uniform(r, size - r), rng.uniform(r, size - r)] for r in sizes], np.float64).reshape(n, 2)
+    speed = rng.uniform(min_speed, max_speed, n) * scale
+    angle = rng.uniform(0, 2 * np.pi, n)
+    vel = np.stack([speed * np.cos(angle), speed * np.sin(angle)], axis=1).reshape(n, 2)
+
+    out_frames, out_masks, out_pos, out_vel = [], [], [], []
+    for _ in range(frames):
+        img, masks = render(shapes, pos, sizes, background, size)
+        out_frames.append(img)
+        out_masks.append(masks)
+        out_pos.append(pos.copy())
+        out_vel.append(vel.copy())
+        pos = pos + vel
+        for i, r in enumerate(sizes):  # bounce off the borders (reflect the overshoot)
+            for axis in (0, 1):
+                if pos[i, axis] < r:
+                    pos[i, axis] = 2 * r - pos[i, axis]
+                    vel[i, axis] = -vel[i, axis]
+                elif pos[i, axis] > size - r:
+                    pos[i, axis] = 2 * (size - r) - pos[i, axis]
+                    vel[i, axis] = -vel[i, axis]
+    return Clip(
+        frames=np.stack(out_frames),
+        masks=np.stack(out_masks).reshape(frames, n, size, size),
+        positions=np.stack(out_pos).reshape(frames, n, 2),
+        velocities=np.stack(out_vel).reshape(frames, n, 2),
+        shapes=list(shapes),
+        sizes=sizes,
+        background=background,
+        caption=caption_of(list(shapes), background),
+        seed=seed,
+    )
+
+
+def nearest_colour_names(pixels: np.ndarray, names: tuple[str, ...] | None = None) -> np.ndarray:
+    """Index into ``names`` (default: all named colours) of the nearest named colour of each RGB pixel."""
+    names = tuple(NAMED_COLOURS) if names is None else names
+    table = np.array([NAMED_COLOURS[n] for n in names], np.float32)
+    d = ((pixels.reshape(-1, 1, 3).astype(np.float32) - table[None]) ** 2).sum(-1)
+    return d.argmin(-1).reshape(pixels.shape[:-1])
+
+
+def colour_fidelity(frames: np.ndarray, clip: Clip) -> float:
+    """Share of ground-truth shape pixels whose nearest named colour (palette + plain backgrounds) is the shape's colour."""
+    names = tuple(NAMED_COLOURS)
+    nearest = nearest_colour_names(frames)
+    hits = total = 0
+    for s, (_, colour) in enumerate(clip.shapes):
+        m = clip.masks[:, s]
+        hits += int((nearest[m] == names.index(colour)).sum())
+        total += int(m.sum())
+    return hits / max(total, 1)
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
+    import imageio.v2 as imageio
+
+    imageio.mimwrite(str(path), list(frames), fps=fps, macro_block_size=1, codec="libx264", quality=9)
+
+
+def write_examples(directory: str | Path, count: int = 4, frames: int = 16, size: int = 64, seed: int = 0) -> list[Path]:
+    """Write ``count`` sample clips as mp4 (and their captions as .txt) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(count):
+        clip = make_clip(seed + i, frames=frames, size=size, n_shapes=1 + i % 3)
+        path = directory / f"toy_{size}px_{i}.mp4"
+        write_video(path, clip.frames)
+        (directory / f"toy_{size}px_{i}.txt").write_text(clip.caption + "\n")
+        written.append(path)
+    return written
