@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.extras import need, skip_unless_required
+from vsynth.core.run.config import RunConfig
+from vsynth.errors import VsynthInputError
 
 need("gradio", "pip install 'vsynth[ui]'")
 sync_api = need("playwright.sync_api", "pip install 'vsynth[browser-test]'")
@@ -114,6 +116,8 @@ def test_bad_input_shows_the_one_line_error_in_the_page(served, browser):
     fill_form(page, "a corgi", {**QUICK, "frames": 0})
     error = page.locator("#error")
     error.wait_for(timeout=60_000)
-    assert "Error: frames: Input should be greater than 0" in error.inner_text()
+    with pytest.raises(VsynthInputError) as refused:  # the check behind the CLI's one-line error
+        RunConfig(vdm="zeroscope", prompt="a corgi", frames=0)
+    assert f"Error: {refused.value}" in error.inner_text()
     assert page.locator("#result video").count() == 0
     page.close()

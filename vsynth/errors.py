@@ -58,7 +58,7 @@ class MissingExtraError(VsynthError):
 
 
 def one_line(error: BaseException) -> str:
-    """How an entry point that goes on (batch, the UI) reports an error: an input error's own message,
-    anything else as its type and first line."""
+    """How an entry point that goes on (batch, the UI) reports an error: vsynth's own errors by their
+    message, as the CLI prints them, anything else (a crash, out of memory) as its type and first line."""
     first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    return first if isinstance(error, VsynthInputError) else f"{type(error).__name__}: {first}".rstrip(": ")
+    return first if isinstance(error, VsynthError) else f"{type(error).__name__}: {first}".rstrip(": ")

@@ -4,17 +4,19 @@ The form holds a run config: models and bridge from the registry (third-party pl
 the input videos, prompts, settings, and each chosen model's options generated from its params
 model. "Generate" runs it on one :class:`vsynth.Session` (models stay loaded between runs), shows
 each stage's progress, then the video, the grid and run.json's summary; bad input shows the same
-one-line error the CLI prints.
+one-line error the CLI prints, and a run's warnings (a word outside the toy models' vocabulary) show
+above the result.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig
-from vsynth.errors import MissingExtraError, one_line
+from vsynth.errors import MissingExtraError, VsynthWarning, one_line
 from vsynth.ui.params import chosen_options, option_components
 
 NO_IDM = "(none: text-to-video)"
@@ -81,7 +83,9 @@ def build_app(out_root: Path, tiny: bool = False):
                     idm = gr.Dropdown([NO_IDM, *idms], value=NO_IDM, label="image model (IDM)", elem_id="idm")
                     vdm = gr.Dropdown(list(vdms), value="zeroscope" if "zeroscope" in vdms else next(iter(vdms)), label="video model (VDM)", elem_id="vdm")
                     bridge = gr.Dropdown([BRIDGE_BY_DEFAULT, *bridges], value=BRIDGE_BY_DEFAULT, label="bridge", elem_id="bridge")
-                use_tiny = gr.Checkbox(value=tiny, label="tiny models (offline, random weights: for trying the app)", elem_id="tiny")
+                with gr.Row():
+                    use_tiny = gr.Checkbox(value=tiny, label="tiny models (offline, random weights: for trying the app)", elem_id="tiny")
+                    use_toy = gr.Checkbox(value=False, label="toy models (shipped, trained on the toy world: 64x64, a small vocabulary)", elem_id="toy")
                 video = gr.Video(label="source video", sources=["upload"], include_audio=True, elem_id="video")
                 gr.Examples([[str(sample)]], inputs=[video], label="sample video")
                 prompt = gr.Textbox(label="prompt", elem_id="prompt")
@@ -130,13 +134,13 @@ def build_app(out_root: Path, tiny: bool = False):
             dropdown.change(show_options, [idm, vdm, bridge], list(groups.values()))
         app.load(show_options, [idm, vdm, bridge], list(groups.values()))
 
-        def run(idm_name, vdm_name, bridge_name, tiny_on, video_path, prompt_text, idm_text, source_text, negative_text,
+        def run(idm_name, vdm_name, bridge_name, tiny_on, toy_on, video_path, prompt_text, idm_text, source_text, negative_text,
                 mask_path, condition_path, outpaint_text, *rest, progress=gr.Progress()):  # fmt: skip
             setting_values, option_values = rest[: len(SETTINGS)], rest[len(SETTINGS) :]
             picked = chosen(idm_name, vdm_name, bridge_name)
             values = {
                 "idm": picked["idm"], "vdm": vdm_name, "bridge": None if bridge_name == BRIDGE_BY_DEFAULT else bridge_name,
-                "tiny": tiny_on, "video": video_path, "prompt": prompt_text or None, "idm_prompt": idm_text or None,
+                "tiny": tiny_on, "toy": toy_on, "video": video_path, "prompt": prompt_text or None, "idm_prompt": idm_text or None,
                 "source_prompt": source_text or None, "negative_prompt": negative_text or "", "mask": mask_path,
                 "condition_video": condition_path, "outpaint": outpaint_text or None,
                 **{name: value for name, value in zip(SETTINGS, setting_values) if not unset(name, value)},
@@ -144,13 +148,16 @@ def build_app(out_root: Path, tiny: bool = False):
             }  # fmt: skip
             options = chosen_options(fields, list(option_values), picked)
             try:
-                done = session.run(options=options, display=StageProgress(progress), **values)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", VsynthWarning)
+                    done = session.run(options=options, display=StageProgress(progress), **values)
             except Exception as exc:  # noqa: BLE001 - every failure is shown in the page, in one line
                 return gr.update(value=f"**Error:** {one_line(exc)}", visible=True), None, None, None
+            notes = [f"**Warning:** {' '.join(str(w.message).split())}" for w in caught if issubclass(w.category, VsynthWarning)]
             record = {key: done.record[key] for key in SUMMARY_KEYS if key in done.record} | {"folder": str(done.out_dir)}
-            return gr.update(visible=False), str(done.out_dir / "video.mp4"), str(done.out_dir / "grid.png"), record
+            return gr.update(value="\n\n".join(notes), visible=bool(notes)), str(done.out_dir / "video.mp4"), str(done.out_dir / "grid.png"), record
 
-        inputs = [idm, vdm, bridge, use_tiny, video, prompt, idm_prompt, source_prompt, negative_prompt, mask, condition, outpaint]
+        inputs = [idm, vdm, bridge, use_tiny, use_toy, video, prompt, idm_prompt, source_prompt, negative_prompt, mask, condition, outpaint]
         generate.click(run, [*inputs, *settings, *option_inputs], [error, result, grid, summary])
     return app
 
