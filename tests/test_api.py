@@ -117,3 +117,13 @@ def test_importing_vsynth_and_its_api_names_imports_no_torch():
     code = "import sys, vsynth; vsynth.Session, vsynth.run, vsynth.RunResult; print(sorted({'torch', 'ray', 'gradio'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_session_s_reused_windowed_vdm_gives_what_a_fresh_one_gives():
+    settings = dict(vdm="zeroscope", prompt="a corgi", options={"window": 2, "overlap": 1}, **{**TINY, "frames": 4})
+    fresh = vsynth.run(**settings)
+    with vsynth.Session() as session:
+        session.run(**settings)
+        again = session.run(**settings)
+    assert again.record["windows"] == fresh.record["windows"] and len(fresh.record["windows"]) > 1
+    np.testing.assert_array_equal(again.frames, fresh.frames)
