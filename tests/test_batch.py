@@ -54,7 +54,8 @@ def check_batch_outcome(result, out):
     assert [r["job"] for r in rows] == ["done-before", "corgi", "canny", "bad"]
     assert "frame_evals.vdm" in rows[0] and "mean_abs_frame_difference.final" in rows[0]
     markdown = (out / "summary.md").read_text()
-    assert markdown.startswith("| job | status | seconds |") and "| bad | failed |" in markdown
+    assert markdown.startswith("| job | status | seconds | frame evals | ") and "| bad | failed |" in markdown
+    assert "| canny | ok |" in markdown and "idm " in markdown and "mean_abs_frame_difference |" in markdown
     assert markdown in result.stdout
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # nothing half-written
 

@@ -413,7 +413,7 @@ def batch(jobs_file, out, ray_address, quiet):
     Exit code: 0 all jobs ok, 1 some failed, 2 a bad jobs file.
     """
     from vsynth.batch.runner import prepare_batch
-    from vsynth.batch.summary import markdown_table, table_rows
+    from vsynth.batch.summary import markdown_table
 
     out = out if out is not None else Path("outputs") / jobs_file.stem
     _quiet_libraries()
@@ -434,7 +434,7 @@ def batch(jobs_file, out, ray_address, quiet):
         done = sum(r.status in ("ok", "skipped") for r in prepared.results.values())
         click.echo(f"interrupted: {done} of {len(prepared.results)} jobs are complete; run the same command to resume", err=True)
         sys.exit(130)
-    click.echo(markdown_table(table_rows(results)), nl=False)
+    click.echo(markdown_table(results), nl=False)
     click.echo(f"summary: {prepared.out_root / 'summary.md'} (and .csv, .json)", err=True)
     return 1 if any(r.status == "failed" for r in results) else 0
 

@@ -1,4 +1,4 @@
-"""The batch summary: summary.json, summary.csv and summary.md in the batch folder.
+"""The batch summary: summary.json, summary.csv (every figure) and summary.md (the readable table) in the batch folder.
 
 Rewritten after every finished job (each file replaced atomically), so an interrupted batch still
 says which jobs finished; jobs not run yet are listed as ``pending``.
@@ -26,7 +26,7 @@ def write_summary(folder: Path, results: list[JobResult]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     _replace(folder / "summary.csv", text.getvalue())
-    _replace(folder / "summary.md", markdown_table(rows))
+    _replace(folder / "summary.md", markdown_table(results))
 
 
 def table_rows(results: list[JobResult]) -> list[dict[str, str]]:
@@ -44,12 +44,16 @@ def table_rows(results: list[JobResult]) -> list[dict[str, str]]:
     return rows
 
 
-def markdown_table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return ""
-    columns = [c for c in rows[0] if c != "folder"]
+def markdown_table(results: list[JobResult]) -> str:
+    """The readable table: frame evaluations in one cell, and only the final video's metrics (the CSV has all)."""
+    finals = sorted({name for r in results for name in _flat(r.metrics) if name.endswith(".final")})
+    columns = ["job", "status", "seconds", "frame evals", *(name.removesuffix(".final") for name in finals), "error"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows]
+    for r in results:
+        flat = _flat(r.metrics)
+        cells = [r.name, r.status, "" if r.seconds is None else f"{r.seconds:.2f}", ", ".join(f"{k} {v}" for k, v in r.frame_evals.items())]
+        cells += ["" if name not in flat else f"{flat[name]:.4g}" for name in finals] + [r.error or ""]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
