@@ -200,6 +200,20 @@ def test_a_spec_whose_impl_does_not_resolve_is_refused_before_loading(plugins, t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "impl, found",
+    [("vsynth.plugins.vdm.unet3d:UNet3DVideoModel", "UNet3DVideoModel"), ("vsynth.core.diffusion.sampling:sample", "a function, not a class")],
+    ids=["a video model as an idm", "a function"],
+)
+def test_an_impl_of_the_wrong_class_is_refused_before_loading(plugins, tmp_path, impl, found):
+    plugins("vsynth-wrong", IDM_PLUGIN.format(names=["wrong-idm"]).replace("vsynth.plugins.idm.controlnet:ControlNetCanny", impl))
+    result = run_cli("run", "--tiny", "--idm", "wrong-idm", "--vdm", "zeroscope", "--prompt", "a ball", "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert f"plugin 'wrong': idm 'wrong-idm' names impl '{impl}', which is {found}, not a subclass of vsynth.core.diffusion.models.ImageModel" in line
+    assert line.endswith("update or uninstall the plugin") and not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------- names
 
 
