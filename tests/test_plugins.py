@@ -214,6 +214,21 @@ def test_an_impl_of_the_wrong_class_is_refused_before_loading(plugins, tmp_path,
     assert line.endswith("update or uninstall the plugin") and not (tmp_path / "out").exists()
 
 
+def test_every_secondary_weights_role_takes_an_o_override_without_a_params_field(plugins, monkeypatch, tmp_path):
+    from vsynth.core.run import pipeline
+    from vsynth.core.run.config import make_config
+
+    two_roles = IDM_PLUGIN.format(names=["refined-idm"]).replace(
+        'size_gb=0.1),', 'size_gb=0.1), WeightsSpec(role="refiner", id="me/refiner", size_gb=0.1),'
+    )
+    plugins("vsynth-refined", two_roles)
+    monkeypatch.setattr(pipeline, "locate", lambda weights, source, flag: source)
+    config = make_config({"idm": "refined-idm", "vdm": "zeroscope", "prompt": "a ball", "out": tmp_path / "o", "options": {"refiner": "you/refiner"}})
+    plan = pipeline.plan_run(config)
+    assert plan.sources["idm"] == {"controlnet": "me/controlnet", "refiner": "you/refiner"}
+    assert "refiner" not in plan.params["idm"].model_dump()
+
+
 # ---------------------------------------------------------------------------- names
 
 

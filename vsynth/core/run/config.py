@@ -207,10 +207,13 @@ def parse_option(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def route_options(options: dict[str, Any], params: dict[str, type[Params]]) -> dict[str, dict[str, Any]]:
-    """Send each option to the role whose params model declares it; refuse unknown or ambiguous keys."""
+def route_options(
+    options: dict[str, Any], params: dict[str, type[Params]], extra: dict[str, set[str]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Send each option to the role whose params model declares it, or whose ``extra`` keys (weights
+    roles) name it; refuse unknown or ambiguous keys."""
     routed: dict[str, dict[str, Any]] = {role: {} for role in params}
-    known = {role: set(model.model_fields) for role, model in params.items()}
+    known = {role: set(model.model_fields) | (extra or {}).get(role, set()) for role, model in params.items()}
     for key, value in options.items():
         role, dot, name = key.partition(".")
         if dot and role in params:
