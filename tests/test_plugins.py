@@ -153,6 +153,19 @@ def test_a_taken_plugin_name_is_an_error(plugins):
     assert reg.model("first-idm").plugin == "same"
 
 
+def test_a_plugin_name_clash_has_a_deterministic_winner_and_a_run_hears_of_the_loser(plugins):
+    first = plugins("vsynth-first", IDM_PLUGIN.format(names=["first-idm"]), entry="same")
+    second = plugins("vsynth-second", IDM_PLUGIN.format(names=["second-idm"]), entry="same")
+    for order in ([first, second], [second, first]):
+        reg = build_registry(order)
+        assert [(p.dist, p.status) for p in reg.plugins[1:]] == [("vsynth-first", "ok"), ("vsynth-second", "error")]
+        assert "the plugin name 'same' is taken by vsynth-first (plugins load sorted by distribution name)" in reg.plugins[2].error
+    with pytest.raises(UnknownNameError, match="IDM 'second-idm' is provided by vsynth-second 1.0, which did not load: the plugin name 'same' is taken by vsynth-first"):
+        reg.model("second-idm", "idm")
+    with pytest.raises(UnknownNameError, match="unknown IDM 'third-idm'"):
+        reg.model("third-idm", "idm")
+
+
 def test_a_plugin_that_imports_a_heavy_module_is_warned(plugins, monkeypatch):
     (plugins.site / "heavy_dependency.py").write_text("")
     monkeypatch.setattr(registry, "HEAVY_MODULES", ("heavy_dependency",))
@@ -341,6 +354,34 @@ def test_strict_mode_fails_the_command_in_one_line(plugins, monkeypatch):
     assert line == "Error: plugin 'broken' failed to load: ModuleNotFoundError: No module named 'vsynth_missing_dependency'"
 
 
+def test_plugins_lists_even_in_strict_mode(plugins, monkeypatch):
+    plugins("vsynth-broken", BROKEN_IMPORT)
+    monkeypatch.setenv("VSYNTH_STRICT_PLUGINS", "1")
+    result = run_cli("plugins")
+    assert result.exit_code == 0, result.output
+    assert "broken: error: ModuleNotFoundError: No module named 'vsynth_missing_dependency'" in result.stdout
+
+
+def test_a_plugin_filter_that_matches_nothing_is_warned(plugins, monkeypatch, caplog):
+    alpha = plugins("vsynth-alpha", IDM_PLUGIN.format(names=["alpha-idm"]))
+    monkeypatch.setenv("VSYNTH_LOAD_PLUGINS", "alpah")
+    build_registry([alpha])
+    assert "VSYNTH_LOAD_PLUGINS names 'alpah', which matches no installed plugin: did you mean 'alpha'? installed: alpha" in caplog.text
+
+
+def test_plugin_text_is_not_read_as_markup(plugins):
+    plugins("vsynth-pose", IDM_PLUGIN.format(names=["pose-idm"]).replace("a test model", "needs pip install 'vsynth[pose]' first"))
+    plugins("vsynth-broken", "raise ImportError(\"pip install 'vsynth[pose]'\")\n")
+    assert "pip install 'vsynth[pose]'" in run_cli("plugins").stdout
+    assert "pip install 'vsynth[pose]'" in run_cli("models", "--kind", "idm").stdout
+
+
+def test_models_table_keeps_descriptions_without_a_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    table = run_cli("models").stdout
+    assert "ZeroScope v2 576w" in table and max(len(line) for line in table.splitlines()) <= 80
+
+
 def test_models_json_marks_conflicts_and_a_run_with_the_short_name_is_refused(plugins, tmp_path):
     plugins("vsynth-alpha", IDM_PLUGIN.format(names=["shared"]))
     plugins("vsynth-beta", IDM_PLUGIN.format(names=["shared"]))
@@ -391,6 +432,23 @@ def test_uninstall_works_with_a_broken_plugin_even_in_strict_mode(plugins, fake_
     assert result.exit_code == 0, result.output
     assert fake_pip == [["uninstall", "vsynth-broken", "--yes"]]
     assert result.stdout.strip() == "removed plugin 'broken' (vsynth-broken 1.0)"
+
+
+def test_installing_a_plugin_whose_name_is_taken_is_warned(plugins, fake_pip):
+    plugins("vsynth-another", IDM_PLUGIN.format(names=["another-idm"]), entry="new")
+    result = run_cli("install", "vsynth-new")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == (
+        "Warning: plugin name 'new' is also used by vsynth-another: vsynth-another keeps it (distribution names sort first) "
+        "and vsynth-new will not load; uninstall one, or ask its author to rename the entry point"
+    )
+
+
+@pytest.mark.parametrize("package", ["vsynth", "VSynth", "vsynth[pose]", "vsynth==0.2"])
+def test_uninstalling_vsynth_itself_is_refused(fake_pip, package):
+    result = run_cli("uninstall", "vsynth-foo", package, "-y")
+    assert result.exit_code == 2 and fake_pip == []
+    assert result.stderr.strip() == "Error: vsynth uninstall removes plugins, not vsynth itself: run `python -m pip uninstall vsynth`"
 
 
 def test_install_reports_pip_failure_and_missing_packages_in_one_line(monkeypatch):
