@@ -184,6 +184,8 @@ BAD_INPUTS = {
     "config options a list": ({"--config": _config("options: [a, b]\n")}, 2, "options must be a mapping"),
     "config key not text": ({"--config": _config("1: 2\n")}, 2, "key 1 must be a name"),
     "config option key not text": ({"--config": _config("options:\n  1: 2\n")}, 2, "key options.1 must be a name"),
+    "config key typo": ({"--config": _config("frmaes: 2\n")}, 2, "unknown setting 'frmaes': did you mean 'frames'?"),
+    "cross-field option": ({"-o": "overlap=30"}, 2, "-o overlap=30: overlap 30 must be smaller than window 24: lower -o overlap"),
 }
 BAD_INPUTS_ON_THIS_MACHINE = {
     "device mps without mps": ({"--device": "mps"}, 2, "--device mps: MPS is not available"),
