@@ -475,3 +475,41 @@ def test_describe_changes():
         "updated plugin 'a' (vsynth-a 1.0 -> 2.0)",
     ]
     assert installer.describe_changes(old, old) == ["no vsynth plugin was added or removed"]
+
+
+# ---------------------------------------------------------------------------- vsynth.testing
+
+
+def test_only_plugins_isolates_a_plugin_from_a_rival_with_its_names(plugins):
+    from vsynth.testing import only_plugins
+
+    plugins("vsynth-alpha", IDM_PLUGIN.format(names=["shared"]))
+    plugins("vsynth-beta", IDM_PLUGIN.format(names=["shared"]))
+    with pytest.raises(UnknownNameError):
+        get_registry().model("shared")
+    with only_plugins("alpha"):
+        assert get_registry().model("shared").plugin == "alpha"
+    assert "VSYNTH_LOAD_PLUGINS" not in os.environ and get_registry().conflicts(get_registry().model("alpha/shared"))
+
+
+def test_assert_plugin_ok_names_what_is_wrong(plugins):
+    from vsynth.testing import assert_plugin_ok
+
+    plugins("vsynth-broken", BROKEN_IMPORT)
+    plugins("vsynth-hollow", IDM_PLUGIN.format(names=["hollow-idm"]).replace("vsynth.plugins.idm.controlnet:ControlNetCanny", "vsynth_nowhere:Model"))
+    plugins("vsynth-good", IDM_PLUGIN.format(names=["good-idm"]))
+    assert_plugin_ok("good")
+    with pytest.raises(AssertionError, match="plugin 'broken' is error: ModuleNotFoundError"):
+        assert_plugin_ok("broken")
+    with pytest.raises(PluginError, match="names impl 'vsynth_nowhere:Model', which does not resolve"):
+        assert_plugin_ok("hollow")
+
+
+def test_assert_listing_imports_no_torch_catches_a_hook_module_importing_torch(plugins):
+    from vsynth.testing import assert_listing_imports_no_torch
+
+    plugins("vsynth-light", IDM_PLUGIN.format(names=["light-idm"]))
+    assert_listing_imports_no_torch("vsynth_light")
+    plugins("vsynth-heavy", "import torch\n" + IDM_PLUGIN.format(names=["heavy-idm"]))
+    with pytest.raises(AssertionError, match="importing vsynth_heavy or listing the models imports torch"):
+        assert_listing_imports_no_torch("vsynth_heavy")
