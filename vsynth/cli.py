@@ -173,7 +173,7 @@ def models(name, kind, as_json):
 
 def _one_spec(registry, specs: list, name: str, kind: str | None):
     """The one spec ``name`` (short or qualified) selects among ``specs``, else a one-line error."""
-    from vsynth.core.host.registry import _unknown
+    from vsynth.core.host.registry import unknown_name
     from vsynth.errors import UnknownNameError
 
     matches = [s for s in specs if name in (s.name, s.qualified_name)]
@@ -181,7 +181,7 @@ def _one_spec(registry, specs: list, name: str, kind: str | None):
         choices = " or ".join(f"'{s.qualified_name}' ({s.kind})" for s in matches)
         raise UnknownNameError(f"'{name}' names several models: choose {choices}, or add --kind")
     if not matches:
-        raise UnknownNameError(_unknown(kind or "model or bridge", name, [registry.address(s) for s in specs]))
+        raise UnknownNameError(unknown_name(kind or "model or bridge", name, [registry.address(s) for s in specs]))
     return matches[0]
 
 

@@ -98,10 +98,11 @@ class Registry:
             same_table = (spec.kind == "bridge") == (table is self.bridges)
             if same_table and (kind is None or spec.kind == kind) and name in (spec.name, spec.qualified_name):
                 raise UnknownNameError(f"{what} '{name}' is provided by {plugin.dist} {plugin.version}, which did not load: {plugin.error}")
-        raise UnknownNameError(_unknown(what, name, [self.address(s) for s in candidates]))
+        raise UnknownNameError(unknown_name(what, name, [self.address(s) for s in candidates]))
 
 
-def _unknown(what: str, name: str, names: Iterable[str]) -> str:
+def unknown_name(what: str, name: str, names: Iterable[str]) -> str:
+    """The one line for a name nobody registered: the closest match, then every choice."""
     names = sorted(names)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
