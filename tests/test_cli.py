@@ -29,6 +29,30 @@ def test_models_json_lists_builtins_with_their_fields():
     assert records["mixed-inversion"]["params"]["mixing_ratio"]["default"] == 1.0
 
 
+def test_models_json_has_every_spec_field_and_the_full_params_schema():
+    records = {r["qualified_name"]: r for r in json.loads(invoke("models", "--json").stdout)}
+    lightning, canny, composition = records["vsynth/animatediff-lightning"], records["vsynth/controlnet-canny"], records["vsynth/vdm-only"]
+    assert (lightning["native_size"], lightning["max_frames"], lightning["sampler"]) == ([512, 512], 32, lightning["sampler"]) and "Euler" in lightning["sampler"]
+    assert canny["needs"] == ["video|condition_video"] and "accepts" in canny and canny["toy"] in (True, False)
+    assert [w["override"] for w in canny["weights"]] == ["--idm-weights DIR", "-o base=DIR"]
+    assert (composition["needs_idm"], composition["video"], composition["task"]) == (False, "required", composition["task"])
+    checkpoint = lightning["params_schema"]["properties"]["checkpoint_steps"]
+    assert checkpoint["enum"] == [1, 2, 4, 8]
+    ratio = records["vsynth/mixed-inversion"]["params_schema"]["properties"]["mixing_ratio"]
+    assert (ratio["minimum"], ratio["maximum"]) == (0.0, 1.0)
+
+
+def test_models_name_shows_one_model_in_full():
+    result = invoke("models", "animatediff-lightning")
+    assert result.exit_code == 0, result.output
+    assert "max_frames: 32" in result.stdout and "replace with -o base=DIR" in result.stdout
+    assert "checkpoint_steps (integer, default 4, one of 1, 2, 4, 8)" in result.stdout
+    record = json.loads(invoke("models", "vsynth/mixed-inversion", "--json").stdout)
+    assert record["kind"] == "bridge" and record["needs_idm"] is True and record["paper"]
+    result = invoke("models", "controlnet-canyn")
+    assert result.exit_code == 2 and "did you mean 'controlnet-canny'?" in result.stderr
+
+
 def test_models_kind_filter():
     result = invoke("models", "--kind", "bridge", "--json")
     kinds = {r["kind"] for r in json.loads(result.stdout)}
@@ -162,6 +186,8 @@ BAD_INPUTS = {
     "config options a list": ({"--config": _config("options: [a, b]\n")}, 2, "options must be a mapping"),
     "config key not text": ({"--config": _config("1: 2\n")}, 2, "key 1 must be a name"),
     "config option key not text": ({"--config": _config("options:\n  1: 2\n")}, 2, "key options.1 must be a name"),
+    "config key typo": ({"--config": _config("frmaes: 2\n")}, 2, "unknown setting 'frmaes': did you mean 'frames'?"),
+    "cross-field option": ({"-o": "overlap=30"}, 2, "-o overlap=30: overlap 30 must be smaller than window 24: lower -o overlap"),
 }
 BAD_INPUTS_ON_THIS_MACHINE = {
     "device mps without mps": ({"--device": "mps"}, 2, "--device mps: MPS is not available"),

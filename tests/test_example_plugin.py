@@ -18,7 +18,22 @@ import pytest
 
 from tests.conftest import SAMPLE_VIDEO
 from vsynth.core.host.registry import get_registry
-from vsynth.testing import run_cli
+from vsynth.testing import assert_listing_imports_no_torch, assert_plugin_ok, run_cli
+
+# Another plugin that registers the example's short names: the example's own suite must not mind.
+RIVAL = """
+from vsynth import hookimpl
+from vsynth.core.host.specs import BridgeSpec, ModelSpec, WeightsSpec
+
+@hookimpl
+def vsynth_register_models(registrar):
+    registrar.register_model(ModelSpec(name="canny-crossframe", kind="idm", description="a rival", impl="x.y:Z",
+                                       weights=(WeightsSpec(role="controlnet", id="me/c", size_gb=0.1),)))
+
+@hookimpl
+def vsynth_register_bridges(registrar):
+    registrar.register_bridge(BridgeSpec(name="sdedit", description="a rival", impl="x.y:Z"))
+"""
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "vsynth-example-plugin"
 
@@ -62,6 +77,26 @@ def test_installed_example_is_listed(installed):
     assert models["example/canny-crossframe"]["kind"] == "idm" and not models["example/canny-crossframe"]["conflict"]
     assert models["example/sdedit"]["kind"] == "bridge"
     assert models["example/sdedit"]["params"]["strength"]["default"] == 0.5
+    mixed = models["example/zeroscope-mixednoise"]
+    assert (mixed["kind"], mixed["native_size"]) == ("vdm", [320, 576])
+    assert mixed["params_schema"]["properties"]["shared_noise"]["maximum"] == 1.0
+
+
+def test_the_testing_helpers_pass_on_the_installed_example(installed):
+    assert_plugin_ok("example")
+    assert_plugin_ok("vsynth-example-plugin")
+    assert_listing_imports_no_torch("vsynth_example_plugin")
+
+
+def test_a_tiny_run_with_the_example_vdm_alone(installed, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        "run", "--tiny", "--vdm", "zeroscope-mixednoise", "-o", "shared_noise=0.5", "--prompt", "a ball",
+        "--frames", 2, "--steps", 2, "--height", 64, "--width", 64, "--quiet", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert (record["models"]["vdm"]["plugin"], record["models"]["vdm"]["params"]["shared_noise"]) == ("example", 0.5)
 
 
 def test_tiny_run_with_the_example_model_and_bridge_writes_a_video(installed, tmp_path):
@@ -94,12 +129,30 @@ def test_vsynth_testing_imports_no_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
-def test_the_example_packages_own_tests_pass_installed(example_site, tmp_path):
-    """Its tests run from a copy outside the checkout; its src/ layout means they import the installed package."""
+def install_rival(site: Path) -> Path:
+    """A plugin 'rival' registering the example's short names, installed as a dist-info into ``site``."""
+    info = site / "vsynth_rival-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "vsynth_rival.py").write_text(RIVAL)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vsynth-rival\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[vsynth]\nrival = vsynth_rival\n")
+    return site
+
+
+def test_the_example_packages_own_tests_pass_installed(example_site, tmp_path, tiny_cache):
+    """Its tests run from a copy outside the checkout; its src/ layout means they import the installed package.
+
+    A rival plugin with the example's short names is installed next to it: the suite loads only the
+    plugin under test. It shares this session's tiny models (VSYNTH_TEST_CACHE) instead of rebuilding them.
+    """
     tests = shutil.copytree(EXAMPLE, tmp_path / "example", ignore=shutil.ignore_patterns("src", "build", "*.egg-info", "__pycache__"))
+    rival = install_rival(tmp_path / "rival")
+    env = subprocess_env(example_site)
+    env["PYTHONPATH"] = os.pathsep.join([str(rival), env["PYTHONPATH"]])
+    env["VSYNTH_TEST_CACHE"] = str(tiny_cache)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:logging"],
-        cwd=tests, capture_output=True, text=True, env=subprocess_env(example_site),
+        cwd=tests, capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout and "failed" not in run.stdout

@@ -153,6 +153,19 @@ def test_a_taken_plugin_name_is_an_error(plugins):
     assert reg.model("first-idm").plugin == "same"
 
 
+def test_a_plugin_name_clash_has_a_deterministic_winner_and_a_run_hears_of_the_loser(plugins):
+    first = plugins("vsynth-first", IDM_PLUGIN.format(names=["first-idm"]), entry="same")
+    second = plugins("vsynth-second", IDM_PLUGIN.format(names=["second-idm"]), entry="same")
+    for order in ([first, second], [second, first]):
+        reg = build_registry(order)
+        assert [(p.dist, p.status) for p in reg.plugins[1:]] == [("vsynth-first", "ok"), ("vsynth-second", "error")]
+        assert "the plugin name 'same' is taken by vsynth-first (plugins load sorted by distribution name)" in reg.plugins[2].error
+    with pytest.raises(UnknownNameError, match="IDM 'second-idm' is provided by vsynth-second 1.0, which did not load: the plugin name 'same' is taken by vsynth-first"):
+        reg.model("second-idm", "idm")
+    with pytest.raises(UnknownNameError, match="unknown IDM 'third-idm'"):
+        reg.model("third-idm", "idm")
+
+
 def test_a_plugin_that_imports_a_heavy_module_is_warned(plugins, monkeypatch):
     (plugins.site / "heavy_dependency.py").write_text("")
     monkeypatch.setattr(registry, "HEAVY_MODULES", ("heavy_dependency",))
@@ -198,6 +211,35 @@ def test_a_spec_whose_impl_does_not_resolve_is_refused_before_loading(plugins, t
     (line,) = result.stderr.strip().splitlines()
     assert "plugin 'hollow': idm 'hollow-idm' names impl 'vsynth_nowhere:Model', which does not resolve" in line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "impl, found",
+    [("vsynth.plugins.vdm.unet3d:UNet3DVideoModel", "UNet3DVideoModel"), ("vsynth.core.diffusion.sampling:sample", "a function, not a class")],
+    ids=["a video model as an idm", "a function"],
+)
+def test_an_impl_of_the_wrong_class_is_refused_before_loading(plugins, tmp_path, impl, found):
+    plugins("vsynth-wrong", IDM_PLUGIN.format(names=["wrong-idm"]).replace("vsynth.plugins.idm.controlnet:ControlNetCanny", impl))
+    result = run_cli("run", "--tiny", "--idm", "wrong-idm", "--vdm", "zeroscope", "--prompt", "a ball", "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert f"plugin 'wrong': idm 'wrong-idm' names impl '{impl}', which is {found}, not a subclass of vsynth.core.diffusion.models.ImageModel" in line
+    assert line.endswith("update or uninstall the plugin") and not (tmp_path / "out").exists()
+
+
+def test_every_secondary_weights_role_takes_an_o_override_without_a_params_field(plugins, monkeypatch, tmp_path):
+    from vsynth.core.run import pipeline
+    from vsynth.core.run.config import make_config
+
+    two_roles = IDM_PLUGIN.format(names=["refined-idm"]).replace(
+        'size_gb=0.1),', 'size_gb=0.1), WeightsSpec(role="refiner", id="me/refiner", size_gb=0.1),'
+    )
+    plugins("vsynth-refined", two_roles)
+    monkeypatch.setattr(pipeline, "locate", lambda weights, source, flag: source)
+    config = make_config({"idm": "refined-idm", "vdm": "zeroscope", "prompt": "a ball", "out": tmp_path / "o", "options": {"refiner": "you/refiner"}})
+    plan = pipeline.plan_run(config)
+    assert plan.sources["idm"] == {"controlnet": "me/controlnet", "refiner": "you/refiner"}
+    assert "refiner" not in plan.params["idm"].model_dump()
 
 
 # ---------------------------------------------------------------------------- names
@@ -312,6 +354,34 @@ def test_strict_mode_fails_the_command_in_one_line(plugins, monkeypatch):
     assert line == "Error: plugin 'broken' failed to load: ModuleNotFoundError: No module named 'vsynth_missing_dependency'"
 
 
+def test_plugins_lists_even_in_strict_mode(plugins, monkeypatch):
+    plugins("vsynth-broken", BROKEN_IMPORT)
+    monkeypatch.setenv("VSYNTH_STRICT_PLUGINS", "1")
+    result = run_cli("plugins")
+    assert result.exit_code == 0, result.output
+    assert "broken: error: ModuleNotFoundError: No module named 'vsynth_missing_dependency'" in result.stdout
+
+
+def test_a_plugin_filter_that_matches_nothing_is_warned(plugins, monkeypatch, caplog):
+    alpha = plugins("vsynth-alpha", IDM_PLUGIN.format(names=["alpha-idm"]))
+    monkeypatch.setenv("VSYNTH_LOAD_PLUGINS", "alpah")
+    build_registry([alpha])
+    assert "VSYNTH_LOAD_PLUGINS names 'alpah', which matches no installed plugin: did you mean 'alpha'? installed: alpha" in caplog.text
+
+
+def test_plugin_text_is_not_read_as_markup(plugins):
+    plugins("vsynth-pose", IDM_PLUGIN.format(names=["pose-idm"]).replace("a test model", "needs pip install 'vsynth[pose]' first"))
+    plugins("vsynth-broken", "raise ImportError(\"pip install 'vsynth[pose]'\")\n")
+    assert "pip install 'vsynth[pose]'" in run_cli("plugins").stdout
+    assert "pip install 'vsynth[pose]'" in run_cli("models", "--kind", "idm").stdout
+
+
+def test_models_table_keeps_descriptions_without_a_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    table = run_cli("models").stdout
+    assert "ZeroScope v2 576w" in table and max(len(line) for line in table.splitlines()) <= 80
+
+
 def test_models_json_marks_conflicts_and_a_run_with_the_short_name_is_refused(plugins, tmp_path):
     plugins("vsynth-alpha", IDM_PLUGIN.format(names=["shared"]))
     plugins("vsynth-beta", IDM_PLUGIN.format(names=["shared"]))
@@ -364,6 +434,23 @@ def test_uninstall_works_with_a_broken_plugin_even_in_strict_mode(plugins, fake_
     assert result.stdout.strip() == "removed plugin 'broken' (vsynth-broken 1.0)"
 
 
+def test_installing_a_plugin_whose_name_is_taken_is_warned(plugins, fake_pip):
+    plugins("vsynth-another", IDM_PLUGIN.format(names=["another-idm"]), entry="new")
+    result = run_cli("install", "vsynth-new")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == (
+        "Warning: plugin name 'new' is also used by vsynth-another: vsynth-another keeps it (distribution names sort first) "
+        "and vsynth-new will not load; uninstall one, or ask its author to rename the entry point"
+    )
+
+
+@pytest.mark.parametrize("package", ["vsynth", "VSynth", "vsynth[pose]", "vsynth==0.2"])
+def test_uninstalling_vsynth_itself_is_refused(fake_pip, package):
+    result = run_cli("uninstall", "vsynth-foo", package, "-y")
+    assert result.exit_code == 2 and fake_pip == []
+    assert result.stderr.strip() == "Error: vsynth uninstall removes plugins, not vsynth itself: run `python -m pip uninstall vsynth`"
+
+
 def test_install_reports_pip_failure_and_missing_packages_in_one_line(monkeypatch):
     monkeypatch.setattr(installer, "run_pip", lambda args: 1)
     result = run_cli("install", "vsynth-nothing")
@@ -388,3 +475,41 @@ def test_describe_changes():
         "updated plugin 'a' (vsynth-a 1.0 -> 2.0)",
     ]
     assert installer.describe_changes(old, old) == ["no vsynth plugin was added or removed"]
+
+
+# ---------------------------------------------------------------------------- vsynth.testing
+
+
+def test_only_plugins_isolates_a_plugin_from_a_rival_with_its_names(plugins):
+    from vsynth.testing import only_plugins
+
+    plugins("vsynth-alpha", IDM_PLUGIN.format(names=["shared"]))
+    plugins("vsynth-beta", IDM_PLUGIN.format(names=["shared"]))
+    with pytest.raises(UnknownNameError):
+        get_registry().model("shared")
+    with only_plugins("alpha"):
+        assert get_registry().model("shared").plugin == "alpha"
+    assert "VSYNTH_LOAD_PLUGINS" not in os.environ and get_registry().conflicts(get_registry().model("alpha/shared"))
+
+
+def test_assert_plugin_ok_names_what_is_wrong(plugins):
+    from vsynth.testing import assert_plugin_ok
+
+    plugins("vsynth-broken", BROKEN_IMPORT)
+    plugins("vsynth-hollow", IDM_PLUGIN.format(names=["hollow-idm"]).replace("vsynth.plugins.idm.controlnet:ControlNetCanny", "vsynth_nowhere:Model"))
+    plugins("vsynth-good", IDM_PLUGIN.format(names=["good-idm"]))
+    assert_plugin_ok("good")
+    with pytest.raises(AssertionError, match="plugin 'broken' is error: ModuleNotFoundError"):
+        assert_plugin_ok("broken")
+    with pytest.raises(PluginError, match="names impl 'vsynth_nowhere:Model', which does not resolve"):
+        assert_plugin_ok("hollow")
+
+
+def test_assert_listing_imports_no_torch_catches_a_hook_module_importing_torch(plugins):
+    from vsynth.testing import assert_listing_imports_no_torch
+
+    plugins("vsynth-light", IDM_PLUGIN.format(names=["light-idm"]))
+    assert_listing_imports_no_torch("vsynth_light")
+    plugins("vsynth-heavy", "import torch\n" + IDM_PLUGIN.format(names=["heavy-idm"]))
+    with pytest.raises(AssertionError, match="importing vsynth_heavy or listing the models imports torch"):
+        assert_listing_imports_no_torch("vsynth_heavy")

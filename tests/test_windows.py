@@ -117,3 +117,25 @@ def test_long_video_benchmark_measures_each_length_in_its_own_process(tmp_path, 
     assert all(r["peak_memory_mb"] > 0 and r["peak_memory_source"] == "process_max_rss" for r in figures["results"])
     assert json.loads((tmp_path / "f.json").read_text()) == figures
     assert "| 18 | 2 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model", ["zeroscope", "canny"])
+def test_a_delegating_denoiser_passes_everything_through(model, zeroscope, canny):
+    """The base that WindowedDenoiser and plugins' wrappers share: with nothing overridden, it is its inner denoiser."""
+    from vsynth.core.diffusion.denoiser import DelegatingDenoiser
+    from vsynth.core.run.evals import EvalCounter
+
+    inner = {"zeroscope": zeroscope, "canny": canny}[model].denoiser
+    wrapper = DelegatingDenoiser(inner)
+    assert (wrapper.frame_folded, wrapper.unet, wrapper.device, wrapper.dtype) == (inner.frame_folded, inner.unet, inner.device, inner.dtype)
+    assert type(wrapper.new_scheduler()) is type(inner.new_scheduler()) and wrapper.alphas_cumprod is inner.alphas_cumprod
+    extras = {"control": torch.zeros(2, 3, 16, 16)} if model == "canny" else {}
+    cond = wrapper.condition(PROMPT, "", **extras)
+    assert torch.equal(cond.text, inner.condition(PROMPT, "").text) and cond.extras.keys() == extras.keys()
+    shape = (1, 4, 2, 2, 2)
+    noise = wrapper.initial_noise(shape, torch.Generator().manual_seed(1))
+    assert torch.equal(noise, inner.initial_noise(shape, torch.Generator().manual_seed(1)))
+    counter = EvalCounter()
+    counter.attach(inner.unet, "model")
+    eps = wrapper.predict_noise(noise, 981, cond, 7.5)
+    assert torch.equal(eps, inner.predict_noise(noise, 981, cond, 7.5)) and counter.calls["model"] == 2

@@ -93,54 +93,77 @@ def cli():
 # ---------------------------------------------------------------------------- listings
 
 
+# Below this width the models table keeps name, kind, plugin and description (`vsynth models NAME` has the rest).
+WIDE_TABLE = 120
+
+
 def _spec_record(spec, registry) -> dict:
+    """Every field of a spec, the params' summary and their full JSON schema (constraints, choices)."""
+    from vsynth.core.diffusion.weights import weight_flags
+
     record = {
         "name": spec.name,
         "qualified_name": spec.qualified_name,
         "conflict": registry.conflicts(spec),  # another plugin has this name: only qualified_name selects it
-        "kind": spec.kind,
-        "plugin": spec.plugin,
-        "description": spec.description,
+        **spec.model_dump(mode="json", exclude={"name", "params"}),
     }
-    if spec.kind == "bridge":
-        record["paper"] = spec.paper
-    else:
-        record["task"] = spec.task
+    if spec.kind != "bridge":
+        flags = weight_flags(spec)
+        record["weights"] = [{**w, "override": flags[w["role"]]} for w in record["weights"]]
         record["size_gb"] = spec.size_gb
-        record["weights"] = [w.model_dump() for w in spec.weights]
         record["toy"] = all(w.toy is not None for w in spec.weights)  # `vsynth run --toy` can run it
-        record["bridge_defaults"] = spec.bridge_defaults
     record["params"] = spec.param_schema()
-    record["impl"] = spec.impl
+    record["params_schema"] = spec.params.model_json_schema()
     return record
 
 
 @cli.command()
+@click.argument("name", required=False)
 @click.option("--kind", type=click.Choice(KINDS), help="Only list this kind.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def models(kind, as_json):
-    """List the image models, video models and bridges that can be used."""
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list; one object with NAME) instead of a table.")
+def models(name, kind, as_json):
+    """List the image models, video models and bridges that can be used; with NAME, one of them in full
+    (every spec field, its weights and how to replace them, its parameters with their constraints)."""
+    from rich.console import Console
+
     from vsynth.core.host.registry import get_registry
 
     registry = get_registry()
-    specs = [*registry.models.values(), *registry.bridges.values()]
-    records = [_spec_record(s, registry) for s in specs if kind is None or s.kind == kind]
+    specs = [s for s in (*registry.models.values(), *registry.bridges.values()) if kind is None or s.kind == kind]
+    if name is not None:
+        record = _spec_record(_one_spec(registry, specs, name, kind), registry)
+        if as_json:
+            click.echo(json.dumps(record, indent=2, default=str))
+        else:
+            _print_details(Console(), record)
+        return
+    records = [_spec_record(s, registry) for s in specs]
     if as_json:
         click.echo(json.dumps(records, indent=2, default=str))
         return
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="vsynth models")
-    for column in ("name", "kind", "task", "weights", "toy", "plugin"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("description", ratio=1)
-    for r in records:
-        size = f"{r['size_gb']:g} GB" if "size_gb" in r else ""
-        name = f"{r['qualified_name']} [yellow](conflict)[/]" if r["conflict"] else r["name"]
-        table.add_row(name, r["kind"], r.get("task") or "", size, "yes" if r.get("toy") else "", r["plugin"], r["description"])
     console = Console()
+    wide = console.width >= WIDE_TABLE
+    columns = ("name", "kind", "task", "weights", "toy", "plugin") if wide else ("name", "kind", "plugin")
+    table = Table(title="vsynth models")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", ratio=1, min_width=24)
+    for r in records:
+        cells = {
+            "name": f"{escape(r['qualified_name'])} [yellow](conflict)[/]" if r["conflict"] else escape(r["name"]),
+            "kind": r["kind"],
+            "task": escape(r.get("task") or ""),
+            "weights": f"{r['size_gb']:g} GB" if "size_gb" in r else "",
+            "toy": "yes" if r.get("toy") else "",
+            "plugin": escape(r["plugin"]),
+        }
+        table.add_row(*(cells[c] for c in columns), escape(r["description"]))
     console.print(table)
+    if not wide:
+        console.print("`vsynth models NAME` shows one in full (task, weights, toy, parameters).", soft_wrap=True)
     if any(r.get("toy") for r in records):
         from vsynth.toy.world import VOCABULARY
 
@@ -148,16 +171,76 @@ def models(kind, as_json):
         console.print(f"toy: `vsynth run --toy` runs these on trained 64x64 toy-world weights, with the vocabulary: {words}", soft_wrap=True)
 
 
+def _one_spec(registry, specs: list, name: str, kind: str | None):
+    """The one spec ``name`` (short or qualified) selects among ``specs``, else a one-line error."""
+    from vsynth.core.host.registry import unknown_name
+    from vsynth.errors import UnknownNameError
+
+    matches = [s for s in specs if name in (s.name, s.qualified_name)]
+    if len(matches) > 1:
+        choices = " or ".join(f"'{s.qualified_name}' ({s.kind})" for s in matches)
+        raise UnknownNameError(f"'{name}' names several models: choose {choices}, or add --kind")
+    if not matches:
+        raise UnknownNameError(unknown_name(kind or "model or bridge", name, [registry.address(s) for s in specs]))
+    return matches[0]
+
+
+def _print_details(console, record: dict) -> None:
+    """One spec as lines that wrap whole at any width: its fields, then its weights and its parameters."""
+    from rich.markup import escape
+
+    def line(text: str) -> None:
+        console.print(text, soft_wrap=True, highlight=False)
+
+    skip = {"name", "qualified_name", "description", "weights", "params", "params_schema", "conflict"}
+    line(f"[bold]{escape(record['qualified_name'])}[/] ({record['kind']}): {escape(record['description'])}")
+    for key, value in record.items():
+        if key not in skip and value not in (None, "", [], {}):
+            line(f"  {key}: {escape(json.dumps(value) if isinstance(value, (dict, list)) else str(value))}")
+    if record.get("weights"):
+        line("weights:")
+    for w in record.get("weights", []):
+        stand_ins = "".join(f", {k} {w[k]}" for k in ("tiny", "toy") if w[k])
+        line(f"  {escape(w['role'])}: {escape(w['id'])}, {w['size_gb']:g} GB{escape(stand_ins)}; replace with {escape(w['override'])}")
+    schema = record["params_schema"]
+    line("parameters (-o KEY=VALUE):" if record["params"] else "parameters: none")
+    for key, summary in record["params"].items():
+        allowed = _allowed(_resolve(schema, schema.get("properties", {}).get(key, {})))
+        facts = ", ".join(f for f in (summary["type"], f"default {summary['default']}", allowed) if f)
+        line(f"  [bold]{escape(key)}[/] ({escape(facts)}): {escape(summary['description'])}")
+
+
+def _resolve(schema: dict, prop: dict) -> dict:
+    """A property with its ``$ref`` and ``anyOf`` branches resolved against ``schema``'s ``$defs``."""
+    if "$ref" in prop:
+        prop = {**schema.get("$defs", {}).get(prop["$ref"].rsplit("/", 1)[-1], {}), **{k: v for k, v in prop.items() if k != "$ref"}}
+    if "anyOf" in prop:
+        branches = [_resolve(schema, b) for b in prop["anyOf"] if b.get("type") != "null"]
+        prop = {**prop, **(branches[0] if len(branches) == 1 else {})}
+    return prop
+
+
+def _allowed(prop: dict) -> str:
+    """The constraints of a JSON-schema property, in words: ``one of a, b``, ``>= 0, <= 1``."""
+    if "enum" in prop:
+        return "one of " + ", ".join(str(v) for v in prop["enum"])
+    if "const" in prop:
+        return f"only {prop['const']}"
+    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<", "minLength": "length >="}
+    return ", ".join(f"{sign} {prop[key]}" for key, sign in bounds.items() if key in prop)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def plugins(as_json):
     """List installed plugins and whether they loaded.
 
-    A plugin that did not load is shown with its reason and the command that removes it.
+    A plugin that did not load is shown with its reason and the command that removes it, also
+    under VSYNTH_STRICT_PLUGINS=1: this is the command that diagnoses it.
     """
-    from vsynth.core.host.registry import get_registry
+    from vsynth.core.host.registry import build_registry
 
-    records = [p.as_dict() for p in get_registry().plugins]
+    records = [p.as_dict() for p in build_registry(strict=False).plugins]
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
@@ -170,10 +253,11 @@ def plugins(as_json):
     notes = []  # below the table, unwrapped, so that reasons and fixes read (and copy) whole
     for r in records:
         status = f"[{colors[r['status']]}]{r['status']}[/]"
-        table.add_row(r["name"] + (" (built-in)" if r["builtin"] else ""), r["dist"], r["version"], status)
-        notes += [f"{r['name']}: {status}: {escape(detail)}" for detail in ([r["error"]] if r["error"] else r["warnings"])]
-        notes += [f"{r['name']}: {status} by {r['disabled_by']}"] if r["disabled_by"] else []
-        notes += [f"  fix: [bold]{r['fix']}[/]"] if r["fix"] else []
+        table.add_row(escape(r["name"]) + (" (built-in)" if r["builtin"] else ""), escape(r["dist"]), escape(r["version"]), status)
+        name = escape(r["name"])
+        notes += [f"{name}: {status}: {escape(detail)}" for detail in ([r["error"]] if r["error"] else r["warnings"])]
+        notes += [f"{name}: {status} by {r['disabled_by']}"] if r["disabled_by"] else []
+        notes += [f"  fix: [bold]{escape(r['fix'])}[/]"] if r["fix"] else []
     console = Console()
     console.print(table)
     for note in notes:
@@ -205,8 +289,19 @@ def uninstall(packages, yes):
     """Uninstall packages with pip, e.g. a plugin that fails to load.
 
     Works whatever state the installed plugins are in; afterwards the plugins it removed are listed.
+    vsynth itself is not uninstalled from here (the command would remove itself): use pip.
     """
+    if any(_normalized(p) == "vsynth" for p in packages):
+        raise VsynthInputError("vsynth uninstall removes plugins, not vsynth itself: run `python -m pip uninstall vsynth`")
     _pip_and_report(["uninstall", *packages, *(["--yes"] if yes else [])])
+
+
+def _normalized(package: str) -> str:
+    """A distribution name as pip compares them (PEP 503), without any version or extras."""
+    import re
+
+    name = re.split(r"[\[<>=!~;@ ]", package.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _pip_and_report(args: list[str]) -> None:
@@ -217,8 +312,11 @@ def _pip_and_report(args: list[str]) -> None:
     code = installer.run_pip(args)
     if code != 0:
         raise VsynthError(f"pip {args[0]} failed with exit code {code} (its output is above)")
-    for line in installer.describe_changes(before, installer.installed_plugins()):
+    after = installer.installed_plugins()
+    for line in installer.describe_changes(before, after):
         click.echo(line)
+    for line in installer.describe_clashes(before, after):
+        click.echo(f"Warning: {line}", err=True)
 
 
 # ---------------------------------------------------------------------------- run

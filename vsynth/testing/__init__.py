@@ -6,11 +6,16 @@ Importing this package imports no torch; the helpers that need it import it when
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 import numpy as np
 
-from vsynth.core.media.samples import sample_frames, write_sample_video
-
-__all__ = ["SAMPLE_PROMPT", "bridge_inputs", "load_bridge", "load_tiny_model", "run_cli", "sample_frames", "tiny_runtime", "write_sample_video"]
+from vsynth.core.media.samples import sample_frames, write_sample_video  # noqa: F401 - part of this module's API
 
 SAMPLE_PROMPT = "a red ball bouncing on a table"
 
@@ -74,3 +79,54 @@ def run_cli(*args):
     from vsynth.cli import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@contextmanager
+def only_plugins(*names: str) -> Iterator[None]:
+    """Load only these plugins (entry-point or distribution names) besides the built-ins, as
+    ``VSYNTH_LOAD_PLUGINS`` does, with the registry rebuilt on entry and on exit: a plugin's tests
+    then pass whatever else is installed next to it (another plugin with one of its short names)."""
+    from vsynth.core.host.registry import LOAD_ENV, get_registry
+
+    previous = os.environ.get(LOAD_ENV)
+    os.environ[LOAD_ENV] = ",".join(names)
+    get_registry.cache_clear()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LOAD_ENV, None)
+        else:
+            os.environ[LOAD_ENV] = previous
+        get_registry.cache_clear()
+
+
+def assert_plugin_ok(name: str) -> None:
+    """The plugin ``name`` loaded with no error or warning, and every spec it registered names an
+    implementation that imports and subclasses its kind's base (as a run checks before loading)."""
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run.validate import check_impls
+
+    registry = get_registry()
+    info = next((p for p in registry.plugins if p.name == name or p.dist == name), None)
+    assert info is not None, f"plugin '{name}' is not installed: found {', '.join(p.name for p in registry.plugins)}"
+    assert info.status == "ok", f"plugin '{name}' is {info.status}: {info.error or info.disabled_by or '; '.join(info.warnings)}"
+    specs = [s for s in (*registry.models.values(), *registry.bridges.values()) if s.plugin == info.name]
+    assert specs, f"plugin '{name}' registered no model or bridge"
+    check_impls(specs)
+
+
+def assert_listing_imports_no_torch(module: str) -> None:
+    """Importing ``module`` (a plugin's hook module), then ``vsynth models`` and ``vsynth plugins``,
+    import no torch: checked in a fresh interpreter with this one's path and environment (so under
+    :func:`only_plugins`, or the ``plugin_under_test`` fixture, the listings load that plugin alone)."""
+    code = (
+        "import importlib, sys; from vsynth.cli import cli; "
+        f"importlib.import_module({module!r}); "
+        "[cli(args, standalone_mode=False) for args in (['models'], ['plugins'])]; "
+        "print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "False", f"importing {module} or listing the models imports torch"

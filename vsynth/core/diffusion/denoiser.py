@@ -20,6 +20,18 @@ class Denoiser(ABC):
 
     ``frame_folded`` denoisers (image models) fold frames into the batch, so their initial noise
     is drawn per frame, (B*F, C, H, W), as the image pipelines draw it.
+
+    What a bridge may rely on, for every denoiser (built-in, a plugin's, or a wrapper):
+
+    - ``predict_noise`` returns eps of the latents' shape (B, C, F, H, W) and draws no randomness:
+      all of a run's randomness comes from the generator, through :meth:`initial_noise`;
+    - ``condition(...)`` is computed once and reused for every step and every call;
+    - ``unet`` is the module every prediction runs through, possibly several times per
+      ``predict_noise`` (a batch chunk, a window), always at that call's timestep: evaluation
+      counters and attention control (:mod:`vsynth.core.diffusion.attention`) attach to it and see
+      every call; that is the one reason for a bridge to touch it;
+    - ``alphas_cumprod`` is the training schedule, and :meth:`new_scheduler` a fresh scheduler of
+      the model's kind and config, for the bridge to set its timesteps on.
     """
 
     frame_folded: ClassVar[bool]
@@ -71,3 +83,39 @@ class Denoiser(ABC):
     @abstractmethod
     def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
         """Noise prediction for latents (B, C, F, H, W) at timestep ``t``; classifier-free guidance if guidance > 1."""
+
+
+class DelegatingDenoiser(Denoiser):
+    """A denoiser that wraps another and passes everything through: a subclass overrides only what it
+    changes (its noise, its predictions over windows, ...).
+
+    It shares the wrapped denoiser's UNet, scheduler, tokenizer and text encoder, so evaluation
+    counters and attention processors on the UNet see every call the wrapper makes.
+    """
+
+    def __init__(self, inner: Denoiser):
+        super().__init__(inner.unet, inner.scheduler, inner.tokenizer, inner.text_encoder)
+        self.inner = inner
+
+    @property
+    def frame_folded(self) -> bool:
+        return self.inner.frame_folded
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.inner.alphas_cumprod
+
+    def new_scheduler(self):
+        return self.inner.new_scheduler()
+
+    def initial_noise(self, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
+        return self.inner.initial_noise(shape, generator)
+
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        return self.inner.encode_prompt(prompt)
+
+    def condition(self, prompt: str, negative_prompt: str | None = None, **extras) -> Conditioning:
+        return self.inner.condition(prompt, negative_prompt, **extras)
+
+    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+        return self.inner.predict_noise(latents, t, cond, guidance)

@@ -24,6 +24,12 @@ def weight_flags(spec: ModelSpec) -> dict[str, str]:
     return {w.role: (f"--{spec.kind}-weights DIR" if i == 0 else f"-o {w.role}=DIR") for i, w in enumerate(spec.weights)}
 
 
+def weights_options(spec: ModelSpec) -> set[str]:
+    """The ``-o ROLE=PATH_OR_ID`` keys of ``spec``'s secondary weights that its params model does not
+    declare itself: every role but the first can be overridden, whatever the params model holds."""
+    return {w.role for w in spec.weights[1:]} - set(spec.params.model_fields)
+
+
 def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy: bool = False) -> dict[str, str]:
     """Pick the source of every weights role: an explicit override, else the tiny or toy model, or the hub id."""
     from vsynth.tiny import tiny_weights

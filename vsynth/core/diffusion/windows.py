@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.denoiser import DelegatingDenoiser, Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
 
 Blend = Literal["uniform", "tapered"]
@@ -50,11 +50,11 @@ def blend_weights(length: int, blend: Blend) -> torch.Tensor:
     return torch.minimum(position + 1, length - position).float()
 
 
-class WindowedDenoiser(Denoiser):
+class WindowedDenoiser(DelegatingDenoiser):
     """A VDM denoiser that predicts noise window by window and blends the overlaps.
 
-    It shares the wrapped denoiser's UNet, scheduler and text encoder (so evaluation counters and
-    attention processors on the UNet see every window's call) and conditions as it does. Only
+    As every :class:`DelegatingDenoiser`, it shares the wrapped denoiser's UNet (so evaluation
+    counters and attention processors see every window's call) and conditions as it does. Only
     text conditions are supported: they are the same for every window.
     """
 
@@ -64,18 +64,8 @@ class WindowedDenoiser(Denoiser):
         if inner.frame_folded:
             raise ValueError("frame-folded (image) denoisers batch frames on their own; windows are for video denoisers")
         spans(window, window, overlap)  # validates the overlap
-        super().__init__(inner.unet, inner.scheduler, inner.tokenizer, inner.text_encoder)
-        self.inner = inner
+        super().__init__(inner)
         self.window, self.overlap, self.blend, self.noise = window, overlap, blend, noise
-
-    def new_scheduler(self):
-        return self.inner.new_scheduler()
-
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
-        return self.inner.encode_prompt(prompt)
-
-    def condition(self, prompt: str, negative_prompt: str | None = None, **extras) -> Conditioning:
-        return self.inner.condition(prompt, negative_prompt, **extras)
 
     def spans(self, frames: int) -> list[tuple[int, int]]:
         """The windows this denoiser runs over a clip of ``frames`` frames."""

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from vsynth.core.host.registry import ENTRY_POINT_GROUP
+from vsynth.core.host.registry import BUILTIN, ENTRY_POINT_GROUP
 
 # Read in a fresh interpreter: after pip, this process's sys.path and metadata caches are stale
 # (an editable install adds a path entry at start-up; an uninstalled one leaves its path behind).
@@ -54,3 +54,25 @@ def describe_changes(before: set[InstalledPlugin], after: set[InstalledPlugin]) 
         if key in old and old[key].version != p.version
     ]
     return lines or ["no vsynth plugin was added or removed"]
+
+
+def describe_clashes(before: set[InstalledPlugin], after: set[InstalledPlugin]) -> list[str]:
+    """One line per newly installed plugin whose name another distribution (or the built-ins) has.
+
+    The rule is the registry's: the built-ins keep ``vsynth``; otherwise the distribution whose
+    name sorts first keeps the plugin name, and the other does not load.
+    """
+    old = {(p.name, p.dist) for p in before}
+    lines = []
+    for new in sorted(p for p in after if (p.name, p.dist) not in old):
+        rivals = sorted(p.dist for p in after if p.name == new.name and p.dist != new.dist)
+        if new.name == BUILTIN:
+            lines.append(f"plugin '{new.name}' ({new.dist}) will not load: the name '{BUILTIN}' belongs to the built-ins")
+        elif rivals:
+            winner = min([new.dist, *rivals])
+            losers = ", ".join(d for d in sorted([new.dist, *rivals]) if d != winner)
+            lines.append(
+                f"plugin name '{new.name}' is also used by {', '.join(rivals)}: {winner} keeps it (distribution names "
+                f"sort first) and {losers} will not load; uninstall one, or ask its author to rename the entry point"
+            )
+    return lines

@@ -6,7 +6,10 @@ every other plugin keeps working. ``VSYNTH_STRICT_PLUGINS=1`` re-raises instead.
 
 Names: specs are stored under ``plugin/name``. A built-in name cannot be taken by a plugin (its
 spec is skipped and the plugin reported); when two plugins register one short name of one kind,
-both are kept and the short name is refused with the qualified choices.
+both are kept and the short name is refused with the qualified choices. Entry points load sorted
+by (plugin name, distribution name), so when two distributions name their plugin alike, the one
+whose distribution name sorts first keeps it, on every machine; the other is reported, and a run
+that asks for one of its models is told why it is missing.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class Registry:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     bridges: dict[str, BridgeSpec] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
+    # Specs of plugins that did not load because another distribution has their plugin name.
+    clashed: list[tuple[ModelSpec | BridgeSpec, PluginInfo]] = field(default_factory=list)
 
     def _add(self, table: dict, spec, plugin: PluginInfo) -> None:
         same = [s for s in table.values() if s.name == spec.name and s.kind == spec.kind]
@@ -89,10 +94,15 @@ class Registry:
         if matches:
             choices = " or ".join(f"'{s.qualified_name}'" for s in matches)
             raise UnknownNameError(f"{what} '{name}' is registered by several plugins: choose {choices}")
-        raise UnknownNameError(_unknown(what, name, [self.address(s) for s in candidates]))
+        for spec, plugin in self.clashed:
+            same_table = (spec.kind == "bridge") == (table is self.bridges)
+            if same_table and (kind is None or spec.kind == kind) and name in (spec.name, spec.qualified_name):
+                raise UnknownNameError(f"{what} '{name}' is provided by {plugin.dist} {plugin.version}, which did not load: {plugin.error}")
+        raise UnknownNameError(unknown_name(what, name, [self.address(s) for s in candidates]))
 
 
-def _unknown(what: str, name: str, names: Iterable[str]) -> str:
+def unknown_name(what: str, name: str, names: Iterable[str]) -> str:
+    """The one line for a name nobody registered: the closest match, then every choice."""
     names = sorted(names)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
@@ -119,6 +129,17 @@ def _disabled_by(ep: metadata.EntryPoint) -> str:
     if disable is not None and names & disable:
         return DISABLE_ENV
     return ""
+
+
+def _warn_unmatched_filter(entry_points: list[metadata.EntryPoint]) -> None:
+    """A name in VSYNTH_LOAD_PLUGINS or VSYNTH_DISABLE_PLUGINS that no installed plugin has is most likely a typo."""
+    installed = {ep.name for ep in entry_points} | {ep.dist.name for ep in entry_points if ep.dist is not None}
+    for variable in (LOAD_ENV, DISABLE_ENV):
+        for name in sorted((_env_set(variable) or set()) - installed):
+            close = difflib.get_close_matches(name, sorted(installed), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            choices = ", ".join(sorted(ep.name for ep in entry_points)) or "none"
+            logging.getLogger("vsynth").warning("%s names '%s', which matches no installed plugin: %sinstalled: %s", variable, name, hint, choices)
 
 
 def _strict() -> bool:
@@ -158,9 +179,24 @@ def _register_module(pm: pluggy.PluginManager, registry: Registry, module, plugi
         pm.unregister(name=plugin.name)
 
 
+class NameTakenError(PluginError):
+    """A plugin whose name another distribution (or the built-ins) already loaded under."""
+
+
 def _load_entry_point(pm: pluggy.PluginManager, registry: Registry, ep: metadata.EntryPoint, info: PluginInfo) -> None:
-    if any(p.name == ep.name and not p.disabled_by for p in registry.plugins):
-        raise PluginError(f"the plugin name '{ep.name}' is taken; rename the entry point in the group '{ENTRY_POINT_GROUP}'")
+    holder = next((p for p in registry.plugins if p.name == ep.name and not p.disabled_by), None)
+    if holder is not None:
+        by = "the built-ins" if holder.builtin else f"{holder.dist} (plugins load sorted by distribution name)"
+        raise NameTakenError(
+            f"the plugin name '{ep.name}' is taken by {by}; rename the entry point in the group '{ENTRY_POINT_GROUP}', "
+            f"or uninstall one of the two"
+        )
+    module = _import_plugin(ep, info)
+    _register_module(pm, registry, module, info)
+
+
+def _import_plugin(ep: metadata.EntryPoint, info: PluginInfo):
+    """Import an entry point's module, warning about a slow import or one that pulls in torch."""
     heavy_before = {m for m in HEAVY_MODULES if m in sys.modules}
     start = time.perf_counter()
     with _user_interrupts() as interrupted:
@@ -177,7 +213,20 @@ def _load_entry_point(pm: pluggy.PluginManager, registry: Registry, ep: metadata
         logging.getLogger("vsynth").warning("plugin '%s' %s", ep.name, warning)
     for heavy in sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in heavy_before):
         info.warnings.append(f"imports {heavy} when loaded, which slows every command: import it in the implementation module")
-    _register_module(pm, registry, module, info)
+    return module
+
+
+def _clashed_specs(pm: pluggy.PluginManager, ep: metadata.EntryPoint, info: PluginInfo) -> list:
+    """What a plugin that lost its name would have registered, so that a run asking for it hears why
+    it is missing; nothing when it does not load on its own either."""
+    scratch = Registry()
+    try:
+        _register_module(pm, scratch, _import_plugin(ep, PluginInfo(ep.name, info.version)), PluginInfo(ep.name, info.version))
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        return []
+    return [*scratch.models.values(), *scratch.bridges.values()]
 
 
 @contextmanager
@@ -199,8 +248,10 @@ def _user_interrupts() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) -> Registry:
-    """Load the built-in plugins, then every installed plugin (or ``entry_points``), each one in isolation."""
+def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None, strict: bool | None = None) -> Registry:
+    """Load the built-in plugins, then every installed plugin (or ``entry_points``), each one in isolation,
+    sorted by (plugin name, distribution name). ``strict`` (default: ``VSYNTH_STRICT_PLUGINS``) raises
+    on the first plugin that fails instead of reporting it."""
     registry = Registry()
     pm = _plugin_manager()
     builtin = PluginInfo(BUILTIN, __version__, dist="vsynth", builtin=True)
@@ -210,6 +261,9 @@ def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) ->
 
     if entry_points is None:
         entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    entry_points = sorted(entry_points, key=lambda ep: (ep.name, ep.dist.name if ep.dist is not None else ""))
+    _warn_unmatched_filter(entry_points)
+    strict = _strict() if strict is None else strict
     for ep in entry_points:
         dist = ep.dist.name if ep.dist is not None else ""
         info = PluginInfo(ep.name, ep.dist.version if ep.dist is not None else "?", dist=dist, disabled_by=_disabled_by(ep))
@@ -219,10 +273,12 @@ def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) ->
             except KeyboardInterrupt:
                 raise  # the user's Ctrl-C (a plugin's own KeyboardInterrupt became a PluginError)
             except BaseException as exc:  # a broken plugin must not break the others, even one calling sys.exit()
-                if _strict():
+                if strict:
                     raise PluginError(f"plugin '{ep.name}' failed to load: {_one_line(exc)}") from exc
-                info.error = _one_line(exc)
+                info.error = str(exc) if isinstance(exc, NameTakenError) else _one_line(exc)
                 info.warnings.clear()
+                if isinstance(exc, NameTakenError):
+                    registry.clashed += [(spec, info) for spec in _clashed_specs(pm, ep, info)]
         registry.plugins.append(info)
     return registry
 

@@ -7,6 +7,7 @@ declares ``key``; ``idm.key``, ``vdm.key`` and ``bridge.key`` say which explicit
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -104,19 +105,32 @@ EMPTY_HINTS = {
 }
 
 
-def describe(exc: ValidationError, model: type[BaseModel], option: bool = False) -> str:
+def describe(exc: ValidationError, model: type[BaseModel], option: bool = False, role: str = "") -> str:
     """One line from pydantic's first error: ``--frames 0: must be at least 1``, ``-o mixing_ratio=2: must be between 0 and 1``."""
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "value"
+    if not err["loc"]:
+        return f"{_cross_field_label(err, role)}: {_explain(err, None)}"
+    where = ".".join(str(p) for p in err["loc"])
     if err["type"] == "missing":
         return f"missing {where} (--{where.replace('_', '-')}, or `{where}:` in a --config file)"
     if err["type"] == "extra_forbidden":
-        return f"unknown setting '{where}'"
+        close = difflib.get_close_matches(where, list(model.model_fields), n=1)
+        return f"unknown setting '{where}'" + (f": did you mean '{close[0]}'?" if close else "")
     value = err["input"]
     value = '""' if isinstance(value, str) and not value.strip() else value
     shown = "" if isinstance(value, (dict, list)) else (f"={value}" if option else f" {value}")
     label = f"-o {where}{shown}" if option else f"--{where.replace('_', '-')}{shown}"
     return f"{label}: {_explain(err, model.model_fields.get(str(err['loc'][0])) if err['loc'] else None)}"
+
+
+def _cross_field_label(err: dict, role: str) -> str:
+    """A check across fields (a model validator) has no field of its own: label it with the options it
+    names that were given, e.g. ``-o overlap=6``, else with the role's options."""
+    given = err["input"] if isinstance(err["input"], dict) else {}
+    named = [key for key in given if re.search(rf"\b{re.escape(str(key))}\b", err["msg"])]
+    if named:
+        return " ".join(f"-o {key}={given[key]}" for key in named)
+    return f"{role} options" if role else "options"
 
 
 def _explain(err: dict, field) -> str:
@@ -207,10 +221,13 @@ def parse_option(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def route_options(options: dict[str, Any], params: dict[str, type[Params]]) -> dict[str, dict[str, Any]]:
-    """Send each option to the role whose params model declares it; refuse unknown or ambiguous keys."""
+def route_options(
+    options: dict[str, Any], params: dict[str, type[Params]], extra: dict[str, set[str]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Send each option to the role whose params model declares it, or whose ``extra`` keys (weights
+    roles) name it; refuse unknown or ambiguous keys."""
     routed: dict[str, dict[str, Any]] = {role: {} for role in params}
-    known = {role: set(model.model_fields) for role, model in params.items()}
+    known = {role: set(model.model_fields) | (extra or {}).get(role, set()) for role, model in params.items()}
     for key, value in options.items():
         role, dot, name = key.partition(".")
         if dot and role in params:
@@ -235,4 +252,4 @@ def validate_params(model: type[Params], values: dict[str, Any], role: str) -> P
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise InvalidParamsError(describe(exc, model, option=True)) from None
+        raise InvalidParamsError(describe(exc, model, option=True, role=role)) from None

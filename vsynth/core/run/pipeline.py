@@ -23,7 +23,7 @@ from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folde
 from vsynth.core.run.progress import Stages, library_progress_bars
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
-from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags
+from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
 from vsynth.toy.shipped import TOY_SIZE
 
@@ -109,7 +109,9 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         _check_toy(config, [s for s in (idm, vdm) if s is not None])
 
     models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
-    routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params})
+    weight_keys = {role: weights_options(spec) for role, spec in models.items()}
+    routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
+    overrides = {role: {key: routed[role].pop(key) for key in weight_keys[role] if key in routed[role]} for role in models}
     params = {role: validate_params(spec.params, routed[role], role) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge")
@@ -132,7 +134,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     validate.check_impls([*models.values(), bridge])
     sources = {}
     for role, spec in models.items():
-        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), params[role].model_dump(), config.tiny, config.toy)
+        options = {**params[role].model_dump(), **overrides[role]}
+        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, config.toy)
         flags = weight_flags(spec)
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role]) for w in spec.weights}
     return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames)

@@ -73,13 +73,28 @@ def check_creatable(path: Path, what: str, fix: str) -> None:
 
 
 def check_impls(specs: list[ModelSpec | BridgeSpec]) -> None:
-    """Every selected implementation imports and has its class, named by plugin, before any weights load."""
+    """Every selected implementation imports, has its class, and that class subclasses the base its
+    kind needs (``ImageModel``, ``VideoModel``, ``Bridge``): one line naming the plugin, before any weights load."""
     for spec in specs:
         try:
-            spec.load_impl()
+            impl = spec.load_impl()
         except (ImportError, AttributeError) as exc:
             raise PluginError(
                 f"plugin '{spec.plugin}': {spec.kind} '{spec.name}' names impl '{spec.impl}', which does not resolve "
                 f"({type(exc).__name__}: {exc}); update or uninstall the plugin"
             ) from None
+        base = _impl_base(spec.kind)
+        if not (isinstance(impl, type) and issubclass(impl, base)):
+            what = impl.__name__ if isinstance(impl, type) else f"a {type(impl).__name__}, not a class"
+            raise PluginError(
+                f"plugin '{spec.plugin}': {spec.kind} '{spec.name}' names impl '{spec.impl}', which is {what}, not a "
+                f"subclass of {base.__module__}.{base.__name__}; update or uninstall the plugin"
+            )
 
+
+def _impl_base(kind: str) -> type:
+    """The class an implementation of ``kind`` must subclass (imported here: they import torch)."""
+    from vsynth.core.diffusion.bridge import Bridge
+    from vsynth.core.diffusion.models import ImageModel, VideoModel
+
+    return {"idm": ImageModel, "vdm": VideoModel, "bridge": Bridge}[kind]

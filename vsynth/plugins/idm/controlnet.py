@@ -7,7 +7,7 @@ import torch
 from vsynth.core.diffusion.components import load
 from vsynth.core.diffusion.inputs import Conditioning, FrameInputs, Runtime, Sources
 from vsynth.core.diffusion.models import ImageModel
-from vsynth.plugins.idm.detectors import map_maker
+from vsynth.plugins.idm.detectors import ControlMaps
 from vsynth.plugins.idm.stable_diffusion import SD15, FrameDenoiser
 
 
@@ -34,11 +34,11 @@ class ControlNetDenoiser(FrameDenoiser):
         return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
 
-class ControlNet(ImageModel):
-    """ControlNet IDMs; a subclass names its control family (``kind``), whose maps come from the source
-    video, or as given with --condition-video."""
+class ControlNet(ControlMaps, ImageModel):
+    """ControlNet IDMs; a subclass names its control family (``kind``) or overrides ``make_control_maps``
+    (:class:`~vsynth.plugins.idm.detectors.ControlMaps`); the maps come from the source video, or as
+    given with --condition-video."""
 
-    kind: str
 
     def __init__(self, spec, params, sd: SD15, controlnet, runtime: Runtime):
         super().__init__(spec, params)
@@ -54,7 +54,7 @@ class ControlNet(ImageModel):
         sd = SD15.load(sources["base"], runtime)
         controlnet = load(ControlNetModel, sources["controlnet"], what="ControlNet", torch_dtype=runtime.dtype)
         model = cls(spec, params, sd, controlnet.to(runtime.device), runtime)
-        model.control_maps = map_maker(cls.kind, params, sources, runtime.device)
+        model.control_maps = cls.make_control_maps(params, sources, runtime.device)
         return model
 
     def conditioning_networks(self) -> dict[str, torch.nn.Module]:

@@ -63,11 +63,29 @@ MapMaker = Callable[[np.ndarray], np.ndarray]
 
 
 def map_maker(kind: str, params, sources: dict[str, str], device: torch.device) -> MapMaker:
-    """The detector of a control family ("canny", "depth", "openpose"), loading what it needs now."""
+    """The detector of a built-in control family ("canny", "depth", "openpose"), loading what it needs now."""
     if kind == "canny":
         return lambda frames: canny_maps(frames, params.low_threshold, params.high_threshold)
     if kind == "depth":
         return DepthEstimator(sources["depth_estimator"], device)
     if kind == "openpose":
         return lambda frames: openpose_maps(frames, params.detector)
-    raise ValueError(f"unknown control kind {kind!r}")
+    raise ValueError(f"no built-in detector for the control kind {kind!r}: override make_control_maps to add a condition type")
+
+
+class ControlMaps:
+    """The condition hook of the ControlNet and T2I-Adapter families: where their control maps come from.
+
+    A built-in family names its detector with ``kind``; a new condition type (soft edges, normals,
+    a segmentation) overrides :meth:`make_control_maps` instead, and keeps everything else of the
+    family: loading, --condition-video, the residuals, condition.mp4.
+    """
+
+    kind: str = ""
+
+    @classmethod
+    def make_control_maps(cls, params, sources: dict[str, str], device: torch.device) -> MapMaker:
+        """The function turning uint8 (F, H, W, 3) RGB source frames into uint8 (F, H, W, 3) control maps,
+        built once when the model loads: load any detector weights here (``sources`` maps each weights
+        role to its folder or hub id); ``params`` are the model's validated params."""
+        return map_maker(cls.kind, params, sources, device)

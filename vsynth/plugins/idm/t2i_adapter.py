@@ -7,7 +7,7 @@ import torch
 from vsynth.core.diffusion.components import load
 from vsynth.core.diffusion.inputs import Conditioning, FrameInputs, Runtime, Sources
 from vsynth.core.diffusion.models import ImageModel
-from vsynth.plugins.idm.detectors import map_maker
+from vsynth.plugins.idm.detectors import ControlMaps
 from vsynth.plugins.idm.stable_diffusion import SD15, FrameDenoiser
 
 
@@ -21,10 +21,9 @@ class AdapterDenoiser(FrameDenoiser):
         return {"down_intrablock_additional_residuals": features}  # the UNet pops from this list: a fresh one per call
 
 
-class T2IAdapter(ImageModel):
-    """T2I-Adapter IDMs; a subclass names its control family (``kind``), as for ControlNet."""
+class T2IAdapter(ControlMaps, ImageModel):
+    """T2I-Adapter IDMs; a subclass names its control family (``kind``) or overrides ``make_control_maps``, as for ControlNet."""
 
-    kind: str
 
     def __init__(self, spec, params, sd: SD15, adapter, runtime: Runtime):
         super().__init__(spec, params)
@@ -41,7 +40,7 @@ class T2IAdapter(ImageModel):
         sd = SD15.load(sources["base"], runtime)
         adapter = load(Adapter, sources["adapter"], what="T2I-Adapter", torch_dtype=runtime.dtype).to(runtime.device)
         model = cls(spec, params, sd, adapter, runtime)
-        model.control_maps = map_maker(cls.kind, params, sources, runtime.device)
+        model.control_maps = cls.make_control_maps(params, sources, runtime.device)
         return model
 
     def conditioning_networks(self) -> dict[str, torch.nn.Module]:

@@ -1,4 +1,4 @@
-"""vsynth-example-plugin: an image model and a bridge, registered the way every vsynth plugin does.
+"""vsynth-example-plugin: an image model, a video model and a bridge, registered the way every vsynth plugin does.
 
 This module is what the entry point names. It registers specs only (metadata: no torch), so
 ``vsynth --help`` and ``vsynth models`` stay fast; the modules named by ``impl`` are imported
@@ -12,8 +12,16 @@ from pydantic import Field
 from vsynth import hookimpl
 from vsynth.core.host.specs import BridgeSpec, ModelSpec, Params, WeightsSpec
 from vsynth.plugins.idm import SD15, CannyParams
+from vsynth.plugins.vdm import ZeroScopeParams
 
 CANNY = WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_canny", size_gb=1.4, tiny="controlnet-canny")
+ZEROSCOPE = WeightsSpec(role="vdm", id="cerspense/zeroscope_v2_576w", size_gb=3.1, tiny="zeroscope")
+
+
+class MixedNoiseParams(ZeroScopeParams):
+    shared_noise: float = Field(
+        0.2, ge=0.0, le=1.0, description="Share of every frame's initial noise common to all frames: 0 is ZeroScope's noise."
+    )
 
 
 class SDEditParams(Params):
@@ -40,6 +48,17 @@ def vsynth_register_models(registrar):
             impl="vsynth_example_plugin.cross_frame:CrossFrameCanny",
             needs=("video|condition_video",),  # edges of the source video, or edge maps given as --condition-video
             bridge_defaults={"mixed-inversion": {"mixing_ratio": 1.0}},
+        )
+    )
+    registrar.register_model(
+        ModelSpec(
+            name="zeroscope-mixednoise",
+            kind="vdm",
+            description="ZeroScope whose initial noise is partly shared by all frames (PYoCo's mixed noise): less flicker.",
+            weights=(ZEROSCOPE,),
+            params=MixedNoiseParams,
+            impl="vsynth_example_plugin.mixed_noise:MixedNoiseZeroScope",
+            native_size=(320, 576),
         )
     )
 
