@@ -1,15 +1,20 @@
-"""Running from Python: the same typed errors as the CLI, and no library chatter unless asked."""
+"""Running from Python: ``vsynth.run`` and ``vsynth.Session`` on the tiny models, the same typed
+errors as the CLI, and no library chatter unless asked."""
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
+import vsynth
 from tests.conftest import SAMPLE_VIDEO
+from vsynth.core.run import pipeline
 from vsynth.core.run.config import RunConfig
 from vsynth.core.run.pipeline import plan_run
-from vsynth.errors import InvalidParamsError, VsynthInputError
+from vsynth.errors import InvalidParamsError, OutputExistsError, UnknownNameError, VideoError, VsynthInputError
 
 GOOD = dict(idm="controlnet-canny", vdm="zeroscope", video=SAMPLE_VIDEO, prompt="a ball", tiny=True, frames=2, steps=1)
 
@@ -46,3 +51,79 @@ def test_a_run_from_python_prints_no_loading_bars(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Loading" not in result.stderr and "it/s" not in result.stderr, result.stderr
+
+
+TINY = dict(tiny=True, frames=2, height=64, width=64, steps=1)
+CANNY = dict(idm="controlnet-canny", vdm="zeroscope", video=SAMPLE_VIDEO, prompt="a red ball", **TINY)
+
+
+def test_run_returns_frames_latents_and_record_without_writing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = vsynth.run(**CANNY, options={"mixing_ratio": 0.5})
+    assert result.frames.dtype == np.uint8 and result.frames.shape == (2, 64, 64, 3)
+    assert tuple(result.latents.shape) == (1, 4, 2, 8, 8)
+    assert result.record["bridge"]["params"]["mixing_ratio"] == 0.5
+    assert result.record["nfe"]["idm"] > 0 and "loading models" in result.record["timings"]
+    assert result.out_dir is None and list(tmp_path.iterdir()) == []
+
+
+def test_session_loads_once_per_model_set_and_reuse_changes_nothing(tmp_path):
+    fresh = vsynth.run(vdm="zeroscope", prompt="a corgi", **TINY)
+    loads = []
+    real_load = pipeline.load_models
+
+    def counting_load(plan, stages):
+        loads.append(plan.vdm.name)
+        return real_load(plan, stages)
+
+    with pytest.MonkeyPatch.context() as mp, vsynth.Session() as session:
+        mp.setattr(pipeline, "load_models", counting_load)
+        first = session.run(vdm="zeroscope", prompt="a corgi", **TINY)
+        again = session.run(vdm="zeroscope", prompt="a corgi", out=tmp_path / "again", **TINY)
+        session.run(vdm="modelscope", prompt="a corgi", **TINY)
+    assert loads == ["zeroscope", "modelscope"]
+    assert "loading models" in first.record["timings"] and "loading models" not in again.record["timings"]
+    np.testing.assert_array_equal(again.frames, fresh.frames)  # models reused, results unchanged
+    assert again.out_dir == tmp_path / "again"
+    assert json.loads((again.out_dir / "run.json").read_text())["nfe"] == again.record["nfe"]
+
+
+@pytest.mark.parametrize(
+    "settings, error, words",
+    [
+        (dict(CANNY, idm="controlnet-cany"), UnknownNameError, "controlnet-canny"),
+        (dict(CANNY, frames=0), InvalidParamsError, "frames"),
+        (dict(CANNY, frame=3), InvalidParamsError, "frame"),
+        (dict(CANNY, video="missing.mp4"), VideoError, "missing.mp4"),
+        (dict(CANNY, frames=99), VideoError, "fewer than the 99 requested"),
+        (dict(CANNY, options={"mixing_ratoi": 1}), UnknownNameError, "mixing_ratio"),
+        (dict(CANNY, options={"mixing_ratio": "lots"}), InvalidParamsError, "mixing_ratio"),
+        (dict(CANNY, mask=SAMPLE_VIDEO), VsynthInputError, "--mask is not used"),
+    ],
+)
+def test_bad_input_raises_typed_errors_before_loading(settings, error, words, monkeypatch):
+    monkeypatch.setattr(pipeline, "load_models", pytest.fail)
+    with pytest.raises(error, match=words):
+        vsynth.run(**settings)
+
+
+def test_an_output_folder_that_holds_files_is_refused(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        vsynth.run(vdm="zeroscope", prompt="a corgi", out=tmp_path, **TINY)
+
+
+def test_importing_vsynth_and_its_api_names_imports_no_torch():
+    code = "import sys, vsynth; vsynth.Session, vsynth.run, vsynth.RunResult; print(sorted({'torch', 'ray', 'gradio'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_session_s_reused_windowed_vdm_gives_what_a_fresh_one_gives():
+    settings = dict(vdm="zeroscope", prompt="a corgi", options={"window": 2, "overlap": 1}, **{**TINY, "frames": 4})
+    fresh = vsynth.run(**settings)
+    with vsynth.Session() as session:
+        session.run(**settings)
+        again = session.run(**settings)
+    assert again.record["windows"] == fresh.record["windows"] and len(fresh.record["windows"]) > 1
+    np.testing.assert_array_equal(again.frames, fresh.frames)

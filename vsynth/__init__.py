@@ -1,11 +1,21 @@
 """vsynth: training-free video synthesis by bridging image and video diffusion models.
 
 This module stays import-light: ``vsynth --help`` and ``vsynth models`` must never import torch.
-Plugin authors mark their hook functions with :data:`hookimpl`.
+Plugin authors mark their hook functions with :data:`hookimpl`. The Python API (``vsynth.run``,
+``vsynth.Session``, ``vsynth.RunResult``, from :mod:`vsynth.api`) is imported on first use.
 """
 
-__version__ = "0.2.0.dev0"
+from vsynth.core.host.markers import hookimpl
+from vsynth.version import __version__
 
-from vsynth.core.host.markers import hookimpl  # noqa: E402
+_API = ("run", "Session", "RunResult")
 
-__all__ = ["__version__", "hookimpl"]
+__all__ = ["__version__", "hookimpl", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from vsynth import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'vsynth' has no attribute {name!r}")

@@ -491,5 +491,72 @@ def toy_train(args):
     train(list(args))
 
 
+# ---------------------------------------------------------------------------- batch
+
+
+@cli.command()
+@click.argument("jobs_file", metavar="JOBS", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Batch folder: one folder per job, and the summary  [default: outputs/<JOBS name>]")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Run on Ray (pip install 'vsynth[ray]'): a cluster's ADDRESS, or alone for a local Ray.")  # fmt: skip
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; print only the summary table.")
+def batch(jobs_file, out, ray_address, quiet):
+    """Run a YAML, JSONL or CSV file of jobs, here or on Ray.
+
+    \b
+    Each job is a run config, as --config takes; `defaults` at the top apply to all.
+    Writes OUT/<job name>/ per job and OUT/summary.{json,csv,md}: each job's status, seconds,
+    frame evaluations and metrics. Jobs with the same models share one load. A rerun skips jobs
+    whose folder is complete; a failed job is recorded and the others go on.
+    Exit code: 0 all jobs ok, 1 some failed, 2 a bad jobs file.
+    """
+    from vsynth.batch.runner import prepare_batch
+    from vsynth.batch.summary import markdown_table
+
+    out = out if out is not None else Path("outputs") / jobs_file.stem
+    _quiet_libraries()
+    prepared = prepare_batch(jobs_file, out)
+    run_kwargs = {"ray": ray_address is not None, "ray_address": ray_address or None}
+    try:
+        if quiet:
+            results = prepared.run(**run_kwargs)
+        else:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=Console(stderr=True)) as progress:
+                bar = progress.add_task("jobs", total=prepared.todo)
+                results = prepared.run(**run_kwargs, on_result=lambda r: progress.update(bar, advance=1, description=f"{r.name}: {r.status}"))
+    except KeyboardInterrupt:
+        done = sum(r.status in ("ok", "skipped") for r in prepared.results.values())
+        click.echo(f"interrupted: {done} of {len(prepared.results)} jobs are complete; run the same command to resume", err=True)
+        sys.exit(130)
+    click.echo(markdown_table(results), nl=False)
+    click.echo(f"summary: {prepared.out_root / 'summary.md'} (and .csv, .json)", err=True)
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+# ---------------------------------------------------------------------------- web UI
+
+
+@cli.command()
+@click.option("--port", type=int, default=7860, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--tiny", is_flag=True, help="Start with the offline tiny models ticked and small quick settings.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
+def ui(port, tiny, out):
+    """Start the web app on http://127.0.0.1:PORT (pip install 'vsynth[ui]').
+
+    Pick the models, bridge, inputs and options in a form; see each stage's progress, then the
+    video, the grid and run.json. Only this machine can reach it.
+    """
+    from vsynth.ui.app import import_gradio, launch
+
+    import_gradio()  # a missing extra is one line before anything else starts
+    _quiet_libraries()
+    click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
+    launch(out, tiny=tiny, port=port)
+
+
 def main() -> None:
     cli(prog_name="vsynth")

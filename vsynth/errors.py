@@ -47,3 +47,18 @@ class VsynthWarning(UserWarning):
 
 class PluginError(VsynthError):
     """A plugin that failed to load or to register (reported, not raised, unless strict)."""
+
+
+class JobsFileError(VsynthInputError):
+    """A batch jobs file that cannot be read as jobs (its jobs' own settings are checked per job)."""
+
+
+class MissingExtraError(VsynthError):
+    """A command that needs an optional extra (``vsynth[ray]``, ``vsynth[ui]``) that is not installed."""
+
+
+def one_line(error: BaseException) -> str:
+    """How an entry point that goes on (batch, the UI) reports an error: vsynth's own errors by their
+    message, as the CLI prints them, anything else (a crash, out of memory) as its type and first line."""
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return first if isinstance(error, VsynthError) else f"{type(error).__name__}: {first}".rstrip(": ")

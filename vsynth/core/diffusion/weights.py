@@ -32,7 +32,7 @@ def weights_options(spec: ModelSpec) -> set[str]:
 
 def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy: bool = False) -> dict[str, str]:
     """Pick the source of every weights role: an explicit override, else the tiny or toy model, or the hub id."""
-    from vsynth import tiny as tiny_models
+    from vsynth.tiny import tiny_weights
     from vsynth.toy import shipped
 
     sources = {}
@@ -43,7 +43,7 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
         elif tiny:
             if weights.tiny is None:
                 raise VsynthInputError(f"{spec.name} has no tiny form for its {weights.role} weights")
-            sources[weights.role] = str(tiny_models.tiny_weights(weights.tiny))
+            sources[weights.role] = str(tiny_weights(weights.tiny))
         elif toy:
             if weights.toy is None:
                 raise VsynthInputError(

@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator
 
 import pluggy
 
-from vsynth import __version__
+from vsynth.version import __version__
 from vsynth.core.host import hookspecs
 from vsynth.core.host.markers import PROJECT
 from vsynth.core.host.registrar import PluginInfo, Registrar

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vsynth import __version__
+from vsynth.version import __version__
 from vsynth.core.media import video as videoio
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
@@ -78,8 +78,20 @@ class RunPlan:
 
 @dataclass
 class RunReport:
-    out_dir: Path
+    out_dir: Path | None  # None when the run was not written
     record: dict = field(default_factory=dict)  # what run.json holds
+    frames: object = None  # uint8 (F, H, W, 3): the final video
+    latents: object = None  # torch (1, C, F, h, w): the final latent video, before decoding
+    loaded: LoadedModels | None = None  # the models it ran on, for the next run with the same model set
+
+
+@dataclass
+class LoadedModels:
+    """Models loaded for a plan, ready to run, reusable by any plan with the same ``key`` (see :func:`model_key`)."""
+
+    key: tuple
+    runtime: object  # the Runtime they live on
+    models: dict  # by role: "idm" (when there is one), "vdm"
 
 
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
@@ -259,32 +271,21 @@ def _runtime(device: str):
     return Runtime(device=dev, dtype=torch.float16 if dev.type == "cuda" else torch.float32)
 
 
-def execute(plan: RunPlan, display=None, *, library_bars: bool = False) -> RunReport:
-    """Claim the output folder, then load, prepare, bridge, decode, write.
-
-    ``display`` is an optional rich Progress; ``library_bars`` lets diffusers and transformers
-    show their own per-model loading bars (off: vsynth's stages say the same).
-    """
-    with output_folder(plan.out_dir, exact=plan.config.out is not None) as out, library_progress_bars(library_bars):
-        record = _synthesize(plan, display, out)
-    return RunReport(out_dir=out.final, record=record)
+def model_key(plan: RunPlan) -> tuple:
+    """What the loaded models of a plan depend on: names, params, weights and device; equal keys share models."""
+    specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
+    return (plan.config.device,) + tuple(
+        (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())))
+        for role, spec in specs.items()
+    )
 
 
-def _synthesize(plan: RunPlan, display, out: OutputFolder) -> dict:
-    """The run itself; returns what run.json holds, written into ``out.partial``."""
-    import torch
-
-    from vsynth.core.diffusion.inputs import BridgeInputs
-    from vsynth.core.diffusion.inputs import FrameInputs
+def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
+    """Load the plan's IDM (if any) and VDM, checked and windowed: the slow part of a run, done once
+    for many runs by a Session."""
     from vsynth.core.diffusion.windows import windowed
-    from vsynth.core.run.evals import EvalCounter
 
-    config, sampling = plan.config, plan.sampling
-    runtime = _runtime(config.device)
-    stages = Stages(display)
-    if runtime.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(runtime.device)
-
+    runtime = _runtime(plan.config.device)
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     models = {}
     with stages.stage("loading models", total=len(specs)) as advance:
@@ -292,8 +293,46 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder) -> dict:
             models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
             _check_weights_finite(role, models[role], plan.sources[role])
             advance(1)
+    models["vdm"].denoiser = windowed(models["vdm"].denoiser, plan.params["vdm"])  # the window is a VDM param: part of the key
+    return LoadedModels(model_key(plan), runtime, models)
+
+
+def execute(
+    plan: RunPlan, display=None, *, library_bars: bool = False, loaded: LoadedModels | None = None, write: bool = True
+) -> RunReport:
+    """Claim the output folder, then load (unless ``loaded`` models for this plan are given), prepare,
+    bridge, decode, write; with ``write`` false, no folder is claimed or written.
+
+    ``display`` is an optional rich Progress; ``library_bars`` lets diffusers and transformers
+    show their own per-model loading bars (off: vsynth's stages say the same).
+    """
+    with library_progress_bars(library_bars):
+        if not write:
+            return _synthesize(plan, display, None, loaded)
+        with output_folder(plan.out_dir, exact=plan.config.out is not None) as out:
+            report = _synthesize(plan, display, out, loaded)
+    report.out_dir = out.final
+    return report
+
+
+def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: LoadedModels | None) -> RunReport:
+    """The run itself; run.json and the files are written into ``out.partial`` when there is an ``out``."""
+    import torch
+
+    from vsynth.core.diffusion.inputs import BridgeInputs
+    from vsynth.core.diffusion.inputs import FrameInputs
+    from vsynth.core.run.evals import EvalCounter
+
+    config, sampling = plan.config, plan.sampling
+    stages = Stages(display)
+    if loaded is None:
+        loaded = load_models(plan, stages)
+    elif loaded.key != model_key(plan):
+        raise ValueError("the loaded models belong to another model set than this plan's")
+    runtime, models = loaded.runtime, loaded.models
+    if runtime.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(runtime.device)
     idm, vdm = models.get("idm"), models["vdm"]
-    vdm.denoiser = windowed(vdm.denoiser, plan.params["vdm"])
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
     counter = EvalCounter()
     for role, model in models.items():
@@ -340,18 +379,27 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder) -> dict:
     record = _record(plan, runtime, counter, videos)
     fps = plan.fps
     record["fps"] = fps
+    report = RunReport(out_dir=None, record=record, frames=frames, latents=result.latents, loaded=loaded)
+    if out is None:
+        _close_record(record, stages, runtime)
+        return report
     try:
         _write_files(out.partial, videos, fps, result.latents if config.save_latents else None, stages)
         record["files"] = sorted(p.name for p in out.partial.iterdir()) + ["run.json"]
-        record["timings"] = dict(stages.timings)
-        record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
+        _close_record(record, stages, runtime)
         (out.partial / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     except OSError as exc:  # a full disk, a quota, a file system gone read-only
         raise OutputWriteError(
             f"cannot write the output folder {out.final}: {exc.strerror or exc}; nothing was left behind: "
             "free some space or choose another --out"
         ) from None
-    return record
+    return report
+
+
+def _close_record(record: dict, stages: Stages, runtime) -> None:
+    """What run.json says last: seconds per stage and peak memory, known once everything else is done."""
+    record["timings"] = dict(stages.timings)
+    record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
 
 
 def _check_weights_finite(role: str, model, sources: dict[str, str]) -> None:

@@ -1,0 +1,148 @@
+"""``vsynth batch``: jobs files, the embedded runner (grouping, failures, resuming, Ctrl-C), the summary."""
+
+import csv
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.conftest import SAMPLE_VIDEO
+from vsynth.batch.jobs import read_jobs
+from vsynth.cli import cli
+from vsynth.core.media import video as videoio
+from vsynth.core.run import pipeline
+
+DEFAULTS = {"vdm": "zeroscope", "tiny": True, "frames": 2, "height": 64, "width": 64, "steps": 1}
+JOBS = [
+    {"name": "done-before", "prompt": "a corgi"},
+    {"name": "corgi", "prompt": "a corgi on the beach", "seed": 7},
+    {"name": "canny", "idm": "controlnet-canny", "video": str(SAMPLE_VIDEO), "prompt": "a red ball"},
+    {"name": "bad", "idm": "no-such-model", "prompt": "a cat"},
+]
+
+
+def write_jobs(folder, jobs=JOBS, defaults=DEFAULTS):
+    path = folder / "jobs.yaml"
+    path.write_text(yaml.safe_dump({"defaults": defaults, "jobs": jobs}))
+    return path
+
+
+def fake_complete_folder(folder):
+    """What an earlier batch left: a job folder with its run.json (folders appear whole or not at all)."""
+    folder.mkdir(parents=True)
+    (folder / "video.mp4").write_bytes(b"")
+    record = {"timings": {"loading models": 1.0, "decoding": 0.5}, "frame_evals": {"vdm": 4}, "metrics": {}}
+    (folder / "run.json").write_text(json.dumps(record))
+
+
+def check_batch_outcome(result, out):
+    """Shared by the embedded and the Ray runner: 4 jobs, one resumed, one bad."""
+    assert result.exit_code == 1, result.output
+    summary = {row["name"]: row for row in json.loads((out / "summary.json").read_text())}
+    assert {name: row["status"] for name, row in summary.items()} == {
+        "done-before": "skipped", "corgi": "ok", "canny": "ok", "bad": "failed",
+    }  # fmt: skip
+    assert "no-such-model" in summary["bad"]["error"] and not (out / "bad").exists()
+    assert summary["done-before"]["seconds"] == 1.5
+    assert summary["canny"]["frame_evals"]["idm"] > 0 and summary["corgi"]["seconds"] > 0
+    assert summary["corgi"]["metrics"]["mean_abs_frame_difference"]["final"] >= 0
+    for name in ("corgi", "canny"):
+        assert (out / name / "video.mp4").is_file() and json.loads((out / name / "run.json").read_text())["frames"] == 2
+    assert json.loads((out / "corgi" / "run.json").read_text())["seed"] == 7
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["job"] for r in rows] == ["done-before", "corgi", "canny", "bad"]
+    assert "frame_evals.vdm" in rows[0] and "mean_abs_frame_difference.final" in rows[0]
+    markdown = (out / "summary.md").read_text()
+    assert markdown.startswith("| job | status | seconds | frame evals | ") and "| bad | failed |" in markdown
+    assert "| canny | ok |" in markdown and "idm " in markdown and "mean_abs_frame_difference |" in markdown
+    assert markdown in result.stdout
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # nothing half-written
+
+
+def test_batch_runs_groups_records_failures_and_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    fake_complete_folder(out / "done-before")
+    loads = []
+    real_load = pipeline.load_models
+    monkeypatch.setattr(pipeline, "load_models", lambda plan, stages: loads.append(plan.idm is not None) or real_load(plan, stages))
+
+    result = CliRunner().invoke(cli, ["batch", str(write_jobs(tmp_path)), "--out", str(out)])
+    check_batch_outcome(result, out)
+    assert sorted(loads) == [False, True]  # one load per model set
+
+    monkeypatch.setattr(pipeline, "load_models", pytest.fail)  # a rerun loads nothing: every good job is complete
+    again = CliRunner().invoke(cli, ["batch", str(write_jobs(tmp_path)), "--out", str(out), "--quiet"])
+    assert again.exit_code == 1
+    statuses = [row["status"] for row in json.loads((out / "summary.json").read_text())]
+    assert statuses == ["skipped", "skipped", "skipped", "failed"]
+
+
+def test_jobs_sharing_a_model_set_load_it_once(tmp_path, monkeypatch):
+    loads = []
+    real_load = pipeline.load_models
+    monkeypatch.setattr(pipeline, "load_models", lambda plan, stages: loads.append(1) or real_load(plan, stages))
+    jobs = [{"prompt": "a corgi"}, {"prompt": "a cat"}, {"prompt": "a dog", "seed": 3}]
+    result = CliRunner().invoke(cli, ["batch", str(write_jobs(tmp_path, jobs)), "--out", str(tmp_path / "o"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert loads == [1] and sorted(p.name for p in (tmp_path / "o").iterdir() if p.is_dir()) == ["job-001", "job-002", "job-003"]
+
+
+def test_ctrl_c_keeps_finished_jobs_and_leaves_no_half_written_folder(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    writes = []
+    real_write_gif = videoio.write_gif
+
+    def interrupted_on_second_job(*args, **kwargs):
+        writes.append(1)
+        if len(writes) == 2:
+            raise KeyboardInterrupt
+        return real_write_gif(*args, **kwargs)
+
+    monkeypatch.setattr(videoio, "write_gif", interrupted_on_second_job)
+    jobs_file = write_jobs(tmp_path, [{"name": "first", "prompt": "a corgi"}, {"name": "second", "prompt": "a cat"}])
+    result = CliRunner().invoke(cli, ["batch", str(jobs_file), "--out", str(out), "-q"])
+    assert result.exit_code == 130 and "1 of 2 jobs are complete" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["first", "summary.csv", "summary.json", "summary.md"]
+    assert (out / "first" / "run.json").is_file()
+    assert [row["status"] for row in json.loads((out / "summary.json").read_text())] == ["ok", "pending"]
+
+
+def test_yaml_jsonl_and_csv_jobs_files_read_the_same(tmp_path):
+    jobs = [{"name": "a", "prompt": "a corgi", "frames": 3, "options": {"mixing_ratio": 0.5}}, {"prompt": "a cat", "seed": 1}]
+    yaml_file = write_jobs(tmp_path, jobs, {"vdm": "zeroscope", "tiny": True})
+    jsonl_file = tmp_path / "jobs.jsonl"
+    jsonl_file.write_text("\n".join(json.dumps(x) for x in [{"defaults": {"vdm": "zeroscope", "tiny": True}}, *jobs]) + "\n")
+    csv_file = tmp_path / "jobs.csv"
+    csv_file.write_text("# vdm: zeroscope\n# tiny: true\nname,prompt,frames,seed,options.mixing_ratio\na,a corgi,3,,0.5\n,a cat,,1,\n")
+    read = {f.suffix: [(j.name, j.config.model_dump(), j.error) for j in read_jobs(f, tmp_path / "o")] for f in (yaml_file, jsonl_file, csv_file)}
+    assert read[".yaml"] == read[".jsonl"]
+    assert [(n, e) for n, _, e in read[".csv"]] == [("a", None), ("job-002", None)]
+    # CSV cells are text, typed by RunConfig; options by the params model when the run is planned
+    assert read[".csv"][0][1] == {**read[".yaml"][0][1], "options": {"mixing_ratio": "0.5"}}
+    assert read[".csv"][1][1] == read[".yaml"][1][1]
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("jobs: [", "cannot parse jobs file"),
+        ("jobs: []", "holds no jobs"),
+        ("runs: [{prompt: a}]", "`jobs:`"),
+        ("[{name: a, prompt: x}, {name: a, prompt: y}]", "two jobs are named 'a'"),
+        ("[{name: ../up, prompt: x}]", "job name '../up'"),
+        ("[{prompt: x, out: elsewhere}]", "sets out"),
+        ("[just a prompt]", "job 1 must be a mapping"),
+    ],
+)
+def test_bad_jobs_file_is_one_line_exit_2(tmp_path, text, words):
+    path = tmp_path / "jobs.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["batch", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_jobs_file_is_exit_2(tmp_path):
+    result = CliRunner().invoke(cli, ["batch", str(tmp_path / "nowhere.yaml")])
+    assert result.exit_code == 2 and "jobs file not found" in result.stderr

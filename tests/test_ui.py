@@ -1,0 +1,123 @@
+"""``vsynth ui`` in a real browser: Debian's headless Chromium, driven by Playwright, against the app
+served on 127.0.0.1 by the test; one tiny generation from the page, and a bad input's one-line error.
+
+Set VSYNTH_UI_SCREENSHOT=docs/ui.png to refresh the README's screenshot.
+"""
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.extras import need, skip_unless_required
+from vsynth.core.run.config import RunConfig
+from vsynth.errors import VsynthInputError
+
+need("gradio", "pip install 'vsynth[ui]'")
+sync_api = need("playwright.sync_api", "pip install 'vsynth[browser-test]'")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+QUICK = {"frames": 2, "height": 64, "width": 64, "steps": 1}
+
+
+def test_option_fields_follow_the_params_models_and_send_only_changes():
+    import gradio as gr
+
+    from vsynth.core.host.registry import get_registry
+    from vsynth.ui.params import chosen_options, option_components
+
+    registry = get_registry()
+    with gr.Blocks():
+        made = dict(
+            [(f.name, (f, c)) for f, c in option_components(gr, "bridge", "mixed-inversion", registry.bridge("mixed-inversion").params)]
+            + [(f.name, (f, c)) for f, c in option_components(gr, "idm", "controlnet-canny", registry.model("controlnet-canny", "idm").params)]
+        )  # fmt: skip
+    kinds = {name: type(component).__name__ for name, (_, component) in made.items()}
+    assert kinds["mixing_ratio"] == "Slider" and (made["mixing_ratio"][1].minimum, made["mixing_ratio"][1].maximum) == (0.0, 1.0)
+    assert kinds["inversion_prompt"] == "Dropdown" and kinds["reencode"] == "Checkbox"
+    assert kinds["low_threshold"] == "Slider" and made["low_threshold"][1].step == 1
+    assert kinds["batch_size"] == "Number" and kinds["base"] == "Textbox"
+    fields = [f for f, _ in made.values()]
+    values = {"mixing_ratio": 0.5, "reencode": True, "low_threshold": 100, "batch_size": None, "base": "", "conditioning_scale": 2.0}
+    picked = {"idm": "controlnet-canny", "bridge": "mixed-inversion"}
+    sent = chosen_options(fields, [values.get(f.name, f.default) for f in fields], picked)
+    assert sent == {"bridge.mixing_ratio": 0.5, "idm.conditioning_scale": 2.0}
+    assert chosen_options(fields, [values.get(f.name, f.default) for f in fields], {**picked, "bridge": "none"}) == {"idm.conditioning_scale": 2.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_cache):
+    from vsynth.ui.app import launch
+
+    out, port = tmp_path_factory.mktemp("ui-runs"), free_port()
+    app = launch(out, tiny=True, port=port, block=False)
+    yield f"http://127.0.0.1:{port}", out
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium with a fresh profile; skipped only where it cannot start."""
+    if not Path(CHROMIUM).is_file():
+        skip_unless_required("Chromium is not installed: apt-get install chromium")
+    with sync_api.sync_playwright() as playwright:
+        try:
+            context = playwright.chromium.launch_persistent_context(
+                tmp_path_factory.mktemp("chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+                viewport={"width": 1280, "height": 1000},
+            )  # fmt: skip
+        except sync_api.Error as exc:
+            skip_unless_required(f"Chromium cannot start here: {str(exc).splitlines()[0]}")
+        yield context
+        context.close()
+
+
+def fill_form(page, prompt: str, settings: dict) -> None:
+    page.locator("#prompt textarea").fill(prompt)
+    for name, value in settings.items():
+        page.locator(f"#{name} input").fill(str(value))
+    page.locator("#generate").click()
+
+
+def test_a_tiny_generation_from_the_page_shows_the_result_video(served, browser, tmp_path):
+    url, out = served
+    page = browser.new_page()
+    page.goto(url)
+    fill_form(page, "a corgi running on the beach", QUICK)
+    video = page.locator("#result video")
+    video.wait_for(timeout=180_000)
+    assert "video.mp4" in video.get_attribute("src")
+    page.wait_for_function("document.querySelector('#result video').readyState >= 1", timeout=30_000)  # the browser reads it
+    page.locator("#grid img").wait_for(timeout=30_000)
+    assert "frame_evals" in page.locator("#summary").inner_text()
+    (folder,) = [p for p in out.iterdir() if p.name != "samples"]
+    assert (folder / "run.json").is_file() and (folder / "video.mp4").is_file()
+    shot = tmp_path / "ui.png"
+    page.screenshot(path=shot, full_page=True)
+    if os.environ.get("VSYNTH_UI_SCREENSHOT"):
+        shutil.copy(shot, os.environ["VSYNTH_UI_SCREENSHOT"])
+    page.close()
+
+
+def test_bad_input_shows_the_one_line_error_in_the_page(served, browser):
+    url, _ = served
+    page = browser.new_page()
+    page.goto(url)
+    fill_form(page, "a corgi", {**QUICK, "frames": 0})
+    error = page.locator("#error")
+    error.wait_for(timeout=60_000)
+    with pytest.raises(VsynthInputError) as refused:  # the check behind the CLI's one-line error
+        RunConfig(vdm="zeroscope", prompt="a corgi", frames=0)
+    assert f"Error: {refused.value}" in error.inner_text()
+    assert page.locator("#result video").count() == 0
+    page.close()

@@ -1,0 +1,73 @@
+"""The public Python API: ``vsynth.run(...)`` for one run, ``vsynth.Session`` to keep models loaded.
+
+Both are thin callers of the one run pipeline (:mod:`vsynth.core.run.pipeline`): the keyword
+arguments are a :class:`~vsynth.core.run.config.RunConfig`, validated by ``plan_run`` before any
+weights load, so bad input raises the same typed :mod:`vsynth.errors` the CLI reports in one line.
+Unlike the CLI, a run writes an output folder only when ``out`` is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vsynth.core.run.config import RunConfig, make_config
+
+
+@dataclass
+class RunResult:
+    """What one run produced."""
+
+    frames: Any  # numpy uint8 (F, H, W, 3): the final video
+    latents: Any  # torch (1, C, F, h, w): the final latent video, before decoding
+    record: dict  # what run.json holds (written there when out_dir is set)
+    out_dir: Path | None  # the output folder, or None when the run was not written
+
+
+class Session:
+    """Runs many prompts or clips on models loaded once.
+
+    Loading is the slow part of a real run. A Session keeps the models of its last run and reuses
+    them for the next run with the same model set (names, model params, weights, device); a run
+    with another set replaces them. Run jobs grouped by model set to load each set once::
+
+        with vsynth.Session() as session:
+            for prompt in prompts:
+                session.run(vdm="zeroscope", prompt=prompt, tiny=True)
+    """
+
+    def __init__(self, display=None):
+        self.display = display  # an optional rich Progress showing each run's stages
+        self._loaded = None
+
+    def run(self, *, options: dict[str, Any] | None = None, display=None, **settings) -> RunResult:
+        """One run: ``settings`` are RunConfig fields (``vdm``, ``prompt``, ``idm``, ``video``, ``frames``,
+        ``tiny``, ``out``...), ``options`` the models' and bridge's params (as ``-o KEY=VALUE``)."""
+        return self.run_config(make_config({**settings, "options": options or {}}), display=display)
+
+    def run_config(self, config: RunConfig, display=None) -> RunResult:
+        """One run of a validated config (as read from a YAML file or a batch job)."""
+        from vsynth.core.run.pipeline import execute, model_key, plan_run
+
+        plan = plan_run(config)
+        if self._loaded is not None and self._loaded.key != model_key(plan):
+            self._loaded = None  # free the old set before the new one loads
+        report = execute(plan, display if display is not None else self.display, loaded=self._loaded, write=config.out is not None)
+        self._loaded = report.loaded
+        return RunResult(frames=report.frames, latents=report.latents, record=report.record, out_dir=report.out_dir)
+
+    def close(self) -> None:
+        """Drop the loaded models."""
+        self._loaded = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run(*, options: dict[str, Any] | None = None, display=None, **settings) -> RunResult:
+    """One run on freshly loaded models; see :meth:`Session.run` for the arguments."""
+    return Session().run(options=options, display=display, **settings)

@@ -1,0 +1,184 @@
+"""The web app of ``vsynth ui`` (the ``vsynth[ui]`` extra): a form over the Python API.
+
+The form holds a run config: models and bridge from the registry (third-party plugins included),
+the input videos, prompts, settings, and each chosen model's options generated from its params
+model. "Generate" runs it on one :class:`vsynth.Session` (models stay loaded between runs), shows
+each stage's progress, then the video, the grid and run.json's summary; bad input shows the same
+one-line error the CLI prints, and a run's warnings (a word outside the toy models' vocabulary) show
+above the result.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig
+from vsynth.errors import MissingExtraError, VsynthWarning, one_line
+from vsynth.ui.params import chosen_options, option_components
+
+NO_IDM = "(none: text-to-video)"
+BRIDGE_BY_DEFAULT = "(default)"
+SETTINGS = ("frames", "stride", "height", "width", "steps", "guidance", "seed")
+QUICK_TINY = {"frames": 4, "height": 128, "width": 128, "steps": 4}  # a tiny run that takes seconds on a CPU
+SUMMARY_KEYS = ("task", "models", "bridge", "frames", "height", "width", "device", "timings", "nfe", "frame_evals", "peak_memory_mb", "metrics")
+
+
+def import_gradio():
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local app
+    try:
+        import gradio
+    except ImportError:
+        raise MissingExtraError("vsynth ui needs Gradio: pip install 'vsynth[ui]'") from None
+    return gradio
+
+
+class StageProgress:
+    """rich's Progress interface (what the pipeline's stages drive) shown as a gradio progress bar."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.tasks: list[list] = []  # [name, completed, total]
+
+    def add_task(self, name: str, total=None) -> int:
+        self.tasks.append([name, 0, total])
+        self._show(len(self.tasks) - 1)
+        return len(self.tasks) - 1
+
+    def update(self, task: int, advance=None, completed=None, total=None) -> None:
+        state = self.tasks[task]
+        state[2] = total if total is not None else state[2]
+        state[1] = completed if completed is not None else state[1] + (advance or 0)
+        self._show(task)
+
+    def _show(self, task: int) -> None:
+        name, done, total = self.tasks[task]
+        self.progress((min(done, total or 1), total or 1), desc=name, unit="steps")
+
+
+def build_app(out_root: Path, tiny: bool = False):
+    """The gradio Blocks app; runs write their folders under ``out_root``."""
+    gr = import_gradio()
+    from vsynth.api import Session
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.media.samples import write_sample_video
+
+    registry = get_registry()
+    label = lambda spec: spec.qualified_name if registry.conflicts(spec) else spec.name  # noqa: E731
+    idms = {label(s): s for s in registry.models.values() if s.kind == "idm"}
+    vdms = {label(s): s for s in registry.models.values() if s.kind == "vdm"}
+    bridges = {label(s): s for s in registry.bridges.values()}
+    out_root = Path(out_root).resolve()
+    sample = write_sample_video(out_root / "samples" / "sample.mp4")
+    session = Session()
+    quick = QUICK_TINY if tiny else {}
+
+    with gr.Blocks(title="vsynth") as app:
+        gr.Markdown("# vsynth\nBridge an image diffusion model and a video diffusion model. Models and bridges come from the installed plugins.")
+        with gr.Row():
+            with gr.Column():
+                with gr.Row():
+                    idm = gr.Dropdown([NO_IDM, *idms], value=NO_IDM, label="image model (IDM)", elem_id="idm")
+                    vdm = gr.Dropdown(list(vdms), value="zeroscope" if "zeroscope" in vdms else next(iter(vdms)), label="video model (VDM)", elem_id="vdm")
+                    bridge = gr.Dropdown([BRIDGE_BY_DEFAULT, *bridges], value=BRIDGE_BY_DEFAULT, label="bridge", elem_id="bridge")
+                with gr.Row():
+                    use_tiny = gr.Checkbox(value=tiny, label="tiny models (offline, random weights: for trying the app)", elem_id="tiny")
+                    use_toy = gr.Checkbox(value=False, label="toy models (shipped, trained on the toy world: 64x64, a small vocabulary)", elem_id="toy")
+                video = gr.Video(label="source video", sources=["upload"], include_audio=True, elem_id="video")
+                gr.Examples([[str(sample)]], inputs=[video], label="sample video")
+                prompt = gr.Textbox(label="prompt", elem_id="prompt")
+                idm_prompt = gr.Textbox(label="IDM prompt (e.g. an editing instruction; default: the prompt)")
+                source_prompt = gr.Textbox(label="source prompt (what the video shows; prompt2prompt)")
+                negative_prompt = gr.Textbox(label="negative prompt")
+                with gr.Accordion("masks and control maps", open=False):
+                    mask = gr.Video(label="mask video (white = regenerate)", sources=["upload"], include_audio=True)
+                    condition = gr.Video(label="control-map video", sources=["upload"], include_audio=True)
+                    outpaint = gr.Textbox(label="outpaint: horizontal, vertical or T,R,B,L fractions")
+                with gr.Accordion("settings (0 where there is no default: the models' own)", open=True):
+                    with gr.Row():
+                        settings = [
+                            gr.Number(value=quick.get(name, RunConfig.model_fields[name].default or 0), label=name, elem_id=name,
+                                      precision=None if name == "guidance" else 0)
+                            for name in SETTINGS
+                        ]  # fmt: skip
+                fields, option_inputs, groups = [], [], {}
+                with gr.Accordion("model options", open=False):
+                    for role, specs in (("idm", idms), ("vdm", vdms), ("bridge", bridges)):
+                        for name, spec in specs.items():
+                            with gr.Group(visible=False) as group:
+                                gr.Markdown(f"**{role} {name}**")
+                                for field, component in option_components(gr, role, name, spec.params):
+                                    fields.append(field)
+                                    option_inputs.append(component)
+                            groups[(role, name)] = group
+                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column():
+                error = gr.Markdown(visible=False, elem_id="error")
+                result = gr.Video(label="result", interactive=False, elem_id="result")
+                grid = gr.Image(label="grid: source | condition | IDM | final", interactive=False, elem_id="grid")
+                summary = gr.JSON(label="run.json (summary)", elem_id="summary")
+
+        def chosen(idm_name, vdm_name, bridge_name) -> dict[str, str | None]:
+            idm_name = None if idm_name == NO_IDM else idm_name
+            if bridge_name == BRIDGE_BY_DEFAULT:
+                bridge_name = DEFAULT_BRIDGE if idm_name else PLAIN_BRIDGE
+            return {"idm": idm_name, "vdm": vdm_name, "bridge": bridge_name}
+
+        def show_options(idm_name, vdm_name, bridge_name):
+            picked = chosen(idm_name, vdm_name, bridge_name)
+            return [gr.update(visible=picked[role] == name) for role, name in groups]
+
+        for dropdown in (idm, vdm, bridge):
+            dropdown.change(show_options, [idm, vdm, bridge], list(groups.values()))
+        app.load(show_options, [idm, vdm, bridge], list(groups.values()))
+
+        def run(idm_name, vdm_name, bridge_name, tiny_on, toy_on, video_path, prompt_text, idm_text, source_text, negative_text,
+                mask_path, condition_path, outpaint_text, *rest, progress=gr.Progress()):  # fmt: skip
+            setting_values, option_values = rest[: len(SETTINGS)], rest[len(SETTINGS) :]
+            picked = chosen(idm_name, vdm_name, bridge_name)
+            values = {
+                "idm": picked["idm"], "vdm": vdm_name, "bridge": None if bridge_name == BRIDGE_BY_DEFAULT else bridge_name,
+                "tiny": tiny_on, "toy": toy_on, "video": video_path, "prompt": prompt_text or None, "idm_prompt": idm_text or None,
+                "source_prompt": source_text or None, "negative_prompt": negative_text or "", "mask": mask_path,
+                "condition_video": condition_path, "outpaint": outpaint_text or None,
+                **{name: value for name, value in zip(SETTINGS, setting_values) if not unset(name, value)},
+                "out": new_folder(out_root, "-".join(filter(None, [picked["idm"], vdm_name]))),
+            }  # fmt: skip
+            options = chosen_options(fields, list(option_values), picked)
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", VsynthWarning)
+                    done = session.run(options=options, display=StageProgress(progress), **values)
+            except Exception as exc:  # noqa: BLE001 - every failure is shown in the page, in one line
+                return gr.update(value=f"**Error:** {one_line(exc)}", visible=True), None, None, None
+            notes = [f"**Warning:** {' '.join(str(w.message).split())}" for w in caught if issubclass(w.category, VsynthWarning)]
+            record = {key: done.record[key] for key in SUMMARY_KEYS if key in done.record} | {"folder": str(done.out_dir)}
+            return gr.update(value="\n\n".join(notes), visible=bool(notes)), str(done.out_dir / "video.mp4"), str(done.out_dir / "grid.png"), record
+
+        inputs = [idm, vdm, bridge, use_tiny, use_toy, video, prompt, idm_prompt, source_prompt, negative_prompt, mask, condition, outpaint]
+        generate.click(run, [*inputs, *settings, *option_inputs], [error, result, grid, summary])
+    return app
+
+
+def unset(setting: str, value) -> bool:
+    """A number box cannot be empty: 0 (or nothing) leaves a setting whose default is None (height, steps...) to the models."""
+    return value is None or (value == 0 and RunConfig.model_fields[setting].default is None)
+
+
+def new_folder(root: Path, label: str) -> Path:
+    """A new run folder under ``root``, named by time and models."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = root / f"{stamp}-{label}", 2
+    while candidate.exists():
+        candidate, n = root / f"{stamp}-{label}-{n}", n + 1
+    return candidate
+
+
+def launch(out_root: Path, tiny: bool = False, port: int = 7860, block: bool = True):
+    """Serve the app on 127.0.0.1 only; with ``block`` false, return the running app (tests close it)."""
+    app = build_app(out_root, tiny)
+    app.launch(server_name="127.0.0.1", server_port=port, allowed_paths=[str(Path(out_root).resolve())], prevent_thread_lock=not block, quiet=not block)
+    return app
+
