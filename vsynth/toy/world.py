@@ -99,13 +99,11 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, size: int) -> np.ndar
         s = r * 0.886  # same area as the circle
         return (np.abs(xs - cx) <= s) & (np.abs(ys - cy) <= s)
     if shape == "triangle":
-        # Upward equilateral triangle inscribed in a circle of radius r * 1.2 (close to the circle's area).
-        R = r * 1.25
+        # Upward equilateral triangle inscribed in a circle of radius 1.4 r (about 80% of the circle's area).
+        R = r * 1.4
         pts = [(cx, cy - R), (cx - R * 0.866, cy + R * 0.5), (cx + R * 0.866, cy + R * 0.5)]
-        inside = np.ones_like(xs, dtype=bool)
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
-            inside &= (x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0) >= 0
-        return inside
+        sides = [(x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0) for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1])]
+        return np.all([d >= 0 for d in sides], axis=0) | np.all([d <= 0 for d in sides], axis=0)
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -149,7 +147,10 @@ def make_clip(
         shapes = [(SHAPES[rng.integers(len(SHAPES))], COLOURS[c]) for c in colours]
     n = len(shapes)
     sizes = [float(rng.uniform(lo, hi)) for _ in range(n)]
-    pos = np.array([[rng.uniform(r, size - r), rng.uniform(r, size - r)] for r in sizes], np.float64).reshape(n, 2)
+    for _attempt in range(30):  # start without heavy overlaps (shapes may still cross later)
+        pos = np.array([[rng.uniform(r, size - r), rng.uniform(r, size - r)] for r in sizes], np.float64).reshape(n, 2)
+        if all(np.linalg.norm(pos[i] - pos[j]) >= 0.9 * (sizes[i] + sizes[j]) for i in range(n) for j in range(i)):
+            break
     speed = rng.uniform(min_speed, max_speed, n) * scale
     angle = rng.uniform(0, 2 * np.pi, n)
     vel = np.stack([speed * np.cos(angle), speed * np.sin(angle)], axis=1).reshape(n, 2)
