@@ -1,0 +1,101 @@
+"""The loading path of real checkpoints (issue 14), on an offline fake hub cache of the real layouts.
+
+The cache holds the default checkpoints' real configs and file names with random weights at the
+reduced scale of :mod:`vsynth.testing.fake_hub`; models load from it by hub id, as a user's
+download loads.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from vsynth.core.host.registry import get_registry
+from vsynth.testing import tiny_runtime
+from vsynth.testing.fake_hub import build_fake_hub, offline_hub, snapshot_dir
+
+SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+IDM_REPOS = [
+    SD15_ID,
+    "stable-diffusion-v1-5/stable-diffusion-inpainting",
+    "timbrooks/instruct-pix2pix",
+    "lllyasviel/control_v11p_sd15_canny",
+    "lllyasviel/control_v11f1p_sd15_depth",
+    "lllyasviel/control_v11p_sd15_openpose",
+    "TencentARC/t2iadapter_canny_sd15v2",
+    "TencentARC/t2iadapter_depth_sd15v2",
+    "Intel/dpt-hybrid-midas",
+]
+BUILTIN_IDMS = sorted(name for name, spec in get_registry().models.items() if spec.kind == "idm" and spec.plugin == "vsynth")
+
+# SD1.5's DDIM as REFERENCE.md states it: what every IDM samples and inverts with.
+REFERENCE_DDIM = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "steps_offset": 1,
+    "set_alpha_to_one": False,
+    "clip_sample": False,
+    "prediction_type": "epsilon",
+    "timestep_spacing": "leading",
+}
+
+
+@pytest.fixture(scope="session")
+def fake_hub(tmp_path_factory):
+    return build_fake_hub(tmp_path_factory.mktemp("loading-hub") / "hub", IDM_REPOS)
+
+
+def _load(name: str, sources: dict[str, str] | None = None, **params):
+    """Load a built-in model from its default hub ids, with ``sources`` replacing some of them."""
+    spec = get_registry().model(name)
+    validated = spec.params.model_validate(params)
+    return spec.load_impl().load(spec, validated, {**{w.role: w.id for w in spec.weights}, **(sources or {})}, tiny_runtime())
+
+
+def _scheduler_settings(model) -> list[tuple[str, dict]]:
+    """(class, public config) of the schedulers an IDM samples and inverts with."""
+    denoisers = {id(d): d for d in (model.denoiser, model.inversion_denoiser)}.values()
+    return [
+        (type(d.scheduler).__name__, {k: v for k, v in d.scheduler.config.items() if not k.startswith("_")}) for d in denoisers
+    ]
+
+
+def _assert_reference(model) -> None:
+    from diffusers import DDIMScheduler
+
+    reference = {k: v for k, v in DDIMScheduler(**REFERENCE_DDIM).config.items() if not k.startswith("_")}
+    for cls, config in _scheduler_settings(model):
+        assert (cls, config) == ("DDIMScheduler", reference)
+    scheduler = model.denoiser.new_scheduler()
+    scheduler.set_timesteps(50)
+    assert scheduler.timesteps[0] == 981 and scheduler.timesteps[-1] == 1
+
+
+@pytest.mark.parametrize("name", BUILTIN_IDMS)
+def test_every_idm_samples_with_sd15_ddim(fake_hub, name):
+    """instruct-pix2pix's repo ships EulerAncestral; every IDM still samples with SD1.5's DDIM."""
+    with offline_hub(fake_hub):
+        _assert_reference(_load(name))
+
+
+def _finetune_with_a_foreign_scheduler(fake_hub, folder):
+    """An SD1.5 finetune folder whose scheduler config is a minimal EulerAncestral one, as finetunes ship."""
+    shutil.copytree(snapshot_dir(fake_hub, SD15_ID), folder)
+    scheduler = folder / "scheduler" / "scheduler_config.json"
+    scheduler.unlink()
+    scheduler.write_text(json.dumps({"_class_name": "EulerAncestralDiscreteScheduler", "beta_schedule": "scaled_linear"}))
+    return folder
+
+
+def test_a_finetune_passed_as_idm_weights_samples_with_sd15_ddim(fake_hub, tmp_path):
+    finetune = _finetune_with_a_foreign_scheduler(fake_hub, tmp_path / "finetune")
+    with offline_hub(fake_hub):
+        _assert_reference(_load("sd15", {"base": str(finetune)}))
+
+
+def test_a_finetune_passed_as_base_samples_with_sd15_ddim(fake_hub, tmp_path):
+    finetune = _finetune_with_a_foreign_scheduler(fake_hub, tmp_path / "finetune")
+    with offline_hub(fake_hub):
+        _assert_reference(_load("controlnet-canny", {"base": str(finetune)}))
