@@ -11,11 +11,16 @@ import shutil
 import pytest
 
 from vsynth.core.host.registry import get_registry
+from vsynth.core.run.config import RunConfig
+from vsynth.core.run.pipeline import plan_run
+from vsynth.errors import VsynthInputError, WeightsUnavailableError
 from vsynth.testing import tiny_runtime
 from vsynth.testing.fake_hub import build_fake_hub, offline_hub, snapshot_dir
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-IDM_REPOS = [
+LIGHTNING_ID = "ByteDance/AnimateDiff-Lightning"
+REPOS = [
+    LIGHTNING_ID,
     SD15_ID,
     "stable-diffusion-v1-5/stable-diffusion-inpainting",
     "timbrooks/instruct-pix2pix",
@@ -44,7 +49,7 @@ REFERENCE_DDIM = {
 
 @pytest.fixture(scope="session")
 def fake_hub(tmp_path_factory):
-    return build_fake_hub(tmp_path_factory.mktemp("loading-hub") / "hub", IDM_REPOS)
+    return build_fake_hub(tmp_path_factory.mktemp("loading-hub") / "hub", REPOS)
 
 
 def _load(name: str, sources: dict[str, str] | None = None, **params):
@@ -99,3 +104,57 @@ def test_a_finetune_passed_as_base_samples_with_sd15_ddim(fake_hub, tmp_path):
     finetune = _finetune_with_a_foreign_scheduler(fake_hub, tmp_path / "finetune")
     with offline_hub(fake_hub):
         _assert_reference(_load("controlnet-canny", {"base": str(finetune)}))
+
+
+def _cache_without(fake_hub, tmp_path, repo_id: str, removed: str):
+    """A view of ``fake_hub`` in which ``repo_id``'s snapshot lacks ``removed`` (a file or a folder)."""
+    view = tmp_path / "hub"
+    view.mkdir()
+    for repo in fake_hub.iterdir():
+        (view / repo.name).symlink_to(repo)
+    name = f"models--{repo_id.replace('/', '--')}"
+    (view / name).unlink()
+    shutil.copytree(fake_hub / name, view / name)
+    target = snapshot_dir(view, repo_id) / removed
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return view
+
+
+def _plan_lightning(tmp_path, **options):
+    return plan_run(RunConfig(vdm="animatediff-lightning", prompt="a ball", options=options, out=tmp_path / "out"))
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "removed", "said"),
+    [
+        (LIGHTNING_ID, "animatediff_lightning_4step_diffusers.safetensors",
+         "the top level holds animatediff_lightning_1step_diffusers.safetensors, animatediff_lightning_2step_diffusers.safetensors, "
+         "animatediff_lightning_8step_diffusers.safetensors"),
+        (SD15_ID, "unet/config.json", "unet/config.json (unet/ holds diffusion_pytorch_model.safetensors)"),
+        (SD15_ID, "text_encoder", "text_encoder/config.json (there is no text_encoder/)"),
+        (SD15_ID, "tokenizer/merges.txt", "tokenizer/tokenizer.json or tokenizer/merges.txt (tokenizer/ holds "),
+    ],
+)  # fmt: skip
+def test_a_file_missing_from_the_cache_is_named_before_anything_loads(fake_hub, tmp_path, repo_id, removed, said):
+    """plan_run checks every file of every component, so a run fails in its planning step, in one line."""
+    with offline_hub(_cache_without(fake_hub, tmp_path, repo_id, removed)):
+        with pytest.raises(WeightsUnavailableError) as error:
+            _plan_lightning(tmp_path)
+    message = str(error.value)
+    assert f"'{repo_id}'" in message and said in message and "\n" not in message
+
+
+def test_the_lightning_file_of_the_chosen_steps_is_the_one_checked(fake_hub, tmp_path):
+    view = _cache_without(fake_hub, tmp_path, LIGHTNING_ID, "animatediff_lightning_4step_diffusers.safetensors")
+    with offline_hub(view):
+        plan = _plan_lightning(tmp_path, checkpoint_steps=8)
+    assert plan.sources["vdm"]["lightning"] == LIGHTNING_ID
+
+
+def test_a_local_folder_missing_a_file_is_named_before_anything_loads(fake_hub, tmp_path):
+    folder = tmp_path / "sd15"
+    shutil.copytree(snapshot_dir(fake_hub, SD15_ID), folder)
+    (folder / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    with offline_hub(fake_hub), pytest.raises(VsynthInputError, match=r"-o base=DIR.*lacks vae/diffusion_pytorch_model.safetensors or "
+                                                                     r"vae/diffusion_pytorch_model.bin \(vae/ holds config.json\)"):  # fmt: skip
+        _plan_lightning(tmp_path, base=str(folder))

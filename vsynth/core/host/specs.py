@@ -81,6 +81,11 @@ class WeightsSpec(BaseModel):
     role: str = Field(description="What these weights are in the model, e.g. 'controlnet' or 'base'.")
     id: str = Field(description="Default hub id, loaded with from_pretrained.")
     size_gb: float = Field(description="Approximate download size, in GB.")
+    files: tuple[str, ...] = Field(
+        (),
+        description="Files these weights need, relative to the repo or folder, checked before anything loads; 'a|b' means "
+        "either; '{name}' is filled from the model's params (vsynth.core.host.layouts builds the usual lists).",
+    )
     tiny: str | None = Field(None, description="Name of the offline tiny stand-in in vsynth.tiny.")
     toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
 

@@ -125,7 +125,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         options = {**params[role].model_dump(), **overrides[role]}
         wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, config.toy)
         flags = weight_flags(spec)
-        sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role]) for w in spec.weights}
+        sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in spec.weights}
     return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames)
 
 
