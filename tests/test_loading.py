@@ -6,7 +6,11 @@ download loads.
 """
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -158,3 +162,22 @@ def test_a_local_folder_missing_a_file_is_named_before_anything_loads(fake_hub, 
     with offline_hub(fake_hub), pytest.raises(VsynthInputError, match=r"-o base=DIR.*lacks vae/diffusion_pytorch_model.safetensors or "
                                                                      r"vae/diffusion_pytorch_model.bin \(vae/ holds config.json\)"):  # fmt: skip
         _plan_lightning(tmp_path, base=str(folder))
+
+
+def test_an_unreachable_hub_is_probed_once_then_loading_stays_offline(fake_hub, tmp_path):
+    """No HF_HUB_OFFLINE, every file cached, the endpoint refuses connections: the run loads at once,
+    without huggingface_hub's retried requests (which took minutes)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HUB_CACHE=str(fake_hub), HF_ENDPOINT="http://127.0.0.1:9", PYTHONPATH=os.pathsep.join(sys.path))
+    args = ["run", "--vdm", "animatediff-lightning", "-o", "checkpoint_steps=1", "--prompt", "a ball", "--frames", "2",
+            "--height", "64", "--width", "64", "--out", str(tmp_path / "out")]  # fmt: skip
+    start = time.monotonic()
+    try:
+        run = subprocess.run([sys.executable, "-c", "from vsynth.cli import main; main()", *args], env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"still loading after {exc.timeout} s: {str(exc.output)[-300:]}")
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-2000:]
+    assert "Retrying" not in output
+    assert time.monotonic() - start < 60

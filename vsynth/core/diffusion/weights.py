@@ -11,8 +11,10 @@ import json
 import os
 import re
 import socket
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 from urllib.parse import urlparse
 
 from vsynth.core.host.specs import ModelSpec, WeightsSpec
@@ -66,15 +68,45 @@ def _looks_like_path(source: str) -> bool:
 
 @cache
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connection to the hub endpoint: cheap, and no retries."""
+    """One TCP connection to the hub endpoint (its host and port): cheap, and no retries."""
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
             return True
     except OSError:
         return False
+
+
+def needs_hub(sources: dict[str, dict[str, str]]) -> bool:
+    """Whether any located source is a hub id rather than a local folder or file."""
+    return any(not Path(source).exists() for role in sources.values() for source in role.values())
+
+
+@contextmanager
+def hub_offline(offline: bool) -> Iterator[None]:
+    """Within the block, huggingface_hub (and the libraries on it) never reach the network when ``offline``.
+
+    Once vsynth knows the hub is unreachable, loading cached weights must not spend minutes in
+    retried requests: this is ``HF_HUB_OFFLINE=1``, set for this process and restored after.
+    """
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    saved = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"], constants.HF_HUB_OFFLINE = "1", True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved[1]
+        if saved[0] is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved[0]
 
 
 def _cached_snapshot(repo_id: str) -> Path | None:

@@ -23,7 +23,7 @@ from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folde
 from vsynth.core.run.progress import Stages, library_progress_bars
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
-from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags, weights_options
+from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
 from vsynth.toy.shipped import TOY_SIZE
 
@@ -60,6 +60,7 @@ class RunPlan:
     width: int
     out_dir: Path
     frames: Sources  # every source frame the run needs, read and checked while planning
+    offline: bool = False  # some weights come from the hub cache and the hub is unreachable: load them offline
 
     @property
     def fps(self) -> float:
@@ -126,7 +127,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, config.toy)
         flags = weight_flags(spec)
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in spec.weights}
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames)
+    offline = needs_hub(sources) and not hub_reachable()
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, offline)
 
 
 INPUT_FLAGS = {
@@ -265,7 +267,11 @@ def execute(plan: RunPlan, display=None, *, library_bars: bool = False) -> RunRe
     ``display`` is an optional rich Progress; ``library_bars`` lets diffusers and transformers
     show their own per-model loading bars (off: vsynth's stages say the same).
     """
-    with output_folder(plan.out_dir, exact=plan.config.out is not None) as out, library_progress_bars(library_bars):
+    with (
+        output_folder(plan.out_dir, exact=plan.config.out is not None) as out,
+        library_progress_bars(library_bars),
+        hub_offline(plan.offline),
+    ):
         record = _synthesize(plan, display, out)
     return RunReport(out_dir=out.final, record=record)
 
