@@ -20,7 +20,7 @@ from vsynth.core.media import video as videoio
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folder
-from vsynth.core.run.progress import Stages, library_progress_bars
+from vsynth.core.run.progress import Stages, library_progress_bars, quiet_library_fallbacks
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, resolve_sources, weight_flags, weights_options
@@ -265,11 +265,13 @@ def execute(plan: RunPlan, display=None, *, library_bars: bool = False) -> RunRe
     """Claim the output folder, then load, prepare, bridge, decode, write.
 
     ``display`` is an optional rich Progress; ``library_bars`` lets diffusers and transformers
-    show their own per-model loading bars (off: vsynth's stages say the same).
+    show their own per-model loading bars (off: vsynth's stages say the same). The libraries'
+    cache-fallback lines are kept out, and an unreachable hub is not asked again.
     """
     with (
         output_folder(plan.out_dir, exact=plan.config.out is not None) as out,
         library_progress_bars(library_bars),
+        quiet_library_fallbacks(),
         hub_offline(plan.offline),
     ):
         record = _synthesize(plan, display, out)
