@@ -19,7 +19,7 @@ from vsynth.core.run.config import RunConfig
 from vsynth.core.run.pipeline import plan_run
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
 from vsynth.testing import tiny_runtime
-from vsynth.testing.fake_hub import build_fake_hub, offline_hub, snapshot_dir
+from vsynth.testing.fake_hub import build_fake_hub, fp16_name, layouts, offline_hub, snapshot_dir
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 LIGHTNING_ID = "ByteDance/AnimateDiff-Lightning"
@@ -56,11 +56,12 @@ def fake_hub(tmp_path_factory):
     return build_fake_hub(tmp_path_factory.mktemp("loading-hub") / "hub", REPOS)
 
 
-def _load(name: str, sources: dict[str, str] | None = None, **params):
+def _load(name: str, sources: dict[str, str] | None = None, runtime=None, **params):
     """Load a built-in model from its default hub ids, with ``sources`` replacing some of them."""
     spec = get_registry().model(name)
     validated = spec.params.model_validate(params)
-    return spec.load_impl().load(spec, validated, {**{w.role: w.id for w in spec.weights}, **(sources or {})}, tiny_runtime())
+    sources = {**{w.role: w.id for w in spec.weights}, **(sources or {})}
+    return spec.load_impl().load(spec, validated, sources, runtime or tiny_runtime())
 
 
 def _scheduler_settings(model) -> list[tuple[str, dict]]:
@@ -159,8 +160,8 @@ def test_a_local_folder_missing_a_file_is_named_before_anything_loads(fake_hub, 
     folder = tmp_path / "sd15"
     shutil.copytree(snapshot_dir(fake_hub, SD15_ID), folder)
     (folder / "vae" / "diffusion_pytorch_model.safetensors").unlink()
-    with offline_hub(fake_hub), pytest.raises(VsynthInputError, match=r"-o base=DIR.*lacks vae/diffusion_pytorch_model.safetensors or "
-                                                                     r"vae/diffusion_pytorch_model.bin \(vae/ holds config.json\)"):  # fmt: skip
+    said = r"-o base=DIR.*lacks vae/diffusion_pytorch_model.safetensors or vae/diffusion_pytorch_model.bin or .*\(vae/ holds config.json\)"
+    with offline_hub(fake_hub), pytest.raises(VsynthInputError, match=said):
         _plan_lightning(tmp_path, base=str(folder))
 
 
@@ -197,3 +198,80 @@ def test_an_unreachable_hub_is_probed_once_then_loading_stays_offline(unreachabl
 def test_an_offline_run_keeps_the_libraries_fallback_messages_out_of_its_output(unreachable_hub_run, noise):
     code, output, _ = unreachable_hub_run
     assert code == 0 and noise not in output, output[-2000:]
+
+
+# ---------------------------------------------------------------------------- fp16 variants
+
+
+def _runtime(dtype: str):
+    import torch
+
+    from vsynth.core.diffusion.inputs import Runtime
+
+    return Runtime(torch.device("cpu"), getattr(torch, dtype))
+
+
+@pytest.fixture(scope="session")
+def fp16_only_hub(tmp_path_factory):
+    """SD1.5 with only its *.fp16.* weight files, as some model cards tell users to download; Lightning (no variant)."""
+    return build_fake_hub(tmp_path_factory.mktemp("fp16-hub") / "hub", [SD15_ID, LIGHTNING_ID], precision="fp16")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_cache_of_fp16_files_only_plans_and_loads(fp16_only_hub, tmp_path, dtype):
+    with offline_hub(fp16_only_hub):
+        _plan_lightning(tmp_path)
+        model = _load("sd15", runtime=_runtime(dtype))
+    assert str(model.denoiser.unet.dtype) == f"torch.{dtype}"
+
+
+@pytest.fixture(scope="session")
+def both_precisions(tmp_path_factory):
+    """An SD1.5 folder holding the full and the fp16 weight files."""
+    cache = build_fake_hub(tmp_path_factory.mktemp("both-hub") / "hub", [SD15_ID], precision="both")
+    return snapshot_dir(cache, SD15_ID)
+
+
+@pytest.mark.parametrize(("dtype", "damaged"), [("float16", "full"), ("float32", "fp16")])
+def test_a_run_reads_the_weight_files_of_its_precision(both_precisions, tmp_path, dtype, damaged):
+    """float16 reads the fp16 variant (half the bytes), float32 the full files: the other kind may be garbage."""
+    folder = tmp_path / "sd15"
+    shutil.copytree(both_precisions, folder)
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    (folder / (unet if damaged == "full" else fp16_name(unet))).write_bytes(b"garbage")
+    model = _load("sd15", {"base": str(folder)}, runtime=_runtime(dtype))
+    assert str(model.denoiser.unet.dtype) == f"torch.{dtype}"
+
+
+def _size_gb(size) -> float | None:
+    """A layouts.json size: bytes, or the hub's rounded '1.45 GB' / '908 MB'."""
+    if isinstance(size, int):
+        return size / 1e9
+    if isinstance(size, str):
+        number, unit = size.split()
+        return float(number) * {"GB": 1.0, "MB": 1e-3, "kB": 1e-6}[unit]
+    return None
+
+
+def _read_gb(weights) -> float | None:
+    """What a run reads of ``weights`` by its files and vsynth/configs/layouts.json: None where a size is unknown."""
+    files = layouts()[weights.id]["files"]
+    total = 0.0
+    for entry in weights.files:
+        name = next((n for n in entry.format(checkpoint_steps=4).split("|") if n in files), None)
+        if name is None or not name.endswith((".safetensors", ".bin")):
+            continue
+        if _size_gb(files[name]) is None:
+            return None
+        total += _size_gb(files[name])
+    return total
+
+
+@pytest.mark.parametrize("weights", sorted({w for s in get_registry().models.values() if s.plugin == "vsynth" for w in s.weights},
+                                           key=lambda w: (w.id, w.role)), ids=lambda w: f"{w.role}:{w.id}")  # fmt: skip
+def test_the_size_a_spec_reports_is_what_a_run_reads(weights):
+    """Where layouts.json knows every size; the others were measured on the hub (issue 14)."""
+    read = _read_gb(weights)
+    if read is None:
+        pytest.skip(f"{weights.id}: a weight file's size is not in layouts.json")
+    assert weights.size_gb == pytest.approx(read, abs=0.05)

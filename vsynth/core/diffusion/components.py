@@ -6,7 +6,9 @@ VAE codec between uint8 frames and latent videos of shape (B, C, F, H, W).
 
 from __future__ import annotations
 
+import re
 import weakref
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
     if shared and (module := _LOADED.get(key)) is not None:
         return module
     try:
-        module = cls.from_pretrained(source, **kwargs)
+        module = _from_pretrained(cls, source, kwargs)
     except (OSError, ValueError, KeyError) as exc:
         sub = f" (subfolder {kwargs['subfolder']})" if kwargs.get("subfolder") else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -39,6 +41,44 @@ def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
     if shared:
         _LOADED[key] = module
     return module
+
+
+FP16 = "fp16"
+_FP16_FILE = re.compile(r"\.fp16(-\d+-of-\d+)?\.(safetensors|bin)$")
+_WEIGHT_FILE = re.compile(r"\.(safetensors|bin)$")
+
+
+def _from_pretrained(cls, source: str, kwargs: dict):
+    """Float16 weights are read from the fp16 variant where there is one: half the bytes to download and read.
+
+    A folder or cached snapshot decides by the files it holds, and either kind is accepted (a
+    float32 run upcasts a folder of fp16 files); with nothing cached, a float16 run tries the hub's
+    fp16 variant first, then the full files. Modules without a dtype (tokenizers) load as they are.
+    """
+    if "torch_dtype" not in kwargs:
+        return cls.from_pretrained(source, **kwargs)
+    half = kwargs["torch_dtype"] == torch.float16
+    files = _weight_files(source, kwargs.get("subfolder"))
+    if files:
+        fp16 = [f for f in files if _FP16_FILE.search(f)]
+        use_fp16 = bool(fp16) and (half or len(fp16) == len(files))
+        return cls.from_pretrained(source, variant=FP16 if use_fp16 else None, **kwargs)
+    if not half:
+        return cls.from_pretrained(source, **kwargs)
+    try:
+        return cls.from_pretrained(source, variant=FP16, **kwargs)
+    except (OSError, ValueError):
+        return cls.from_pretrained(source, **kwargs)
+
+
+def _weight_files(source: str, subfolder: str | None) -> list[str]:
+    """Names of the weight files in ``source``'s folder (a local one, else the cached snapshot), or []."""
+    from vsynth.core.diffusion.weights import cached_snapshot
+
+    folder = Path(source) if Path(source).is_dir() else cached_snapshot(source)
+    if folder is None or not (folder / (subfolder or "")).is_dir():
+        return []
+    return [p.name for p in (folder / (subfolder or "")).iterdir() if _WEIGHT_FILE.search(p.name)]
 
 
 @torch.no_grad()

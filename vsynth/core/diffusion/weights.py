@@ -109,7 +109,7 @@ def hub_offline(offline: bool) -> Iterator[None]:
             os.environ["HF_HUB_OFFLINE"] = saved[0]
 
 
-def _cached_snapshot(repo_id: str) -> Path | None:
+def cached_snapshot(repo_id: str) -> Path | None:
     """The folder of ``repo_id``'s cached snapshot (whatever files it holds), or None."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -133,7 +133,7 @@ def locate(weights: WeightsSpec, source: str, flag: str, params: dict[str, objec
         return str(path)
     if _looks_like_path(source):
         raise VsynthInputError(f"{weights.role} weights directory not found: {source}")
-    snapshot = _cached_snapshot(source)
+    snapshot = cached_snapshot(source)
     if snapshot is not None:
         missing = _first_missing(weights, snapshot, params or {})
         if missing is None or hub_reachable():
