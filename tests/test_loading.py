@@ -275,3 +275,33 @@ def test_the_size_a_spec_reports_is_what_a_run_reads(weights):
     if read is None:
         pytest.skip(f"{weights.id}: a weight file's size is not in layouts.json")
     assert weights.size_gb == pytest.approx(read, abs=0.05)
+
+
+# ---------------------------------------------------------------------------- weights nobody uses
+
+
+@pytest.mark.parametrize("idm", ["instruct-pix2pix", "sd-inpaint"])
+@pytest.mark.parametrize("bridge", ["idm-only", "idm-then-vdm", "encapsulated"])
+def test_a_bridge_that_never_inverts_loads_no_second_sd15(fake_hub, tmp_path, idm, bridge):
+    """Their SD1.5 base serves BIVDiff's image inversion only: other bridges leave it unlocated and unloaded."""
+    from vsynth.testing import write_sample_video
+
+    video = write_sample_video(tmp_path / "in.mp4", frames=2)
+    inputs = {"instruct-pix2pix": {}, "sd-inpaint": {"outpaint": "horizontal"}}[idm]
+    config = RunConfig(idm=idm, vdm="animatediff-lightning", bridge=bridge, video=video, prompt="a ball", frames=2, stride=1,
+                       height=64, width=64, options={"vdm.checkpoint_steps": 1}, out=tmp_path / "out", **inputs)  # fmt: skip
+    with offline_hub(fake_hub):
+        plan = plan_run(config)
+        assert "base" not in plan.sources["idm"]
+        spec = get_registry().model(idm)
+        model = spec.load_impl().load(spec, plan.params["idm"], plan.sources["idm"], tiny_runtime())
+    assert model.inversion_denoiser is None and len(model.unets()) == 1
+
+
+def test_mixed_inversion_still_loads_the_sd15_base(fake_hub, tmp_path):
+    from vsynth.testing import write_sample_video
+
+    config = RunConfig(idm="instruct-pix2pix", vdm="animatediff-lightning", video=write_sample_video(tmp_path / "in.mp4", frames=2),
+                       prompt="a ball", frames=2, stride=1, options={"vdm.checkpoint_steps": 1}, out=tmp_path / "out")  # fmt: skip
+    with offline_hub(fake_hub):
+        assert plan_run(config).sources["idm"]["base"] == SD15_ID

@@ -126,7 +126,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         options = {**params[role].model_dump(), **overrides[role]}
         wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, config.toy)
         flags = weight_flags(spec)
-        sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in spec.weights}
+        used = [w for w in spec.weights if bridge.image_inversion or not w.inversion_only]
+        sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
     offline = needs_hub(sources) and not hub_reachable()
     return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, offline)
 

@@ -17,6 +17,7 @@ SD15 = WeightsSpec(role="base", id="stable-diffusion-v1-5/stable-diffusion-v1-5"
 # T2I-Adapter features enter the UNet's first down block before it downsamples, which needs
 # cross-attention there as in real SD1.5; the faster default tiny UNet has it only in its second.
 SD15_ADAPTER_BASE = SD15.model_copy(update={"tiny": "sd15-adapter-base"})
+SD15_INVERSION = SD15.model_copy(update={"inversion_only": True})  # beside an IDM with its own UNet: BIVDiff inverts with it
 DEPTH_ESTIMATOR = WeightsSpec(
     role="depth_estimator",
     id="Intel/dpt-hybrid-midas",
@@ -170,7 +171,7 @@ def vsynth_register_models(registrar):
             kind="idm",
             task=EDITING,
             description="InstructPix2Pix: edits each source frame by an instruction (--idm-prompt), with text and image guidance.",
-            weights=(WeightsSpec(role="pix2pix", id="timbrooks/instruct-pix2pix", size_gb=4.3, tiny="instruct-pix2pix", files=layouts.sd_pipeline()), SD15),
+            weights=(WeightsSpec(role="pix2pix", id="timbrooks/instruct-pix2pix", size_gb=4.3, tiny="instruct-pix2pix", files=layouts.sd_pipeline()), SD15_INVERSION),
             params=Pix2PixParams,
             impl="vsynth.plugins.idm.instruct_pix2pix:InstructPix2Pix",
             needs=("video",),
@@ -197,7 +198,7 @@ def vsynth_register_models(registrar):
             kind="idm",
             task=INPAINTING,
             description="SD1.5 inpainting: regenerates the masked part of each frame (--mask), or extends the frame (--outpaint).",
-            weights=(WeightsSpec(role="inpaint", id="stable-diffusion-v1-5/stable-diffusion-inpainting", size_gb=4.3, tiny="sd15-inpaint", files=layouts.sd_pipeline()), SD15),
+            weights=(WeightsSpec(role="inpaint", id="stable-diffusion-v1-5/stable-diffusion-inpainting", size_gb=4.3, tiny="sd15-inpaint", files=layouts.sd_pipeline()), SD15_INVERSION),
             params=InpaintParams,
             impl="vsynth.plugins.idm.inpaint:Inpaint",
             needs=("video", "mask|outpaint"),
