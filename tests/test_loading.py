@@ -305,3 +305,34 @@ def test_mixed_inversion_still_loads_the_sd15_base(fake_hub, tmp_path):
                        prompt="a ball", frames=2, stride=1, options={"vdm.checkpoint_steps": 1}, out=tmp_path / "out")  # fmt: skip
     with offline_hub(fake_hub):
         assert plan_run(config).sources["idm"]["base"] == SD15_ID
+
+
+def _as_blobs(snapshot, folder: str, content_from=None):
+    """Store ``snapshot/folder``'s files as the hub cache does: symlinks to ``blobs/<sha256>`` (optionally
+    with the content of the same files in ``content_from``, another snapshot)."""
+    import hashlib
+
+    blobs = snapshot.parents[1] / "blobs"
+    blobs.mkdir(exist_ok=True)
+    for file in sorted((snapshot / folder).iterdir()):
+        data = ((content_from / folder / file.name) if content_from else file).read_bytes()
+        blob = blobs / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        file.unlink()
+        file.symlink_to(os.path.relpath(blob, file.parent))
+
+
+def test_two_repos_shipping_the_same_vae_files_hold_one_vae(fake_hub, tmp_path):
+    """instruct-pix2pix ships SD1.5's VAE: beside AnimateDiff-Lightning (on SD1.5) one copy is loaded."""
+    view = _cache_without(fake_hub, tmp_path, "timbrooks/instruct-pix2pix", "safety_checker")
+    name = f"models--{SD15_ID.replace('/', '--')}"
+    (view / name).unlink()
+    shutil.copytree(fake_hub / name, view / name)
+    sd15, pix2pix = snapshot_dir(view, SD15_ID), snapshot_dir(view, "timbrooks/instruct-pix2pix")
+    _as_blobs(sd15, "vae")
+    _as_blobs(pix2pix, "vae", content_from=sd15)
+    with offline_hub(view):
+        idm = _load("instruct-pix2pix")
+        vdm = _load("animatediff-lightning", checkpoint_steps=1)
+    assert idm.codec.vae is vdm.codec.vae
+    assert idm.denoiser.unet is not idm.inversion_denoiser.unet  # UNets are never shared

@@ -16,19 +16,20 @@ import torch
 from vsynth.errors import VsynthInputError
 
 
-# Weighted modules loaded and still held by some model, by (class, source, subfolder, dtype).
+# Weighted modules loaded and still held by some model, by (class, files, dtype).
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
     """``cls.from_pretrained(source, **kwargs)``; a broken or mismatched folder becomes one line.
 
-    With ``share``, the module is loaded once while a model holds it, keyed by class, source,
-    subfolder and dtype: an IDM and a VDM on one SD1.5 base get the same VAE and text encoder.
+    With ``share``, the module is loaded once while a model holds it, keyed by class, the files it
+    is read from (:func:`_identity`) and dtype: an IDM and a VDM on one SD1.5 base get the same VAE
+    and text encoder, and so do two repos that ship the same files.
     Only modules nobody modifies are shared; UNets are not, since bridges and plugins swap
     their attention processors.
     """
-    key = (cls.__module__, cls.__qualname__, str(source), kwargs.get("subfolder"), kwargs.get("torch_dtype"))
+    key = (cls.__module__, cls.__qualname__, _identity(source, kwargs.get("subfolder")), kwargs.get("torch_dtype"))
     shared = share
     if shared and (module := _LOADED.get(key)) is not None:
         return module
@@ -71,14 +72,31 @@ def _from_pretrained(cls, source: str, kwargs: dict):
         return cls.from_pretrained(source, **kwargs)
 
 
-def _weight_files(source: str, subfolder: str | None) -> list[str]:
-    """Names of the weight files in ``source``'s folder (a local one, else the cached snapshot), or []."""
+def _folder(source: str) -> Path | None:
+    """The folder ``source`` is read from: a local one, else its cached snapshot (None when not cached)."""
     from vsynth.core.diffusion.weights import cached_snapshot
 
-    folder = Path(source) if Path(source).is_dir() else cached_snapshot(source)
+    return Path(source) if Path(source).is_dir() else cached_snapshot(source)
+
+
+def _weight_files(source: str, subfolder: str | None) -> list[str]:
+    """Names of the weight files in ``source``'s folder (a local one, else the cached snapshot), or []."""
+    folder = _folder(source)
     if folder is None or not (folder / (subfolder or "")).is_dir():
         return []
     return [p.name for p in (folder / (subfolder or "")).iterdir() if _WEIGHT_FILE.search(p.name)]
+
+
+def _identity(source: str, subfolder: str | None) -> tuple[tuple[str, str], ...] | str:
+    """What a module is read from, rather than where: the files of its folder, each by the name of its hub
+    cache blob (a content hash: instruct-pix2pix's VAE files are SD1.5's), else by its real path; the
+    source and subfolder where nothing is on disk yet."""
+    folder = _folder(source)
+    directory = folder / (subfolder or "") if folder is not None else None
+    if directory is None or not directory.is_dir():
+        return f"{source}/{subfolder or ''}"
+    files = ((p.name, p.resolve()) for p in sorted(directory.iterdir()) if p.is_file())
+    return tuple((name, real.name if real.parent.name == "blobs" else str(real)) for name, real in files)
 
 
 @torch.no_grad()
