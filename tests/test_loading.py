@@ -336,3 +336,38 @@ def test_two_repos_shipping_the_same_vae_files_hold_one_vae(fake_hub, tmp_path):
         vdm = _load("animatediff-lightning", checkpoint_steps=1)
     assert idm.codec.vae is vdm.codec.vae
     assert idm.denoiser.unet is not idm.inversion_denoiser.unet  # UNets are never shared
+
+
+# ---------------------------------------------------------------------------- load-time transients
+
+
+def _load_tiny(name: str, dtype: str, **params):
+    from vsynth.core.diffusion.weights import resolve_sources
+
+    spec = get_registry().model(name)
+    validated = spec.params.model_validate(params)
+    return spec.load_impl().load(spec, validated, resolve_sources(spec, None, validated.model_dump(), tiny=True), _runtime(dtype))
+
+
+@pytest.mark.parametrize("name", ["animatediff", "animatediff-lightning"])
+def test_motion_modules_are_built_in_their_dtype_and_load_the_same_weights(monkeypatch, name):
+    """The motion UNet (and Lightning's adapter) are built in the run's dtype without random init, not as a
+    float32 copy cast afterwards; every parameter still comes from the checkpoints, as when built plainly."""
+    from contextlib import nullcontext
+
+    import torch
+    from diffusers import MotionAdapter, UNetMotionModel
+
+    from vsynth.plugins.vdm import animatediff
+
+    with monkeypatch.context() as plain:
+        plain.setattr(animatediff, "built_for_loading", lambda dtype: nullcontext(), raising=False)
+        reference = _load_tiny(name, "float16").denoiser.unet.state_dict()
+    built = []
+    from_unet2d = UNetMotionModel.from_unet2d.__func__
+    monkeypatch.setattr(UNetMotionModel, "from_unet2d", classmethod(lambda cls, *a, **k: built.append(from_unet2d(cls, *a, **k)) or built[-1]))
+    load_state_dict = MotionAdapter.load_state_dict
+    monkeypatch.setattr(MotionAdapter, "load_state_dict", lambda self, *a, **k: built.append(self.dtype) or load_state_dict(self, *a, **k))
+    state = _load_tiny(name, "float16").denoiser.unet.state_dict()
+    assert [b if isinstance(b, torch.dtype) else b.dtype for b in built] == [torch.float16] * len(built) and built
+    assert state.keys() == reference.keys() and all(torch.equal(state[k], reference[k]) for k in reference)
