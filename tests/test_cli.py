@@ -178,7 +178,7 @@ BAD_INPUTS = {
     "out dot": ({"--out": "."}, 2, "--out .: names an existing folder"),
     "out parent is a file": ({"--out": lambda t: _file("afile")(t) / "out"}, 2, "is a file, not a folder"),
     "idm weights missing": ({"--idm-weights": lambda t: t / "nowhere"}, 2, "controlnet weights directory not found"),
-    "idm weights without config": ({"--idm-weights": _folder("empty")}, 2, "the folder holds no model_index.json or config.json"),
+    "idm weights without config": ({"--idm-weights": _folder("empty")}, 2, "the folder lacks config.json (the top level holds no files)"),
     "idm weights not weights": ({"--idm-weights": _file("notes.txt")}, 2, "not a weights folder nor a weights file"),
     "bad safetensors": ({"--vdm-weights": _file("w.safetensors", "garbage")}, 2, "not a readable safetensors file"),
     "base weights without config": ({"-o": lambda t: f"base={_folder('base')(t)}"}, 2, "base weights"),

@@ -235,7 +235,7 @@ def test_every_secondary_weights_role_takes_an_o_override_without_a_params_field
         'size_gb=0.1),', 'size_gb=0.1), WeightsSpec(role="refiner", id="me/refiner", size_gb=0.1),'
     )
     plugins("vsynth-refined", two_roles)
-    monkeypatch.setattr(pipeline, "locate", lambda weights, source, flag: source)
+    monkeypatch.setattr(pipeline, "locate", lambda weights, source, flag, params: source)
     config = make_config({"idm": "refined-idm", "vdm": "zeroscope", "prompt": "a ball", "out": tmp_path / "o", "options": {"refiner": "you/refiner"}})
     plan = pipeline.plan_run(config)
     assert plan.sources["idm"] == {"controlnet": "me/controlnet", "refiner": "you/refiner"}

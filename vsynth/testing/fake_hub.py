@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 Scale = Literal["reduced", "full"]
+Precision = Literal["full", "fp16", "both"]  # which weight files to write where the repo also ships *.fp16.*
 
 FORMAT = "1"  # part of every snapshot's commit hash: bump when the reduced configs change
 
@@ -108,11 +109,17 @@ def _build_module(cls_name: str, config: dict):
     return model_cls(model_cls.config_class(**public))
 
 
-def _save_weights(module, path: Path) -> None:
+def fp16_name(filename: str) -> str:
+    """``unet/diffusion_pytorch_model.safetensors`` -> ``unet/diffusion_pytorch_model.fp16.safetensors``."""
+    stem, _, suffix = filename.rpartition(".")
+    return f"{stem}.fp16.{suffix}"
+
+
+def _save_weights(module, path: Path, dtype=None) -> None:
     import torch
     from safetensors.torch import save_file
 
-    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    state = {k: v.detach().to(dtype or v.dtype).contiguous() for k, v in module.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
         save_file(state, str(path), metadata={"format": "pt"})
@@ -133,7 +140,7 @@ def _write_vocabulary(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n", "utf-8")
 
 
-def _write_repo(snapshot: Path, repo_id: str, scale: Scale, seed: int) -> None:
+def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision, seed: int) -> None:
     import torch
 
     folder = resources.files("vsynth.configs").joinpath(repo_id.replace("/", "__"))
@@ -161,7 +168,12 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, seed: int) -> None:
                 _write_json(snapshot / _config_path(component), config)
         torch.manual_seed(seed)
         seed += 1
-        _save_weights(_build_module(cls_name, config), snapshot / filename)
+        module = _build_module(cls_name, config)
+        has_fp16 = fp16_name(filename) in layouts()[repo_id]["files"]
+        if precision != "fp16" or not has_fp16:
+            _save_weights(module, snapshot / filename)
+        if precision != "full" and has_fp16:
+            _save_weights(module, snapshot / fp16_name(filename), torch.float16)
 
 
 def _walk(folder) -> Iterator[str]:
@@ -172,11 +184,15 @@ def _walk(folder) -> Iterator[str]:
             yield str(entry)
 
 
-def build_fake_hub(cache: str | Path, repos: list[str] | None = None, *, scale: Scale = "reduced") -> Path:
+def build_fake_hub(
+    cache: str | Path, repos: list[str] | None = None, *, scale: Scale = "reduced", precision: Precision = "full"
+) -> Path:
     """Write ``repos`` (default: every default checkpoint) into the hub cache ``cache`` and return it.
 
-    A repo already there is kept; each is written into a temporary folder and renamed into place,
-    so an interrupted build never leaves half a snapshot.
+    ``precision`` says which weight files a component whose repo also ships an fp16 variant gets:
+    the full ones, only the ``*.fp16.*`` ones (as some model cards tell users to download), or both.
+    A repo already there is kept (so one cache holds one ``precision``); each is written into a
+    temporary folder and renamed into place, so an interrupted build never leaves half a snapshot.
     """
     cache = Path(cache)
     for i, repo_id in enumerate(repos or list(layouts())):
@@ -185,7 +201,7 @@ def build_fake_hub(cache: str | Path, repos: list[str] | None = None, *, scale: 
             continue
         staging = snapshot.with_name(snapshot.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
-        _write_repo(staging, repo_id, scale, seed=7000 + 100 * i)
+        _write_repo(staging, repo_id, scale, precision, seed=7000 + 100 * i)
         os.rename(staging, snapshot)
         refs = snapshot.parents[1] / "refs"
         refs.mkdir(exist_ok=True)

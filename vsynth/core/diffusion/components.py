@@ -6,7 +6,11 @@ VAE codec between uint8 frames and latent videos of shape (B, C, F, H, W).
 
 from __future__ import annotations
 
+import re
 import weakref
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -14,24 +18,25 @@ import torch
 from vsynth.errors import VsynthInputError
 
 
-# Weighted modules loaded and still held by some model, by (class, source, subfolder, dtype).
+# Weighted modules loaded and still held by some model, by (class, files, dtype).
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
     """``cls.from_pretrained(source, **kwargs)``; a broken or mismatched folder becomes one line.
 
-    With ``share``, the module is loaded once while a model holds it, keyed by class, source,
-    subfolder and dtype: an IDM and a VDM on one SD1.5 base get the same VAE and text encoder.
+    With ``share``, the module is loaded once while a model holds it, keyed by class, the files it
+    is read from (:func:`_identity`) and dtype: an IDM and a VDM on one SD1.5 base get the same VAE
+    and text encoder, and so do two repos that ship the same files.
     Only modules nobody modifies are shared; UNets are not, since bridges and plugins swap
     their attention processors.
     """
-    key = (cls.__module__, cls.__qualname__, str(source), kwargs.get("subfolder"), kwargs.get("torch_dtype"))
+    key = (cls.__module__, cls.__qualname__, _identity(source, kwargs.get("subfolder")), kwargs.get("torch_dtype"))
     shared = share
     if shared and (module := _LOADED.get(key)) is not None:
         return module
     try:
-        module = cls.from_pretrained(source, **kwargs)
+        module = _from_pretrained(cls, source, kwargs)
     except (OSError, ValueError, KeyError) as exc:
         sub = f" (subfolder {kwargs['subfolder']})" if kwargs.get("subfolder") else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -39,6 +44,85 @@ def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
     if shared:
         _LOADED[key] = module
     return module
+
+
+_INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "xavier_uniform_", "xavier_normal_",
+          "kaiming_uniform_", "kaiming_normal_", "orthogonal_")  # fmt: skip
+
+
+@contextmanager
+def built_for_loading(dtype: torch.dtype) -> Iterator[None]:
+    """Modules built in the block get parameters of ``dtype`` and skip their random init.
+
+    For modules whose every parameter is overwritten from a checkpoint right after: a float32,
+    randomly initialised copy would only raise the peak memory (1.8 GB for Lightning's adapter,
+    5 GB for the motion UNet) and the time. Only for such modules: a parameter left out stays unset.
+    """
+    saved_dtype, saved = torch.get_default_dtype(), {name: getattr(torch.nn.init, name) for name in _INITS}
+    torch.set_default_dtype(dtype)
+    for name in _INITS:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(saved_dtype)
+        for name, init in saved.items():
+            setattr(torch.nn.init, name, init)
+
+
+FP16 = "fp16"
+_FP16_FILE = re.compile(r"\.fp16(-\d+-of-\d+)?\.(safetensors|bin)$")
+_WEIGHT_FILE = re.compile(r"\.(safetensors|bin)$")
+
+
+def _from_pretrained(cls, source: str, kwargs: dict):
+    """Float16 weights are read from the fp16 variant where there is one: half the bytes to download and read.
+
+    A folder or cached snapshot decides by the files it holds, and either kind is accepted (a
+    float32 run upcasts a folder of fp16 files); with nothing cached, a float16 run tries the hub's
+    fp16 variant first, then the full files. Modules without a dtype (tokenizers) load as they are.
+    """
+    if "torch_dtype" not in kwargs:
+        return cls.from_pretrained(source, **kwargs)
+    half = kwargs["torch_dtype"] == torch.float16
+    files = _weight_files(source, kwargs.get("subfolder"))
+    if files:
+        fp16 = [f for f in files if _FP16_FILE.search(f)]
+        use_fp16 = bool(fp16) and (half or len(fp16) == len(files))
+        return cls.from_pretrained(source, variant=FP16 if use_fp16 else None, **kwargs)
+    if not half:
+        return cls.from_pretrained(source, **kwargs)
+    try:
+        return cls.from_pretrained(source, variant=FP16, **kwargs)
+    except (OSError, ValueError):
+        return cls.from_pretrained(source, **kwargs)
+
+
+def _folder(source: str) -> Path | None:
+    """The folder ``source`` is read from: a local one, else its cached snapshot (None when not cached)."""
+    from vsynth.core.diffusion.weights import cached_snapshot
+
+    return Path(source) if Path(source).is_dir() else cached_snapshot(source)
+
+
+def _weight_files(source: str, subfolder: str | None) -> list[str]:
+    """Names of the weight files in ``source``'s folder (a local one, else the cached snapshot), or []."""
+    folder = _folder(source)
+    if folder is None or not (folder / (subfolder or "")).is_dir():
+        return []
+    return [p.name for p in (folder / (subfolder or "")).iterdir() if _WEIGHT_FILE.search(p.name)]
+
+
+def _identity(source: str, subfolder: str | None) -> tuple[tuple[str, str], ...] | str:
+    """What a module is read from, rather than where: the files of its folder, each by the name of its hub
+    cache blob (a content hash: instruct-pix2pix's VAE files are SD1.5's), else by its real path; the
+    source and subfolder where nothing is on disk yet."""
+    folder = _folder(source)
+    directory = folder / (subfolder or "") if folder is not None else None
+    if directory is None or not directory.is_dir():
+        return f"{source}/{subfolder or ''}"
+    files = ((p.name, p.resolve()) for p in sorted(directory.iterdir()) if p.is_file())
+    return tuple((name, real.name if real.parent.name == "blobs" else str(real)) for name, real in files)
 
 
 @torch.no_grad()

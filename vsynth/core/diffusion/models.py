@@ -46,9 +46,13 @@ class Model(ABC):
 
 
 class ImageModel(Model):
-    """An IDM: a frame-wise denoiser with its own conditions, and SD1.5's plain UNet for image inversion."""
+    """An IDM: a frame-wise denoiser with its own conditions, and SD1.5's plain UNet for image inversion.
 
-    inversion_denoiser: Denoiser
+    ``inversion_denoiser`` may be None when it needs weights of their own (``WeightsSpec.inversion_only``)
+    and the run's bridge never inverts (``BridgeSpec.image_inversion``): they are then not loaded.
+    """
+
+    inversion_denoiser: Denoiser | None
 
     def prepare(self, sources: Sources) -> FrameInputs:
         """Per-frame inputs from the sources (control maps, source latents, masks); none by default."""

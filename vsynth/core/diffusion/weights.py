@@ -11,8 +11,10 @@ import json
 import os
 import re
 import socket
+from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Iterator
 from urllib.parse import urlparse
 
 from vsynth.core.host.specs import ModelSpec, WeightsSpec
@@ -66,37 +68,81 @@ def _looks_like_path(source: str) -> bool:
 
 @cache
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connection to the hub endpoint: cheap, and no retries."""
+    """One TCP connection to the hub endpoint (its host and port): cheap, and no retries."""
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
             return True
     except OSError:
         return False
 
 
-def _in_hub_cache(repo_id: str) -> bool:
+def needs_hub(sources: dict[str, dict[str, str]]) -> bool:
+    """Whether any located source is a hub id rather than a local folder or file."""
+    return any(not Path(source).exists() for role in sources.values() for source in role.values())
+
+
+@contextmanager
+def hub_offline(offline: bool) -> Iterator[None]:
+    """Within the block, huggingface_hub (and the libraries on it) never reach the network when ``offline``.
+
+    Once vsynth knows the hub is unreachable, loading cached weights must not spend minutes in
+    retried requests: this is ``HF_HUB_OFFLINE=1``, set for this process and restored after.
+    """
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    saved = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"], constants.HF_HUB_OFFLINE = "1", True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved[1]
+        if saved[0] is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved[0]
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The folder of ``repo_id``'s cached snapshot (whatever files it holds), or None."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        snapshot_download(repo_id, local_files_only=True)
-        return True
+        return Path(snapshot_download(repo_id, local_files_only=True))
     except (LocalEntryNotFoundError, ValueError, OSError):
-        return False
+        return None
 
 
-def locate(weights: WeightsSpec, source: str, flag: str) -> str:
-    """Return a source that ``from_pretrained`` can load, or raise a one-line error saying what to do."""
+def locate(weights: WeightsSpec, source: str, flag: str, params: dict[str, object] | None = None) -> str:
+    """Return a source that ``from_pretrained`` can load, or raise a one-line error saying what to do.
+
+    Every file of ``weights.files`` (its ``{name}`` filled from ``params``) is checked here, in a
+    folder or in the cached snapshot, so that nothing loads when one is missing; a cached snapshot
+    may lack files the reachable hub still has.
+    """
     path = Path(source).expanduser()
     if path.exists():  # a folder, or a single checkpoint file for models that load one
-        _check_local(weights, path, flag)
+        _check_local(weights, path, flag, params or {})
         return str(path)
     if _looks_like_path(source):
         raise VsynthInputError(f"{weights.role} weights directory not found: {source}")
-    if _in_hub_cache(source) or hub_reachable():
+    snapshot = cached_snapshot(source)
+    if snapshot is not None:
+        missing = _first_missing(weights, snapshot, params or {})
+        if missing is None or hub_reachable():
+            return source
+        raise WeightsUnavailableError(
+            f"cannot get {weights.role} weights '{source}': the local cache lacks {_describe(missing, snapshot)}, and the hub "
+            f"is unreachable; download the file elsewhere, or pass a complete folder with {flag}"
+        )
+    if hub_reachable():
         return source
     raise WeightsUnavailableError(
         f"cannot get {weights.role} weights '{source}' (about {weights.size_gb:g} GB): not in the local cache and the hub "
@@ -104,15 +150,43 @@ def locate(weights: WeightsSpec, source: str, flag: str) -> str:
     )
 
 
+def _first_missing(weights: WeightsSpec, folder: Path, params: dict[str, object]) -> list[str] | None:
+    """The alternatives of the first entry of ``weights.files`` that ``folder`` has none of, or None."""
+    for entry in weights.files:
+        alternatives = entry.format(**params).split("|")
+        if not any((folder / name).is_file() for name in alternatives):
+            return alternatives
+    return None
+
+
+def _describe(alternatives: list[str], folder: Path) -> str:
+    """``a or b (unet/ holds ...)``: what is missing, and what its folder does hold (the Lightning step files
+    that were downloaded, say), so that a user sees at once what went wrong."""
+    where = PurePosixPath(alternatives[0]).parent
+    label = "the top level" if str(where) == "." else f"{where}/"
+    directory = folder / where
+    if not directory.is_dir():
+        return f"{' or '.join(alternatives)} (there is no {label})"
+    there = sorted(p.name for p in directory.iterdir() if p.is_file())
+    shown = there[:MAX_LISTED] + [f"{len(there) - MAX_LISTED} more"] * (len(there) > MAX_LISTED)
+    return f"{' or '.join(alternatives)} ({label} holds {', '.join(shown) or 'no files'})"
+
+
+MAX_LISTED = 8
 CONFIG_FILES = ("model_index.json", "config.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 
 
-def _check_local(weights: WeightsSpec, path: Path, flag: str) -> None:
-    """A local source looks loadable: a folder with a diffusers config, or a weights file whose header reads."""
+def _check_local(weights: WeightsSpec, path: Path, flag: str, params: dict[str, object]) -> None:
+    """A local source looks loadable: a folder with the files its spec lists (else a diffusers config),
+    or a weights file whose header reads."""
     what = f"{weights.role} weights {path} ({flag})"
     if path.is_dir():
-        if not any((path / name).is_file() for name in CONFIG_FILES):
+        if weights.files:
+            missing = _first_missing(weights, path, params)
+            if missing is not None:
+                raise VsynthInputError(f"{what}: the folder lacks {_describe(missing, path)}; pass the complete folder")
+        elif not any((path / name).is_file() for name in CONFIG_FILES):
             raise VsynthInputError(
                 f"{what}: the folder holds no {' or '.join(CONFIG_FILES)}, so it is not diffusers-format weights "
                 "(write them with save_pretrained, or pass the folder that holds the config)"

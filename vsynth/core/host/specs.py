@@ -81,7 +81,17 @@ class WeightsSpec(BaseModel):
     role: str = Field(description="What these weights are in the model, e.g. 'controlnet' or 'base'.")
     id: str = Field(description="Default hub id, loaded with from_pretrained.")
     size_gb: float = Field(description="Approximate download size, in GB.")
+    files: tuple[str, ...] = Field(
+        (),
+        description="Files these weights need, relative to the repo or folder, checked before anything loads; 'a|b' means "
+        "either; '{name}' is filled from the model's params (vsynth.core.host.layouts builds the usual lists).",
+    )
     tiny: str | None = Field(None, description="Name of the offline tiny stand-in in vsynth.tiny.")
+    inversion_only: bool = Field(
+        False,
+        description="Used only by the IDM's inversion denoiser (BIVDiff's image inversion with plain SD1.5): not loaded "
+        "when the run's bridge never inverts with the IDM.",
+    )
     toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
 
 
@@ -162,3 +172,6 @@ class BridgeSpec(_Spec):
         "optional", description="Whether the bridge itself needs a source video; 'optional' leaves it to the IDM."
     )
     task: str | None = Field(None, description="The task when the bridge defines it (e.g. text-to-video); else the IDM's.")
+    image_inversion: bool = Field(
+        True, description="Whether the bridge uses the IDM's inversion_denoiser; when not, weights only it needs are not loaded."
+    )

@@ -20,10 +20,10 @@ from vsynth.core.media import video as videoio
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folder
-from vsynth.core.run.progress import Stages, library_progress_bars
+from vsynth.core.run.progress import Stages, library_progress_bars, quiet_library_fallbacks
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
-from vsynth.core.diffusion.weights import locate, resolve_sources, weight_flags, weights_options
+from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
 from vsynth.toy.shipped import TOY_SIZE
 
@@ -60,6 +60,7 @@ class RunPlan:
     width: int
     out_dir: Path
     frames: Sources  # every source frame the run needs, read and checked while planning
+    offline: bool = False  # some weights come from the hub cache and the hub is unreachable: load them offline
 
     @property
     def fps(self) -> float:
@@ -137,8 +138,10 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         options = {**params[role].model_dump(), **overrides[role]}
         wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, config.toy)
         flags = weight_flags(spec)
-        sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role]) for w in spec.weights}
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames)
+        used = [w for w in spec.weights if bridge.image_inversion or not w.inversion_only]
+        sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
+    offline = needs_hub(sources) and not hub_reachable()
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, offline)
 
 
 INPUT_FLAGS = {
@@ -304,9 +307,10 @@ def execute(
     bridge, decode, write; with ``write`` false, no folder is claimed or written.
 
     ``display`` is an optional rich Progress; ``library_bars`` lets diffusers and transformers
-    show their own per-model loading bars (off: vsynth's stages say the same).
+    show their own per-model loading bars (off: vsynth's stages say the same). The libraries'
+    cache-fallback lines are kept out, and an unreachable hub is not asked again.
     """
-    with library_progress_bars(library_bars):
+    with library_progress_bars(library_bars), quiet_library_fallbacks(), hub_offline(plan.offline):
         if not write:
             return _synthesize(plan, display, None, loaded)
         with output_folder(plan.out_dir, exact=plan.config.out is not None) as out:

@@ -67,3 +67,33 @@ def library_progress_bars(show: bool) -> Iterator[None]:
     finally:
         for name, (_, turn_on, turn_off) in switches.items():
             (turn_on if before[name] else turn_off)()
+
+
+# (logger, message start) of what the libraries say while falling back on the cache, which they do
+# and then load fine: an unreachable hub, a repo without safetensors. A real failure still raises.
+FALLBACK_MESSAGES = (
+    ("huggingface_hub.hf_api", "Could not reach the Hub"),
+    ("diffusers.models.modeling_utils", "An error occurred while trying to fetch"),
+)
+FALLBACK_WARNINGS = r"The `local_dir_use_symlinks` argument is deprecated"  # diffusers passes it to huggingface_hub
+
+
+@contextmanager
+def quiet_library_fallbacks() -> Iterator[None]:
+    """Keep the libraries' cache-fallback lines out of a run's output (download bars stay)."""
+    import logging
+    import warnings
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not any(record.name == name and record.getMessage().startswith(start) for name, start in FALLBACK_MESSAGES)
+
+    loggers = [logging.getLogger(name) for name, _ in FALLBACK_MESSAGES]
+    for logger in loggers:
+        logger.addFilter(keep)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=FALLBACK_WARNINGS, category=UserWarning)
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(keep)

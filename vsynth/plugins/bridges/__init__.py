@@ -127,6 +127,7 @@ def vsynth_register_bridges(registrar):
             needs_idm=False,
             video="unused",
             task="text-to-video",
+            image_inversion=False,
         )
     )
     registrar.register_bridge(
@@ -150,6 +151,7 @@ def vsynth_register_bridges(registrar):
             impl="vsynth.plugins.bridges.encapsulated:Encapsulated",
             video="optional",
             task=ENHANCE,
+            image_inversion=False,
         )
     )
     for name, description, params, impl, needs_idm in (
@@ -168,5 +170,6 @@ def vsynth_register_bridges(registrar):
                 needs_idm=needs_idm,
                 video="required",
                 task=ENHANCE,
+                image_inversion=False,
             )
         )

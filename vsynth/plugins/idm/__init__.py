@@ -8,13 +8,23 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from vsynth import hookimpl
+from vsynth.core.host import layouts
 from vsynth.core.host.specs import ModelSpec, Params, WeightsSpec
 
-SD15 = WeightsSpec(role="base", id="stable-diffusion-v1-5/stable-diffusion-v1-5", size_gb=5.2, tiny="sd15")
+# Sizes are the files a run reads (float32; the fp16 variants a float16 run prefers are about half):
+# from vsynth/configs/layouts.json where it has them, else as measured on the hub (issue 14).
+SD15 = WeightsSpec(role="base", id="stable-diffusion-v1-5/stable-diffusion-v1-5", size_gb=4.27, tiny="sd15", files=layouts.sd_pipeline())
 # T2I-Adapter features enter the UNet's first down block before it downsamples, which needs
 # cross-attention there as in real SD1.5; the faster default tiny UNet has it only in its second.
-SD15_ADAPTER_BASE = WeightsSpec(role="base", id=SD15.id, size_gb=SD15.size_gb, tiny="sd15-adapter-base")
-DEPTH_ESTIMATOR = WeightsSpec(role="depth_estimator", id="Intel/dpt-hybrid-midas", size_gb=0.5, tiny="depth-estimator")
+SD15_ADAPTER_BASE = SD15.model_copy(update={"tiny": "sd15-adapter-base"})
+SD15_INVERSION = SD15.model_copy(update={"inversion_only": True})  # beside an IDM with its own UNet: BIVDiff inverts with it
+DEPTH_ESTIMATOR = WeightsSpec(
+    role="depth_estimator",
+    id="Intel/dpt-hybrid-midas",
+    size_gb=0.5,
+    tiny="depth-estimator",
+    files=(*layouts.transformers_model(), "preprocessor_config.json"),
+)
 CONTROLLABLE = "controllable-generation"
 EDITING = "editing"
 INPAINTING = "inpainting"
@@ -98,7 +108,7 @@ def vsynth_register_models(registrar):
             kind="idm",
             task=CONTROLLABLE,
             description="ControlNet v1.1 on SD1.5, conditioned on Canny edges of the source video (OpenCV).",
-            weights=(WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_canny", size_gb=1.4, tiny="controlnet-canny"), SD15),
+            weights=(WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_canny", size_gb=1.45, tiny="controlnet-canny", files=layouts.diffusers_model()), SD15),
             params=CannyParams,
             impl="vsynth.plugins.idm.controlnet:ControlNetCanny",
             needs=("video|condition_video",),
@@ -112,7 +122,7 @@ def vsynth_register_models(registrar):
             task=CONTROLLABLE,
             description="ControlNet v1.1 on SD1.5, conditioned on depth maps estimated from the source video (DPT).",
             weights=(
-                WeightsSpec(role="controlnet", id="lllyasviel/control_v11f1p_sd15_depth", size_gb=1.4, tiny="controlnet-depth"),
+                WeightsSpec(role="controlnet", id="lllyasviel/control_v11f1p_sd15_depth", size_gb=1.45, tiny="controlnet-depth", files=layouts.diffusers_model()),
                 SD15,
                 DEPTH_ESTIMATOR,
             ),
@@ -129,7 +139,7 @@ def vsynth_register_models(registrar):
             task=CONTROLLABLE,
             description="ControlNet v1.1 on SD1.5, conditioned on OpenPose skeletons (--condition-video, or detected with "
             "the optional controlnet_aux: pip install 'vsynth[pose]').",
-            weights=(WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_openpose", size_gb=1.4, tiny="controlnet-openpose"), SD15),
+            weights=(WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_openpose", size_gb=1.45, tiny="controlnet-openpose", files=layouts.diffusers_model()), SD15),
             params=OpenposeParams,
             impl="vsynth.plugins.idm.controlnet:ControlNetOpenpose",
             needs=(_POSE_INPUT,),
@@ -144,7 +154,8 @@ def vsynth_register_models(registrar):
                 task=CONTROLLABLE,
                 description=f"T2I-Adapter on SD1.5, conditioned on {kind} maps of the source video.",
                 weights=(
-                    WeightsSpec(role="adapter", id=f"TencentARC/t2iadapter_{kind}_sd15v2", size_gb=0.3, tiny=f"t2i-adapter-{kind}"),
+                    WeightsSpec(role="adapter", id=f"TencentARC/t2iadapter_{kind}_sd15v2", size_gb=0.3, tiny=f"t2i-adapter-{kind}",
+                                files=layouts.diffusers_model()),  # fmt: skip
                     SD15_ADAPTER_BASE,
                     *extra,
                 ),
@@ -160,7 +171,7 @@ def vsynth_register_models(registrar):
             kind="idm",
             task=EDITING,
             description="InstructPix2Pix: edits each source frame by an instruction (--idm-prompt), with text and image guidance.",
-            weights=(WeightsSpec(role="pix2pix", id="timbrooks/instruct-pix2pix", size_gb=2.6, tiny="instruct-pix2pix"), SD15),
+            weights=(WeightsSpec(role="pix2pix", id="timbrooks/instruct-pix2pix", size_gb=4.3, tiny="instruct-pix2pix", files=layouts.sd_pipeline()), SD15_INVERSION),
             params=Pix2PixParams,
             impl="vsynth.plugins.idm.instruct_pix2pix:InstructPix2Pix",
             needs=("video",),
@@ -187,7 +198,7 @@ def vsynth_register_models(registrar):
             kind="idm",
             task=INPAINTING,
             description="SD1.5 inpainting: regenerates the masked part of each frame (--mask), or extends the frame (--outpaint).",
-            weights=(WeightsSpec(role="inpaint", id="stable-diffusion-v1-5/stable-diffusion-inpainting", size_gb=2.1, tiny="sd15-inpaint"), SD15),
+            weights=(WeightsSpec(role="inpaint", id="stable-diffusion-v1-5/stable-diffusion-inpainting", size_gb=4.3, tiny="sd15-inpaint", files=layouts.sd_pipeline()), SD15_INVERSION),
             params=InpaintParams,
             impl="vsynth.plugins.idm.inpaint:Inpaint",
             needs=("video", "mask|outpaint"),

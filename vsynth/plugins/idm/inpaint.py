@@ -48,16 +48,18 @@ class Inpaint(ImageModel):
     @classmethod
     def load(cls, spec, params, sources, runtime):
         inpaint = SD15.load(sources["inpaint"], runtime)
-        base = SD15.load(sources["base"], runtime)
         model = cls(spec, params)
         model.runtime = runtime
         model.denoiser = InpaintDenoiser(inpaint, params.batch_size)
-        model.inversion_denoiser = FrameDenoiser(base.unet, base.scheduler, base.tokenizer, base.text_encoder, params.batch_size)
+        model.inversion_denoiser = None  # loaded only for a bridge that inverts: sources then hold a base
+        if "base" in sources:
+            base = SD15.load(sources["base"], runtime)
+            model.inversion_denoiser = FrameDenoiser(base.unet, base.scheduler, base.tokenizer, base.text_encoder, params.batch_size)
         model.codec = model.denoiser.codec
         return model
 
     def unets(self) -> list[torch.nn.Module]:
-        return [self.denoiser.unet, self.inversion_denoiser.unet]
+        return [d.unet for d in (self.denoiser, self.inversion_denoiser) if d is not None]
 
     def prepare(self, sources: Sources) -> FrameInputs:
         """The binarized mask on the latent grid and the masked frames, preprocessed as the pipeline's image and

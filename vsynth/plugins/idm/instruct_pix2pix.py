@@ -50,15 +50,17 @@ class InstructPix2Pix(ImageModel):
     @classmethod
     def load(cls, spec, params, sources, runtime):
         pix2pix = SD15.load(sources["pix2pix"], runtime)
-        base = SD15.load(sources["base"], runtime)
         model = cls(spec, params)
         model.denoiser = Pix2PixDenoiser(pix2pix, params.image_guidance, params.batch_size)
-        model.inversion_denoiser = FrameDenoiser(base.unet, base.scheduler, base.tokenizer, base.text_encoder, params.batch_size)
+        model.inversion_denoiser = None  # loaded only for a bridge that inverts: sources then hold a base
+        if "base" in sources:
+            base = SD15.load(sources["base"], runtime)
+            model.inversion_denoiser = FrameDenoiser(base.unet, base.scheduler, base.tokenizer, base.text_encoder, params.batch_size)
         model.codec = VaeCodec(pix2pix.vae)
         return model
 
     def unets(self) -> list[torch.nn.Module]:
-        return [self.denoiser.unet, self.inversion_denoiser.unet]
+        return [d.unet for d in (self.denoiser, self.inversion_denoiser) if d is not None]
 
     def prepare(self, sources: Sources) -> FrameInputs:
         latents = self.codec.encode(sources.video, scaled=False)  # the pipeline's argmax latents, unscaled

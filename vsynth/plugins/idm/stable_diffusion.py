@@ -10,6 +10,28 @@ from vsynth.core.diffusion.components import VaeCodec, load
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning, Runtime
 
+# SD1.5's DDIM (REFERENCE.md), set explicitly: a repo may ship another scheduler (instruct-pix2pix
+# ships EulerAncestral) or a finetune's minimal config, and DDIMScheduler.from_config would fill
+# every missing key with DDIM's own defaults (clip_sample=True, set_alpha_to_one=True, steps_offset=0).
+SD15_DDIM = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+    "timestep_spacing": "leading",
+}
+
+
+def sd15_scheduler():
+    """A DDIMScheduler with SD1.5's values, whatever scheduler the weights' repo ships."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**SD15_DDIM)
+
 
 @dataclass
 class SD15:
@@ -21,8 +43,9 @@ class SD15:
 
     @classmethod
     def load(cls, source: str, runtime: Runtime) -> SD15:
-        """The parts of a StableDiffusionPipeline folder, with DDIM as BIVDiff and EVS sample with it."""
-        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+        """The parts of a StableDiffusionPipeline folder, with SD1.5's DDIM as BIVDiff and EVS sample with it
+        (the folder's own scheduler config is not read: see :data:`SD15_DDIM`)."""
+        from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
         what = "SD1.5 base"
@@ -32,7 +55,7 @@ class SD15:
             vae=load(AutoencoderKL, source, what=what, share=True, subfolder="vae", **kw).to(runtime.device),
             text_encoder=load(CLIPTextModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.device),
             tokenizer=load(CLIPTokenizer, source, what=what, subfolder="tokenizer"),
-            scheduler=load(DDIMScheduler, source, what=what, subfolder="scheduler"),
+            scheduler=sd15_scheduler(),
         )
 
     def codec(self) -> VaeCodec:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from vsynth import hookimpl
+from vsynth.core.host import layouts
 from vsynth.core.host.specs import ModelSpec, VideoParams, WeightsSpec
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.idm import SD15
@@ -53,8 +54,10 @@ class LightningParams(AnimateDiffParams):
 
 
 UNET3D_IMPL = "vsynth.plugins.vdm.unet3d:UNet3DVideoModel"
-MOTION_ADAPTER = WeightsSpec(role="motion_adapter", id="guoyww/animatediff-motion-adapter-v1-5-2", size_gb=1.8, tiny="motion-adapter")
-LIGHTNING = WeightsSpec(role="lightning", id="ByteDance/AnimateDiff-Lightning", size_gb=0.9, tiny="animatediff-lightning")
+MOTION_ADAPTER = WeightsSpec(role="motion_adapter", id="guoyww/animatediff-motion-adapter-v1-5-2", size_gb=1.8, tiny="motion-adapter",
+                             files=layouts.diffusers_model())  # fmt: skip
+LIGHTNING = WeightsSpec(role="lightning", id="ByteDance/AnimateDiff-Lightning", size_gb=0.9, tiny="animatediff-lightning",
+                        files=(LIGHTNING_FILE.replace("{steps}", "{checkpoint_steps}"),))  # fmt: skip
 
 
 @hookimpl
@@ -64,7 +67,7 @@ def vsynth_register_models(registrar):
             name="zeroscope",
             kind="vdm",
             description="ZeroScope v2 576w text-to-video (UNet3D, OpenCLIP text encoder).",
-            weights=(WeightsSpec(role="vdm", id="cerspense/zeroscope_v2_576w", size_gb=3.1, tiny="zeroscope"),),
+            weights=(WeightsSpec(role="vdm", id="cerspense/zeroscope_v2_576w", size_gb=3.7, tiny="zeroscope", files=layouts.sd_pipeline()),),
             params=ZeroScopeParams,
             impl=UNET3D_IMPL,
             native_size=(320, 576),
@@ -75,7 +78,7 @@ def vsynth_register_models(registrar):
             name="modelscope",
             kind="vdm",
             description="ModelScope text-to-video 1.7B (UNet3D, OpenCLIP text encoder).",
-            weights=(WeightsSpec(role="vdm", id="ali-vilab/text-to-video-ms-1.7b", size_gb=3.4, tiny="modelscope"),),
+            weights=(WeightsSpec(role="vdm", id="ali-vilab/text-to-video-ms-1.7b", size_gb=7.3, tiny="modelscope", files=layouts.sd_pipeline()),),
             params=ModelScopeParams,
             impl=UNET3D_IMPL,
             native_size=(256, 256),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from vsynth.core.diffusion.components import VaeCodec, load
+from vsynth.core.diffusion.components import VaeCodec, built_for_loading, load
 from vsynth.core.diffusion.models import VideoModel
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
 from vsynth.plugins.idm.stable_diffusion import SD15
@@ -49,7 +49,9 @@ class AnimateDiff(VideoModel):
 
         sd = SD15.load(sources["base"], runtime)
         adapter = cls.load_adapter(sources[spec.weights[0].role], params, runtime)
-        unet = UNetMotionModel.from_unet2d(sd.unet, adapter).to(runtime.device, runtime.dtype)
+        with built_for_loading(runtime.dtype):  # from_unet2d copies every weight from the UNet and the adapter
+            unet = UNetMotionModel.from_unet2d(sd.unet, adapter)
+        unet = unet.to(runtime.device, runtime.dtype)
         model = cls(spec, params)
         model.denoiser = MotionDenoiser(unet, cls.scheduler(sd), sd.tokenizer, sd.text_encoder)
         model.codec = VaeCodec(sd.vae, params.decode_batch_size)
@@ -92,6 +94,7 @@ class AnimateDiffLightning(AnimateDiff):
         config = {}
         if config_file.is_file():
             config = {k: v for k, v in json.loads(config_file.read_text()).items() if not k.startswith("_")}
-        adapter = MotionAdapter(**config)
-        adapter.load_state_dict(load_file(str(path)))
+        with built_for_loading(runtime.dtype):
+            adapter = MotionAdapter(**config)
+        adapter.load_state_dict(load_file(str(path)))  # strict: every parameter is set
         return adapter.to(runtime.dtype)

@@ -1,0 +1,44 @@
+"""The files a set of weights needs, by library layout, for :attr:`WeightsSpec.files`.
+
+Each entry is a path relative to the repo or folder; ``a|b`` means either file will do (a repo
+ships safetensors, ``.bin``, or both, and a user may have downloaded only the ``*.fp16.*`` variant). Checked before anything loads
+(:func:`vsynth.core.diffusion.weights.locate`), so that a missing file is named in one line
+instead of surfacing minutes into loading. Import-light: no torch.
+"""
+
+from __future__ import annotations
+
+
+def _path(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def _either(folder: str, *names: str) -> str:
+    return "|".join(_path(folder, name) for name in names)
+
+
+def _weights(folder: str, *names: str) -> str:
+    """Any of ``names`` or their fp16 variants (``x.fp16.safetensors``)."""
+    variants = [name.replace(".", ".fp16.", 1) for name in names]
+    return _either(folder, *names, *variants)
+
+
+def diffusers_model(folder: str = "") -> tuple[str, ...]:
+    """A diffusers model (UNet, VAE, ControlNet, adapter) saved in ``folder`` ('' for the repo root)."""
+    return (_path(folder, "config.json"), _weights(folder, "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"))
+
+
+def transformers_model(folder: str = "") -> tuple[str, ...]:
+    """A transformers model (a text encoder, a depth estimator) saved in ``folder``."""
+    return (_path(folder, "config.json"), _weights(folder, "model.safetensors", "pytorch_model.bin"))
+
+
+def clip_tokenizer(folder: str = "tokenizer") -> tuple[str, ...]:
+    """A CLIP tokenizer: the hub repos ship vocab.json and merges.txt, transformers 5 saves tokenizer.json."""
+    return (_either(folder, "tokenizer.json", "vocab.json"), _either(folder, "tokenizer.json", "merges.txt"))
+
+
+def sd_pipeline() -> tuple[str, ...]:
+    """What vsynth reads of a StableDiffusionPipeline or TextToVideoSDPipeline folder (not its
+    scheduler, safety checker or feature extractor)."""
+    return (*diffusers_model("unet"), *diffusers_model("vae"), *transformers_model("text_encoder"), *clip_tokenizer())
