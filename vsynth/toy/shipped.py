@@ -40,11 +40,9 @@ def toy_weights(name: str) -> Path:
 
 def verify(name: str) -> list[str]:
     """The files of toy model ``name`` whose SHA-256 differs from the manifest's (empty when intact)."""
-    files = manifest()["models"][name]["files"]
     bad = []
-    for relative, expected in files.items():
-        path = WEIGHTS_DIR / name / relative
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-        if digest != expected["sha256"]:
-            bad.append(relative)
+    for entry in manifest()["models"][name]["files"]:  # {"path": "NAME/...", "sha256": ..., "bytes": ...}
+        path = WEIGHTS_DIR / entry["path"]
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            bad.append(entry["path"])
     return bad

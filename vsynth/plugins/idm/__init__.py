@@ -13,7 +13,7 @@ from vsynth.core.host.specs import ModelSpec, Params, WeightsSpec
 
 # Sizes are the files a run reads (float32; the fp16 variants a float16 run prefers are about half):
 # from vsynth/configs/layouts.json where it has them, else as measured on the hub (issue 14).
-SD15 = WeightsSpec(role="base", id="stable-diffusion-v1-5/stable-diffusion-v1-5", size_gb=4.27, tiny="sd15", files=layouts.sd_pipeline())
+SD15 = WeightsSpec(role="base", id="stable-diffusion-v1-5/stable-diffusion-v1-5", size_gb=4.27, tiny="sd15", toy="sd15", files=layouts.sd_pipeline())
 # T2I-Adapter features enter the UNet's first down block before it downsamples, which needs
 # cross-attention there as in real SD1.5; the faster default tiny UNet has it only in its second.
 SD15_ADAPTER_BASE = SD15.model_copy(update={"tiny": "sd15-adapter-base"})
@@ -108,7 +108,7 @@ def vsynth_register_models(registrar):
             kind="idm",
             task=CONTROLLABLE,
             description="ControlNet v1.1 on SD1.5, conditioned on Canny edges of the source video (OpenCV).",
-            weights=(WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_canny", size_gb=1.45, tiny="controlnet-canny", files=layouts.diffusers_model()), SD15),
+            weights=(WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_canny", size_gb=1.45, tiny="controlnet-canny", toy="controlnet-canny", files=layouts.diffusers_model()), SD15),
             params=CannyParams,
             impl="vsynth.plugins.idm.controlnet:ControlNetCanny",
             needs=("video|condition_video",),

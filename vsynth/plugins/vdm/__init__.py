@@ -67,7 +67,7 @@ def vsynth_register_models(registrar):
             name="zeroscope",
             kind="vdm",
             description="ZeroScope v2 576w text-to-video (UNet3D, OpenCLIP text encoder).",
-            weights=(WeightsSpec(role="vdm", id="cerspense/zeroscope_v2_576w", size_gb=3.7, tiny="zeroscope", files=layouts.sd_pipeline()),),
+            weights=(WeightsSpec(role="vdm", id="cerspense/zeroscope_v2_576w", size_gb=3.7, tiny="zeroscope", toy="zeroscope", files=layouts.sd_pipeline()),),
             params=ZeroScopeParams,
             impl=UNET3D_IMPL,
             native_size=(320, 576),
