@@ -168,7 +168,7 @@ def models(name, kind, as_json):
         from vsynth.toy.world import VOCABULARY
 
         words = "; ".join(f"{kind} {', '.join(values)}" for kind, values in VOCABULARY.items())
-        console.print(f"toy: `vsynth run --toy` runs these on trained 64x64 toy-world weights, with the vocabulary: {words}", soft_wrap=True)
+        console.print(f"toy: `vsynth run --toy` runs these on trained 64x64 toy-world weights, with the vocabulary: {words}")
 
 
 def _one_spec(registry, specs: list, name: str, kind: str | None):
