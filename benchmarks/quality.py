@@ -1,0 +1,189 @@
+"""Do the papers' claims hold in the toy world? Every bridge on the same toy clips, measured against ground truth.
+
+The toy models (``--toy``: a VAE, CLIP text encoder, SD1.5-layout T2I, a canny ControlNet and a
+ZeroScope-slot UNet3D, trained on the toy world) run every bridge on the same seeded clips,
+prompts and seed, as ``vsynth run`` would. Each run's run.json holds the metrics its inputs allow
+(vsynth.metrics.report); this script averages them over the clips, one row per bridge:
+
+- edge F1: control adherence, the output's Canny edges against the source's (tolerance 2 px);
+- colour / background: prompt adherence on the ground-truth shape masks;
+- warping error and background flicker: temporal consistency under the known rigid motion;
+- mean |dF|: the mean absolute difference of consecutive frames (every run.json has it);
+- shape speed: how far the shapes' centroids move per frame (the source moves them 1-3 px);
+- frame evals: UNet (and ControlNet) frame evaluations; seconds: synthesis time.
+
+BIVDiff's claim: Mixed Inversion makes the frame-wise IDM's result temporally coherent (warping
+error and flicker fall) while keeping most of its control adherence, and the mixing ratio trades
+one for the other. EVS's claim: the T2I's look (colour adherence) with the T2V's motion.
+
+    python benchmarks/quality.py                       # 3 clips x 8 frames, 20 steps: about 5 minutes on 2 cores
+    python benchmarks/quality.py --clips 8 --steps 50  # closer to the papers' settings, slower
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vsynth.core.run.config import make_config
+from vsynth.core.run.pipeline import run
+
+ROOT = Path(__file__).resolve().parents[1]
+NOT_SYNTHESIS = ("loading models", "writing", "reading inputs")
+IDM_STAGES = ("preparing conditions", "frame-wise generation", "decoding IDM frames")
+METRICS = (
+    ("edge_f1", "edge F1 ↑"),
+    ("colour_adherence", "colour ↑"),
+    ("background_adherence", "background ↑"),
+    ("warping_error", "warp err ↓"),
+    ("background_flicker", "bg flicker ↓"),
+    ("mean_abs_frame_difference", "mean abs dF"),
+    ("shape_speed", "speed px/f"),
+)
+
+
+def rows(args) -> list[dict]:
+    """name, bridge, idm, options, which video of the run the row reads ("final" or "idm"), needs a source."""
+    canny = "controlnet-canny"
+    out = [
+        {"name": "ControlNet frame-wise (BIVDiff stage 1)", "video": "idm", "reuse": f"mixed-inversion r={args.ratios[0]}"},
+    ]
+    for ratio in args.ratios:
+        out.append({"name": f"mixed-inversion r={ratio}", "bridge": "mixed-inversion", "idm": canny, "options": {"mixing_ratio": ratio}})
+    out += [
+        {"name": "idm-only (T2I SDEdit)", "bridge": "idm-only", "idm": canny},
+        {"name": "vdm-only (T2V SDEdit)", "bridge": "vdm-only", "idm": None},
+        {"name": "idm-then-vdm", "bridge": "idm-then-vdm", "idm": canny},
+        {"name": "vdm-then-idm", "bridge": "vdm-then-idm", "idm": canny},
+        {"name": "encapsulated (EVS)", "bridge": "encapsulated", "idm": canny},
+        {"name": "encapsulated + SFI", "bridge": "encapsulated", "idm": canny, "options": {"injection": "sfi"}},
+        {"name": "plain text-to-video", "bridge": "none", "idm": None, "source": False},
+    ]
+    return out
+
+
+def make_clips(folder: Path, count: int, frames: int) -> list[Path]:
+    from vsynth.toy.truth import save_clip
+
+    paths = []
+    for i in range(count):
+        path = folder / f"clip{i}.mp4"
+        save_clip(path, 100 + i, frames=frames, n_shapes=1 + i % 2, background=("white", "gray", "black", "gradient")[i % 4])
+        paths.append(path)
+    return paths
+
+
+def run_row(row: dict, clip: Path, caption: str, args, out: Path) -> dict:
+    values = {
+        "idm": row["idm"],
+        "vdm": args.vdm,
+        "bridge": row["bridge"],
+        "prompt": caption,
+        "frames": args.frames,
+        "stride": 1,
+        "height": args.size,
+        "width": args.size,
+        "steps": args.steps,
+        "seed": args.seed,
+        "options": row.get("options", {}),
+        "toy": True,
+        "device": args.device,
+        "out": out,
+    }
+    if row.get("source", True):
+        values["video"] = clip
+    start = time.perf_counter()
+    record = run(make_config(values)).record
+    wall = time.perf_counter() - start
+    return {
+        "metrics": record["metrics"],  # {metric: {video: value}}
+        "frame_evals": record["frame_evals"],  # {role or role.network: count}
+        "timings": record["timings"],
+        "wall": wall,
+        "stage1_frame_evals": record["sampling"]["steps"] * args.frames * (2 if record["sampling"]["guidance"] > 1 else 1) * 2,
+    }
+
+
+def cost(result: dict, video: str) -> tuple[int, float]:
+    """(frame evaluations, synthesis seconds) of what produced ``video``: the whole run, or its frame-wise IDM stage."""
+    if video == "idm":  # stage 1 of a BIVDiff run: steps x frames x 2 (guidance), each with one ControlNet call
+        return result["stage1_frame_evals"], sum(result["timings"].get(stage, 0.0) for stage in IDM_STAGES)
+    return sum(result["frame_evals"].values()), sum(s for stage, s in result["timings"].items() if stage not in NOT_SYNTHESIS)
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-=." else "_" for c in name).strip("_")
+
+
+def mean(values: list) -> float | None:
+    values = [v for v in values if v is not None and not np.isnan(v)]
+    return float(np.mean(values)) if values else None
+
+
+def markdown(results: list[dict], args) -> str:
+    head = ["bridge", *(label for _, label in METRICS), "frame evals", "seconds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r["name"]]
+        for key, _ in METRICS:
+            value = r["metrics"].get(key)
+            cells.append("—" if value is None else f"{value:.3f}")
+        cells += [str(r["frame_evals"]), f"{r['seconds']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20, help="DDIM steps of every model (default 20: the toy models need no more)")
+    parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 0.5, 0.0], help="mixing ratios of Mixed Inversion")
+    parser.add_argument("--vdm", default="zeroscope")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
+    args = parser.parse_args(argv)
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    (args.out / "grids").mkdir(parents=True)
+    clips = make_clips(args.out / "clips", args.clips, args.frames)
+    captions = [json.loads(c.with_suffix(".json").read_text())["caption"] for c in clips]
+    done: dict[str, list[dict]] = {}
+    for row in rows(args):
+        if "reuse" in row:
+            continue
+        done[row["name"]] = []
+        for i, (clip, caption) in enumerate(zip(clips, captions)):
+            folder = args.out / "runs" / slug(row["name"]) / clip.stem
+            done[row["name"]].append(run_row(row, clip, caption, args, folder))
+            if i == 0:
+                shutil.copy(folder / "grid.png", args.out / "grids" / f"{slug(row['name'])}.png")
+        print(f"{row['name']}: done", flush=True)
+    results = []
+    for row in rows(args):
+        per_clip = done[row.get("reuse", row["name"])]  # a reusing row reads another row's runs at another video
+        video = row.get("video", "final")
+        results.append(
+            {
+                "name": row["name"],
+                "metrics": {key: mean([r["metrics"].get(key, {}).get(video) for r in per_clip]) for key, _ in METRICS},
+                "frame_evals": int(mean([cost(r, video)[0] for r in per_clip])),
+                "seconds": mean([cost(r, video)[1] for r in per_clip]),
+            }
+        )
+    table = markdown(results, args)
+    (args.out / "results.json").write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "rows": results}, indent=2) + "\n")
+    (args.out / "summary.md").write_text(table + "\n")
+    print(table)
+    return results
+
+
+if __name__ == "__main__":
+    main()
