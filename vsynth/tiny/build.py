@@ -31,6 +31,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from vsynth.core.diffusion.schedules import SD15_DDIM
 from vsynth.tiny.cache import cache_base, intact, write_manifest
 
 TINY_FORMAT = "5"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
@@ -162,18 +163,6 @@ _CLIP_TEXT_COMMON = dict(
 _SD15_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=32, hidden_act="quick_gelu")  # like openai CLIP-L
 _ZEROSCOPE_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=48, hidden_act="gelu")  # like OpenCLIP-H
 
-# Stable Diffusion 1.5's DDIM configuration (ZeroScope uses the same one).
-_DDIM = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    prediction_type="epsilon",
-    timestep_spacing="leading",
-)
 
 _DPT = dict(
     hidden_size=32,
@@ -231,7 +220,7 @@ def _clip_text(component: str, config: dict):
 def _ddim():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(**_DDIM)
+    return DDIMScheduler(**SD15_DDIM)
 
 
 def _export_sd15(directory: Path) -> None:

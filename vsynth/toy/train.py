@@ -35,6 +35,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
+from vsynth.core.diffusion.schedules import SD15_DDIM
+
 from . import world
 from .tokenizer import MODEL_MAX_LENGTH, special_ids, toy_tokenizer
 
@@ -44,17 +46,7 @@ SIZE = 64
 FRAMES = 8
 EVAL_SEED = 10_000_000
 
-DDIM = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    prediction_type="epsilon",
-    timestep_spacing="leading",
-)
+DDIM = SD15_DDIM  # the schedule the sd15 and zeroscope slots sample with
 
 VAE = dict(
     in_channels=3,

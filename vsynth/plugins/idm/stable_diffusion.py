@@ -9,23 +9,12 @@ import torch
 from vsynth.core.diffusion.components import VaeCodec, load
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning, Runtime
+from vsynth.core.diffusion.schedules import SD15_DDIM
+
 
 # SD1.5's DDIM (REFERENCE.md), set explicitly: a repo may ship another scheduler (instruct-pix2pix
 # ships EulerAncestral) or a finetune's minimal config, and DDIMScheduler.from_config would fill
 # every missing key with DDIM's own defaults (clip_sample=True, set_alpha_to_one=True, steps_offset=0).
-SD15_DDIM = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "prediction_type": "epsilon",
-    "timestep_spacing": "leading",
-}
-
-
 def sd15_scheduler():
     """A DDIMScheduler with SD1.5's values, whatever scheduler the weights' repo ships."""
     from diffusers import DDIMScheduler
