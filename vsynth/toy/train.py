@@ -520,29 +520,10 @@ def _save_png(path, img, scale=2):
 
 # ----------------------------------------------------------------------------------------------- classifier
 def new_classifier():
-    torch = _torch()
-    nn = torch.nn
+    from vsynth.metrics.quality import classifier_net
 
-    class ShapeColourNet(nn.Module):
-        """For a single-shape 64x64 frame: shape (3), colour (6) and background (4) logits."""
-
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(3, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),
-                nn.Conv2d(32, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
-                nn.Conv2d(64, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
-            )
-            self.head = nn.Linear(128, len(world.SHAPES) + len(world.COLOURS) + len(world.BACKGROUNDS))
-
-        def forward(self, x):  # x: (B, 3, H, W) in [-1, 1]
-            f = self.features(x)
-            out = self.head(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1))  # average and max pooling
-            a, b = len(world.SHAPES), len(world.SHAPES) + len(world.COLOURS)
-            return out[:, :a], out[:, a:b], out[:, b:]
-
-    torch.manual_seed(SEEDS["classifier"])
-    return ShapeColourNet()
+    _torch().manual_seed(SEEDS["classifier"])
+    return classifier_net()
 
 
 def _classifier_batch(rng, n, seed_base):
