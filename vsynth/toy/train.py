@@ -126,10 +126,10 @@ RECIPE = {
     "vae": dict(steps=700, batch=16, lr=1e-3),
     "vae-dec": dict(steps=500, batch=16, lr=4e-4),
     "classifier": dict(steps=1500, batch=64, lr=1e-3, warmup=50),
-    "t2i": dict(steps=1600, batch=24, lr=8e-4, warmup=60),
+    "t2i": dict(steps=1600, batch=24, lr=8e-4, warmup=60, offset=0.1),
     "controlnet": dict(steps=300, batch=24, lr=5e-4, warmup=30),
-    "t2v": dict(steps=300, batch=4, lr=4e-4, warmup=40),
-    "motion": dict(steps=400, batch=4, lr=5e-4, warmup=40),
+    "t2v": dict(steps=1500, batch=4, lr=4e-4, warmup=40, offset=0.1),
+    "motion": dict(steps=400, batch=4, lr=5e-4, warmup=40, offset=0.1),
     "inpaint": dict(steps=600, batch=24, lr=5e-4, warmup=40),
     "ip2p": dict(steps=600, batch=24, lr=5e-4, warmup=40),
 }
@@ -613,10 +613,19 @@ def alphas_cumprod():
     return DDIMScheduler(**DDIM).alphas_cumprod
 
 
-def noised(x0, acp):
+def noised(x0, acp, offset=0.0):
+    """x_t at uniform random timesteps, with the noise; ``offset`` adds "offset noise" (Guttenberg, 2023).
+
+    SD1.5's schedule leaves 7% of the signal at t=999 (no zero terminal SNR), so a model learns to
+    read the leaked flat background and layout there, which sampling from pure noise never has:
+    the toy T2I then picks backgrounds by chance, and the T2V one per frame. A per-channel constant
+    added to the noise (per frame, for videos) drowns that leak and makes the model decide them.
+    """
     torch = _torch()
     t = torch.randint(0, len(acp), (x0.shape[0],))
     eps = torch.randn_like(x0)
+    if offset:
+        eps = eps + offset * torch.randn(*x0.shape[:-2], 1, 1)
     a = acp[t].view(-1, *([1] * (x0.dim() - 1)))
     return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
 
@@ -645,7 +654,7 @@ def stage_t2i(ctx):
         tok = ids[clip].clone()
         tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
         cond = te(tok)[0]
-        xt, t, eps = noised(x0, acp)
+        xt, t, eps = noised(x0, acp, r.get("offset", 0.0))
         return F.mse_loss(unet(xt, t, cond).sample, eps)
 
     train_loop(ctx, "t2i", {"te": te, "unet": unet}, emas, list(te.parameters()) + list(unet.parameters()), step_fn)
@@ -867,7 +876,7 @@ def stage_t2v(ctx):
         tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
         with torch.no_grad():
             cond = te(tok)[0]
-        xt, t, eps = noised(x0, acp)
+        xt, t, eps = noised(x0, acp, r.get("offset", 0.0))
         return F.mse_loss(u3(xt, t, cond).sample, eps)
 
     # spatial weights are already trained: they learn at a tenth of the rate of the new temporal layers
@@ -963,7 +972,7 @@ def stage_motion(ctx):
         tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
         with torch.no_grad():
             cond = te(tok)[0]
-        xt, t, eps = noised(x0, acp)
+        xt, t, eps = noised(x0, acp, r.get("offset", 0.0))
         cond = cond.repeat_interleave(x0.shape[2], dim=0)  # UNetMotionModel takes one prompt per frame
         return F.mse_loss(unet(xt, t, cond).sample, eps)
 
