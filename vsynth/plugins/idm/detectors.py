@@ -89,3 +89,9 @@ class ControlMaps:
         built once when the model loads: load any detector weights here (``sources`` maps each weights
         role to its folder or hub id); ``params`` are the model's validated params."""
         return map_maker(cls.kind, params, sources, device)
+
+    def offload_units(self) -> dict[str, list[torch.nn.Module]]:
+        """A detector network (the depth estimator) runs first, before the model's own."""
+        detector = getattr(self.control_maps, "model", None)
+        first = {"detector": [detector]} if isinstance(detector, torch.nn.Module) else {}
+        return {**first, **super().offload_units()}
