@@ -51,7 +51,7 @@ class AnimateDiff(VideoModel):
         adapter = cls.load_adapter(sources[spec.weights[0].role], params, runtime)
         with built_for_loading(runtime.dtype):  # from_unet2d copies every weight from the UNet and the adapter
             unet = UNetMotionModel.from_unet2d(sd.unet, adapter)
-        unet = unet.to(runtime.device, runtime.dtype)
+        unet = unet.to(runtime.home, runtime.dtype)
         model = cls(spec, params)
         model.denoiser = MotionDenoiser(unet, cls.scheduler(sd), sd.tokenizer, sd.text_encoder)
         model.codec = VaeCodec(sd.vae, params.decode_batch_size)
