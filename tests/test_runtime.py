@@ -173,8 +173,10 @@ def test_the_activation_formula_at_real_size():
     unet = memory._unet_activations(_spec("controlnet-canny"), _params("controlnet-canny"), {"block_out_channels": [320]},
                                     {"block_out_channels": [128, 256, 512, 512]}, 8, 512, 512, 7.5, 2)  # fmt: skip
     assert unet == 34 * 320 * 16 * 64 * 64 * 2  # 1.33 GiB
-    vae = memory._vae_activations(_params("zeroscope"), {"block_out_channels": [128, 256, 512, 512]}, 8, 512, 512, "float16")
+    vae = memory._vae_activations(_params("zeroscope"), {"block_out_channels": [128, 256, 512, 512]}, 8, 512, 512, "float16", None)
     assert vae == 8 * 480 * 128 * 64 * 64 * 4  # 7.5 GiB: 8 frames decoded at once by a float32 (upcast) VAE
+    sliced = memory._vae_activations(_params("zeroscope"), {"block_out_channels": [128, 256, 512, 512]}, 8, 512, 512, "float16", 1)
+    assert sliced == 480 * 128 * 64 * 64 * 4  # 0.94 GiB: one frame at a time
 
 
 def _spec(name):
@@ -196,6 +198,23 @@ def test_a_run_that_will_not_fit_is_refused_before_any_model_loads(tmp_path, mon
     assert message.startswith("this run needs about ") and "on cpu" and "0 GiB are free" in message
     assert "--offload" not in message and "lower --frames" in message and message.endswith("--no-memory-check to run anyway")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_that_fits_only_with_fewer_frames_through_the_vae_at_once_gets_them(tmp_path, monkeypatch):
+    values = {**CANNY, "frames": 8}
+    whole = plan_run(RunConfig(**values, out=tmp_path / "whole"))
+    assert whole.memory.vae_batch is None and whole.memory.fits
+    monkeypatch.setattr(memory, "free_memory", lambda device: (whole.memory.peak - 1, "faked"))
+    sliced = plan_run(RunConfig(**values, out=tmp_path / "sliced"))
+    assert sliced.memory.vae_batch == 4 and sliced.memory.peak < whole.memory.peak  # the largest batch that fits
+    from vsynth.core.diffusion.components import VaeCodec
+
+    seen, decode = [], VaeCodec.decode
+    monkeypatch.setattr(VaeCodec, "decode", lambda self, *a, **k: seen.append(self.batch_size) or decode(self, *a, **k))
+    lowered, plain = execute(sliced), execute(whole)
+    assert seen[0] == sliced.memory.vae_batch and seen[-1] == 8  # the planner's cap, then the codec's own
+    assert np.abs(lowered.frames.astype(int) - plain.frames.astype(int)).max() <= 1  # frames decode independently
+    assert json.loads((tmp_path / "sliced" / "run.json").read_text())["memory"]["vae_batch"] == sliced.memory.vae_batch
 
 
 def test_the_refusal_suggests_the_offload_that_fits_on_a_gpu(monkeypatch):

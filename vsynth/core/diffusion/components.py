@@ -169,7 +169,7 @@ class VaeCodec:
         if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
             vae.to(torch.float32)  # a shared VAE is upcast once, for every model using it
         self.vae = vae
-        self.batch_size = batch_size
+        self.batch_size = self.own_batch_size = batch_size
         self.scale = vae.config.scaling_factor
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
@@ -182,6 +182,10 @@ class VaeCodec:
         else:
             self.vae.disable_tiling()
         return tiled
+
+    def set_batch(self, cap: int | None) -> None:
+        """Encode and decode at most ``cap`` frames at once (the memory planner's choice), or the codec's own batch."""
+        self.batch_size = min(self.own_batch_size, cap) if cap else self.own_batch_size
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:

@@ -71,10 +71,15 @@ class MemoryEstimate:
     free: int | None  # None: unknown (then nothing is checked)
     free_source: str
     parts: list[Part] = field(default_factory=list, repr=False)
+    vae_batch: int | None = None  # frames the VAEs encode and decode at once, when lowered to fit
 
     @property
     def peak(self) -> int:
         return self.peaks[self.offload]
+
+    @property
+    def fits(self) -> bool:
+        return self.free is None or self.peak <= self.free
 
     def record(self) -> dict:
         """What run.json says, in MiB."""
@@ -85,6 +90,7 @@ class MemoryEstimate:
             "estimated_peak_by_offload_mb": {mode: _mib(b) for mode, b in self.peaks.items()},
             "free_mb": None if self.free is None else _mib(self.free),
             "free_source": self.free_source,
+            "vae_batch": self.vae_batch,
         }
 
 
@@ -108,8 +114,12 @@ def estimate(
     dtype: str,
     device: str,
     offload: str,
+    vae_batch: int | None = None,
 ) -> MemoryEstimate:
-    """The estimate of a planned run; ``guidance`` by model role; nothing is loaded."""
+    """The estimate of a planned run; ``guidance`` by model role; nothing is loaded.
+
+    ``vae_batch`` caps the frames every VAE encodes and decodes at once (see :func:`fit_vae_batch`).
+    """
     size = DTYPE_BYTES[dtype]
     parts: dict[str, Part] = {}
     activations = 0
@@ -124,7 +134,7 @@ def estimate(
         unet = _config(folders, sources[role], "unet")
         vae = _config(folders, sources[role], "vae")
         activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size))
-        activations = max(activations, _vae_activations(params[role], vae, frames, height, width, dtype))
+        activations = max(activations, _vae_activations(params[role], vae, frames, height, width, dtype, vae_batch))
     weights = sum(p.bytes for p in parts.values())
     units: dict[str, int] = {}
     for part in parts.values():
@@ -136,7 +146,26 @@ def estimate(
         "sequential": int((largest + activations) * MARGIN),
     }
     free, source = free_memory(device)
-    return MemoryEstimate(device, offload, weights, activations, peaks, free, source, list(parts.values()))
+    return MemoryEstimate(device, offload, weights, activations, peaks, free, source, list(parts.values()), vae_batch)
+
+
+VAE_BATCHES = (4, 2, 1)
+
+
+def fit_vae_batch(plan_estimate, first: MemoryEstimate) -> MemoryEstimate:
+    """``first`` if it fits, else the estimate with the largest VAE batch in :data:`VAE_BATCHES` that
+    fits (VAE slicing: frames are encoded and decoded independently, so only memory and speed change),
+    else the one with a single frame at a time, for :func:`check_fits` to refuse.
+
+    At 512x512 a VAE decoding 8 frames at once in float32 needs about 8 GiB, more than any UNet call:
+    one frame at a time is what lets an 8 GB GPU run at all. ``plan_estimate(vae_batch)`` re-estimates.
+    """
+    estimate = first
+    for batch in VAE_BATCHES:
+        if estimate.fits:
+            break
+        estimate = plan_estimate(batch)
+    return estimate
 
 
 def check_fits(estimate: MemoryEstimate) -> None:
@@ -281,12 +310,13 @@ def _unet_activations(spec: ModelSpec, params: Params, unet: dict, vae: dict, fr
     return UNET_K * channels * per_call * copies * _latent_pixels(vae, height, width) * size
 
 
-def _vae_activations(params: Params, vae: dict, frames: int, height: int, width: int, dtype: str) -> int:
+def _vae_activations(params: Params, vae: dict, frames: int, height: int, width: int, dtype: str, vae_batch: int | None) -> int:
     from vsynth.core.diffusion.components import TILE_ABOVE
 
     size = 4 if dtype == "float16" and vae.get("force_upcast", True) else DTYPE_BYTES[dtype]
     pixels = _latent_pixels(vae, height, width, tiled=max(height, width) > TILE_ABOVE)
     channels = vae.get("block_out_channels", [128])[0]
-    decode = min(frames, getattr(params, "decode_batch_size", ENCODE_BATCH)) * VAE_DECODE_K
-    encode = min(frames, ENCODE_BATCH) * VAE_ENCODE_K
+    cap = vae_batch or frames
+    decode = min(frames, getattr(params, "decode_batch_size", ENCODE_BATCH), cap) * VAE_DECODE_K
+    encode = min(frames, ENCODE_BATCH, cap) * VAE_ENCODE_K
     return max(decode, encode) * channels * pixels * size

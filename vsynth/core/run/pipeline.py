@@ -23,7 +23,7 @@ from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folde
 from vsynth.core.run.progress import Stages, library_progress_bars, quiet_library_fallbacks
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
-from vsynth.core.run.memory import check_fits, estimate as estimate_memory
+from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
 from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
 from vsynth.toy.shipped import TOY_SIZE
@@ -151,9 +151,14 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
     offline = needs_hub(sources) and not hub_reachable()
     guidance = {"idm": sampling.guidance, "vdm": sampling.vdm_guidance}
-    memory = estimate_memory(models, sources, params, frames=config.frames, height=height, width=width, guidance=guidance,
-                             dtype=dtype, device=device, offload=config.offload)  # fmt: skip
+
+    def plan_memory(vae_batch=None):
+        return estimate_memory(models, sources, params, frames=config.frames, height=height, width=width, guidance=guidance,
+                               dtype=dtype, device=device, offload=config.offload, vae_batch=vae_batch)  # fmt: skip
+
+    memory = plan_memory()
     if config.memory_check:
+        memory = fit_vae_batch(plan_memory, memory)
         check_fits(memory)
     return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline)
 
@@ -354,6 +359,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     idm, vdm = models.get("idm"), models["vdm"]
     for model in models.values():
         tiled = model.codec.set_tiling(plan.height, plan.width)  # the same for every codec: it depends on the size alone
+        model.codec.set_batch(plan.memory.vae_batch)
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
     counter = EvalCounter()
     for role, model in models.items():
