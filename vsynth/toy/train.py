@@ -113,6 +113,7 @@ SEEDS = {
     "vae-dec": 102,
     "classifier": 103,
     "t2i": 104,
+    "t2i-offset": 110,
     "controlnet": 105,
     "t2v": 106,
     "motion": 107,
@@ -126,7 +127,8 @@ RECIPE = {
     "vae": dict(steps=700, batch=16, lr=1e-3),
     "vae-dec": dict(steps=500, batch=16, lr=4e-4),
     "classifier": dict(steps=1500, batch=64, lr=1e-3, warmup=50),
-    "t2i": dict(steps=1600, batch=24, lr=8e-4, warmup=60, offset=0.1),
+    "t2i": dict(steps=1600, batch=24, lr=8e-4, warmup=60),
+    "t2i-offset": dict(steps=800, batch=24, lr=3e-4, warmup=20, offset=0.1),
     "controlnet": dict(steps=300, batch=24, lr=5e-4, warmup=30),
     "t2v": dict(steps=1500, batch=4, lr=4e-4, warmup=40, offset=0.1),
     "motion": dict(steps=400, batch=4, lr=5e-4, warmup=40, offset=0.1),
@@ -664,6 +666,40 @@ def stage_t2i(ctx):
     unet.save_pretrained(ctx.model_dir("unet"))
 
 
+def stage_t2i_offset(ctx):
+    """Fine-tune the T2I UNet with offset noise (see :func:`noised`), its text encoder frozen, so that
+    it picks backgrounds from the prompt instead of from the initial noise; the ControlNet and the
+    T2V model, which read the same text encoder, are trained on it afterwards."""
+    torch = _torch()
+    F = torch.nn.functional
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    data = load_data(ctx)
+    lat = load_latents(ctx).float()
+    ids = tokenize(data["captions"])
+    empty = tokenize([""])[0]
+    te = CLIPTextModel.from_pretrained(ctx.model_dir("text_encoder")).eval().requires_grad_(False)
+    unet = UNet2DConditionModel.from_pretrained(ctx.model_dir("unet"))
+    ema = EMA(unet)
+    acp = alphas_cumprod()
+    N = lat.shape[0]
+
+    def step_fn(step, rng, r):
+        clip = rng.integers(N, size=r["batch"])
+        x0 = lat[clip, rng.integers(FRAMES, size=r["batch"])]
+        tok = ids[clip].clone()
+        tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
+        with torch.no_grad():
+            cond = te(tok)[0]
+        xt, t, eps = noised(x0, acp, r["offset"])
+        return F.mse_loss(unet(xt, t, cond).sample, eps)
+
+    train_loop(ctx, "t2i-offset", {"unet": unet}, {"unet": ema}, list(unet.parameters()), step_fn)
+    ema.copy_to(unet)
+    unet.save_pretrained(ctx.model_dir("unet"))
+
+
 def sd_pipeline(ctx, unet=None, pipeline="StableDiffusionPipeline", **extra):
     import diffusers
     from diffusers import DDIMScheduler, UNet2DConditionModel
@@ -1163,12 +1199,12 @@ def stage_export(ctx):
 
     if (ctx.model_dir("unet") / "config.json").exists():
         unet = UNet2DConditionModel.from_pretrained(ctx.model_dir("unet"), **half)
-        save("sd15", lambda d: StableDiffusionPipeline(unet=unet, **common, **sd_extra).save_pretrained(d), ["vae", "vae-dec", "t2i"])
+        save("sd15", lambda d: StableDiffusionPipeline(unet=unet, **common, **sd_extra).save_pretrained(d), ["vae", "vae-dec", "t2i", "t2i-offset"])
     if (ctx.model_dir("controlnet") / "config.json").exists():
         save("controlnet-canny", lambda d: ControlNetModel.from_pretrained(ctx.model_dir("controlnet"), **half).save_pretrained(d), ["controlnet"])
     if (ctx.model_dir("unet3d") / "config.json").exists():
         u3 = UNet3DConditionModel.from_pretrained(ctx.model_dir("unet3d"), **half)
-        save("zeroscope", lambda d: TextToVideoSDPipeline(unet=u3, **common).save_pretrained(d), ["vae", "vae-dec", "t2i", "t2v"])
+        save("zeroscope", lambda d: TextToVideoSDPipeline(unet=u3, **common).save_pretrained(d), ["vae", "vae-dec", "t2i", "t2i-offset", "t2v"])
     if (ctx.model_dir("motion-adapter") / "config.json").exists():
         save("motion-adapter", lambda d: MotionAdapter.from_pretrained(ctx.model_dir("motion-adapter"), **half).save_pretrained(d), ["motion"])
     if (ctx.model_dir("unet-inpaint") / "config.json").exists():
@@ -1240,6 +1276,7 @@ STAGES = {
     "vae-dec": stage_vae_dec,
     "classifier": stage_classifier,
     "t2i": stage_t2i,
+    "t2i-offset": stage_t2i_offset,
     "check-t2i": check_t2i,
     "controlnet": stage_controlnet,
     "check-controlnet": check_controlnet,
@@ -1257,13 +1294,13 @@ STAGES = {
 PHASES = [
     [["data"]],
     [["vae", "latents"], ["classifier"]],
-    [["t2i"], ["vae-dec"]],
+    [["t2i", "t2i-offset"], ["vae-dec"]],
     [["check-t2i", "controlnet", "check-controlnet"], ["t2v", "check-t2v"]],
     [["export", "verify"], ["motion", "check-motion"]],
     [["inpaint"], ["ip2p"]],
     [["export"]],
 ]
-CORE = {"data", "vae", "latents", "vae-dec", "classifier", "t2i", "check-t2i", "controlnet", "check-controlnet", "t2v", "check-t2v", "export", "verify"}
+CORE = {"data", "vae", "latents", "vae-dec", "classifier", "t2i", "t2i-offset", "check-t2i", "controlnet", "check-controlnet", "t2v", "check-t2v", "export", "verify"}
 
 
 def _done_marker(ctx, stage):
