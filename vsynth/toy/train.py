@@ -129,7 +129,7 @@ RECIPE = {
     "classifier": dict(steps=1500, batch=64, lr=1e-3, warmup=50),
     "t2i": dict(steps=1600, batch=24, lr=8e-4, warmup=60),
     "t2i-offset": dict(steps=800, batch=24, lr=3e-4, warmup=20, offset=0.1),
-    "controlnet": dict(steps=300, batch=24, lr=5e-4, warmup=30),
+    "controlnet": dict(steps=1200, batch=24, lr=5e-4, warmup=30),
     "t2v": dict(steps=1500, batch=4, lr=4e-4, warmup=40, offset=0.1),
     "motion": dict(steps=400, batch=4, lr=5e-4, warmup=40, offset=0.1),
     "inpaint": dict(steps=600, batch=24, lr=5e-4, warmup=40),
