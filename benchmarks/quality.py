@@ -10,6 +10,8 @@ prompts and seed, as ``vsynth run`` would. Each run's run.json holds the metrics
 - warping error and background flicker: temporal consistency under the known rigid motion;
 - mean |dF|: the mean absolute difference of consecutive frames (every run.json has it);
 - shape speed: how far the shapes' centroids move per frame (the source moves them 1-3 px);
+- classifier: frame quality, the share of frames in which the toy classifier sees the prompted
+  shape, colour and background (single-shape clips only);
 - frame evals: UNet (and ControlNet) frame evaluations; seconds: synthesis time.
 
 BIVDiff's claim: Mixed Inversion makes the frame-wise IDM's result temporally coherent (warping
@@ -44,6 +46,7 @@ METRICS = (
     ("background_flicker", "bg flicker ↓"),
     ("mean_abs_frame_difference", "mean abs dF"),
     ("shape_speed", "speed px/f"),
+    ("classifier_accuracy", "classifier ↑"),
 )
 
 

@@ -2,11 +2,11 @@
 
 Loads controlnet-canny (SD1.5 + ControlNet), ZeroScope and AnimateDiff through vsynth's own loaders
 from a full-size offline fake hub cache (:mod:`vsynth.testing.fake_hub`: real layouts and configs,
-random weights), on the device a run would pick (CUDA in float16 when there is one, else CPU in
-float32), and times each network per size (the fastest of ``--repeat`` evaluations, after a
-warm-up), as seconds per frame: the SD1.5 UNet and the ControlNet on a batch of frames, the video
-UNets on a clip, the VAE decoding frames.
-No classifier-free guidance: a guided step costs two evaluations.
+random weights), on the device and dtype a run would pick (``--device``/``--dtype`` as ``vsynth
+run`` takes them: CUDA in float16 when there is one, else CPU in float32), and times each network
+per size (the fastest of ``--repeat`` evaluations, after a warm-up), as seconds per frame: the
+SD1.5 UNet and the ControlNet on a batch of frames, the video UNets on a clip, the VAE decoding
+frames. No classifier-free guidance: a guided step costs two evaluations.
 
 Memory: on CUDA, ``torch.cuda.max_memory_allocated`` per stage; on CPU, the process's peak resident
 set (VmHWM, reset before each stage through ``/proc/self/clear_refs``). Each peak holds the models
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=os.environ.get("VSYNTH_FULL_HUB"), help="full-size fake hub cache (default: $VSYNTH_FULL_HUB, else built in a temporary folder)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as vsynth run --device)")
+    parser.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32 (as vsynth run --dtype)")
     parser.add_argument("--repeat", type=int, default=2, help="timed evaluations per network and size; the fastest is reported")
     parser.add_argument("--sizes", nargs="+", type=_size, default=[(64, 64, 2), (256, 256, 2), (256, 256, 4)], metavar="HxWxF",
                         help="height x width x frames of each measured size (default: 64x64x2 256x256x2 256x256x4)")  # fmt: skip
@@ -196,11 +197,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from vsynth.core.run.pipeline import _runtime
+    from vsynth.core.diffusion.inputs import Runtime
+    from vsynth.core.run import validate
     from vsynth.core.run.progress import library_progress_bars, quiet_library_fallbacks
     from vsynth.testing.fake_hub import build_fake_hub, offline_hub
 
-    runtime = _runtime(args.device)
+    validate.check_device(args.device)
+    device = validate.resolve_device(args.device)
+    dtype = validate.resolve_dtype(args.dtype, device)
+    validate.check_precision(dtype, "none", device)
+    runtime = Runtime(torch.device(device), getattr(torch, dtype))
     memory = Memory(runtime.device)
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or build_fake_hub(Path(tmp) / "hub", REPOS, scale="full")

@@ -5,7 +5,7 @@ import pytest
 
 from vsynth.metrics import background_adherence, background_flicker, colour_adherence, edge_f1, warping_error
 from vsynth.metrics.control import canny_edges
-from vsynth.toy.world import make_clip
+from vsynth.toy.world import SHAPES, make_clip
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,31 @@ def test_run_metrics_reports_what_the_inputs_allow(clip):
     assert full["warping_error"]["source"] < full["warping_error"]["final"]
     assert full["colour_adherence"]["source"] == 1.0 and full["background_adherence"]["source"] == 1.0
     assert full["shape_speed"]["final"] == 0.0 < full["shape_speed"]["source"]
+
+
+def test_the_toy_classifier_sees_what_a_clip_shows_and_not_what_it_does_not():
+    from vsynth.metrics.quality import classifier_accuracy, parse_toy_subject
+
+    assert parse_toy_subject("a red circle and a blue square on a white background") is None  # two shapes
+    assert parse_toy_subject("a Red circle on a gray background") == ("circle", "red", "gray")
+    assert parse_toy_subject("a green triangle") == ("triangle", "green", None)
+    for seed in range(4):
+        clip = make_clip(seed, frames=3, n_shapes=1)
+        shape, colour, background = parse_toy_subject(clip.caption)
+        assert classifier_accuracy(clip.frames, shape, colour, background) == 1.0
+        other_shape = next(s for s in SHAPES if s != shape)
+        assert classifier_accuracy(clip.frames, other_shape, colour) == 0.0
+        bigger = np.repeat(np.repeat(clip.frames, 2, axis=1), 2, axis=2)  # 128x128 frames are resized to the classifier's 64
+        assert classifier_accuracy(bigger, shape, colour, background) == 1.0
+    noise = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    assert classifier_accuracy(noise, "circle", "red", "white") == 0.0
+
+
+def test_run_metrics_adds_frame_quality_for_a_one_shape_prompt():
+    from vsynth.metrics.report import run_metrics
+
+    clip = make_clip(3, frames=4, n_shapes=1)
+    noise = np.random.default_rng(1).integers(0, 256, clip.frames.shape, dtype=np.uint8)
+    metrics = run_metrics({"source": clip.frames, "final": noise}, prompt=clip.caption)
+    assert metrics["classifier_accuracy"] == {"source": 1.0, "final": 0.0}
+    assert "classifier_accuracy" not in run_metrics({"final": noise}, prompt="a red circle and a blue square")

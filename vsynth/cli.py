@@ -325,7 +325,7 @@ RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
-    "save_latents", "device", "out",
+    "save_latents", "device", "dtype", "offload", "compile", "memory_check", "out",
 )  # fmt: skip
 
 
@@ -359,6 +359,14 @@ RUN_FIELDS = (
 @click.option("--toy", is_flag=True, default=None, help="Use the shipped toy-world models (trained, 64x64, a small vocabulary: see `vsynth models`).")
 @click.option("--save-latents", is_flag=True, default=None, help="Also write latents.safetensors, the final latent video.")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps, when this machine has it  [default: auto]")
+@click.option("--dtype", type=click.Choice(["auto", "float16", "bfloat16", "float32"]),
+              help="Precision of weights and activations; auto: float16 on a GPU, float32 on the CPU  [default: auto]")  # fmt: skip
+@click.option("--offload", type=click.Choice(["none", "model", "sequential"]),
+              help="Keep weights in host memory and move them to the GPU as they run: each network whole (model), "
+              "or layer by layer (sequential: least memory, slowest)  [default: none]")  # fmt: skip
+@click.option("--compile", is_flag=True, default=None, help="torch.compile the UNets (a slow first step, faster steps after).")
+@click.option("--memory-check/--no-memory-check", default=None,
+              help="Refuse a run whose estimated peak memory exceeds the device's free memory  [default: check]")  # fmt: skip
 @click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
@@ -427,6 +435,12 @@ def _print_summary(console, report) -> None:
     evals = ", ".join(f"{role} {record['nfe'][role]} calls / {record['frame_evals'][role]} frame evals" for role in record["nfe"])
     console.print(f"network evaluations: {evals}")
     console.print(f"peak memory: {record['peak_memory_mb']:.0f} MiB ({record['peak_memory_source']})")
+    plan = record["memory"]
+    free = f"{plan['free_mb']:.0f} MiB free" if plan["free_mb"] is not None else "free memory not measured"
+    console.print(
+        f"memory planner: estimated peak {plan['estimated_peak_mb']:.0f} MiB on {record['device']} (weights "
+        f"{plan['weights_mb']:.0f}, activations {plan['activations_mb']:.0f}; --offload {record['offload']}, {record['dtype']}); {free}"
+    )
     console.print(f"wrote [bold]{report.out_dir}[/]: {', '.join(record['files'])}")
 
 

@@ -33,6 +33,10 @@ class OutputExistsError(VsynthInputError):
     """The requested output folder already holds files."""
 
 
+class InsufficientMemoryError(VsynthInputError):
+    """The planned run's estimated peak memory exceeds the device's free memory (checked before loading)."""
+
+
 class OutputWriteError(VsynthError):
     """The output folder could not be written (a full disk, a quota); nothing of it was left behind."""
 

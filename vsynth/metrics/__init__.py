@@ -8,11 +8,13 @@ classifier in :mod:`vsynth.metrics.quality`.
 
 from vsynth.metrics.control import edge_f1
 from vsynth.metrics.prompt import background_adherence, colour_adherence
+from vsynth.metrics.quality import classifier_accuracy
 from vsynth.metrics.temporal import background_flicker, mean_abs_frame_difference, warping_error
 
 __all__ = [
     "background_adherence",
     "background_flicker",
+    "classifier_accuracy",
     "colour_adherence",
     "edge_f1",
     "mean_abs_frame_difference",

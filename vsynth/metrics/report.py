@@ -4,7 +4,8 @@ Every run gets the mean absolute frame difference of each video. A run whose IDM
 edges also gets the edge F1 of the IDM frames and of the final video against the condition. A
 run on a toy clip (ground truth beside it, see :mod:`vsynth.toy.truth`) also gets prompt
 adherence, warping error and background flicker under the known motion; a run whose prompt is in
-the toy vocabulary gets the ground-truth-free colour adherence and shape motion.
+the toy vocabulary gets the ground-truth-free colour adherence and shape motion, and, when it
+names one shape and one colour, the toy classifier's accuracy (frame quality).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from vsynth.metrics.control import edge_f1
 from vsynth.metrics.prompt import background_adherence, colour_adherence, colour_masks, detected_colour_adherence
+from vsynth.metrics.quality import classifier_accuracy, parse_toy_subject, shipped_classifier
 from vsynth.metrics.temporal import background_flicker, centroid_speed, mean_abs_frame_difference, warping_error
 
 
@@ -58,6 +60,9 @@ def run_metrics(
             name: detected_colour_adherence(frames, colours, background or "gradient") for name, frames in named.items()
         }
         metrics["shape_speed"] = {name: centroid_speed(colour_masks(frames, colours)) for name, frames in named.items()}
+    subject = parse_toy_subject(prompt)
+    if subject is not None and shipped_classifier() is not None:
+        metrics["classifier_accuracy"] = {name: classifier_accuracy(frames, *subject) for name, frames in named.items()}
     if truth is not None:
         metrics["warping_error"] = {name: warping_error(f, truth.masks, truth.positions) for name, f in named.items()}
         metrics["background_flicker"] = {name: background_flicker(f, truth.masks) for name, f in named.items()}

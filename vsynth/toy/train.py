@@ -113,6 +113,7 @@ SEEDS = {
     "vae-dec": 102,
     "classifier": 103,
     "t2i": 104,
+    "t2i-offset": 110,
     "controlnet": 105,
     "t2v": 106,
     "motion": 107,
@@ -127,9 +128,10 @@ RECIPE = {
     "vae-dec": dict(steps=500, batch=16, lr=4e-4),
     "classifier": dict(steps=1500, batch=64, lr=1e-3, warmup=50),
     "t2i": dict(steps=1600, batch=24, lr=8e-4, warmup=60),
+    "t2i-offset": dict(steps=800, batch=24, lr=3e-4, warmup=20, offset=0.1),
     "controlnet": dict(steps=300, batch=24, lr=5e-4, warmup=30),
-    "t2v": dict(steps=300, batch=4, lr=4e-4, warmup=40),
-    "motion": dict(steps=400, batch=4, lr=5e-4, warmup=40),
+    "t2v": dict(steps=1500, batch=4, lr=4e-4, warmup=40, offset=0.1),
+    "motion": dict(steps=400, batch=4, lr=5e-4, warmup=40, offset=0.1),
     "inpaint": dict(steps=600, batch=24, lr=5e-4, warmup=40),
     "ip2p": dict(steps=600, batch=24, lr=5e-4, warmup=40),
 }
@@ -520,29 +522,10 @@ def _save_png(path, img, scale=2):
 
 # ----------------------------------------------------------------------------------------------- classifier
 def new_classifier():
-    torch = _torch()
-    nn = torch.nn
+    from vsynth.metrics.quality import classifier_net
 
-    class ShapeColourNet(nn.Module):
-        """For a single-shape 64x64 frame: shape (3), colour (6) and background (4) logits."""
-
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(3, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),
-                nn.Conv2d(32, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
-                nn.Conv2d(64, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
-            )
-            self.head = nn.Linear(128, len(world.SHAPES) + len(world.COLOURS) + len(world.BACKGROUNDS))
-
-        def forward(self, x):  # x: (B, 3, H, W) in [-1, 1]
-            f = self.features(x)
-            out = self.head(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1))  # average and max pooling
-            a, b = len(world.SHAPES), len(world.SHAPES) + len(world.COLOURS)
-            return out[:, :a], out[:, a:b], out[:, b:]
-
-    torch.manual_seed(SEEDS["classifier"])
-    return ShapeColourNet()
+    _torch().manual_seed(SEEDS["classifier"])
+    return classifier_net()
 
 
 def _classifier_batch(rng, n, seed_base):
@@ -632,10 +615,19 @@ def alphas_cumprod():
     return DDIMScheduler(**DDIM).alphas_cumprod
 
 
-def noised(x0, acp):
+def noised(x0, acp, offset=0.0):
+    """x_t at uniform random timesteps, with the noise; ``offset`` adds "offset noise" (Guttenberg, 2023).
+
+    SD1.5's schedule leaves 7% of the signal at t=999 (no zero terminal SNR), so a model learns to
+    read the leaked flat background and layout there, which sampling from pure noise never has:
+    the toy T2I then picks backgrounds by chance, and the T2V one per frame. A per-channel constant
+    added to the noise (per frame, for videos) drowns that leak and makes the model decide them.
+    """
     torch = _torch()
     t = torch.randint(0, len(acp), (x0.shape[0],))
     eps = torch.randn_like(x0)
+    if offset:
+        eps = eps + offset * torch.randn(*x0.shape[:-2], 1, 1)
     a = acp[t].view(-1, *([1] * (x0.dim() - 1)))
     return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
 
@@ -664,13 +656,47 @@ def stage_t2i(ctx):
         tok = ids[clip].clone()
         tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
         cond = te(tok)[0]
-        xt, t, eps = noised(x0, acp)
+        xt, t, eps = noised(x0, acp, r.get("offset", 0.0))
         return F.mse_loss(unet(xt, t, cond).sample, eps)
 
     train_loop(ctx, "t2i", {"te": te, "unet": unet}, emas, list(te.parameters()) + list(unet.parameters()), step_fn)
     emas["te"].copy_to(te)
     emas["unet"].copy_to(unet)
     te.save_pretrained(ctx.model_dir("text_encoder"))
+    unet.save_pretrained(ctx.model_dir("unet"))
+
+
+def stage_t2i_offset(ctx):
+    """Fine-tune the T2I UNet with offset noise (see :func:`noised`), its text encoder frozen, so that
+    it picks backgrounds from the prompt instead of from the initial noise; the ControlNet and the
+    T2V model, which read the same text encoder, are trained on it afterwards."""
+    torch = _torch()
+    F = torch.nn.functional
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    data = load_data(ctx)
+    lat = load_latents(ctx).float()
+    ids = tokenize(data["captions"])
+    empty = tokenize([""])[0]
+    te = CLIPTextModel.from_pretrained(ctx.model_dir("text_encoder")).eval().requires_grad_(False)
+    unet = UNet2DConditionModel.from_pretrained(ctx.model_dir("unet"))
+    ema = EMA(unet)
+    acp = alphas_cumprod()
+    N = lat.shape[0]
+
+    def step_fn(step, rng, r):
+        clip = rng.integers(N, size=r["batch"])
+        x0 = lat[clip, rng.integers(FRAMES, size=r["batch"])]
+        tok = ids[clip].clone()
+        tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
+        with torch.no_grad():
+            cond = te(tok)[0]
+        xt, t, eps = noised(x0, acp, r["offset"])
+        return F.mse_loss(unet(xt, t, cond).sample, eps)
+
+    train_loop(ctx, "t2i-offset", {"unet": unet}, {"unet": ema}, list(unet.parameters()), step_fn)
+    ema.copy_to(unet)
     unet.save_pretrained(ctx.model_dir("unet"))
 
 
@@ -886,7 +912,7 @@ def stage_t2v(ctx):
         tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
         with torch.no_grad():
             cond = te(tok)[0]
-        xt, t, eps = noised(x0, acp)
+        xt, t, eps = noised(x0, acp, r.get("offset", 0.0))
         return F.mse_loss(u3(xt, t, cond).sample, eps)
 
     # spatial weights are already trained: they learn at a tenth of the rate of the new temporal layers
@@ -982,7 +1008,7 @@ def stage_motion(ctx):
         tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
         with torch.no_grad():
             cond = te(tok)[0]
-        xt, t, eps = noised(x0, acp)
+        xt, t, eps = noised(x0, acp, r.get("offset", 0.0))
         cond = cond.repeat_interleave(x0.shape[2], dim=0)  # UNetMotionModel takes one prompt per frame
         return F.mse_loss(unet(xt, t, cond).sample, eps)
 
@@ -1173,12 +1199,12 @@ def stage_export(ctx):
 
     if (ctx.model_dir("unet") / "config.json").exists():
         unet = UNet2DConditionModel.from_pretrained(ctx.model_dir("unet"), **half)
-        save("sd15", lambda d: StableDiffusionPipeline(unet=unet, **common, **sd_extra).save_pretrained(d), ["vae", "vae-dec", "t2i"])
+        save("sd15", lambda d: StableDiffusionPipeline(unet=unet, **common, **sd_extra).save_pretrained(d), ["vae", "vae-dec", "t2i", "t2i-offset"])
     if (ctx.model_dir("controlnet") / "config.json").exists():
         save("controlnet-canny", lambda d: ControlNetModel.from_pretrained(ctx.model_dir("controlnet"), **half).save_pretrained(d), ["controlnet"])
     if (ctx.model_dir("unet3d") / "config.json").exists():
         u3 = UNet3DConditionModel.from_pretrained(ctx.model_dir("unet3d"), **half)
-        save("zeroscope", lambda d: TextToVideoSDPipeline(unet=u3, **common).save_pretrained(d), ["vae", "vae-dec", "t2i", "t2v"])
+        save("zeroscope", lambda d: TextToVideoSDPipeline(unet=u3, **common).save_pretrained(d), ["vae", "vae-dec", "t2i", "t2i-offset", "t2v"])
     if (ctx.model_dir("motion-adapter") / "config.json").exists():
         save("motion-adapter", lambda d: MotionAdapter.from_pretrained(ctx.model_dir("motion-adapter"), **half).save_pretrained(d), ["motion"])
     if (ctx.model_dir("unet-inpaint") / "config.json").exists():
@@ -1250,6 +1276,7 @@ STAGES = {
     "vae-dec": stage_vae_dec,
     "classifier": stage_classifier,
     "t2i": stage_t2i,
+    "t2i-offset": stage_t2i_offset,
     "check-t2i": check_t2i,
     "controlnet": stage_controlnet,
     "check-controlnet": check_controlnet,
@@ -1267,13 +1294,13 @@ STAGES = {
 PHASES = [
     [["data"]],
     [["vae", "latents"], ["classifier"]],
-    [["t2i"], ["vae-dec"]],
+    [["t2i", "t2i-offset"], ["vae-dec"]],
     [["check-t2i", "controlnet", "check-controlnet"], ["t2v", "check-t2v"]],
     [["export", "verify"], ["motion", "check-motion"]],
     [["inpaint"], ["ip2p"]],
     [["export"]],
 ]
-CORE = {"data", "vae", "latents", "vae-dec", "classifier", "t2i", "check-t2i", "controlnet", "check-controlnet", "t2v", "check-t2v", "export", "verify"}
+CORE = {"data", "vae", "latents", "vae-dec", "classifier", "t2i", "t2i-offset", "check-t2i", "controlnet", "check-controlnet", "t2v", "check-t2v", "export", "verify"}
 
 
 def _done_marker(ctx, stage):

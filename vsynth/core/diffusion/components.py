@@ -9,35 +9,54 @@ from __future__ import annotations
 import re
 import weakref
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
+from vsynth.core.diffusion.offload import execution_device
 from vsynth.errors import VsynthInputError
 
+# Frames with a side above this many pixels go through the VAE in tiles. Every default model's native
+# size and BIVDiff's 512 are below it, so their runs decode whole, exactly as the reference pipelines;
+# SD-family VAEs were trained at 512-768 pixels, and above that a whole frame costs memory
+# quadratically (about 0.5 GB per 512x512 frame in float16, 2 GB at 1024x1024).
+TILE_ABOVE = 768
 
-# Weighted modules loaded and still held by some model, by (class, files, dtype).
+
+# Weighted modules loaded and still held by some model, by (class, files, dtype, placement).
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 # The config and tensors (weakly) of modules shared by tensor rather than by module, by the same key.
 _TENSORS: dict[tuple, tuple[dict, dict[str, weakref.ref]]] = {}
-
 TENSORS = "tensors"
+_PLACEMENT: ContextVar[tuple] = ContextVar("placement", default=())
+
+
+@contextmanager
+def placement(key: tuple) -> Iterator[None]:
+    """Modules loaded in the block are shared only with modules loaded under the same ``key`` (device and
+    offload): a module hooked for offloading, or moved to another device, is not another run's to share."""
+    token = _PLACEMENT.set(key)
+    try:
+        yield
+    finally:
+        _PLACEMENT.reset(token)
 
 
 def load(cls, source: str, *, what: str, share: bool | str = False, **kwargs):
     """``cls.from_pretrained(source, **kwargs)``; a broken or mismatched folder becomes one line.
 
     With ``share``, the module is loaded once while a model holds it, keyed by class, the files it
-    is read from (:func:`_identity`) and dtype: an IDM and a VDM on one SD1.5 base get the same VAE
+    is read from (:func:`_identity`), dtype and :func:`placement`: an IDM and a VDM on one SD1.5 base get the same VAE
     and text encoder, and so do two repos that ship the same files.
     With ``share=TENSORS``, each call returns a module of its own whose parameters and buffers are
     the tensors of the one loaded earlier under that key while any model holds them: for UNets,
     whose attention processors bridges and plugins swap per model. Nothing modifies weights in
     place during inference, and moving a module moves the shared tensors for every holder.
     """
-    key = (cls.__module__, cls.__qualname__, _identity(source, kwargs.get("subfolder")), kwargs.get("torch_dtype"))
+    key = (cls.__module__, cls.__qualname__, _identity(source, kwargs.get("subfolder")), kwargs.get("torch_dtype"), _PLACEMENT.get())
     if share is True and (module := _LOADED.get(key)) is not None:
         return module
     if share == TENSORS and (module := _on_shared_tensors(cls, key)) is not None:
@@ -156,18 +175,41 @@ def encode_text(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
     tokens = tokenizer(
         prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )
-    mask = tokens.attention_mask.to(text_encoder.device) if getattr(text_encoder.config, "use_attention_mask", False) else None
-    return text_encoder(tokens.input_ids.to(text_encoder.device), attention_mask=mask)[0]
+    device = execution_device(text_encoder)
+    mask = tokens.attention_mask.to(device) if getattr(text_encoder.config, "use_attention_mask", False) else None
+    return text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
 
 
 class VaeCodec:
-    """uint8 frames (F, H, W, 3) <-> scaled latent videos (1, C, F, H/8, W/8), a few frames at a time."""
+    """uint8 frames (F, H, W, 3) <-> scaled latent videos (1, C, F, H/8, W/8), a few frames (``batch_size``)
+    at a time: VAE slicing over frames.
+
+    A float16 VAE whose config asks for it (``force_upcast``, SD1.5's: it overflows in float16) runs
+    in float32, as diffusers' pipelines upcast it; latents come out in the run's dtype all the same.
+    """
 
     def __init__(self, vae, batch_size: int = 8):
+        self.dtype = vae.dtype  # of the latents it returns: the run's
+        if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+            vae.to(torch.float32)  # a shared VAE is upcast once, for every model using it
         self.vae = vae
-        self.batch_size = batch_size
+        self.batch_size = self.own_batch_size = batch_size
         self.scale = vae.config.scaling_factor
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    def set_tiling(self, height: int, width: int) -> bool:
+        """Encode and decode frames with a side above :data:`TILE_ABOVE` pixels in overlapping tiles
+        (diffusers' VAE tiling, at the VAE's own tile size), smaller ones whole; returns whether it tiles."""
+        tiled = max(height, width) > TILE_ABOVE
+        if tiled:
+            self.vae.enable_tiling()
+        else:
+            self.vae.disable_tiling()
+        return tiled
+
+    def set_batch(self, cap: int | None) -> None:
+        """Encode and decode at most ``cap`` frames at once (the memory planner's choice), or the codec's own batch."""
+        self.batch_size = min(self.own_batch_size, cap) if cap else self.own_batch_size
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:
@@ -190,7 +232,8 @@ class VaeCodec:
 
     def _encode(self, chunks, generator: torch.Generator | None, scaled: bool) -> torch.Tensor:
         """Chunks of (f, 3, H, W) pixels in [-1, 1] -> (F, C, h, w) latents; see :meth:`encode`."""
-        dists = [self.vae.encode(c.to(self.vae.device, self.vae.dtype)).latent_dist for c in chunks]
+        device = execution_device(self.vae)
+        dists = [self.vae.encode(c.to(device, self.vae.dtype)).latent_dist for c in chunks]
         latents = torch.cat([d.mean for d in dists])  # (F, C, h, w)
         if generator is not None:
             std = torch.cat([d.std for d in dists])
@@ -198,7 +241,7 @@ class VaeCodec:
             latents = latents + std * noise.to(latents.device)
         if scaled:
             latents = latents * self.scale
-        return latents
+        return latents.to(self.dtype)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, advance=None) -> np.ndarray:
@@ -207,8 +250,9 @@ class VaeCodec:
             raise ValueError(f"decode expects one video, got a batch of {latents.shape[0]}")
         frames = latents.shape[2]
         out = None  # uint8 (F, H, W, 3), filled a chunk at a time so the frames are never held twice
+        device = execution_device(self.vae)
         for start in range(0, frames, self.batch_size):
-            chunk = latents[0, :, start : start + self.batch_size].permute(1, 0, 2, 3).to(self.vae.device, self.vae.dtype) / self.scale
+            chunk = latents[0, :, start : start + self.batch_size].permute(1, 0, 2, 3).to(device, self.vae.dtype) / self.scale
             image = self.vae.decode(chunk).sample
             pixels = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             if out is None:

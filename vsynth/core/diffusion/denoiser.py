@@ -13,6 +13,7 @@ import torch
 
 from vsynth.core.diffusion.components import encode_text
 from vsynth.core.diffusion.inputs import Conditioning
+from vsynth.core.diffusion.offload import execution_device
 
 
 class Denoiser(ABC):
@@ -44,7 +45,8 @@ class Denoiser(ABC):
 
     @property
     def device(self) -> torch.device:
-        return self.unet.device
+        """Where the UNet computes (with ``--offload``, not where its weights wait)."""
+        return execution_device(self.unet)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -19,10 +19,21 @@ if TYPE_CHECKING:
 
 @dataclass
 class Runtime:
-    """Where and how models run."""
+    """Where and how models run.
+
+    ``device`` is where they compute, and where inputs go; with ``offload`` ("model" or
+    "sequential") their weights live on the CPU (``home``) and hooks move them to ``device`` as
+    they run (:mod:`vsynth.core.diffusion.offload`). Models load onto ``home``.
+    """
 
     device: torch.device
     dtype: torch.dtype
+    offload: str = "none"
+
+    @property
+    def home(self) -> torch.device:
+        """Where weights are loaded and kept between uses."""
+        return self.device if self.offload == "none" else torch.device("cpu")
 
 
 @dataclass

@@ -44,6 +44,24 @@ class Model(ABC):
         """
         return {}
 
+    def offload_units(self) -> dict[str, list[torch.nn.Module]]:
+        """Every network the model runs, grouped into what ``--offload model`` moves together, in the order
+        a run uses them: text encoders, each UNet (the first with its conditioning networks), the VAE."""
+        denoisers = [d for d in (self.denoiser, getattr(self, "inversion_denoiser", None)) if d is not None]
+        units = {f"text_encoder{_suffix(i)}": [e] for i, e in enumerate(_unique([d.text_encoder for d in denoisers]))}
+        for i, unet in enumerate(_unique(self.unets())):
+            units[f"unet{_suffix(i)}"] = [unet, *self.conditioning_networks().values()] if i == 0 else [unet]
+        units["vae"] = [self.codec.vae]
+        return units
+
+
+def _unique(modules: list[torch.nn.Module]) -> list[torch.nn.Module]:
+    return list({id(m): m for m in modules}.values())
+
+
+def _suffix(index: int) -> str:
+    return "" if index == 0 else f"_{index + 1}"
+
 
 class ImageModel(Model):
     """An IDM: a frame-wise denoiser with its own conditions, and SD1.5's plain UNet for image inversion.

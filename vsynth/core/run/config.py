@@ -10,7 +10,7 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -67,6 +67,14 @@ class RunConfig(BaseModel):
     toy: bool = Field(False, description="Run the toy world's trained models (64x64, a small vocabulary) instead of the real weights.")
     save_latents: bool = False
     device: str = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="Weights and activations: auto is float16 on a GPU, float32 on the CPU."
+    )
+    offload: Literal["none", "model", "sequential"] = Field(
+        "none", description="Keep weights in host memory and move them to the GPU as they run: whole models, or layer by layer."
+    )
+    compile: bool = Field(False, description="torch.compile the UNets (slow first steps, faster after).")
+    memory_check: bool = Field(True, description="Refuse a run whose estimated peak memory exceeds the device's free memory.")
     out: Path | None = None
 
     def __init__(self, **values: Any):

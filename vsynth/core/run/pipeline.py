@@ -23,12 +23,14 @@ from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folde
 from vsynth.core.run.progress import Stages, library_progress_bars, quiet_library_fallbacks
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
+from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
 from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
 from vsynth.toy.shipped import TOY_SIZE
 
 if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
+    from vsynth.core.run.memory import MemoryEstimate
 
 VAE_MULTIPLE = 8
 BIVDIFF_SIZE = (512, 512)
@@ -60,6 +62,9 @@ class RunPlan:
     width: int
     out_dir: Path
     frames: Sources  # every source frame the run needs, read and checked while planning
+    device: str  # resolved: cpu, cuda:N or mps
+    dtype: str  # resolved: float32, float16 or bfloat16
+    memory: MemoryEstimate
     offline: bool = False  # some weights come from the hub cache and the hub is unreachable: load them offline
 
     @property
@@ -93,6 +98,7 @@ class LoadedModels:
     key: tuple
     runtime: object  # the Runtime they live on
     models: dict  # by role: "idm" (when there is one), "vdm"
+    offload: object = None  # the ModelOffload or SequentialOffload hooking them, with --offload
 
 
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
@@ -124,6 +130,9 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
 
     _check_window(config, vdm, params["vdm"])
     validate.check_device(config.device)
+    device = validate.resolve_device(config.device)
+    dtype = validate.resolve_dtype(config.dtype, device)
+    validate.check_precision(dtype, config.offload, device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
@@ -141,7 +150,17 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         used = [w for w in spec.weights if bridge.image_inversion or not w.inversion_only]
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
     offline = needs_hub(sources) and not hub_reachable()
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, offline)
+    guidance = {"idm": sampling.guidance, "vdm": sampling.vdm_guidance}
+
+    def plan_memory(vae_batch=None):
+        return estimate_memory(models, sources, params, frames=config.frames, height=height, width=width, guidance=guidance,
+                               dtype=dtype, device=device, offload=config.offload, vae_batch=vae_batch)  # fmt: skip
+
+    memory = plan_memory()
+    if config.memory_check:
+        memory = fit_vae_batch(plan_memory, memory)
+        check_fits(memory)
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline)
 
 
 INPUT_FLAGS = {
@@ -258,46 +277,47 @@ def _read_sources(config: RunConfig, height: int, width: int):
     )
 
 
-def _runtime(device: str):
+def _runtime(plan: RunPlan):
     import torch
 
     from vsynth.core.diffusion.inputs import Runtime
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise VsynthInputError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise VsynthInputError(f"device '{device}' requested but CUDA is not available: use --device cpu")
-    return Runtime(device=dev, dtype=torch.float16 if dev.type == "cuda" else torch.float32)
+    return Runtime(device=torch.device(plan.device), dtype=getattr(torch, plan.dtype), offload=plan.config.offload)
 
 
 def model_key(plan: RunPlan) -> tuple:
-    """What the loaded models of a plan depend on: names, params, weights and device; equal keys share models."""
+    """What the loaded models of a plan depend on: names, params, weights, device, dtype, offload and
+    compilation; equal keys share models."""
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
-    return (plan.config.device,) + tuple(
+    return (plan.device, plan.dtype, plan.config.offload, plan.config.compile) + tuple(
         (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())))
         for role, spec in specs.items()
     )
 
 
 def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
-    """Load the plan's IDM (if any) and VDM, checked and windowed: the slow part of a run, done once
-    for many runs by a Session."""
+    """Load the plan's IDM (if any) and VDM, checked, placed (offloaded, compiled) and windowed: the slow
+    part of a run, done once for many runs by a Session."""
+    from vsynth.core.diffusion.components import placement
+    from vsynth.core.diffusion.offload import apply_offload
     from vsynth.core.diffusion.windows import windowed
 
-    runtime = _runtime(plan.config.device)
+    runtime = _runtime(plan)
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     models = {}
-    with stages.stage("loading models", total=len(specs)) as advance:
+    with stages.stage("loading models", total=len(specs)) as advance, placement((plan.device, plan.config.offload)):
         for role, spec in specs.items():
             models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
             _check_weights_finite(role, models[role], plan.sources[role])
             advance(1)
+    units = {f"{role}.{name}": modules for role, model in models.items() for name, modules in model.offload_units().items()}
+    offload = apply_offload(plan.config.offload, runtime.device, units)
+    if plan.config.compile:
+        for model in models.values():
+            for unet in model.unets():
+                unet.compile()  # in place: counters, attention processors and offload hooks stay on the same module
     models["vdm"].denoiser = windowed(models["vdm"].denoiser, plan.params["vdm"])  # the window is a VDM param: part of the key
-    return LoadedModels(model_key(plan), runtime, models)
+    return LoadedModels(model_key(plan), runtime, models, offload)
 
 
 def execute(
@@ -337,6 +357,9 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
     idm, vdm = models.get("idm"), models["vdm"]
+    for model in models.values():
+        tiled = model.codec.set_tiling(plan.height, plan.width)  # the same for every codec: it depends on the size alone
+        model.codec.set_batch(plan.memory.vae_batch)
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
     counter = EvalCounter()
     for role, model in models.items():
@@ -372,6 +395,8 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
 
     with stages.stage("decoding", total=config.frames) as advance:
         frames = result.codec.decode(result.latents, advance)
+    if loaded.offload is not None:
+        loaded.offload.release()
 
     videos = {
         "source": sources.video,
@@ -381,6 +406,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         "final": frames,
     }
     record = _record(plan, runtime, counter, videos)
+    record["vae_tiling"] = tiled
     fps = plan.fps
     record["fps"] = fps
     report = RunReport(out_dir=None, record=record, frames=frames, latents=result.latents, loaded=loaded)
@@ -462,6 +488,9 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "width": plan.width,
         "device": str(runtime.device),
         "dtype": str(runtime.dtype).removeprefix("torch."),
+        "offload": runtime.offload,
+        "compile": config.compile,
+        "memory": plan.memory.record(),
         "nfe": dict(counter.calls),
         "frame_evals": dict(counter.frame_evals),
         "windows": window_spans(plan.params["vdm"], config.frames),  # the VDM's [start, stop) frame windows

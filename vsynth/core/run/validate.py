@@ -47,6 +47,42 @@ def check_device(device: str) -> None:
         raise VsynthInputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
+def resolve_device(device: str) -> str:
+    """The device a checked ``--device`` names: auto is the first GPU when there is one, else the CPU;
+    a GPU gets its index, as memory is counted per GPU."""
+    if device == "cpu" or device == "mps":
+        return device
+    import torch
+
+    if device == "auto" and not torch.cuda.is_available():
+        return "cpu"
+    if device in ("auto", "cuda"):
+        return f"cuda:{torch.cuda.current_device()}"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``--dtype auto``: float16 on a GPU (or MPS), float32 on the CPU."""
+    if dtype != "auto":
+        return dtype
+    return "float32" if device == "cpu" else "float16"
+
+
+def check_precision(dtype: str, offload: str, device: str) -> None:
+    """Offload moves weights between host memory and an accelerator, so it needs one; bfloat16 needs a GPU
+    that computes in it."""
+    if offload != "none" and device == "cpu":
+        raise VsynthInputError(
+            f"--offload {offload}: offloading keeps weights in host memory for a GPU, and this run is on the CPU, "
+            "where they are in host memory already; drop --offload"
+        )
+    if dtype == "bfloat16" and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise VsynthInputError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} does not compute in bfloat16; use --dtype float16")
+
+
 def check_out(out: Path, given: bool) -> None:
     """The output folder is a new name whose folder can be created and written."""
     flag = f"--out {out}" if given else f"output folder {out}"

@@ -53,8 +53,8 @@ class ControlNet(ControlMaps, ImageModel):
 
         sd = SD15.load(sources["base"], runtime)
         controlnet = load(ControlNetModel, sources["controlnet"], what="ControlNet", torch_dtype=runtime.dtype)
-        model = cls(spec, params, sd, controlnet.to(runtime.device), runtime)
-        model.control_maps = cls.make_control_maps(params, sources, runtime.device)
+        model = cls(spec, params, sd, controlnet.to(runtime.home), runtime)
+        model.control_maps = cls.make_control_maps(params, sources, runtime.home)
         return model
 
     def conditioning_networks(self) -> dict[str, torch.nn.Module]:

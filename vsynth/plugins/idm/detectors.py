@@ -87,5 +87,12 @@ class ControlMaps:
     def make_control_maps(cls, params, sources: dict[str, str], device: torch.device) -> MapMaker:
         """The function turning uint8 (F, H, W, 3) RGB source frames into uint8 (F, H, W, 3) control maps,
         built once when the model loads: load any detector weights here (``sources`` maps each weights
-        role to its folder or hub id); ``params`` are the model's validated params."""
+        role to its folder or hub id); ``params`` are the model's validated params; ``device`` is where to
+        load a detector network (the CPU under ``--offload``, whose hooks move it to the GPU while it runs)."""
         return map_maker(cls.kind, params, sources, device)
+
+    def offload_units(self) -> dict[str, list[torch.nn.Module]]:
+        """A detector network (the depth estimator) runs first, before the model's own."""
+        detector = getattr(self.control_maps, "model", None)
+        first = {"detector": [detector]} if isinstance(detector, torch.nn.Module) else {}
+        return {**first, **super().offload_units()}

@@ -41,9 +41,9 @@ class SD15:
         what = "SD1.5 base"
         kw = {"torch_dtype": runtime.dtype}
         return cls(
-            unet=load(UNet2DConditionModel, source, what=what, share=TENSORS, subfolder="unet", **kw).to(runtime.device),
-            vae=load(AutoencoderKL, source, what=what, share=True, subfolder="vae", **kw).to(runtime.device),
-            text_encoder=load(CLIPTextModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.device),
+            unet=load(UNet2DConditionModel, source, what=what, share=TENSORS, subfolder="unet", **kw).to(runtime.home),
+            vae=load(AutoencoderKL, source, what=what, share=True, subfolder="vae", **kw).to(runtime.home),
+            text_encoder=load(CLIPTextModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.home),
             tokenizer=load(CLIPTokenizer, source, what=what, subfolder="tokenizer"),
             scheduler=sd15_scheduler(),
         )

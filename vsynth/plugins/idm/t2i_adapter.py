@@ -38,9 +38,9 @@ class T2IAdapter(ControlMaps, ImageModel):
         from diffusers import T2IAdapter as Adapter
 
         sd = SD15.load(sources["base"], runtime)
-        adapter = load(Adapter, sources["adapter"], what="T2I-Adapter", torch_dtype=runtime.dtype).to(runtime.device)
+        adapter = load(Adapter, sources["adapter"], what="T2I-Adapter", torch_dtype=runtime.dtype).to(runtime.home)
         model = cls(spec, params, sd, adapter, runtime)
-        model.control_maps = cls.make_control_maps(params, sources, runtime.device)
+        model.control_maps = cls.make_control_maps(params, sources, runtime.home)
         return model
 
     def conditioning_networks(self) -> dict[str, torch.nn.Module]:

@@ -63,7 +63,7 @@ class AnimateDiff(VideoModel):
     def load(cls, spec, params, sources, runtime):
         sd = SD15.load(sources["base"], runtime)
         adapter = cls.load_adapter(sources[spec.weights[0].role], params, runtime)
-        unet = motion_unet(sd.unet, adapter).to(runtime.device, runtime.dtype)
+        unet = motion_unet(sd.unet, adapter).to(runtime.home, runtime.dtype)
         model = cls(spec, params)
         model.denoiser = MotionDenoiser(unet, cls.scheduler(sd), sd.tokenizer, sd.text_encoder)
         model.codec = VaeCodec(sd.vae, params.decode_batch_size)

@@ -48,10 +48,10 @@ class UNet3DVideoModel(VideoModel):
         source, what, kw = sources["vdm"], spec.name, {"torch_dtype": runtime.dtype}
         model = cls(spec, params)
         model.denoiser = ClipDenoiser(
-            unet=load(UNet3DConditionModel, source, what=what, subfolder="unet", **kw).to(runtime.device),
+            unet=load(UNet3DConditionModel, source, what=what, subfolder="unet", **kw).to(runtime.home),
             scheduler=load(DDIMScheduler, source, what=what, subfolder="scheduler"),
             tokenizer=load(CLIPTokenizer, source, what=what, subfolder="tokenizer"),
-            text_encoder=load(CLIPTextModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.device),
+            text_encoder=load(CLIPTextModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.home),
         )
-        model.codec = VaeCodec(load(AutoencoderKL, source, what=what, share=True, subfolder="vae", **kw).to(runtime.device), params.decode_batch_size)
+        model.codec = VaeCodec(load(AutoencoderKL, source, what=what, share=True, subfolder="vae", **kw).to(runtime.home), params.decode_batch_size)
         return model

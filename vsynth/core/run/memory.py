@@ -1,0 +1,322 @@
+"""The memory planner: a run's peak memory on its device, estimated before any weights load.
+
+    peak = weights on the device + the largest activations of one network call, times 1.1
+
+**Weights**: the parameters of every file the run loads, read from the safetensors headers where
+the files are on disk (a folder, the hub cache, the tiny models), else from their float32 sizes in
+``vsynth/configs/layouts.json``, times the bytes of the run's dtype; a float16 VAE that diffusers
+upcasts (``force_upcast``) and the depth estimator count 4 bytes. VAEs and text encoders that
+models share (the same files) count once, as the loader holds them once. With ``--offload model``
+only the largest unit (a UNet with its ControlNet or adapter; a text encoder; a VAE) is on the
+device; with ``sequential`` only its largest weight tensor.
+
+**Activations**: ``K * C * N * h * w * bytes``: N frames in one call (the IDM's ``batch_size`` or
+every frame, the VDM's window; times 2 under classifier-free guidance, 3 for InstructPix2Pix),
+``h * w`` the latent size, C the channels of the network's first block (320 for the real UNets,
+128 for their VAEs). K, in elements per latent pixel and frame per channel, was measured by
+counting the live tensors of one forward on the real architectures (built from ``vsynth/configs``
+on PyTorch's meta device, attention as a fused kernel, which never holds the attention matrix):
+UNet2DConditionModel 26.0, UNetMotionModel 26.2, UNet3DConditionModel 33.3, UNet2D with a
+ControlNet 33.4, exactly linear in N, h and w; the VAE's decoder 480 and encoder 386 (per latent
+pixel, frames at full size). The factor 1.1 covers the allocator's fragmentation and workspaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from vsynth.core.diffusion.weights import cached_snapshot
+from vsynth.core.host.specs import ModelSpec, Params
+from vsynth.errors import InsufficientMemoryError
+
+GIB = 2**30
+MARGIN = 1.1
+UNET_K = 34  # the largest of the UNet families measured (UNet3D, UNet2D + ControlNet), as one bound for all
+VAE_DECODE_K = 480
+VAE_ENCODE_K = 390
+ENCODE_BATCH = 8  # frames a VaeCodec encodes at once
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+CONFIGS = Path(__file__).parents[2] / "configs"
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+SHARED = ("vae", "text_encoder")  # components the loader holds once for every model on the same files
+
+
+@dataclass
+class Part:
+    """The parameters of one weights file, and where they sit."""
+
+    key: str  # what the file is (shared components: the file itself; others: per model)
+    unit: str  # what --offload model moves together
+    elements: int
+    bytes_per: int
+    largest: int  # elements of its largest tensor (0 when unknown)
+
+    @property
+    def bytes(self) -> int:
+        return self.elements * self.bytes_per
+
+
+@dataclass
+class MemoryEstimate:
+    """A run's estimated peak memory by offload mode, in bytes, and the device's free memory."""
+
+    device: str
+    offload: str
+    weights: int  # all weights, as they sit on the device without offload
+    activations: int
+    peaks: dict[str, int]  # by offload mode
+    free: int | None  # None: unknown (then nothing is checked)
+    free_source: str
+    parts: list[Part] = field(default_factory=list, repr=False)
+    vae_batch: int | None = None  # frames the VAEs encode and decode at once, when lowered to fit
+
+    @property
+    def peak(self) -> int:
+        return self.peaks[self.offload]
+
+    @property
+    def fits(self) -> bool:
+        return self.free is None or self.peak <= self.free
+
+    def record(self) -> dict:
+        """What run.json says, in MiB."""
+        return {
+            "estimated_peak_mb": _mib(self.peak),
+            "weights_mb": _mib(self.weights),
+            "activations_mb": _mib(self.activations),
+            "estimated_peak_by_offload_mb": {mode: _mib(b) for mode, b in self.peaks.items()},
+            "free_mb": None if self.free is None else _mib(self.free),
+            "free_source": self.free_source,
+            "vae_batch": self.vae_batch,
+        }
+
+
+def _mib(value: int) -> float:
+    return round(value / 2**20, 1)
+
+
+def _gib(value: int) -> float:
+    return round(value / GIB, 2)
+
+
+def estimate(
+    models: dict[str, ModelSpec],
+    sources: dict[str, dict[str, str]],
+    params: dict[str, Params],
+    *,
+    frames: int,
+    height: int,
+    width: int,
+    guidance: dict[str, float],
+    dtype: str,
+    device: str,
+    offload: str,
+    vae_batch: int | None = None,
+) -> MemoryEstimate:
+    """The estimate of a planned run; ``guidance`` by model role; nothing is loaded.
+
+    ``vae_batch`` caps the frames every VAE encodes and decodes at once (see :func:`fit_vae_batch`).
+    """
+    size = DTYPE_BYTES[dtype]
+    parts: dict[str, Part] = {}
+    activations = 0
+    for role, spec in models.items():
+        options = params[role].model_dump()
+        folders = {w.role: _folder(sources[role][w.role]) for w in spec.weights if w.role in sources[role]}
+        for weights in spec.weights:
+            if weights.role not in sources[role]:
+                continue
+            for part in _parts(role, weights, sources[role][weights.role], folders[weights.role], options, size):
+                parts.setdefault(part.key, part)
+        unet = _config(folders, sources[role], "unet")
+        vae = _config(folders, sources[role], "vae")
+        activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size))
+        activations = max(activations, _vae_activations(params[role], vae, frames, height, width, dtype, vae_batch))
+    weights = sum(p.bytes for p in parts.values())
+    units: dict[str, int] = {}
+    for part in parts.values():
+        units[part.unit] = units.get(part.unit, 0) + part.bytes
+    largest = max((p.largest * p.bytes_per for p in parts.values()), default=0)
+    peaks = {
+        "none": int((weights + activations) * MARGIN),
+        "model": int((max(units.values(), default=0) + activations) * MARGIN),
+        "sequential": int((largest + activations) * MARGIN),
+    }
+    free, source = free_memory(device)
+    return MemoryEstimate(device, offload, weights, activations, peaks, free, source, list(parts.values()), vae_batch)
+
+
+VAE_BATCHES = (4, 2, 1)
+
+
+def fit_vae_batch(plan_estimate, first: MemoryEstimate) -> MemoryEstimate:
+    """``first`` if it fits, else the estimate with the largest VAE batch in :data:`VAE_BATCHES` that
+    fits (VAE slicing: frames are encoded and decoded independently, so only memory and speed change),
+    else the one with a single frame at a time, for :func:`check_fits` to refuse.
+
+    At 512x512 a VAE decoding 8 frames at once in float32 needs about 8 GiB, more than any UNet call:
+    one frame at a time is what lets an 8 GB GPU run at all. ``plan_estimate(vae_batch)`` re-estimates.
+    """
+    estimate = first
+    for batch in VAE_BATCHES:
+        if estimate.fits:
+            break
+        estimate = plan_estimate(batch)
+    return estimate
+
+
+def check_fits(estimate: MemoryEstimate) -> None:
+    """Refuse, in one line, a run whose estimated peak exceeds the device's free memory, with what would fit."""
+    if estimate.free is None or estimate.peak <= estimate.free:
+        return
+    fixes = []
+    if estimate.device != "cpu":
+        fixes = [
+            f"add --offload {mode} (about {_gib(estimate.peaks[mode]):g} GiB)"
+            for mode in ("model", "sequential")
+            if estimate.peaks[mode] < estimate.peak and estimate.peaks[mode] <= estimate.free
+        ][:1]
+    fixes.append("lower --frames, --height, --width or -o batch_size")
+    raise InsufficientMemoryError(
+        f"this run needs about {_gib(estimate.peak):g} GiB on {estimate.device} (weights {_gib(estimate.weights):g}, "
+        f"activations {_gib(estimate.activations):g}) and {_gib(estimate.free):g} GiB are free: {', or '.join(fixes)}; "
+        "or pass --no-memory-check to run anyway"
+    )
+
+
+def free_memory(device: str) -> tuple[int | None, str]:
+    """Free bytes where the run computes: the GPU's free memory, the host's available memory for the CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.mem_get_info(torch.device(device))[0], "torch.cuda.mem_get_info"
+    if device == "cpu":
+        return _host_available()
+    return None, f"not measured on {device}"
+
+
+def _host_available() -> tuple[int | None, str]:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "MemAvailable in /proc/meminfo"
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free pages (sysconf)"
+    except (ValueError, OSError, AttributeError):
+        return None, "host memory not measured"
+
+
+def _folder(source: str) -> Path | None:
+    """A local folder or file, else the cached snapshot; None when the files are not on this machine."""
+    path = Path(source).expanduser()
+    return path if path.exists() else cached_snapshot(source)
+
+
+def _parts(role: str, weights, source: str, folder: Path | None, options: dict, size: int) -> list[Part]:
+    parts = []
+    for entry in weights.files:
+        alternatives = entry.format(**options).split("|")
+        if not alternatives[0].endswith(WEIGHT_SUFFIXES):
+            continue
+        component = str(PurePosixPath(alternatives[0]).parent).replace(".", "")
+        elements, largest, key = _count(source, folder, alternatives)
+        if component in SHARED:
+            unit = f"{role}.{component}"
+        else:
+            key = f"{role}:{key}"
+            unit = f"{role}.detector" if weights.role == "depth_estimator" else f"{role}.unet"
+        per = 4 if weights.role == "depth_estimator" or (component == "vae" and size == 2 and _upcast(folder, source)) else size
+        parts.append(Part(key, unit, elements, per, largest))
+    return parts
+
+
+def _count(source: str, folder: Path | None, alternatives: list[str]) -> tuple[int, int, str]:
+    """(parameters, largest tensor, identity) of the file a loader reads: from its header when on disk,
+    else from its size in layouts.json."""
+    if folder is not None and folder.is_file():
+        return (*_read_counts(folder), str(folder.resolve()))
+    for name in alternatives:
+        path = folder / name if folder is not None else None
+        if path is not None and path.is_file():
+            return (*_read_counts(path), str(path.resolve()))
+    files = _layouts().get(source, {}).get("files", {})
+    for name in alternatives:
+        if isinstance(files.get(name), int):
+            return files[name] // (2 if ".fp16." in name else 4), 0, f"{source}/{name}"
+    return 0, 0, f"{source}/{alternatives[0]}"
+
+
+def _read_counts(path: Path) -> tuple[int, int]:
+    """Parameters and the largest tensor's, from a safetensors header; a .bin file's size over its element size."""
+    if path.suffix != ".safetensors":
+        return path.stat().st_size // (2 if ".fp16." in path.name else 4), 0
+    with path.open("rb") as file:
+        header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
+    counts = [_product(t["shape"]) for name, t in header.items() if name != "__metadata__"]
+    return sum(counts), max(counts, default=0)
+
+
+def _product(shape: list[int]) -> int:
+    result = 1
+    for n in shape:
+        result *= n
+    return result
+
+
+_LAYOUTS: dict | None = None
+
+
+def _layouts() -> dict:
+    global _LAYOUTS
+    if _LAYOUTS is None:
+        _LAYOUTS = json.loads((CONFIGS / "layouts.json").read_text())
+    return _LAYOUTS
+
+
+def _config(folders: dict[str, Path | None], sources: dict[str, str], component: str) -> dict:
+    """The config of ``component`` in the first of the model's weights that has one: on disk, else in vsynth/configs."""
+    for role, folder in folders.items():
+        candidates = [folder / component / "config.json"] if folder is not None and folder.is_dir() else []
+        candidates.append(CONFIGS / sources[role].replace("/", "__") / component / "config.json")
+        for path in candidates:
+            if path.is_file():
+                return json.loads(path.read_text())
+    return {}
+
+
+def _upcast(folder: Path | None, source: str) -> bool:
+    return _config({"vae": folder}, {"vae": source}, "vae").get("force_upcast", True)
+
+
+def _latent_pixels(vae: dict, height: int, width: int, tiled: bool = False) -> int:
+    factor = 2 ** (len(vae.get("block_out_channels", (1, 2, 3, 4))) - 1)
+    if tiled:
+        tile = vae.get("sample_size", 512)
+        height, width = min(height, tile), min(width, tile)
+    return (height // factor) * (width // factor)
+
+
+def _unet_activations(spec: ModelSpec, params: Params, unet: dict, vae: dict, frames: int, height: int, width: int,
+                      guidance: float, size: int) -> int:  # fmt: skip
+    window = getattr(params, "window", None) if spec.kind == "vdm" else getattr(params, "batch_size", None)
+    per_call = min(frames, window or frames)
+    copies = (3 if hasattr(params, "image_guidance") else 2) if guidance > 1 else 1
+    channels = unet.get("block_out_channels", [320])[0]
+    return UNET_K * channels * per_call * copies * _latent_pixels(vae, height, width) * size
+
+
+def _vae_activations(params: Params, vae: dict, frames: int, height: int, width: int, dtype: str, vae_batch: int | None) -> int:
+    from vsynth.core.diffusion.components import TILE_ABOVE
+
+    size = 4 if dtype == "float16" and vae.get("force_upcast", True) else DTYPE_BYTES[dtype]
+    pixels = _latent_pixels(vae, height, width, tiled=max(height, width) > TILE_ABOVE)
+    channels = vae.get("block_out_channels", [128])[0]
+    cap = vae_batch or frames
+    decode = min(frames, getattr(params, "decode_batch_size", ENCODE_BATCH), cap) * VAE_DECODE_K
+    encode = min(frames, ENCODE_BATCH, cap) * VAE_ENCODE_K
+    return max(decode, encode) * channels * pixels * size
