@@ -103,3 +103,20 @@ def test_fake_snapshot_has_the_real_file_names_and_configs(tmp_path):
     assert Path(snapshot / "scheduler" / "scheduler_config.json").read_text() == json.dumps(
         real_config("stable-diffusion-v1-5/stable-diffusion-v1-5", "scheduler/scheduler_config.json"), indent=2
     ) + "\n"
+
+
+def test_real_scale_benchmark_measures_every_stage(tmp_path, capsys):
+    """benchmarks/real_scale.py on a reduced-scale cache (the full size is its job, not the suite's)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "real_scale.py"
+    spec = importlib.util.spec_from_file_location("real_scale", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    cache = build_fake_hub(tmp_path / "hub", benchmark.REPOS)
+    figures = benchmark.main(["--cache", str(cache), "--device", "cpu", "--sizes", "32x32x2"])
+    assert [row["model"].split()[0] for row in figures["loads"]] == ["controlnet-canny", "zeroscope", "animatediff"]
+    networks = ["SD1.5 UNet (IDM)", "ControlNet", "VAE decode", "ZeroScope UNet3D", "AnimateDiff motion UNet"]
+    assert [row["network"] for row in figures["evals"]] == networks
+    assert all(row["per_frame_s"] > 0 and row["peak_mb"] > 0 for row in figures["evals"])
+    assert "| AnimateDiff motion UNet | 32x32 | 2 |" in capsys.readouterr().out

@@ -168,6 +168,14 @@ def test_the_estimate_counts_weights_from_the_files_and_shared_components_once()
     assert sum(p.elements for p in idm_unet) == sum(t.numel() for t in unet.state_dict().values())
 
 
+def test_the_estimate_counts_the_sd15_unet_an_idm_shares_with_animatediff_once():
+    """The loader holds one SD1.5 UNet for both (shared tensors); under --offload model each unit still moves it."""
+    plan = plan_run(RunConfig(idm="sd15", vdm="animatediff", prompt="a red ball", **TINY))
+    alone = plan_run(RunConfig(vdm="animatediff", prompt="a red ball", **TINY)).memory
+    assert plan.memory.weights == alone.weights  # sd15 adds nothing AnimateDiff does not hold already
+    assert plan.memory.peaks["model"] >= alone.peaks["model"]  # the motion unit still moves SD1.5's UNet and the adapter
+
+
 def test_the_activation_formula_at_real_size():
     """SD1.5 + ZeroScope at BIVDiff's 512x512, 8 frames, guidance 7.5, float16: 34 * 320 * 16 * 64 * 64 * 2 bytes."""
     unet = memory._unet_activations(_spec("controlnet-canny"), _params("controlnet-canny"), {"block_out_channels": [320]},

@@ -28,6 +28,9 @@ TILE_ABOVE = 768
 
 # Weighted modules loaded and still held by some model, by (class, files, dtype, placement).
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+# The config and tensors (weakly) of modules shared by tensor rather than by module, by the same key.
+_TENSORS: dict[tuple, tuple[dict, dict[str, weakref.ref]]] = {}
+TENSORS = "tensors"
 _PLACEMENT: ContextVar[tuple] = ContextVar("placement", default=())
 
 
@@ -42,18 +45,21 @@ def placement(key: tuple) -> Iterator[None]:
         _PLACEMENT.reset(token)
 
 
-def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
+def load(cls, source: str, *, what: str, share: bool | str = False, **kwargs):
     """``cls.from_pretrained(source, **kwargs)``; a broken or mismatched folder becomes one line.
 
     With ``share``, the module is loaded once while a model holds it, keyed by class, the files it
     is read from (:func:`_identity`), dtype and :func:`placement`: an IDM and a VDM on one SD1.5 base get the same VAE
     and text encoder, and so do two repos that ship the same files.
-    Only modules nobody modifies are shared; UNets are not, since bridges and plugins swap
-    their attention processors.
+    With ``share=TENSORS``, each call returns a module of its own whose parameters and buffers are
+    the tensors of the one loaded earlier under that key while any model holds them: for UNets,
+    whose attention processors bridges and plugins swap per model. Nothing modifies weights in
+    place during inference, and moving a module moves the shared tensors for every holder.
     """
     key = (cls.__module__, cls.__qualname__, _identity(source, kwargs.get("subfolder")), kwargs.get("torch_dtype"), _PLACEMENT.get())
-    shared = share
-    if shared and (module := _LOADED.get(key)) is not None:
+    if share is True and (module := _LOADED.get(key)) is not None:
+        return module
+    if share == TENSORS and (module := _on_shared_tensors(cls, key)) is not None:
         return module
     try:
         module = _from_pretrained(cls, source, kwargs)
@@ -61,9 +67,27 @@ def load(cls, source: str, *, what: str, share: bool = False, **kwargs):
         sub = f" (subfolder {kwargs['subfolder']})" if kwargs.get("subfolder") else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VsynthInputError(f"cannot load {what} from {source}{sub}: {reason}") from None
-    if shared:
+    if share is True:
         _LOADED[key] = module
+    elif share == TENSORS:
+        tensors = module.state_dict(keep_vars=True)
+        _TENSORS[key] = (module.config, {name: weakref.ref(tensor) for name, tensor in tensors.items()})
     return module
+
+
+def _on_shared_tensors(cls, key: tuple):
+    """A new ``cls`` module holding the live tensors registered under ``key``, or None when some were freed."""
+    if key not in _TENSORS:
+        return None
+    config, refs = _TENSORS[key]
+    tensors = {name: ref() for name, ref in refs.items()}
+    if any(tensor is None for tensor in tensors.values()):
+        del _TENSORS[key]
+        return None
+    with torch.device("meta"):  # no memory for weights about to be replaced
+        module = cls.from_config(config)
+    module.load_state_dict(tensors, strict=True, assign=True)
+    return module.eval()
 
 
 _INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "xavier_uniform_", "xavier_normal_",

@@ -5,8 +5,8 @@
 **Weights**: the parameters of every file the run loads, read from the safetensors headers where
 the files are on disk (a folder, the hub cache, the tiny models), else from their float32 sizes in
 ``vsynth/configs/layouts.json``, times the bytes of the run's dtype; a float16 VAE that diffusers
-upcasts (``force_upcast``) and the depth estimator count 4 bytes. VAEs and text encoders that
-models share (the same files) count once, as the loader holds them once. With ``--offload model``
+upcasts (``force_upcast``) and the depth estimator count 4 bytes. VAEs, text encoders and UNets
+that models share (the same files) count once, as the loader holds them once. With ``--offload model``
 only the largest unit (a UNet with its ControlNet or adapter; a text encoder; a VAE) is on the
 device; with ``sequential`` only its largest weight tensor.
 
@@ -122,6 +122,7 @@ def estimate(
     """
     size = DTYPE_BYTES[dtype]
     parts: dict[str, Part] = {}
+    units: dict[str, dict[str, int]] = {}  # what --offload model moves together: bytes by part key
     activations = 0
     for role, spec in models.items():
         options = params[role].model_dump()
@@ -130,19 +131,20 @@ def estimate(
             if weights.role not in sources[role]:
                 continue
             for part in _parts(role, weights, sources[role][weights.role], folders[weights.role], options, size):
-                parts.setdefault(part.key, part)
+                kept = parts.setdefault(part.key, part)
+                # a shared VAE or text encoder is hooked once, in its first unit; a UNet file shared by tensor
+                # is in every unit whose UNet holds it
+                unit = kept.unit if part.unit.partition(".")[2] in SHARED else part.unit
+                units.setdefault(unit, {})[part.key] = part.bytes
         unet = _config(folders, sources[role], "unet")
         vae = _config(folders, sources[role], "vae")
         activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size))
         activations = max(activations, _vae_activations(params[role], vae, frames, height, width, dtype, vae_batch))
     weights = sum(p.bytes for p in parts.values())
-    units: dict[str, int] = {}
-    for part in parts.values():
-        units[part.unit] = units.get(part.unit, 0) + part.bytes
     largest = max((p.largest * p.bytes_per for p in parts.values()), default=0)
     peaks = {
         "none": int((weights + activations) * MARGIN),
-        "model": int((max(units.values(), default=0) + activations) * MARGIN),
+        "model": int((max((sum(unit.values()) for unit in units.values()), default=0) + activations) * MARGIN),
         "sequential": int((largest + activations) * MARGIN),
     }
     free, source = free_memory(device)
@@ -228,7 +230,8 @@ def _parts(role: str, weights, source: str, folder: Path | None, options: dict, 
         if component in SHARED:
             unit = f"{role}.{component}"
         else:
-            key = f"{role}:{key}"
+            if component != "unet":  # UNets on the same files share their tensors (SD1.5 under AnimateDiff)
+                key = f"{role}:{key}"
             unit = f"{role}.detector" if weights.role == "depth_estimator" else f"{role}.unet"
         per = 4 if weights.role == "depth_estimator" or (component == "vae" and size == 2 and _upcast(folder, source)) else size
         parts.append(Part(key, unit, elements, per, largest))

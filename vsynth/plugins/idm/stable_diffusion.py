@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vsynth.core.diffusion.components import VaeCodec, load
+from vsynth.core.diffusion.components import TENSORS, VaeCodec, load
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning, Runtime
 from vsynth.core.diffusion.schedules import SD15_DDIM
@@ -33,14 +33,15 @@ class SD15:
     @classmethod
     def load(cls, source: str, runtime: Runtime) -> SD15:
         """The parts of a StableDiffusionPipeline folder, with SD1.5's DDIM as BIVDiff and EVS sample with it
-        (the folder's own scheduler config is not read: see :data:`SD15_DDIM`)."""
+        (the folder's own scheduler config is not read: see :data:`SD15_DDIM`). Every model on the same
+        files and dtype holds the same weight tensors, each in modules of its own."""
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
         what = "SD1.5 base"
         kw = {"torch_dtype": runtime.dtype}
         return cls(
-            unet=load(UNet2DConditionModel, source, what=what, subfolder="unet", **kw).to(runtime.home),
+            unet=load(UNet2DConditionModel, source, what=what, share=TENSORS, subfolder="unet", **kw).to(runtime.home),
             vae=load(AutoencoderKL, source, what=what, share=True, subfolder="vae", **kw).to(runtime.home),
             text_encoder=load(CLIPTextModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.home),
             tokenizer=load(CLIPTokenizer, source, what=what, subfolder="tokenizer"),

@@ -1,7 +1,8 @@
 """AnimateDiff and AnimateDiff-Lightning: SD1.5 (or a finetune) with motion modules.
 
-The motion UNet is built from the SD1.5 base and a MotionAdapter, exactly as AnimateDiffPipeline
-builds it. It shares SD1.5's VAE and text encoder, and wants text embeddings per frame.
+The motion UNet is built from the SD1.5 base and a MotionAdapter, as AnimateDiffPipeline builds it,
+on the base's own weight tensors. It shares SD1.5's VAE and text encoder, and wants text
+embeddings per frame.
 """
 
 from __future__ import annotations
@@ -17,6 +18,21 @@ from vsynth.errors import VsynthInputError, WeightsUnavailableError
 from vsynth.plugins.idm.stable_diffusion import SD15
 from vsynth.plugins.vdm import LIGHTNING_FILE
 from vsynth.plugins.vdm.unet3d import ClipDenoiser
+
+
+def motion_unet(unet, adapter):
+    """``UNetMotionModel.from_unet2d(unet, adapter)`` holding ``unet``'s and ``adapter``'s own tensors, not copies.
+
+    Its 2D weights are then those of any SD1.5-based image model of the run on the same files and
+    dtype (see :func:`~vsynth.core.diffusion.components.load`): one SD1.5 UNet in memory, not two
+    (3.4 GB in float32). The motion UNet's state dict is the UNet's and the adapter's, key for key.
+    """
+    from diffusers import UNetMotionModel
+
+    with torch.device("meta"):  # no memory for weights about to be replaced
+        motion = UNetMotionModel.from_unet2d(unet, adapter, load_weights=False)
+    motion.load_state_dict({**unet.state_dict(keep_vars=True), **adapter.state_dict(keep_vars=True)}, strict=True, assign=True)
+    return motion.eval()
 
 
 class MotionDenoiser(ClipDenoiser):
@@ -45,13 +61,9 @@ class AnimateDiff(VideoModel):
 
     @classmethod
     def load(cls, spec, params, sources, runtime):
-        from diffusers import UNetMotionModel
-
         sd = SD15.load(sources["base"], runtime)
         adapter = cls.load_adapter(sources[spec.weights[0].role], params, runtime)
-        with built_for_loading(runtime.dtype):  # from_unet2d copies every weight from the UNet and the adapter
-            unet = UNetMotionModel.from_unet2d(sd.unet, adapter)
-        unet = unet.to(runtime.home, runtime.dtype)
+        unet = motion_unet(sd.unet, adapter).to(runtime.home, runtime.dtype)
         model = cls(spec, params)
         model.denoiser = MotionDenoiser(unet, cls.scheduler(sd), sd.tokenizer, sd.text_encoder)
         model.codec = VaeCodec(sd.vae, params.decode_batch_size)
