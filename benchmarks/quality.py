@@ -16,7 +16,9 @@ prompts and seed, as ``vsynth run`` would. Each run's run.json holds the metrics
 
 BIVDiff's claim: Mixed Inversion makes the frame-wise IDM's result temporally coherent (warping
 error and flicker fall) while keeping most of its control adherence, and the mixing ratio trades
-one for the other. EVS's claim: the T2I's look (colour adherence) with the T2V's motion.
+one for the other. EVS's claim: the T2I's look (colour adherence) with the T2V's motion; its last
+row runs EVS as its paper does, enhancing the T2V model's own generation (no source clip; SD1.5 as
+the T2I), to compare with the plain text-to-video row (the same generation before enhancement).
 
     python benchmarks/quality.py                       # 3 clips x 8 frames, 20 steps: about 5 minutes on 2 cores
     python benchmarks/quality.py --clips 8 --steps 50  # closer to the papers' settings, slower
@@ -66,6 +68,7 @@ def rows(args) -> list[dict]:
         {"name": "encapsulated (EVS)", "bridge": "encapsulated", "idm": canny},
         {"name": "encapsulated + SFI", "bridge": "encapsulated", "idm": canny, "options": {"injection": "sfi"}},
         {"name": "plain text-to-video", "bridge": "none", "idm": None, "source": False},
+        {"name": "encapsulated on its T2V (EVS's setting)", "bridge": "encapsulated", "idm": "sd15", "source": False},
     ]
     return out
 
