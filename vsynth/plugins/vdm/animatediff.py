@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from vsynth.core.diffusion.components import VaeCodec, built_for_loading, load
+from vsynth.core.diffusion.components import VaeCodec, load
 from vsynth.core.diffusion.models import VideoModel
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
 from vsynth.plugins.idm.stable_diffusion import SD15
@@ -43,15 +43,26 @@ class AnimateDiff(VideoModel):
 
         return load(MotionAdapter, source, what="motion adapter", torch_dtype=runtime.dtype)
 
-    @classmethod
-    def load(cls, spec, params, sources, runtime):
+    @staticmethod
+    def motion_unet(unet, adapter):
+        """``UNetMotionModel.from_unet2d(unet, adapter)`` without a copy of either: built on the meta device
+        (no memory, no random init), it takes the SD1.5 UNet's and the adapter's own tensors, whose keys are
+        its keys. A copy would hold the SD1.5 UNet twice while loading (3.4 GB more in float32)."""
+        from accelerate import init_empty_weights
         from diffusers import UNetMotionModel
 
+        if adapter.config.get("conv_in_channels"):  # PIA-style adapters bring a wider conv_in: diffusers merges it
+            return UNetMotionModel.from_unet2d(unet, adapter)
+        with init_empty_weights():
+            model = UNetMotionModel.from_unet2d(unet, adapter, load_weights=False)
+        model.load_state_dict({**unet.state_dict(), **adapter.state_dict()}, strict=True, assign=True)
+        return model
+
+    @classmethod
+    def load(cls, spec, params, sources, runtime):
         sd = SD15.load(sources["base"], runtime)
         adapter = cls.load_adapter(sources[spec.weights[0].role], params, runtime)
-        with built_for_loading(runtime.dtype):  # from_unet2d copies every weight from the UNet and the adapter
-            unet = UNetMotionModel.from_unet2d(sd.unet, adapter)
-        unet = unet.to(runtime.device, runtime.dtype)
+        unet = cls.motion_unet(sd.unet, adapter).to(runtime.device, runtime.dtype)
         model = cls(spec, params)
         model.denoiser = MotionDenoiser(unet, cls.scheduler(sd), sd.tokenizer, sd.text_encoder)
         model.codec = VaeCodec(sd.vae, params.decode_batch_size)
@@ -74,6 +85,7 @@ class AnimateDiffLightning(AnimateDiff):
         The hub repo ships no config.json (its checkpoints fit MotionAdapter's defaults); a
         config.json beside the checkpoint, in a folder or a cached snapshot, gives another shape.
         """
+        from accelerate import init_empty_weights
         from diffusers import MotionAdapter
         from safetensors.torch import load_file
 
@@ -94,7 +106,7 @@ class AnimateDiffLightning(AnimateDiff):
         config = {}
         if config_file.is_file():
             config = {k: v for k, v in json.loads(config_file.read_text()).items() if not k.startswith("_")}
-        with built_for_loading(runtime.dtype):
+        with init_empty_weights():  # no memory, no random init: every parameter is the checkpoint's, cast where needed
             adapter = MotionAdapter(**config)
-        adapter.load_state_dict(load_file(str(path)))  # strict: every parameter is set
-        return adapter.to(runtime.dtype)
+        adapter.load_state_dict({k: v.to(runtime.dtype) for k, v in load_file(str(path)).items()}, strict=True, assign=True)
+        return adapter.to(runtime.dtype)  # buffers built with the module
