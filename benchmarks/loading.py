@@ -111,7 +111,8 @@ def measure(code: Path, cache: Path, video: Path, args: list[str], out: Path, ti
                "--out", str(out), "--quiet"]  # fmt: skip
     start = time.monotonic()
     try:
-        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        # cwd: `python -c` puts the current directory first on sys.path, before PYTHONPATH: run in the checkout measured.
+        run = subprocess.run(command, env=env, cwd=code, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"status": f"still loading after {timeout:g} s"}
     if run.returncode != 0:
@@ -131,7 +132,8 @@ def measure_load(code: Path, cache: Path, name: str, dtype: str, timeout: float)
     """Load one VDM alone in a fresh process, from the cache with HF_HUB_OFFLINE=1 (the network is not measured here)."""
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
     try:
-        run = subprocess.run([sys.executable, "-c", LOAD_ONLY, name, dtype], env=env, capture_output=True, text=True, timeout=timeout)
+        run = subprocess.run([sys.executable, "-c", LOAD_ONLY, name, dtype], env=env, cwd=code, capture_output=True, text=True,
+                             timeout=timeout)  # fmt: skip
     except subprocess.TimeoutExpired:
         return {"status": f"still loading after {timeout:g} s"}
     if run.returncode != 0:
@@ -151,6 +153,7 @@ def main() -> None:
                         help="load each VDM alone in DTYPE instead of running the combinations")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
+    args.code = args.code.resolve()
 
     from vsynth.testing import write_sample_video
     from vsynth.testing.fake_hub import build_fake_hub, snapshot_dir
