@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -349,25 +350,56 @@ def _load_tiny(name: str, dtype: str, **params):
     return spec.load_impl().load(spec, validated, resolve_sources(spec, None, validated.model_dump(), tiny=True), _runtime(dtype))
 
 
-@pytest.mark.parametrize("name", ["animatediff", "animatediff-lightning"])
-def test_motion_modules_are_built_in_their_dtype_and_load_the_same_weights(monkeypatch, name):
-    """The motion UNet (and Lightning's adapter) are built in the run's dtype without random init, not as a
-    float32 copy cast afterwards; every parameter still comes from the checkpoints, as when built plainly."""
-    from contextlib import nullcontext
-
+def _plain_motion_unet(name: str, dtype: str):
+    """The motion UNet as diffusers' own path builds it: a float32 adapter with random init, every weight copied, cast."""
     import torch
-    from diffusers import MotionAdapter, UNetMotionModel
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+    from safetensors.torch import load_file
 
-    from vsynth.plugins.vdm import animatediff
+    from vsynth.core.diffusion.weights import resolve_sources
 
-    with monkeypatch.context() as plain:
-        plain.setattr(animatediff, "built_for_loading", lambda dtype: nullcontext(), raising=False)
-        reference = _load_tiny(name, "float16").denoiser.unet.state_dict()
-    built = []
-    from_unet2d = UNetMotionModel.from_unet2d.__func__
-    monkeypatch.setattr(UNetMotionModel, "from_unet2d", classmethod(lambda cls, *a, **k: built.append(from_unet2d(cls, *a, **k)) or built[-1]))
-    load_state_dict = MotionAdapter.load_state_dict
-    monkeypatch.setattr(MotionAdapter, "load_state_dict", lambda self, *a, **k: built.append(self.dtype) or load_state_dict(self, *a, **k))
-    state = _load_tiny(name, "float16").denoiser.unet.state_dict()
-    assert [b if isinstance(b, torch.dtype) else b.dtype for b in built] == [torch.float16] * len(built) and built
-    assert state.keys() == reference.keys() and all(torch.equal(state[k], reference[k]) for k in reference)
+    spec = get_registry().model(name)
+    sources = resolve_sources(spec, None, {}, tiny=True)
+    unet = UNet2DConditionModel.from_pretrained(sources["base"], subfolder="unet")
+    if name == "animatediff":
+        adapter = MotionAdapter.from_pretrained(sources["motion_adapter"])
+    else:
+        folder = Path(sources["lightning"])
+        adapter = MotionAdapter(**{k: v for k, v in json.loads((folder / "config.json").read_text()).items() if not k.startswith("_")})
+        adapter.load_state_dict(load_file(str(folder / "animatediff_lightning_1step_diffusers.safetensors")))
+    return UNetMotionModel.from_unet2d(unet, adapter).to(getattr(torch, dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("name", ["animatediff", "animatediff-lightning"])
+def test_the_motion_unet_holds_the_checkpoints_tensors_without_a_copy(monkeypatch, name, dtype):
+    """The motion UNet takes the SD1.5 UNet's tensors themselves (and Lightning's adapter the checkpoint's,
+    where no cast is needed): nothing is randomly initialised, no weight is held twice while loading
+    (a float32 copy of the SD1.5 UNet is 3.4 GB), and every weight is what diffusers' own path gives."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors import torch as safetensors_torch
+
+    from vsynth.plugins.idm import stable_diffusion
+
+    reference = _plain_motion_unet(name, dtype).state_dict()  # first: it also builds the tiny weights
+    loaded, initialised = [], []
+    sd15_load = stable_diffusion.SD15.load.__func__
+    monkeypatch.setattr(stable_diffusion.SD15, "load", classmethod(lambda cls, *a: loaded.append(sd15_load(cls, *a)) or loaded[-1]))
+    load_file = safetensors_torch.load_file
+    monkeypatch.setattr(safetensors_torch, "load_file", lambda *a, **k: loaded.append(load_file(*a, **k)) or loaded[-1])
+    for init in ("kaiming_uniform_", "normal_", "uniform_", "zeros_", "xavier_uniform_"):
+        original = getattr(torch.nn.init, init)
+        monkeypatch.setattr(torch.nn.init, init, lambda t, *a, _f=original, **k: initialised.append(t.device) or _f(t, *a, **k))
+
+    unet = _load_tiny(name, dtype, **({"checkpoint_steps": 1} if name == "animatediff-lightning" else {})).denoiser.unet
+
+    assert all(device.type == "meta" for device in initialised)  # no random init of real memory
+    sd_unet = next(m.unet for m in loaded if isinstance(getattr(m, "unet", None), UNet2DConditionModel))
+    state = unet.state_dict()
+    assert all(state[k].data_ptr() == v.data_ptr() for k, v in sd_unet.state_dict().items())
+    if name == "animatediff-lightning" and dtype == "float32":  # the tiny checkpoint is float32: taken as it is
+        checkpoint = next(d for d in loaded if isinstance(d, dict))
+        assert all(state[k].data_ptr() == v.data_ptr() for k, v in checkpoint.items())
+    assert state.keys() == reference.keys() and all(state[k].dtype == getattr(torch, dtype) for k in state)
+    assert all(torch.equal(state[k], reference[k]) for k in reference)

@@ -90,30 +90,6 @@ def _on_shared_tensors(cls, key: tuple):
     return module.eval()
 
 
-_INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "xavier_uniform_", "xavier_normal_",
-          "kaiming_uniform_", "kaiming_normal_", "orthogonal_")  # fmt: skip
-
-
-@contextmanager
-def built_for_loading(dtype: torch.dtype) -> Iterator[None]:
-    """Modules built in the block get parameters of ``dtype`` and skip their random init.
-
-    For modules whose every parameter is overwritten from a checkpoint right after: a float32,
-    randomly initialised copy would only raise the peak memory (1.8 GB for Lightning's adapter,
-    5 GB for the motion UNet) and the time. Only for such modules: a parameter left out stays unset.
-    """
-    saved_dtype, saved = torch.get_default_dtype(), {name: getattr(torch.nn.init, name) for name in _INITS}
-    torch.set_default_dtype(dtype)
-    for name in _INITS:
-        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(saved_dtype)
-        for name, init in saved.items():
-            setattr(torch.nn.init, name, init)
-
-
 FP16 = "fp16"
 _FP16_FILE = re.compile(r"\.fp16(-\d+-of-\d+)?\.(safetensors|bin)$")
 _WEIGHT_FILE = re.compile(r"\.(safetensors|bin)$")

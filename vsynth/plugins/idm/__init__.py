@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Literal
 
 from pydantic import Field, PositiveInt
@@ -51,7 +50,7 @@ class BatchParams(Params):
 
 
 class OpenposeParams(ControlNetParams):
-    detector: str = Field("lllyasviel/Annotators", description="controlnet_aux OpenposeDetector weights, when poses are detected.")
+    detector: str = Field("lllyasviel/Annotators", description="OpenPose body weights (a hub repo, folder or body_pose_model.pth), when poses are detected.")
 
 
 class AdapterParams(BatchParams):
@@ -96,8 +95,6 @@ def _mixing_ratio(ratio: float) -> dict:
 
 # BIVDiff's official mixing ratio for controllable generation: pure image inversion.
 _MIXED_INVERSION = _mixing_ratio(1.0)
-# Poses come from --condition-video, or are detected when the optional controlnet_aux is installed.
-_POSE_INPUT = "video|condition_video" if importlib.util.find_spec("controlnet_aux") else "condition_video"
 
 
 @hookimpl
@@ -137,12 +134,12 @@ def vsynth_register_models(registrar):
             name="controlnet-openpose",
             kind="idm",
             task=CONTROLLABLE,
-            description="ControlNet v1.1 on SD1.5, conditioned on OpenPose skeletons (--condition-video, or detected with "
-            "the optional controlnet_aux: pip install 'vsynth[pose]').",
+            description="ControlNet v1.1 on SD1.5, conditioned on OpenPose skeletons (--condition-video, or detected from the "
+            "video with the OpenPose body network of lllyasviel/Annotators).",
             weights=(WeightsSpec(role="controlnet", id="lllyasviel/control_v11p_sd15_openpose", size_gb=1.45, tiny="controlnet-openpose", files=layouts.diffusers_model()), SD15),
             params=OpenposeParams,
             impl="vsynth.plugins.idm.controlnet:ControlNetOpenpose",
-            needs=(_POSE_INPUT,),
+            needs=("video|condition_video",),
             bridge_defaults=_MIXED_INVERSION,
         )
     )

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from vsynth.core.diffusion.components import load
-from vsynth.errors import VsynthInputError
 
 
 def canny_maps(frames: np.ndarray, low: int, high: int) -> np.ndarray:
@@ -44,21 +43,6 @@ class DepthEstimator:
         return np.repeat(maps[..., None], 3, axis=-1)
 
 
-def openpose_maps(frames: np.ndarray, detector_weights: str) -> np.ndarray:
-    """OpenPose skeletons with controlnet_aux, the optional dependency ControlNet's authors use."""
-    try:
-        from controlnet_aux import OpenposeDetector
-    except ImportError:
-        raise VsynthInputError(
-            "detecting poses needs controlnet_aux (pip install 'vsynth[pose]'); or pass precomputed poses with --condition-video"
-        ) from None
-    from PIL import Image
-
-    detector = OpenposeDetector.from_pretrained(detector_weights)
-    height, width = frames.shape[1:3]
-    return np.stack([np.array(detector(Image.fromarray(f)).convert("RGB").resize((width, height))) for f in frames])
-
-
 MapMaker = Callable[[np.ndarray], np.ndarray]
 
 
@@ -69,7 +53,9 @@ def map_maker(kind: str, params, sources: dict[str, str], device: torch.device) 
     if kind == "depth":
         return DepthEstimator(sources["depth_estimator"], device)
     if kind == "openpose":
-        return lambda frames: openpose_maps(frames, params.detector)
+        from vsynth.plugins.idm.openpose import OpenposeMaps
+
+        return OpenposeMaps(params.detector, device)
     raise ValueError(f"no built-in detector for the control kind {kind!r}: override make_control_maps to add a condition type")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from vsynth.core.diffusion.components import VaeCodec, built_for_loading, load
+from vsynth.core.diffusion.components import VaeCodec, load
 from vsynth.core.diffusion.models import VideoModel
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
 from vsynth.plugins.idm.stable_diffusion import SD15
@@ -29,6 +29,8 @@ def motion_unet(unet, adapter):
     """
     from diffusers import UNetMotionModel
 
+    if adapter.config.get("conv_in_channels"):  # PIA-style adapters bring a wider conv_in: diffusers merges it
+        return UNetMotionModel.from_unet2d(unet, adapter)
     with torch.device("meta"):  # no memory for weights about to be replaced
         motion = UNetMotionModel.from_unet2d(unet, adapter, load_weights=False)
     motion.load_state_dict({**unet.state_dict(keep_vars=True), **adapter.state_dict(keep_vars=True)}, strict=True, assign=True)
@@ -86,6 +88,7 @@ class AnimateDiffLightning(AnimateDiff):
         The hub repo ships no config.json (its checkpoints fit MotionAdapter's defaults); a
         config.json beside the checkpoint, in a folder or a cached snapshot, gives another shape.
         """
+        from accelerate import init_empty_weights
         from diffusers import MotionAdapter
         from safetensors.torch import load_file
 
@@ -106,7 +109,7 @@ class AnimateDiffLightning(AnimateDiff):
         config = {}
         if config_file.is_file():
             config = {k: v for k, v in json.loads(config_file.read_text()).items() if not k.startswith("_")}
-        with built_for_loading(runtime.dtype):
+        with init_empty_weights():  # no memory, no random init: every parameter is the checkpoint's, cast where needed
             adapter = MotionAdapter(**config)
-        adapter.load_state_dict(load_file(str(path)))  # strict: every parameter is set
-        return adapter.to(runtime.dtype)
+        adapter.load_state_dict({k: v.to(runtime.dtype) for k, v in load_file(str(path)).items()}, strict=True, assign=True)
+        return adapter.to(runtime.dtype)  # buffers built with the module
