@@ -496,7 +496,7 @@ def toy_examples(directory, count, frames, seed):
 @toy.command("train", context_settings={"ignore_unknown_options": True, "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def toy_train(args):
-    """Retrain the toy models from their seeds (about an hour on 2 CPU cores): python -m vsynth.toy.train ARGS.
+    """Retrain the toy models from their seeds (about two hours on 2 CPU cores): python -m vsynth.toy.train ARGS.
 
     `vsynth toy train --help` lists its options (--smoke, --stage, --out, ...).
     """

@@ -1,14 +1,14 @@
 """Train the toy world's models on CPU, from fixed seeds.
 
-    python -m vsynth.toy.train                 # everything (about an hour on 2 cores), two stages at a time
+    python -m vsynth.toy.train                 # everything (about two hours on 2 cores), two stages at a time
     python -m vsynth.toy.train --smoke         # a few steps per model, to check the pipeline end to end
     python -m vsynth.toy.train --stage t2i     # one stage (resumes from its checkpoint)
 
 Stages and their dependencies (the driver runs two independent stages side by side):
 
-    data -> vae (joint) -> latents -> t2i -> controlnet   -> motion -> ...
-            classifier      vae-dec      -> t2v          -> inpaint, ip2p
-                                                          -> export (+ verify)
+    data -> vae (joint) -> latents -> t2i -> t2i-offset -> controlnet -> motion -> ...
+            classifier      vae-dec                    -> t2v        -> inpaint, ip2p
+                                                                     -> export (+ verify)
 
 ``vae-dec`` fine-tunes only the VAE decoder (the encoder, hence the latents the diffusion models train on,
 stays fixed) while the T2I trains.  Every diffusion model keeps an EMA of its weights; the EMA is what is
