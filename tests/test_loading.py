@@ -390,7 +390,8 @@ def test_the_motion_unet_holds_the_checkpoints_tensors_without_a_copy(monkeypatc
     monkeypatch.setattr(safetensors_torch, "load_file", lambda *a, **k: loaded.append(load_file(*a, **k)) or loaded[-1])
     for init in ("kaiming_uniform_", "normal_", "uniform_", "zeros_", "xavier_uniform_"):
         original = getattr(torch.nn.init, init)
-        monkeypatch.setattr(torch.nn.init, init, lambda t, *a, _f=original, **k: initialised.append(t.device) or _f(t, *a, **k))
+        spy = lambda *a, _f=original, **k: initialised.append((a[0] if a else k["tensor"]).device) or _f(*a, **k)  # noqa: E731
+        monkeypatch.setattr(torch.nn.init, init, spy)  # called with the tensor by keyword under torch.device("meta")
 
     unet = _load_tiny(name, dtype, **({"checkpoint_steps": 1} if name == "animatediff-lightning" else {})).denoiser.unet
 
