@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import sys
 import textwrap
 from importlib import metadata
@@ -176,6 +177,17 @@ def test_a_plugin_that_imports_a_heavy_module_is_warned(plugins, monkeypatch):
     assert reg.model("heavy-idm").plugin == "heavy"
 
 
+@pytest.fixture
+def default_sigint():
+    """The registry tells a plugin's own KeyboardInterrupt from the user's Ctrl-C only under Python's
+    default SIGINT handler; under any other it (rightly) takes every KeyboardInterrupt for the user's.
+    A library an earlier test loaded may leave its own handler: CI once stopped here that way."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("default_sigint")
 @pytest.mark.parametrize(
     "source, reason",
     [("import sys\nsys.exit(3)\n", "SystemExit: 3"), ("raise KeyboardInterrupt\n", "raised KeyboardInterrupt while being imported")],
