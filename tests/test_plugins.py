@@ -181,7 +181,8 @@ def test_a_plugin_that_imports_a_heavy_module_is_warned(plugins, monkeypatch):
 def default_sigint():
     """The registry tells a plugin's own KeyboardInterrupt from the user's Ctrl-C only under Python's
     default SIGINT handler; under any other it (rightly) takes every KeyboardInterrupt for the user's.
-    A library an earlier test loaded may leave its own handler: CI once stopped here that way."""
+    A library an earlier test loaded may leave its own handler (CI once stopped at these tests that way;
+    conftest's ``sigint_handler_kept`` puts back what a test changes, this covers what an import did)."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
@@ -199,6 +200,7 @@ def test_a_plugin_that_exits_or_interrupts_at_import_is_reported(plugins, source
     assert reg.model("good-idm").plugin == "good"
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_a_real_ctrl_c_while_importing_a_plugin_stops_the_command(plugins):
     slow = plugins("vsynth-slow", "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n")
     with pytest.raises(KeyboardInterrupt):
