@@ -632,6 +632,15 @@ def noised(x0, acp, offset=0.0):
     return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
 
 
+def dropped_captions(rng, tokens, empty, drop=0.1):
+    """``tokens`` with a share ``drop`` of them replaced by the empty caption's, so that the model also
+    learns the unconditional prediction classifier-free guidance needs."""
+    torch = _torch()
+    tokens = tokens.clone()
+    tokens[torch.from_numpy(rng.random(len(tokens)) < drop)] = empty
+    return tokens
+
+
 def load_latents(ctx):
     torch = _torch()
     return torch.load(ctx.work / "latents.pt")["latents"]
@@ -653,8 +662,7 @@ def stage_t2i(ctx):
         clip = rng.integers(N, size=r["batch"])
         frame = rng.integers(FRAMES, size=r["batch"])
         x0 = lat[clip, frame]
-        tok = ids[clip].clone()
-        tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
+        tok = dropped_captions(rng, ids[clip], empty)
         cond = te(tok)[0]
         xt, t, eps = noised(x0, acp, r.get("offset", 0.0))
         return F.mse_loss(unet(xt, t, cond).sample, eps)
@@ -688,8 +696,7 @@ def stage_t2i_offset(ctx):
     def step_fn(step, rng, r):
         clip = rng.integers(N, size=r["batch"])
         x0 = lat[clip, rng.integers(FRAMES, size=r["batch"])]
-        tok = ids[clip].clone()
-        tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
+        tok = dropped_captions(rng, ids[clip], empty)
         with torch.no_grad():
             cond = te(tok)[0]
         xt, t, eps = noised(x0, acp, r["offset"])
@@ -794,8 +801,7 @@ def stage_controlnet(ctx):
         clip = rng.integers(N, size=r["batch"])
         frame = rng.integers(FRAMES, size=r["batch"])
         x0 = lat[clip, frame]
-        tok = ids[clip].clone()
-        tok[torch.from_numpy(rng.random(r["batch"]) < 0.3)] = empty
+        tok = dropped_captions(rng, ids[clip], empty, drop=0.3)
         with torch.no_grad():
             cond = te(tok)[0]
         control = torch.from_numpy(edges[clip, frame]).float()[:, None].repeat(1, 3, 1, 1)  # [0, 1]
@@ -908,8 +914,7 @@ def stage_t2v(ctx):
     def step_fn(step, rng, r):
         clip = rng.integers(N, size=r["batch"])
         x0 = lat[clip].permute(0, 2, 1, 3, 4)  # (B, 4, F, h, w)
-        tok = ids[clip].clone()
-        tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
+        tok = dropped_captions(rng, ids[clip], empty)
         with torch.no_grad():
             cond = te(tok)[0]
         xt, t, eps = noised(x0, acp, r.get("offset", 0.0))
@@ -1004,8 +1009,7 @@ def stage_motion(ctx):
     def step_fn(step, rng, r):
         clip = rng.integers(N, size=r["batch"])
         x0 = lat[clip].permute(0, 2, 1, 3, 4)
-        tok = ids[clip].clone()
-        tok[torch.from_numpy(rng.random(r["batch"]) < 0.1)] = empty
+        tok = dropped_captions(rng, ids[clip], empty)
         with torch.no_grad():
             cond = te(tok)[0]
         xt, t, eps = noised(x0, acp, r.get("offset", 0.0))
