@@ -141,6 +141,14 @@ def measure_load(code: Path, cache: Path, name: str, dtype: str, timeout: float)
     return {"status": "ok", **json.loads(run.stdout.strip().splitlines()[-1])}
 
 
+def print_table(rows: dict[str, dict], first: str, columns: list[tuple[str, str]]) -> None:
+    """A Markdown table: one row per name, the given (header, key) columns (blank where missing), then the status."""
+    print("| " + " | ".join([first, *(header for header, _ in columns), "status"]) + " |")
+    print("|" + "---|" * (len(columns) + 2))
+    for name, row in rows.items():
+        print("| " + " | ".join([name, *(str(row.get(key, "")) for _, key in columns), row["status"]]) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--code", type=Path, default=Path(__file__).parents[1], help="the vsynth checkout to run")
@@ -170,11 +178,8 @@ def main() -> None:
         if args.load_only:
             rows = {vdm: measure_load(args.code, cache, vdm, args.load_only, args.timeout) for vdm in VDMS}
             print(f"code: {args.code}; scale: {args.scale}; each VDM alone in {args.load_only}, every weight touched")
-            print("| VDM | loading s | peak RSS MB | peak anonymous MB | weights MB | status |")
-            print("|---|---|---|---|---|---|")
-            for name, row in rows.items():
-                print(f"| {name} | {row.get('loading_s', '')} | {row.get('peak_rss_mb', '')} | {row.get('peak_anon_mb', '')} "
-                      f"| {row.get('weights_mb', '')} | {row['status']} |")  # fmt: skip
+            print_table(rows, "VDM", [("loading s", "loading_s"), ("peak RSS MB", "peak_rss_mb"), ("peak anonymous MB", "peak_anon_mb"),
+                                      ("weights MB", "weights_mb")])  # fmt: skip
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=2) + "\n")
             return
@@ -182,11 +187,8 @@ def main() -> None:
         rows = {name: measure(args.code, cache, video, combo, Path(tmp) / f"out{i}", args.timeout, args.offline_switch)
                 for i, (name, combo) in enumerate(combinations.items())}  # fmt: skip
     print(f"code: {args.code}; scale: {args.scale}; HF_HUB_OFFLINE={'1' if args.offline_switch else 'unset'}")
-    print("| combination | loading s | wall s | peak RSS MB | retry / unreachable lines | status |")
-    print("|---|---|---|---|---|---|")
-    for name, row in rows.items():
-        print(f"| {name} | {row.get('loading_s', '')} | {row.get('wall_s', '')} | {row.get('peak_rss_mb', '')} "
-              f"| {row.get('noise_lines', '')} | {row['status']} |")  # fmt: skip
+    print_table(rows, "combination", [("loading s", "loading_s"), ("wall s", "wall_s"), ("peak RSS MB", "peak_rss_mb"),
+                                      ("retry / unreachable lines", "noise_lines")])  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
