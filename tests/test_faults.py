@@ -37,7 +37,7 @@ def test_sigterm_cleans_up_and_exits_143_with_one_line(tmp_path):
     code = "import sys; from vsynth.cli import main; sys.argv = ['vsynth', *sys.argv[1:]]; main()"
     proc = subprocess.Popen([sys.executable, "-c", code, *args, "--out", str(out)], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".out.partial-*")) and time.monotonic() < deadline and proc.poll() is None:
+    while not list(tmp_path.glob(".out.vsynth-partial-*")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(signal.SIGTERM)
@@ -48,24 +48,82 @@ def test_sigterm_cleans_up_and_exits_143_with_one_line(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
+def _vsynth_record(pid: int) -> str:
+    import json
+    import socket
+
+    return json.dumps({"vsynth": 1, "pid": pid, "host": socket.gethostname()})
+
+
 def test_debris_of_dead_runs_is_removed_by_the_next_run_in_the_same_parent(tmp_path):
     dead, alive = _dead_pid(), os.getpid()
-    (tmp_path / f".old.partial-{dead}").mkdir()
-    (tmp_path / f".old.partial-{dead}" / "video.mp4").write_text("half")
-    (tmp_path / ".old.lock").write_text(str(dead))
-    (tmp_path / f".busy.partial-{alive}").mkdir()  # a live run's: kept
+    (tmp_path / f".old.vsynth-partial-{dead}").mkdir()
+    (tmp_path / f".old.vsynth-partial-{dead}" / "video.mp4").write_text("half")
+    (tmp_path / f".old.vsynth-partial-{dead}" / outputs.PARTIAL_MARKER).write_text(_vsynth_record(dead))
+    (tmp_path / ".old.vsynth-lock").write_text(_vsynth_record(dead))
+    (tmp_path / f".busy.vsynth-partial-{alive}").mkdir()  # a live run's: kept
+    (tmp_path / f".busy.vsynth-partial-{alive}" / outputs.PARTIAL_MARKER).write_text(_vsynth_record(alive))
     with outputs.output_folder(tmp_path / "new", exact=True) as out:
         (out.partial / "run.json").write_text("{}")
-    assert _leftovers(tmp_path) == [f".busy.partial-{alive}", "new"]
+    assert _leftovers(tmp_path) == [f".busy.vsynth-partial-{alive}", "new"]
+    assert _leftovers(tmp_path / "new") == ["run.json"]  # the marker does not reach the output
 
 
-def test_a_second_run_with_the_same_out_is_refused_before_any_work(tmp_path):
-    (tmp_path / ".out.lock").write_text(str(os.getpid()))  # a live run holds --out
+def test_the_cleanup_never_touches_what_vsynth_did_not_make(tmp_path):
+    """Names like vsynth's own, and old vsynth's, with dead PIDs: without vsynth's marker they are the user's."""
+    dead = _dead_pid()
+    for name in (".notes.partial-999999", f".notes.partial-{dead}", f".notes.vsynth-partial-{dead}", ".old.vsynth-partial-abc"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "important.txt").write_text("mine")
+    (tmp_path / f".marked.vsynth-partial-{dead}").mkdir()  # a marker naming another PID
+    (tmp_path / f".marked.vsynth-partial-{dead}" / outputs.PARTIAL_MARKER).write_text(_vsynth_record(dead + 1))
+    (tmp_path / ".todo.lock").write_text(str(dead))
+    (tmp_path / ".todo.vsynth-lock").write_text(str(dead))  # not vsynth's record
+    (tmp_path / ".link.vsynth-lock").symlink_to(tmp_path / ".todo.lock")
+    before = _leftovers(tmp_path)
+    with outputs.output_folder(tmp_path / "new", exact=True) as out:
+        (out.partial / "run.json").write_text("{}")
+    assert _leftovers(tmp_path) == sorted([*before, "new"])
+    assert (tmp_path / ".notes.partial-999999" / "important.txt").read_text() == "mine"
+
+
+def test_an_out_that_is_a_link_to_an_empty_folder_gets_the_run(tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "target")
     result = CliRunner().invoke(cli, [*ARGS, "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2, result.output
-    (line,) = result.stderr.strip().splitlines()
-    assert f"another run (pid {os.getpid()}) is writing it" in line
-    assert _leftovers(tmp_path) == [".out.lock"]
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out").is_symlink() and (tmp_path / "out" / "video.mp4").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "target"]
+
+
+def test_an_out_that_is_a_dangling_link_gets_the_run_where_it_points(tmp_path):
+    (tmp_path / "out").symlink_to(tmp_path / "later")
+    with outputs.output_folder(tmp_path / "out", exact=True) as out:
+        (out.partial / "run.json").write_text("{}")
+    assert (tmp_path / "out" / "run.json").is_file() and (tmp_path / "later").is_dir()
+
+
+def test_an_out_linking_to_a_folder_with_files_is_refused(tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "theirs.txt").write_text("theirs")
+    (tmp_path / "out").symlink_to(tmp_path / "target")
+    with pytest.raises(OutputExistsError, match="links to"):
+        with outputs.output_folder(tmp_path / "out", exact=True):
+            pass
+    assert _leftovers(tmp_path / "target") == ["theirs.txt"]
+
+
+def test_a_second_batch_into_the_same_folder_at_once_is_refused(tmp_path):
+    with outputs.batch_lock(tmp_path / "b"):
+        with pytest.raises(OutputExistsError, match=f"another batch \\(pid {os.getpid()}\\)"):
+            with outputs.batch_lock(tmp_path / "b"):
+                pass
+    with outputs.batch_lock(tmp_path / "b"):  # released: the next batch may write
+        pass
+    (tmp_path / "b" / ".batch.vsynth-lock").write_text(_vsynth_record(_dead_pid()))
+    with outputs.batch_lock(tmp_path / "b"):  # a dead batch's lock is taken over
+        pass
+    assert _leftovers(tmp_path / "b") == []
 
 
 def test_runs_with_default_names_in_the_same_second_get_their_own_folders(tmp_path):

@@ -14,6 +14,7 @@ from typing import Callable
 from vsynth.batch.jobs import Job, read_jobs
 from vsynth.batch.results import JobResult, failed, run_group, skipped
 from vsynth.batch.summary import write_summary
+from vsynth.core.media.outputs import batch_lock
 from vsynth.errors import VsynthInputError
 
 OnResult = Callable[[JobResult], None]
@@ -31,6 +32,10 @@ class Batch:
 
     def run(self, *, ray: bool = False, ray_address: str | None = None, on_result: OnResult | None = None) -> list[JobResult]:
         """Run every pending job, embedded or on Ray (``ray_address`` None: a local Ray, or the one already connected)."""
+        with batch_lock(self.out_root):
+            return self._run(ray, ray_address, on_result)
+
+    def _run(self, ray, ray_address, on_result) -> list[JobResult]:
         write_summary(self.out_root, list(self.results.values()))
 
         def record(result: JobResult) -> None:

@@ -1,19 +1,27 @@
 """The output folder of a run appears whole or not at all, and concurrent runs never share one.
 
-A run claims its folder before any work with a lock file beside it (``.NAME.lock``, created
-exclusively, holding the run's PID), writes into a hidden sibling ``.NAME.partial-PID`` and
-renames that into place at the end. A second run with the same ``--out`` is refused at once; a
-run with a default name takes the next free one. Any error or interruption removes the partial
-folder; what a killed process left behind (its PID is dead) is removed by the next run that
-writes in the same parent folder.
+A run claims its folder before any work with a lock file beside it (``.NAME.vsynth-lock``,
+created exclusively, holding a small JSON record with the run's PID and host), writes into a
+hidden sibling ``.NAME.vsynth-partial-PID`` that holds a ``.vsynth-partial`` marker naming the
+same PID, and renames that into place at the end. A second run with the same ``--out`` is
+refused at once; a run with a default name takes the next free one. Any error or interruption
+removes the partial folder.
+
+What a killed process left behind is removed by the next run that writes in the same parent
+folder, but only what vsynth can prove it made: a lock whose content is vsynth's record, or a
+partial folder whose marker names the PID in its name, and only when that PID is dead on this
+host. Anything else, whatever its name, is never touched (a user's ``.notes.partial-999999``
+included).
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +31,8 @@ from typing import Iterator
 from vsynth.errors import OutputExistsError
 
 DEFAULT_ROOT = Path("outputs")
-_DEBRIS = re.compile(r"^\.(?P<name>.+)\.(partial-(?P<pid>\d+)|lock)$")
+PARTIAL_MARKER = ".vsynth-partial"
+_DEBRIS = re.compile(r"^\.(?P<name>.+)\.(vsynth-partial-(?P<pid>\d+)|vsynth-lock)$")
 
 
 def choose_out_dir(out: Path | None, label: str) -> Path:
@@ -45,15 +54,20 @@ class OutputFolder:
 @contextmanager
 def output_folder(final: Path, *, exact: bool) -> Iterator[OutputFolder]:
     """Claim ``final`` (or, unless ``exact``, the next free ``final-N``), yield where to write, and
-    rename it into place on success; on any error or interruption nothing is left behind."""
-    final = Path(final)
+    rename it into place on success; on any error or interruption nothing is left behind.
+
+    A ``final`` that is a symbolic link (to an empty folder, or dangling) is written where it points.
+    """
+    final = _follow_link(Path(final))
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_debris(final.parent)
     final, lock = _claim(final, exact)
-    partial = final.parent / f".{final.name}.partial-{os.getpid()}"
+    partial = final.parent / f".{final.name}.vsynth-partial-{os.getpid()}"
     try:
         partial.mkdir()
+        (partial / PARTIAL_MARKER).write_text(_record())
         yield OutputFolder(final, partial)
+        (partial / PARTIAL_MARKER).unlink()
         try:
             os.rename(partial, final)  # atomic; replaces only a missing or empty folder
         except OSError as exc:
@@ -67,52 +81,101 @@ def output_folder(final: Path, *, exact: bool) -> Iterator[OutputFolder]:
         lock.unlink(missing_ok=True)
 
 
+def _follow_link(path: Path) -> Path:
+    """Where a symbolic link ``path`` points (followed to the end, dangling or not); ``path`` itself otherwise."""
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise OutputExistsError(f"output folder {path} links to {target}, which already exists and is not empty: choose another --out")
+    return target
+
+
 def _claim(final: Path, exact: bool) -> tuple[Path, Path]:
-    """Create ``.NAME.lock`` exclusively for ``final`` or, unless exact, its first free variant."""
+    """Create ``.NAME.vsynth-lock`` exclusively for ``final`` or, unless exact, its first free variant."""
     candidate, n = final, 2
     while True:
-        lock = candidate.parent / f".{candidate.name}.lock"
+        lock = lock_path(candidate)
         taken = candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir()))
         if not taken:
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                create_lock(lock)
             except FileExistsError:
                 taken = True
             else:
-                os.write(fd, str(os.getpid()).encode())
-                os.close(fd)
                 return candidate, lock
         if exact:
-            owner = _lock_owner(lock)
+            owner = lock_owner(lock)
             who = f"another run (pid {owner}) is writing it" if owner else "it already holds files"
             raise OutputExistsError(f"output folder {candidate}: {who}; choose another --out")
         candidate, n = final.with_name(f"{final.name}-{n}"), n + 1
 
 
-def _lock_owner(lock: Path) -> int | None:
+def lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.vsynth-lock"
+
+
+def create_lock(lock: Path) -> None:
+    """Create ``lock`` exclusively with vsynth's record in it; FileExistsError if it exists."""
+    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     try:
-        return int(lock.read_text())
-    except (OSError, ValueError):
+        os.write(fd, _record().encode())
+    finally:
+        os.close(fd)
+
+
+def _record() -> str:
+    """What proves that vsynth made a lock or partial folder, and whose process it was."""
+    return json.dumps({"vsynth": 1, "pid": os.getpid(), "host": socket.gethostname()})
+
+
+def _read_record(path: Path) -> dict | None:
+    """vsynth's record in ``path``, or None when it is not one (anything a user wrote)."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 4096:
+            return None
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
+    if not isinstance(record, dict) or record.get("vsynth") != 1 or not isinstance(record.get("pid"), int):
+        return None
+    return record
+
+
+def lock_owner(lock: Path) -> int | None:
+    record = _read_record(lock)
+    return None if record is None else record["pid"]
 
 
 def remove_debris(parent: Path) -> None:
-    """Remove partial folders and locks in ``parent`` whose process is gone (killed, or the machine rebooted)."""
+    """Remove the partial folders and locks in ``parent`` that vsynth made and whose process is gone
+    (killed, or the machine rebooted); everything else stays, whatever its name."""
     try:
         entries = list(parent.iterdir())
     except OSError:
         return
     for entry in entries:
         match = _DEBRIS.match(entry.name)
-        if match is None:
+        if match is None or entry.is_symlink():
             continue
-        pid = int(match["pid"]) if match["pid"] else _lock_owner(entry)
-        if pid is None or _alive(pid):
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
+        if match["pid"]:
+            record = _read_record(entry / PARTIAL_MARKER) if entry.is_dir() else None
+            if record is None or record["pid"] != int(match["pid"]):
+                continue
         else:
-            entry.unlink(missing_ok=True)
+            record = _read_record(entry)
+            if record is None:
+                continue
+        if is_stale(record):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def is_stale(record: dict) -> bool:
+    """Whether the process of a vsynth record is gone; a record of another host is never stale here."""
+    return record.get("host") == socket.gethostname() and not _alive(record["pid"])
 
 
 def _alive(pid: int) -> bool:
@@ -123,3 +186,26 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+@contextmanager
+def batch_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` for one batch: a second batch writing the same folder at once is refused
+    (its summary would overwrite this one's). A lock left by a dead batch is taken over."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".batch.vsynth-lock"
+    while True:
+        try:
+            create_lock(lock)
+            break
+        except FileExistsError:
+            record = _read_record(lock)
+            if record is not None and is_stale(record):
+                lock.unlink(missing_ok=True)
+                continue
+            who = f"another batch (pid {record['pid']}) is writing it" if record else f"{lock.name} is in the way"
+            raise OutputExistsError(f"batch folder {folder}: {who}; wait for it to finish or choose another --out") from None
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

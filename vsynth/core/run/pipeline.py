@@ -19,7 +19,7 @@ from vsynth.version import __version__
 from vsynth.core.media import video as videoio
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
-from vsynth.core.media.outputs import OutputFolder, choose_out_dir, output_folder
+from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
 from vsynth.core.run.progress import Stages, library_progress_bars, quiet_library_fallbacks
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
@@ -415,7 +415,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         return report
     try:
         _write_files(out.partial, videos, fps, result.latents if config.save_latents else None, stages)
-        record["files"] = sorted(p.name for p in out.partial.iterdir()) + ["run.json"]
+        record["files"] = sorted(p.name for p in out.partial.iterdir() if p.name != PARTIAL_MARKER) + ["run.json"]
         _close_record(record, stages, runtime)
         (out.partial / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     except OSError as exc:  # a full disk, a quota, a file system gone read-only
