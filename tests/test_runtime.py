@@ -68,7 +68,7 @@ def test_bfloat16_runs_on_the_cpu_and_keeps_the_scheduler_in_float32(tmp_path):
     assert np.isfinite(report.latents.float().numpy()).all() and report.frames.std() > 0
     models = report.loaded.models
     assert {p.dtype for p in models["idm"].denoiser.unet.parameters()} == {torch.bfloat16}
-    assert models["vdm"].denoiser.alphas_cumprod.dtype == torch.float32
+    assert models["vdm"].denoiser.scheduler.alphas_cumprod.dtype == torch.float32
     assert models["vdm"].codec.vae.dtype == torch.bfloat16  # only float16 upcasts, as in diffusers
 
 

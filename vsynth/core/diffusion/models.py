@@ -83,7 +83,7 @@ class ImageModel(Model):
         """
         cond = self.denoiser.condition(inputs.image_prompt, inputs.negative_prompt, **inputs.frame_inputs.extras)
         noise = sampling.initial_noise(self.denoiser, inputs.latent_shape(self.codec), generator)
-        return sampling.sample(self.denoiser, noise, cond, steps=inputs.steps, guidance=inputs.guidance, advance=advance)
+        return sampling.sample(self.denoiser, noise, cond, steps=inputs.steps, guidance=inputs.guidance, advance=advance, generator=generator)
 
 
 class VideoModel(Model):

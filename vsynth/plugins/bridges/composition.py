@@ -32,15 +32,14 @@ from vsynth.errors import InvalidParamsError
 
 @dataclass
 class SDEdit:
-    """One model's SDEdit: its conditioning and guidance, its scheduler, and the timesteps it runs
-    (a tail of the schedule, descending)."""
+    """One model's SDEdit: its conditioning and guidance, its schedule, and the step it starts at
+    (it runs the steps ``start``..the end of the schedule)."""
 
     name: str  # "T2I" or "T2V", for stages and messages
-    denoiser: Denoiser
     cond: Conditioning
     guidance: float
-    scheduler: object
-    steps: torch.Tensor
+    schedule: sampling.Schedule
+    start: int
 
     @classmethod
     def image(cls, idm: ImageModel, inputs: BridgeInputs, strength: float) -> SDEdit:
@@ -58,31 +57,42 @@ class SDEdit:
 
     @classmethod
     def over(cls, name, denoiser, cond, guidance, steps: int, strength: float, option: str, steps_flag: str) -> SDEdit:
-        """The last int(steps * strength) timesteps, where diffusers' img2img pipelines start; none is refused."""
-        scheduler = denoiser.new_scheduler()
-        scheduler.set_timesteps(steps, device=denoiser.device)
-        tail = sampling.sdedit_steps(scheduler, strength)
-        if len(tail) == 0:
-            total = len(scheduler.timesteps)
-            raise InvalidParamsError(f"{option} {strength} leaves none of the {total} {name} steps: raise -o {option} or {steps_flag}")
-        return cls(name, denoiser, cond, guidance, scheduler, tail)
+        """The last int(steps * strength) steps, where diffusers' img2img pipelines start; none is refused."""
+        schedule = sampling.Schedule(denoiser, steps)
+        start = schedule.sdedit_start(strength)
+        if start == schedule.steps:
+            raise InvalidParamsError(f"{option} {strength} leaves none of the {steps} {name} steps: raise -o {option} or {steps_flag}")
+        return cls(name, cond, guidance, schedule, start)
 
-    def index(self, position: int) -> int:
-        """Index in the full schedule of ``self.steps[position]``."""
-        return len(self.scheduler.timesteps) - len(self.steps) + position
+    @property
+    def denoiser(self) -> Denoiser:
+        return self.schedule.denoiser
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        """The model timesteps of the steps it runs."""
+        return self.schedule.timesteps[self.start :]
+
+    @property
+    def length(self) -> int:
+        """How many steps it runs."""
+        return self.schedule.steps - self.start
+
+    def level(self, position: int = 0) -> torch.Tensor:
+        """The level of its ``position``-th step."""
+        return self.schedule.level(self.start + position)
 
     def noise(self, x0: torch.Tensor, generator: torch.Generator, position: int = 0) -> torch.Tensor:
-        """``x0`` noised with fresh noise to the level of ``self.steps[position]`` (VP form)."""
+        """``x0`` noised with fresh noise to the level of its ``position``-th step (process form)."""
         noise = sampling.initial_noise(self.denoiser, tuple(x0.shape), generator)
-        abar = sampling.noise_level(self.scheduler, self.index(position)).to(x0.device, x0.dtype)
-        return sampling.add_noise(x0, noise, abar)
+        return sampling.renoise(self.denoiser, x0, noise, self.level(position))
 
     def run(self, x0: torch.Tensor, generator: torch.Generator, stages: Stages) -> torch.Tensor:
         """Noise ``x0`` to the first step and denoise to the end: a clean latent video."""
         x0 = x0.to(self.denoiser.dtype)
-        with stages.stage(f"{self.name} SDEdit", total=len(self.steps)) as advance:
+        with stages.stage(f"{self.name} SDEdit", total=self.length) as advance:
             z = self.noise(x0, generator)
-            return sampling.denoise(self.denoiser, self.scheduler, z, self.cond, self.steps, guidance=self.guidance, advance=advance)
+            return sampling.denoise(self.schedule, z, self.cond, self.start, guidance=self.guidance, advance=advance, generator=generator)
 
 
 def encode_source(codec: VaeCodec, inputs: BridgeInputs, stages: Stages, frames=None) -> torch.Tensor:

@@ -29,7 +29,6 @@ import torch
 
 from vsynth.core.diffusion import sampling
 from vsynth.core.diffusion.bridge import Bridge, BridgeResult
-from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import BridgeInputs
 
 # The official code's prompts: each IDM module returns a suffix that the IDM and VDM prompts get, and a
@@ -66,11 +65,6 @@ def mix(z_image: torch.Tensor | None, z_video: torch.Tensor | None, ratio: float
     return ratio * z_image + (1 - ratio) * z_video
 
 
-def shares_schedule(inverter: Denoiser, vdm: Denoiser) -> bool:
-    """Whether the VDM samples with the image inverter's own schedule: same scheduler kind, same abar(t)."""
-    return type(vdm.scheduler) is type(inverter.scheduler) and torch.equal(vdm.alphas_cumprod.cpu(), inverter.alphas_cumprod.cpu())
-
-
 class MixedInversion(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         params, steps, vdm_steps = self.params, inputs.steps, inputs.vdm_steps
@@ -83,10 +77,9 @@ class MixedInversion(Bridge):
         z0 = idm.codec.encode(idm_frames) if params.reencode else z_idm
 
         inverter, video = idm.inversion_denoiser, vdm.denoiser
-        scheduler = video.new_scheduler()  # the smoothing's
-        scheduler.set_timesteps(vdm_steps, device=video.device)
-        official = shares_schedule(inverter, video)
-        start = None if official else sampling.noise_level(scheduler, 0)
+        smoothing = sampling.Schedule(video, vdm_steps)
+        official = sampling.shares_schedule(inverter, video)
+        start = None if official else smoothing.level(0)
 
         negative = params.inversion_prompt == "negative"
         z_image = z_video = None
@@ -94,6 +87,8 @@ class MixedInversion(Bridge):
             with stages.stage("image inversion", total=steps) as advance:
                 text = inverter.condition(inputs.negative_prompt if negative else inputs.image_prompt)
                 z_image = sampling.bivdiff_invert(inverter, z0, text, steps=steps, final_level=start, advance=advance)
+                if start is not None:  # at the VDM's first level, written in the VDM's process
+                    z_image = sampling.to_process(z_image, start, inverter, video)
         if params.mixing_ratio < 1:
             with stages.stage("video inversion", total=vdm_steps) as advance:
                 text = video.condition(inputs.negative_prompt if negative else inputs.prompt)
@@ -101,12 +96,10 @@ class MixedInversion(Bridge):
                 if official:
                     z_video = sampling.bivdiff_invert(video, x0, text, steps=vdm_steps, advance=advance)
                 else:
-                    z_video = sampling.invert(video, scheduler, x0, text, scheduler.timesteps, advance=advance)
+                    z_video = sampling.invert(smoothing, x0, text, 0, advance=advance)
         z = mix(z_image, z_video, params.mixing_ratio)
 
         with stages.stage("temporal smoothing", total=vdm_steps) as advance:
             cond = video.condition(inputs.prompt, inputs.negative_prompt)
-            z = sampling.denoise(
-                video, scheduler, z.to(video.dtype), cond, scheduler.timesteps, guidance=inputs.vdm_guidance, advance=advance
-            )
+            z = sampling.denoise(smoothing, z.to(video.dtype), cond, 0, guidance=inputs.vdm_guidance, advance=advance, generator=generator)
         return BridgeResult(latents=z, codec=idm.codec, intermediates={"idm_frames": idm_frames})
