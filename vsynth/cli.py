@@ -99,6 +99,7 @@ WIDE_TABLE = 120
 
 def _spec_record(spec, registry) -> dict:
     """Every field of a spec, the params' summary and their full JSON schema (constraints, choices)."""
+    from vsynth.core.diffusion.solvers import fitting
     from vsynth.core.diffusion.weights import weight_flags
 
     record = {
@@ -112,6 +113,7 @@ def _spec_record(spec, registry) -> dict:
         record["weights"] = [{**w, "override": flags[w["role"]]} for w in record["weights"]]
         record["size_gb"] = spec.size_gb
         record["toy"] = all(w.toy is not None for w in spec.weights)  # `vsynth run --toy` can run it
+        record["solvers"] = fitting(spec.process)  # what --idm-scheduler / --vdm-scheduler take
     record["params"] = spec.param_schema()
     record["params_schema"] = spec.params.model_json_schema()
     return record
@@ -324,7 +326,7 @@ def _pip_and_report(args: list[str]) -> None:
 RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
-    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
+    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
     "save_latents", "device", "dtype", "offload", "compile", "memory_check", "out",
 )  # fmt: skip
 
@@ -349,6 +351,8 @@ RUN_FIELDS = (
 @click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own; above 0, at most 50  [default: 7.5]")
 @click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")
 @click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")
+@click.option("--idm-scheduler", metavar="SOLVER", help="Solver of the image model: ddim, euler, euler-a, dpm++, unipc, lcm or heun, those that fit its noise process (`vsynth models NAME` lists them)  [default: the model's own]")
+@click.option("--vdm-scheduler", metavar="SOLVER", help="Solver of the video model, as --idm-scheduler  [default: the model's own]")
 @click.option("--seed", type=int, help="Random seed, 0 to 2**64-1 (no random seeds: every run is reproducible from run.json)  [default: 42]")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A model or bridge parameter, e.g. -o mixing_ratio=0.5 or -o idm.batch_size=4 (see `vsynth models --json`).")  # fmt: skip

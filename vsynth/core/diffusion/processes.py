@@ -191,5 +191,10 @@ def scheduler_record(process: Process, scheduler) -> dict:
         "process": process.name,
         "prediction": process.prediction,
         "scheduler": type(scheduler).__name__,
-        "scheduler_config": {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")},
+        "scheduler_config": {k: _json_safe(v) for k, v in dict(scheduler.config).items() if not k.startswith("_")},
     }
+
+
+def _json_safe(value):
+    """Infinite floats (DPM-Solver's lambda_min_clipped) as strings: JSON has no infinity."""
+    return str(value) if isinstance(value, float) and value in (float("inf"), float("-inf")) else value

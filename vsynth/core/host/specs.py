@@ -155,6 +155,12 @@ class ModelSpec(_Spec):
     native_size: tuple[int, int] | None = Field(None, description="(height, width) the model was trained at.")
     max_frames: int | None = Field(None, description="Most frames the model can denoise at once: caps its window, or without one the clip.")
     sampler: str = Field("DDIM, 50 steps, guidance 7.5", description="How the model samples by default.")
+    process: Literal["vp-eps", "vp-v", "vp-sample", "flow"] = Field(
+        "vp-eps",
+        description="Its noise process and what its network predicts: variance-preserving with eps, v or the clean "
+        "sample, or rectified flow (velocity). Decides which solvers fit (vsynth.core.diffusion.processes).",
+    )
+    solver: str = Field("ddim", description="The solver it samples with by default, by the name --idm-scheduler / --vdm-scheduler take.")
     train_timesteps: int = Field(1000, description="Timesteps of its training schedule: the most steps it can sample with.")
 
     @property

@@ -59,6 +59,8 @@ class RunConfig(BaseModel):
     )
     vdm_steps: int | None = Field(None, ge=1, description="Steps of the VDM alone.")
     vdm_guidance: float | None = Field(None, gt=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="Guidance of the VDM alone.")
+    idm_scheduler: str | None = Field(None, description="Solver of the image model (ddim, euler, euler-a, dpm++, unipc, lcm, heun); default: its own.")
+    vdm_scheduler: str | None = Field(None, description="Solver of the video model, as idm_scheduler; default: its own.")
     seed: int = Field(42, ge=0, le=MAX_SEED)
     options: dict[str, Any] = Field(default_factory=dict, description="key=value params of the models and bridge.")
     idm_weights: str | None = None

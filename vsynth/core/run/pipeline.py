@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from vsynth.version import __version__
 from vsynth.core.media import video as videoio
+from vsynth.core.diffusion import solvers
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
@@ -125,6 +126,11 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
     vdm_flag = "--vdm-steps" if config.vdm_steps is not None or not idm else "--steps"
     validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
+    if idm is not None:
+        solvers.check(config.idm_scheduler, idm, "--idm-scheduler", sampling.steps)
+    elif config.idm_scheduler is not None:
+        raise VsynthInputError("--idm-scheduler is the image model's solver, and this run has none: drop it, or add --idm")
+    solvers.check(config.vdm_scheduler, vdm, "--vdm-scheduler", sampling.vdm_steps)
     for role_params in params.values():
         role_params.check_plan(sampling)
 
@@ -290,9 +296,10 @@ def model_key(plan: RunPlan) -> tuple:
     compilation; equal keys share models."""
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     return (plan.device, plan.dtype, plan.config.offload, plan.config.compile) + tuple(
-        (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())))
+        (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())),
+         getattr(plan.config, f"{role}_scheduler"))
         for role, spec in specs.items()
-    )
+    )  # fmt: skip
 
 
 def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
@@ -309,6 +316,10 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
         for role, spec in specs.items():
             models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
             _check_weights_finite(role, models[role], plan.sources[role])
+            _check_process(spec, models[role].denoiser)
+            solver = getattr(plan.config, f"{role}_scheduler")
+            if solver is not None:  # the model's main denoiser; an IDM's inversion denoiser keeps its own (DDIM)
+                models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler)
             advance(1)
     units = {f"{role}.{name}": modules for role, model in models.items() for name, modules in model.offload_units().items()}
     offload = apply_offload(plan.config.offload, runtime.device, units)
@@ -406,6 +417,8 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         "final": frames,
     }
     record = _record(plan, runtime, counter, videos)
+    for role, model in models.items():
+        record["models"][role]["sampling"] = sampling_record(model.denoiser)
     record["vae_tiling"] = tiled
     fps = plan.fps
     record["fps"] = fps
@@ -430,6 +443,17 @@ def _close_record(record: dict, stages: Stages, runtime) -> None:
     """What run.json says last: seconds per stage and peak memory, known once everything else is done."""
     record["timings"] = dict(stages.timings)
     record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
+
+
+def _check_process(spec: ModelSpec, denoiser) -> None:
+    """The process a spec declares (what validation checked solvers against) is the one its denoiser runs."""
+    from vsynth.errors import PluginError
+
+    if denoiser.process.name != spec.process:
+        raise PluginError(
+            f"{spec.name} ({spec.plugin}) declares the {spec.process} process, but its denoiser runs {denoiser.process.name}: "
+            "set ModelSpec.process, or the denoiser's declared_process, to what the model predicts"
+        )
 
 
 def _check_weights_finite(role: str, model, sources: dict[str, str]) -> None:
@@ -497,6 +521,13 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "metrics": _metrics(plan, videos),
         "versions": _versions(),
     }
+
+
+def sampling_record(denoiser) -> dict:
+    """run.json's account of how a model sampled: its process, prediction type, scheduler class and config."""
+    from vsynth.core.diffusion.processes import scheduler_record
+
+    return scheduler_record(denoiser.process, denoiser.scheduler)
 
 
 def _metrics(plan: RunPlan, videos: dict) -> dict:

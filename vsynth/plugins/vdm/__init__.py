@@ -108,5 +108,6 @@ def vsynth_register_models(registrar):
             native_size=(512, 512),
             max_frames=32,
             sampler="Euler (linear betas, trailing spacing), the checkpoint's steps (default 4), guidance 1.0",
+            solver="euler",
         )
     )
