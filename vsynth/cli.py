@@ -326,7 +326,7 @@ def _pip_and_report(args: list[str]) -> None:
 RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
-    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
+    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "fit", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
     "save_latents", "device", "dtype", "offload", "compile", "memory_check", "out",
 )  # fmt: skip
 
@@ -353,6 +353,7 @@ RUN_FIELDS = (
 @click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")
 @click.option("--idm-scheduler", metavar="SOLVER", help="Solver of the image model: ddim, euler, euler-a, dpm++, unipc, lcm or heun, those that fit its noise process (`vsynth models NAME` lists them)  [default: the model's own]")
 @click.option("--vdm-scheduler", metavar="SOLVER", help="Solver of the video model, as --idm-scheduler  [default: the model's own]")
+@click.option("--fit", type=click.Choice(["round", "strict"]), help="Frames and sizes the models' latent spaces cannot hold (multiples of 8 pixels; 1 + 4k frames for 4x-compressing video VAEs): round down with a notice, or refuse  [default: round]")
 @click.option("--seed", type=int, help="Random seed, 0 to 2**64-1 (no random seeds: every run is reproducible from run.json)  [default: 42]")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A model or bridge parameter, e.g. -o mixing_ratio=0.5 or -o idm.batch_size=4 (see `vsynth models --json`).")  # fmt: skip

@@ -35,6 +35,14 @@ class Params(BaseModel):
         fit within the VDM's steps. Nothing to check by default.
         """
 
+    def check_models(self, idm: ModelSpec | None, vdm: ModelSpec) -> None:
+        """Check these params against the run's models (their process, latent space, architecture), before
+        any weights load; raise :class:`~vsynth.errors.VsynthInputError` with one line. Nothing by default.
+
+        For a bridge option that needs what an architecture lacks: feature injection needs a UNet's
+        decoder features, which a transformer does not have.
+        """
+
 
 class VideoParams(Params):
     """Base of every VDM's params: it also decides how the VDM samples.
@@ -93,6 +101,50 @@ class WeightsSpec(BaseModel):
         "when the run's bridge never inverts with the IDM.",
     )
     toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
+
+
+class LatentSpace(BaseModel):
+    """The latent space a model's codec (its VAE) works in, declared so that frame counts and sizes are
+    checked, and latents passed or transcoded, before anything loads.
+
+    ``name`` names a trained latent space: models whose spaces are equal (name and numbers) pass
+    latents to each other as they are (SD1.5, ZeroScope, ModelScope and AnimateDiff were all
+    trained on the latents of SD's KL-f8 VAE); between different spaces a bridge transcodes through
+    pixels (decode with one codec, encode with the other), counted in run.json.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="The trained latent space, e.g. 'sd-vae' (SD's KL-f8 VAE), 'wan2.1-vae', 'flux-vae'.")
+    channels: PositiveInt = Field(4, description="Latent channels.")
+    spatial: PositiveInt = Field(8, description="Pixels per latent pixel, along each side.")
+    temporal: PositiveInt = Field(1, description="Frames per latent frame (1: frames are encoded one by one).")
+    causal: bool = Field(False, description="The first frame is encoded alone (Wan, CogVideoX, LTX): a clip holds 1 + temporal * k frames.")
+    size_multiple: PositiveInt = Field(8, description="Frame sides must be multiples of this (the VAE's factor times the network's patch and packing).")
+    scaling: float = Field(0.18215, description="Latents are multiplied by this after encoding.")
+    shift: float = Field(0.0, description="...and shifted by this before scaling (FLUX, SD3).")
+    mean: tuple[float, ...] | None = Field(None, description="Per-channel mean subtracted after encoding (Wan), instead of a shift.")
+    std: tuple[float, ...] | None = Field(None, description="Per-channel std divided after encoding (Wan), instead of a scaling.")
+    packing: PositiveInt = Field(1, description="Side of the latent patches a transformer packs into tokens (FLUX: 2); the model packs them.")
+
+    def fit_frames(self, frames: int) -> int:
+        """The most frames at most ``frames`` that the space holds (1 + temporal * k when causal, a multiple of temporal otherwise)."""
+        if self.temporal == 1:
+            return frames
+        if self.causal:
+            return 1 + (frames - 1) // self.temporal * self.temporal
+        return max(self.temporal, frames // self.temporal * self.temporal)
+
+    def latent_frames(self, frames: int) -> int:
+        return 1 + (frames - 1) // self.temporal if self.causal else -(-frames // self.temporal)
+
+    def frame_rule(self) -> str:
+        if self.temporal == 1:
+            return "any number of frames"
+        return f"1 + {self.temporal}k frames" if self.causal else f"a multiple of {self.temporal} frames"
+
+
+SD_LATENTS = LatentSpace(name="sd-vae")
 
 
 def _check_impl(value: str) -> str:
@@ -161,6 +213,10 @@ class ModelSpec(_Spec):
         "sample, or rectified flow (velocity). Decides which solvers fit (vsynth.core.diffusion.processes).",
     )
     solver: str = Field("ddim", description="The solver it samples with by default, by the name --idm-scheduler / --vdm-scheduler take.")
+    latent_space: LatentSpace = Field(SD_LATENTS, description="The latent space of its codec: channels, compression, frame and size rules.")
+    architecture: Literal["unet", "transformer"] = Field(
+        "unet", description="What its denoiser runs: a UNet (with decoder features a bridge may inject into) or a transformer."
+    )
     train_timesteps: int = Field(1000, description="Timesteps of its training schedule: the most steps it can sample with.")
 
     @property

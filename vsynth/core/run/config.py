@@ -59,6 +59,9 @@ class RunConfig(BaseModel):
     )
     vdm_steps: int | None = Field(None, ge=1, description="Steps of the VDM alone.")
     vdm_guidance: float | None = Field(None, gt=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="Guidance of the VDM alone.")
+    fit: Literal["round", "strict"] = Field(
+        "round", description="Frames and sizes the models' latent spaces cannot hold: round them down with a notice, or refuse."
+    )
     idm_scheduler: str | None = Field(None, description="Solver of the image model (ddim, euler, euler-a, dpm++, unipc, lcm, heun); default: its own.")
     vdm_scheduler: str | None = Field(None, description="Solver of the video model, as idm_scheduler; default: its own.")
     seed: int = Field(42, ge=0, le=MAX_SEED)

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
     from vsynth.core.run.memory import MemoryEstimate
 
-VAE_MULTIPLE = 8
 BIVDIFF_SIZE = (512, 512)
 DEFAULT_FPS = 8.0
 GIF_MAX_FRAMES = 48  # longer runs get every k-th frame in video.gif; video.mp4 has them all
@@ -133,6 +132,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     solvers.check(config.vdm_scheduler, vdm, "--vdm-scheduler", sampling.vdm_steps)
     for role_params in params.values():
         role_params.check_plan(sampling)
+        role_params.check_models(idm, vdm)
 
     _check_window(config, vdm, params["vdm"])
     validate.check_device(config.device)
@@ -142,7 +142,12 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
-    height, width = videoio.round_size(config.height or default_size[0], config.width or default_size[1], VAE_MULTIPLE)
+    frames, height, width, notices = validate.fit_to_latents(
+        config.frames, config.height or default_size[0], config.width or default_size[1], models, config.fit
+    )
+    for notice in notices:
+        warnings.warn(notice, VsynthWarning, stacklevel=2)
+    config = config.model_copy(update={"frames": frames})
     out_dir = choose_out_dir(config.out, "-".join(s.name for s in models.values()))
     validate.check_out(out_dir, given=config.out is not None)
     frames = _read_sources(config, height, width)
@@ -317,6 +322,7 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
             models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
             _check_weights_finite(role, models[role], plan.sources[role])
             _check_process(spec, models[role].denoiser)
+            models[role].codec.space = spec.latent_space
             solver = getattr(plan.config, f"{role}_scheduler")
             if solver is not None:  # the model's main denoiser; an IDM's inversion denoiser keeps its own (DDIM)
                 models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler)
@@ -356,6 +362,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
 
     from vsynth.core.diffusion.inputs import BridgeInputs
     from vsynth.core.diffusion.inputs import FrameInputs
+    from vsynth.core.diffusion.latents import codec_record
     from vsynth.core.run.evals import EvalCounter
 
     config, sampling = plan.config, plan.sampling
@@ -371,6 +378,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     for model in models.values():
         tiled = model.codec.set_tiling(plan.height, plan.width)  # the same for every codec: it depends on the size alone
         model.codec.set_batch(plan.memory.vae_batch)
+        model.codec.passes = dict.fromkeys(model.codec.passes, 0)
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
     counter = EvalCounter()
     for role, model in models.items():
@@ -419,6 +427,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     record = _record(plan, runtime, counter, videos)
     for role, model in models.items():
         record["models"][role]["sampling"] = sampling_record(model.denoiser)
+    record["codecs"] = codec_record({role: model.codec for role, model in models.items()})
     record["vae_tiling"] = tiled
     fps = plan.fps
     record["fps"] = fps

@@ -28,6 +28,24 @@ def check_steps(steps: dict[str, tuple[int, str]], models: dict[str, ModelSpec])
             )
 
 
+def fit_to_latents(frames: int, height: int, width: int, models: dict[str, ModelSpec], fit: str) -> tuple[int, int, int, list[str]]:
+    """Frames and size that every model's latent space holds: rounded down (``fit='round'``, with the
+    notices to show) or refused in one line (``fit='strict'``)."""
+    multiple = max(spec.latent_space.size_multiple for spec in models.values())
+    vdm = models["vdm"]
+    fitted = (vdm.latent_space.fit_frames(frames), *(max(multiple, side // multiple * multiple) for side in (height, width)))
+    notices = []
+    if fitted[0] != frames:
+        notices.append(f"--frames {frames}: {vdm.name}'s latent space holds {vdm.latent_space.frame_rule()}; running {fitted[0]}")
+    if fitted[1:] != (height, width):
+        names = " and ".join(s.name for s in models.values() if s.latent_space.size_multiple == multiple)
+        notices.append(f"--height {height} --width {width}: {names} need{'s' if ' and ' not in names else ''} multiples of "
+                       f"{multiple} pixels; running {fitted[1]}x{fitted[2]}")  # fmt: skip
+    if notices and fit == "strict":
+        raise VsynthInputError(notices[0].rsplit(";", 1)[0] + ": choose such values, or --fit round to round them down")
+    return (*fitted, notices)
+
+
 def check_device(device: str) -> None:
     """Only devices that exist here: cpu, an available cuda:N or mps, or auto."""
     if not _DEVICE.match(device):

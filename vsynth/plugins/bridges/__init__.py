@@ -37,6 +37,16 @@ class MixedInversionParams(Params):
     )
 
 
+    def check_models(self, idm, vdm) -> None:
+        """The image side inverts in the IDM's latent space and the mix is one latent: with a VDM of another
+        space only the video-side inversion (of the IDM frames, encoded by the VDM's VAE) can run."""
+        if idm is not None and idm.latent_space != vdm.latent_space and self.mixing_ratio > 0:
+            raise InvalidParamsError(
+                f"-o mixing_ratio={self.mixing_ratio:g} mixes an inversion in {idm.name}'s latent space ({idm.latent_space.name}) "
+                f"with one in {vdm.name}'s ({vdm.latent_space.name}), which differ: use -o mixing_ratio=0 (video-side inversion only)"
+            )
+
+
 class NoParams(Params):
     pass
 
@@ -104,6 +114,14 @@ class EncapsulatedParams(CompositionParams):
         if given and self.injection != "sfi":
             raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only with -o injection=sfi")
         return self
+
+    def check_models(self, idm, vdm) -> None:
+        """Selective Feature Injection works on a UNet decoder's spatial self-attention: a transformer VDM has none."""
+        if self.injection == "sfi" and vdm.architecture != "unet":
+            raise InvalidParamsError(
+                f"-o injection=sfi injects into a UNet decoder's spatial self-attention, and {vdm.name} is a {vdm.architecture} "
+                "without one: use -o injection=none (SDEdit into the [T2V] block)"
+            )
 
     def check_plan(self, sampling) -> None:
         """The block's n_V steps must fit in what SDEdit at t2v_strength leaves of the VDM's steps (before loading)."""

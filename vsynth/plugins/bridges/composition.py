@@ -9,8 +9,9 @@ model's schedule and that model denoises it to the end.
 - ``vdm-then-idm`` (T2V+T2I): the reverse.
 
 Models meet only through clean latents, never through noisy ones: the two noise schedules
-differ (REFERENCE.md). The source is encoded to the latent distribution's mean. With an IDM the
-IDM's VAE encodes and decodes, as in Mixed Inversion: the catalog's VDMs share SD's latent space.
+differ (REFERENCE.md). The source is encoded to the latent distribution's mean. Where the two
+models share a latent space, the IDM's VAE encodes and decodes, as in Mixed Inversion; between
+two spaces the clean latents are transcoded through pixels (:mod:`vsynth.core.diffusion.latents`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 from vsynth.core.diffusion.inputs import BridgeInputs
 from vsynth.core.diffusion.components import VaeCodec
 from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.latents import shares_latents, to_space
 from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import ImageModel, VideoModel
 from vsynth.core.run.progress import Stages
@@ -117,20 +119,35 @@ class VdmOnly(Bridge):
         return BridgeResult(latents=z, codec=vdm.codec)
 
 
+def video_codec(idm: ImageModel, vdm: VideoModel) -> VaeCodec:
+    """The codec of the VDM's latents: the IDM's where the two share a latent space (as the official code)."""
+    return idm.codec if shares_latents(idm.codec, vdm.codec) else vdm.codec
+
+
+def transcode(z: torch.Tensor, source: VaeCodec, target: VaeCodec, stages: Stages) -> torch.Tensor:
+    """Clean latents into the other model's latent space (through pixels), as a stage; unchanged within one space."""
+    if shares_latents(source, target):
+        return z
+    with stages.stage("transcoding latents", total=z.shape[2]) as advance:
+        return to_space(z, source, target, advance)
+
+
 class IdmThenVdm(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         t2i = SDEdit.image(idm, inputs, self.params.strength)
         t2v = SDEdit.video(vdm, inputs, self.params.t2v_strength)
         z_idm = t2i.run(encode_source(idm.codec, inputs, stages), generator, stages)
-        z = t2v.run(z_idm, generator, stages)
+        codec = video_codec(idm, vdm)
+        z = t2v.run(transcode(z_idm, idm.codec, codec, stages), generator, stages)
         with stages.stage("decoding IDM frames", total=inputs.frames) as advance:
             idm_frames = idm.codec.decode(z_idm, advance)
-        return BridgeResult(latents=z, codec=idm.codec, intermediates={"idm_frames": idm_frames})
+        return BridgeResult(latents=z, codec=codec, intermediates={"idm_frames": idm_frames})
 
 
 class VdmThenIdm(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         t2i = SDEdit.image(idm, inputs, self.params.strength)
         t2v = SDEdit.video(vdm, inputs, self.params.t2v_strength)
-        z = t2v.run(encode_source(idm.codec, inputs, stages), generator, stages)
-        return BridgeResult(latents=t2i.run(z, generator, stages), codec=idm.codec)
+        codec = video_codec(idm, vdm)
+        z = t2v.run(encode_source(codec, inputs, stages), generator, stages)
+        return BridgeResult(latents=t2i.run(transcode(z, codec, idm.codec, stages), generator, stages), codec=idm.codec)

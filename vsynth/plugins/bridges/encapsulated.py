@@ -35,7 +35,7 @@ from vsynth.core.diffusion.attention import FeatureInjection, select_layers
 from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 from vsynth.core.run.progress import Stages
 from vsynth.errors import InvalidParamsError
-from vsynth.plugins.bridges.composition import SDEdit, encode_source
+from vsynth.plugins.bridges.composition import SDEdit, encode_source, transcode, video_codec
 from vsynth.plugins.bridges.text_to_video import text_to_video
 
 
@@ -66,7 +66,11 @@ class Encapsulated(Bridge):
             x0_i, eps = sampling.denoise_predict(
                 t2i.schedule, z, t2i.cond, t2i.start, t2i.start + at, guidance=t2i.guidance, advance=advance, generator=generator
             )
-        x0_v = (t2v_block(t2v, x0_i, n_v, p, generator, stages) if t2v is not None else x0_i).to(d.dtype)
+        x0_v = x0_i
+        if t2v is not None:  # into the VDM's latent space and back, where the two differ
+            codec = video_codec(idm, vdm)
+            x0_v = transcode(t2v_block(t2v, transcode(x0_i, idm.codec, codec, stages), n_v, p, generator, stages), codec, idm.codec, stages)
+        x0_v = x0_v.to(d.dtype)
 
         if p.renoise == "fresh":
             eps = sampling.initial_noise(d, tuple(x0_v.shape), generator)

@@ -14,8 +14,10 @@ neither at the VDM's start, so both are inverted to abar*, the level of the VDM'
 step: the image side by the official loop whose last step re-noises to abar*, the video side by
 DDIM inversion along the VDM's own smoothing timesteps (:func:`~vsynth.core.diffusion.sampling.invert`).
 
-Like the official code, it uses the image side's VAE throughout: the VDMs it bridges (ZeroScope,
-ModelScope, AnimateDiff) work in SD's latent space.
+Like the official code, it uses the image side's VAE throughout where the VDM shares its latent
+space (ZeroScope, ModelScope, AnimateDiff: SD's). With a VDM of another space the two inversions
+cannot be mixed: only the video side runs (``mixing_ratio=0``), on the IDM frames encoded by the
+VDM's VAE, which also decodes the result.
 
 The prompts are the user's as given; ``prompt_preset=bivdiff`` gives every stage the official
 code's instead (:func:`with_prompt_preset`).
@@ -30,6 +32,7 @@ import torch
 from vsynth.core.diffusion import sampling
 from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 from vsynth.core.diffusion.inputs import BridgeInputs
+from vsynth.plugins.bridges.composition import video_codec
 
 # The official code's prompts: each IDM module returns a suffix that the IDM and VDM prompts get, and a
 # negative prompt for every guided stage (MCG-NJU/BIVDiff, POS_PROMPT and NEG_PROMPT in
@@ -92,7 +95,8 @@ class MixedInversion(Bridge):
         if params.mixing_ratio < 1:
             with stages.stage("video inversion", total=vdm_steps) as advance:
                 text = video.condition(inputs.negative_prompt if negative else inputs.prompt)
-                x0 = z0.to(video.dtype)
+                codec = video_codec(idm, vdm)
+                x0 = (z0 if codec is idm.codec else codec.encode(idm_frames)).to(video.dtype)
                 if official:
                     z_video = sampling.bivdiff_invert(video, x0, text, steps=vdm_steps, advance=advance)
                 else:
@@ -102,4 +106,4 @@ class MixedInversion(Bridge):
         with stages.stage("temporal smoothing", total=vdm_steps) as advance:
             cond = video.condition(inputs.prompt, inputs.negative_prompt)
             z = sampling.denoise(smoothing, z.to(video.dtype), cond, 0, guidance=inputs.vdm_guidance, advance=advance, generator=generator)
-        return BridgeResult(latents=z, codec=idm.codec, intermediates={"idm_frames": idm_frames})
+        return BridgeResult(latents=z, codec=video_codec(idm, vdm), intermediates={"idm_frames": idm_frames})
