@@ -285,9 +285,9 @@ def test_new_plugin_writes_a_starter_package(tmp_path, kind, monkeypatch):
     pyproject = (root / "pyproject.toml").read_text()
     assert 'name = "vsynth-my-thing"' in pyproject and '[project.entry-points.vsynth]\nmy-thing = "vsynth_my_thing"' in pyproject
     package = root / "src" / "vsynth_my_thing"
-    assert "torch" not in (package / "__init__.py").read_text()
+    assert "import torch" not in (package / "__init__.py").read_text()
     assert f'kind="{kind}"' in (package / "__init__.py").read_text() or kind == "bridge"
-    assert "import torch" in (package / "model.py").read_text()
+    assert "import torch" in (package / "impl.py").read_text()
     assert "vsynth.testing" in (root / "tests" / "test_plugin.py").read_text()
     assert (root / "README.md").is_file() and (root / "tests" / "conftest.py").is_file()
     assert str(root) in result.stdout or "my-thing" in result.stdout

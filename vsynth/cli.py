@@ -349,6 +349,31 @@ def _pip_and_report(args: list[str]) -> None:
         ))  # fmt: skip
 
 
+# ---------------------------------------------------------------------------- new-plugin
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(KINDS), required=True, help="What the plugin adds: an image model, a video model or a bridge.")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder to write the package into (new or empty)  [default: ./NAME]")
+def new_plugin(name, kind, out):
+    """Write a starter plugin package: pyproject.toml with the `vsynth` entry point, a spec module
+    (no torch), an implementation, a README and tests using vsynth.testing, which pass as written.
+
+    \b
+    Then: pip install -e NAME && cd NAME && python -m pytest
+    """
+    from vsynth.core.host.registry import build_registry
+    from vsynth.core.host.starter import write_starter
+
+    builtins = build_registry(entry_points=[], strict=False)
+    builtin_names = {k: {s.name for s in (*builtins.models.values(), *builtins.bridges.values()) if s.kind == k} for k in KINDS}
+    folder = out if out is not None else Path(name.replace("/", "_"))
+    for path in write_starter(name, kind, folder, builtin_names):
+        click.echo(str(path))
+    click.echo(f"wrote the {kind} plugin '{name}' into {folder}: pip install -e {folder} && cd {folder} && python -m pytest", err=True)
+
+
 # ---------------------------------------------------------------------------- run
 
 RUN_FIELDS = (
