@@ -333,3 +333,51 @@ def test_a_new_plugins_own_tests_pass_as_created(tmp_path, tiny_cache, kind):
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "demo", capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout and "failed" not in run.stdout and "skipped" not in run.stdout
+
+
+# ---------------------------------------------------------------------------- docs/plugins.md: the public interfaces
+
+DOCS = Path(__file__).parents[1] / "docs" / "plugins.md"
+
+
+def section(title: str) -> str:
+    """The text of the section of docs/plugins.md whose heading contains ``title``, up to the next '## '."""
+    text = DOCS.read_text()
+    start = next(i for i, line in enumerate(text.splitlines()) if line.startswith("## ") and title in line)
+    lines = text.splitlines()[start + 1 :]
+    end = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
+    return "\n".join(lines[:end])
+
+
+def test_docs_name_every_sources_field_and_the_codec():
+    import dataclasses
+
+    from vsynth.core.diffusion.inputs import Sources
+
+    text = section("Sources and the VAE codec")
+    for f in dataclasses.fields(Sources):
+        assert f"`{f.name}`" in text, f.name
+    assert "encode(frames, generator=None, *, scaled=True) -> Tensor" in text
+    assert "decode(latents, advance=None) -> ndarray" in text
+
+
+def test_docs_name_every_task_the_builtins_use():
+    registry = build_registry([])
+    tasks = {s.task for s in (*registry.models.values(), *registry.bridges.values()) if s.task}
+    text = section("Tasks")
+    for task in tasks | {"outpainting"}:
+        assert f"`{task}`" in text, task
+
+
+def test_docs_leave_a_marked_place_for_the_denoiser_contract():
+    assert "new_scheduler()" in section("The denoiser contract")
+
+
+def test_docs_say_of_every_package_whether_it_is_public():
+    text = section("Public and internal modules")
+    root = Path(__file__).parents[1]
+    packages = sorted(".".join(p.parent.relative_to(root).parts) for p in (root / "vsynth").rglob("__init__.py"))
+    for package in packages:
+        if "weights" in package.split("."):
+            continue  # the toy weights' folders are data
+        assert f"`{package}`" in text or f"`{package}." in text, package
