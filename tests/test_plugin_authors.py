@@ -381,3 +381,12 @@ def test_docs_say_of_every_package_whether_it_is_public():
         if "weights" in package.split("."):
             continue  # the toy weights' folders are data
         assert f"`{package}`" in text or f"`{package}." in text, package
+
+
+def test_plugins_verbose_lists_nothing_for_a_plugin_that_did_not_load(plugins):
+    plugins("vsynth-broken", BROKEN_IMPORT)
+    result = run_cli("plugins", "--verbose")
+    assert result.exit_code == 0, result.output
+    assert "broken registered" not in result.stdout and "vsynth registered: idm" in result.stdout
+    records = {r["name"]: r for r in json.loads(run_cli("plugins", "--json", "--verbose").stdout)}
+    assert records["broken"]["registered"] == []

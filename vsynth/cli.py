@@ -255,10 +255,9 @@ def plugins(as_json, verbose):
     records = [p.as_dict() for p in registry.plugins]
     if verbose:
         specs = [*registry.models.values(), *registry.bridges.values()]
-        for record in records:
-            record["registered"] = [
-                {"kind": s.kind, "name": s.name, "address": registry.address(s)} for s in specs if s.plugin == record["name"] and not record["error"]
-            ]
+        for record in records:  # one that did not load registered nothing (the winner of its name did)
+            loaded = record["status"] in ("ok", "warning")
+            record["registered"] = [{"kind": s.kind, "name": s.name, "address": registry.address(s)} for s in specs if loaded and s.plugin == record["name"]]
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
@@ -280,7 +279,7 @@ def plugins(as_json, verbose):
     console.print(table)
     for note in notes:
         console.print(note, soft_wrap=True)
-    for r in records if verbose else []:
+    for r in [r for r in records if verbose and r["status"] in ("ok", "warning")]:
         kinds = {kind: [e["address"] for e in r["registered"] if e["kind"] == kind] for kind in KINDS}
         registered = "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items() if names) or "nothing"
         console.print(f"{escape(r['name'])} registered: {escape(registered)}", soft_wrap=True, highlight=False)
