@@ -193,10 +193,19 @@ def test_install_warns_about_a_name_a_builtin_has(pip_installs):
 # ---------------------------------------------------------------------------- spec errors in plain words
 
 
-def test_a_spec_error_reads_in_plain_words_in_vsynth_plugins(plugins):
-    plugins("vsynth-slash", SLASH_NAME)
-    record = next(r for r in json.loads(run_cli("plugins", "--json").stdout) if r["name"] == "slash")
-    assert record["error"].startswith("idm spec 'a/b': name 'a/b' may hold only letters, digits")
+@pytest.mark.parametrize(
+    "source, error",
+    [
+        (SLASH_NAME, "idm spec 'a/b': name 'a/b' may hold only letters, digits"),
+        (IDM_PLUGIN.format(names=["sizeless"]).replace(", size_gb=0.1", ""), "weights spec 'controlnet': size_gb is missing (Approximate download size, in GB.)"),
+        (BRIDGE_PLUGIN.format(name="dotless").replace('"x.y:Z"', '"nowhere"'), "bridge spec 'dotless': impl must look like 'package.module:ClassName', got 'nowhere'"),
+    ],
+    ids=["name", "weights", "impl"],
+)
+def test_a_spec_error_reads_in_plain_words_in_vsynth_plugins(plugins, source, error):
+    plugins("vsynth-wrong", source)
+    record = next(r for r in json.loads(run_cli("plugins", "--json").stdout) if r["name"] == "wrong")
+    assert record["error"].startswith(error), record["error"]
     assert "pydantic" not in record["error"] and "validation error" not in record["error"]
 
 

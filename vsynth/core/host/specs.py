@@ -75,7 +75,52 @@ class VideoParams(Params):
         return (steps or DEFAULT_STEPS, DEFAULT_GUIDANCE if guidance is None else guidance)
 
 
-class WeightsSpec(BaseModel):
+class SpecError(PluginError):
+    """A spec built with a wrong field, said in plain words: which spec, which field, what it must be."""
+
+
+def _describe_spec_error(cls: type[BaseModel], values: dict[str, Any], exc: ValidationError) -> str:
+    """``idm spec 'a/b': name 'a/b' may hold only ...`` from pydantic's report, one clause per error."""
+    clauses = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "spec"
+        shown = repr(err["input"]) if len(repr(err["input"])) <= 60 else repr(err["input"])[:57] + "..."
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            description = cls.model_fields[str(err["loc"][0])].description if len(err["loc"]) == 1 else None
+            clauses.append(f"{field} is missing" + (f" ({description})" if description else ""))
+        elif err["type"] == "string_pattern_mismatch" and field == "name":
+            clauses.append(
+                f"name {shown} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit "
+                "(no '/': users type plugin/name to pick one plugin's)"
+            )
+        elif err["type"] == "literal_error":
+            clauses.append(f"{field} {shown} must be one of {err['ctx']['expected']}")
+        elif err["type"] == "value_error":
+            clauses.append(message)
+        else:
+            clauses.append(f"{field} {shown}: {message[:1].lower()}{message[1:]}")
+    return f"{cls.spec_label(values)}: " + "; ".join(clauses)
+
+
+class _PlainErrors(BaseModel):
+    """A spec whose constructor says what is wrong in plain words (a :class:`SpecError`), not as pydantic's report:
+    plugins build specs in their hooks, and `vsynth plugins` / `vsynth install` show the line."""
+
+    def __init__(self, **values: Any):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SpecError(_describe_spec_error(type(self), values, exc)) from None
+
+    @classmethod
+    def spec_label(cls, values: dict[str, Any]) -> str:
+        kind_field = cls.model_fields.get("kind")
+        kind = values.get("kind") or (kind_field.default if kind_field is not None and isinstance(kind_field.default, str) else "model")
+        return f"{kind} spec {values.get('name', '?')!r}"
+
+
+class WeightsSpec(_PlainErrors):
     """One set of diffusers-format weights a model loads (a hub id or a local directory)."""
 
     model_config = ConfigDict(frozen=True)
@@ -96,6 +141,10 @@ class WeightsSpec(BaseModel):
     )
     toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
 
+    @classmethod
+    def spec_label(cls, values: dict[str, Any]) -> str:
+        return f"weights spec {values.get('role', '?')!r}"
+
 
 def _check_impl(value: str) -> str:
     module, sep, attr = value.partition(":")
@@ -104,45 +153,8 @@ def _check_impl(value: str) -> str:
     return value
 
 
-class SpecError(PluginError):
-    """A spec built with a wrong field, said in plain words: which spec, which field, what it must be."""
-
-
-def _describe_spec_error(cls: type[BaseModel], values: dict[str, Any], exc: ValidationError) -> str:
-    """``idm spec 'a/b': name 'a/b' may hold only ...`` from pydantic's report, one clause per error."""
-    kind_field = cls.model_fields.get("kind")
-    kind = values.get("kind") or (kind_field.default if kind_field is not None and isinstance(kind_field.default, str) else "model")
-    clauses = []
-    for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"]) or "spec"
-        shown = repr(err["input"]) if len(repr(err["input"])) <= 60 else repr(err["input"])[:57] + "..."
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            description = cls.model_fields[str(err["loc"][0])].description if err["loc"] else None
-            clauses.append(f"{field} is missing" + (f" ({description})" if description else ""))
-        elif err["type"] == "string_pattern_mismatch" and field == "name":
-            clauses.append(
-                f"name {shown} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit "
-                "(no '/': users type plugin/name to pick one plugin's)"
-            )
-        elif err["type"] == "literal_error":
-            clauses.append(f"{field} {shown} must be one of {err['ctx']['expected']}")
-        elif err["type"] == "value_error":
-            clauses.append(message)
-        else:
-            clauses.append(f"{field} {shown}: {message[:1].lower()}{message[1:]}")
-    return f"{kind} spec {values.get('name', '?')!r}: " + "; ".join(clauses)
-
-
-class _Spec(BaseModel):
+class _Spec(_PlainErrors):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    def __init__(self, **values: Any):
-        """A plugin that builds a spec wrongly hears of it in plain words (vsynth plugins, vsynth install), not as pydantic's report."""
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise SpecError(_describe_spec_error(type(self), values, exc)) from None
 
     name: str = Field(pattern=NAME_PATTERN, description="Short name users type, e.g. 'controlnet-canny'; no '/'.")
     description: str
