@@ -55,21 +55,19 @@ README = """\
 A vsynth plugin: the %KIND_WORDS% `%NAME%`, written by `vsynth new-plugin`.
 
 ```bash
-pip install -e ".[test]"      # or: vsynth install -e .
-vsynth plugins                # %NAME% ... ok
-vsynth models %NAME%          # its spec and parameters
-python -m pytest              # its tests, on vsynth's offline tiny models
+pip install -e ".[test]"   # or: vsynth install -e .
+vsynth plugins             # lists %NAME% as ok
+vsynth models %NAME%
+python -m pytest           # its tests, on vsynth's offline tiny models
 %RUN%
 ```
 
 Layout:
 
-```
-pyproject.toml              the `vsynth` entry point: %ENTRY% = %MODULE%
-src/%MODULE%/__init__.py    the spec and params (metadata only: never import torch here)
-src/%MODULE%/impl.py        the implementation, imported when a run selects '%NAME%'
-tests/                      tests with vsynth.testing: the plugin loads, its listing imports no torch, it runs
-```
+- `pyproject.toml`: the `vsynth` entry point, `%ENTRY% = "%MODULE%"`;
+- `src/%MODULE%/__init__.py`: the spec and its params (metadata only: never import torch here);
+- `src/%MODULE%/impl.py`: the implementation, imported when a run selects `%NAME%`;
+- `tests/`: tests with `vsynth.testing`: the plugin loads, listing it imports no torch, it runs.
 
 %WHAT%
 
