@@ -128,9 +128,7 @@ def models(name, kind, as_json):
     (every spec field, its weights and how to replace them, its parameters with their constraints)."""
     from rich.console import Console
 
-    from vsynth.core.host.registry import get_registry
-
-    registry = get_registry()
+    registry = _registry()
     specs = [s for s in (*registry.models.values(), *registry.bridges.values()) if kind is None or s.kind == kind]
     if name is not None:
         record = _spec_record(_one_spec(registry, specs, name, kind), registry)
@@ -173,6 +171,17 @@ def models(name, kind, as_json):
         console.print(f"toy: `vsynth run --toy` runs these on trained 64x64 toy-world weights, with the vocabulary: {words}")
 
 
+def _registry():
+    """The process's registry, with one line on stderr per plugin that did not load: every command that
+    lists or resolves names says so (`vsynth plugins` shows it in its table instead)."""
+    from vsynth.core.host.registry import get_registry
+
+    registry = get_registry()
+    for line in registry.failure_lines():
+        click.echo(f"Warning: {_one_line(line)}", err=True)
+    return registry
+
+
 def _one_spec(registry, specs: list, name: str, kind: str | None):
     """The one spec ``name`` (short or qualified) selects among ``specs``, else a one-line error."""
     from vsynth.core.host.registry import unknown_name
@@ -183,7 +192,7 @@ def _one_spec(registry, specs: list, name: str, kind: str | None):
         choices = " or ".join(f"'{s.qualified_name}' ({s.kind})" for s in matches)
         raise UnknownNameError(f"'{name}' names several models: choose {choices}, or add --kind")
     if not matches:
-        raise UnknownNameError(unknown_name(kind or "model or bridge", name, [registry.address(s) for s in specs]))
+        raise UnknownNameError(unknown_name(kind or "model or bridge", name, [registry.address(s) for s in specs], registry.failed))
     return matches[0]
 
 
@@ -228,13 +237,15 @@ def _allowed(prop: dict) -> str:
         return "one of " + ", ".join(str(v) for v in prop["enum"])
     if "const" in prop:
         return f"only {prop['const']}"
-    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<", "minLength": "length >="}
-    return ", ".join(f"{sign} {prop[key]}" for key, sign in bounds.items() if key in prop)
+    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<", "minLength": "length >=", "maxLength": "length <="}
+    pattern = [f"matching {prop['pattern']}"] if "pattern" in prop else []
+    return ", ".join([*pattern, *(f"{sign} {prop[key]}" for key, sign in bounds.items() if key in prop)])
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def plugins(as_json):
+@click.option("-v", "--verbose", is_flag=True, help="Also list what each plugin registered (models and bridges, by kind).")
+def plugins(as_json, verbose):
     """List installed plugins and whether they loaded.
 
     A plugin that did not load is shown with its reason and the command that removes it, also
@@ -242,7 +253,13 @@ def plugins(as_json):
     """
     from vsynth.core.host.registry import build_registry
 
-    records = [p.as_dict() for p in build_registry(strict=False).plugins]
+    registry = build_registry(strict=False)
+    records = [p.as_dict() for p in registry.plugins]
+    if verbose:
+        specs = [*registry.models.values(), *registry.bridges.values()]
+        for record in records:  # one that did not load registered nothing (the winner of its name did)
+            loaded = record["status"] in ("ok", "warning")
+            record["registered"] = [{"kind": s.kind, "name": s.name, "address": registry.address(s)} for s in specs if loaded and s.plugin == record["name"]]
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
@@ -264,6 +281,10 @@ def plugins(as_json):
     console.print(table)
     for note in notes:
         console.print(note, soft_wrap=True)
+    for r in [r for r in records if verbose and r["status"] in ("ok", "warning")]:
+        kinds = {kind: [e["address"] for e in r["registered"] if e["kind"] == kind] for kind in KINDS}
+        registered = "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items() if names) or "nothing"
+        console.print(f"{escape(r['name'])} registered: {escape(registered)}", soft_wrap=True, highlight=False)
 
 
 # ---------------------------------------------------------------------------- install / uninstall
@@ -315,10 +336,43 @@ def _pip_and_report(args: list[str]) -> None:
     if code != 0:
         raise VsynthError(f"pip {args[0]} failed with exit code {code} (its output is above)")
     after = installer.installed_plugins()
-    for line in installer.describe_changes(before, after):
+    checks = installer.check_plugins(installer.new_plugins(before, after)) if args[0] == "install" else {}
+    broken = {plugin: check["problems"] for plugin, check in checks.items() if check["problems"]}
+    for line in installer.describe_changes(before, after, set(broken)):
         click.echo(line)
-    for line in installer.describe_clashes(before, after):
+    for line in [*installer.describe_clashes(before, after), *(w for check in checks.values() for w in check["warnings"])]:
         click.echo(f"Warning: {line}", err=True)
+    if broken:
+        raise VsynthError(" | ".join(
+            f"installed {p.dist} {p.version}, but its plugin '{p.name}' does not work: {'; '.join(problems)}; "
+            f"remove it with `vsynth uninstall {p.dist}`"
+            for p, problems in broken.items()
+        ))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- new-plugin
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(KINDS), required=True, help="What the plugin adds: an image model, a video model or a bridge.")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder to write the package into (new or empty)  [default: ./NAME]")
+def new_plugin(name, kind, out):
+    """Write a starter plugin package: pyproject.toml with the `vsynth` entry point, a spec module
+    (no torch), an implementation, a README and tests using vsynth.testing, which pass as written.
+
+    \b
+    Then: pip install -e NAME && cd NAME && python -m pytest
+    """
+    from vsynth.core.host.registry import build_registry
+    from vsynth.core.host.starter import write_starter
+
+    builtins = build_registry(entry_points=[], strict=False)
+    builtin_names = {k: {s.name for s in (*builtins.models.values(), *builtins.bridges.values()) if s.kind == k} for k in KINDS}
+    folder = out if out is not None else Path(name.replace("/", "_"))
+    for path in write_starter(name, kind, folder, builtin_names):
+        click.echo(str(path))
+    click.echo(f"wrote the {kind} plugin '{name}' into {folder}: pip install -e {folder} && cd {folder} && python -m pytest", err=True)
 
 
 # ---------------------------------------------------------------------------- run
@@ -383,6 +437,7 @@ def run(ctx, config_file, options, quiet, **flags):
     """
     from vsynth.core.run.config import load_config_file, make_config, parse_option
 
+    _registry()
     values = load_config_file(config_file) if config_file else {}
     for name in RUN_FIELDS:
         if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE and flags[name] is not None:
@@ -534,6 +589,7 @@ def batch(jobs_file, out, ray_address, quiet):
 
     out = out if out is not None else Path("outputs") / jobs_file.stem
     _quiet_libraries()
+    _registry()
     prepared = prepare_batch(jobs_file, out)
     run_kwargs = {"ray": ray_address is not None, "ray_address": ray_address or None}
     try:
@@ -573,6 +629,7 @@ def ui(port, tiny, out):
 
     import_gradio()  # a missing extra is one line before anything else starts
     _quiet_libraries()
+    _registry()
     click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
     launch(out, tiny=tiny, port=port)
 

@@ -34,7 +34,7 @@ from vsynth.version import __version__
 from vsynth.core.host import hookspecs
 from vsynth.core.host.markers import PROJECT
 from vsynth.core.host.registrar import PluginInfo, Registrar
-from vsynth.core.host.specs import BridgeSpec, ModelSpec
+from vsynth.core.host.specs import BridgeSpec, ModelSpec, SpecError
 from vsynth.errors import PluginError, UnknownNameError
 
 ENTRY_POINT_GROUP = "vsynth"
@@ -79,6 +79,24 @@ class Registry:
         """The name a user types for ``spec``: the short name, or ``plugin/name`` when it conflicts."""
         return spec.qualified_name if self.conflicts(spec) else spec.name
 
+    @property
+    def failed(self) -> list[PluginInfo]:
+        """The plugins that did not load (not those a variable disabled)."""
+        return [p for p in self.plugins if p.error]
+
+    def failure_lines(self) -> list[str]:
+        """One line per plugin that did not load, for commands that list or resolve names (`vsynth plugins` has its table)."""
+        return [
+            f"plugin '{p.name}' ({p.dist or p.name} {p.version}) did not load: {p.error}; `vsynth plugins` shows it, "
+            f"`{p.fix}` removes it"
+            for p in self.failed
+        ]
+
+    def provider(self, spec) -> dict[str, str]:
+        """The distribution and version that provide ``spec`` (the built-ins: vsynth and its version), for run.json."""
+        info = next((p for p in self.plugins if p.name == spec.plugin and not p.error and not p.disabled_by), None)
+        return {"dist": info.dist, "version": info.version} if info is not None else {"dist": "", "version": ""}
+
     def model(self, name: str, kind: str | None = None) -> ModelSpec:
         """The model called ``name`` (short or ``plugin/name``), of ``kind`` when given."""
         return self._lookup(self.models, name, kind, kind.upper() if kind else "model")
@@ -98,15 +116,21 @@ class Registry:
             same_table = (spec.kind == "bridge") == (table is self.bridges)
             if same_table and (kind is None or spec.kind == kind) and name in (spec.name, spec.qualified_name):
                 raise UnknownNameError(f"{what} '{name}' is provided by {plugin.dist} {plugin.version}, which did not load: {plugin.error}")
-        raise UnknownNameError(unknown_name(what, name, [self.address(s) for s in candidates]))
+        raise UnknownNameError(unknown_name(what, name, [self.address(s) for s in candidates], self.failed))
 
 
-def unknown_name(what: str, name: str, names: Iterable[str]) -> str:
-    """The one line for a name nobody registered: the closest match, then every choice."""
+def unknown_name(what: str, name: str, names: Iterable[str], failed: Iterable[PluginInfo] = ()) -> str:
+    """The one line for a name nobody registered: the closest match, every choice, and the plugins
+    that did not load (one of them may be where the name comes from)."""
     names = sorted(names)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"unknown {what} '{name}': {hint}choose from {', '.join(names)} (see `vsynth models`)"
+    line = f"unknown {what} '{name}': {hint}choose from {', '.join(names)} (see `vsynth models`)"
+    failed = [f"'{p.name}' ({p.dist or p.name} {p.version})" for p in failed]
+    if failed:
+        plugins = f"plugin {failed[0]} did not" if len(failed) == 1 else f"plugins {', '.join(failed)} did not"
+        line += f"; {plugins} load and may provide it: see `vsynth plugins`"
+    return line
 
 
 def _one_line(exc: BaseException) -> str:
@@ -273,9 +297,10 @@ def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None, st
             except KeyboardInterrupt:
                 raise  # the user's Ctrl-C (a plugin's own KeyboardInterrupt became a PluginError)
             except BaseException as exc:  # a broken plugin must not break the others, even one calling sys.exit()
+                plain = isinstance(exc, (NameTakenError, SpecError))  # already one line in plain words
                 if strict:
-                    raise PluginError(f"plugin '{ep.name}' failed to load: {_one_line(exc)}") from exc
-                info.error = str(exc) if isinstance(exc, NameTakenError) else _one_line(exc)
+                    raise PluginError(f"plugin '{ep.name}' failed to load: {str(exc) if plain else _one_line(exc)}") from exc
+                info.error = str(exc) if plain else _one_line(exc)
                 info.warnings.clear()
                 if isinstance(exc, NameTakenError):
                     registry.clashed += [(spec, info) for spec in _clashed_specs(pm, ep, info)]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator, model_validator
+
+from vsynth.errors import PluginError
 
 ModelKind = Literal["idm", "vdm"]
 
@@ -81,7 +83,52 @@ class VideoParams(Params):
         return (steps or DEFAULT_STEPS, DEFAULT_GUIDANCE if guidance is None else guidance)
 
 
-class WeightsSpec(BaseModel):
+class SpecError(PluginError):
+    """A spec built with a wrong field, said in plain words: which spec, which field, what it must be."""
+
+
+def _describe_spec_error(cls: type[BaseModel], values: dict[str, Any], exc: ValidationError) -> str:
+    """``idm spec 'a/b': name 'a/b' may hold only ...`` from pydantic's report, one clause per error."""
+    clauses = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "spec"
+        shown = repr(err["input"]) if len(repr(err["input"])) <= 60 else repr(err["input"])[:57] + "..."
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            description = cls.model_fields[str(err["loc"][0])].description if len(err["loc"]) == 1 else None
+            clauses.append(f"{field} is missing" + (f" ({description})" if description else ""))
+        elif err["type"] == "string_pattern_mismatch" and field == "name":
+            clauses.append(
+                f"name {shown} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit "
+                "(no '/': users type plugin/name to pick one plugin's)"
+            )
+        elif err["type"] == "literal_error":
+            clauses.append(f"{field} {shown} must be one of {err['ctx']['expected']}")
+        elif err["type"] == "value_error":
+            clauses.append(message)
+        else:
+            clauses.append(f"{field} {shown}: {message[:1].lower()}{message[1:]}")
+    return f"{cls.spec_label(values)}: " + "; ".join(clauses)
+
+
+class _PlainErrors(BaseModel):
+    """A spec whose constructor says what is wrong in plain words (a :class:`SpecError`), not as pydantic's report:
+    plugins build specs in their hooks, and `vsynth plugins` / `vsynth install` show the line."""
+
+    def __init__(self, **values: Any):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SpecError(_describe_spec_error(type(self), values, exc)) from None
+
+    @classmethod
+    def spec_label(cls, values: dict[str, Any]) -> str:
+        kind_field = cls.model_fields.get("kind")
+        kind = values.get("kind") or (kind_field.default if kind_field is not None and isinstance(kind_field.default, str) else "model")
+        return f"{kind} spec {values.get('name', '?')!r}"
+
+
+class WeightsSpec(_PlainErrors):
     """One set of diffusers-format weights a model loads (a hub id or a local directory)."""
 
     model_config = ConfigDict(frozen=True)
@@ -101,6 +148,10 @@ class WeightsSpec(BaseModel):
         "when the run's bridge never inverts with the IDM.",
     )
     toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
+
+    @classmethod
+    def spec_label(cls, values: dict[str, Any]) -> str:
+        return f"weights spec {values.get('role', '?')!r}"
 
 
 class LatentSpace(BaseModel):
@@ -154,7 +205,7 @@ def _check_impl(value: str) -> str:
     return value
 
 
-class _Spec(BaseModel):
+class _Spec(_PlainErrors):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     name: str = Field(pattern=NAME_PATTERN, description="Short name users type, e.g. 'controlnet-canny'; no '/'.")

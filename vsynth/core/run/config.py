@@ -118,12 +118,15 @@ EMPTY_HINTS = {
 }
 
 
-def describe(exc: ValidationError, model: type[BaseModel], option: bool = False, role: str = "") -> str:
-    """One line from pydantic's first error: ``--frames 0: must be at least 1``, ``-o mixing_ratio=2: must be between 0 and 1``."""
+def describe(exc: ValidationError, model: type[BaseModel], option: bool = False, role: str = "", typed: dict[str, str] | None = None) -> str:
+    """One line from pydantic's first error: ``--frames 0: must be at least 1``, ``-o mixing_ratio=2: must be between 0 and 1``;
+    ``typed`` maps an option's field to the key as the user wrote it (``idm.strength``)."""
+    typed = typed or {}
     err = exc.errors()[0]
     if not err["loc"]:
-        return f"{_cross_field_label(err, role)}: {_explain(err, None)}"
+        return f"{_cross_field_label(err, role, typed)}: {_explain(err, None)}"
     where = ".".join(str(p) for p in err["loc"])
+    where = typed.get(where, where) if option else where
     if err["type"] == "missing":
         return f"missing {where} (--{where.replace('_', '-')}, or `{where}:` in a --config file)"
     if err["type"] == "extra_forbidden":
@@ -136,13 +139,13 @@ def describe(exc: ValidationError, model: type[BaseModel], option: bool = False,
     return f"{label}: {_explain(err, model.model_fields.get(str(err['loc'][0])) if err['loc'] else None)}"
 
 
-def _cross_field_label(err: dict, role: str) -> str:
+def _cross_field_label(err: dict, role: str, typed: dict[str, str]) -> str:
     """A check across fields (a model validator) has no field of its own: label it with the options it
     names that were given, e.g. ``-o overlap=6``, else with the role's options."""
     given = err["input"] if isinstance(err["input"], dict) else {}
     named = [key for key in given if re.search(rf"\b{re.escape(str(key))}\b", err["msg"])]
     if named:
-        return " ".join(f"-o {key}={given[key]}" for key in named)
+        return " ".join(f"-o {typed.get(key, key)}={given[key]}" for key in named)
     return f"{role} options" if role else "options"
 
 
@@ -261,8 +264,11 @@ def route_options(
     return routed
 
 
-def validate_params(model: type[Params], values: dict[str, Any], role: str) -> Params:
+def validate_params(model: type[Params], values: dict[str, Any], role: str, options: dict[str, Any] | None = None) -> Params:
+    """``values`` validated by ``model``; an error names the option as the user wrote it in ``options``
+    (``-o idm.strength=2``, not ``strength``)."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise InvalidParamsError(describe(exc, model, option=True, role=role)) from None
+        typed = {name: f"{role}.{name}" for name in values if f"{role}.{name}" in (options or {})}
+        raise InvalidParamsError(describe(exc, model, option=True, role=role, typed=typed)) from None

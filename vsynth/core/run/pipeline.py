@@ -66,6 +66,7 @@ class RunPlan:
     dtype: str  # resolved: float32, float16 or bfloat16
     memory: MemoryEstimate
     offline: bool = False  # some weights come from the hub cache and the hub is unreachable: load them offline
+    providers: dict[str, dict[str, str]] = field(default_factory=dict)  # by role: the distribution and version of its spec
 
     @property
     def fps(self) -> float:
@@ -119,9 +120,9 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
     routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
     overrides = {role: {key: routed[role].pop(key) for key in weight_keys[role] if key in routed[role]} for role in models}
-    params = {role: validate_params(spec.params, routed[role], role) for role, spec in models.items()}
+    params = {role: validate_params(spec.params, routed[role], role, config.options) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
-    params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge")
+    params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge", config.options)
     sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
     vdm_flag = "--vdm-steps" if config.vdm_steps is not None or not idm else "--steps"
     validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
@@ -171,7 +172,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     if config.memory_check:
         memory = fit_vae_batch(plan_memory, memory)
         check_fits(memory)
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline)
+    providers = {role: registry.provider(spec) for role, spec in {**models, "bridge": bridge}.items()}
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers)
 
 
 INPUT_FLAGS = {
@@ -510,10 +512,10 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "task": plan.task,
         "config": json.loads(config.model_dump_json()),
         "models": {
-            role: {"name": spec.name, "plugin": spec.plugin, "params": plan.params[role].model_dump(), "weights": plan.sources[role]}
+            role: {"name": spec.name, "plugin": spec.plugin, **plan.providers.get(role, {}), "params": plan.params[role].model_dump(), "weights": plan.sources[role]}
             for role, spec in specs.items()
         },
-        "bridge": {"name": plan.bridge.name, "plugin": plan.bridge.plugin, "params": plan.params["bridge"].model_dump()},
+        "bridge": {"name": plan.bridge.name, "plugin": plan.bridge.plugin, **plan.providers.get("bridge", {}), "params": plan.params["bridge"].model_dump()},
         "sampling": vars(plan.sampling),
         "seed": config.seed,
         "frames": config.frames,

@@ -130,20 +130,22 @@ def check_impls(specs: list[ModelSpec | BridgeSpec]) -> None:
     """Every selected implementation imports, has its class, and that class subclasses the base its
     kind needs (``ImageModel``, ``VideoModel``, ``Bridge``): one line naming the plugin, before any weights load."""
     for spec in specs:
-        try:
-            impl = spec.load_impl()
-        except (ImportError, AttributeError) as exc:
-            raise PluginError(
-                f"plugin '{spec.plugin}': {spec.kind} '{spec.name}' names impl '{spec.impl}', which does not resolve "
-                f"({type(exc).__name__}: {exc}); update or uninstall the plugin"
-            ) from None
-        base = _impl_base(spec.kind)
-        if not (isinstance(impl, type) and issubclass(impl, base)):
-            what = impl.__name__ if isinstance(impl, type) else f"a {type(impl).__name__}, not a class"
-            raise PluginError(
-                f"plugin '{spec.plugin}': {spec.kind} '{spec.name}' names impl '{spec.impl}', which is {what}, not a "
-                f"subclass of {base.__module__}.{base.__name__}; update or uninstall the plugin"
-            )
+        problem = impl_problem(spec)
+        if problem:
+            raise PluginError(f"plugin '{spec.plugin}': {problem}; update or uninstall the plugin")
+
+
+def impl_problem(spec: ModelSpec | BridgeSpec) -> str:
+    """Why ``spec``'s implementation cannot run (``idm 'x' names impl 'a:B', which does not resolve (...)``), or ''."""
+    try:
+        impl = spec.load_impl()
+    except (ImportError, AttributeError) as exc:
+        return f"{spec.kind} '{spec.name}' names impl '{spec.impl}', which does not resolve ({type(exc).__name__}: {exc})"
+    base = _impl_base(spec.kind)
+    if not (isinstance(impl, type) and issubclass(impl, base)):
+        what = impl.__name__ if isinstance(impl, type) else f"a {type(impl).__name__}, not a class"
+        return f"{spec.kind} '{spec.name}' names impl '{spec.impl}', which is {what}, not a subclass of {base.__module__}.{base.__name__}"
+    return ""
 
 
 def _impl_base(kind: str) -> type:
