@@ -378,7 +378,7 @@ def test_docs_name_every_task_the_builtins_use():
         assert f"`{task}`" in text, task
 
 
-def test_docs_leave_a_marked_place_for_the_denoiser_contract():
+def test_docs_say_what_the_denoisers_scheduler_is():
     assert "new_scheduler()" in section("The denoiser contract")
 
 
