@@ -72,6 +72,14 @@ class Denoiser:
         """A fresh scheduler of the model's kind and config (schedulers keep per-run state)."""
         return type(self.scheduler).from_config(self.scheduler.config)
 
+    def set_timesteps(self, scheduler, steps: int) -> None:
+        """Set ``steps`` sampling steps on a fresh ``scheduler`` as the model's diffusers pipeline does.
+
+        A model whose pipeline passes more (FLUX's sigmas and resolution-dependent shift ``mu``)
+        overrides this; the size of the run is known by then (:meth:`Model.configure`).
+        """
+        scheduler.set_timesteps(steps, device=self.device)
+
     def initial_noise(self, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
         """Gaussian noise of ``shape`` (B, C, F, H, W), drawn as the model's own pipeline draws it.
 
@@ -128,6 +136,9 @@ class DelegatingDenoiser(Denoiser):
 
     def new_scheduler(self):
         return self.inner.new_scheduler()
+
+    def set_timesteps(self, scheduler, steps: int) -> None:
+        self.inner.set_timesteps(scheduler, steps)
 
     def initial_noise(self, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
         return self.inner.initial_noise(shape, generator)

@@ -33,6 +33,13 @@ class Model(ABC):
     def load(cls, spec: ModelSpec, params: Params, sources: dict[str, str], runtime: Runtime) -> Model:
         """Build the model from ``sources`` (weights role -> hub id or directory)."""
 
+    def configure(self, inputs: BridgeInputs) -> None:
+        """Called once per run, before the bridge, with the run's prepared inputs (frames, size).
+
+        A model whose sampling depends on them keeps what it needs (FLUX's and Wan's schedules
+        shift with the number of latent tokens). Nothing by default.
+        """
+
     def unets(self) -> list[torch.nn.Module]:
         return [self.denoiser.unet]
 

@@ -53,7 +53,7 @@ class Schedule:
     def fresh(self, begin: int = 0):
         """A new scheduler with its timesteps set, to begin at step ``begin``."""
         scheduler = self.denoiser.new_scheduler()
-        scheduler.set_timesteps(self.steps, device=self.denoiser.device)
+        self.denoiser.set_timesteps(scheduler, self.steps)
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(begin * int(getattr(scheduler, "order", 1)))
         return scheduler

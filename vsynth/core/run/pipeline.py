@@ -410,6 +410,8 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         sources=sources,
         frame_inputs=frame_inputs,
     )
+    for model in models.values():
+        model.configure(inputs)
     generator = torch.Generator("cpu").manual_seed(config.seed)
     result = bridge.run(idm, vdm, inputs, generator, stages)
     counter.detach()
