@@ -7,6 +7,7 @@ Nothing heavy is imported at module level: ``vsynth --help``, ``vsynth models`` 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -95,6 +96,7 @@ def cli():
 
 # Below this width the models table keeps name, kind, plugin and description (`vsynth models NAME` has the rest).
 WIDE_TABLE = 120
+UNBOUNDED = 10_000  # a console width no row reaches: rich then neither wraps nor truncates
 
 
 def _spec_record(spec, registry) -> dict:
@@ -121,7 +123,8 @@ def _spec_record(spec, registry) -> dict:
 @click.argument("name", required=False)
 @click.option("--kind", type=click.Choice(KINDS), help="Only list this kind.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list; one object with NAME) instead of a table.")
-def models(name, kind, as_json):
+@click.option("--wide", is_flag=True, help="Every column, whatever the terminal's width (the default in a pipe).")
+def models(name, kind, as_json, wide):
     """List the image models, video models and bridges that can be used; with NAME, one of them in full
     (every spec field, its weights and how to replace them, its parameters with their constraints)."""
     from rich.console import Console
@@ -145,6 +148,8 @@ def models(name, kind, as_json):
     from rich.table import Table
 
     console = Console()
+    if wide or (not console.is_terminal and "COLUMNS" not in os.environ):  # a pipe has no width to fit: keep it all
+        console = Console(width=UNBOUNDED)
     wide = console.width >= WIDE_TABLE
     columns = ("name", "kind", "task", "weights", "toy", "plugin") if wide else ("name", "kind", "plugin")
     table = Table(title="vsynth models")
@@ -163,7 +168,7 @@ def models(name, kind, as_json):
         table.add_row(*(cells[c] for c in columns), escape(r["description"]))
     console.print(table)
     if not wide:
-        console.print("`vsynth models NAME` shows one in full (task, weights, toy, parameters).", soft_wrap=True)
+        console.print("task, weights and toy left out to fit: `vsynth models --wide` shows every column, `vsynth models NAME` one in full.")
     if any(r.get("toy") for r in records):
         from vsynth.toy.world import VOCABULARY
 
@@ -530,6 +535,10 @@ def batch(jobs_file, out, ray_address, quiet):
     out = out if out is not None else Path("outputs") / jobs_file.stem
     _quiet_libraries()
     prepared = prepare_batch(jobs_file, out)
+    reused = sum(r.status == "skipped" for r in prepared.results.values())
+    if reused:
+        click.echo(f"{reused} of {len(prepared.results)} jobs are complete in {prepared.out_root} from an earlier run: "
+                   "reusing their outputs (remove a job's folder to run it again)", err=True)  # fmt: skip
     run_kwargs = {"ray": ray_address is not None, "ray_address": ray_address or None}
     try:
         if quiet:
