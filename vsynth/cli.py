@@ -578,7 +578,13 @@ def ui(port, tiny, out):
     import_gradio()  # a missing extra is one line before anything else starts
     _quiet_libraries()
     click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
-    launch(out, tiny=tiny, port=port)
+    try:
+        launch(out, tiny=tiny, port=port)
+    except Terminated:
+        # Not the run command's "removed the unfinished output": the page's runs live in Gradio's
+        # threads, and an idle server has none. One cut short is swept like a killed run's.
+        click.echo("vsynth ui: stopped", err=True)
+        sys.exit(128 + signal.SIGTERM)
 
 
 def main() -> None:
