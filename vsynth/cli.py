@@ -460,13 +460,25 @@ def tiny():
 @tiny.command("export")
 @click.argument("directory", type=click.Path(path_type=Path))
 def tiny_export(directory):
-    """Write every tiny model as a diffusers-format folder under DIRECTORY."""
+    """Write every tiny model as a diffusers-format folder under DIRECTORY (about 21 MB).
+
+    \b
+    One folder per model (DIRECTORY/sd15, DIRECTORY/controlnet-canny, DIRECTORY/zeroscope, ...), the
+    same weights --tiny loads. Pass them as local weights to try a real run's loading path offline:
+      vsynth run --idm controlnet-canny --idm-weights DIRECTORY/controlnet-canny -o base=DIRECTORY/sd15 \\
+        --vdm zeroscope --vdm-weights DIRECTORY/zeroscope --video examples/shapes.mp4 --prompt "a ball"
+    """
     from vsynth.core.run.validate import check_creatable
     from vsynth.tiny import TINY_MODELS, export_all
 
     check_creatable(directory / next(iter(TINY_MODELS)), f"cannot export into {directory}", "choose a writable DIRECTORY")
 
-    for name, path in export_all(directory).items():
+    _quiet_libraries()
+    from vsynth.core.run.progress import library_progress_bars
+
+    with library_progress_bars(False):  # the libraries' shard-writing bars, for files of a few MB
+        exported = export_all(directory)
+    for name, path in exported.items():
         click.echo(f"{name}\t{path}")
 
 
