@@ -272,6 +272,18 @@ def test_the_api_shows_progress_on_a_terminal_or_in_a_notebook_and_nothing_elsew
     assert _stages_shown(capsys, display=True)
 
 
+@pytest.mark.parametrize("widgets", [True, False])
+def test_a_notebook_shows_progress_where_rich_can_draw_it(monkeypatch, widgets):
+    import importlib.util
+
+    import rich.console
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (object() if widgets else None) if name == "ipywidgets" else real(name, *a))
+    assert progress.can_show_progress() is widgets
+
+
 def test_the_api_keeps_a_display_it_is_given(capsys):
     from rich.console import Console
     from rich.progress import Progress

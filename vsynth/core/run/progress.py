@@ -100,11 +100,14 @@ def quiet_library_fallbacks() -> Iterator[None]:
 
 
 def can_show_progress() -> bool:
-    """Whether progress bars can be seen: stderr is a terminal, or this runs in a Jupyter notebook."""
+    """Whether progress bars can be seen: stderr is a terminal, or this runs in a Jupyter notebook
+    that has ipywidgets (rich draws its live bars there with them, and only warns without them)."""
+    from importlib.util import find_spec
+
     from rich.console import Console
 
     console = Console(stderr=True)
-    return console.is_terminal or console.is_jupyter
+    return console.is_terminal or (console.is_jupyter and find_spec("ipywidgets") is not None)
 
 
 @contextmanager
