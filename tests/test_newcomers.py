@@ -36,10 +36,10 @@ def fenced(text: str, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
 
 
-def readme_commands() -> list[list[str]]:
-    """Every ``vsynth ...`` command of the README's bash blocks: continuations joined, comments and pipes cut."""
+def readme_commands(page: Path = README) -> list[list[str]]:
+    """Every ``vsynth ...`` command of a page's bash blocks: continuations joined, comments and pipes cut."""
     commands = []
-    for block in fenced(README.read_text(), "bash"):
+    for block in fenced(page.read_text(), "bash"):
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True) if line.startswith("vsynth ") else []
             if words:
@@ -86,6 +86,14 @@ def test_the_readme_keeps_the_install_and_test_lines_ci_runs():
 @pytest.mark.parametrize("words", readme_commands(), ids=lambda words: " ".join(words)[:60])
 def test_every_readme_command_parses(words):
     parse(words)
+
+
+def test_every_command_of_the_moved_reference_parses():
+    pages = ["reference.md", "models-and-bridges.md", "performance.md", "toy-world.md"]
+    commands = [words for page in pages for words in readme_commands(ROOT / "docs" / page)]
+    assert len(commands) >= 5
+    for words in commands:
+        parse(words)
 
 
 def test_readme_run_commands_on_sample_inputs_pass_every_check_before_loading(tmp_path, monkeypatch):
