@@ -592,11 +592,11 @@ def ui(port, tiny, out):
     click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
     try:
         launch(out, tiny=tiny, port=port)
-    except Terminated:
+    except Terminated as stop:
         # Not the run command's "removed the unfinished output": the page's runs live in Gradio's
         # threads, and an idle server has none. One cut short is swept like a killed run's.
         click.echo("vsynth ui: stopped", err=True)
-        sys.exit(128 + signal.SIGTERM)
+        sys.exit(128 + getattr(stop, "signum", signal.SIGTERM))
 
 
 def main() -> None:
