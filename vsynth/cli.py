@@ -7,6 +7,7 @@ Nothing heavy is imported at module level: ``vsynth --help``, ``vsynth models`` 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -95,6 +96,7 @@ def cli():
 
 # Below this width the models table keeps name, kind, plugin and description (`vsynth models NAME` has the rest).
 WIDE_TABLE = 120
+UNBOUNDED = 10_000  # a console width no row reaches: rich then neither wraps nor truncates
 
 
 def _spec_record(spec, registry) -> dict:
@@ -123,7 +125,8 @@ def _spec_record(spec, registry) -> dict:
 @click.argument("name", required=False)
 @click.option("--kind", type=click.Choice(KINDS), help="Only list this kind.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list; one object with NAME) instead of a table.")
-def models(name, kind, as_json):
+@click.option("--wide", is_flag=True, help="Every column, whatever the terminal's width (the default in a pipe).")
+def models(name, kind, as_json, wide):
     """List the image models, video models and bridges that can be used; with NAME, one of them in full
     (every spec field, its weights and how to replace them, its parameters with their constraints)."""
     from rich.console import Console
@@ -145,6 +148,8 @@ def models(name, kind, as_json):
     from rich.table import Table
 
     console = Console()
+    if wide or (not console.is_terminal and "COLUMNS" not in os.environ):  # a pipe has no width to fit: keep it all
+        console = Console(width=UNBOUNDED)
     wide = console.width >= WIDE_TABLE
     columns = ("name", "kind", "task", "weights", "toy", "plugin") if wide else ("name", "kind", "plugin")
     table = Table(title="vsynth models")
@@ -163,7 +168,7 @@ def models(name, kind, as_json):
         table.add_row(*(cells[c] for c in columns), escape(r["description"]))
     console.print(table)
     if not wide:
-        console.print("`vsynth models NAME` shows one in full (task, weights, toy, parameters).", soft_wrap=True)
+        console.print("task, weights and toy left out to fit: `vsynth models --wide` shows every column, `vsynth models NAME` one in full.")
     if any(r.get("toy") for r in records):
         from vsynth.toy.world import VOCABULARY
 
@@ -515,13 +520,25 @@ def tiny():
 @tiny.command("export")
 @click.argument("directory", type=click.Path(path_type=Path))
 def tiny_export(directory):
-    """Write every tiny model as a diffusers-format folder under DIRECTORY."""
+    """Write every tiny model as a diffusers-format folder under DIRECTORY (about 21 MB).
+
+    \b
+    One folder per model (DIRECTORY/sd15, DIRECTORY/controlnet-canny, DIRECTORY/zeroscope, ...), the
+    same weights --tiny loads. Pass them as local weights to try a real run's loading path offline:
+      vsynth run --idm controlnet-canny --idm-weights DIRECTORY/controlnet-canny -o base=DIRECTORY/sd15 \\
+        --vdm zeroscope --vdm-weights DIRECTORY/zeroscope --video examples/shapes.mp4 --prompt "a ball"
+    """
     from vsynth.core.run.validate import check_creatable
     from vsynth.tiny import TINY_MODELS, export_all
 
     check_creatable(directory / next(iter(TINY_MODELS)), f"cannot export into {directory}", "choose a writable DIRECTORY")
 
-    for name, path in export_all(directory).items():
+    _quiet_libraries()
+    from vsynth.core.run.progress import library_progress_bars
+
+    with library_progress_bars(False):  # the libraries' shard-writing bars, for files of a few MB
+        exported = export_all(directory)
+    for name, path in exported.items():
         click.echo(f"{name}\t{path}")
 
 
@@ -591,6 +608,10 @@ def batch(jobs_file, out, ray_address, quiet):
     _quiet_libraries()
     _registry()
     prepared = prepare_batch(jobs_file, out)
+    reused = sum(r.status == "skipped" for r in prepared.results.values())
+    if reused:
+        click.echo(f"{reused} of {len(prepared.results)} jobs are complete in {prepared.out_root} from an earlier run: "
+                   "reusing their outputs (remove a job's folder to run it again)", err=True)  # fmt: skip
     run_kwargs = {"ray": ray_address is not None, "ray_address": ray_address or None}
     try:
         if quiet:
@@ -631,7 +652,13 @@ def ui(port, tiny, out):
     _quiet_libraries()
     _registry()
     click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
-    launch(out, tiny=tiny, port=port)
+    try:
+        launch(out, tiny=tiny, port=port)
+    except Terminated as stop:
+        # Not the run command's "removed the unfinished output": the page's runs live in Gradio's
+        # threads, and an idle server has none. One cut short is swept like a killed run's.
+        click.echo("vsynth ui: stopped", err=True)
+        sys.exit(128 + getattr(stop, "signum", signal.SIGTERM))
 
 
 def main() -> None:

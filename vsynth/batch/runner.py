@@ -44,11 +44,11 @@ class Batch:
             if on_result is not None:
                 on_result(result)
 
-        if ray:
+        if ray and self.todo:  # every job complete (say, from an embedded run): no cluster to start
             from vsynth.batch.ray_runner import run_on_ray
 
             run_on_ray(self.groups, record, ray_address)
-        else:
+        elif not ray:
             for group in self.groups:
                 for result in run_group(group):
                     record(result)

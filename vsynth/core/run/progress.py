@@ -97,3 +97,34 @@ def quiet_library_fallbacks() -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(keep)
+
+
+def can_show_progress() -> bool:
+    """Whether progress bars can be seen: stderr is a terminal, or this runs in a Jupyter notebook
+    that has ipywidgets (rich draws its live bars there with them, and only warns without them)."""
+    from importlib.util import find_spec
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console.is_terminal or (console.is_jupyter and find_spec("ipywidgets") is not None)
+
+
+@contextmanager
+def shown(display) -> Iterator[object | None]:
+    """The display a library run reports its stages to.
+
+    ``None`` (the default): rich progress bars on stderr where :func:`can_show_progress`, else none;
+    ``True``: the bars anywhere; ``False``: none; anything else is the caller's own Progress, used as is.
+    """
+    if display is None:
+        display = can_show_progress()
+    if display is True:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            yield progress
+    else:
+        yield display if display is not False else None
