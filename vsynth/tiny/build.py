@@ -33,8 +33,10 @@ from pathlib import Path
 
 from vsynth.core.diffusion.schedules import SD15_DDIM
 from vsynth.tiny.cache import cache_base, intact, write_manifest
+from vsynth.tiny.wan import TINY_WAN
+from vsynth.tiny.wan import export as export_wan
 
-TINY_FORMAT = "5"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
+TINY_FORMAT = "6"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
@@ -51,6 +53,7 @@ TINY_MODELS: dict[str, str] = {
     "t2i-adapter-depth": "T2IAdapter (full, 3-channel input like the depth sd15v2) for sd15-adapter-base",
     "instruct-pix2pix": "StableDiffusionInstructPix2PixPipeline directory: sd15 with an 8-channel UNet input",
     "sd15-inpaint": "StableDiffusionInpaintPipeline directory: sd15 with a 9-channel UNet input",
+    **TINY_WAN,
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -376,6 +379,7 @@ def export(name: str, directory: str | Path) -> Path:
         "t2i-adapter-depth": lambda d: _export_t2i_adapter("t2i-adapter-depth", d, in_channels=3),
         "instruct-pix2pix": lambda d: _export_sd15_variant("instruct-pix2pix", d, "StableDiffusionInstructPix2PixPipeline", in_channels=8),
         "sd15-inpaint": lambda d: _export_sd15_variant("sd15-inpaint", d, "StableDiffusionInpaintPipeline", in_channels=9),
+        **{name: (lambda d, name=name: export_wan(name, d)) for name in TINY_WAN},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

@@ -174,8 +174,12 @@ class VaeCodec:
             vae.to(torch.float32)  # a shared VAE is upcast once, for every model using it
         self.vae = vae
         self.batch_size = self.own_batch_size = batch_size
-        self.scale = vae.config.scaling_factor
-        self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.scale = vae.config.get("scaling_factor", 1.0)
+        self.factor = 2 ** (len(vae.config.get("block_out_channels", (0,))) - 1)
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        """(1, C, F, H/f, W/f): the latents of ``frames`` frames of height x width pixels (one latent frame per frame)."""
+        return (1, self.vae.config.latent_channels, frames, height // self.factor, width // self.factor)
 
     def set_tiling(self, height: int, width: int) -> bool:
         """Encode and decode frames with a side above :data:`TILE_ABOVE` pixels in overlapping tiles

@@ -257,6 +257,7 @@ class ModelSpec(_Spec):
     accepts: tuple[str, ...] = Field((), description="Run inputs an IDM uses when given, besides those it needs.")
     native_size: tuple[int, int] | None = Field(None, description="(height, width) the model was trained at.")
     max_frames: int | None = Field(None, description="Most frames the model can denoise at once: caps its window, or without one the clip.")
+    fps: float | None = Field(None, description="Frame rate it was trained at: a text-to-video run's output rate (a source video's otherwise).")
     sampler: str = Field("DDIM, 50 steps, guidance 7.5", description="How the model samples by default.")
     process: Literal["vp-eps", "vp-v", "vp-sample", "flow"] = Field(
         "vp-eps",

@@ -72,7 +72,7 @@ class RunPlan:
     def fps(self) -> float:
         """Output frame rate: the source's divided by the stride, else a default."""
         if self.video is None or not self.video.fps:
-            return DEFAULT_FPS
+            return self.vdm.fps or DEFAULT_FPS
         return self.video.fps / self.config.stride
 
     @property
