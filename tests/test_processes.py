@@ -202,3 +202,133 @@ def test_a_denoiser_that_predicts_other_than_it_declares_fails_the_same_check(pr
     """The planted bug: the check above is not loose enough to let a wrong prediction type through."""
     samples, target = sample_stats(analytic(process_name, solver, predicts), solver)
     assert not within(samples, target), (stats_error(samples, target), target)
+
+
+# (b) inversion to a mid level, then denoising back from there, returns the start
+
+
+ROUND_TRIP_STEPS = 200  # DDIM inversion's error is first order in the step; SD1.5's low end is coarse
+ROUND_TRIP_TOL = 0.04  # relative to the spread: |back - x0| / |x0 - MU|, measured 0.006 to 0.028; the inverted latent 0.011 to 0.024
+
+
+def round_trip(denoiser: Analytic, x0: torch.Tensor, steps: int = ROUND_TRIP_STEPS):
+    schedule = sampling.Schedule(denoiser, steps)
+    start = steps // 2
+    inverted = sampling.invert(schedule, x0, COND, start)
+    back = sampling.denoise(schedule, inverted, COND, start, guidance=1.0)
+    return schedule, start, inverted, back
+
+
+def relative_error(back: torch.Tensor, x0: torch.Tensor) -> float:
+    return ((back - x0).norm() / (x0 - MU).norm()).item()
+
+
+@pytest.mark.parametrize("process_name, solver", DETERMINISTIC)
+def test_inversion_round_trip_returns_the_start(process_name, solver):
+    denoiser, x0 = analytic(process_name, solver), data(5)
+    schedule, start, inverted, back = round_trip(denoiser, x0)
+    assert relative_error(back, x0) < ROUND_TRIP_TOL
+    # The exact ODE takes each element x0 to a MU + c / S0 (x0 - MU) at the level of step ``start``,
+    # c^2 = a^2 S0^2 + b^2: the process's marginal there.
+    a, b = coefficients(schedule.process, schedule.level(start))
+    exact = a * MU + math.sqrt(a**2 * S0**2 + b**2) / S0 * (x0 - MU)
+    assert ((inverted - exact).norm() / (exact - a * MU).norm()).item() < ROUND_TRIP_TOL
+    assert denoiser.calls == (ROUND_TRIP_STEPS - start) * (3 if solver == "heun" else 2) - (solver == "heun")
+
+
+def test_a_round_trip_that_enters_an_exploding_form_scheduler_unconverted_fails(monkeypatch):
+    """The planted bug: without the VP -> x0 + level * noise conversion at entry, Euler's round trip breaks."""
+    monkeypatch.setattr(processes, "convert", lambda x, level, source, target: x)
+    x0 = data(5)
+    *_, back = round_trip(analytic("vp-eps", "euler"), x0)
+    assert relative_error(back, x0) > ROUND_TRIP_TOL
+
+
+# (c) re-noising a clean latent to a step's level, then predicting there, gives the exact posterior mean
+
+
+# dpm++ and unipc on flow sigmas hand the model int(1000 s), not 1000 s (as diffusers' flow pipelines
+# do): the model predicts at a level up to 0.1 % off the one the latent is at, which costs up to ~3e-3
+# in the clean latent and ~1e-2 in the noise near the data. Everywhere else the prediction is exact.
+QUANTIZED = {("flow", "dpm++"), ("flow", "unipc")}
+
+
+@pytest.mark.parametrize("process_name, solver", CASES)
+def test_renoise_then_predict_gives_the_closed_form_clean_latent(process_name, solver):
+    denoiser, x0, n = analytic(process_name, solver), data(5), noise(6)
+    schedule = sampling.Schedule(denoiser, 30)
+    x0_tol, noise_tol = (5e-3, 2e-2) if (process_name, solver) in QUANTIZED else (1e-5, 1e-5)
+    for k in (1, 10, 20, 29):
+        level = schedule.level(k)
+        x = sampling.renoise(denoiser, x0, n, level)
+        a, b = coefficients(denoiser.process, level)
+        torch.testing.assert_close(x.double(), a * x0.double() + b * n.double(), atol=1e-5, rtol=1e-5)
+        got_x0, got_noise = sampling.denoise_predict(schedule, x, COND, k, k, guidance=1.0)
+        want_x0 = posterior_mean(denoiser.process, x, level)
+        torch.testing.assert_close(got_x0.double(), want_x0, atol=x0_tol, rtol=0)
+        torch.testing.assert_close(got_noise.double(), (x.double() - a * want_x0) / b, atol=noise_tol, rtol=0)
+    assert denoiser.calls == 4  # one evaluation each, no step
+
+
+# (d) SDEdit: entering a schedule mid-way from a clean latent lands in the data distribution
+
+
+SDEDIT_STEPS = 100
+SDEDIT = [(p, s) for p in PROCESSES for s in ("dpm++", "unipc", "heun", "euler") + (("ddim",) if p != "flow" else ())]
+
+
+def sdedit(denoiser: Analytic, x0: torch.Tensor, n: torch.Tensor, strength: float = 0.5):
+    """(the step it starts at, its result, the statistics of the exact ODE's image of its entry latent)."""
+    schedule = sampling.Schedule(denoiser, SDEDIT_STEPS)
+    start = schedule.sdedit_start(strength)
+    level = schedule.level(start)
+    latents = sampling.renoise(denoiser, x0, n, level)
+    a, b = coefficients(denoiser.process, level)
+    exact = MU + S0 / math.sqrt(a**2 * S0**2 + b**2) * (latents - a * MU)
+    denoiser.calls = 0
+    return start, sampling.denoise(schedule, latents, COND, start, guidance=1.0), (exact.mean().item(), exact.std().item())
+
+
+@pytest.mark.parametrize("process_name, solver", SDEDIT)
+def test_sdedit_at_half_strength_lands_in_the_data_distribution(process_name, solver):
+    denoiser = analytic(process_name, solver)
+    start, result, target = sdedit(denoiser, data(7), noise(8))
+    assert start == SDEDIT_STEPS // 2
+    assert within(result, target), (stats_error(result, target), target)
+    assert max(stats_error(result, (MU, S0))) < 0.03  # and the target is the data's N(MU, S0^2), up to sampling
+    evaluations = SDEDIT_STEPS - start
+    assert denoiser.calls == (2 * evaluations - 1 if solver == "heun" else evaluations)  # diffusers' Heun: 2N - 1
+
+
+def test_sdedit_into_a_flow_schedule_at_the_wrong_level_fails(monkeypatch):
+    """The planted bug: a flow schedule's level taken as s instead of s / (1 - s) misses the distribution."""
+    original = processes.entry_level
+
+    def wrong(process, scheduler, index):
+        level = original(process, scheduler, index)
+        return level / (1 + level) if process.family == "flow" else level
+
+    monkeypatch.setattr(processes, "entry_level", wrong)
+    _, result, target = sdedit(analytic("flow", "dpm++"), data(7), noise(8))
+    assert not within(result, target), (stats_error(result, target), target)
+
+
+# (e) two models of different processes meet at the same level
+
+
+@pytest.mark.parametrize("level", [0.05, 0.4, 1.0, 3.0, 20.0])
+def test_vp_and_flow_latents_at_one_level_hold_the_same_signal_to_noise(level):
+    vp, flow = analytic("vp-eps", "ddim"), analytic("flow", "euler")
+    x0, n, level = data(9), noise(10), torch.tensor(level, dtype=torch.float64)
+    x_vp, x_flow = sampling.renoise(vp, x0, n, level), sampling.renoise(flow, x0, n, level)
+    a_vp, a_flow = 1 / math.sqrt(1 + float(level) ** 2), 1 / (1 + float(level))
+    exploding = x0 + float(level) * n  # x / alpha: the signal plus level times the noise, in both
+    torch.testing.assert_close(x_vp / a_vp, exploding, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x_flow / a_flow, exploding, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sampling.to_process(x_vp, level, vp, flow), x_flow, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sampling.to_process(x_flow, level, flow, vp), x_vp, atol=1e-5, rtol=1e-5)
+    # And the two exact models, each told the level in its own timesteps, agree on the clean latent.
+    t_flow = 1000 * float(level) / (1 + float(level))
+    x0_flow, _ = sampling.split(flow, x_flow, flow.predict(x_flow, t_flow, COND, 1.0), level)
+    x0_vp = posterior_mean(vp.process, x_vp, level)
+    torch.testing.assert_close(x0_flow.double(), x0_vp, atol=1e-5, rtol=1e-5)
