@@ -119,7 +119,7 @@ def sample(
     diffusers pipeline does (the noise times the scheduler's ``init_noise_sigma``)."""
     schedule = Schedule(denoiser, steps)
     scheduler = schedule.fresh()
-    latents = noise * scheduler.init_noise_sigma
+    latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # flow schedulers have none: they start at s = 1
     return _loop(schedule, scheduler, latents, cond, 0, steps, guidance, advance, generator)
 
 
@@ -163,11 +163,18 @@ def denoise_predict(
     x = processes.convert(latents, schedule.level(start), schedule.process.form, schedule.form)
     x = _loop(schedule, scheduler, x, cond, start, stop, guidance, advance, generator)
     t = scheduler.timesteps[stop * schedule.order]
-    output = schedule.denoiser.predict(scheduler.scale_model_input(x, t), t, cond, guidance)
+    output = schedule.denoiser.predict(_model_input(scheduler, x, t), t, cond, guidance)
     if advance:
         advance(1)
     x0, noise = schedule.process.split(x, output, _entry(schedule, scheduler, stop * schedule.order), schedule.form)
     return x0.to(output.dtype), noise
+
+
+def _model_input(scheduler, x: torch.Tensor, t) -> torch.Tensor:
+    """The latent as the model sees it: the Karras-style samplers scale theirs back to the VP form; the
+    FlowMatch* schedulers step on the model's own form and have no ``scale_model_input``."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return x if scale is None else scale(x, t)
 
 
 def _entry(schedule: Schedule, scheduler, index: int) -> torch.Tensor:
@@ -183,7 +190,7 @@ def _loop(schedule: Schedule, scheduler, latents, cond, start: int, stop: int, g
     indices = range(start * order, min(stop * order, last + 1))
     for count, index in enumerate(indices, start=1):
         t = scheduler.timesteps[index]
-        output = denoiser.predict(scheduler.scale_model_input(latents, t), t, cond, guidance)
+        output = denoiser.predict(_model_input(scheduler, latents, t), t, cond, guidance)
         latents = scheduler.step(output, t, latents, return_dict=False, **extra)[0]
         check_finite(latents, count, len(indices))
         step_done = (index + 1) % order == 0 or index == last
