@@ -27,28 +27,37 @@ def _one_line(message: str) -> str:
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# What each signal that stops a command is called in its one line; it exits 128 + its number (143, 129).
+TERMINATING = {signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hung up (SIGHUP)"}
 
 
 @contextmanager
 def _sigterm_unwinds():
-    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only: signals need it)."""
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while a command runs (main thread only: signals need it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminate(signum, frame):
-        raise Terminated()
+        raise Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {signum: signal.signal(signum, terminate) for signum in TERMINATING}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class VsynthGroup(click.Group):
-    """Reports every error as one line: input errors exit 2, other vsynth errors 1, Ctrl-C 130, SIGTERM 143."""
+    """Reports every error as one line: input errors exit 2, other vsynth errors 1, Ctrl-C 130, SIGTERM 143, SIGHUP 129."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -56,8 +65,8 @@ class VsynthGroup(click.Group):
         try:
             with _sigterm_unwinds():
                 result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except Terminated:
-            self._fail("terminated (SIGTERM): stopped, and removed the unfinished output", 128 + signal.SIGTERM)
+        except Terminated as exc:
+            self._fail(f"{TERMINATING[exc.signum]}: stopped, and removed the unfinished output", 128 + exc.signum)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             self._fail(exc.format_message() + hint, exc.exit_code)
