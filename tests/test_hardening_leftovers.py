@@ -1,0 +1,84 @@
+"""Issue 22, items 3 and 4: what signals and interruptions leave behind, and answers that were poor."""
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import SAMPLE_VIDEO
+from vsynth.cli import cli
+from vsynth.core.media import outputs
+from vsynth.core.run import pipeline
+
+TINY = ["--tiny", "--frames", "2", "--height", "64", "--width", "64", "--steps", "1"]
+ARGS = ["run", *TINY, "--idm", "controlnet-canny", "--vdm", "zeroscope", "--video", str(SAMPLE_VIDEO), "--prompt", "a ball", "--quiet"]
+CLI = "import sys; from vsynth.cli import main; sys.argv = ['vsynth', *sys.argv[1:]]; main()"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_error_line(result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ")
+    return line
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def _wait_for(condition, proc, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1]
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """Runs without --out write under outputs/ of the current folder: a test's own."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """A run that gets past validation fails the test: these errors must come before any weights load."""
+
+    def load_models(*args, **kwargs):
+        raise AssertionError("the models were loaded before the error")
+
+    monkeypatch.setattr(pipeline, "load_models", load_models)
+
+
+# ---------------------------------------------------------------------------- 3. leftovers
+
+
+def test_sighup_cleans_up_and_exits_129_with_one_line(tmp_path):
+    out = tmp_path / "out"
+    args = [a if a != "1" else "200" for a in ARGS]  # long enough to be caught mid-run
+    proc = subprocess.Popen([sys.executable, "-c", CLI, *args, "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: list(tmp_path.glob(".out.vsynth-partial-*")), proc)
+    proc.send_signal(signal.SIGHUP)
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 129, stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("Error: hung up (SIGHUP)")
+    assert _leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- 4. poor answers
+
+
+LONG = "x" * 10_000
+
+
