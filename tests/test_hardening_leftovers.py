@@ -79,6 +79,47 @@ def test_sighup_cleans_up_and_exits_129_with_one_line(tmp_path):
 # ---------------------------------------------------------------------------- 4. poor answers
 
 
+def test_a_home_folder_in_out_config_and_inputs_is_expanded(tmp_path, monkeypatch):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    shutil.copy(SAMPLE_VIDEO, home / "in.mp4")
+    (home / "run.yaml").write_text("video: ~/in.mp4\n")
+    result = invoke(*[a for a in ARGS if a not in ("--video", str(SAMPLE_VIDEO))], "--config", "~/run.yaml", "--out", "~/result")
+    assert result.exit_code == 0, result.output
+    assert (home / "result" / "video.mp4").is_file()
+    assert json.loads((home / "result" / "run.json").read_text())["config"]["video"] == str(home / "in.mp4")
+    assert _leftovers(cwd) == []
+
+
+def test_a_home_folder_in_a_jobs_file_and_its_batch_folder_is_expanded(tmp_path, monkeypatch):
+    from vsynth.batch.jobs import read_jobs
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (home / "jobs.yaml").write_text("- {name: a, vdm: zeroscope, prompt: a ball, video: ~/in.mp4, tiny: true}\n")
+    (job,) = read_jobs("~/jobs.yaml", "~/batch")
+    assert job.error is None and (job.config.video, job.out_dir) == (home / "in.mp4", home / "batch" / "a")
+
+
+def test_a_home_folder_in_the_other_commands_folders_is_expanded(tmp_path, monkeypatch):
+    from vsynth import tiny
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tiny.build, "export", lambda name, directory: Path(directory).mkdir(parents=True) or Path(directory))
+    assert invoke("tiny", "export", "~/tiny").exit_code == 0
+    assert sorted(p.name for p in (home / "tiny").iterdir()) == sorted(tiny.TINY_MODELS)
+    assert invoke("toy", "examples", "~/toy", "--count", "1", "--frames", "2").exit_code == 0
+    assert (home / "toy" / "toy0.mp4").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
 LONG = "x" * 10_000
 
 

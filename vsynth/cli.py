@@ -22,6 +22,15 @@ from vsynth.errors import VsynthError, VsynthInputError, VsynthWarning
 KINDS = ("idm", "vdm", "bridge")
 
 
+class HomePath(click.Path):
+    """A folder argument whose leading ``~`` is the home folder also where no shell expanded it (quoted, ``--out=~/x``).
+
+    The run's paths, config files and jobs files expand it themselves, for Python callers too."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(Path(value).expanduser() if isinstance(value, str) else value, param, ctx)
+
+
 def _one_line(message: str) -> str:
     return "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
@@ -462,7 +471,7 @@ def tiny():
 
 
 @tiny.command("export")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=HomePath(path_type=Path))
 def tiny_export(directory):
     """Write every tiny model as a diffusers-format folder under DIRECTORY."""
     from vsynth.core.run.validate import check_creatable
@@ -483,7 +492,7 @@ def toy():
 
 
 @toy.command("examples")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=HomePath(path_type=Path))
 @click.option("--count", type=click.IntRange(1, 100), default=4, show_default=True, help="How many clips.")
 @click.option("--frames", type=click.IntRange(2, 256), default=16, show_default=True, help="Frames per clip.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the first clip.")
@@ -566,7 +575,7 @@ def batch(jobs_file, out, ray_address, quiet):
 @cli.command()
 @click.option("--port", type=int, default=7860, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--tiny", is_flag=True, help="Start with the offline tiny models ticked and small quick settings.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
+@click.option("--out", type=HomePath(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
 def ui(port, tiny, out):
     """Start the web app on http://127.0.0.1:PORT (pip install 'vsynth[ui]').
 

@@ -91,6 +91,12 @@ class RunConfig(BaseModel):
             raise ValueError(f"is empty: {EMPTY_HINTS[info.field_name]}")
         return value
 
+    @field_validator("video", "condition_video", "mask", "out")
+    @classmethod
+    def _home_expanded(cls, value: Path | None) -> Path | None:
+        """``~/clip.mp4`` is in the home folder, quoted, in a config file or from Python as in a shell."""
+        return None if value is None else value.expanduser()
+
     @field_validator("outpaint")
     @classmethod
     def _valid_outpaint(cls, value: str | None) -> str | None:
@@ -191,7 +197,7 @@ def make_config(values: dict[str, Any]) -> RunConfig:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file holding RunConfig keys."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise VsynthInputError(f"config file not found: {path}")
     try:
