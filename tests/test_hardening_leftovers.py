@@ -123,3 +123,17 @@ def test_a_home_folder_in_the_other_commands_folders_is_expanded(tmp_path, monke
 LONG = "x" * 10_000
 
 
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--vdm", "zeroscope", "--steps", "1001"], "--steps 1001"),
+        (["--vdm", "zeroscope", "--vdm-steps", "1001"], "--vdm-steps 1001"),
+        (["--idm", "controlnet-canny", "--video", SAMPLE_VIDEO, "--vdm", "zeroscope", "--steps", "1001"], "--steps 1001"),
+    ],
+    ids=["text-to-video --steps", "text-to-video --vdm-steps", "with an idm --steps"],
+)
+def test_too_many_steps_names_the_flag_the_user_typed(args, flag):
+    line = one_error_line(invoke("run", "--tiny", "--prompt", "a ball", *args))
+    assert f"Error: {flag}: " in line and "at most 1000 steps" in line
+
+

@@ -123,7 +123,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge")
     sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
-    vdm_flag = "--vdm-steps" if config.vdm_steps is not None or not idm else "--steps"
+    vdm_flag = "--vdm-steps" if config.vdm_steps is not None else "--steps"  # the one the user typed
     validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
     for role_params in params.values():
         role_params.check_plan(sampling)
