@@ -137,3 +137,14 @@ def test_too_many_steps_names_the_flag_the_user_typed(args, flag):
     assert f"Error: {flag}: " in line and "at most 1000 steps" in line
 
 
+@pytest.mark.parametrize("flag", ["--vdm-weights", "--idm-weights"])
+def test_empty_weights_are_refused(flag):
+    line = one_error_line(invoke(*ARGS, flag, ""))
+    assert f'{flag} "": is empty' in line
+
+
+def test_empty_weights_in_an_option_are_refused():
+    line = one_error_line(invoke(*ARGS, "-o", "base="))
+    assert '-o base="": is empty' in line
+
+

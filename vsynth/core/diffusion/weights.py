@@ -40,6 +40,11 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
     sources = {}
     for i, weights in enumerate(spec.weights):
         override = primary if i == 0 else options.get(weights.role)
+        if override is not None and not str(override).strip():  # not a silent "use the default"
+            flag = f"--{spec.kind}-weights" if i == 0 else f"-o {weights.role}"
+            raise VsynthInputError(
+                f'{flag}{" " if i == 0 else "="}"": is empty: name a weights folder or hub id, or leave {flag} out for the default'
+            )
         if override:
             sources[weights.role] = str(override)
         elif tiny:
