@@ -148,3 +148,9 @@ def test_empty_weights_in_an_option_are_refused():
     assert '-o base="": is empty' in line
 
 
+@pytest.mark.parametrize("name, value", [("frames", True), ("steps", False), ("seed", True), ("height", True), ("guidance", True)])
+def test_a_bool_is_not_a_number_in_a_config_file(tmp_path, name, value):
+    settings = {"vdm": "zeroscope", "prompt": "a ball", "tiny": True, "frames": 2, "height": 64, "width": 64, "steps": 1, name: value}
+    (tmp_path / "run.yaml").write_text(json.dumps(settings))  # JSON is YAML
+    line = one_error_line(invoke("run", "--config", tmp_path / "run.yaml", "--quiet"))
+    assert f"--{name} {value}: must be a " in line and "number" in line
