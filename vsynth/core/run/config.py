@@ -10,10 +10,10 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from vsynth.core.host.specs import Params
@@ -28,23 +28,6 @@ MAX_SIDE = 2048
 MAX_FRAMES = 256
 MAX_GUIDANCE = 50.0
 MAX_SEED = 2**64 - 1  # torch's generator takes seeds in [0, 2**64); -1 is not "random": runs are reproducible
-
-
-
-def _not_a_bool(kind: str) -> BeforeValidator:
-    """pydantic takes true as 1 for a number; in a run setting (``frames: true``) it is a mistake. Numbers
-    written as text (CSV cells) stay numbers."""
-
-    def check(value: Any) -> Any:
-        if isinstance(value, bool):
-            raise PydanticCustomError(kind, "a bool is not a number")
-        return value
-
-    return BeforeValidator(check)
-
-
-Int = Annotated[int, _not_a_bool("int_type")]
-Float = Annotated[float, _not_a_bool("float_type")]
 
 
 class RunConfig(BaseModel):
@@ -63,21 +46,21 @@ class RunConfig(BaseModel):
     source_prompt: str | None = Field(None, description="What the source video shows (Prompt-to-Prompt editing).")
     idm_prompt: str | None = Field(None, description="Prompt of the image model; default: prompt.")
     negative_prompt: str = ""
-    frames: Int = Field(8, ge=1, le=MAX_FRAMES)
-    stride: Int = Field(4, ge=1)
-    height: Int | None = Field(
+    frames: int = Field(8, ge=1, le=MAX_FRAMES)
+    stride: int = Field(4, ge=1)
+    height: int | None = Field(
         None, ge=1, le=MAX_SIDE, description="Default: 512 with an IDM (as BIVDiff), else the VDM's native size."
     )
-    width: Int | None = Field(None, ge=1, le=MAX_SIDE)
-    steps: Int | None = Field(
+    width: int | None = Field(None, ge=1, le=MAX_SIDE)
+    steps: int | None = Field(
         None, ge=1, description="Steps of the IDM, and of the VDM unless it fixes its own; default 50; at most the models' train steps."
     )
-    guidance: Float | None = Field(
+    guidance: float | None = Field(
         None, gt=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="Guidance of the IDM, and of the VDM unless it fixes its own; default 7.5."
     )
-    vdm_steps: Int | None = Field(None, ge=1, description="Steps of the VDM alone.")
-    vdm_guidance: Float | None = Field(None, gt=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="Guidance of the VDM alone.")
-    seed: Int = Field(42, ge=0, le=MAX_SEED)
+    vdm_steps: int | None = Field(None, ge=1, description="Steps of the VDM alone.")
+    vdm_guidance: float | None = Field(None, gt=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="Guidance of the VDM alone.")
+    seed: int = Field(42, ge=0, le=MAX_SEED)
     options: dict[str, Any] = Field(default_factory=dict, description="key=value params of the models and bridge.")
     idm_weights: str | None = None
     vdm_weights: str | None = None
@@ -114,6 +97,15 @@ class RunConfig(BaseModel):
     def _home_expanded(cls, value: Path | None) -> Path | None:
         """``~/clip.mp4`` is in the home folder, quoted, in a config file or from Python as in a shell."""
         return None if value is None else value.expanduser()
+
+    @field_validator("frames", "stride", "height", "width", "steps", "vdm_steps", "seed", "guidance", "vdm_guidance", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any, info) -> Any:
+        """pydantic takes true for 1; in a run setting (``frames: true``) it is a mistake. Numbers written as
+        text (CSV cells) stay numbers."""
+        if isinstance(value, bool):
+            raise PydanticCustomError("float_type" if info.field_name.endswith("guidance") else "int_type", "a bool is not a number")
+        return value
 
     @field_validator("outpaint")
     @classmethod
