@@ -124,6 +124,33 @@ LONG = "x" * 10_000
 
 
 @pytest.mark.parametrize(
+    "args",
+    [
+        ["--idm", LONG],
+        ["--bridge", LONG],
+        ["-o", f"mixing_ratio={LONG}"],
+        ["-o", f"{LONG}=1"],
+        ["-o", LONG],
+        ["--device", LONG],
+        ["--outpaint", LONG],
+    ],
+    ids=["idm", "bridge", "option value", "option key", "option", "device", "outpaint"],
+)
+def test_a_long_name_is_shortened_in_the_error(args):
+    base = [a for a in ARGS if a not in ("--idm", "controlnet-canny")] + ["--idm", "controlnet-canny"]
+    line = one_error_line(invoke(*base, *args))
+    assert len(line) < 500 and "x" * 60 + "…" in line and "x" * 61 not in line
+
+
+def test_a_long_name_is_shortened_in_models_and_in_config_files(tmp_path):
+    line = one_error_line(invoke("models", LONG))
+    assert len(line) < 500 and "x" * 60 + "…" in line
+    (tmp_path / "run.toml").write_text(f"{LONG} = 1\n")
+    line = one_error_line(invoke(*ARGS, "--config", tmp_path / "run.toml"))
+    assert len(line) < 500 and "x" * 60 + "…" in line
+
+
+@pytest.mark.parametrize(
     "args, flag",
     [
         (["--vdm", "zeroscope", "--steps", "1001"], "--steps 1001"),

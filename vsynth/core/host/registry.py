@@ -35,7 +35,7 @@ from vsynth.core.host import hookspecs
 from vsynth.core.host.markers import PROJECT
 from vsynth.core.host.registrar import PluginInfo, Registrar
 from vsynth.core.host.specs import BridgeSpec, ModelSpec
-from vsynth.errors import PluginError, UnknownNameError
+from vsynth.errors import PluginError, UnknownNameError, shorten
 
 ENTRY_POINT_GROUP = "vsynth"
 BUILTIN = "vsynth"
@@ -106,7 +106,7 @@ def unknown_name(what: str, name: str, names: Iterable[str]) -> str:
     names = sorted(names)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"unknown {what} '{name}': {hint}choose from {', '.join(names)} (see `vsynth models`)"
+    return f"unknown {what} '{shorten(name)}': {hint}choose from {', '.join(names)} (see `vsynth models`)"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from vsynth.core.host.specs import Params
-from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
+from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError, shorten
 
 DEFAULT_BRIDGE = "mixed-inversion"
 PLAIN_BRIDGE = "none"
@@ -139,10 +139,10 @@ def describe(exc: ValidationError, model: type[BaseModel], option: bool = False,
         return f"missing {where} (--{where.replace('_', '-')}, or `{where}:` in a --config file)"
     if err["type"] == "extra_forbidden":
         close = difflib.get_close_matches(where, list(model.model_fields), n=1)
-        return f"unknown setting '{where}'" + (f": did you mean '{close[0]}'?" if close else "")
+        return f"unknown setting '{shorten(where)}'" + (f": did you mean '{close[0]}'?" if close else "")
     value = err["input"]
     value = '""' if isinstance(value, str) and not value.strip() else value
-    shown = "" if isinstance(value, (dict, list)) else (f"={value}" if option else f" {value}")
+    shown = "" if isinstance(value, (dict, list)) else (f"={shorten(value)}" if option else f" {shorten(value)}")
     label = f"-o {where}{shown}" if option else f"--{where.replace('_', '-')}{shown}"
     return f"{label}: {_explain(err, model.model_fields.get(str(err['loc'][0])) if err['loc'] else None)}"
 
@@ -153,7 +153,7 @@ def _cross_field_label(err: dict, role: str) -> str:
     given = err["input"] if isinstance(err["input"], dict) else {}
     named = [key for key in given if re.search(rf"\b{re.escape(str(key))}\b", err["msg"])]
     if named:
-        return " ".join(f"-o {key}={given[key]}" for key in named)
+        return " ".join(f"-o {key}={shorten(given[key])}" for key in named)
     return f"{role} options" if role else "options"
 
 
@@ -237,7 +237,7 @@ def parse_option(text: str) -> tuple[str, Any]:
     """``key=value`` with the value read as a YAML scalar (0.5, true, null, text)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise VsynthInputError(f"option {text!r} must look like key=value")
+        raise VsynthInputError(f"option '{shorten(text)}' must look like key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -263,7 +263,7 @@ def route_options(
             qualified = sorted(f"{r}.{k}" for r in params for k in known[r])
             close = difflib.get_close_matches(key, qualified + [k for r in known for k in known[r]], n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise UnknownNameError(f"unknown option '{key}': {hint}known options: {', '.join(qualified)}")
+            raise UnknownNameError(f"unknown option '{shorten(key)}': {hint}known options: {', '.join(qualified)}")
         if len(owners) > 1:
             raise UnknownNameError(
                 f"option '{key}' is a parameter of {' and '.join(owners)}: write {' or '.join(f'{o}.{key}' for o in owners)}"

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from vsynth.core.host.specs import BridgeSpec, ModelSpec
-from vsynth.errors import PluginError, VsynthInputError
+from vsynth.errors import PluginError, VsynthInputError, shorten
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -31,7 +31,7 @@ def check_steps(steps: dict[str, tuple[int, str]], models: dict[str, ModelSpec])
 def check_device(device: str) -> None:
     """Only devices that exist here: cpu, an available cuda:N or mps, or auto."""
     if not _DEVICE.match(device):
-        raise VsynthInputError(f"--device {device}: not a device vsynth runs on; use auto, cpu, cuda, cuda:N or mps")
+        raise VsynthInputError(f"--device {shorten(device)}: not a device vsynth runs on; use auto, cpu, cuda, cuda:N or mps")
     if device in ("auto", "cpu"):
         return
     import torch
