@@ -164,6 +164,21 @@ def test_too_many_steps_names_the_flag_the_user_typed(args, flag):
     assert f"Error: {flag}: " in line and "at most 1000 steps" in line
 
 
+@pytest.mark.usefixtures("no_loading")
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--idm", "sd15", "--bridge", "encapsulated", "-o", "bridge.strength=0.5"], "strength 0.5 leaves none of the 1 T2I steps"),
+        (["--idm", "controlnet-canny", "--bridge", "idm-only", "-o", "strength=0.5"], "strength 0.5 leaves none of the 1 T2I steps"),
+        (["--bridge", "vdm-only", "-o", "t2v_strength=0.5"], "t2v_strength 0.5 leaves none of the 1 T2V steps"),
+    ],
+    ids=["encapsulated with sd15", "idm-only", "vdm-only"],
+)
+def test_a_strength_that_leaves_no_steps_is_refused_before_loading(args, said):
+    line = one_error_line(invoke("run", *TINY, "--vdm", "zeroscope", "--video", SAMPLE_VIDEO, "--prompt", "a ball", *args))
+    assert said in line
+
+
 @pytest.mark.parametrize("flag", ["--vdm-weights", "--idm-weights"])
 def test_empty_weights_are_refused(flag):
     line = one_error_line(invoke(*ARGS, flag, ""))
