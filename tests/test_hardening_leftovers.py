@@ -179,6 +179,26 @@ def test_a_strength_that_leaves_no_steps_is_refused_before_loading(args, said):
     assert said in line
 
 
+@pytest.mark.usefixtures("no_loading")
+def test_weights_of_another_architecture_are_refused_before_loading(tmp_path):
+    from vsynth.tiny import tiny_weights
+
+    sd15 = tiny_weights("sd15")
+    line = one_error_line(invoke("run", *TINY, "--vdm", "zeroscope", "--prompt", "a ball", "--vdm-weights", sd15))
+    assert f"vdm weights {sd15} (--vdm-weights DIR): unet/config.json is a UNet2DConditionModel" in line and "need a UNet3DConditionModel" in line
+    line = one_error_line(invoke("run", *TINY, "--idm", "sd15", "--vdm", "zeroscope", "--prompt", "a", "--idm-weights", tiny_weights("zeroscope")))
+    assert "unet/config.json is a UNet3DConditionModel" in line
+
+
+@pytest.mark.usefixtures("no_loading")
+def test_a_weights_file_where_a_folder_is_needed_is_refused_before_loading():
+    from vsynth.tiny import tiny_weights
+
+    file = tiny_weights("zeroscope") / "unet" / "diffusion_pytorch_model.safetensors"
+    line = one_error_line(invoke("run", *TINY, "--vdm", "zeroscope", "--prompt", "a ball", "--vdm-weights", file))
+    assert f"{file}" in line and "is a file" in line and "unet/config.json" in line
+
+
 @pytest.mark.parametrize("flag", ["--vdm-weights", "--idm-weights"])
 def test_empty_weights_are_refused(flag):
     line = one_error_line(invoke(*ARGS, flag, ""))
