@@ -1,6 +1,7 @@
 """Issue 22, items 3 and 4: what signals and interruptions leave behind, and answers that were poor."""
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -74,6 +75,70 @@ def test_sighup_cleans_up_and_exits_129_with_one_line(tmp_path):
     (line,) = stderr.strip().splitlines()
     assert line.startswith("Error: hung up (SIGHUP)")
     assert _leftovers(tmp_path) == []
+
+
+def _dead_vsynth_partial(folder: Path, name: str) -> Path:
+    """What a killed vsynth process leaves: ``.NAME.vsynth-partial-PID`` with its marker, naming a dead PID."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    partial = folder / f".{name}.vsynth-partial-{child.pid}"
+    partial.mkdir(parents=True)
+    (partial / outputs.PARTIAL_MARKER).write_text(json.dumps({"vsynth": 1, "pid": child.pid, "host": socket.gethostname()}))
+    return partial
+
+
+def _users_lookalikes(folder: Path) -> list[str]:
+    """A user's folders named like vsynth's staging folders, without vsynth's marker: never touched."""
+    names = [".mine.vsynth-partial-999999", ".zeroscope.notes"]
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "important.txt").write_text("mine")
+    return names
+
+
+def test_a_tiny_model_build_killed_midway_is_swept_by_the_next_build(tmp_path, monkeypatch):
+    from vsynth.tiny import TINY_FORMAT, tiny_weights
+
+    cache = tmp_path / "cache"
+    root = cache / "tiny" / f"v{TINY_FORMAT}"
+    env = {**os.environ, "VSYNTH_CACHE": str(cache)}
+    code = "from vsynth.tiny import tiny_weights; tiny_weights('zeroscope')"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: root.is_dir() and any(p.name.startswith(".zeroscope") and any(p.iterdir()) for p in root.iterdir()), proc)
+    proc.kill()
+    proc.wait()
+    assert [p.name for p in root.iterdir() if p.name.startswith(".zeroscope")]  # what SIGKILL left
+    mine = _users_lookalikes(root)
+    monkeypatch.setenv("VSYNTH_CACHE", str(cache))
+    tiny_weights("controlnet-canny")
+    assert _leftovers(root) == sorted(["controlnet-canny", *mine])
+
+
+def test_a_fake_hub_build_killed_midway_is_swept_by_the_next_build(tmp_path):
+    from vsynth.testing.fake_hub import build_fake_hub, snapshot_dir
+
+    cache, killed, built = tmp_path / "hub", "lllyasviel/control_v11p_sd15_canny", "TencentARC/t2iadapter_canny_sd15v2"
+    code = f"from vsynth.testing.fake_hub import build_fake_hub; build_fake_hub({str(cache)!r}, [{killed!r}])"
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    snapshots = snapshot_dir(cache, killed).parent
+    _wait_for(lambda: snapshots.is_dir() and any(any(p.iterdir()) for p in snapshots.iterdir()), proc)
+    proc.kill()
+    proc.wait()
+    assert _leftovers(snapshots)  # what SIGKILL left
+    mine = _users_lookalikes(snapshots)
+    build_fake_hub(cache, [built])
+    assert _leftovers(snapshots) == sorted(mine)
+    assert snapshot_dir(cache, built).is_dir() and _leftovers(snapshot_dir(cache, built).parent) == [snapshot_dir(cache, built).name]
+
+
+def test_tiny_staging_of_a_dead_process_is_swept_and_a_live_ones_kept(tmp_path, monkeypatch):
+    from vsynth.tiny import TINY_FORMAT, tiny_weights
+
+    root = tmp_path / "tiny" / f"v{TINY_FORMAT}"
+    dead = _dead_vsynth_partial(root, "sd15")
+    monkeypatch.setenv("VSYNTH_CACHE", str(tmp_path))
+    tiny_weights("controlnet-canny")
+    assert not dead.exists() and _leftovers(root) == ["controlnet-canny"]
 
 
 # ---------------------------------------------------------------------------- 4. poor answers

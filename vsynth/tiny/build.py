@@ -28,10 +28,12 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from vsynth.core.diffusion.schedules import SD15_DDIM
+from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, partial_path, remove_debris
 from vsynth.tiny.cache import cache_base, intact, write_manifest
 
 TINY_FORMAT = "5"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
@@ -409,15 +411,17 @@ def _no_progress_bars():
 
 
 _verified: set[Path] = set()
+_building = threading.Lock()
 
 
 def tiny_weights(name: str) -> Path:
     """Path of tiny model ``name`` in the cache (``$VSYNTH_CACHE/tiny/v{TINY_FORMAT}/{name}``), built once,
     checked against its manifest once per process and rebuilt when damaged.
 
-    The model is exported into a temporary sibling directory and renamed into place, so a crash never
-    leaves a half-written model and concurrent builders cannot corrupt each other: the first rename
-    wins and the loser uses the winner's copy.
+    The model is exported into a partial sibling folder (``.NAME.vsynth-partial-PID``, marked as vsynth's)
+    and renamed into place, so a crash never leaves a half-written model and concurrent builders cannot
+    corrupt each other: the first rename wins and the loser uses the winner's copy. What a killed build
+    left is removed by the next build (only vsynth's own partial folders, of dead processes).
     """
     if name not in TINY_MODELS:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")
@@ -432,16 +436,20 @@ def tiny_weights(name: str) -> Path:
             os.rename(target, damaged)  # out of the way at once
         shutil.rmtree(damaged, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    try:
-        with _no_progress_bars():
-            export(name, staging)
-        write_manifest(staging)
+    remove_debris(target.parent)
+    staging = partial_path(target)
+    with _building:  # the partial folder is named by the process: one build at a time in it
+        create_partial(staging)
         try:
-            os.rename(staging, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            with _no_progress_bars():
+                export(name, staging)
+            (staging / PARTIAL_MARKER).unlink()
+            write_manifest(staging)
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not target.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
