@@ -141,6 +141,30 @@ def test_tiny_staging_of_a_dead_process_is_swept_and_a_live_ones_kept(tmp_path, 
     assert not dead.exists() and _leftovers(root) == ["controlnet-canny"]
 
 
+def test_ctrl_c_in_tiny_export_leaves_no_partial_export(tmp_path, monkeypatch):
+    from vsynth import tiny
+
+    def export(name, directory):
+        if name != next(iter(tiny.TINY_MODELS)):
+            raise KeyboardInterrupt
+        Path(directory).mkdir(parents=True)
+        (Path(directory) / "config.json").write_text("{}")
+        return Path(directory)
+
+    monkeypatch.setattr(tiny.build, "export", export)
+    result = invoke("tiny", "export", tmp_path / "export")
+    assert result.exit_code == 130, result.output
+    assert _leftovers(tmp_path) == []
+
+
+def test_tiny_export_into_a_folder_with_files_is_refused(tmp_path):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "theirs.txt").write_text("theirs")
+    line = one_error_line(invoke("tiny", "export", tmp_path / "export"))
+    assert "already" in line and "not empty" in line
+    assert _leftovers(tmp_path / "export") == ["theirs.txt"]
+
+
 # ---------------------------------------------------------------------------- 4. poor answers
 
 

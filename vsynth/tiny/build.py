@@ -33,7 +33,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vsynth.core.diffusion.schedules import SD15_DDIM
-from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, partial_path, remove_debris
+from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, output_folder, partial_path, remove_debris
+from vsynth.errors import OutputExistsError
 from vsynth.tiny.cache import cache_base, intact, write_manifest
 
 TINY_FORMAT = "5"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
@@ -388,8 +389,15 @@ def export(name: str, directory: str | Path) -> Path:
 
 
 def export_all(directory: str | Path) -> dict[str, Path]:
-    """Export every tiny model to ``directory/<name>``."""
-    return {name: export(name, Path(directory) / name) for name in TINY_MODELS}
+    """Export every tiny model to ``directory/<name>``: a new or empty folder, which appears whole or not at
+    all (it is written as a partial folder beside it, removed on Ctrl-C or any error, and renamed into place)."""
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise OutputExistsError(f"{directory} already exists and is not empty: export into a new or empty folder")
+    with output_folder(directory, exact=True) as out:
+        for name in TINY_MODELS:
+            export(name, out.partial / name)
+    return {name: out.final / name for name in TINY_MODELS}
 
 
 def _cache_root() -> Path:
