@@ -305,3 +305,39 @@ def test_a_bool_is_not_a_number_in_a_config_file(tmp_path, name, value):
     (tmp_path / "run.yaml").write_text(json.dumps(settings))  # JSON is YAML
     line = one_error_line(invoke("run", "--config", tmp_path / "run.yaml", "--quiet"))
     assert f"--{name} {value}: must be a " in line and "number" in line
+
+
+def _plugin_site(tmp_path: Path, source: str) -> dict:
+    """The environment of a process in which the plugin 'rude' (distribution vsynth-rude) is installed."""
+    site = tmp_path / "site"
+    (site / "vsynth_rude-1.0.dist-info").mkdir(parents=True)
+    (site / "vsynth_rude.py").write_text(source)
+    (site / "vsynth_rude-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: vsynth-rude\nVersion: 1.0\n")
+    (site / "vsynth_rude-1.0.dist-info" / "entry_points.txt").write_text("[vsynth]\nrude = vsynth_rude\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+RUDE_HOOK = """
+from vsynth import hookimpl
+
+@hookimpl
+def vsynth_register_bridges(registrar):
+    raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize("source", ["raise KeyboardInterrupt\n", RUDE_HOOK], ids=["at import", "in its hook"])
+def test_a_plugin_raising_keyboard_interrupt_is_a_broken_plugin_not_a_ctrl_c(tmp_path, source):
+    env = _plugin_site(tmp_path, source)
+    listed = subprocess.run([sys.executable, "-c", CLI, "models", "--kind", "bridge", "--json"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "mixed-inversion" in {r["name"] for r in json.loads(listed.stdout)}
+    report = subprocess.run([sys.executable, "-c", CLI, "plugins", "--json"], env=env, capture_output=True, text=True)
+    (rude,) = [r for r in json.loads(report.stdout) if r["name"] == "rude"]
+    assert rude["status"] == "error" and "raised KeyboardInterrupt" in rude["error"]
+
+
+def test_a_real_ctrl_c_while_a_plugin_registers_stops_the_command(tmp_path):
+    hook = RUDE_HOOK.replace("raise KeyboardInterrupt", "import os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(5)")
+    proc = subprocess.run([sys.executable, "-c", CLI, "models"], env=_plugin_site(tmp_path, hook), capture_output=True, text=True)
+    assert proc.returncode == 130, proc.stderr
