@@ -341,3 +341,42 @@ def test_a_real_ctrl_c_while_a_plugin_registers_stops_the_command(tmp_path):
     hook = RUDE_HOOK.replace("raise KeyboardInterrupt", "import os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(5)")
     proc = subprocess.run([sys.executable, "-c", CLI, "models"], env=_plugin_site(tmp_path, hook), capture_output=True, text=True)
     assert proc.returncode == 130, proc.stderr
+
+
+@pytest.mark.usefixtures("no_loading")
+def test_compile_on_the_cpu_says_before_loading_that_compiling_is_slow():
+    result = invoke(*ARGS, "--compile", "--device", "cpu")
+    assert "Warning: --compile on the CPU: " in result.stderr and "minutes" in result.stderr
+
+
+class Display:
+    """rich Progress's interface, recording what a run shows."""
+
+    def __init__(self):
+        self.tasks = {}
+
+    def add_task(self, description, total=None):
+        self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0}
+        return len(self.tasks) - 1
+
+    def update(self, task, advance=0, **fields):
+        self.tasks[task].update(fields)
+        self.tasks[task]["completed"] += advance
+
+
+def test_a_compilation_shows_as_a_stage_while_it_runs():
+    import torch
+
+    from vsynth.core.run.progress import Stages, compiling
+
+    display, seen = Display(), []
+
+    def double(x):
+        seen.append([dict(t) for t in display.tasks.values()])  # traced while compiling: what shows meanwhile
+        return x * 2
+
+    with compiling(Stages(display), True):
+        torch.compile(double, backend="eager")(torch.ones(2))
+    (shown,) = seen[0]
+    assert shown["description"].startswith("compiling") and shown["total"] is None  # an open bar while it compiles
+    assert [t["completed"] for t in display.tasks.values()] == [1] and display.tasks[0]["total"] == 1

@@ -20,7 +20,7 @@ from vsynth.core.media import video as videoio
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
-from vsynth.core.run.progress import Stages, library_progress_bars, quiet_library_fallbacks
+from vsynth.core.run.progress import Stages, compiling, library_progress_bars, quiet_library_fallbacks
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
@@ -133,6 +133,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     device = validate.resolve_device(config.device)
     dtype = validate.resolve_dtype(config.dtype, device)
     validate.check_precision(dtype, config.offload, device)
+    validate.warn_compile(config.compile, device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
@@ -390,7 +391,8 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         frame_inputs=frame_inputs,
     )
     generator = torch.Generator("cpu").manual_seed(config.seed)
-    result = bridge.run(idm, vdm, inputs, generator, stages)
+    with compiling(stages, config.compile):
+        result = bridge.run(idm, vdm, inputs, generator, stages)
     counter.detach()
 
     with stages.stage("decoding", total=config.frames) as advance:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 from vsynth.core.host.specs import BridgeSpec, ModelSpec
-from vsynth.errors import PluginError, VsynthInputError, shorten
+from vsynth.errors import PluginError, VsynthInputError, VsynthWarning, shorten
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -81,6 +82,17 @@ def check_precision(dtype: str, offload: str, device: str) -> None:
 
         if not torch.cuda.is_bf16_supported():
             raise VsynthInputError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} does not compute in bfloat16; use --dtype float16")
+
+
+def warn_compile(compile: bool, device: str) -> None:
+    """torch.compile on the CPU generates C++ for every UNet: minutes before the first step, for a small gain."""
+    if compile and device == "cpu":
+        warnings.warn(
+            "--compile on the CPU: compiling each UNet takes minutes before its first step (a 'compiling' bar shows "
+            "it), and CPU runs gain little from it; leave --compile out for a quick run",
+            VsynthWarning,
+            stacklevel=3,
+        )
 
 
 def check_out(out: Path, given: bool) -> None:
