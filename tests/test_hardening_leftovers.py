@@ -231,6 +231,17 @@ def test_a_long_name_is_shortened_in_the_error(args):
     assert len(line) < 500 and "x" * 60 + "…" in line and "x" * 61 not in line
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["run", "--frames", LONG], ["run", "--dtype", LONG], [f"--frames={LONG}"], ["models", "--kind", LONG], [f"--{LONG}"], [LONG]],
+    ids=["--frames", "--dtype", "--frames=", "models --kind", "unknown option", "unknown command"],
+)
+def test_a_long_value_is_shortened_in_clicks_own_errors(args):
+    args = [*args[:1], *ARGS[1:], *args[1:]] if args[0] == "run" else [*ARGS, *args] if args[0].startswith("--frames=") else args
+    line = one_error_line(invoke(*args))
+    assert len(line) < 500 and "x" * 50 in line and "…" in line and "x" * 61 not in line
+
+
 def test_a_long_name_is_shortened_in_models_and_in_config_files(tmp_path):
     line = one_error_line(invoke("models", LONG))
     assert len(line) < 500 and "x" * 60 + "…" in line

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from vsynth import __version__
-from vsynth.errors import VsynthError, VsynthInputError, VsynthWarning
+from vsynth.errors import ECHO_LIMIT, VsynthError, VsynthInputError, VsynthWarning, shorten
 
 KINDS = ("idm", "vdm", "bridge")
 
@@ -29,6 +29,14 @@ class HomePath(click.Path):
 
     def convert(self, value, param, ctx):
         return super().convert(Path(value).expanduser() if isinstance(value, str) else value, param, ctx)
+
+
+def _shortened(message: str, args) -> str:
+    """click's own errors quote what was typed: a 10,000-character value is echoed shortened, as vsynth's errors do."""
+    typed = {part for arg in (sys.argv[1:] if args is None else args) for part in (arg, arg.partition("=")[2])}
+    for text in sorted((t for t in typed if len(t) > ECHO_LIMIT), key=len, reverse=True):
+        message = message.replace(text, shorten(text))
+    return message
 
 
 def _one_line(message: str) -> str:
@@ -78,9 +86,9 @@ class VsynthGroup(click.Group):
             self._fail(f"{TERMINATING[exc.signum]}: stopped, and removed the unfinished output", 128 + exc.signum)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            self._fail(exc.format_message() + hint, exc.exit_code)
+            self._fail(_shortened(exc.format_message(), args) + hint, exc.exit_code)
         except click.ClickException as exc:
-            self._fail(exc.format_message(), exc.exit_code)
+            self._fail(_shortened(exc.format_message(), args), exc.exit_code)
         except click.Abort:
             self._fail("aborted", 130)
         except VsynthInputError as exc:
