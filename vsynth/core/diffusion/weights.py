@@ -200,12 +200,12 @@ def _check_local(weights: WeightsSpec, path: Path, flag: str, params: dict[str, 
                 "(write them with save_pretrained, or pass the folder that holds the config)"
             )
         return
-    if configs:
-        raise VsynthInputError(f"{what}: is a file, and these weights are a folder holding {', '.join(configs)}; pass that folder")
     if path.suffix not in WEIGHT_SUFFIXES or not path.is_file():
         raise VsynthInputError(f"{what}: not a weights folder nor a weights file ({', '.join(WEIGHT_SUFFIXES)})")
     if path.suffix == ".safetensors" and not _safetensors_header_reads(path):
         raise VsynthInputError(f"{what}: not a readable safetensors file (truncated or corrupt?)")
+    if configs:
+        raise VsynthInputError(f"{what}: is a file, and these weights are a folder holding {', '.join(configs)}; pass that folder")
 
 
 def _check_classes(weights: WeightsSpec, folder: Path, configs: list[str], what: str) -> None:

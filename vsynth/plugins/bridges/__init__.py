@@ -122,16 +122,15 @@ class EncapsulatedParams(CompositionParams):
     def check_plan(self, sampling) -> None:
         """Both SDEdits leave steps (the T2V one unless the block is the identity), and the block's n_V steps fit in
         what SDEdit at t2v_strength leaves of the VDM's steps (before loading)."""
-        T2IParams.check_plan(self, sampling)
-        if self.t2v_steps == 0:
-            return
-        T2VParams.check_plan(self, sampling)
         left = int(sampling.vdm_steps * self.t2v_strength)
         if self.t2v_steps is not None and self.t2v_steps > left:
             raise InvalidParamsError(
                 f"-o t2v_steps={self.t2v_steps} exceeds the {left} VDM steps left at t2v_strength {self.t2v_strength} "
                 f"of {sampling.vdm_steps}: lower t2v_steps or raise t2v_strength"
             )
+        T2IParams.check_plan(self, sampling)
+        if self.t2v_steps != 0:
+            T2VParams.check_plan(self, sampling)
 
 
 @hookimpl
