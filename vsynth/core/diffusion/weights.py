@@ -212,10 +212,13 @@ def _check_classes(weights: WeightsSpec, folder: Path, configs: list[str], what:
     """Each model config of ``folder`` names the class the default weights' does (a UNet3DConditionModel for a
     video model, not an image model's UNet2DConditionModel), where vsynth ships the default's configs: else
     from_pretrained would fail only after loading."""
+    shipped = resources.files("vsynth.configs").joinpath(weights.id.replace("/", "__"))
     for config in configs:
-        expected, found = _class_name(resources.files("vsynth.configs").joinpath(weights.id.replace("/", "__"), config)), _class_name(folder / config)
+        expected, found = _class_name(shipped.joinpath(config)), _class_name(folder / config)
         if expected and found and expected != found:
-            raise VsynthInputError(f"{what}: {config} is a {found}, and these weights need a {expected} (as {weights.id}); pass weights of that architecture")
+            raise VsynthInputError(
+                f"{what}: {config} is a {found}, and these weights need a {expected} (as {weights.id}); pass weights of that architecture"
+            )
 
 
 def _class_name(config) -> str | None:

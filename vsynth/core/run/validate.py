@@ -84,9 +84,9 @@ def check_precision(dtype: str, offload: str, device: str) -> None:
             raise VsynthInputError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} does not compute in bfloat16; use --dtype float16")
 
 
-def warn_compile(compile: bool, device: str) -> None:
+def warn_compile(requested: bool, device: str) -> None:
     """torch.compile on the CPU generates C++ for every UNet: minutes before the first step, for a small gain."""
-    if compile and device == "cpu":
+    if requested and device == "cpu":
         warnings.warn(
             "--compile on the CPU: compiling each UNet takes minutes before its first step (a 'compiling' bar shows "
             "it), and CPU runs gain little from it; leave --compile out for a quick run",
