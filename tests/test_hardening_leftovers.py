@@ -141,6 +141,18 @@ def test_tiny_staging_of_a_dead_process_is_swept_and_a_live_ones_kept(tmp_path, 
     assert not dead.exists() and _leftovers(root) == ["controlnet-canny"]
 
 
+def test_debris_of_an_earlier_process_with_this_pid_is_replaced(tmp_path):
+    """PIDs are reused (in a container, at every start): a partial folder named and marked with this PID cannot be
+    a live run's, as this process claimed the name (the lock) first."""
+    stale = outputs.partial_path(tmp_path / "out")
+    stale.mkdir()
+    (stale / outputs.PARTIAL_MARKER).write_text(json.dumps({"vsynth": 1, "pid": os.getpid(), "host": socket.gethostname()}))
+    (stale / "video.mp4").write_text("half")
+    with outputs.output_folder(tmp_path / "out", exact=True) as out:
+        (out.partial / "run.json").write_text("{}")
+    assert _leftovers(tmp_path) == ["out"] and _leftovers(tmp_path / "out") == ["run.json"]
+
+
 def test_ctrl_c_in_tiny_export_leaves_no_partial_export(tmp_path, monkeypatch):
     from vsynth import tiny
 

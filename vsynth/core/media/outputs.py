@@ -118,7 +118,14 @@ def partial_path(final: Path) -> Path:
 def create_partial(partial: Path) -> None:
     """Create the folder ``partial`` (see :func:`partial_path`) holding vsynth's marker, so that
     :func:`remove_debris` can prove it is vsynth's when a killed process leaves it; remove the marker
-    before renaming the folder into place. FileExistsError if it exists."""
+    before renaming the folder into place.
+
+    One already there, marked with this PID and host, is an earlier process's (PIDs are reused: in a container, at every
+    start), which remove_debris keeps as this process is alive: it is replaced, as the caller holds the name
+    (a lock, or one build at a time). Anything else there raises FileExistsError."""
+    record = _read_record(partial / PARTIAL_MARKER)
+    if record is not None and (record["pid"], record.get("host")) == (os.getpid(), socket.gethostname()) and not partial.is_symlink():
+        shutil.rmtree(partial)
     partial.mkdir()
     (partial / PARTIAL_MARKER).write_text(_record())
 
