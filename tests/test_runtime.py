@@ -100,6 +100,7 @@ def test_every_attention_runs_on_pytorch_sdpa(tmp_path):
             assert processors <= {AttnProcessor2_0}, (type(network).__name__, processors)
 
 
+@pytest.mark.filterwarnings("ignore:--compile on the CPU")  # said to users; expected here
 def test_compile_compiles_the_unets_in_place(tmp_path, monkeypatch):
     compiled = []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(self))

@@ -18,9 +18,26 @@ from pathlib import Path
 import click
 
 from vsynth import __version__
-from vsynth.errors import VsynthError, VsynthInputError, VsynthWarning
+from vsynth.errors import ECHO_LIMIT, VsynthError, VsynthInputError, VsynthWarning, shorten
 
 KINDS = ("idm", "vdm", "bridge")
+
+
+class HomePath(click.Path):
+    """A folder argument whose leading ``~`` is the home folder also where no shell expanded it (quoted, ``--out=~/x``).
+
+    The run's paths, config files and jobs files expand it themselves, for Python callers too."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(Path(value).expanduser() if isinstance(value, str) else value, param, ctx)
+
+
+def _shortened(message: str, args) -> str:
+    """click's own errors quote what was typed: a 10,000-character value is echoed shortened, as vsynth's errors do."""
+    typed = {part for arg in (sys.argv[1:] if args is None else args) for part in (arg, arg.partition("=")[2])}
+    for text in sorted((t for t in typed if len(t) > ECHO_LIMIT), key=len, reverse=True):
+        message = message.replace(text, shorten(text))
+    return message
 
 
 def _one_line(message: str) -> str:
@@ -28,28 +45,37 @@ def _one_line(message: str) -> str:
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# What each signal that stops a command is called in its one line; it exits 128 + its number (143, 129).
+TERMINATING = {signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hung up (SIGHUP)"}
 
 
 @contextmanager
 def _sigterm_unwinds():
-    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only: signals need it)."""
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while a command runs (main thread only: signals need it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminate(signum, frame):
-        raise Terminated()
+        raise Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {signum: signal.signal(signum, terminate) for signum in TERMINATING}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class VsynthGroup(click.Group):
-    """Reports every error as one line: input errors exit 2, other vsynth errors 1, Ctrl-C 130, SIGTERM 143."""
+    """Reports every error as one line: input errors exit 2, other vsynth errors 1, Ctrl-C 130, SIGTERM 143, SIGHUP 129."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -57,13 +83,13 @@ class VsynthGroup(click.Group):
         try:
             with _sigterm_unwinds():
                 result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except Terminated:
-            self._fail("terminated (SIGTERM): stopped, and removed the unfinished output", 128 + signal.SIGTERM)
+        except Terminated as exc:
+            self._fail(f"{TERMINATING[exc.signum]}: stopped, and removed the unfinished output", 128 + exc.signum)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            self._fail(exc.format_message() + hint, exc.exit_code)
+            self._fail(_shortened(exc.format_message(), args) + hint, exc.exit_code)
         except click.ClickException as exc:
-            self._fail(exc.format_message(), exc.exit_code)
+            self._fail(_shortened(exc.format_message(), args), exc.exit_code)
         except click.Abort:
             self._fail("aborted", 130)
         except VsynthInputError as exc:
@@ -518,7 +544,7 @@ def tiny():
 
 
 @tiny.command("export")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=HomePath(path_type=Path))
 def tiny_export(directory):
     """Write every tiny model as a diffusers-format folder under DIRECTORY (about 21 MB).
 
@@ -551,7 +577,7 @@ def toy():
 
 
 @toy.command("examples")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=HomePath(path_type=Path))
 @click.option("--count", type=click.IntRange(1, 100), default=4, show_default=True, help="How many clips.")
 @click.option("--frames", type=click.IntRange(2, 256), default=16, show_default=True, help="Frames per clip.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the first clip.")
@@ -639,7 +665,7 @@ def batch(jobs_file, out, ray_address, quiet):
 @cli.command()
 @click.option("--port", type=int, default=7860, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--tiny", is_flag=True, help="Start with the offline tiny models ticked and small quick settings.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
+@click.option("--out", type=HomePath(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
 def ui(port, tiny, out):
     """Start the web app on http://127.0.0.1:PORT (pip install 'vsynth[ui]').
 

@@ -51,7 +51,7 @@ class Job:
 def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
     """The jobs of ``path``, each writing to ``out_root/NAME``; relative input paths are resolved against
     the current directory (as ``--config`` does) so that jobs run the same anywhere, Ray workers included."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise JobsFileError(f"jobs file not found: {path}")
     try:
@@ -76,14 +76,14 @@ def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
         if "out" in values:
             raise JobsFileError(f"jobs file {path}: job {name!r} sets out; each job writes to the batch folder's {name}/")
         seen.add(name)
-        jobs.append(_job(name, values, Path(out_root).resolve() / name))
+        jobs.append(_job(name, values, Path(out_root).expanduser().resolve() / name))
     return jobs
 
 
 def _job(name: str, values: dict[str, Any], out_dir: Path) -> Job:
     for field in PATH_FIELDS:
         if values.get(field) not in (None, ""):
-            values[field] = Path(values[field]).resolve()
+            values[field] = Path(values[field]).expanduser().resolve()
     try:
         return Job(name, out_dir, make_config({**values, "out": out_dir}))
     except VsynthInputError as exc:

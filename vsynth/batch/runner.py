@@ -59,7 +59,7 @@ def prepare_batch(jobs_file: str | Path, out_root: str | Path) -> Batch:
     """Read and check every job before any model loads; raises JobsFileError for a bad file."""
     from vsynth.core.run.pipeline import model_key, plan_run
 
-    out_root = Path(out_root).resolve()
+    out_root = Path(out_root).expanduser().resolve()
     results: dict[str, JobResult] = {}
     groups: dict[tuple, list[Job]] = {}
     for job in read_jobs(jobs_file, out_root):

@@ -13,6 +13,7 @@ import re
 import socket
 from contextlib import contextmanager
 from functools import cache
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 from urllib.parse import urlparse
@@ -40,6 +41,11 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
     sources = {}
     for i, weights in enumerate(spec.weights):
         override = primary if i == 0 else options.get(weights.role)
+        if override is not None and not str(override).strip():  # not a silent "use the default"
+            flag = f"--{spec.kind}-weights" if i == 0 else f"-o {weights.role}"
+            raise VsynthInputError(
+                f'{flag}{" " if i == 0 else "="}"": is empty: name a weights folder or hub id, or leave {flag} out for the default'
+            )
         if override:
             sources[weights.role] = str(override)
         elif tiny:
@@ -181,11 +187,13 @@ def _check_local(weights: WeightsSpec, path: Path, flag: str, params: dict[str, 
     """A local source looks loadable: a folder with the files its spec lists (else a diffusers config),
     or a weights file whose header reads."""
     what = f"{weights.role} weights {path} ({flag})"
+    configs = [entry for entry in weights.files if entry.endswith("config.json")]
     if path.is_dir():
         if weights.files:
             missing = _first_missing(weights, path, params)
             if missing is not None:
                 raise VsynthInputError(f"{what}: the folder lacks {_describe(missing, path)}; pass the complete folder")
+            _check_classes(weights, path, configs, what)
         elif not any((path / name).is_file() for name in CONFIG_FILES):
             raise VsynthInputError(
                 f"{what}: the folder holds no {' or '.join(CONFIG_FILES)}, so it is not diffusers-format weights "
@@ -196,6 +204,30 @@ def _check_local(weights: WeightsSpec, path: Path, flag: str, params: dict[str, 
         raise VsynthInputError(f"{what}: not a weights folder nor a weights file ({', '.join(WEIGHT_SUFFIXES)})")
     if path.suffix == ".safetensors" and not _safetensors_header_reads(path):
         raise VsynthInputError(f"{what}: not a readable safetensors file (truncated or corrupt?)")
+    if configs:
+        raise VsynthInputError(f"{what}: is a file, and these weights are a folder holding {', '.join(configs)}; pass that folder")
+
+
+def _check_classes(weights: WeightsSpec, folder: Path, configs: list[str], what: str) -> None:
+    """Each model config of ``folder`` names the class the default weights' does (a UNet3DConditionModel for a
+    video model, not an image model's UNet2DConditionModel), where vsynth ships the default's configs: else
+    from_pretrained would fail only after loading."""
+    shipped = resources.files("vsynth.configs").joinpath(weights.id.replace("/", "__"))
+    for config in configs:
+        expected, found = _class_name(shipped.joinpath(config)), _class_name(folder / config)
+        if expected and found and expected != found:
+            raise VsynthInputError(
+                f"{what}: {config} is a {found}, and these weights need a {expected} (as {weights.id}); pass weights of that architecture"
+            )
+
+
+def _class_name(config) -> str | None:
+    """The ``_class_name`` a diffusers config file names, or None (no such file, not JSON: other checks say so)."""
+    try:
+        name = json.loads(config.read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _safetensors_header_reads(path: Path) -> bool:

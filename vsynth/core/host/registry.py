@@ -35,7 +35,7 @@ from vsynth.core.host import hookspecs
 from vsynth.core.host.markers import PROJECT
 from vsynth.core.host.registrar import PluginInfo, Registrar
 from vsynth.core.host.specs import BridgeSpec, ModelSpec, SpecError
-from vsynth.errors import PluginError, UnknownNameError
+from vsynth.errors import PluginError, UnknownNameError, shorten
 
 ENTRY_POINT_GROUP = "vsynth"
 BUILTIN = "vsynth"
@@ -125,7 +125,7 @@ def unknown_name(what: str, name: str, names: Iterable[str], failed: Iterable[Pl
     names = sorted(names)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    line = f"unknown {what} '{name}': {hint}choose from {', '.join(names)} (see `vsynth models`)"
+    line = f"unknown {what} '{shorten(name)}': {hint}choose from {', '.join(names)} (see `vsynth models`)"
     failed = [f"'{p.name}' ({p.dist or p.name} {p.version})" for p in failed]
     if failed:
         plugins = f"plugin {failed[0]} did not" if len(failed) == 1 else f"plugins {', '.join(failed)} did not"
@@ -215,21 +215,17 @@ def _load_entry_point(pm: pluggy.PluginManager, registry: Registry, ep: metadata
             f"the plugin name '{ep.name}' is taken by {by}; rename the entry point in the group '{ENTRY_POINT_GROUP}', "
             f"or uninstall one of the two"
         )
-    module = _import_plugin(ep, info)
-    _register_module(pm, registry, module, info)
+    with _plugin_interrupts("being imported"):
+        module = _import_plugin(ep, info)
+    with _plugin_interrupts("registering"):
+        _register_module(pm, registry, module, info)
 
 
 def _import_plugin(ep: metadata.EntryPoint, info: PluginInfo):
     """Import an entry point's module, warning about a slow import or one that pulls in torch."""
     heavy_before = {m for m in HEAVY_MODULES if m in sys.modules}
     start = time.perf_counter()
-    with _user_interrupts() as interrupted:
-        try:
-            module = ep.load()
-        except KeyboardInterrupt:
-            if interrupted():
-                raise  # the user's Ctrl-C stops the command, as everywhere else
-            raise PluginError("raised KeyboardInterrupt while being imported") from None
+    module = ep.load()
     seconds = time.perf_counter() - start
     if seconds > SLOW_IMPORT_SECONDS:
         warning = f"took {seconds:.1f} s to import, which delays every vsynth command: import heavy modules in the implementation module"
@@ -245,12 +241,26 @@ def _clashed_specs(pm: pluggy.PluginManager, ep: metadata.EntryPoint, info: Plug
     it is missing; nothing when it does not load on its own either."""
     scratch = Registry()
     try:
-        _register_module(pm, scratch, _import_plugin(ep, PluginInfo(ep.name, info.version)), PluginInfo(ep.name, info.version))
+        with _plugin_interrupts("loading"):
+            _register_module(pm, scratch, _import_plugin(ep, PluginInfo(ep.name, info.version)), PluginInfo(ep.name, info.version))
     except KeyboardInterrupt:
         raise
     except BaseException:
         return []
     return [*scratch.models.values(), *scratch.bridges.values()]
+
+
+@contextmanager
+def _plugin_interrupts(doing: str) -> Iterator[None]:
+    """A KeyboardInterrupt the plugin's own code raises (at import or in a hook) is a broken plugin; the user's
+    Ctrl-C meanwhile stops the command, as everywhere else."""
+    with _user_interrupts() as interrupted:
+        try:
+            yield
+        except KeyboardInterrupt:
+            if interrupted():
+                raise
+            raise PluginError(f"raised KeyboardInterrupt while {doing}") from None
 
 
 @contextmanager

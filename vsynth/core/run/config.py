@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from vsynth.core.host.specs import Params
-from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
+from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError, shorten
 
 DEFAULT_BRIDGE = "mixed-inversion"
 PLAIN_BRIDGE = "none"
@@ -96,6 +97,21 @@ class RunConfig(BaseModel):
             raise ValueError(f"is empty: {EMPTY_HINTS[info.field_name]}")
         return value
 
+    @field_validator("video", "condition_video", "mask", "out")
+    @classmethod
+    def _home_expanded(cls, value: Path | None) -> Path | None:
+        """``~/clip.mp4`` is in the home folder, quoted, in a config file or from Python as in a shell."""
+        return None if value is None else value.expanduser()
+
+    @field_validator("frames", "stride", "height", "width", "steps", "vdm_steps", "seed", "guidance", "vdm_guidance", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any, info) -> Any:
+        """pydantic takes true for 1; in a run setting (``frames: true``) it is a mistake. Numbers written as
+        text (CSV cells) stay numbers."""
+        if isinstance(value, bool):
+            raise PydanticCustomError("float_type" if info.field_name.endswith("guidance") else "int_type", "a bool is not a number")
+        return value
+
     @field_validator("outpaint")
     @classmethod
     def _valid_outpaint(cls, value: str | None) -> str | None:
@@ -131,10 +147,10 @@ def describe(exc: ValidationError, model: type[BaseModel], option: bool = False,
         return f"missing {where} (--{where.replace('_', '-')}, or `{where}:` in a --config file)"
     if err["type"] == "extra_forbidden":
         close = difflib.get_close_matches(where, list(model.model_fields), n=1)
-        return f"unknown setting '{where}'" + (f": did you mean '{close[0]}'?" if close else "")
+        return f"unknown setting '{shorten(where)}'" + (f": did you mean '{close[0]}'?" if close else "")
     value = err["input"]
     value = '""' if isinstance(value, str) and not value.strip() else value
-    shown = "" if isinstance(value, (dict, list)) else (f"={value}" if option else f" {value}")
+    shown = "" if isinstance(value, (dict, list)) else (f"={shorten(value)}" if option else f" {shorten(value)}")
     label = f"-o {where}{shown}" if option else f"--{where.replace('_', '-')}{shown}"
     return f"{label}: {_explain(err, model.model_fields.get(str(err['loc'][0])) if err['loc'] else None)}"
 
@@ -145,7 +161,7 @@ def _cross_field_label(err: dict, role: str, typed: dict[str, str]) -> str:
     given = err["input"] if isinstance(err["input"], dict) else {}
     named = [key for key in given if re.search(rf"\b{re.escape(str(key))}\b", err["msg"])]
     if named:
-        return " ".join(f"-o {typed.get(key, key)}={given[key]}" for key in named)
+        return " ".join(f"-o {typed.get(key, key)}={shorten(given[key])}" for key in named)
     return f"{role} options" if role else "options"
 
 
@@ -199,7 +215,7 @@ def make_config(values: dict[str, Any]) -> RunConfig:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file holding RunConfig keys."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise VsynthInputError(f"config file not found: {path}")
     try:
@@ -229,7 +245,7 @@ def parse_option(text: str) -> tuple[str, Any]:
     """``key=value`` with the value read as a YAML scalar (0.5, true, null, text)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise VsynthInputError(f"option {text!r} must look like key=value")
+        raise VsynthInputError(f"option '{shorten(text)}' must look like key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -255,7 +271,7 @@ def route_options(
             qualified = sorted(f"{r}.{k}" for r in params for k in known[r])
             close = difflib.get_close_matches(key, qualified + [k for r in known for k in known[r]], n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise UnknownNameError(f"unknown option '{key}': {hint}known options: {', '.join(qualified)}")
+            raise UnknownNameError(f"unknown option '{shorten(key)}': {hint}known options: {', '.join(qualified)}")
         if len(owners) > 1:
             raise UnknownNameError(
                 f"option '{key}' is a parameter of {' and '.join(owners)}: write {' or '.join(f'{o}.{key}' for o in owners)}"

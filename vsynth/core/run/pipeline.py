@@ -21,7 +21,7 @@ from vsynth.core.diffusion import solvers
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
-from vsynth.core.run.progress import Stages, library_progress_bars, quiet_library_fallbacks
+from vsynth.core.run.progress import Stages, compiling, library_progress_bars, quiet_library_fallbacks
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
@@ -124,7 +124,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge", config.options)
     sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
-    vdm_flag = "--vdm-steps" if config.vdm_steps is not None or not idm else "--steps"
+    vdm_flag = "--vdm-steps" if config.vdm_steps is not None else "--steps"  # the one the user typed
     validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
     if idm is not None:
         solvers.check(config.idm_scheduler, idm, "--idm-scheduler", sampling.steps)
@@ -140,6 +140,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     device = validate.resolve_device(config.device)
     dtype = validate.resolve_dtype(config.dtype, device)
     validate.check_precision(dtype, config.offload, device)
+    validate.warn_compile(config.compile, device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
@@ -413,7 +414,8 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     for model in models.values():
         model.configure(inputs)
     generator = torch.Generator("cpu").manual_seed(config.seed)
-    result = bridge.run(idm, vdm, inputs, generator, stages)
+    with compiling(stages, config.compile):
+        result = bridge.run(idm, vdm, inputs, generator, stages)
     counter.detach()
 
     with stages.stage("decoding", total=config.frames) as advance:

@@ -42,6 +42,43 @@ class Stages:
                 self.display.update(task, completed=total if total is not None else 1, total=total or 1)
 
 
+COMPILING = "compiling (torch.compile)"
+
+
+@contextmanager
+def compiling(stages: Stages, enabled: bool) -> Iterator[None]:
+    """Within the block, torch.compile's compilations (during the first steps of each compiled UNet, minutes
+    on a CPU) show as one bar counting the graphs compiled, so that a long first step shows its reason.
+
+    Not timed as a stage: it happens inside the stages that run the UNets."""
+    if not enabled or stages.display is None:
+        yield
+        return
+    from torch._dynamo.callback import callback_handler
+
+    task, compiled = None, 0
+
+    def started(args) -> None:
+        nonlocal task
+        if task is None:
+            task = stages.display.add_task(COMPILING, total=None)
+
+    def ended(args) -> None:
+        nonlocal compiled
+        compiled += 1
+        stages.display.update(task, advance=1)
+
+    callback_handler.register_start_callback(started)
+    callback_handler.register_end_callback(ended)
+    try:
+        yield
+    finally:
+        callback_handler.remove_start_callback(started)
+        callback_handler.remove_end_callback(ended)
+        if task is not None:
+            stages.display.update(task, total=compiled, completed=compiled)
+
+
 @contextmanager
 def library_progress_bars(show: bool) -> Iterator[None]:
     """Hide diffusers' and transformers' per-model loading bars unless ``show``; restore them after.

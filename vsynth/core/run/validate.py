@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 from vsynth.core.host.specs import BridgeSpec, ModelSpec
-from vsynth.errors import PluginError, VsynthInputError
+from vsynth.errors import PluginError, VsynthInputError, VsynthWarning, shorten
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -49,7 +50,7 @@ def fit_to_latents(frames: int, height: int, width: int, models: dict[str, Model
 def check_device(device: str) -> None:
     """Only devices that exist here: cpu, an available cuda:N or mps, or auto."""
     if not _DEVICE.match(device):
-        raise VsynthInputError(f"--device {device}: not a device vsynth runs on; use auto, cpu, cuda, cuda:N or mps")
+        raise VsynthInputError(f"--device {shorten(device)}: not a device vsynth runs on; use auto, cpu, cuda, cuda:N or mps")
     if device in ("auto", "cpu"):
         return
     import torch
@@ -99,6 +100,17 @@ def check_precision(dtype: str, offload: str, device: str) -> None:
 
         if not torch.cuda.is_bf16_supported():
             raise VsynthInputError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} does not compute in bfloat16; use --dtype float16")
+
+
+def warn_compile(requested: bool, device: str) -> None:
+    """torch.compile on the CPU generates C++ for every UNet: minutes before the first step, for a small gain."""
+    if requested and device == "cpu":
+        warnings.warn(
+            "--compile on the CPU: compiling each UNet takes minutes before its first step (a 'compiling' bar shows "
+            "it), and CPU runs gain little from it; leave --compile out for a quick run",
+            VsynthWarning,
+            stacklevel=3,
+        )
 
 
 def check_out(out: Path, given: bool) -> None:

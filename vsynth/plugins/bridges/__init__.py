@@ -60,6 +60,9 @@ class T2IParams(Params):
         "the IDM denoises from there (EVS: 0.4 of 50 steps). With sd15 as IDM, write bridge.strength.",
     )
 
+    def check_plan(self, sampling) -> None:
+        _check_sdedit("strength", self.strength, sampling.steps, "T2I", "--steps")
+
 
 class T2VParams(Params):
     t2v_strength: float = Field(
@@ -69,9 +72,20 @@ class T2VParams(Params):
         description="T2V noising t_V as a fraction of the VDM's schedule (0.5 of Lightning's 8 steps starts at step 4).",
     )
 
+    def check_plan(self, sampling) -> None:
+        _check_sdedit("t2v_strength", self.t2v_strength, sampling.vdm_steps, "T2V", "the VDM's steps")
+
+
+def _check_sdedit(option: str, strength: float, steps: int, name: str, steps_flag: str) -> None:
+    """SDEdit at ``strength`` runs the last int(steps * strength) steps: none is refused before loading."""
+    if int(steps * strength) == 0:
+        raise InvalidParamsError(f"{option} {strength} leaves none of the {steps} {name} steps: raise -o bridge.{option} or {steps_flag}")
+
 
 class CompositionParams(T2VParams, T2IParams):  # fields in the order strength, t2v_strength
-    pass
+    def check_plan(self, sampling) -> None:
+        T2IParams.check_plan(self, sampling)
+        T2VParams.check_plan(self, sampling)
 
 
 class EncapsulatedParams(CompositionParams):
@@ -124,13 +138,17 @@ class EncapsulatedParams(CompositionParams):
             )
 
     def check_plan(self, sampling) -> None:
-        """The block's n_V steps must fit in what SDEdit at t2v_strength leaves of the VDM's steps (before loading)."""
+        """Both SDEdits leave steps (the T2V one unless the block is the identity), and the block's n_V steps fit in
+        what SDEdit at t2v_strength leaves of the VDM's steps (before loading)."""
         left = int(sampling.vdm_steps * self.t2v_strength)
         if self.t2v_steps is not None and self.t2v_steps > left:
             raise InvalidParamsError(
                 f"-o t2v_steps={self.t2v_steps} exceeds the {left} VDM steps left at t2v_strength {self.t2v_strength} "
                 f"of {sampling.vdm_steps}: lower t2v_steps or raise t2v_strength"
             )
+        T2IParams.check_plan(self, sampling)
+        if self.t2v_steps != 0:
+            T2VParams.check_plan(self, sampling)
 
 
 @hookimpl
