@@ -68,7 +68,7 @@ def test_a_solver_that_does_not_exist_is_one_line_and_exit_2():
 
 def test_a_solver_that_does_not_fit_the_process_is_refused_before_loading():
     registry = registry_with(**{"flow-vdm": ("zeroscope", {"process": "flow", "solver": "euler"})})
-    with pytest.raises(VsynthInputError, match="--vdm-scheduler ddim: ddim does not solve flow-vdm's flow process; it takes euler, euler-a, dpm"):
+    with pytest.raises(VsynthInputError, match="--vdm-scheduler ddim: ddim does not solve flow-vdm's flow process; it takes euler, dpm\\+\\+, unipc, lcm, heun$"):
         plan_run(RunConfig(vdm="flow-vdm", vdm_scheduler="ddim", **TINY), registry)
 
 

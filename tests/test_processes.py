@@ -32,10 +32,10 @@ SHAPE = (1, 4, 8, 16, 16)  # 8192 elements: the empirical mean and std are withi
 COND = Conditioning(text=torch.zeros(1, 1, 1))
 PROCESSES = {"vp-eps": processes.VP_EPSILON, "vp-v": processes.VP_V, "flow": processes.FLOW}
 # Solvers whose step re-noises the clean prediction with fresh noise (consistency-style): with an exact
-# (posterior-mean) denoiser they sample a narrower Gaussian, computed by renoising_target below. Flow's
-# euler-a is one of them: diffusers' FlowMatchEulerDiscreteScheduler(stochastic_sampling=True) steps as
+# (posterior-mean) denoiser they sample a narrower Gaussian, computed by renoising_target below. For that
+# reason flow offers no euler-a: diffusers' FlowMatchEulerDiscreteScheduler(stochastic_sampling=True) steps as
 # FlowMatchLCMScheduler does, unlike VP's ancestral Euler, which keeps the marginals.
-RENOISING = {("lcm", "vp"), ("lcm", "flow"), ("euler-a", "flow")}
+RENOISING = {("lcm", "vp"), ("lcm", "flow")}
 STOCHASTIC = {"euler-a", "lcm"}
 # Steps per solver for sampling from noise (the re-noising ones: see steps_for).
 STEPS = {"ddim": 200, "euler": 200, "euler-a": 500, "dpm++": 100, "unipc": 100, "lcm": 8, "heun": 30}

@@ -37,6 +37,12 @@ class Params(BaseModel):
         fit within the VDM's steps. Nothing to check by default.
         """
 
+    def for_models(self, idm: ModelSpec | None, vdm: ModelSpec, given: set[str]) -> Params:
+        """These params as they apply to the run's models, before :meth:`check_models`: a default that cannot
+        work with them may be changed (with a :class:`~vsynth.errors.VsynthWarning` saying so), never a value
+        the user ``given``. Unchanged by default."""
+        return self
+
     def check_models(self, idm: ModelSpec | None, vdm: ModelSpec) -> None:
         """Check these params against the run's models (their process, latent space, architecture), before
         any weights load; raise :class:`~vsynth.errors.VsynthInputError` with one line. Nothing by default.

@@ -112,7 +112,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     idm = registry.model(config.idm, "idm") if config.idm else None
     vdm = registry.model(config.vdm, "vdm")
     bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
-    _check_inputs(config, idm, bridge)
+    _check_inputs(config, idm, vdm, bridge)
     if config.toy:
         _check_toy(config, [s for s in (idm, vdm) if s is not None])
 
@@ -131,6 +131,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     elif config.idm_scheduler is not None:
         raise VsynthInputError("--idm-scheduler is the image model's solver, and this run has none: drop it, or add --idm")
     solvers.check(config.vdm_scheduler, vdm, "--vdm-scheduler", sampling.vdm_steps)
+    params = {role: p.for_models(idm, vdm, set(routed[role])) for role, p in params.items()}
     for role_params in params.values():
         role_params.check_plan(sampling)
         role_params.check_models(idm, vdm)
@@ -186,7 +187,7 @@ INPUT_FLAGS = {
 }
 
 
-def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) -> None:
+def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec, bridge: BridgeSpec) -> None:
     """The bridge and the IDM (its task) get the inputs they need, and no input goes unused."""
     if bridge.needs_idm and idm is None:
         raise VsynthInputError(f"bridge '{bridge.name}' needs an image model: add --idm (see `vsynth models --kind idm`)")
@@ -200,9 +201,9 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) 
         if all(getattr(config, choice) is None for choice in choices):
             flags = " or ".join(INPUT_FLAGS[c] for c in choices)
             raise VsynthInputError(f"{idm.name} ({idm.task}) needs {flags}")
-    used = {c for need in needs for c in need.split("|")} | set(idm.accepts if idm else ())
+    used = {c for need in needs for c in need.split("|")} | set(idm.accepts if idm else ()) | set(vdm.accepts)
     used |= {"video"} if bridge.video == "required" else set()
-    if bridge.video == "unused":
+    if bridge.video == "unused" and "video" not in vdm.accepts:
         used.discard("video")
     for name, flag in INPUT_FLAGS.items():
         if getattr(config, name) is not None and name not in used:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from vsynth import hookimpl
 from vsynth.core.host.specs import BridgeSpec, Params
-from vsynth.errors import InvalidParamsError
+from vsynth.errors import InvalidParamsError, VsynthWarning
 
 ENHANCE = "enhance"
 
@@ -36,6 +37,19 @@ class MixedInversionParams(Params):
         "Prompt-to-Prompt, inpainting); 'none': the prompts as given.",
     )
 
+
+    def for_models(self, idm, vdm, given):
+        """Across latent spaces only the video-side inversion can run: an IDM's default ratio becomes 0, with a notice."""
+        if idm is None or idm.latent_space == vdm.latent_space or self.mixing_ratio == 0 or "mixing_ratio" in given:
+            return self
+        warnings.warn(
+            f"mixed-inversion: {idm.name} ({idm.latent_space.name}) and {vdm.name} ({vdm.latent_space.name}) have different latent "
+            f"spaces, so only the video-side inversion runs (mixing_ratio 0 instead of {self.mixing_ratio:g}), on the IDM frames "
+            "encoded by the VDM's VAE",
+            VsynthWarning,
+            stacklevel=2,
+        )
+        return self.model_copy(update={"mixing_ratio": 0.0})
 
     def check_models(self, idm, vdm) -> None:
         """The image side inverts in the IDM's latent space and the mix is one latent: with a VDM of another

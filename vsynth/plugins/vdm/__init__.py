@@ -82,6 +82,16 @@ WAN21_LATENTS_MEAN = [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.151
 WAN21_LATENTS_STD = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579, 1.6382,
                      1.1253, 2.8251, 1.9160]  # fmt: skip
 
+class VaceParams(WanParams):
+    control: Literal["canny", "video"] = Field(
+        "canny", description="What VACE follows from --video: its canny edges, or the frames themselves (the fill with --mask/--outpaint "
+        "always uses the frames; --condition-video gives precomputed maps, e.g. depth or pose)."
+    )
+    low_threshold: int = Field(100, ge=0, le=255, description="Canny lower hysteresis threshold.")
+    high_threshold: int = Field(200, ge=0, le=255, description="Canny upper hysteresis threshold.")
+    conditioning_scale: float = Field(1.0, ge=0.0, le=2.0, description="Weight of VACE's control layers (WanVACEPipeline's conditioning_scale).")
+
+
 WAN_GUIDANCE = 5.0
 WAN_IMPL = "vsynth.plugins.vdm.wan:WanVideoModel"
 WAN21_LATENTS = LatentSpace(name="wan2.1-vae", channels=16, spatial=8, temporal=4, causal=True, size_multiple=16, scaling=1.0,
@@ -99,6 +109,14 @@ WAN_MODELS = (
      "Wan 2.2 text(-image)-to-video 5B with its own 16x/4x 48-channel VAE and per-token timesteps."),
     ("wan2.2-t2v-a14b", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", 69.1, "wan2.2-t2v-a14b", 2, (720, 1280), 16, 81,
      "Wan 2.2 text-to-video A14B: a high-noise and a low-noise 14B expert, switched at level 7 (s = 0.875)."),
+)  # fmt: skip
+
+
+WAN_VACE_MODELS = (
+    ("wan2.1-vace-1.3b", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", 16.2,
+     "Wan 2.1 VACE 1.3B: Wan with control layers, fed the run's canny maps, --condition-video maps, or the source to fill "
+     "(--mask, --outpaint): the trained baseline for controllable generation and inpainting."),
+    ("wan2.1-vace-14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", 46.6, "Wan 2.1 VACE 14B, as wan2.1-vace-1.3b."),
 )  # fmt: skip
 
 
@@ -177,5 +195,25 @@ def vsynth_register_models(registrar):
                 solver="unipc",
                 architecture="transformer",
                 latent_space=WAN22_LATENTS if "ti2v" in name else WAN21_LATENTS,
+            )
+        )
+    for name, hub_id, size, description in WAN_VACE_MODELS:
+        registrar.register_model(
+            ModelSpec(
+                name=name,
+                kind="vdm",
+                description=description,
+                weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny="wan2.1-vace", files=layouts.wan_pipeline()),),
+                params=VaceParams,
+                impl="vsynth.plugins.vdm.wan:WanVaceModel",
+                accepts=("video", "condition_video", "mask", "outpaint"),
+                native_size=(480, 832),
+                max_frames=81,
+                fps=16,
+                sampler="UniPC on flow sigmas (flow shift 3), 50 steps, guidance 5.0",
+                process="flow",
+                solver="unipc",
+                architecture="transformer",
+                latent_space=WAN21_LATENTS,
             )
         )

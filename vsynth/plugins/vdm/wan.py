@@ -199,3 +199,66 @@ def pipeline_index(source: str) -> dict:
 
         path = Path(hf_hub_download(source, "model_index.json"))
     return json.loads(path.read_text())
+
+
+class VaceDenoiser(WanDenoiser):
+    """WanVACETransformer3DModel: Wan with control layers that read the run's control video and mask, encoded
+    once per run (:meth:`WanVaceModel.configure`) and given to every call, as WanVACEPipeline gives them."""
+
+    control: torch.Tensor | None = None  # (1, 96, F', h, w): the control video's latents and the mask
+    control_scale: torch.Tensor | None = None  # one scale per control layer
+
+    def transformer_kwargs(self, latents: torch.Tensor, cond: Conditioning) -> dict:
+        if self.control is None:
+            raise RuntimeError("VACE's control was not prepared: WanVaceModel.configure runs before the bridge")
+        control = self.control.to(latents.device, latents.dtype)
+        if control.shape[2:] != latents.shape[2:]:
+            raise ValueError(f"VACE's control covers latents {tuple(control.shape[2:])}, not {tuple(latents.shape[2:])}")
+        return {"control_hidden_states": control.expand(latents.shape[0], -1, -1, -1, -1), "control_hidden_states_scale": self.control_scale}
+
+
+class WanVaceModel(WanVideoModel):
+    """Wan 2.1 VACE: a VDM that takes controls natively (canny maps of the source video, precomputed maps
+    from --condition-video, or the source itself with --mask / --outpaint to fill), the trained alternative
+    to composing an image model's control with a video model."""
+
+    denoiser_class = VaceDenoiser
+    transformer_class = "WanVACETransformer3DModel"
+
+    def configure(self, inputs) -> None:
+        from PIL import Image
+
+        from vsynth.plugins.idm.detectors import canny_maps
+
+        sources, params = inputs.sources, self.params
+        video, mask = None, None
+        if sources.condition is not None:
+            video = sources.condition
+        elif sources.video is not None and sources.mask is None and params.control == "canny":
+            video = canny_maps(sources.video, params.low_threshold, params.high_threshold)
+        elif sources.video is not None:
+            video = sources.video
+        if sources.mask is not None:
+            mask = np.repeat(sources.mask[..., None], 3, axis=-1)
+        self.condition_frames = video
+        pipe = self.pipeline()
+        device = self.denoiser.device
+        as_images = lambda frames: None if frames is None else [Image.fromarray(f) for f in frames]  # noqa: E731
+        video_t, mask_t, references = pipe.preprocess_conditions(
+            as_images(video), as_images(mask), None, 1, inputs.height, inputs.width, inputs.frames, torch.float32, device
+        )
+        with torch.no_grad():
+            latents = pipe.prepare_video_latents(video_t, mask_t, references, None, device)
+            masks = pipe.prepare_masks(mask_t, references, None)
+        d = self.denoiser
+        d.control = torch.cat([latents, masks], dim=1).to(d.unet.dtype)
+        layers = len(d.unet.config.vace_layers)
+        d.control_scale = torch.full((layers,), params.conditioning_scale, device=device, dtype=d.unet.dtype)
+
+    def pipeline(self):
+        """A WanVACEPipeline over this model's own modules, for its condition preprocessing (nothing is copied)."""
+        from diffusers import WanVACEPipeline
+
+        d = self.denoiser
+        return WanVACEPipeline(tokenizer=d.tokenizer, text_encoder=d.text_encoder, vae=self.codec.vae, scheduler=d.scheduler,
+                               transformer=d.unet, transformer_2=d.transformer_2, boundary_ratio=d.boundary_ratio)  # fmt: skip
