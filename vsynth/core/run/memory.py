@@ -35,6 +35,9 @@ from vsynth.errors import InsufficientMemoryError
 GIB = 2**30
 MARGIN = 1.1
 UNET_K = 34  # the largest of the UNet families measured (UNet3D, UNet2D + ControlNet), as one bound for all
+# Transformers (Wan, FLUX): K elements per token and hidden unit, measured for Wan's blocks by benchmarks/activation_k.py
+# (1.3B 22.9-23.4, 14B 14.2-19.1); classifier-free guidance runs its two passes one after the other (WanPipeline).
+TRANSFORMER_K = 24
 VAE_DECODE_K = 480
 VAE_ENCODE_K = 390
 ENCODE_BATCH = 8  # frames a VaeCodec encodes at once
@@ -138,7 +141,11 @@ def estimate(
                 units.setdefault(unit, {})[part.key] = part.bytes
         unet = _config(folders, sources[role], "unet")
         vae = _config(folders, sources[role], "vae")
-        activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size))
+        transformer = _config(folders, sources[role], "transformer")
+        if transformer:
+            activations = max(activations, _transformer_activations(spec, params[role], transformer, frames, height, width, size))
+        else:
+            activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size))
         activations = max(activations, _vae_activations(params[role], vae, frames, height, width, dtype, vae_batch))
     weights = sum(p.bytes for p in parts.values())
     largest = max((p.largest * p.bytes_per for p in parts.values()), default=0)
@@ -255,7 +262,12 @@ def _count(source: str, folder: Path | None, alternatives: list[str]) -> tuple[i
 
 
 def _read_counts(path: Path) -> tuple[int, int]:
-    """Parameters and the largest tensor's, from a safetensors header; a .bin file's size over its element size."""
+    """Parameters and the largest tensor's, from a safetensors header (every shard's, for a shard index); a .bin
+    file's size over its element size."""
+    if path.name.endswith(".index.json"):
+        shards = sorted(set(json.loads(path.read_text()).get("weight_map", {}).values()))
+        counts = [_read_counts(path.parent / shard) for shard in shards if (path.parent / shard).is_file()]
+        return sum(c[0] for c in counts), max((c[1] for c in counts), default=0)
     if path.suffix != ".safetensors":
         return path.stat().st_size // (2 if ".fp16." in path.name else 4), 0
     with path.open("rb") as file:
@@ -313,9 +325,28 @@ def _unet_activations(spec: ModelSpec, params: Params, unet: dict, vae: dict, fr
     return UNET_K * channels * per_call * copies * _latent_pixels(vae, height, width) * size
 
 
+def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict, frames: int, height: int, width: int, size: int) -> int:
+    """TRANSFORMER_K * tokens of one call * hidden width * bytes; tokens from the declared latent space and the patch size."""
+    space = spec.latent_space
+    patch = transformer.get("patch_size", 1)
+    side = (patch[-1] if isinstance(patch, (list, tuple)) else patch) * space.packing
+    if spec.kind == "vdm":
+        window = getattr(params, "window", None)
+        latent_frames = min(space.latent_frames(frames), window or frames)
+    else:  # frame by frame, in batches
+        latent_frames = min(frames, getattr(params, "batch_size", None) or frames)
+    tokens = latent_frames * (height // space.spatial // side) * (width // space.spatial // side)
+    hidden = transformer.get("num_attention_heads", 24) * transformer.get("attention_head_dim", 128)
+    return TRANSFORMER_K * tokens * hidden * size
+
+
 def _vae_activations(params: Params, vae: dict, frames: int, height: int, width: int, dtype: str, vae_batch: int | None) -> int:
     from vsynth.core.diffusion.components import TILE_ABOVE
 
+    if "z_dim" in vae:  # Wan's causal VAE: float32, one latent frame (4 frames) at a time, at its own compression
+        factor, channels = vae.get("scale_factor_spatial", 8), vae.get("decoder_base_dim") or vae.get("base_dim", 96)
+        calls = min(frames, vae.get("scale_factor_temporal", 4))
+        return calls * VAE_DECODE_K * channels * (height // factor) * (width // factor) * 4
     size = 4 if dtype == "float16" and vae.get("force_upcast", True) else DTYPE_BYTES[dtype]
     pixels = _latent_pixels(vae, height, width, tiled=max(height, width) > TILE_ABOVE)
     channels = vae.get("block_out_channels", [128])[0]
