@@ -24,6 +24,11 @@ RUNS = {
     "t2i-adapter-depth+zeroscope": ["--idm", "t2i-adapter-depth", "--vdm", "zeroscope"],
     "instruct-pix2pix+zeroscope": ["--idm", "instruct-pix2pix", "--vdm", "zeroscope", "--idm-prompt", "make it red"],
     "sd-inpaint+zeroscope": ["--idm", "sd-inpaint", "--vdm", "zeroscope", "--mask", "{mask}"],
+    "canny+wan2.1-1.3b": ["--idm", "controlnet-canny", "--vdm", "wan2.1-t2v-1.3b"],
+    **{name: ["--vdm", vdm, "--bridge", "vdm-only", "-o", "t2v_strength=1"]
+       for name, vdm in (("wan2.1-14b", "wan2.1-t2v-14b"), ("wan2.2-ti2v", "wan2.2-ti2v-5b"), ("wan2.2-a14b", "wan2.2-t2v-a14b"))},
+    "vace-1.3b": ["--vdm", "wan2.1-vace-1.3b", "--bridge", "none"],
+    "vace-14b": ["--vdm", "wan2.1-vace-14b", "--bridge", "none", "--mask", "{mask}"],
 }
 RUN_OF_ID = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": "controlnet-depth+zeroscope",
@@ -39,6 +44,12 @@ RUN_OF_ID = {
     "TencentARC/t2iadapter_depth_sd15v2": "t2i-adapter-depth+zeroscope",
     "timbrooks/instruct-pix2pix": "instruct-pix2pix+zeroscope",
     "stable-diffusion-v1-5/stable-diffusion-inpainting": "sd-inpaint+zeroscope",
+    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "canny+wan2.1-1.3b",
+    "Wan-AI/Wan2.1-T2V-14B-Diffusers": "wan2.1-14b",
+    "Wan-AI/Wan2.2-TI2V-5B-Diffusers": "wan2.2-ti2v",
+    "Wan-AI/Wan2.2-T2V-A14B-Diffusers": "wan2.2-a14b",
+    "Wan-AI/Wan2.1-VACE-1.3B-diffusers": "vace-1.3b",
+    "Wan-AI/Wan2.1-VACE-14B-diffusers": "vace-14b",
 }
 
 

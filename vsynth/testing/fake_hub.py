@@ -59,6 +59,7 @@ def _narrow(width: int) -> int:
 
 
 _TEXT_WIDTHS = {768: 48, 1024: 64}  # 12 and 16 heads of width 4
+_UMT5_WIDTH, _UMT5_VOCAB = 32, 98  # the offline character tokenizer of vsynth.tiny.wan has 98 ids
 
 
 def reduce_config(cls_name: str, config: dict) -> dict:
@@ -77,6 +78,14 @@ def reduce_config(cls_name: str, config: dict) -> dict:
     elif cls_name == "CLIPTextModel":
         width = _TEXT_WIDTHS[config["hidden_size"]]
         config.update(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2)
+    elif cls_name in ("WanTransformer3DModel", "WanVACETransformer3DModel"):
+        config.update(num_layers=2, num_attention_heads=2, attention_head_dim=24, ffn_dim=64, text_dim=_UMT5_WIDTH, freq_dim=32)
+        if "vace_layers" in config:
+            config["vace_layers"] = [0, 1]
+    elif cls_name == "AutoencoderKLWan":
+        config.update(base_dim=8, num_res_blocks=1, **({"decoder_base_dim": 8} if config.get("decoder_base_dim") else {}))
+    elif cls_name == "UMT5EncoderModel":
+        config.update(vocab_size=_UMT5_VOCAB, d_model=_UMT5_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=2)
     elif cls_name == "DPTForDepthEstimation":
         bit = dict(config["backbone_config"], embedding_size=32, hidden_sizes=[64, 128, 256, 512], num_groups=8)
         config.update(backbone_config=bit, hidden_size=48, intermediate_size=192, fusion_hidden_size=32,
@@ -119,7 +128,12 @@ def _save_weights(module, path: Path, dtype=None) -> None:
     import torch
     from safetensors.torch import save_file
 
-    state = {k: v.detach().to(dtype or v.dtype).contiguous() for k, v in module.state_dict().items()}
+    state, seen = {}, set()
+    for k, v in module.state_dict().items():
+        if v.data_ptr() in seen:  # a tied tensor (UMT5's embeddings) is saved once, under its first name
+            continue
+        seen.add(v.data_ptr())
+        state[k] = v.detach().to(dtype or v.dtype).contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
         save_file(state, str(path), metadata={"format": "pt"})
@@ -151,6 +165,10 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision
         shutil.copyfile(entry, target)
     if (snapshot / "tokenizer").is_dir():
         _write_vocabulary(snapshot / "tokenizer")
+    elif (snapshot / "model_index.json").is_file() and "UMT5EncoderModel" in (snapshot / "model_index.json").read_text():
+        from vsynth.tiny.wan import umt5_tokenizer
+
+        umt5_tokenizer().save_pretrained(snapshot / "tokenizer")  # Wan's: tokenizer.json, as transformers 5 saves it
     written_configs = set()
     for component, filename in layouts()[repo_id]["weights"].items():
         cls_name = _component_class(repo_id, component)

@@ -254,7 +254,11 @@ def _count(source: str, folder: Path | None, alternatives: list[str]) -> tuple[i
         path = folder / name if folder is not None else None
         if path is not None and path.is_file():
             return (*_read_counts(path), str(path.resolve()))
-    files = _layouts().get(source, {}).get("files", {})
+    layout = _layouts().get(source, {})
+    files, elements = layout.get("files", {}), layout.get("elements", {})
+    for name in alternatives:
+        if name in elements:  # parameter counts where the file sizes are not known (Wan: from the configs on the meta device)
+            return elements[name], 0, f"{source}/{name}"
     for name in alternatives:
         if isinstance(files.get(name), int):
             return files[name] // (2 if ".fp16." in name else 4), 0, f"{source}/{name}"

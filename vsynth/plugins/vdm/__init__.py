@@ -98,25 +98,26 @@ WAN21_LATENTS = LatentSpace(name="wan2.1-vae", channels=16, spatial=8, temporal=
                             mean=tuple(WAN21_LATENTS_MEAN), std=tuple(WAN21_LATENTS_STD))  # fmt: skip
 WAN22_LATENTS = LatentSpace(name="wan2.2-vae", channels=48, spatial=16, temporal=4, causal=True, size_multiple=32, scaling=1.0,
                             mean=tuple(WAN22_LATENTS_MEAN), std=tuple(WAN22_LATENTS_STD))  # fmt: skip
-# (name, hub id, GB in bfloat16 from the parameter counts, tiny stand-in, experts, native (height, width), fps, frames,
+# (name, hub id, download GB: the parameter counts in the dtypes diffusers' conversion script saves (transformers and
+#  VAE float32, UMT5 bfloat16), tiny stand-in, experts, native (height, width), fps, frames,
 #  description)
 WAN_MODELS = (
-    ("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", 14.7, "wan2.1-t2v", 1, (480, 832), 16, 81,
+    ("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", 17.6, "wan2.1-t2v", 1, (480, 832), 16, 81,
      "Wan 2.1 text-to-video 1.3B (flow DiT, UMT5-XXL, causal 3D VAE 8x/4x); runs on a consumer GPU."),
-    ("wan2.1-t2v-14b", "Wan-AI/Wan2.1-T2V-14B-Diffusers", 40.5, "wan2.1-t2v", 1, (720, 1280), 16, 81,
+    ("wan2.1-t2v-14b", "Wan-AI/Wan2.1-T2V-14B-Diffusers", 69.0, "wan2.1-t2v", 1, (720, 1280), 16, 81,
      "Wan 2.1 text-to-video 14B."),
-    ("wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", 24.2, "wan2.2-ti2v", 1, (704, 1280), 24, 121,
+    ("wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", 34.2, "wan2.2-ti2v", 1, (704, 1280), 24, 121,
      "Wan 2.2 text(-image)-to-video 5B with its own 16x/4x 48-channel VAE and per-token timesteps."),
-    ("wan2.2-t2v-a14b", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", 69.1, "wan2.2-t2v-a14b", 2, (720, 1280), 16, 81,
+    ("wan2.2-t2v-a14b", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", 126.2, "wan2.2-t2v-a14b", 2, (720, 1280), 16, 81,
      "Wan 2.2 text-to-video A14B: a high-noise and a low-noise 14B expert, switched at level 7 (s = 0.875)."),
 )  # fmt: skip
 
 
 WAN_VACE_MODELS = (
-    ("wan2.1-vace-1.3b", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", 16.2,
+    ("wan2.1-vace-1.3b", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", 20.5,
      "Wan 2.1 VACE 1.3B: Wan with control layers, fed the run's canny maps, --condition-video maps, or the source to fill "
      "(--mask, --outpaint): the trained baseline for controllable generation and inpainting."),
-    ("wan2.1-vace-14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", 46.6, "Wan 2.1 VACE 14B, as wan2.1-vace-1.3b."),
+    ("wan2.1-vace-14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", 81.2, "Wan 2.1 VACE 14B, as wan2.1-vace-1.3b."),
 )  # fmt: skip
 
 

@@ -157,7 +157,7 @@ class WanVideoModel(VideoModel):
     def load(cls, spec, params, sources, runtime):
         import diffusers
         from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
-        from transformers import AutoTokenizer, UMT5EncoderModel
+        from transformers import PreTrainedTokenizerFast, UMT5EncoderModel
 
         source, what, kw = sources["vdm"], spec.name, {"torch_dtype": runtime.dtype}
         index = pipeline_index(source)
@@ -168,7 +168,8 @@ class WanVideoModel(VideoModel):
         model.denoiser = cls.denoiser_class(
             experts[0],
             load(UniPCMultistepScheduler, source, what=what, subfolder="scheduler"),
-            load(AutoTokenizer, source, what=what, subfolder="tokenizer"),
+            # its tokenizer.json, read as it is: AutoTokenizer would also want a config.json there, which offline fails
+            load(PreTrainedTokenizerFast, source, what=what, subfolder="tokenizer"),
             load(UMT5EncoderModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.home),
             transformer_2=experts[1] if len(experts) > 1 else None,
             boundary_ratio=index.get("boundary_ratio"),
