@@ -16,6 +16,7 @@ Synthesis time is every stage of the run except loading the models and writing t
 
     python benchmarks/evs_vs_bivdiff.py                 # tiny models on the CPU, under 3 minutes
     python benchmarks/evs_vs_bivdiff.py --json out.json
+    python benchmarks/evs_vs_bivdiff.py --vdm wan2.1-t2v-1.3b --frames 5   # with Wan (flow, its own latent space)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from vsynth.core.run.pipeline import run
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SYNTHESIS = ("loading models", "writing")
 UNETS = ("idm", "vdm")  # run.json's other keys (ROLE.NAME) count ControlNets and adapters
+LIGHTNING = "animatediff-lightning"
 
 
 def method(name: str, bridge: str, idm: str, **options) -> dict:
@@ -48,7 +50,7 @@ def run_one(spec: dict, args, out: Path) -> dict:
     config = make_config(
         {
             "idm": spec["idm"],
-            "vdm": "animatediff-lightning",
+            "vdm": args.vdm,
             "bridge": spec["bridge"],
             "video": args.video,
             "prompt": args.prompt,
@@ -57,7 +59,8 @@ def run_one(spec: dict, args, out: Path) -> dict:
             "width": args.size,
             "steps": args.steps,
             "seed": args.seed,
-            "options": {"checkpoint_steps": 8, **spec["options"]},
+            "options": {**({"checkpoint_steps": 8} if args.vdm == LIGHTNING else {}), **spec["options"]},
+            **({} if args.vdm == LIGHTNING else {"vdm_steps": 8}),
             "tiny": args.tiny,
             "device": args.device,
             "out": out,
@@ -116,6 +119,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--bivdiff-idm", default="controlnet-canny", help="BIVDiff's IDM (default controlnet-canny)")
     parser.add_argument("--evs-idm", default="sd15", help="EVS's IDM (default sd15; the paper uses the SD1.5 finetune epiCRealism)")
+    parser.add_argument("--vdm", default=LIGHTNING, help="the VDM of both (default animatediff-lightning with its 8-step checkpoint; "
+                        "another VDM samples 8 steps too, e.g. wan2.1-t2v-1.3b; Wan needs 1 + 4k frames)")
     parser.add_argument("--tiny", action=argparse.BooleanOptionalAction, default=True, help="tiny offline models (default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
