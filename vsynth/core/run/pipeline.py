@@ -533,7 +533,8 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "memory": plan.memory.record(),
         "nfe": dict(counter.calls),
         "frame_evals": dict(counter.frame_evals),
-        "windows": window_spans(plan.params["vdm"], config.frames),  # the VDM's [start, stop) frame windows
+        # the VDM's [start, stop) windows, in latent frames (frames, unless its VAE compresses time)
+        "windows": window_spans(plan.params["vdm"], plan.vdm.latent_space.latent_frames(config.frames)),
         "metrics": _metrics(plan, videos),
         "versions": _versions(),
     }

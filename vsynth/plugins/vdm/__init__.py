@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from vsynth import hookimpl
 from vsynth.core.host import layouts
@@ -90,6 +90,12 @@ class VaceParams(WanParams):
     low_threshold: int = Field(100, ge=0, le=255, description="Canny lower hysteresis threshold.")
     high_threshold: int = Field(200, ge=0, le=255, description="Canny upper hysteresis threshold.")
     conditioning_scale: float = Field(1.0, ge=0.0, le=2.0, description="Weight of VACE's control layers (WanVACEPipeline's conditioning_scale).")
+
+    @model_validator(mode="after")
+    def _no_windows(self):
+        if self.window is not None:
+            raise ValueError("VACE's control follows the whole clip (at most 81 frames): it runs without -o window")
+        return self
 
 
 WAN_GUIDANCE = 5.0

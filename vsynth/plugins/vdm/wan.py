@@ -180,10 +180,11 @@ class WanVideoModel(VideoModel):
         vae = load(AutoencoderKLWan, source, what=what, share=True, subfolder="vae", torch_dtype=torch.float32).to(runtime.home)
         model.codec = WanCodec(vae)
         model.codec.dtype = runtime.dtype
+        model.wan = model.denoiser  # the run may wrap model.denoiser (windows); the experts and VACE's control live here
         return model
 
     def unets(self) -> list[torch.nn.Module]:
-        return self.denoiser.experts
+        return self.wan.experts
 
 
 def pipeline_index(source: str) -> dict:
@@ -243,7 +244,7 @@ class WanVaceModel(WanVideoModel):
             mask = np.repeat(sources.mask[..., None], 3, axis=-1)
         self.condition_frames = video
         pipe = self.pipeline()
-        device = self.denoiser.device
+        device = self.wan.device
         as_images = lambda frames: None if frames is None else [Image.fromarray(f) for f in frames]  # noqa: E731
         video_t, mask_t, references = pipe.preprocess_conditions(
             as_images(video), as_images(mask), None, 1, inputs.height, inputs.width, inputs.frames, torch.float32, device
@@ -251,7 +252,7 @@ class WanVaceModel(WanVideoModel):
         with torch.no_grad():
             latents = pipe.prepare_video_latents(video_t, mask_t, references, None, device)
             masks = pipe.prepare_masks(mask_t, references, None)
-        d = self.denoiser
+        d = self.wan
         d.control = torch.cat([latents, masks], dim=1).to(d.unet.dtype)
         layers = len(d.unet.config.vace_layers)
         d.control_scale = torch.full((layers,), params.conditioning_scale, device=device, dtype=d.unet.dtype)
@@ -260,6 +261,6 @@ class WanVaceModel(WanVideoModel):
         """A WanVACEPipeline over this model's own modules, for its condition preprocessing (nothing is copied)."""
         from diffusers import WanVACEPipeline
 
-        d = self.denoiser
+        d = self.wan
         return WanVACEPipeline(tokenizer=d.tokenizer, text_encoder=d.text_encoder, vae=self.codec.vae, scheduler=d.scheduler,
                                transformer=d.unet, transformer_2=d.transformer_2, boundary_ratio=d.boundary_ratio)  # fmt: skip
