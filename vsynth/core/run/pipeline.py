@@ -27,6 +27,7 @@ from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_
 from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
 from vsynth.toy.shipped import TOY_SIZE
+from vsynth.toy.truth import check_ground_truth
 
 if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
@@ -135,6 +136,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     validate.check_precision(dtype, config.offload, device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
+    if config.video is not None:
+        check_ground_truth(config.video, info)  # a stale toy sidecar would fail the metrics after the whole run
     default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
     height, width = videoio.round_size(config.height or default_size[0], config.width or default_size[1], VAE_MULTIPLE)
     out_dir = choose_out_dir(config.out, "-".join(s.name for s in models.values()))
