@@ -441,7 +441,9 @@ def _print_summary(console, report) -> None:
         f"memory planner: estimated peak {plan['estimated_peak_mb']:.0f} MiB on {record['device']} (weights "
         f"{plan['weights_mb']:.0f}, activations {plan['activations_mb']:.0f}; --offload {record['offload']}, {record['dtype']}); {free}"
     )
-    console.print(f"wrote [bold]{report.out_dir}[/]: {', '.join(record['files'])}")
+    from rich.markup import escape
+
+    console.print(f"wrote [bold]{escape(str(report.out_dir))}[/]: {', '.join(record['files'])}")  # a name may hold [/]
 
 
 # ---------------------------------------------------------------------------- tiny models

@@ -6,7 +6,9 @@ declares ``key``; ``idm.key``, ``vdm.key`` and ``bridge.key`` say which explicit
 
 from __future__ import annotations
 
+import csv
 import difflib
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -16,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vsynth.core.host.specs import Params
-from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
+from vsynth.errors import ConfigFileError, InvalidParamsError, UnknownNameError, VsynthInputError
 
 DEFAULT_BRIDGE = "mixed-inversion"
 PLAIN_BRIDGE = "none"
@@ -79,6 +81,7 @@ class RunConfig(BaseModel):
 
     def __init__(self, **values: Any):
         """Python callers get the same typed, one-line error as the CLI, not pydantic's report."""
+        _check_text(values)
         try:
             super().__init__(**values)
         except ValidationError as exc:
@@ -89,6 +92,15 @@ class RunConfig(BaseModel):
     def _not_empty(cls, value: Any, info) -> Any:
         if isinstance(value, str) and not value.strip():
             raise ValueError(f"is empty: {EMPTY_HINTS[info.field_name]}")
+        return value
+
+    @field_validator("out")
+    @classmethod
+    def _names_fit(cls, value: Path | None) -> Path | None:
+        from vsynth.core.run.validate import check_name_lengths
+
+        if value is not None:
+            check_name_lengths(value)  # a ValueError: "is too long ..."
         return value
 
     @field_validator("outpaint")
@@ -111,6 +123,28 @@ EMPTY_HINTS = {
     "bridge": "name a bridge (see `vsynth models --kind bridge`), or leave --bridge out for the default",
     "out": "name a folder, or leave --out out for a new folder under outputs/",
 }
+
+
+# Settings that are text (prompts, names): a lone surrogate in one is a byte that was not UTF-8 (Python keeps
+# such bytes of argv as surrogates; a YAML or JSON \udcff escape makes one), which no tokenizer encodes.
+TEXT_FIELDS = ("prompt", "idm_prompt", "negative_prompt", "source_prompt", "idm", "vdm", "bridge", "outpaint", "device")
+
+
+def _check_text(values: dict[str, Any]) -> None:
+    """Refuse text settings that cannot be UTF-8, naming the first bad byte as ``\\xff``."""
+    for name in TEXT_FIELDS:
+        value = values.get(name)
+        if not isinstance(value, str):
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = ord(value[exc.start])
+            code = f"the byte \\x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"a lone surrogate \\u{bad:04x}"
+            raise InvalidParamsError(
+                f"--{name.replace('_', '-')}: character {exc.start + 1} is {code}, which is not UTF-8 text; "
+                "write it in UTF-8 (set the terminal's or the file's encoding to UTF-8)"
+            ) from None
 
 
 def describe(exc: ValidationError, model: type[BaseModel], option: bool = False, role: str = "") -> str:
@@ -189,16 +223,28 @@ def make_config(values: dict[str, Any]) -> RunConfig:
     return RunConfig(**values)
 
 
+# What parsing a YAML, TOML, JSON or CSV document can raise on bad content: RecursionError from a
+# document nested deeper than the parsers' recursion allows (``[[[[...`` a few thousand deep).
+DOCUMENT_ERRORS = (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError, RecursionError)
+
+
+def document_error(exc: Exception) -> str:
+    """Why a document did not parse, in a few words."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply (lists or mappings inside each other, thousands of levels)"
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file holding RunConfig keys."""
     path = Path(path)
     if not path.is_file():
-        raise VsynthInputError(f"config file not found: {path}")
+        raise ConfigFileError(f"config file not found: {path}")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise VsynthInputError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}") from None
+    except DOCUMENT_ERRORS as exc:
+        raise ConfigFileError(f"cannot parse config file {path}: {document_error(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

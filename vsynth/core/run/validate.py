@@ -7,12 +7,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from pathlib import Path
 
 from vsynth.core.host.specs import BridgeSpec, ModelSpec
-from vsynth.errors import PluginError, VsynthInputError
+from vsynth.errors import OutputFolderError, PluginError, VsynthInputError
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -91,6 +92,36 @@ def check_out(out: Path, given: bool) -> None:
     check_creatable(out, flag, "choose another --out")
 
 
+NAME_MAX = 255  # bytes in one file name: ext4, XFS, Btrfs, APFS and NTFS alike
+# An output folder NAME is written as `.NAME.vsynth-partial-PID` beside it (a PID has at most 7 digits on Linux).
+OUTPUT_NAME_MAX = NAME_MAX - len("..vsynth-partial-") - 7
+
+
+def check_name_lengths(path: Path) -> None:
+    """Every name in ``path`` fits the file system, its last one with room for the partial folder beside it;
+    a ValueError that says which is too long (RunConfig makes it the one-line error of ``--out``)."""
+    names = [name for name in Path(path).parts if name not in ("/", ".", "..")]
+    for index, name in enumerate(names):
+        limit = OUTPUT_NAME_MAX if index == len(names) - 1 else NAME_MAX
+        size = len(os.fsencode(name))
+        if size > limit:
+            which = "its last name" if index == len(names) - 1 else f"the folder name {name[:24]}..."
+            raise ValueError(f"{which} is too long ({size} bytes; file names hold at most {NAME_MAX}, and vsynth "
+                             f"needs {NAME_MAX - OUTPUT_NAME_MAX} of them beside an output folder): choose a shorter name")  # fmt: skip
+
+
+def check_batch_folder(folder: Path) -> None:
+    """A batch folder (``vsynth batch --out``) is a folder, or can be made, and vsynth can write in it."""
+    what, fix = f"batch folder {folder} (--out)", "choose another --out"
+    try:
+        check_name_lengths(folder)
+    except ValueError as exc:
+        raise OutputFolderError(f"{what}: {exc}") from None
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"{what}: {folder} is a file, not a folder; {fix}")
+    check_creatable(folder / "job", what, fix)  # probes the folder itself, or its nearest existing parent
+
+
 def check_creatable(path: Path, what: str, fix: str) -> None:
     """Folders can be created at ``path``: probed on its nearest existing ancestor.
 
@@ -101,11 +132,11 @@ def check_creatable(path: Path, what: str, fix: str) -> None:
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise VsynthInputError(f"{what}: {ancestor} is a file, not a folder; {fix}")
+        raise OutputFolderError(f"{what}: {ancestor} is a file, not a folder; {fix}")
     try:
         Path(tempfile.mkdtemp(prefix=".vsynth-probe-", dir=ancestor)).rmdir()
     except OSError as exc:
-        raise VsynthInputError(f"{what}: cannot create folders in {ancestor} ({exc.strerror}); {fix}") from None
+        raise OutputFolderError(f"{what}: cannot create folders in {ancestor} ({exc.strerror}); {fix}") from None
 
 
 def check_impls(specs: list[ModelSpec | BridgeSpec]) -> None:
