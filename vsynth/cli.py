@@ -325,7 +325,7 @@ RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
-    "save_latents", "device", "dtype", "offload", "compile", "memory_check", "out",
+    "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out",
 )  # fmt: skip
 
 
@@ -367,6 +367,9 @@ RUN_FIELDS = (
 @click.option("--compile", is_flag=True, default=None, help="torch.compile the UNets (a slow first step, faster steps after).")
 @click.option("--memory-check/--no-memory-check", default=None,
               help="Refuse a run whose estimated peak memory exceeds the device's free memory  [default: check]")  # fmt: skip
+@click.option("--trust-pickles", is_flag=True, default=None,
+              help="Load weights stored as pickles (.bin, .pt, .pth, .ckpt: they can run code when loaded) from folders, "
+              "files and -o detector= you name; without it such weights are refused (config key trust_pickles).")  # fmt: skip
 @click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context

@@ -18,7 +18,7 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from vsynth.core.host.specs import ModelSpec, WeightsSpec
-from vsynth.errors import VsynthInputError, WeightsUnavailableError
+from vsynth.errors import InvalidWeightsError, UntrustedPickleError, VsynthInputError, WeightsUnavailableError
 
 
 def weight_flags(spec: ModelSpec) -> dict[str, str]:
@@ -179,23 +179,86 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 
 def _check_local(weights: WeightsSpec, path: Path, flag: str, params: dict[str, object]) -> None:
     """A local source looks loadable: a folder with the files its spec lists (else a diffusers config),
-    or a weights file whose header reads."""
+    each JSON file of them parsing and each safetensors header reading, or a weights file whose header reads."""
     what = f"{weights.role} weights {path} ({flag})"
     if path.is_dir():
         if weights.files:
             missing = _first_missing(weights, path, params)
             if missing is not None:
                 raise VsynthInputError(f"{what}: the folder lacks {_describe(missing, path)}; pass the complete folder")
+            listed = [path / name for entry in weights.files for name in entry.format(**params).split("|")]
         elif not any((path / name).is_file() for name in CONFIG_FILES):
             raise VsynthInputError(
                 f"{what}: the folder holds no {' or '.join(CONFIG_FILES)}, so it is not diffusers-format weights "
                 "(write them with save_pretrained, or pass the folder that holds the config)"
             )
+        else:
+            listed = [path / name for name in CONFIG_FILES]
+        for file in (f for f in listed if f.is_file()):
+            _check_readable(file, what)
         return
     if path.suffix not in WEIGHT_SUFFIXES or not path.is_file():
         raise VsynthInputError(f"{what}: not a weights folder nor a weights file ({', '.join(WEIGHT_SUFFIXES)})")
-    if path.suffix == ".safetensors" and not _safetensors_header_reads(path):
-        raise VsynthInputError(f"{what}: not a readable safetensors file (truncated or corrupt?)")
+    _check_readable(path, what)
+
+
+def _check_readable(file: Path, what: str) -> None:
+    """A JSON file that parses, a safetensors file whose header reads: what the memory planner and the
+    loaders read first, and crashed on when a download was cut short."""
+    if file.suffix == ".json":
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "truncated or not JSON"
+            raise InvalidWeightsError(f"{what}: {file} cannot be read ({reason}); re-download or re-export the weights") from None
+    elif file.suffix == ".safetensors" and not _safetensors_header_reads(file):
+        raise InvalidWeightsError(f"{what}: {file} is not a readable safetensors file (truncated or corrupt); re-download or re-export the weights")
+
+
+# Formats whose loading unpickles: code can run while they load. vsynth refuses those it can see (local files
+# and folders, cached snapshots of the ids a user names) unless the run trusts pickles (--trust-pickles).
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def refuse_pickles(models: dict[str, ModelSpec], sources: dict[str, dict[str, str]], params: dict[str, object]) -> None:
+    """Raise :class:`UntrustedPickleError` for weights the user named that load from a pickle: a located source
+    other than the spec's own, or a params field marked ``json_schema_extra={"weights": True}`` (a detector
+    file) set to other than its default. A folder is a pickle when one of its folders holds pickled weights
+    and no safetensors (the loaders prefer safetensors)."""
+    for role, spec in models.items():
+        flags = weight_flags(spec)
+        for weights in spec.weights:
+            source = sources[role].get(weights.role)
+            if source is not None and source != weights.id:
+                _refuse_pickle(source, f"{weights.role} weights {source} ({flags[weights.role]})")
+        fields = type(params[role]).model_fields
+        for key, field in fields.items():
+            value = getattr(params[role], key)
+            if (field.json_schema_extra or {}).get("weights") and isinstance(value, str) and value != field.default:
+                _refuse_pickle(value, f"-o {key}={value}")
+
+
+def _refuse_pickle(source: str, what: str) -> None:
+    path = Path(source).expanduser()
+    folder = path if path.exists() else (None if _looks_like_path(source) else cached_snapshot(source))
+    if folder is None:
+        return
+    pickle = folder if folder.is_file() and folder.suffix in PICKLE_SUFFIXES else _pickled_folder(folder) if folder.is_dir() else None
+    if pickle is not None:
+        raise UntrustedPickleError(
+            f"{what}: {pickle} is a pickle ({pickle.suffix}), which can run any code while it loads; convert it to "
+            "safetensors, or pass --trust-pickles (trust_pickles: true) if you trust where it came from"
+        )
+
+
+def _pickled_folder(folder: Path) -> Path | None:
+    """The first pickled weights file of ``folder`` or its subfolders (one level) that has no safetensors beside it."""
+    for directory in (folder, *sorted(d for d in folder.iterdir() if d.is_dir())):
+        files = sorted(f for f in directory.iterdir() if f.is_file())
+        pickles = [f for f in files if f.suffix in PICKLE_SUFFIXES]
+        if pickles and not any(f.suffix == ".safetensors" for f in files):
+            return pickles[0]
+    return None
 
 
 def _safetensors_header_reads(path: Path) -> bool:

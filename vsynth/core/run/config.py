@@ -77,6 +77,9 @@ class RunConfig(BaseModel):
     )
     compile: bool = Field(False, description="torch.compile the UNets (slow first steps, faster after).")
     memory_check: bool = Field(True, description="Refuse a run whose estimated peak memory exceeds the device's free memory.")
+    trust_pickles: bool = Field(
+        False, description="Load weights stored as pickles (.bin, .pt, .pth, .ckpt), which can run code when loaded; default: refuse them."
+    )
     out: Path | None = None
 
     def __init__(self, **values: Any):

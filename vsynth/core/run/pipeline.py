@@ -24,7 +24,7 @@ from vsynth.core.run.progress import Stages, library_progress_bars, quiet_librar
 from vsynth.core.host.registry import Registry, get_registry
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
-from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, resolve_sources, weight_flags, weights_options
+from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, refuse_pickles, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
 from vsynth.toy.shipped import TOY_SIZE
 from vsynth.toy.truth import check_ground_truth
@@ -152,6 +152,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         flags = weight_flags(spec)
         used = [w for w in spec.weights if bridge.image_inversion or not w.inversion_only]
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
+    if not config.trust_pickles:
+        refuse_pickles(models, sources, params)
     offline = needs_hub(sources) and not hub_reachable()
     guidance = {"idm": sampling.guidance, "vdm": sampling.vdm_guidance}
 
