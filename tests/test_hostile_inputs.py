@@ -368,7 +368,7 @@ def boom_plugin(tmp_path, monkeypatch):
 
 def test_an_exception_inside_a_plugin_bridge_names_the_plugin(tmp_path, boom_plugin):
     out = tmp_path / "runs" / "out"
-    line = one_line(invoke(*T2V, "--bridge", "boom", "--out", out))
+    line = one_line(invoke(*T2V, "--bridge", "boom", "--out", out, "--quiet"))
     assert "vsynth-boom 1.3.0" in line and "'boom'" in line and "RuntimeError: the flux capacitor is empty" in line
     assert entries(out.parent) == []
     import vsynth

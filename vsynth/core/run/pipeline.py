@@ -21,7 +21,7 @@ from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
 from vsynth.core.run.progress import Stages, library_progress_bars, quiet_library_fallbacks
-from vsynth.core.host.registry import Registry, get_registry
+from vsynth.core.host.registry import Registry, get_registry, plugin_errors
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
 from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, refuse_pickles, resolve_sources, weight_flags, weights_options
@@ -395,7 +395,8 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         frame_inputs=frame_inputs,
     )
     generator = torch.Generator("cpu").manual_seed(config.seed)
-    result = bridge.run(idm, vdm, inputs, generator, stages)
+    with plugin_errors(plan.bridge):
+        result = bridge.run(idm, vdm, inputs, generator, stages)
     counter.detach()
 
     with stages.stage("decoding", total=config.frames) as advance:
