@@ -389,11 +389,17 @@ def fresh_cache(tmp_path, monkeypatch):
     return cache
 
 
-def test_a_full_disk_while_building_the_tiny_model_cache(tmp_path, fresh_cache, no_loading, monkeypatch):
+@pytest.mark.parametrize("writer", ["open", "safetensors"])
+def test_a_full_disk_while_building_the_tiny_model_cache(tmp_path, fresh_cache, no_loading, monkeypatch, writer):
+    """A full disk as Python's own writes report it (OSError), and as safetensors' save_file does."""
+    from safetensors import SafetensorError
+
     from vsynth.tiny import build
 
     def export(name, directory):
         Path(directory, "config.json").write_text("{}")
+        if writer == "safetensors":
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(directory, "unet.safetensors")))
 
     monkeypatch.setattr(build, "export", export)

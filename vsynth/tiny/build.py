@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vsynth.core.diffusion.schedules import SD15_DDIM
-from vsynth.tiny.cache import cache_base, intact, write_manifest
+from vsynth.tiny.cache import cache_base, cache_errors, intact, write_manifest
 
 TINY_FORMAT = "5"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
@@ -411,6 +411,7 @@ def _no_progress_bars():
 _verified: set[Path] = set()
 
 
+@cache_errors
 def tiny_weights(name: str) -> Path:
     """Path of tiny model ``name`` in the cache (``$VSYNTH_CACHE/tiny/v{TINY_FORMAT}/{name}``), built once,
     checked against its manifest once per process and rebuilt when damaged.
