@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vsynth.core.run.config import RunConfig, make_config
+from vsynth.core.run.progress import check_display
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Session:
     """
 
     def __init__(self, display=None):
+        check_display(display)
         self.display = display  # an optional rich Progress showing each run's stages
         self._loaded = None
 
@@ -50,6 +52,7 @@ class Session:
         """One run of a validated config (as read from a YAML file or a batch job)."""
         from vsynth.core.run.pipeline import execute, model_key, plan_run
 
+        check_display(display)
         plan = plan_run(config)
         if self._loaded is not None and self._loaded.key != model_key(plan):
             self._loaded = None  # free the old set before the new one loads
