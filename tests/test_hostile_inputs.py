@@ -110,6 +110,8 @@ def test_prompt_bytes_that_are_not_utf8_are_refused_before_loading(tmp_path, no_
 
     with pytest.raises(InvalidParamsError, match="UTF-8"):
         vsynth.run(**{**API, "prompt": bad})
+    line = one_line(invoke(*T2V, "--out", tmp_path / "o\udcff"))  # a file name too: run.json records it
+    assert "--out" in line and "\\xff" in line
     config = tmp_path / "run.yaml"  # YAML's \u escapes reach the same lone surrogate
     config.write_text('vdm: zeroscope\nnegative_prompt: "blurry \\udcff"\n')
     line = one_line(invoke(*T2V, "--config", config, "--out", tmp_path / "out"))
@@ -301,7 +303,7 @@ def test_pickled_weights_are_refused_unless_trusted(tmp_path, weights_copy, no_l
     """A folder whose UNet is only a pickle (.bin) is refused before anything reads it, unless --trust-pickles."""
     unet = weights_copy / "unet"
     (unet / "diffusion_pytorch_model.safetensors").unlink()
-    (unet / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(_Payload()))
+    (unet / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(_Payload(), protocol=2))
     line = one_line(invoke(*T2V, "--vdm-weights", weights_copy, "--out", tmp_path / "out"))
     assert "diffusion_pytorch_model.bin" in line and "pickle" in line and "--trust-pickles" in line
     import vsynth
@@ -313,7 +315,7 @@ def test_pickled_weights_are_refused_unless_trusted(tmp_path, weights_copy, no_l
 
 def test_a_pickled_detector_file_is_refused_unless_trusted(tmp_path, no_loading):
     detector = tmp_path / "body_pose_model.pth"
-    detector.write_bytes(pickle.dumps(_Payload()))
+    detector.write_bytes(pickle.dumps(_Payload(), protocol=2))
     args = ["run", *TINY, "--idm", "controlnet-openpose", "--vdm", "zeroscope", "--prompt", "a", "--video", SAMPLE_VIDEO]
     line = one_line(invoke(*args, "-o", f"detector={detector}", "--out", tmp_path / "out"))
     assert "detector" in line and "pickle" in line and "--trust-pickles" in line

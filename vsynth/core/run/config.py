@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import difflib
 import json
+import os
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import yaml
@@ -128,25 +129,28 @@ EMPTY_HINTS = {
 }
 
 
-# Settings that are text (prompts, names): a lone surrogate in one is a byte that was not UTF-8 (Python keeps
-# such bytes of argv as surrogates; a YAML or JSON \udcff escape makes one), which no tokenizer encodes.
-TEXT_FIELDS = ("prompt", "idm_prompt", "negative_prompt", "source_prompt", "idm", "vdm", "bridge", "outpaint", "device")
-
-
 def _check_text(values: dict[str, Any]) -> None:
-    """Refuse text settings that cannot be UTF-8, naming the first bad byte as ``\\xff``."""
-    for name in TEXT_FIELDS:
-        value = values.get(name)
-        if not isinstance(value, str):
+    """Refuse text, paths and options that cannot be UTF-8, naming the first bad byte as ``\\xff``.
+
+    Python keeps bytes of argv that are not UTF-8 as lone surrogates (surrogateescape), and a YAML or
+    JSON ``\\udcff`` escape makes one; no tokenizer encodes them, and run.json, which records every
+    setting, cannot hold them.
+    """
+    options = values.get("options")
+    labelled = [(f"--{key.replace('_', '-')}", value) for key, value in values.items() if key != "options"]
+    labelled += [(f"-o {key}", value) for key, value in options.items()] if isinstance(options, dict) else []
+    for label, value in labelled:
+        text = os.fspath(value) if isinstance(value, PurePath) else value
+        if not isinstance(text, str):
             continue
         try:
-            value.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            bad = ord(value[exc.start])
+            bad = ord(text[exc.start])
             code = f"the byte \\x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"a lone surrogate \\u{bad:04x}"
             raise InvalidParamsError(
-                f"--{name.replace('_', '-')}: character {exc.start + 1} is {code}, which is not UTF-8 text; "
-                "write it in UTF-8 (set the terminal's or the file's encoding to UTF-8)"
+                f"{label}: character {exc.start + 1} is {code}, which is not UTF-8; write it in UTF-8 (set the "
+                "terminal's or the file's encoding to UTF-8, or rename a file so named)"
             ) from None
 
 
