@@ -368,8 +368,8 @@ RUN_FIELDS = (
 @click.option("--memory-check/--no-memory-check", default=None,
               help="Refuse a run whose estimated peak memory exceeds the device's free memory  [default: check]")  # fmt: skip
 @click.option("--trust-pickles", is_flag=True, default=None,
-              help="Load weights stored as pickles (.bin, .pt, .pth, .ckpt: they can run code when loaded) from folders, "
-              "files and -o detector= you name; without it such weights are refused (config key trust_pickles).")  # fmt: skip
+              help="Load weights stored as pickles (.bin, .pt, .pth, .ckpt: they can run code when loaded) from the folders, "
+              "files and -o detector= you name; without it they are refused (config key trust_pickles).")  # fmt: skip
 @click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context

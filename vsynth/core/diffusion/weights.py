@@ -221,21 +221,27 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 def refuse_pickles(models: dict[str, ModelSpec], sources: dict[str, dict[str, str]], params: dict[str, object]) -> None:
-    """Raise :class:`UntrustedPickleError` for weights the user named that load from a pickle: a located source
-    other than the spec's own, or a params field marked ``json_schema_extra={"weights": True}`` (a detector
-    file) set to other than its default. A folder is a pickle when one of its folders holds pickled weights
-    and no safetensors (the loaders prefer safetensors)."""
+    """Raise :class:`UntrustedPickleError` for weights the user named that load from a pickle.
+
+    A located source other than the spec's own is looked at where it is on disk (a file, a folder, a
+    cached snapshot): a folder is a pickle when one of its folders holds pickled weights and no
+    safetensors, which the loaders prefer. A params field marked ``json_schema_extra={"weights": "pickle"}``
+    names weights that only come as a pickle (controlnet-openpose's ``detector``): any value but its
+    default is refused.
+    """
     for role, spec in models.items():
         flags = weight_flags(spec)
         for weights in spec.weights:
             source = sources[role].get(weights.role)
             if source is not None and source != weights.id:
                 _refuse_pickle(source, f"{weights.role} weights {source} ({flags[weights.role]})")
-        fields = type(params[role]).model_fields
-        for key, field in fields.items():
+        for key, field in type(params[role]).model_fields.items():
             value = getattr(params[role], key)
-            if (field.json_schema_extra or {}).get("weights") and isinstance(value, str) and value != field.default:
-                _refuse_pickle(value, f"-o {key}={value}")
+            if (field.json_schema_extra or {}).get("weights") == "pickle" and value != field.default:
+                raise UntrustedPickleError(
+                    f"-o {key}={value}: these weights load from a pickle, which can run any code while it loads; pass "
+                    "--trust-pickles (trust_pickles: true) if you trust where they came from"
+                )
 
 
 def _refuse_pickle(source: str, what: str) -> None:

@@ -54,7 +54,7 @@ class OpenposeParams(ControlNetParams):
         "lllyasviel/Annotators",
         description="OpenPose body weights (a hub repo, folder or body_pose_model.pth: a pickle, so another than the default "
         "needs --trust-pickles), when poses are detected.",
-        json_schema_extra={"weights": True},
+        json_schema_extra={"weights": "pickle"},
     )
 
 
