@@ -32,20 +32,20 @@ def save_clip(path: str | Path, seed: int, fps: int = 8, **make_args) -> Clip:
     return clip
 
 
-def check_ground_truth(video: str | Path, info) -> dict | None:
-    """The arguments of ``video``'s ground truth, checked against the clip as probed (``info``: a
+def check_ground_truth(video: str | Path, info) -> None:
+    """Check ``video``'s ground truth against the clip as probed (``info``: a
     :class:`~vsynth.core.media.video.VideoInfo`) before a run: a sidecar left from another clip, or edited,
     is refused in one line, rather than crashing the metrics after the whole run or measuring it wrongly.
 
-    None when ``video`` has no sidecar, or its JSON is not vsynth's (no ``vsynth_toy_clip`` key).
+    Nothing to check when ``video`` has no sidecar, or its JSON is not vsynth's (no ``vsynth_toy_clip`` key).
     """
     sidecar = Path(video).with_suffix(".json")
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else None
     except (OSError, ValueError):
-        return None  # not JSON at all: a user's own file, never vsynth's
+        return  # not JSON at all: a user's own file, never vsynth's
     if not isinstance(data, dict) or SIDECAR_KEY not in data:
-        return None
+        return
     args = data[SIDECAR_KEY]
 
     def stale(why: str) -> GroundTruthError:
@@ -66,7 +66,6 @@ def check_ground_truth(video: str | Path, info) -> dict | None:
         make_clip(**{**args, "frames": 1})  # the other arguments' types and values, cheaply
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise stale(f"make_clip refuses its arguments ({type(exc).__name__}: {exc})") from None
-    return args
 
 
 def load_ground_truth(video: str | Path, *, frames: int, stride: int, size: tuple[int, int]) -> Clip | None:

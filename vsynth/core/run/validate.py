@@ -105,9 +105,10 @@ def check_name_lengths(path: Path) -> None:
         limit = OUTPUT_NAME_MAX if index == len(names) - 1 else NAME_MAX
         size = len(os.fsencode(name))
         if size > limit:
-            which = "its last name" if index == len(names) - 1 else f"the folder name {name[:24]}..."
-            raise ValueError(f"{which} is too long ({size} bytes; file names hold at most {NAME_MAX}, and vsynth "
-                             f"needs {NAME_MAX - OUTPUT_NAME_MAX} of them beside an output folder): choose a shorter name")  # fmt: skip
+            if index < len(names) - 1:
+                raise ValueError(f"the folder name {name[:24]}... is too long ({size} bytes; file names hold at most {NAME_MAX})")
+            raise ValueError(f"its last name is too long ({size} bytes; file names hold at most {NAME_MAX}, and vsynth needs "
+                             f"{NAME_MAX - OUTPUT_NAME_MAX} of them for the partial folder it writes beside): choose a shorter name")  # fmt: skip
 
 
 def check_batch_folder(folder: Path) -> None:
