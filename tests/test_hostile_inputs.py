@@ -97,6 +97,28 @@ def test_output_names_longer_than_the_file_system_allows(tmp_path, no_loading, l
     assert entries(job_out) == ["summary.csv", "summary.json", "summary.md"]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        [*CANNY, "--video", "{long}.mp4"],
+        [*T2V, "--vdm-weights", "{long}"],
+        [*T2V, "--config", "{long}.yaml"],
+        ["batch", "{long}.yaml", "--out", "batch"],
+        ["batch", "jobs.yaml", "--out", "{long}/batch"],
+        ["toy", "examples", "{long}"],
+        ["tiny", "export", "{long}/x"],
+    ],
+    ids=["video", "weights", "config", "jobs file", "batch folder", "toy examples", "tiny export"],
+)
+def test_any_path_longer_than_the_file_system_allows(tmp_path, no_loading, monkeypatch, args):
+    """Asking whether such a path exists fails (ENAMETOOLONG) on Python 3.11: every path a user gives is checked first."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jobs.yaml").write_text(json.dumps({"jobs": [{"vdm": "zeroscope", "prompt": "a", "tiny": True}]}))
+    line = one_line(invoke(*(a.format(long="c" * 300) if isinstance(a, str) else a for a in args)))
+    assert "too long" in line
+    assert entries(tmp_path) == ["jobs.yaml"]
+
+
 # ---------------------------------------------------------------------------- text that is not UTF-8
 
 

@@ -51,7 +51,13 @@ class Job:
 def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
     """The jobs of ``path``, each writing to ``out_root/NAME``; relative input paths are resolved against
     the current directory (as ``--config`` does) so that jobs run the same anywhere, Ray workers included."""
+    from vsynth.core.run.validate import check_name_lengths
+
     path = Path(path)
+    try:
+        check_name_lengths(path)
+    except ValueError as exc:
+        raise JobsFileError(f"jobs file {path}: {exc}") from None
     if not path.is_file():
         raise JobsFileError(f"jobs file not found: {path}")
     try:

@@ -128,7 +128,7 @@ def locate(weights: WeightsSpec, source: str, flag: str, params: dict[str, objec
     may lack files the reachable hub still has.
     """
     path = Path(source).expanduser()
-    if path.exists():  # a folder, or a single checkpoint file for models that load one
+    if _exists(path):  # a folder, or a single checkpoint file for models that load one
         _check_local(weights, path, flag, params or {})
         return str(path)
     if _looks_like_path(source):
@@ -148,6 +148,14 @@ def locate(weights: WeightsSpec, source: str, flag: str, params: dict[str, objec
         f"cannot get {weights.role} weights '{source}' (about {weights.size_gb:g} GB): not in the local cache and the hub "
         f"is unreachable; download them elsewhere and pass the folder with {flag}, or add --tiny to run on offline tiny models"
     )
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, false for a name the file system refuses (too long), not an OSError."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _first_missing(weights: WeightsSpec, folder: Path, params: dict[str, object]) -> list[str] | None:

@@ -98,13 +98,14 @@ class RunConfig(BaseModel):
             raise ValueError(f"is empty: {EMPTY_HINTS[info.field_name]}")
         return value
 
-    @field_validator("out")
+    @field_validator("out", "video", "condition_video", "mask", "idm_weights", "vdm_weights")
     @classmethod
-    def _names_fit(cls, value: Path | None) -> Path | None:
-        from vsynth.core.run.validate import check_name_lengths
+    def _names_fit(cls, value: Path | str | None, info) -> Path | str | None:
+        """Names too long for the file system fail every look at them (ENAMETOOLONG): said here, in one line."""
+        from vsynth.core.run.validate import PARTIAL_NAME_EXTRA, check_name_lengths
 
         if value is not None:
-            check_name_lengths(value)  # a ValueError: "is too long ..."
+            check_name_lengths(value, PARTIAL_NAME_EXTRA if info.field_name == "out" else 0)
         return value
 
     @field_validator("outpaint")
@@ -244,7 +245,13 @@ def document_error(exc: Exception) -> str:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file holding RunConfig keys."""
+    from vsynth.core.run.validate import check_name_lengths
+
     path = Path(path)
+    try:
+        check_name_lengths(path)
+    except ValueError as exc:
+        raise ConfigFileError(f"config file {path}: {exc}") from None
     if not path.is_file():
         raise ConfigFileError(f"config file not found: {path}")
     try:

@@ -94,33 +94,21 @@ def check_out(out: Path, given: bool) -> None:
 
 NAME_MAX = 255  # bytes in one file name: ext4, XFS, Btrfs, APFS and NTFS alike
 # An output folder NAME is written as `.NAME.vsynth-partial-PID` beside it (a PID has at most 7 digits on Linux).
-OUTPUT_NAME_MAX = NAME_MAX - len("..vsynth-partial-") - 7
+PARTIAL_NAME_EXTRA = len("..vsynth-partial-") + 7
 
 
-def check_name_lengths(path: Path) -> None:
-    """Every name in ``path`` fits the file system, its last one with room for the partial folder beside it;
-    a ValueError that says which is too long (RunConfig makes it the one-line error of ``--out``)."""
+def check_name_lengths(path: str | Path, reserve: int = 0) -> None:
+    """Every name in ``path`` fits the file system (the last with ``reserve`` bytes to spare, for what vsynth
+    writes beside it); else a ValueError saying which is too long. A name past NAME_MAX makes even asking
+    whether the path exists fail (ENAMETOOLONG), so paths a user gives are checked before anything touches them."""
     names = [name for name in Path(path).parts if name not in ("/", ".", "..")]
     for index, name in enumerate(names):
-        limit = OUTPUT_NAME_MAX if index == len(names) - 1 else NAME_MAX
+        last = index == len(names) - 1
         size = len(os.fsencode(name))
-        if size > limit:
-            if index < len(names) - 1:
-                raise ValueError(f"the folder name {name[:24]}... is too long ({size} bytes; file names hold at most {NAME_MAX})")
-            raise ValueError(f"its last name is too long ({size} bytes; file names hold at most {NAME_MAX}, and vsynth needs "
-                             f"{NAME_MAX - OUTPUT_NAME_MAX} of them for the partial folder it writes beside): choose a shorter name")  # fmt: skip
-
-
-def check_batch_folder(folder: Path) -> None:
-    """A batch folder (``vsynth batch --out``) is a folder, or can be made, and vsynth can write in it."""
-    what, fix = f"batch folder {folder} (--out)", "choose another --out"
-    try:
-        check_name_lengths(folder)
-    except ValueError as exc:
-        raise OutputFolderError(f"{what}: {exc}") from None
-    if folder.exists() and not folder.is_dir():
-        raise OutputFolderError(f"{what}: {folder} is a file, not a folder; {fix}")
-    check_creatable(folder / "job", what, fix)  # probes the folder itself, or its nearest existing parent
+        if size > NAME_MAX - (reserve if last else 0):
+            which = "its last name" if last else f"its folder name {name[:24]}..."
+            room = f", and vsynth needs {reserve} of them for the partial folder it writes beside" if last and reserve else ""
+            raise ValueError(f"{which} is too long ({size} bytes; file names hold at most {NAME_MAX}{room}): choose a shorter name")
 
 
 def check_creatable(path: Path, what: str, fix: str) -> None:
@@ -129,6 +117,10 @@ def check_creatable(path: Path, what: str, fix: str) -> None:
     The probe creates and removes one hidden folder there, so that a read-only file system,
     ``/sys`` or missing permissions are found before any work, and nothing is left behind.
     """
+    try:
+        check_name_lengths(path)
+    except ValueError as exc:
+        raise OutputFolderError(f"{what}: {exc}") from None
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
