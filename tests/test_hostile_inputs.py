@@ -241,6 +241,12 @@ def test_deeply_nested_config_files(tmp_path, no_loading, suffix):
     assert entries(tmp_path) == [config.name]
 
 
+def test_a_deeply_nested_option_value(tmp_path, no_loading):
+    line = one_line(invoke(*T2V, "-o", f"window={_nested(5000)}", "--out", tmp_path / "out"))
+    assert line.startswith("Error: -o window=") and "whole number" in line
+    assert entries(tmp_path) == []
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".jsonl"])
 def test_deeply_nested_jobs_files(tmp_path, no_loading, suffix):
     jobs = tmp_path / f"jobs{suffix}"

@@ -284,7 +284,7 @@ def parse_option(text: str) -> tuple[str, Any]:
         raise VsynthInputError(f"option {text!r} must look like key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # not a YAML scalar (or nested thousands deep): the text itself
         value = raw
     return key.strip(), value
 
