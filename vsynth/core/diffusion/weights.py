@@ -276,13 +276,15 @@ def _pickled_folder(folder: Path) -> Path | None:
 
 
 def _safetensors_header_reads(path: Path) -> bool:
-    """The format starts with a little-endian u64 header length and that many bytes of JSON."""
+    """The format starts with a little-endian u64 header length and that many bytes of JSON, whose tensors'
+    data offsets end within the file (a download cut short has the whole header and part of the data)."""
     try:
         with path.open("rb") as file:
             size = int.from_bytes(file.read(8), "little")
             if not 0 < size <= min(path.stat().st_size - 8, 100 * 2**20):
                 return False
-            json.loads(file.read(size))
-    except (OSError, ValueError):
+            header = json.loads(file.read(size))
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+        return max(ends, default=0) <= path.stat().st_size - 8 - size
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return False
-    return True
