@@ -71,10 +71,10 @@ def no_loading(monkeypatch):
 def test_rich_markup_characters_in_the_output_name_are_just_characters(tmp_path):
     """``o[/]`` is the folder ``o[`` with ``]`` in it: a name like any other, written and reported as typed."""
     out = tmp_path / "o[" / "]"
-    result = invoke(*T2V, "--out", tmp_path / "o[/]")
+    result = CliRunner().invoke(cli, [*T2V, "--out", str(tmp_path / "o[/]")], env={"COLUMNS": "1000"})  # no wrapping
     assert result.exit_code == 0, (result.output, result.exception)
     assert "video.mp4" in entries(out)
-    assert f"wrote {out}" in " ".join(result.stderr.split())  # the summary shows the name, not markup
+    assert f"wrote {out}: " in result.stderr  # the summary shows the name, not markup
     assert entries(tmp_path / "o[") == ["]"]
 
 
