@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import vsynth
 from tests.conftest import SAMPLE_VIDEO
 from vsynth.cli import cli
 from vsynth.errors import (
@@ -27,6 +28,7 @@ from vsynth.errors import (
     InvalidArgumentError,
     InvalidParamsError,
     InvalidWeightsError,
+    PluginRunError,
     UntrustedPickleError,
     VideoError,
 )
@@ -48,6 +50,11 @@ def one_line(result, code: int = 2) -> str:
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: ") and "Traceback" not in line, line
     return line
+
+
+def planned(result) -> bool:
+    """Whether the run got past planning: under ``no_loading``, loading its models fails it."""
+    return "a model was loaded" in str(result.exception)
 
 
 def entries(folder: Path) -> list[str]:
@@ -86,8 +93,6 @@ def test_output_names_longer_than_the_file_system_allows(tmp_path, no_loading, l
     assert "--out" in line and "too long" in line and "255" in line
     assert entries(tmp_path) == []
     with pytest.raises(InvalidParamsError, match="too long"):
-        import vsynth
-
         vsynth.run(**API, out=out)
     job_out = tmp_path / "batch"  # a job's folder is named after the job
     jobs = tmp_path / "jobs.yaml"
@@ -128,8 +133,6 @@ def test_prompt_bytes_that_are_not_utf8_are_refused_before_loading(tmp_path, no_
     line = one_line(invoke(*T2V[:-1], bad, "--out", tmp_path / "out"))
     assert "--prompt" in line and "UTF-8" in line and "\\xff" in line
     assert entries(tmp_path) == []
-    import vsynth
-
     with pytest.raises(InvalidParamsError, match="UTF-8"):
         vsynth.run(**{**API, "prompt": bad})
     line = one_line(invoke(*T2V, "--out", tmp_path / "o\udcff"))  # a file name too: run.json records it
@@ -315,8 +318,6 @@ def test_damaged_files_in_a_local_weights_folder(tmp_path, weights_copy, no_load
     line = one_line(invoke(*T2V, "--vdm-weights", weights_copy, "--out", tmp_path / "out"))
     assert str(broken) in line and "--vdm-weights" in line
     assert "out" not in entries(tmp_path)
-    import vsynth
-
     with pytest.raises(InvalidWeightsError):
         vsynth.run(**API, vdm_weights=str(weights_copy))
 
@@ -335,10 +336,9 @@ def test_pickled_weights_are_refused_unless_trusted(tmp_path, weights_copy, no_l
     (unet / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(_Payload(), protocol=2))
     line = one_line(invoke(*T2V, "--vdm-weights", weights_copy, "--out", tmp_path / "out"))
     assert "diffusion_pytorch_model.bin" in line and "pickle" in line and "--trust-pickles" in line
-    import vsynth
-
     with pytest.raises(UntrustedPickleError):
         vsynth.run(**API, vdm_weights=str(weights_copy))
+    assert planned(invoke(*T2V, "--vdm-weights", weights_copy, "--out", tmp_path / "out", "--trust-pickles"))
     assert "--trust-pickles" in invoke("run", "--help").stdout
 
 
@@ -349,7 +349,8 @@ def test_a_pickled_detector_file_is_refused_unless_trusted(tmp_path, no_loading)
     line = one_line(invoke(*args, "-o", f"detector={detector}", "--out", tmp_path / "out"))
     assert "detector" in line and "pickle" in line and "--trust-pickles" in line
     assert entries(tmp_path) == ["body_pose_model.pth"]
-    # trusted, it is loaded, and what is not a state dict of tensors is still one line
+    assert planned(invoke(*args, "-o", f"detector={detector}", "--out", tmp_path / "out", "--trust-pickles"))
+    # trusted, it is loaded (tensors only), and what is not the network's state dict is still one line
     from vsynth.plugins.idm.openpose import load_body_model
 
     with pytest.raises(InvalidWeightsError, match="body_pose_model.pth"):
@@ -402,9 +403,6 @@ def test_an_exception_inside_a_plugin_bridge_names_the_plugin(tmp_path, boom_plu
     line = one_line(invoke(*T2V, "--bridge", "boom", "--out", out, "--quiet"))
     assert "vsynth-boom 1.3.0" in line and "'boom'" in line and "RuntimeError: the flux capacitor is empty" in line
     assert entries(out.parent) == []
-    import vsynth
-    from vsynth.errors import PluginRunError
-
     with pytest.raises(PluginRunError) as caught:
         vsynth.run(**API, bridge="boom")
     assert isinstance(caught.value.__cause__, RuntimeError)  # the plugin's own traceback, for its authors
@@ -473,8 +471,6 @@ def test_an_address_space_limit_counts_as_free_memory(tmp_path, no_loading, monk
     assert free <= 2 * 2**20 and "RLIMIT_AS" in source
     line = one_line(invoke(*T2V, "--out", tmp_path / "out"))
     assert "ulimit -v" in line
-    import vsynth
-
     with pytest.raises(InsufficientMemoryError):
         vsynth.run(**API)
 
@@ -483,8 +479,6 @@ def test_an_address_space_limit_counts_as_free_memory(tmp_path, no_loading, monk
 
 
 def test_api_display_must_be_a_progress_display(no_loading):
-    import vsynth
-
     with pytest.raises(InvalidArgumentError, match=r"display='nope'.*None.*Progress"):
         vsynth.run(**API, display="nope")
     with pytest.raises(InvalidArgumentError, match="display"):
