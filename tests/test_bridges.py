@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from tests.conftest import SAMPLE_VIDEO, load_tiny
 from vsynth.cli import cli
-from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion import processes, sampling
 from vsynth.core.diffusion.attention import FeatureInjection, InjectionProcessor, select_layers, spatial_self_attention
 from vsynth.core.diffusion.inputs import BridgeInputs
 from vsynth.core.diffusion.denoiser import Denoiser
@@ -91,13 +91,13 @@ def test_bridge_back_noise_is_the_t2i_prediction_or_the_generators_next_draw(ren
     """With an identity block, predicted noise gives idm-only back; fresh noise is the next draw of the run's
     generator after the T2I SDEdit noise (Algorithm 1's literal form), so the run differs but repeats per seed."""
     noises = []
-    add_noise = sampling.add_noise
+    real_renoise = sampling.renoise
 
-    def recording_add_noise(x0, noise, abar):
+    def recording_renoise(denoiser, x0, noise, level):
         noises.append(noise)
-        return add_noise(x0, noise, abar)
+        return real_renoise(denoiser, x0, noise, level)
 
-    monkeypatch.setattr(sampling, "add_noise", recording_add_noise)
+    monkeypatch.setattr(sampling, "renoise", recording_renoise)
     inputs = bridge_inputs(sd15, source_frames, "animatediff-lightning", steps=6)
     vdm = vdms["animatediff-lightning"]
     evs, _ = run_bridge("encapsulated", sd15, vdm, inputs, strength=0.5, t2v_steps=0, renoise=renoise)
@@ -120,13 +120,13 @@ def test_bridge_back_noise_is_the_t2i_prediction_or_the_generators_next_draw(ren
 def test_block_runs_once_at_the_requested_step_at_each_schedules_noise_level(vdm_name, injection, sd15, vdms, source_frames, monkeypatch):
     vdm = vdms[vdm_name]
     levels = []
-    add_noise = sampling.add_noise
+    noised = processes.Process.noised
 
-    def recording_add_noise(x0, noise, abar):
-        levels.append(float(abar))
-        return add_noise(x0, noise, abar)
+    def recording_noised(process, x0, noise, level):  # SDEdit, the inversion's steps and the way back
+        levels.append(1 / (1 + float(level) ** 2))  # as abar
+        return noised(process, x0, noise, level)
 
-    monkeypatch.setattr(sampling, "add_noise", recording_add_noise)
+    monkeypatch.setattr(processes.Process, "noised", recording_noised)
     inputs = bridge_inputs(sd15, source_frames, vdm_name, steps=10)
     _, calls = run_bridge("encapsulated", sd15, vdm, inputs, strength=0.4, t2v_at=0.25, t2v_strength=0.5, t2v_steps=1, injection=injection)
 
@@ -137,7 +137,7 @@ def test_block_runs_once_at_the_requested_step_at_each_schedules_noise_level(vdm
     expected = [("idm", t) for t in t2i[:2]] + [("vdm", t) for t in inversion + t2v[:1]] + [("idm", t) for t in t2i[1:]]
     assert calls == expected
 
-    abar_i, abar_v = sd15.denoiser.alphas_cumprod, vdm.denoiser.alphas_cumprod
+    abar_i, abar_v = sd15.denoiser.scheduler.alphas_cumprod, vdm.denoiser.scheduler.alphas_cumprod
     into_t2v = [abar_v[int(t)] for t in inversion] if injection == "sfi" else [abar_v[int(t2v[0])]]
     # the T2I start at t_I, the T2V side at t_V (SDEdit) or along the inversion to it, then back at t_T2V
     assert levels == pytest.approx([float(a) for a in [abar_i[301], *into_t2v, abar_i[201]]], rel=1e-5)
@@ -165,6 +165,8 @@ class FixedNoise(Denoiser):
         super().__init__(unet=None, scheduler=scheduler, tokenizer=None, text_encoder=None)
         self.eps, self.seen = eps, []
 
+    device, dtype = torch.device("cpu"), torch.float32
+
     def predict_noise(self, latents, t, cond, guidance):
         self.seen.append(float(t))
         return self.eps
@@ -173,15 +175,15 @@ class FixedNoise(Denoiser):
 @pytest.mark.parametrize("vdm_name", ["animatediff-lightning", "zeroscope"])  # Euler and DDIM
 def test_inversion_and_clean_prediction_keep_the_noise_levels(vdm_name, vdms):
     scheduler = vdms[vdm_name].denoiser.new_scheduler()
-    scheduler.set_timesteps(8)
-    steps = scheduler.timesteps[4:]
     x0, eps = torch.randn(2, 1, 4, 2, 2, generator=torch.Generator().manual_seed(0)).unbind(0)
     d = FixedNoise(scheduler, eps)
-    z = sampling.invert(d, scheduler, x0, None, steps)
+    schedule = sampling.Schedule(d, 8)
+    steps = schedule.timesteps[4:]
+    z = sampling.invert(schedule, x0, None, 4)
     assert d.seen == [float(t) for t in steps.flip(0)]  # ascending, at each timestep the denoising will evaluate
     abar = scheduler.alphas_cumprod[int(steps[0])]
     torch.testing.assert_close(z, abar.sqrt() * x0 + (1 - abar).sqrt() * eps)
-    predicted, noise = sampling.denoise_predict(d, scheduler, z, None, steps[:2], guidance=1.0)
+    predicted, noise = sampling.denoise_predict(schedule, z, None, 4, 5, guidance=1.0)
     torch.testing.assert_close(predicted, x0)
     assert noise is eps
 
@@ -224,7 +226,7 @@ def test_sfi_records_qkv_at_the_named_layers_only(vdm_name, layers, vdms, source
     assert all(during[name] is before[name] for name in modules if name not in names)
     assert all(m.processor is before[name] for name, m in modules.items())  # restored
     for name, processor in sfi.processors.items():
-        assert set(processor.recorded) == {(float(t), 0) for t in t2v.steps}  # one UNet call per timestep
+        assert set(processor.recorded) == {(float(t), 0) for t in t2v.timesteps}  # one UNet call per timestep
         module = modules[name]
         for t, hidden in seen[name]:
             q, k, v = processor.recorded[t]
@@ -251,11 +253,11 @@ def test_gamma_one_at_every_layer_reproduces_the_inversion_self_attention(vdm_na
     inputs = bridge_inputs(None, source_frames, vdm_name)
     t2v = SDEdit.video(vdm, inputs, 0.5)
     with FeatureInjection(unet, spatial_self_attention(unet), gamma) as sfi:
-        inverted_block(t2v, vdm.codec.encode(source_frames), len(t2v.steps), sfi, Stages())
+        inverted_block(t2v, vdm.codec.encode(source_frames), t2v.length, sfi, Stages())
 
     recorded = {(p, t): out for p, mode, t, out in log if mode == "record"}
     injected = [(p, t, out) for p, mode, t, out in log if mode == "inject"]
-    assert sorted(t for _, t, _ in injected) == sorted(float(t) for t in t2v.steps for _ in sfi.processors)
+    assert sorted(t for _, t, _ in injected) == sorted(float(t) for t in t2v.timesteps for _ in sfi.processors)
     halves = 2 if inputs.vdm_guidance > 1 else 1
     same = [torch.allclose(half, recorded[(p, t)], atol=1e-6) for p, t, out in injected for half in out.chunk(halves)]
     assert all(same) if gamma == 1.0 else not any(same)
@@ -278,10 +280,10 @@ def test_sfi_with_a_windowed_vdm_injects_each_windows_own_features(vdms, source_
     vdm = vdms["zeroscope"]
     inputs = bridge_inputs(None, source_frames, "zeroscope")
     t2v = SDEdit.video(vdm, inputs, 0.5)
-    t2v.denoiser = WindowedDenoiser(vdm.denoiser, window=2, overlap=1)  # 3 frames: windows [0, 2) and [1, 3)
+    t2v.schedule.denoiser = WindowedDenoiser(vdm.denoiser, window=2, overlap=1)  # 3 frames: windows [0, 2) and [1, 3)
     unet = vdm.denoiser.unet
     with FeatureInjection(unet, spatial_self_attention(unet), 1.0) as sfi:
-        inverted_block(t2v, vdm.codec.encode(source_frames), len(t2v.steps), sfi, Stages())
+        inverted_block(t2v, vdm.codec.encode(source_frames), t2v.length, sfi, Stages())
 
     calls = {}  # (processor, mode, timestep) -> outputs in call order: one per window
     for p, mode, t, out in log:

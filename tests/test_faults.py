@@ -172,15 +172,15 @@ def test_non_finite_latents_stop_the_run_naming_stage_and_step(tmp_path, monkeyp
 
     real_loop, calls = sampling._loop, []
 
-    def loop_whose_second_prediction_is_nan(denoiser, *args):
-        real = denoiser.predict_noise
+    def loop_whose_second_prediction_is_nan(schedule, *args):
+        real = schedule.denoiser.predict
 
-        def predict_noise(*a, **k):
+        def predict(*a, **k):
             calls.append(1)
             return real(*a, **k) * (float("nan") if len(calls) == 2 else 1.0)
 
-        monkeypatch.setattr(denoiser, "predict_noise", predict_noise)
-        return real_loop(denoiser, *args)
+        monkeypatch.setattr(schedule.denoiser, "predict", predict)
+        return real_loop(schedule, *args)
 
     monkeypatch.setattr(sampling, "_loop", loop_whose_second_prediction_is_nan)
     args = [a if a != "1" else "3" for a in ARGS]

@@ -3,7 +3,7 @@
 SD1.5 + ControlNet (canny) + ZeroScope through each bridge, and an SD1.5 ControlNet with AnimateDiff
 and with AnimateDiff-Lightning, at their real sizes from an offline fake hub cache with the real
 layouts (:mod:`vsynth.testing.fake_hub`, ``scale="full"``); 2 frames at 64x64, 2 steps, one step of
-each SDEdit. Marked ``slow`` and skipped by default (see the README's "Test" section for their cost):
+each SDEdit. Marked ``slow`` and skipped by default (see the "Tests" section of docs/reference.md for their cost):
 
     VSYNTH_FULL_HUB=/path/to/full-size-cache python -m pytest -m slow tests/test_full_size.py
 

@@ -290,7 +290,7 @@ def test_a_bridge_that_never_inverts_loads_no_second_sd15(fake_hub, tmp_path, id
     video = write_sample_video(tmp_path / "in.mp4", frames=2)
     inputs = {"instruct-pix2pix": {}, "sd-inpaint": {"outpaint": "horizontal"}}[idm]
     config = RunConfig(idm=idm, vdm="animatediff-lightning", bridge=bridge, video=video, prompt="a ball", frames=2, stride=1,
-                       height=64, width=64, options={"vdm.checkpoint_steps": 1}, out=tmp_path / "out", **inputs)  # fmt: skip
+                       height=64, width=64, options={"vdm.checkpoint_steps": 2}, out=tmp_path / "out", **inputs)  # fmt: skip
     with offline_hub(fake_hub):
         plan = plan_run(config)
         assert "base" not in plan.sources["idm"]

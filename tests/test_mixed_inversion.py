@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion import processes, sampling
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import BridgeInputs
 from vsynth.core.diffusion.inputs import Sources
@@ -161,18 +161,19 @@ def test_both_inversions_end_where_a_vdm_with_its_own_schedule_starts(vdm_name, 
     x0, eps = torch.randn(2, 1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(3)).unbind(0)
     monkeypatch.setattr(canny, "generate", lambda inputs, generator, advance=None: x0)
     for d in (canny.inversion_denoiser, vdm.denoiser):
-        monkeypatch.setattr(d, "predict_noise", lambda latents, t, cond, guidance: eps.to(latents.dtype))
+        monkeypatch.setattr(d, "predict", lambda latents, t, cond, guidance: eps.to(latents.dtype))
     run_bridge(canny, vdm, source_frames, vdm_steps=vdm_steps, vdm_guidance=vdm_guidance, mixing_ratio=0.5, reencode=False)
 
     scheduler = vdm.denoiser.new_scheduler()
     scheduler.set_timesteps(vdm_steps)
-    level = sampling.noise_level(scheduler, 0)  # abar at the VDM's first smoothing step
+    level = processes.VP_FORM.coefficients(sampling.Schedule(vdm.denoiser, vdm_steps).level(0))[0] ** 2  # abar at the VDM's first step
     # the official image inversion's first step evaluates the clean latent as one at t = 1
-    abar_1 = canny.inversion_denoiser.alphas_cumprod[1]
+    abar_1 = canny.inversion_denoiser.scheduler.alphas_cumprod[1]
     x0_image = (x0 - (1 - abar_1).sqrt() * eps) / abar_1.sqrt()
     expected = 0.5 * (level.sqrt() * x0_image + (1 - level).sqrt() * eps) + 0.5 * (level.sqrt() * x0 + (1 - level).sqrt() * eps)
     (_, _, _, mixed), = recorded["mix"]
     torch.testing.assert_close(mixed, expected, rtol=0, atol=1e-5)
     assert mixed.var().item() == pytest.approx(1.0, abs=0.15)
-    start = sampling.to_scheduler_space(scheduler, mixed, 0)  # what the first smoothing step receives
+    schedule = sampling.Schedule(vdm.denoiser, vdm_steps)
+    start = processes.convert(mixed, schedule.level(0), processes.VP_FORM, schedule.form)  # what the first smoothing step receives
     assert start.std().item() == pytest.approx(float(scheduler.init_noise_sigma), rel=0.1)

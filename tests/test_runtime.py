@@ -68,7 +68,7 @@ def test_bfloat16_runs_on_the_cpu_and_keeps_the_scheduler_in_float32(tmp_path):
     assert np.isfinite(report.latents.float().numpy()).all() and report.frames.std() > 0
     models = report.loaded.models
     assert {p.dtype for p in models["idm"].denoiser.unet.parameters()} == {torch.bfloat16}
-    assert models["vdm"].denoiser.alphas_cumprod.dtype == torch.float32
+    assert models["vdm"].denoiser.scheduler.alphas_cumprod.dtype == torch.float32
     assert models["vdm"].codec.vae.dtype == torch.bfloat16  # only float16 upcasts, as in diffusers
 
 
@@ -100,6 +100,7 @@ def test_every_attention_runs_on_pytorch_sdpa(tmp_path):
             assert processors <= {AttnProcessor2_0}, (type(network).__name__, processors)
 
 
+@pytest.mark.filterwarnings("ignore:--compile on the CPU")  # said to users; expected here
 def test_compile_compiles_the_unets_in_place(tmp_path, monkeypatch):
     compiled = []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(self))

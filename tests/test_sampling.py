@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from vsynth.core.diffusion import sampling
+from vsynth.core.diffusion import processes, sampling
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
 
@@ -68,9 +68,22 @@ def test_inversion_of_zero_noise_only_rescales():
     assert out.flatten()[0].item() == pytest.approx(math.sqrt(abar[998] / abar[1]), rel=1e-4)
 
 
-def test_predict_x0_inverts_add_noise():
-    x0, noise, abar = torch.randn(2, 3), torch.randn(2, 3), torch.tensor(0.37)
-    assert torch.allclose(sampling.predict_x0(sampling.add_noise(x0, noise, abar), noise, abar), x0, atol=1e-6)
+STEPPED_FORMS = [  # the forms a scheduler steps each process on
+    *((p, f) for p in (processes.VP_EPSILON, processes.VP_V, processes.VP_SAMPLE) for f in (processes.VP_FORM, processes.EXPLODING_FORM)),
+    (processes.FLOW, processes.FLOW_FORM),
+]
+
+
+@pytest.mark.parametrize("process, form", STEPPED_FORMS, ids=lambda x: x.name)
+def test_split_recovers_clean_latent_and_noise_from_the_exact_prediction(process, form):
+    """For a latent written in any form, the prediction the process defines splits back into (x0, noise)."""
+    x0, noise, level = torch.randn(2, 3), torch.randn(2, 3), torch.tensor(0.6, dtype=torch.float64)
+    a, b = process.form.coefficients(level)
+    output = {"epsilon": noise, "sample": x0, "v_prediction": a * noise - b * x0, "flow": noise - x0}[process.prediction]
+    x = processes.renoise(form, x0, noise, level)
+    got_x0, got_noise = process.split(x, output, level, form)
+    torch.testing.assert_close(got_x0, x0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_noise, noise, atol=1e-5, rtol=1e-5)
 
 
 def test_frame_folded_noise_is_drawn_per_frame():

@@ -121,3 +121,17 @@ def test_bad_input_shows_the_one_line_error_in_the_page(served, browser):
     assert f"Error: {refused.value}" in error.inner_text()
     assert page.locator("#result video").count() == 0
     page.close()
+
+
+def test_a_solver_chosen_in_the_page_is_the_one_the_run_uses(served, browser):
+    url, _ = served
+    page = browser.new_page()
+    page.goto(url)
+    page.get_by_text("solvers", exact=True).click()
+    page.locator("#vdm_scheduler input").fill("dpm++")
+    page.locator("#vdm_scheduler input").press("Enter")
+    fill_form(page, "a corgi", QUICK)
+    page.locator("#result video").wait_for(timeout=180_000)
+    summary = page.locator("#summary").inner_text()
+    assert "DPMSolverMultistepScheduler" in summary and "DDIMScheduler" not in summary  # text-to-video: the VDM alone
+    page.close()

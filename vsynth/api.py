@@ -39,24 +39,29 @@ class Session:
     """
 
     def __init__(self, display=None):
+        # Each run's stages: None shows rich bars where a terminal or notebook can show them, True
+        # anywhere, False never; or a rich Progress of the caller's.
         check_display(display)
-        self.display = display  # an optional rich Progress showing each run's stages
+        self.display = display
         self._loaded = None
 
     def run(self, *, options: dict[str, Any] | None = None, display=None, **settings) -> RunResult:
         """One run: ``settings`` are RunConfig fields (``vdm``, ``prompt``, ``idm``, ``video``, ``frames``,
-        ``tiny``, ``out``...), ``options`` the models' and bridge's params (as ``-o KEY=VALUE``)."""
+        ``tiny``, ``out``...), ``options`` the models' and bridge's params (as ``-o KEY=VALUE``), ``display``
+        this run's progress (as the Session's)."""
         return self.run_config(make_config({**settings, "options": options or {}}), display=display)
 
     def run_config(self, config: RunConfig, display=None) -> RunResult:
         """One run of a validated config (as read from a YAML file or a batch job)."""
         from vsynth.core.run.pipeline import execute, model_key, plan_run
+        from vsynth.core.run.progress import shown
 
         check_display(display)
         plan = plan_run(config)
         if self._loaded is not None and self._loaded.key != model_key(plan):
             self._loaded = None  # free the old set before the new one loads
-        report = execute(plan, display if display is not None else self.display, loaded=self._loaded, write=config.out is not None)
+        with shown(display if display is not None else self.display) as progress:
+            report = execute(plan, progress, loaded=self._loaded, write=config.out is not None)
         self._loaded = report.loaded
         return RunResult(frames=report.frames, latents=report.latents, record=report.record, out_dir=report.out_dir)
 

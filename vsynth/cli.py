@@ -7,6 +7,7 @@ Nothing heavy is imported at module level: ``vsynth --help``, ``vsynth models`` 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -17,9 +18,26 @@ from pathlib import Path
 import click
 
 from vsynth import __version__
-from vsynth.errors import VsynthError, VsynthInputError, VsynthWarning
+from vsynth.errors import ECHO_LIMIT, VsynthError, VsynthInputError, VsynthWarning, shorten
 
 KINDS = ("idm", "vdm", "bridge")
+
+
+class HomePath(click.Path):
+    """A folder argument whose leading ``~`` is the home folder also where no shell expanded it (quoted, ``--out=~/x``).
+
+    The run's paths, config files and jobs files expand it themselves, for Python callers too."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(Path(value).expanduser() if isinstance(value, str) else value, param, ctx)
+
+
+def _shortened(message: str, args) -> str:
+    """click's own errors quote what was typed: a 10,000-character value is echoed shortened, as vsynth's errors do."""
+    typed = {part for arg in (sys.argv[1:] if args is None else args) for part in (arg, arg.partition("=")[2])}
+    for text in sorted((t for t in typed if len(t) > ECHO_LIMIT), key=len, reverse=True):
+        message = message.replace(text, shorten(text))
+    return message
 
 
 def _one_line(message: str) -> str:
@@ -27,28 +45,37 @@ def _one_line(message: str) -> str:
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# What each signal that stops a command is called in its one line; it exits 128 + its number (143, 129).
+TERMINATING = {signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hung up (SIGHUP)"}
 
 
 @contextmanager
 def _sigterm_unwinds():
-    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only: signals need it)."""
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while a command runs (main thread only: signals need it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminate(signum, frame):
-        raise Terminated()
+        raise Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {signum: signal.signal(signum, terminate) for signum in TERMINATING}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class VsynthGroup(click.Group):
-    """Reports every error as one line: input errors exit 2, other vsynth errors 1, Ctrl-C 130, SIGTERM 143."""
+    """Reports every error as one line: input errors exit 2, other vsynth errors 1, Ctrl-C 130, SIGTERM 143, SIGHUP 129."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -56,13 +83,13 @@ class VsynthGroup(click.Group):
         try:
             with _sigterm_unwinds():
                 result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except Terminated:
-            self._fail("terminated (SIGTERM): stopped, and removed the unfinished output", 128 + signal.SIGTERM)
+        except Terminated as exc:
+            self._fail(f"{TERMINATING[exc.signum]}: stopped, and removed the unfinished output", 128 + exc.signum)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            self._fail(exc.format_message() + hint, exc.exit_code)
+            self._fail(_shortened(exc.format_message(), args) + hint, exc.exit_code)
         except click.ClickException as exc:
-            self._fail(exc.format_message(), exc.exit_code)
+            self._fail(_shortened(exc.format_message(), args), exc.exit_code)
         except click.Abort:
             self._fail("aborted", 130)
         except VsynthInputError as exc:
@@ -95,10 +122,12 @@ def cli():
 
 # Below this width the models table keeps name, kind, plugin and description (`vsynth models NAME` has the rest).
 WIDE_TABLE = 120
+UNBOUNDED = 10_000  # a console width no row reaches: rich then neither wraps nor truncates
 
 
 def _spec_record(spec, registry) -> dict:
     """Every field of a spec, the params' summary and their full JSON schema (constraints, choices)."""
+    from vsynth.core.diffusion.solvers import fitting
     from vsynth.core.diffusion.weights import weight_flags
 
     record = {
@@ -112,6 +141,7 @@ def _spec_record(spec, registry) -> dict:
         record["weights"] = [{**w, "override": flags[w["role"]]} for w in record["weights"]]
         record["size_gb"] = spec.size_gb
         record["toy"] = all(w.toy is not None for w in spec.weights)  # `vsynth run --toy` can run it
+        record["solvers"] = fitting(spec.process)  # what --idm-scheduler / --vdm-scheduler take
     record["params"] = spec.param_schema()
     record["params_schema"] = spec.params.model_json_schema()
     return record
@@ -121,14 +151,13 @@ def _spec_record(spec, registry) -> dict:
 @click.argument("name", required=False)
 @click.option("--kind", type=click.Choice(KINDS), help="Only list this kind.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list; one object with NAME) instead of a table.")
-def models(name, kind, as_json):
+@click.option("--wide", is_flag=True, help="Every column, whatever the terminal's width (the default in a pipe).")
+def models(name, kind, as_json, wide):
     """List the image models, video models and bridges that can be used; with NAME, one of them in full
     (every spec field, its weights and how to replace them, its parameters with their constraints)."""
     from rich.console import Console
 
-    from vsynth.core.host.registry import get_registry
-
-    registry = get_registry()
+    registry = _registry()
     specs = [s for s in (*registry.models.values(), *registry.bridges.values()) if kind is None or s.kind == kind]
     if name is not None:
         record = _spec_record(_one_spec(registry, specs, name, kind), registry)
@@ -145,6 +174,8 @@ def models(name, kind, as_json):
     from rich.table import Table
 
     console = Console()
+    if wide or (not console.is_terminal and "COLUMNS" not in os.environ):  # a pipe has no width to fit: keep it all
+        console = Console(width=UNBOUNDED)
     wide = console.width >= WIDE_TABLE
     columns = ("name", "kind", "task", "weights", "toy", "plugin") if wide else ("name", "kind", "plugin")
     table = Table(title="vsynth models")
@@ -163,12 +194,23 @@ def models(name, kind, as_json):
         table.add_row(*(cells[c] for c in columns), escape(r["description"]))
     console.print(table)
     if not wide:
-        console.print("`vsynth models NAME` shows one in full (task, weights, toy, parameters).", soft_wrap=True)
+        console.print("task, weights and toy left out to fit: `vsynth models --wide` shows every column, `vsynth models NAME` one in full.")
     if any(r.get("toy") for r in records):
         from vsynth.toy.world import VOCABULARY
 
         words = "; ".join(f"{kind} {', '.join(values)}" for kind, values in VOCABULARY.items())
         console.print(f"toy: `vsynth run --toy` runs these on trained 64x64 toy-world weights, with the vocabulary: {words}")
+
+
+def _registry():
+    """The process's registry, with one line on stderr per plugin that did not load: every command that
+    lists or resolves names says so (`vsynth plugins` shows it in its table instead)."""
+    from vsynth.core.host.registry import get_registry
+
+    registry = get_registry()
+    for line in registry.failure_lines():
+        click.echo(f"Warning: {_one_line(line)}", err=True)
+    return registry
 
 
 def _one_spec(registry, specs: list, name: str, kind: str | None):
@@ -181,7 +223,7 @@ def _one_spec(registry, specs: list, name: str, kind: str | None):
         choices = " or ".join(f"'{s.qualified_name}' ({s.kind})" for s in matches)
         raise UnknownNameError(f"'{name}' names several models: choose {choices}, or add --kind")
     if not matches:
-        raise UnknownNameError(unknown_name(kind or "model or bridge", name, [registry.address(s) for s in specs]))
+        raise UnknownNameError(unknown_name(kind or "model or bridge", name, [registry.address(s) for s in specs], registry.failed))
     return matches[0]
 
 
@@ -226,13 +268,15 @@ def _allowed(prop: dict) -> str:
         return "one of " + ", ".join(str(v) for v in prop["enum"])
     if "const" in prop:
         return f"only {prop['const']}"
-    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<", "minLength": "length >="}
-    return ", ".join(f"{sign} {prop[key]}" for key, sign in bounds.items() if key in prop)
+    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<", "minLength": "length >=", "maxLength": "length <="}
+    pattern = [f"matching {prop['pattern']}"] if "pattern" in prop else []
+    return ", ".join([*pattern, *(f"{sign} {prop[key]}" for key, sign in bounds.items() if key in prop)])
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def plugins(as_json):
+@click.option("-v", "--verbose", is_flag=True, help="Also list what each plugin registered (models and bridges, by kind).")
+def plugins(as_json, verbose):
     """List installed plugins and whether they loaded.
 
     A plugin that did not load is shown with its reason and the command that removes it, also
@@ -240,7 +284,13 @@ def plugins(as_json):
     """
     from vsynth.core.host.registry import build_registry
 
-    records = [p.as_dict() for p in build_registry(strict=False).plugins]
+    registry = build_registry(strict=False)
+    records = [p.as_dict() for p in registry.plugins]
+    if verbose:
+        specs = [*registry.models.values(), *registry.bridges.values()]
+        for record in records:  # one that did not load registered nothing (the winner of its name did)
+            loaded = record["status"] in ("ok", "warning")
+            record["registered"] = [{"kind": s.kind, "name": s.name, "address": registry.address(s)} for s in specs if loaded and s.plugin == record["name"]]
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
@@ -262,6 +312,10 @@ def plugins(as_json):
     console.print(table)
     for note in notes:
         console.print(note, soft_wrap=True)
+    for r in [r for r in records if verbose and r["status"] in ("ok", "warning")]:
+        kinds = {kind: [e["address"] for e in r["registered"] if e["kind"] == kind] for kind in KINDS}
+        registered = "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items() if names) or "nothing"
+        console.print(f"{escape(r['name'])} registered: {escape(registered)}", soft_wrap=True, highlight=False)
 
 
 # ---------------------------------------------------------------------------- install / uninstall
@@ -313,10 +367,43 @@ def _pip_and_report(args: list[str]) -> None:
     if code != 0:
         raise VsynthError(f"pip {args[0]} failed with exit code {code} (its output is above)")
     after = installer.installed_plugins()
-    for line in installer.describe_changes(before, after):
+    checks = installer.check_plugins(installer.new_plugins(before, after)) if args[0] == "install" else {}
+    broken = {plugin: check["problems"] for plugin, check in checks.items() if check["problems"]}
+    for line in installer.describe_changes(before, after, set(broken)):
         click.echo(line)
-    for line in installer.describe_clashes(before, after):
+    for line in [*installer.describe_clashes(before, after), *(w for check in checks.values() for w in check["warnings"])]:
         click.echo(f"Warning: {line}", err=True)
+    if broken:
+        raise VsynthError(" | ".join(
+            f"installed {p.dist} {p.version}, but its plugin '{p.name}' does not work: {'; '.join(problems)}; "
+            f"remove it with `vsynth uninstall {p.dist}`"
+            for p, problems in broken.items()
+        ))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- new-plugin
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(KINDS), required=True, help="What the plugin adds: an image model, a video model or a bridge.")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder to write the package into (new or empty)  [default: ./NAME]")
+def new_plugin(name, kind, out):
+    """Write a starter plugin package: pyproject.toml with the `vsynth` entry point, a spec module
+    (no torch), an implementation, a README and tests using vsynth.testing, which pass as written.
+
+    \b
+    Then: pip install -e NAME && cd NAME && python -m pytest
+    """
+    from vsynth.core.host.registry import build_registry
+    from vsynth.core.host.starter import write_starter
+
+    builtins = build_registry(entry_points=[], strict=False)
+    builtin_names = {k: {s.name for s in (*builtins.models.values(), *builtins.bridges.values()) if s.kind == k} for k in KINDS}
+    folder = out if out is not None else Path(name.replace("/", "_"))
+    for path in write_starter(name, kind, folder, builtin_names):
+        click.echo(str(path))
+    click.echo(f"wrote the {kind} plugin '{name}' into {folder}: pip install -e {folder} && cd {folder} && python -m pytest", err=True)
 
 
 # ---------------------------------------------------------------------------- run
@@ -324,7 +411,7 @@ def _pip_and_report(args: list[str]) -> None:
 RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
-    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
+    "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "fit", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
     "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out",
 )  # fmt: skip
 
@@ -349,6 +436,9 @@ RUN_FIELDS = (
 @click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own; above 0, at most 50  [default: 7.5]")
 @click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")
 @click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")
+@click.option("--idm-scheduler", metavar="SOLVER", help="Solver of the image model: ddim, euler, euler-a, dpm++, unipc, lcm or heun, those that fit its noise process (`vsynth models NAME` lists them)  [default: the model's own]")
+@click.option("--vdm-scheduler", metavar="SOLVER", help="Solver of the video model, as --idm-scheduler  [default: the model's own]")
+@click.option("--fit", type=click.Choice(["round", "strict"]), help="Frames and sizes the models' latent spaces cannot hold (multiples of 8 pixels; 1 + 4k frames for 4x-compressing video VAEs): round down with a notice, or refuse  [default: round]")
 @click.option("--seed", type=int, help="Random seed, 0 to 2**64-1 (no random seeds: every run is reproducible from run.json)  [default: 42]")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A model or bridge parameter, e.g. -o mixing_ratio=0.5 or -o idm.batch_size=4 (see `vsynth models --json`).")  # fmt: skip
@@ -381,6 +471,7 @@ def run(ctx, config_file, options, quiet, **flags):
     """
     from vsynth.core.run.config import load_config_file, make_config, parse_option
 
+    _registry()
     values = load_config_file(config_file) if config_file else {}
     for name in RUN_FIELDS:
         if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE and flags[name] is not None:
@@ -458,15 +549,27 @@ def tiny():
 
 
 @tiny.command("export")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=HomePath(path_type=Path))
 def tiny_export(directory):
-    """Write every tiny model as a diffusers-format folder under DIRECTORY."""
+    """Write every tiny model as a diffusers-format folder under DIRECTORY (about 21 MB).
+
+    \b
+    One folder per model (DIRECTORY/sd15, DIRECTORY/controlnet-canny, DIRECTORY/zeroscope, ...), the
+    same weights --tiny loads. Pass them as local weights to try a real run's loading path offline:
+      vsynth run --idm controlnet-canny --idm-weights DIRECTORY/controlnet-canny -o base=DIRECTORY/sd15 \\
+        --vdm zeroscope --vdm-weights DIRECTORY/zeroscope --video examples/shapes.mp4 --prompt "a ball"
+    """
     from vsynth.core.run.validate import check_creatable
     from vsynth.tiny import TINY_MODELS, export_all
 
     check_creatable(directory / next(iter(TINY_MODELS)), f"cannot export into {directory}", "choose a writable DIRECTORY")
 
-    for name, path in export_all(directory).items():
+    _quiet_libraries()
+    from vsynth.core.run.progress import library_progress_bars
+
+    with library_progress_bars(False):  # the libraries' shard-writing bars, for files of a few MB
+        exported = export_all(directory)
+    for name, path in exported.items():
         click.echo(f"{name}\t{path}")
 
 
@@ -479,7 +582,7 @@ def toy():
 
 
 @toy.command("examples")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=HomePath(path_type=Path))
 @click.option("--count", type=click.IntRange(1, 100), default=4, show_default=True, help="How many clips.")
 @click.option("--frames", type=click.IntRange(2, 256), default=16, show_default=True, help="Frames per clip.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the first clip.")
@@ -534,7 +637,12 @@ def batch(jobs_file, out, ray_address, quiet):
 
     out = out if out is not None else Path("outputs") / jobs_file.stem
     _quiet_libraries()
+    _registry()
     prepared = prepare_batch(jobs_file, out)
+    reused = sum(r.status == "skipped" for r in prepared.results.values())
+    if reused:
+        click.echo(f"{reused} of {len(prepared.results)} jobs are complete in {prepared.out_root} from an earlier run: "
+                   "reusing their outputs (remove a job's folder to run it again)", err=True)  # fmt: skip
     run_kwargs = {"ray": ray_address is not None, "ray_address": ray_address or None}
     try:
         if quiet:
@@ -562,7 +670,7 @@ def batch(jobs_file, out, ray_address, quiet):
 @cli.command()
 @click.option("--port", type=int, default=7860, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--tiny", is_flag=True, help="Start with the offline tiny models ticked and small quick settings.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
+@click.option("--out", type=HomePath(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
 def ui(port, tiny, out):
     """Start the web app on http://127.0.0.1:PORT (pip install 'vsynth[ui]').
 
@@ -573,8 +681,15 @@ def ui(port, tiny, out):
 
     import_gradio()  # a missing extra is one line before anything else starts
     _quiet_libraries()
+    _registry()
     click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
-    launch(out, tiny=tiny, port=port)
+    try:
+        launch(out, tiny=tiny, port=port)
+    except Terminated as stop:
+        # Not the run command's "removed the unfinished output": the page's runs live in Gradio's
+        # threads, and an idle server has none. One cut short is swept like a killed run's.
+        click.echo("vsynth ui: stopped", err=True)
+        sys.exit(128 + getattr(stop, "signum", signal.SIGTERM))
 
 
 def main() -> None:

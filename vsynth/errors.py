@@ -101,3 +101,13 @@ def one_line(error: BaseException) -> str:
     message, as the CLI prints them, anything else (a crash, out of memory) as its type and first line."""
     first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
     return first if isinstance(error, VsynthError) else f"{type(error).__name__}: {first}".rstrip(": ")
+
+
+ECHO_LIMIT = 60
+
+
+def shorten(text: object, limit: int = ECHO_LIMIT) -> str:
+    """A user's string (a name, an option, a value) as an error echoes it: whole when short, else its first
+    ``limit`` characters and '…', so that a 10,000-character name does not bury the message."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -53,7 +53,7 @@ def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
     the current directory (as ``--config`` does) so that jobs run the same anywhere, Ray workers included."""
     from vsynth.core.run.validate import check_name_lengths
 
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         check_name_lengths(path)
     except ValueError as exc:
@@ -84,14 +84,14 @@ def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
         if "out" in values:
             raise JobsFileError(f"jobs file {path}: job {name!r} sets out; each job writes to the batch folder's {name}/")
         seen.add(name)
-        jobs.append(_job(name, values, Path(out_root).resolve() / name))
+        jobs.append(_job(name, values, Path(out_root).expanduser().resolve() / name))
     return jobs
 
 
 def _job(name: str, values: dict[str, Any], out_dir: Path) -> Job:
     for field in PATH_FIELDS:
         if isinstance(values.get(field), str) and values[field]:  # anything else is RunConfig's to refuse
-            values[field] = Path(values[field]).resolve()
+            values[field] = Path(values[field]).expanduser().resolve()
     try:
         if not isinstance(values.get("options") or {}, dict):
             raise VsynthInputError(f"options must be a mapping of key: value (got {values['options']!r})")

@@ -8,6 +8,8 @@ must see the jobs' input and output paths (one machine, or a shared filesystem) 
 from __future__ import annotations
 
 import json
+import logging
+import os
 
 from vsynth.batch.jobs import COMPLETE_MARKER, Job
 from vsynth.batch.results import JobResult, failed, from_record, run_group
@@ -22,7 +24,10 @@ def run_on_ray(groups: list[list[Job]], on_result, address: str | None = None) -
         raise MissingExtraError("--ray needs Ray: pip install 'vsynth[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, log_to_driver=False)
+        # Ray's start-up lines (token authentication, "Started a local Ray instance", usage stats) are
+        # not the batch's business: warnings and info stay in Ray's logs, errors still show.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         task = ray.remote(_run_group).options(num_cpus=1, num_gpus=gpus, max_retries=0)

@@ -51,7 +51,7 @@ def run_group(jobs: list[Job]) -> Iterator[JobResult]:
     """Run jobs that share a model set one after another, loading the models once."""
     from vsynth.api import Session
 
-    with Session() as session:
+    with Session(display=False) as session:  # the batch shows one bar of jobs, not each run's stages
         for job in jobs:
             start = time.perf_counter()
             try:

@@ -44,11 +44,11 @@ class Batch:
             if on_result is not None:
                 on_result(result)
 
-        if ray:
+        if ray and self.todo:  # every job complete (say, from an embedded run): no cluster to start
             from vsynth.batch.ray_runner import run_on_ray
 
             run_on_ray(self.groups, record, ray_address)
-        else:
+        elif not ray:
             for group in self.groups:
                 for result in run_group(group):
                     record(result)
@@ -60,7 +60,7 @@ def prepare_batch(jobs_file: str | Path, out_root: str | Path) -> Batch:
     from vsynth.core.run.pipeline import model_key, plan_run
     from vsynth.core.run.validate import check_creatable
 
-    out_root = Path(out_root).resolve()
+    out_root = Path(out_root).expanduser().resolve()
     check_creatable(out_root / "job", f"batch folder {out_root} (--out)", "choose another --out")  # before the jobs' own checks
     results: dict[str, JobResult] = {}
     groups: dict[tuple, list[Job]] = {}

@@ -192,17 +192,29 @@ def build_fake_hub(
     ``precision`` says which weight files a component whose repo also ships an fp16 variant gets:
     the full ones, only the ``*.fp16.*`` ones (as some model cards tell users to download), or both.
     A repo already there is kept (so one cache holds one ``precision``); each is written into a
-    temporary folder and renamed into place, so an interrupted build never leaves half a snapshot.
+    partial folder (``.COMMIT.vsynth-partial-PID``, marked as vsynth's) and renamed into place, so an
+    interrupted build never leaves half a snapshot: an error or Ctrl-C removes it, and what a killed
+    build left, in any repo of ``cache``, is removed by the next build.
     """
+    from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, partial_path, remove_debris
+
     cache = Path(cache)
+    for snapshots in cache.glob("models--*/snapshots"):
+        remove_debris(snapshots)
     for i, repo_id in enumerate(repos or list(layouts())):
         snapshot = snapshot_dir(cache, repo_id, scale)
         if snapshot.is_dir():
             continue
-        staging = snapshot.with_name(snapshot.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        _write_repo(staging, repo_id, scale, precision, seed=7000 + 100 * i)
-        os.rename(staging, snapshot)
+        staging = partial_path(snapshot)
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        create_partial(staging)
+        try:
+            _write_repo(staging, repo_id, scale, precision, seed=7000 + 100 * i)
+            (staging / PARTIAL_MARKER).unlink()
+            os.rename(staging, snapshot)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         refs = snapshot.parents[1] / "refs"
         refs.mkdir(exist_ok=True)
         (refs / "main").write_text(snapshot.name)

@@ -28,13 +28,18 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from vsynth.core.diffusion.schedules import SD15_DDIM
+from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, output_folder, partial_path, remove_debris
+from vsynth.errors import OutputExistsError
 from vsynth.tiny.cache import cache_base, cache_errors, intact, write_manifest
+from vsynth.tiny.wan import TINY_WAN
+from vsynth.tiny.wan import export as export_wan
 
-TINY_FORMAT = "5"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
+TINY_FORMAT = "6"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
@@ -51,6 +56,7 @@ TINY_MODELS: dict[str, str] = {
     "t2i-adapter-depth": "T2IAdapter (full, 3-channel input like the depth sd15v2) for sd15-adapter-base",
     "instruct-pix2pix": "StableDiffusionInstructPix2PixPipeline directory: sd15 with an 8-channel UNet input",
     "sd15-inpaint": "StableDiffusionInpaintPipeline directory: sd15 with a 9-channel UNet input",
+    **TINY_WAN,
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -376,6 +382,7 @@ def export(name: str, directory: str | Path) -> Path:
         "t2i-adapter-depth": lambda d: _export_t2i_adapter("t2i-adapter-depth", d, in_channels=3),
         "instruct-pix2pix": lambda d: _export_sd15_variant("instruct-pix2pix", d, "StableDiffusionInstructPix2PixPipeline", in_channels=8),
         "sd15-inpaint": lambda d: _export_sd15_variant("sd15-inpaint", d, "StableDiffusionInpaintPipeline", in_channels=9),
+        **{name: (lambda d, name=name: export_wan(name, d)) for name in TINY_WAN},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")
@@ -386,8 +393,15 @@ def export(name: str, directory: str | Path) -> Path:
 
 
 def export_all(directory: str | Path) -> dict[str, Path]:
-    """Export every tiny model to ``directory/<name>``."""
-    return {name: export(name, Path(directory) / name) for name in TINY_MODELS}
+    """Export every tiny model to ``directory/<name>``: a new or empty folder, which appears whole or not at
+    all (it is written as a partial folder beside it, removed on Ctrl-C or any error, and renamed into place)."""
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise OutputExistsError(f"{directory} already exists and is not empty: export into a new or empty folder")
+    with output_folder(directory, exact=True) as out:
+        for name in TINY_MODELS:
+            export(name, out.partial / name)
+    return {name: out.final / name for name in TINY_MODELS}
 
 
 def _cache_root() -> Path:
@@ -409,6 +423,7 @@ def _no_progress_bars():
 
 
 _verified: set[Path] = set()
+_building = threading.Lock()
 
 
 @cache_errors
@@ -416,9 +431,10 @@ def tiny_weights(name: str) -> Path:
     """Path of tiny model ``name`` in the cache (``$VSYNTH_CACHE/tiny/v{TINY_FORMAT}/{name}``), built once,
     checked against its manifest once per process and rebuilt when damaged.
 
-    The model is exported into a temporary sibling directory and renamed into place, so a crash never
-    leaves a half-written model and concurrent builders cannot corrupt each other: the first rename
-    wins and the loser uses the winner's copy.
+    The model is exported into a partial sibling folder (``.NAME.vsynth-partial-PID``, marked as vsynth's)
+    and renamed into place, so a crash never leaves a half-written model and concurrent builders cannot
+    corrupt each other: the first rename wins and the loser uses the winner's copy. What a killed build
+    left is removed by the next build (only vsynth's own partial folders, of dead processes).
     """
     if name not in TINY_MODELS:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")
@@ -433,16 +449,20 @@ def tiny_weights(name: str) -> Path:
             os.rename(target, damaged)  # out of the way at once
         shutil.rmtree(damaged, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    try:
-        with _no_progress_bars():
-            export(name, staging)
-        write_manifest(staging)
+    remove_debris(target.parent)
+    staging = partial_path(target)
+    with _building:  # the partial folder is named by the process: one build at a time in it
+        create_partial(staging)
         try:
-            os.rename(staging, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            with _no_progress_bars():
+                export(name, staging)
+            (staging / PARTIAL_MARKER).unlink()
+            write_manifest(staging)
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not target.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target

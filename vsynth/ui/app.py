@@ -15,11 +15,13 @@ import time
 import warnings
 from pathlib import Path
 
+from vsynth.core.diffusion.solvers import SOLVERS
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig
 from vsynth.errors import MissingExtraError, VsynthWarning, one_line
 from vsynth.ui.params import chosen_options, option_components
 
 NO_IDM = "(none: text-to-video)"
+OWN_SOLVER = "(the model's own)"
 BRIDGE_BY_DEFAULT = "(default)"
 SETTINGS = ("frames", "stride", "height", "width", "steps", "guidance", "seed")
 QUICK_TINY = {"frames": 4, "height": 128, "width": 128, "steps": 4}  # a tiny run that takes seconds on a CPU
@@ -96,6 +98,10 @@ def build_app(out_root: Path, tiny: bool = False):
                     mask = gr.Video(label="mask video (white = regenerate)", sources=["upload"], include_audio=True)
                     condition = gr.Video(label="control-map video", sources=["upload"], include_audio=True)
                     outpaint = gr.Textbox(label="outpaint: horizontal, vertical or T,R,B,L fractions")
+                with gr.Accordion("solvers", open=False):
+                    with gr.Row():
+                        idm_solver = gr.Dropdown([OWN_SOLVER, *SOLVERS], value=OWN_SOLVER, label="IDM solver", elem_id="idm_scheduler")
+                        vdm_solver = gr.Dropdown([OWN_SOLVER, *SOLVERS], value=OWN_SOLVER, label="VDM solver", elem_id="vdm_scheduler")
                 with gr.Accordion("settings (0 where there is no default: the models' own)", open=True):
                     with gr.Row():
                         settings = [
@@ -135,7 +141,7 @@ def build_app(out_root: Path, tiny: bool = False):
         app.load(show_options, [idm, vdm, bridge], list(groups.values()))
 
         def run(idm_name, vdm_name, bridge_name, tiny_on, toy_on, video_path, prompt_text, idm_text, source_text, negative_text,
-                mask_path, condition_path, outpaint_text, *rest, progress=gr.Progress()):  # fmt: skip
+                mask_path, condition_path, outpaint_text, idm_solver_name, vdm_solver_name, *rest, progress=gr.Progress()):  # fmt: skip
             setting_values, option_values = rest[: len(SETTINGS)], rest[len(SETTINGS) :]
             picked = chosen(idm_name, vdm_name, bridge_name)
             values = {
@@ -143,6 +149,8 @@ def build_app(out_root: Path, tiny: bool = False):
                 "tiny": tiny_on, "toy": toy_on, "video": video_path, "prompt": prompt_text or None, "idm_prompt": idm_text or None,
                 "source_prompt": source_text or None, "negative_prompt": negative_text or "", "mask": mask_path,
                 "condition_video": condition_path, "outpaint": outpaint_text or None,
+                "idm_scheduler": None if idm_solver_name == OWN_SOLVER else idm_solver_name,
+                "vdm_scheduler": None if vdm_solver_name == OWN_SOLVER else vdm_solver_name,
                 **{name: value for name, value in zip(SETTINGS, setting_values) if not unset(name, value)},
                 "out": new_folder(out_root, "-".join(filter(None, [picked["idm"], vdm_name]))),
             }  # fmt: skip
@@ -157,7 +165,8 @@ def build_app(out_root: Path, tiny: bool = False):
             record = {key: done.record[key] for key in SUMMARY_KEYS if key in done.record} | {"folder": str(done.out_dir)}
             return gr.update(value="\n\n".join(notes), visible=bool(notes)), str(done.out_dir / "video.mp4"), str(done.out_dir / "grid.png"), record
 
-        inputs = [idm, vdm, bridge, use_tiny, use_toy, video, prompt, idm_prompt, source_prompt, negative_prompt, mask, condition, outpaint]
+        inputs = [idm, vdm, bridge, use_tiny, use_toy, video, prompt, idm_prompt, source_prompt, negative_prompt, mask, condition, outpaint,
+                  idm_solver, vdm_solver]  # fmt: skip
         generate.click(run, [*inputs, *settings, *option_inputs], [error, result, grid, summary])
     return app
 

@@ -164,14 +164,22 @@ class VaeCodec:
     in float32, as diffusers' pipelines upcast it; latents come out in the run's dtype all the same.
     """
 
-    def __init__(self, vae, batch_size: int = 8):
+    def __init__(self, vae, batch_size: int = 8, space=None):
+        from vsynth.core.host.specs import SD_LATENTS
+
+        self.space = space or SD_LATENTS  # the declared latent space (the run sets its model spec's)
+        self.passes = {"encoded_frames": 0, "decoded_frames": 0}  # for run.json
         self.dtype = vae.dtype  # of the latents it returns: the run's
         if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
             vae.to(torch.float32)  # a shared VAE is upcast once, for every model using it
         self.vae = vae
         self.batch_size = self.own_batch_size = batch_size
-        self.scale = vae.config.scaling_factor
-        self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.scale = vae.config.get("scaling_factor", 1.0)
+        self.factor = 2 ** (len(vae.config.get("block_out_channels", (0,))) - 1)
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        """(1, C, F, H/f, W/f): the latents of ``frames`` frames of height x width pixels (one latent frame per frame)."""
+        return (1, self.vae.config.latent_channels, frames, height // self.factor, width // self.factor)
 
     def set_tiling(self, height: int, width: int) -> bool:
         """Encode and decode frames with a side above :data:`TILE_ABOVE` pixels in overlapping tiles
@@ -210,6 +218,7 @@ class VaeCodec:
         """Chunks of (f, 3, H, W) pixels in [-1, 1] -> (F, C, h, w) latents; see :meth:`encode`."""
         device = execution_device(self.vae)
         dists = [self.vae.encode(c.to(device, self.vae.dtype)).latent_dist for c in chunks]
+        self.passes["encoded_frames"] += sum(len(d.mean) for d in dists)
         latents = torch.cat([d.mean for d in dists])  # (F, C, h, w)
         if generator is not None:
             std = torch.cat([d.std for d in dists])
@@ -230,6 +239,7 @@ class VaeCodec:
         for start in range(0, frames, self.batch_size):
             chunk = latents[0, :, start : start + self.batch_size].permute(1, 0, 2, 3).to(device, self.vae.dtype) / self.scale
             image = self.vae.decode(chunk).sample
+            self.passes["decoded_frames"] += len(chunk)
             pixels = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             if out is None:
                 out = np.empty((frames, *pixels.shape[1:]), np.uint8)

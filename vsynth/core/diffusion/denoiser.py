@@ -1,4 +1,4 @@
-"""The denoiser interface: a UNet (and whatever conditions it) seen as one noise-prediction function.
+"""The denoiser interface: a network (and whatever conditions it) seen as one prediction function.
 
 Both image and video models provide one; every loop in :mod:`vsynth.core.diffusion.sampling` and
 every bridge works through it alone.
@@ -6,7 +6,6 @@ every bridge works through it alone.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import torch
@@ -14,28 +13,40 @@ import torch
 from vsynth.core.diffusion.components import encode_text
 from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.offload import execution_device
+from vsynth.core.diffusion.processes import Process, infer_process
 
 
-class Denoiser(ABC):
-    """A UNet (and whatever conditions it) seen as ``eps = predict_noise(x_t, t, cond, guidance)``.
+class Denoiser:
+    """A network (and whatever conditions it) seen as ``output = predict(x_t, t, cond, guidance)``.
 
     ``frame_folded`` denoisers (image models) fold frames into the batch, so their initial noise
     is drawn per frame, (B*F, C, H, W), as the image pipelines draw it.
 
     What a bridge may rely on, for every denoiser (built-in, a plugin's, or a wrapper):
 
-    - ``predict_noise`` returns eps of the latents' shape (B, C, F, H, W) and draws no randomness:
-      all of a run's randomness comes from the generator, through :meth:`initial_noise`;
+    - ``process`` says what ``predict`` returns and how the latents hold signal and noise
+      (:mod:`vsynth.core.diffusion.processes`): eps, v or the flow velocity. A denoiser declares it
+      (a class attribute), or it is read from its scheduler's config (``prediction_type``, a flow
+      scheduler); bridges never look further than the process;
+    - ``predict`` returns the prediction of the latents' shape (B, C, F, H, W), in the latents'
+      process form at the timestep ``t``, and draws no randomness: all of a run's randomness comes
+      from the generator, through :meth:`initial_noise` (and a stochastic solver's steps);
     - ``condition(...)`` is computed once and reused for every step and every call;
-    - ``unet`` is the module every prediction runs through, possibly several times per
-      ``predict_noise`` (a batch chunk, a window), always at that call's timestep: evaluation
+    - ``unet`` is the module every prediction runs through (a UNet or a transformer), possibly several
+      times per ``predict`` (a batch chunk, a window), always at that call's timestep: evaluation
       counters and attention control (:mod:`vsynth.core.diffusion.attention`) attach to it and see
       every call; that is the one reason for a bridge to touch it;
-    - ``alphas_cumprod`` is the training schedule, and :meth:`new_scheduler` a fresh scheduler of
-      the model's kind and config, for the bridge to set its timesteps on.
+    - ``scheduler`` is the diffusers scheduler the model samples with (its solver, chosen by name
+      with ``--idm-scheduler``/``--vdm-scheduler``), and :meth:`new_scheduler` a fresh one of its kind
+      and config; only :mod:`~vsynth.core.diffusion.sampling` and
+      :mod:`~vsynth.core.diffusion.processes` step it or read its fields.
+
+    A denoiser written before 0.3 defines ``predict_noise`` (eps): it still works, as the eps
+    prediction of a VP model.
     """
 
     frame_folded: ClassVar[bool]
+    declared_process: ClassVar[Process | None] = None  # None: read from the scheduler's config
 
     def __init__(self, unet, scheduler, tokenizer, text_encoder):
         self.unet = unet
@@ -53,12 +64,21 @@ class Denoiser(ABC):
         return self.unet.dtype
 
     @property
-    def alphas_cumprod(self) -> torch.Tensor:
-        return self.scheduler.alphas_cumprod
+    def process(self) -> Process:
+        """The noise process and the prediction type of :meth:`predict`."""
+        return self.declared_process or infer_process(self.scheduler)
 
     def new_scheduler(self):
         """A fresh scheduler of the model's kind and config (schedulers keep per-run state)."""
         return type(self.scheduler).from_config(self.scheduler.config)
+
+    def set_timesteps(self, scheduler, steps: int) -> None:
+        """Set ``steps`` sampling steps on a fresh ``scheduler`` as the model's diffusers pipeline does.
+
+        A model whose pipeline passes more (FLUX's sigmas and resolution-dependent shift ``mu``)
+        overrides this; the size of the run is known by then (:meth:`Model.configure`).
+        """
+        scheduler.set_timesteps(steps, device=self.device)
 
     def initial_noise(self, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
         """Gaussian noise of ``shape`` (B, C, F, H, W), drawn as the model's own pipeline draws it.
@@ -82,9 +102,16 @@ class Denoiser(ABC):
         negative = None if negative_prompt is None else self.encode_prompt(negative_prompt)
         return Conditioning(text=self.encode_prompt(prompt), negative=negative, extras=extras)
 
-    @abstractmethod
+    def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+        """The network's prediction (of ``process.prediction``) for latents (B, C, F, H, W) at timestep ``t``,
+        with the model's own guidance (classifier-free where guidance > 1)."""
+        if type(self).predict_noise is Denoiser.predict_noise:
+            raise NotImplementedError(f"{type(self).__name__} must define predict (or, for an eps model, predict_noise)")
+        return self.predict_noise(latents, t, cond, guidance)
+
     def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
-        """Noise prediction for latents (B, C, F, H, W) at timestep ``t``; classifier-free guidance if guidance > 1."""
+        """The name of :meth:`predict` before 0.3, kept for plugins that define it (eps models)."""
+        return self.predict(latents, t, cond, guidance)
 
 
 class DelegatingDenoiser(Denoiser):
@@ -104,11 +131,14 @@ class DelegatingDenoiser(Denoiser):
         return self.inner.frame_folded
 
     @property
-    def alphas_cumprod(self) -> torch.Tensor:
-        return self.inner.alphas_cumprod
+    def process(self) -> Process:
+        return self.inner.process
 
     def new_scheduler(self):
         return self.inner.new_scheduler()
+
+    def set_timesteps(self, scheduler, steps: int) -> None:
+        self.inner.set_timesteps(scheduler, steps)
 
     def initial_noise(self, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
         return self.inner.initial_noise(shape, generator)
@@ -119,5 +149,7 @@ class DelegatingDenoiser(Denoiser):
     def condition(self, prompt: str, negative_prompt: str | None = None, **extras) -> Conditioning:
         return self.inner.condition(prompt, negative_prompt, **extras)
 
-    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
-        return self.inner.predict_noise(latents, t, cond, guidance)
+    def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+        if type(self).predict_noise is not Denoiser.predict_noise:  # a subclass written before 0.3
+            return self.predict_noise(latents, t, cond, guidance)
+        return self.inner.predict(latents, t, cond, guidance)

@@ -81,6 +81,5 @@ class BridgeInputs:
     frame_inputs: FrameInputs = field(default_factory=FrameInputs)
 
     def latent_shape(self, codec: VaeCodec) -> tuple[int, int, int, int, int]:
-        """(1, C, F, H/f, W/f) for the codec's latent channels and down-sampling factor f."""
-        channels = codec.vae.config.latent_channels
-        return (1, channels, self.frames, self.height // codec.factor, self.width // codec.factor)
+        """(1, C, F', H/f, W/f): the latents the codec makes of the run's frames (F' = F unless it compresses time)."""
+        return codec.latent_shape(self.frames, self.height, self.width)

@@ -33,6 +33,13 @@ class Model(ABC):
     def load(cls, spec: ModelSpec, params: Params, sources: dict[str, str], runtime: Runtime) -> Model:
         """Build the model from ``sources`` (weights role -> hub id or directory)."""
 
+    def configure(self, inputs: BridgeInputs) -> None:
+        """Called once per run, before the bridge, with the run's prepared inputs (frames, size).
+
+        A model whose sampling depends on them keeps what it needs (FLUX's and Wan's schedules
+        shift with the number of latent tokens). Nothing by default.
+        """
+
     def unets(self) -> list[torch.nn.Module]:
         return [self.denoiser.unet]
 
@@ -83,7 +90,7 @@ class ImageModel(Model):
         """
         cond = self.denoiser.condition(inputs.image_prompt, inputs.negative_prompt, **inputs.frame_inputs.extras)
         noise = sampling.initial_noise(self.denoiser, inputs.latent_shape(self.codec), generator)
-        return sampling.sample(self.denoiser, noise, cond, steps=inputs.steps, guidance=inputs.guidance, advance=advance)
+        return sampling.sample(self.denoiser, noise, cond, steps=inputs.steps, guidance=inputs.guidance, advance=advance, generator=generator)
 
 
 class VideoModel(Model):

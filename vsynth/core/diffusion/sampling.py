@@ -1,15 +1,22 @@
-"""The diffusion math every bridge composes: initial noise, denoising loops, DDIM inversion,
-SDEdit noising and clean-latent prediction, over any :class:`~vsynth.core.diffusion.models.Denoiser`.
+"""The diffusion math every bridge composes, over any :class:`~vsynth.core.diffusion.denoiser.Denoiser`
+of any noise process and any diffusers scheduler: sampling from noise, denoising from any step of
+a schedule, inversion, re-noising to a level, and the clean latent a step predicts.
 
-Written once, tested once. Latents are (B, C, F, H, W); timesteps are scheduler timesteps.
+Written once, tested once. Latents are (B, C, F, H, W). A latent a bridge holds is in its model's
+process form (:mod:`vsynth.core.diffusion.processes`); a step of a :class:`Schedule` is addressed by
+its position k (0 is the noisiest) and has a level, the process-neutral noise-to-signal ratio at
+which two models meet. Nothing here reads a scheduler's output fields: the clean latent of every
+step is computed from the model's prediction by the process.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
 
+from vsynth.core.diffusion import processes
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.errors import NonFiniteError
@@ -19,6 +26,58 @@ Advance = Callable[[int], None]
 # The official BIVDiff inversion caps the next timestep at 998 (REFERENCE.md).
 BIVDIFF_MAX_TIMESTEP = 998
 
+# Schedulers whose step draws noise: they get the run's generator, so that every draw is the seed's.
+_STOCHASTIC = frozenset(
+    {"EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "LCMScheduler", "FlowMatchLCMScheduler",
+     "DDPMScheduler", "DPMSolverSDEScheduler", "TCDScheduler"}
+)  # fmt: skip
+
+
+class Schedule:
+    """A denoiser's solver set to ``steps`` steps: step k (0 <= k < steps) starts at :meth:`level` (k) and
+    evaluates the model at :meth:`timestep` (k).
+
+    Every entry (from noise, or mid-way at step k) gets a fresh scheduler set to begin there, so a
+    multistep solver (DPM-Solver++, UniPC) starts its history empty where a bridge enters, and a
+    second-order one (Heun) enters at the start of a step, not between its two evaluations.
+    """
+
+    def __init__(self, denoiser: Denoiser, steps: int):
+        self.denoiser = denoiser
+        self.steps = steps
+        self._scheduler = self.fresh()
+        self.order = int(getattr(self._scheduler, "order", 1))
+        self.process = denoiser.process
+        self.form = processes.scheduler_form(self.process, self._scheduler)
+
+    def fresh(self, begin: int = 0):
+        """A new scheduler with its timesteps set, to begin at step ``begin``."""
+        scheduler = self.denoiser.new_scheduler()
+        self.denoiser.set_timesteps(scheduler, self.steps)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(begin * int(getattr(scheduler, "order", 1)))
+        return scheduler
+
+    def timestep(self, k: int):
+        return self._scheduler.timesteps[k * self.order]
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        """The model timestep of each step, descending in noise."""
+        return self._scheduler.timesteps[:: self.order][: self.steps]
+
+    def level(self, k: int) -> torch.Tensor:
+        """The noise-to-signal ratio at the start of step k (float64); k == steps: where the last step lands."""
+        return processes.entry_level(self.process, self._scheduler, k * self.order)
+
+    def sdedit_start(self, strength: float) -> int:
+        """The step SDEdit at ``strength`` (in [0, 1]) starts at: it runs the last int(steps * strength)
+        steps, where diffusers' image-to-image pipelines start. ``steps`` when it runs none."""
+        return self.steps - int(self.steps * strength)
+
+    def record(self) -> dict:
+        return processes.scheduler_record(self.process, self._scheduler)
+
 
 def initial_noise(denoiser: Denoiser, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
     """Gaussian noise of ``shape`` (B, C, F, H, W), as the denoiser draws it (:meth:`Denoiser.initial_noise`)."""
@@ -26,10 +85,23 @@ def initial_noise(denoiser: Denoiser, shape: tuple[int, int, int, int, int], gen
 
 
 def timesteps(denoiser: Denoiser, steps: int) -> torch.Tensor:
-    """The model's sampling timesteps for ``steps`` steps, descending."""
-    scheduler = denoiser.new_scheduler()
-    scheduler.set_timesteps(steps)
-    return scheduler.timesteps
+    """The model's timestep of each of ``steps`` sampling steps, descending in noise."""
+    return Schedule(denoiser, steps).timesteps
+
+
+def renoise(denoiser: Denoiser, x0: torch.Tensor, noise: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """The clean latent ``x0`` with ``noise`` at ``level``, in ``denoiser``'s process form (SDEdit, re-entry)."""
+    return denoiser.process.noised(x0, noise, level)
+
+
+def split(denoiser: Denoiser, latents: torch.Tensor, output: torch.Tensor, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clean latent, noise) that ``denoiser``'s prediction ``output`` for ``latents`` (process form) at ``level`` implies."""
+    return denoiser.process.split(latents, output, level)
+
+
+def to_process(x: torch.Tensor, level: torch.Tensor, source: Denoiser, target: Denoiser) -> torch.Tensor:
+    """A noisy latent of ``source``'s process written in ``target``'s (same level, same clean latent and noise)."""
+    return processes.convert(x, level, source.process.form, target.process.form)
 
 
 @torch.no_grad()
@@ -41,46 +113,97 @@ def sample(
     steps: int,
     guidance: float,
     advance: Advance | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Sample a clean latent video from pure noise with the model's scheduler (``steps`` steps)."""
-    scheduler = denoiser.new_scheduler()
-    scheduler.set_timesteps(steps, device=denoiser.device)
-    latents = noise * scheduler.init_noise_sigma
-    return _loop(denoiser, scheduler, latents, cond, scheduler.timesteps, guidance, advance)[0]
+    """Sample a clean latent video from pure noise with the model's scheduler (``steps`` steps), as its
+    diffusers pipeline does (the noise times the scheduler's ``init_noise_sigma``)."""
+    schedule = Schedule(denoiser, steps)
+    scheduler = schedule.fresh()
+    latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # flow schedulers have none: they start at s = 1
+    return _loop(schedule, scheduler, latents, cond, 0, steps, guidance, advance, generator)
 
 
 @torch.no_grad()
 def denoise(
-    denoiser: Denoiser,
-    scheduler,
+    schedule: Schedule,
     latents: torch.Tensor,
     cond: Conditioning,
-    steps: torch.Tensor,
+    start: int,
     *,
     guidance: float,
     advance: Advance | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Denoise a latent video at the noise level of ``steps[0]`` over ``steps`` (a tail of ``scheduler.timesteps``).
+    """Denoise ``latents`` (process form, at ``schedule.level(start)``) from step ``start`` to the end."""
+    scheduler = schedule.fresh(start)
+    x = processes.convert(latents, schedule.level(start), schedule.process.form, schedule.form)
+    return _loop(schedule, scheduler, x, cond, start, schedule.steps, guidance, advance, generator)
 
-    ``latents`` are in the variance-preserving form every bridge uses, sqrt(abar) x0 + sqrt(1 - abar) eps.
-    Schedulers that work on sigmas (Euler and kin) want x0 + sigma eps instead, which is the same
-    latent times sqrt(sigma^2 + 1); they also need to know where in their schedule they begin.
+
+@torch.no_grad()
+def denoise_predict(
+    schedule: Schedule,
+    latents: torch.Tensor,
+    cond: Conditioning,
+    start: int,
+    stop: int,
+    *,
+    guidance: float,
+    advance: Advance | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Denoise ``latents`` (process form, at the level of step ``start``) over steps ``start``..``stop - 1``,
+    then evaluate the model at step ``stop`` and return what it predicts there, (clean latent, noise),
+    instead of stepping on: the noise is what re-noises the clean latent to ``schedule.level(stop)``.
+
+    Bridges leave a model's schedule mid-way through this clean prediction, never through a noisy
+    latent: the two models' schedules differ.
     """
-    start = int((scheduler.timesteps == steps[0]).nonzero()[0])
-    return _loop(denoiser, scheduler, to_scheduler_space(scheduler, latents, start), cond, steps, guidance, advance)[0]
+    scheduler = schedule.fresh(start)
+    x = processes.convert(latents, schedule.level(start), schedule.process.form, schedule.form)
+    x = _loop(schedule, scheduler, x, cond, start, stop, guidance, advance, generator)
+    t = scheduler.timesteps[stop * schedule.order]
+    output = schedule.denoiser.predict(_model_input(scheduler, x, t), t, cond, guidance)
+    if advance:
+        advance(1)
+    x0, noise = schedule.process.split(x, output, _entry(schedule, scheduler, stop * schedule.order), schedule.form)
+    return x0.to(output.dtype), noise
 
 
-def _loop(denoiser, scheduler, latents, cond, steps, guidance, advance):
-    """Step over ``steps``; returns the final latents and what the last step predicted (clean latent, noise)."""
-    x0 = eps = None
-    for step, t in enumerate(steps, start=1):
-        eps = denoiser.predict_noise(scheduler.scale_model_input(latents, t), t, cond, guidance)
-        out = scheduler.step(eps, t, latents)
-        latents, x0 = out.prev_sample, out.pred_original_sample
-        check_finite(latents, step, len(steps))
-        if advance:
+def _model_input(scheduler, x: torch.Tensor, t) -> torch.Tensor:
+    """The latent as the model sees it: the Karras-style samplers scale theirs back to the VP form; the
+    FlowMatch* schedulers step on the model's own form and have no ``scale_model_input``."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return x if scale is None else scale(x, t)
+
+
+def _entry(schedule: Schedule, scheduler, index: int) -> torch.Tensor:
+    return processes.entry_level(schedule.process, scheduler, index)
+
+
+def _loop(schedule: Schedule, scheduler, latents, cond, start: int, stop: int, guidance: float, advance, generator):
+    """Step ``scheduler`` (set to begin at ``start``) over steps ``start``..``stop - 1`` on ``latents`` in
+    ``schedule.form``; ``advance(1)`` once per step (a second-order step evaluates the model twice)."""
+    denoiser, order = schedule.denoiser, schedule.order
+    extra = {"generator": generator} if generator is not None and _takes_generator(scheduler) else {}
+    last = len(scheduler.timesteps) - 1
+    indices = range(start * order, min(stop * order, last + 1))
+    for count, index in enumerate(indices, start=1):
+        t = scheduler.timesteps[index]
+        output = denoiser.predict(_model_input(scheduler, latents, t), t, cond, guidance)
+        latents = scheduler.step(output, t, latents, return_dict=False, **extra)[0]
+        check_finite(latents, count, len(indices))
+        step_done = (index + 1) % order == 0 or index == last
+        if advance and step_done:
             advance(1)
-    return latents, x0, eps
+    return latents
+
+
+def _takes_generator(scheduler) -> bool:
+    """Whether the step draws noise: then it must draw from the run's generator (the others get none,
+    so that they keep every run's draws where they were)."""
+    stochastic = type(scheduler).__name__ in _STOCHASTIC or bool(scheduler.config.get("stochastic_sampling", False))
+    return stochastic and "generator" in inspect.signature(scheduler.step).parameters
 
 
 def check_finite(latents: torch.Tensor, step: int, total: int) -> None:
@@ -89,99 +212,41 @@ def check_finite(latents: torch.Tensor, step: int, total: int) -> None:
         raise NonFiniteError(f"the latents became NaN or infinite at step {step} of {total}")
 
 
-def noise_level(scheduler, index: int) -> torch.Tensor:
-    """abar at ``scheduler.timesteps[index]``, as the scheduler sees it (float32).
-
-    Sigma schedulers (Euler and kin) step on sigma = sqrt((1 - abar) / abar), so abar = 1 / (1 + sigma^2);
-    the others read ``alphas_cumprod`` at the timestep.
-    """
-    sigmas = getattr(scheduler, "sigmas", None)
-    if sigmas is not None:
-        return 1 / (1 + sigmas[index].float() ** 2)
-    return scheduler.alphas_cumprod[int(scheduler.timesteps[index])].float()
-
-
-def to_scheduler_space(scheduler, latents: torch.Tensor, index: int) -> torch.Tensor:
-    """VP-form latents at ``scheduler.timesteps[index]`` in the form the scheduler steps on, the scheduler set to begin there.
-
-    Unchanged for DDIM; times sqrt(sigma^2 + 1) for sigma schedulers, which also need their begin index.
-    """
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(index)
-    sigmas = getattr(scheduler, "sigmas", None)
-    if sigmas is not None:
-        latents = latents * (sigmas[index] ** 2 + 1).sqrt().to(latents.dtype)
-    return latents
-
-
-@torch.no_grad()
-def denoise_predict(
-    denoiser: Denoiser,
-    scheduler,
-    latents: torch.Tensor,
-    cond: Conditioning,
-    steps: torch.Tensor,
-    *,
-    guidance: float,
-    advance: Advance | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Denoise VP-form ``latents`` over ``steps`` as :func:`denoise` does, and return what the last step predicts,
-    (clean latent, noise), instead of the latent it steps to.
-
-    Bridges leave a model's schedule mid-way through this clean prediction (the scheduler's
-    ``pred_original_sample``), never through a noisy latent: the two models' schedules differ.
-    """
-    latents = to_scheduler_space(scheduler, latents, int((scheduler.timesteps == steps[0]).nonzero()[0]))
-    _, x0, eps = _loop(denoiser, scheduler, latents, cond, steps, guidance, advance)
-    return x0.to(eps.dtype), eps
-
-
 @torch.no_grad()
 def invert(
-    denoiser: Denoiser,
-    scheduler,
+    schedule: Schedule,
     x0: torch.Tensor,
     cond: Conditioning,
-    steps: torch.Tensor,
+    start: int,
     *,
     advance: Advance | None = None,
 ) -> torch.Tensor:
-    """DDIM inversion of the clean latent ``x0`` to the level of ``steps[0]``, without guidance; VP form.
+    """Invert the clean latent ``x0`` to the level of step ``start``, without guidance; process form.
 
-    ``steps`` are the denoising steps that will run from there (a tail of ``scheduler.timesteps``);
-    the inversion walks them ascending. Each step evaluates the model at its target timestep with the
-    latent still at the previous level (clean at first), as diffusers' DDIMInverseScheduler and
-    null-text inversion do, so every timestep the denoising evaluates was evaluated once here (what
-    feature injection records and injects). Sigma schedulers too: in VP form an Euler step is a DDIM step.
+    Walks the steps that will denoise from there ascending: each evaluates the model at its step's
+    timestep with the latent still at the previous level (clean at first), splits the prediction
+    into (clean latent, noise) at that previous level and re-noises them to the step's level. For a
+    VP model this is DDIM inversion, as diffusers' DDIMInverseScheduler and null-text inversion run
+    it; for a flow model it is the reverse Euler step of the ODE, x + (s_k - s_prev) * velocity.
+    Every timestep the denoising evaluates is evaluated once here (what feature injection records).
     """
-    start = int((scheduler.timesteps == steps[0]).nonzero()[0])
-    x, level = x0.float(), torch.ones((), device=x0.device)
-    for step, index in enumerate(reversed(range(start, start + len(steps))), start=1):
-        eps = denoiser.predict_noise(x.to(x0.dtype), scheduler.timesteps[index], cond, guidance=1.0).float()
-        target = noise_level(scheduler, index).to(x.device)
-        x = add_noise(predict_x0(x, eps, level), eps, target)
+    denoiser, process = schedule.denoiser, schedule.process
+    x, level = x0.float(), torch.zeros((), dtype=torch.float64)
+    ascending = list(reversed(range(start, schedule.steps)))
+    for count, k in enumerate(ascending, start=1):
+        output = denoiser.predict(x.to(x0.dtype), schedule.timestep(k), cond, guidance=1.0).float()
+        target = schedule.level(k)
+        x = process.noised(*process.split(x, output, level), target)
         level = target
-        check_finite(x, step, len(steps))
+        check_finite(x, count, len(ascending))
         if advance:
             advance(1)
     return x.to(x0.dtype)
 
 
-def sdedit_steps(scheduler, strength: float) -> torch.Tensor:
-    """The tail of ``scheduler.timesteps`` that SDEdit at ``strength`` (in [0, 1]) runs: the last
-    int(steps * strength), where diffusers' image-to-image pipelines start. May be empty."""
-    total = len(scheduler.timesteps)
-    return scheduler.timesteps[total - int(total * strength) :]
-
-
-def predict_x0(latents: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
-    """Clean latent predicted from x_t and eps: (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
-    return (latents - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
-
-
-def add_noise(x0: torch.Tensor, noise: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
-    """SDEdit / DDIM re-noising of a clean latent to the level abar_t: sqrt(abar) x0 + sqrt(1 - abar) noise."""
-    return abar_t.sqrt() * x0 + (1 - abar_t).sqrt() * noise
+def shares_schedule(a: Denoiser, b: Denoiser) -> bool:
+    """Whether two denoisers sample with one scheduler kind over one training schedule."""
+    return a.process == b.process and processes.same_training_schedule(a.scheduler, b.scheduler)
 
 
 @torch.no_grad()
@@ -195,23 +260,25 @@ def bivdiff_invert(
     final_level: torch.Tensor | None = None,
     advance: Advance | None = None,
 ) -> torch.Tensor:
-    """DDIM inversion exactly as the official BIVDiff code runs it (REFERENCE.md).
+    """DDIM inversion exactly as the official BIVDiff code runs it (REFERENCE.md), for a VP model.
 
-    For each sampling timestep e ascending, eps is evaluated at e without guidance, the clean
-    latent predicted at e is re-noised with that eps to n = min(max_timestep, e + T // steps).
-    ``final_level``, where given, is the abar the last step re-noises to instead of abar(n): the
+    For each sampling timestep e ascending, the model is evaluated at e without guidance, the clean
+    latent predicted at e is re-noised with that noise to n = min(max_timestep, e + T // steps).
+    ``final_level``, where given, is the level the last step re-noises to instead of that of n: the
     level at which another model's schedule takes the latent over.
     """
-    abar = denoiser.alphas_cumprod.to(latents.device, torch.float32)
-    stride = denoiser.scheduler.config.num_train_timesteps // steps
+    process, scheduler = denoiser.process, denoiser.scheduler
+    if process.family != "vp":
+        raise ValueError(f"BIVDiff's inversion steps on a VP training schedule; this denoiser is {process.name}: use invert()")
+    stride = processes.train_timesteps(scheduler) // steps
     ascending = timesteps(denoiser, steps).flip(0).round().long().tolist()  # Euler's timesteps are floats
     x = latents.float()
     for i, e in enumerate(ascending):
-        eps = denoiser.predict_noise(x.to(denoiser.dtype), e, cond, guidance=1.0).float()
-        target = abar[min(max_timestep, e + stride)]
+        output = denoiser.predict(x.to(denoiser.dtype), e, cond, guidance=1.0).float()
+        target = processes.training_level(scheduler, min(max_timestep, e + stride))
         if final_level is not None and i == len(ascending) - 1:
-            target = final_level.to(x.device, torch.float32)
-        x = add_noise(predict_x0(x, eps, abar[e]), eps, target)
+            target = final_level
+        x = process.noised(*process.split(x, output, processes.training_level(scheduler, e)), target)
         check_finite(x, i + 1, steps)
         if advance:
             advance(1)

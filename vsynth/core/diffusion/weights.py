@@ -13,6 +13,7 @@ import re
 import socket
 from contextlib import contextmanager
 from functools import cache
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 from urllib.parse import urlparse
@@ -40,6 +41,11 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
     sources = {}
     for i, weights in enumerate(spec.weights):
         override = primary if i == 0 else options.get(weights.role)
+        if override is not None and not str(override).strip():  # not a silent "use the default"
+            flag = f"--{spec.kind}-weights" if i == 0 else f"-o {weights.role}"
+            raise VsynthInputError(
+                f'{flag}{" " if i == 0 else "="}"": is empty: name a weights folder or hub id, or leave {flag} out for the default'
+            )
         if override:
             sources[weights.role] = str(override)
         elif tiny:
@@ -189,6 +195,7 @@ def _check_local(weights: WeightsSpec, path: Path, flag: str, params: dict[str, 
     """A local source looks loadable: a folder with the files its spec lists (else a diffusers config),
     each JSON file of them parsing and each safetensors header reading, or a weights file whose header reads."""
     what = f"{weights.role} weights {path} ({flag})"
+    configs = [entry for entry in weights.files if entry.endswith("config.json")]
     if path.is_dir():
         if weights.files:
             missing = _first_missing(weights, path, params)
@@ -204,10 +211,13 @@ def _check_local(weights: WeightsSpec, path: Path, flag: str, params: dict[str, 
             listed = [path / name for name in CONFIG_FILES]
         for file in (f for f in listed if f.is_file()):
             _check_readable(file, what)
+        _check_classes(weights, path, configs, what)  # after: a config that does not parse is said as such
         return
     if path.suffix not in WEIGHT_SUFFIXES or not path.is_file():
         raise VsynthInputError(f"{what}: not a weights folder nor a weights file ({', '.join(WEIGHT_SUFFIXES)})")
     _check_readable(path, what)
+    if configs:
+        raise VsynthInputError(f"{what}: is a file, and these weights are a folder holding {', '.join(configs)}; pass that folder")
 
 
 def _check_readable(file: Path, what: str) -> None:
@@ -273,6 +283,28 @@ def _pickled_folder(folder: Path) -> Path | None:
         if pickles and not any(f.suffix == ".safetensors" for f in files):
             return pickles[0]
     return None
+
+
+def _check_classes(weights: WeightsSpec, folder: Path, configs: list[str], what: str) -> None:
+    """Each model config of ``folder`` names the class the default weights' does (a UNet3DConditionModel for a
+    video model, not an image model's UNet2DConditionModel), where vsynth ships the default's configs: else
+    from_pretrained would fail only after loading."""
+    shipped = resources.files("vsynth.configs").joinpath(weights.id.replace("/", "__"))
+    for config in configs:
+        expected, found = _class_name(shipped.joinpath(config)), _class_name(folder / config)
+        if expected and found and expected != found:
+            raise VsynthInputError(
+                f"{what}: {config} is a {found}, and these weights need a {expected} (as {weights.id}); pass weights of that architecture"
+            )
+
+
+def _class_name(config) -> str | None:
+    """The ``_class_name`` a diffusers config file names, or None (no such file, not JSON: other checks say so)."""
+    try:
+        name = json.loads(config.read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _safetensors_header_reads(path: Path) -> bool:

@@ -72,16 +72,16 @@ class WindowedDenoiser(DelegatingDenoiser):
         return spans(frames, self.window, self.overlap)
 
     @torch.no_grad()
-    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+    def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
         frames = latents.shape[2]
         windows = self.spans(frames)
         if len(windows) == 1:
-            return self.inner.predict_noise(latents, t, cond, guidance)
+            return self.inner.predict(latents, t, cond, guidance)
         total = torch.zeros(latents.shape, device=latents.device, dtype=torch.float32)
         weight = torch.zeros(frames, device=latents.device)
         for start, stop in windows:
             w = blend_weights(stop - start, self.blend).to(latents.device)
-            eps = self.inner.predict_noise(latents[:, :, start:stop], t, cond, guidance)
+            eps = self.inner.predict(latents[:, :, start:stop], t, cond, guidance)
             total[:, :, start:stop] += eps.float() * w.view(1, 1, -1, 1, 1)
             weight[start:stop] += w
         return (total / weight.view(1, 1, -1, 1, 1)).to(latents.dtype)

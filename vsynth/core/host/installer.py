@@ -1,8 +1,9 @@
 """``vsynth install`` and ``vsynth uninstall``: pip in vsynth's own interpreter, and what that
 changed among the installed plugins.
 
-Nothing here imports a plugin: the entry points are read as metadata only, so a broken plugin
-cannot stop the command that removes it.
+Nothing here imports a plugin into vsynth's process: the entry points are read as metadata only,
+so a broken plugin cannot stop the command that removes it. After an install, the new plugins are
+loaded and checked in a fresh interpreter (:func:`check_plugins`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ print(json.dumps([[ep.name, ep.dist.name, ep.dist.version] if ep.dist else [ep.n
 """
 
 
+# Also in a fresh interpreter: it loads the plugins as the next vsynth command will.
+_CHECK_PLUGINS = "import json, sys; from vsynth.core.host.installer import plugin_checks; print(json.dumps(plugin_checks(json.loads(sys.argv[1]))))"
+
+
 @dataclass(frozen=True, order=True)
 class InstalledPlugin:
     name: str  # entry-point name
@@ -42,18 +47,73 @@ def run_pip(args: list[str]) -> int:
     return subprocess.run([sys.executable, "-m", "pip", *args]).returncode
 
 
-def describe_changes(before: set[InstalledPlugin], after: set[InstalledPlugin]) -> list[str]:
-    """One line per plugin that was added, removed or changed version."""
+def new_plugins(before: set[InstalledPlugin], after: set[InstalledPlugin]) -> list[InstalledPlugin]:
+    """The plugins that pip added, or changed the version of."""
+    return sorted(after - before)
+
+
+def check_plugins(plugins: list[InstalledPlugin]) -> dict[InstalledPlugin, dict]:
+    """Load every plugin as the next vsynth command will, and say of each of ``plugins`` what stops
+    it working (``problems``) and what users should know (``warnings``); see :func:`plugin_checks`."""
+    if not plugins:
+        return {}
+    names = json.dumps([[p.name, p.dist] for p in plugins])
+    check = subprocess.run([sys.executable, "-c", _CHECK_PLUGINS, names], capture_output=True, text=True)
+    if check.returncode != 0:
+        last = (check.stderr.strip().splitlines() or ["no output"])[-1]
+        return {p: {"problems": [], "warnings": [f"could not check plugin '{p.name}' ({last})"]} for p in plugins}
+    by_key = {(r["name"], r["dist"]): r for r in json.loads(check.stdout.strip().splitlines()[-1])}
+    return {p: by_key.get((p.name, p.dist), {"problems": [], "warnings": []}) for p in plugins}
+
+
+def plugin_checks(names: list[list[str]]) -> list[dict]:
+    """For each (entry-point name, distribution) in ``names``: whether it loads, registers something,
+    whose every implementation imports, and whose short names no other plugin registers.
+
+    A plugin that lost its name to another distribution is left to :func:`describe_clashes`.
+    """
+    from vsynth.core.host.registry import build_registry
+    from vsynth.core.run.validate import impl_problem
+
+    registry = build_registry(strict=False)
+    specs = [*registry.models.values(), *registry.bridges.values()]
+    records = []
+    for info in registry.plugins:
+        if [info.name, info.dist] not in names:
+            continue
+        problems, warnings = [], [f"plugin '{info.name}': {w}" for w in info.warnings]
+        if info.disabled_by:
+            warnings.append(f"plugin '{info.name}' is disabled by {info.disabled_by}")
+        elif info.error:
+            lost_its_name = any(p.name == info.name and p is not info and not p.error for p in registry.plugins)
+            problems += [] if lost_its_name else [info.error]
+        else:
+            own = [s for s in specs if s.plugin == info.name]
+            problems += [] if own else ["registers no model or bridge (its hooks vsynth_register_models and vsynth_register_bridges registered nothing)"]
+            problems += [problem for problem in map(impl_problem, own) if problem]
+            for spec in own:
+                for other in sorted(s.plugin for s in specs if (s.name, s.kind) == (spec.name, spec.kind) and s.plugin != info.name):
+                    warnings.append(
+                        f"plugin '{info.name}' registers {spec.kind} '{spec.name}', which plugin '{other}' registers too: "
+                        f"users must type '{spec.qualified_name}'"
+                    )
+        records.append({"name": info.name, "dist": info.dist, "problems": problems, "warnings": warnings})
+    return records
+
+
+def describe_changes(before: set[InstalledPlugin], after: set[InstalledPlugin], broken: set[InstalledPlugin] = frozenset()) -> list[str]:
+    """One line per plugin that was added, removed or changed version; none for those in ``broken``
+    (installed, but not working: the caller says why)."""
     old = {(p.name, p.dist): p for p in before}
     new = {(p.name, p.dist): p for p in after}
-    lines = [f"added plugin '{p.name}' ({p.dist} {p.version})" for key, p in sorted(new.items()) if key not in old]
+    lines = [f"added plugin '{p.name}' ({p.dist} {p.version})" for key, p in sorted(new.items()) if key not in old and p not in broken]
     lines += [f"removed plugin '{p.name}' ({p.dist} {p.version})" for key, p in sorted(old.items()) if key not in new]
     lines += [
         f"updated plugin '{p.name}' ({p.dist} {old[key].version} -> {p.version})"
         for key, p in sorted(new.items())
-        if key in old and old[key].version != p.version
+        if key in old and old[key].version != p.version and p not in broken
     ]
-    return lines or ["no vsynth plugin was added or removed"]
+    return lines or ([] if broken else ["no vsynth plugin was added or removed"])
 
 
 def describe_clashes(before: set[InstalledPlugin], after: set[InstalledPlugin]) -> list[str]:

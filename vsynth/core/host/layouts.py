@@ -42,3 +42,24 @@ def sd_pipeline() -> tuple[str, ...]:
     """What vsynth reads of a StableDiffusionPipeline or TextToVideoSDPipeline folder (not its
     scheduler, safety checker or feature extractor)."""
     return (*diffusers_model("unet"), *diffusers_model("vae"), *transformers_model("text_encoder"), *clip_tokenizer())
+
+
+def sharded(folder: str, name: str) -> str:
+    """A weights file, its fp16 variant, or the index of its shards (large transformers and text encoders)."""
+    stem, _, suffix = name.rpartition(".")
+    return _either(folder, name, name.replace(".", ".fp16.", 1), f"{stem}.{suffix}.index.json")
+
+
+def wan_pipeline(experts: int = 1) -> tuple[str, ...]:
+    """A Wan 2.x diffusers folder: model_index.json (experts, boundary), each transformer (sharded at full size),
+    the Wan VAE, the UMT5 text encoder and its tokenizer, and the scheduler."""
+    transformers = [f"transformer{'' if i == 0 else f'_{i + 1}'}" for i in range(experts)]
+    return (
+        "model_index.json",
+        *(item for t in transformers for item in (_path(t, "config.json"), sharded(t, "diffusion_pytorch_model.safetensors"))),
+        *diffusers_model("vae"),
+        _path("text_encoder", "config.json"),
+        sharded("text_encoder", "model.safetensors"),
+        _either("tokenizer", "tokenizer.json", "spiece.model"),
+        _path("scheduler", "scheduler_config.json"),
+    )

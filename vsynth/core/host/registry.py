@@ -34,8 +34,8 @@ from vsynth.version import __version__
 from vsynth.core.host import hookspecs
 from vsynth.core.host.markers import PROJECT
 from vsynth.core.host.registrar import PluginInfo, Registrar
-from vsynth.core.host.specs import BridgeSpec, ModelSpec
-from vsynth.errors import PluginError, PluginRunError, UnknownNameError, VsynthError
+from vsynth.core.host.specs import BridgeSpec, ModelSpec, SpecError
+from vsynth.errors import PluginError, PluginRunError, UnknownNameError, VsynthError, shorten
 
 ENTRY_POINT_GROUP = "vsynth"
 BUILTIN = "vsynth"
@@ -79,6 +79,24 @@ class Registry:
         """The name a user types for ``spec``: the short name, or ``plugin/name`` when it conflicts."""
         return spec.qualified_name if self.conflicts(spec) else spec.name
 
+    @property
+    def failed(self) -> list[PluginInfo]:
+        """The plugins that did not load (not those a variable disabled)."""
+        return [p for p in self.plugins if p.error]
+
+    def failure_lines(self) -> list[str]:
+        """One line per plugin that did not load, for commands that list or resolve names (`vsynth plugins` has its table)."""
+        return [
+            f"plugin '{p.name}' ({p.dist or p.name} {p.version}) did not load: {p.error}; `vsynth plugins` shows it, "
+            f"`{p.fix}` removes it"
+            for p in self.failed
+        ]
+
+    def provider(self, spec) -> dict[str, str]:
+        """The distribution and version that provide ``spec`` (the built-ins: vsynth and its version), for run.json."""
+        info = next((p for p in self.plugins if p.name == spec.plugin and not p.error and not p.disabled_by), None)
+        return {"dist": info.dist, "version": info.version} if info is not None else {"dist": "", "version": ""}
+
     def model(self, name: str, kind: str | None = None) -> ModelSpec:
         """The model called ``name`` (short or ``plugin/name``), of ``kind`` when given."""
         return self._lookup(self.models, name, kind, kind.upper() if kind else "model")
@@ -98,15 +116,21 @@ class Registry:
             same_table = (spec.kind == "bridge") == (table is self.bridges)
             if same_table and (kind is None or spec.kind == kind) and name in (spec.name, spec.qualified_name):
                 raise UnknownNameError(f"{what} '{name}' is provided by {plugin.dist} {plugin.version}, which did not load: {plugin.error}")
-        raise UnknownNameError(unknown_name(what, name, [self.address(s) for s in candidates]))
+        raise UnknownNameError(unknown_name(what, name, [self.address(s) for s in candidates], self.failed))
 
 
-def unknown_name(what: str, name: str, names: Iterable[str]) -> str:
-    """The one line for a name nobody registered: the closest match, then every choice."""
+def unknown_name(what: str, name: str, names: Iterable[str], failed: Iterable[PluginInfo] = ()) -> str:
+    """The one line for a name nobody registered: the closest match, every choice, and the plugins
+    that did not load (one of them may be where the name comes from)."""
     names = sorted(names)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"unknown {what} '{name}': {hint}choose from {', '.join(names)} (see `vsynth models`)"
+    line = f"unknown {what} '{shorten(name)}': {hint}choose from {', '.join(names)} (see `vsynth models`)"
+    failed = [f"'{p.name}' ({p.dist or p.name} {p.version})" for p in failed]
+    if failed:
+        plugins = f"plugin {failed[0]} did not" if len(failed) == 1 else f"plugins {', '.join(failed)} did not"
+        line += f"; {plugins} load and may provide it: see `vsynth plugins`"
+    return line
 
 
 def _one_line(exc: BaseException) -> str:
@@ -191,21 +215,17 @@ def _load_entry_point(pm: pluggy.PluginManager, registry: Registry, ep: metadata
             f"the plugin name '{ep.name}' is taken by {by}; rename the entry point in the group '{ENTRY_POINT_GROUP}', "
             f"or uninstall one of the two"
         )
-    module = _import_plugin(ep, info)
-    _register_module(pm, registry, module, info)
+    with _plugin_interrupts("being imported"):
+        module = _import_plugin(ep, info)
+    with _plugin_interrupts("registering"):
+        _register_module(pm, registry, module, info)
 
 
 def _import_plugin(ep: metadata.EntryPoint, info: PluginInfo):
     """Import an entry point's module, warning about a slow import or one that pulls in torch."""
     heavy_before = {m for m in HEAVY_MODULES if m in sys.modules}
     start = time.perf_counter()
-    with _user_interrupts() as interrupted:
-        try:
-            module = ep.load()
-        except KeyboardInterrupt:
-            if interrupted():
-                raise  # the user's Ctrl-C stops the command, as everywhere else
-            raise PluginError("raised KeyboardInterrupt while being imported") from None
+    module = ep.load()
     seconds = time.perf_counter() - start
     if seconds > SLOW_IMPORT_SECONDS:
         warning = f"took {seconds:.1f} s to import, which delays every vsynth command: import heavy modules in the implementation module"
@@ -221,12 +241,26 @@ def _clashed_specs(pm: pluggy.PluginManager, ep: metadata.EntryPoint, info: Plug
     it is missing; nothing when it does not load on its own either."""
     scratch = Registry()
     try:
-        _register_module(pm, scratch, _import_plugin(ep, PluginInfo(ep.name, info.version)), PluginInfo(ep.name, info.version))
+        with _plugin_interrupts("loading"):
+            _register_module(pm, scratch, _import_plugin(ep, PluginInfo(ep.name, info.version)), PluginInfo(ep.name, info.version))
     except KeyboardInterrupt:
         raise
     except BaseException:
         return []
     return [*scratch.models.values(), *scratch.bridges.values()]
+
+
+@contextmanager
+def _plugin_interrupts(doing: str) -> Iterator[None]:
+    """A KeyboardInterrupt the plugin's own code raises (at import or in a hook) is a broken plugin; the user's
+    Ctrl-C meanwhile stops the command, as everywhere else."""
+    with _user_interrupts() as interrupted:
+        try:
+            yield
+        except KeyboardInterrupt:
+            if interrupted():
+                raise
+            raise PluginError(f"raised KeyboardInterrupt while {doing}") from None
 
 
 @contextmanager
@@ -273,9 +307,10 @@ def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None, st
             except KeyboardInterrupt:
                 raise  # the user's Ctrl-C (a plugin's own KeyboardInterrupt became a PluginError)
             except BaseException as exc:  # a broken plugin must not break the others, even one calling sys.exit()
+                plain = isinstance(exc, (NameTakenError, SpecError))  # already one line in plain words
                 if strict:
-                    raise PluginError(f"plugin '{ep.name}' failed to load: {_one_line(exc)}") from exc
-                info.error = str(exc) if isinstance(exc, NameTakenError) else _one_line(exc)
+                    raise PluginError(f"plugin '{ep.name}' failed to load: {str(exc) if plain else _one_line(exc)}") from exc
+                info.error = str(exc) if plain else _one_line(exc)
                 info.warnings.clear()
                 if isinstance(exc, NameTakenError):
                     registry.clashed += [(spec, info) for spec in _clashed_specs(pm, ep, info)]
@@ -302,8 +337,8 @@ def plugin_errors(spec: ModelSpec | BridgeSpec, registry: Registry | None = None
     except VsynthError:
         raise
     except Exception as exc:
-        info = next((p for p in (registry or get_registry()).plugins if p.name == spec.plugin), None)
-        who = f"{info.dist or info.name} {info.version}" if info is not None else spec.plugin
+        provider = (registry or get_registry()).provider(spec)
+        who = f"{provider['dist']} {provider['version']}" if provider["dist"] else spec.plugin
         reason = (str(exc).strip().splitlines() or [""])[0][:300]
         raise PluginRunError(
             f"plugin {who}: {spec.kind} '{spec.name}' failed: {type(exc).__name__}: {reason}".rstrip(": ")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator, model_validator
+
+from vsynth.errors import PluginError
 
 ModelKind = Literal["idm", "vdm"]
 
@@ -33,6 +35,20 @@ class Params(BaseModel):
 
         For checks that one params model cannot make alone, e.g. a bridge's step count that must
         fit within the VDM's steps. Nothing to check by default.
+        """
+
+    def for_models(self, idm: ModelSpec | None, vdm: ModelSpec, given: set[str]) -> Params:
+        """These params as they apply to the run's models, before :meth:`check_models`: a default that cannot
+        work with them may be changed (with a :class:`~vsynth.errors.VsynthWarning` saying so), never a value
+        the user ``given``. Unchanged by default."""
+        return self
+
+    def check_models(self, idm: ModelSpec | None, vdm: ModelSpec) -> None:
+        """Check these params against the run's models (their process, latent space, architecture), before
+        any weights load; raise :class:`~vsynth.errors.VsynthInputError` with one line. Nothing by default.
+
+        For a bridge option that needs what an architecture lacks: feature injection needs a UNet's
+        decoder features, which a transformer does not have.
         """
 
 
@@ -73,7 +89,52 @@ class VideoParams(Params):
         return (steps or DEFAULT_STEPS, DEFAULT_GUIDANCE if guidance is None else guidance)
 
 
-class WeightsSpec(BaseModel):
+class SpecError(PluginError):
+    """A spec built with a wrong field, said in plain words: which spec, which field, what it must be."""
+
+
+def _describe_spec_error(cls: type[BaseModel], values: dict[str, Any], exc: ValidationError) -> str:
+    """``idm spec 'a/b': name 'a/b' may hold only ...`` from pydantic's report, one clause per error."""
+    clauses = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "spec"
+        shown = repr(err["input"]) if len(repr(err["input"])) <= 60 else repr(err["input"])[:57] + "..."
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            description = cls.model_fields[str(err["loc"][0])].description if len(err["loc"]) == 1 else None
+            clauses.append(f"{field} is missing" + (f" ({description})" if description else ""))
+        elif err["type"] == "string_pattern_mismatch" and field == "name":
+            clauses.append(
+                f"name {shown} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit "
+                "(no '/': users type plugin/name to pick one plugin's)"
+            )
+        elif err["type"] == "literal_error":
+            clauses.append(f"{field} {shown} must be one of {err['ctx']['expected']}")
+        elif err["type"] == "value_error":
+            clauses.append(message)
+        else:
+            clauses.append(f"{field} {shown}: {message[:1].lower()}{message[1:]}")
+    return f"{cls.spec_label(values)}: " + "; ".join(clauses)
+
+
+class _PlainErrors(BaseModel):
+    """A spec whose constructor says what is wrong in plain words (a :class:`SpecError`), not as pydantic's report:
+    plugins build specs in their hooks, and `vsynth plugins` / `vsynth install` show the line."""
+
+    def __init__(self, **values: Any):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SpecError(_describe_spec_error(type(self), values, exc)) from None
+
+    @classmethod
+    def spec_label(cls, values: dict[str, Any]) -> str:
+        kind_field = cls.model_fields.get("kind")
+        kind = values.get("kind") or (kind_field.default if kind_field is not None and isinstance(kind_field.default, str) else "model")
+        return f"{kind} spec {values.get('name', '?')!r}"
+
+
+class WeightsSpec(_PlainErrors):
     """One set of diffusers-format weights a model loads (a hub id or a local directory)."""
 
     model_config = ConfigDict(frozen=True)
@@ -94,6 +155,54 @@ class WeightsSpec(BaseModel):
     )
     toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
 
+    @classmethod
+    def spec_label(cls, values: dict[str, Any]) -> str:
+        return f"weights spec {values.get('role', '?')!r}"
+
+
+class LatentSpace(BaseModel):
+    """The latent space a model's codec (its VAE) works in, declared so that frame counts and sizes are
+    checked, and latents passed or transcoded, before anything loads.
+
+    ``name`` names a trained latent space: models whose spaces are equal (name and numbers) pass
+    latents to each other as they are (SD1.5, ZeroScope, ModelScope and AnimateDiff were all
+    trained on the latents of SD's KL-f8 VAE); between different spaces a bridge transcodes through
+    pixels (decode with one codec, encode with the other), counted in run.json.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="The trained latent space, e.g. 'sd-vae' (SD's KL-f8 VAE), 'wan2.1-vae', 'flux-vae'.")
+    channels: PositiveInt = Field(4, description="Latent channels.")
+    spatial: PositiveInt = Field(8, description="Pixels per latent pixel, along each side.")
+    temporal: PositiveInt = Field(1, description="Frames per latent frame (1: frames are encoded one by one).")
+    causal: bool = Field(False, description="The first frame is encoded alone (Wan, CogVideoX, LTX): a clip holds 1 + temporal * k frames.")
+    size_multiple: PositiveInt = Field(8, description="Frame sides must be multiples of this (the VAE's factor times the network's patch and packing).")
+    scaling: float = Field(0.18215, description="Latents are multiplied by this after encoding.")
+    shift: float = Field(0.0, description="...and shifted by this before scaling (FLUX, SD3).")
+    mean: tuple[float, ...] | None = Field(None, description="Per-channel mean subtracted after encoding (Wan), instead of a shift.")
+    std: tuple[float, ...] | None = Field(None, description="Per-channel std divided after encoding (Wan), instead of a scaling.")
+    packing: PositiveInt = Field(1, description="Side of the latent patches a transformer packs into tokens (FLUX: 2); the model packs them.")
+
+    def fit_frames(self, frames: int) -> int:
+        """The most frames at most ``frames`` that the space holds (1 + temporal * k when causal, a multiple of temporal otherwise)."""
+        if self.temporal == 1:
+            return frames
+        if self.causal:
+            return 1 + (frames - 1) // self.temporal * self.temporal
+        return max(self.temporal, frames // self.temporal * self.temporal)
+
+    def latent_frames(self, frames: int) -> int:
+        return 1 + (frames - 1) // self.temporal if self.causal else -(-frames // self.temporal)
+
+    def frame_rule(self) -> str:
+        if self.temporal == 1:
+            return "any number of frames"
+        return f"1 + {self.temporal}k frames" if self.causal else f"a multiple of {self.temporal} frames"
+
+
+SD_LATENTS = LatentSpace(name="sd-vae")
+
 
 def _check_impl(value: str) -> str:
     module, sep, attr = value.partition(":")
@@ -102,7 +211,7 @@ def _check_impl(value: str) -> str:
     return value
 
 
-class _Spec(BaseModel):
+class _Spec(_PlainErrors):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     name: str = Field(pattern=NAME_PATTERN, description="Short name users type, e.g. 'controlnet-canny'; no '/'.")
@@ -154,7 +263,18 @@ class ModelSpec(_Spec):
     accepts: tuple[str, ...] = Field((), description="Run inputs an IDM uses when given, besides those it needs.")
     native_size: tuple[int, int] | None = Field(None, description="(height, width) the model was trained at.")
     max_frames: int | None = Field(None, description="Most frames the model can denoise at once: caps its window, or without one the clip.")
+    fps: float | None = Field(None, description="Frame rate it was trained at: a text-to-video run's output rate (a source video's otherwise).")
     sampler: str = Field("DDIM, 50 steps, guidance 7.5", description="How the model samples by default.")
+    process: Literal["vp-eps", "vp-v", "vp-sample", "flow"] = Field(
+        "vp-eps",
+        description="Its noise process and what its network predicts: variance-preserving with eps, v or the clean "
+        "sample, or rectified flow (velocity). Decides which solvers fit (vsynth.core.diffusion.processes).",
+    )
+    solver: str = Field("ddim", description="The solver it samples with by default, by the name --idm-scheduler / --vdm-scheduler take.")
+    latent_space: LatentSpace = Field(SD_LATENTS, description="The latent space of its codec: channels, compression, frame and size rules.")
+    architecture: Literal["unet", "transformer"] = Field(
+        "unet", description="What its denoiser runs: a UNet (with decoder features a bridge may inject into) or a transformer."
+    )
     train_timesteps: int = Field(1000, description="Timesteps of its training schedule: the most steps it can sample with.")
 
     @property

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vsynth.core.media.video import read_video
-from vsynth.errors import VsynthInputError
+from vsynth.errors import VsynthInputError, shorten
 
 # BIVDiff's outpainting: "horizontal" regenerates the top and bottom quarter, "vertical" the left and
 # right quarter (REFERENCE.md). As margins: (top, right, bottom, left) fractions of the frame.
@@ -24,7 +24,7 @@ def parse_outpaint(value: str) -> tuple[float, float, float, float]:
         margins = ()
     if len(margins) != 4 or not all(0 <= m < 0.5 for m in margins) or not any(margins):
         raise VsynthInputError(
-            f"--outpaint {value!r}: use horizontal, vertical or TOP,RIGHT,BOTTOM,LEFT fractions in [0, 0.5), e.g. 0.25,0,0.25,0"
+            f"--outpaint '{shorten(value)}': use horizontal, vertical or TOP,RIGHT,BOTTOM,LEFT fractions in [0, 0.5), e.g. 0.25,0,0.25,0"
         )
     return margins
 

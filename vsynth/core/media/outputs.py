@@ -62,10 +62,9 @@ def output_folder(final: Path, *, exact: bool) -> Iterator[OutputFolder]:
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_debris(final.parent)
     final, lock = _claim(final, exact)
-    partial = final.parent / f".{final.name}.vsynth-partial-{os.getpid()}"
+    partial = partial_path(final)
     try:
-        partial.mkdir()
-        (partial / PARTIAL_MARKER).write_text(_record())
+        create_partial(partial)
         yield OutputFolder(final, partial)
         (partial / PARTIAL_MARKER).unlink()
         try:
@@ -109,6 +108,26 @@ def _claim(final: Path, exact: bool) -> tuple[Path, Path]:
             who = f"another run (pid {owner}) is writing it" if owner else "it already holds files"
             raise OutputExistsError(f"output folder {candidate}: {who}; choose another --out")
         candidate, n = final.with_name(f"{final.name}-{n}"), n + 1
+
+
+def partial_path(final: Path) -> Path:
+    """Where this process writes what becomes ``final``: ``.NAME.vsynth-partial-PID`` beside it."""
+    return final.parent / f".{final.name}.vsynth-partial-{os.getpid()}"
+
+
+def create_partial(partial: Path) -> None:
+    """Create the folder ``partial`` (see :func:`partial_path`) holding vsynth's marker, so that
+    :func:`remove_debris` can prove it is vsynth's when a killed process leaves it; remove the marker
+    before renaming the folder into place.
+
+    One already there, marked with this PID and host, is an earlier process's (PIDs are reused: in a container, at every
+    start), which remove_debris keeps as this process is alive: it is replaced, as the caller holds the name
+    (a lock, or one build at a time). Anything else there raises FileExistsError."""
+    record = _read_record(partial / PARTIAL_MARKER)
+    if record is not None and (record["pid"], record.get("host")) == (os.getpid(), socket.gethostname()) and not partial.is_symlink():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    (partial / PARTIAL_MARKER).write_text(_record())
 
 
 def lock_path(target: Path) -> Path:

@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from vsynth.core.host.specs import Params
-from vsynth.errors import ConfigFileError, InvalidParamsError, UnknownNameError, VsynthInputError
+from vsynth.errors import ConfigFileError, InvalidParamsError, UnknownNameError, VsynthInputError, shorten
 
 DEFAULT_BRIDGE = "mixed-inversion"
 PLAIN_BRIDGE = "none"
@@ -62,6 +63,11 @@ class RunConfig(BaseModel):
     )
     vdm_steps: int | None = Field(None, ge=1, description="Steps of the VDM alone.")
     vdm_guidance: float | None = Field(None, gt=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="Guidance of the VDM alone.")
+    fit: Literal["round", "strict"] = Field(
+        "round", description="Frames and sizes the models' latent spaces cannot hold: round them down with a notice, or refuse."
+    )
+    idm_scheduler: str | None = Field(None, description="Solver of the image model (ddim, euler, euler-a, dpm++, unipc, lcm, heun); default: its own.")
+    vdm_scheduler: str | None = Field(None, description="Solver of the video model, as idm_scheduler; default: its own.")
     seed: int = Field(42, ge=0, le=MAX_SEED)
     options: dict[str, Any] = Field(default_factory=dict, description="key=value params of the models and bridge.")
     idm_weights: str | None = None
@@ -96,6 +102,21 @@ class RunConfig(BaseModel):
     def _not_empty(cls, value: Any, info) -> Any:
         if isinstance(value, str) and not value.strip():
             raise ValueError(f"is empty: {EMPTY_HINTS[info.field_name]}")
+        return value
+
+    @field_validator("video", "condition_video", "mask", "out")
+    @classmethod
+    def _home_expanded(cls, value: Path | None) -> Path | None:
+        """``~/clip.mp4`` is in the home folder, quoted, in a config file or from Python as in a shell."""
+        return None if value is None else value.expanduser()
+
+    @field_validator("frames", "stride", "height", "width", "steps", "vdm_steps", "seed", "guidance", "vdm_guidance", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any, info) -> Any:
+        """pydantic takes true for 1; in a run setting (``frames: true``) it is a mistake. Numbers written as
+        text (CSV cells) stay numbers."""
+        if isinstance(value, bool):
+            raise PydanticCustomError("float_type" if info.field_name.endswith("guidance") else "int_type", "a bool is not a number")
         return value
 
     @field_validator("out", "video", "condition_video", "mask", "idm_weights", "vdm_weights")
@@ -155,31 +176,34 @@ def _check_text(values: dict[str, Any]) -> None:
             ) from None
 
 
-def describe(exc: ValidationError, model: type[BaseModel], option: bool = False, role: str = "") -> str:
-    """One line from pydantic's first error: ``--frames 0: must be at least 1``, ``-o mixing_ratio=2: must be between 0 and 1``."""
+def describe(exc: ValidationError, model: type[BaseModel], option: bool = False, role: str = "", typed: dict[str, str] | None = None) -> str:
+    """One line from pydantic's first error: ``--frames 0: must be at least 1``, ``-o mixing_ratio=2: must be between 0 and 1``;
+    ``typed`` maps an option's field to the key as the user wrote it (``idm.strength``)."""
+    typed = typed or {}
     err = exc.errors()[0]
     if not err["loc"]:
-        return f"{_cross_field_label(err, role)}: {_explain(err, None)}"
+        return f"{_cross_field_label(err, role, typed)}: {_explain(err, None)}"
     where = ".".join(str(p) for p in err["loc"])
+    where = typed.get(where, where) if option else where
     if err["type"] == "missing":
         return f"missing {where} (--{where.replace('_', '-')}, or `{where}:` in a --config file)"
     if err["type"] == "extra_forbidden":
         close = difflib.get_close_matches(where, list(model.model_fields), n=1)
-        return f"unknown setting '{where}'" + (f": did you mean '{close[0]}'?" if close else "")
+        return f"unknown setting '{shorten(where)}'" + (f": did you mean '{close[0]}'?" if close else "")
     value = err["input"]
     value = '""' if isinstance(value, str) and not value.strip() else value
-    shown = "" if isinstance(value, (dict, list)) else (f"={value}" if option else f" {value}")
+    shown = "" if isinstance(value, (dict, list)) else (f"={shorten(value)}" if option else f" {shorten(value)}")
     label = f"-o {where}{shown}" if option else f"--{where.replace('_', '-')}{shown}"
     return f"{label}: {_explain(err, model.model_fields.get(str(err['loc'][0])) if err['loc'] else None)}"
 
 
-def _cross_field_label(err: dict, role: str) -> str:
+def _cross_field_label(err: dict, role: str, typed: dict[str, str]) -> str:
     """A check across fields (a model validator) has no field of its own: label it with the options it
     names that were given, e.g. ``-o overlap=6``, else with the role's options."""
     given = err["input"] if isinstance(err["input"], dict) else {}
     named = [key for key in given if re.search(rf"\b{re.escape(str(key))}\b", err["msg"])]
     if named:
-        return " ".join(f"-o {key}={given[key]}" for key in named)
+        return " ".join(f"-o {typed.get(key, key)}={shorten(given[key])}" for key in named)
     return f"{role} options" if role else "options"
 
 
@@ -247,7 +271,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file holding RunConfig keys."""
     from vsynth.core.run.validate import check_name_lengths
 
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         check_name_lengths(path)
     except ValueError as exc:
@@ -281,7 +305,7 @@ def parse_option(text: str) -> tuple[str, Any]:
     """``key=value`` with the value read as a YAML scalar (0.5, true, null, text)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise VsynthInputError(f"option {text!r} must look like key=value")
+        raise VsynthInputError(f"option '{shorten(text)}' must look like key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except (yaml.YAMLError, RecursionError):  # not a YAML scalar (or nested thousands deep): the text itself
@@ -307,7 +331,7 @@ def route_options(
             qualified = sorted(f"{r}.{k}" for r in params for k in known[r])
             close = difflib.get_close_matches(key, qualified + [k for r in known for k in known[r]], n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise UnknownNameError(f"unknown option '{key}': {hint}known options: {', '.join(qualified)}")
+            raise UnknownNameError(f"unknown option '{shorten(key)}': {hint}known options: {', '.join(qualified)}")
         if len(owners) > 1:
             raise UnknownNameError(
                 f"option '{key}' is a parameter of {' and '.join(owners)}: write {' or '.join(f'{o}.{key}' for o in owners)}"
@@ -316,8 +340,11 @@ def route_options(
     return routed
 
 
-def validate_params(model: type[Params], values: dict[str, Any], role: str) -> Params:
+def validate_params(model: type[Params], values: dict[str, Any], role: str, options: dict[str, Any] | None = None) -> Params:
+    """``values`` validated by ``model``; an error names the option as the user wrote it in ``options``
+    (``-o idm.strength=2``, not ``strength``)."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise InvalidParamsError(describe(exc, model, option=True, role=role)) from None
+        typed = {name: f"{role}.{name}" for name in values if f"{role}.{name}" in (options or {})}
+        raise InvalidParamsError(describe(exc, model, option=True, role=role, typed=typed)) from None

@@ -11,7 +11,7 @@ class EvalCounter:
     """Counts forward calls and frame evaluations per key, through forward hooks on the networks attached.
 
     A frame evaluation is one frame through one call, so classifier-free guidance counts twice
-    and a video UNet call on F frames counts F. The run counts each model's UNets under its role
+    and a video UNet call on F frames counts F (latent frames, for a VAE that compresses time). The run counts each model's UNets under its role
     (``idm``, ``vdm``) and the networks that condition them apart (``idm.controlnet``, ``idm.adapter``).
     """
 
@@ -22,7 +22,7 @@ class EvalCounter:
 
     def attach(self, module: torch.nn.Module, role: str) -> None:
         def hook(_module, args, kwargs):
-            sample = args[0] if args else kwargs["sample"]
+            sample = args[0] if args else kwargs["sample"] if "sample" in kwargs else kwargs["hidden_states"]  # UNets; transformers
             self.calls[role] += 1
             self.frame_evals[role] += sample.shape[0] * (sample.shape[2] if sample.ndim == 5 else 1)
 

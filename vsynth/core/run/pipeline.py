@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 from vsynth.version import __version__
 from vsynth.core.media import video as videoio
+from vsynth.core.diffusion import solvers
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
-from vsynth.core.run.progress import Stages, library_progress_bars, quiet_library_fallbacks
+from vsynth.core.run.progress import Stages, compiling, library_progress_bars, quiet_library_fallbacks
 from vsynth.core.host.registry import Registry, get_registry, plugin_errors
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
     from vsynth.core.run.memory import MemoryEstimate
 
-VAE_MULTIPLE = 8
 BIVDIFF_SIZE = (512, 512)
 DEFAULT_FPS = 8.0
 GIF_MAX_FRAMES = 48  # longer runs get every k-th frame in video.gif; video.mp4 has them all
@@ -67,12 +67,13 @@ class RunPlan:
     dtype: str  # resolved: float32, float16 or bfloat16
     memory: MemoryEstimate
     offline: bool = False  # some weights come from the hub cache and the hub is unreachable: load them offline
+    providers: dict[str, dict[str, str]] = field(default_factory=dict)  # by role: the distribution and version of its spec
 
     @property
     def fps(self) -> float:
         """Output frame rate: the source's divided by the stride, else a default."""
         if self.video is None or not self.video.fps:
-            return DEFAULT_FPS
+            return self.vdm.fps or DEFAULT_FPS
         return self.video.fps / self.config.stride
 
     @property
@@ -112,7 +113,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     idm = registry.model(config.idm, "idm") if config.idm else None
     vdm = registry.model(config.vdm, "vdm")
     bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
-    _check_inputs(config, idm, bridge)
+    _check_inputs(config, idm, vdm, bridge)
     if config.toy:
         _check_toy(config, [s for s in (idm, vdm) if s is not None])
 
@@ -120,26 +121,39 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
     routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
     overrides = {role: {key: routed[role].pop(key) for key in weight_keys[role] if key in routed[role]} for role in models}
-    params = {role: validate_params(spec.params, routed[role], role) for role, spec in models.items()}
+    params = {role: validate_params(spec.params, routed[role], role, config.options) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
-    params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge")
+    params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge", config.options)
     sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
-    vdm_flag = "--vdm-steps" if config.vdm_steps is not None or not idm else "--steps"
+    vdm_flag = "--vdm-steps" if config.vdm_steps is not None else "--steps"  # the one the user typed
     validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
+    if idm is not None:
+        solvers.check(config.idm_scheduler, idm, "--idm-scheduler", sampling.steps)
+    elif config.idm_scheduler is not None:
+        raise VsynthInputError("--idm-scheduler is the image model's solver, and this run has none: drop it, or add --idm")
+    solvers.check(config.vdm_scheduler, vdm, "--vdm-scheduler", sampling.vdm_steps)
+    params = {role: p.for_models(idm, vdm, set(routed[role])) for role, p in params.items()}
     for role_params in params.values():
         role_params.check_plan(sampling)
+        role_params.check_models(idm, vdm)
 
     _check_window(config, vdm, params["vdm"])
     validate.check_device(config.device)
     device = validate.resolve_device(config.device)
     dtype = validate.resolve_dtype(config.dtype, device)
     validate.check_precision(dtype, config.offload, device)
+    validate.warn_compile(config.compile, device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     if config.video is not None:
         check_ground_truth(config.video, info)  # a stale toy sidecar would fail the metrics after the whole run
     default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
-    height, width = videoio.round_size(config.height or default_size[0], config.width or default_size[1], VAE_MULTIPLE)
+    frames, height, width, notices = validate.fit_to_latents(
+        config.frames, config.height or default_size[0], config.width or default_size[1], models, config.fit
+    )
+    for notice in notices:
+        warnings.warn(notice, VsynthWarning, stacklevel=2)
+    config = config.model_copy(update={"frames": frames})
     out_dir = choose_out_dir(config.out, "-".join(s.name for s in models.values()))
     validate.check_out(out_dir, given=config.out is not None)
     frames = _read_sources(config, height, width)
@@ -165,7 +179,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     if config.memory_check:
         memory = fit_vae_batch(plan_memory, memory)
         check_fits(memory)
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline)
+    providers = {role: registry.provider(spec) for role, spec in {**models, "bridge": bridge}.items()}
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers)
 
 
 INPUT_FLAGS = {
@@ -177,7 +192,7 @@ INPUT_FLAGS = {
 }
 
 
-def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) -> None:
+def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec, bridge: BridgeSpec) -> None:
     """The bridge and the IDM (its task) get the inputs they need, and no input goes unused."""
     if bridge.needs_idm and idm is None:
         raise VsynthInputError(f"bridge '{bridge.name}' needs an image model: add --idm (see `vsynth models --kind idm`)")
@@ -191,9 +206,9 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, bridge: BridgeSpec) 
         if all(getattr(config, choice) is None for choice in choices):
             flags = " or ".join(INPUT_FLAGS[c] for c in choices)
             raise VsynthInputError(f"{idm.name} ({idm.task}) needs {flags}")
-    used = {c for need in needs for c in need.split("|")} | set(idm.accepts if idm else ())
+    used = {c for need in needs for c in need.split("|")} | set(idm.accepts if idm else ()) | set(vdm.accepts)
     used |= {"video"} if bridge.video == "required" else set()
-    if bridge.video == "unused":
+    if bridge.video == "unused" and "video" not in vdm.accepts:
         used.discard("video")
     for name, flag in INPUT_FLAGS.items():
         if getattr(config, name) is not None and name not in used:
@@ -295,9 +310,10 @@ def model_key(plan: RunPlan) -> tuple:
     compilation; equal keys share models."""
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     return (plan.device, plan.dtype, plan.config.offload, plan.config.compile) + tuple(
-        (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())))
+        (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())),
+         getattr(plan.config, f"{role}_scheduler"))
         for role, spec in specs.items()
-    )
+    )  # fmt: skip
 
 
 def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
@@ -314,6 +330,11 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
         for role, spec in specs.items():
             models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
             _check_weights_finite(role, models[role], plan.sources[role])
+            _check_process(spec, models[role].denoiser)
+            models[role].codec.space = spec.latent_space
+            solver = getattr(plan.config, f"{role}_scheduler")
+            if solver is not None:  # the model's main denoiser; an IDM's inversion denoiser keeps its own (DDIM)
+                models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler)
             advance(1)
     units = {f"{role}.{name}": modules for role, model in models.items() for name, modules in model.offload_units().items()}
     offload = apply_offload(plan.config.offload, runtime.device, units)
@@ -350,6 +371,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
 
     from vsynth.core.diffusion.inputs import BridgeInputs
     from vsynth.core.diffusion.inputs import FrameInputs
+    from vsynth.core.diffusion.latents import codec_record
     from vsynth.core.run.evals import EvalCounter
 
     config, sampling = plan.config, plan.sampling
@@ -365,6 +387,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     for model in models.values():
         tiled = model.codec.set_tiling(plan.height, plan.width)  # the same for every codec: it depends on the size alone
         model.codec.set_batch(plan.memory.vae_batch)
+        model.codec.passes = dict.fromkeys(model.codec.passes, 0)
     bridge = plan.bridge.load_impl()(plan.bridge, plan.params["bridge"])
     counter = EvalCounter()
     for role, model in models.items():
@@ -394,8 +417,10 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         sources=sources,
         frame_inputs=frame_inputs,
     )
+    for model in models.values():
+        model.configure(inputs)
     generator = torch.Generator("cpu").manual_seed(config.seed)
-    with plugin_errors(plan.bridge):
+    with compiling(stages, config.compile), plugin_errors(plan.bridge):
         result = bridge.run(idm, vdm, inputs, generator, stages)
     counter.detach()
 
@@ -412,6 +437,9 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         "final": frames,
     }
     record = _record(plan, runtime, counter, videos)
+    for role, model in models.items():
+        record["models"][role]["sampling"] = sampling_record(model.denoiser)
+    record["codecs"] = codec_record({role: model.codec for role, model in models.items()})
     record["vae_tiling"] = tiled
     fps = plan.fps
     record["fps"] = fps
@@ -436,6 +464,17 @@ def _close_record(record: dict, stages: Stages, runtime) -> None:
     """What run.json says last: seconds per stage and peak memory, known once everything else is done."""
     record["timings"] = dict(stages.timings)
     record["peak_memory_mb"], record["peak_memory_source"] = _peak_memory(runtime.device)
+
+
+def _check_process(spec: ModelSpec, denoiser) -> None:
+    """The process a spec declares (what validation checked solvers against) is the one its denoiser runs."""
+    from vsynth.errors import PluginError
+
+    if denoiser.process.name != spec.process:
+        raise PluginError(
+            f"{spec.name} ({spec.plugin}) declares the {spec.process} process, but its denoiser runs {denoiser.process.name}: "
+            "set ModelSpec.process, or the denoiser's declared_process, to what the model predicts"
+        )
 
 
 def _check_weights_finite(role: str, model, sources: dict[str, str]) -> None:
@@ -483,10 +522,10 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "task": plan.task,
         "config": json.loads(config.model_dump_json()),
         "models": {
-            role: {"name": spec.name, "plugin": spec.plugin, "params": plan.params[role].model_dump(), "weights": plan.sources[role]}
+            role: {"name": spec.name, "plugin": spec.plugin, **plan.providers.get(role, {}), "params": plan.params[role].model_dump(), "weights": plan.sources[role]}
             for role, spec in specs.items()
         },
-        "bridge": {"name": plan.bridge.name, "plugin": plan.bridge.plugin, "params": plan.params["bridge"].model_dump()},
+        "bridge": {"name": plan.bridge.name, "plugin": plan.bridge.plugin, **plan.providers.get("bridge", {}), "params": plan.params["bridge"].model_dump()},
         "sampling": vars(plan.sampling),
         "seed": config.seed,
         "frames": config.frames,
@@ -503,6 +542,13 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "metrics": _metrics(plan, videos),
         "versions": _versions(),
     }
+
+
+def sampling_record(denoiser) -> dict:
+    """run.json's account of how a model sampled: its process, prediction type, scheduler class and config."""
+    from vsynth.core.diffusion.processes import scheduler_record
+
+    return scheduler_record(denoiser.process, denoiser.scheduler)
 
 
 def _metrics(plan: RunPlan, videos: dict) -> dict:

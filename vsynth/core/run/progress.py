@@ -16,13 +16,17 @@ Advance = Callable[[int], None]
 
 
 def check_display(display) -> None:
-    """A display is None or has rich Progress's ``add_task`` and ``update``; anything else is refused by name,
-    before a run starts rather than when its first stage begins (after loading)."""
-    if display is None or all(callable(getattr(display, method, None)) for method in ("add_task", "update")):
+    """A display is what :func:`shown` takes (None, True, False, or anything with rich Progress's ``add_task``
+    and ``update``); anything else is refused by name, before a run starts rather than when its first stage
+    begins (after loading)."""
+    if display is None or isinstance(display, bool):
         return
-    shown = repr(display) if len(repr(display)) <= 60 else f"a {type(display).__name__}"
+    if all(callable(getattr(display, method, None)) for method in ("add_task", "update")):
+        return
+    given = repr(display) if len(repr(display)) <= 60 else f"a {type(display).__name__}"
     raise InvalidArgumentError(
-        f"display={shown}: must be None (no progress shown) or a rich.progress.Progress (anything with add_task and update)"
+        f"display={given}: must be None (progress bars where a terminal or notebook shows them), True (always), "
+        "False (never) or a rich.progress.Progress (anything with add_task and update)"
     )
 
 
@@ -51,6 +55,43 @@ class Stages:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
             if task is not None:
                 self.display.update(task, completed=total if total is not None else 1, total=total or 1)
+
+
+COMPILING = "compiling (torch.compile)"
+
+
+@contextmanager
+def compiling(stages: Stages, enabled: bool) -> Iterator[None]:
+    """Within the block, torch.compile's compilations (during the first steps of each compiled UNet, minutes
+    on a CPU) show as one bar counting the graphs compiled, so that a long first step shows its reason.
+
+    Not timed as a stage: it happens inside the stages that run the UNets."""
+    if not enabled or stages.display is None:
+        yield
+        return
+    from torch._dynamo.callback import callback_handler
+
+    task, compiled = None, 0
+
+    def started(args) -> None:
+        nonlocal task
+        if task is None:
+            task = stages.display.add_task(COMPILING, total=None)
+
+    def ended(args) -> None:
+        nonlocal compiled
+        compiled += 1
+        stages.display.update(task, advance=1)
+
+    callback_handler.register_start_callback(started)
+    callback_handler.register_end_callback(ended)
+    try:
+        yield
+    finally:
+        callback_handler.remove_start_callback(started)
+        callback_handler.remove_end_callback(ended)
+        if task is not None:
+            stages.display.update(task, total=compiled, completed=compiled)
 
 
 @contextmanager
@@ -108,3 +149,34 @@ def quiet_library_fallbacks() -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(keep)
+
+
+def can_show_progress() -> bool:
+    """Whether progress bars can be seen: stderr is a terminal, or this runs in a Jupyter notebook
+    that has ipywidgets (rich draws its live bars there with them, and only warns without them)."""
+    from importlib.util import find_spec
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console.is_terminal or (console.is_jupyter and find_spec("ipywidgets") is not None)
+
+
+@contextmanager
+def shown(display) -> Iterator[object | None]:
+    """The display a library run reports its stages to.
+
+    ``None`` (the default): rich progress bars on stderr where :func:`can_show_progress`, else none;
+    ``True``: the bars anywhere; ``False``: none; anything else is the caller's own Progress, used as is.
+    """
+    if display is None:
+        display = can_show_progress()
+    if display is True:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            yield progress
+    else:
+        yield display if display is not False else None

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 from vsynth.core.host.specs import BridgeSpec, ModelSpec
-from vsynth.errors import OutputFolderError, PluginError, VsynthInputError
+from vsynth.errors import OutputFolderError, PluginError, VsynthInputError, VsynthWarning, shorten
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -29,10 +30,28 @@ def check_steps(steps: dict[str, tuple[int, str]], models: dict[str, ModelSpec])
             )
 
 
+def fit_to_latents(frames: int, height: int, width: int, models: dict[str, ModelSpec], fit: str) -> tuple[int, int, int, list[str]]:
+    """Frames and size that every model's latent space holds: rounded down (``fit='round'``, with the
+    notices to show) or refused in one line (``fit='strict'``)."""
+    multiple = max(spec.latent_space.size_multiple for spec in models.values())
+    vdm = models["vdm"]
+    fitted = (vdm.latent_space.fit_frames(frames), *(max(multiple, side // multiple * multiple) for side in (height, width)))
+    notices = []
+    if fitted[0] != frames:
+        notices.append(f"--frames {frames}: {vdm.name}'s latent space holds {vdm.latent_space.frame_rule()}; running {fitted[0]}")
+    if fitted[1:] != (height, width):
+        names = " and ".join(s.name for s in models.values() if s.latent_space.size_multiple == multiple)
+        notices.append(f"--height {height} --width {width}: {names} need{'s' if ' and ' not in names else ''} multiples of "
+                       f"{multiple} pixels; running {fitted[1]}x{fitted[2]}")  # fmt: skip
+    if notices and fit == "strict":
+        raise VsynthInputError(notices[0].rsplit(";", 1)[0] + ": choose such values, or --fit round to round them down")
+    return (*fitted, notices)
+
+
 def check_device(device: str) -> None:
     """Only devices that exist here: cpu, an available cuda:N or mps, or auto."""
     if not _DEVICE.match(device):
-        raise VsynthInputError(f"--device {device}: not a device vsynth runs on; use auto, cpu, cuda, cuda:N or mps")
+        raise VsynthInputError(f"--device {shorten(device)}: not a device vsynth runs on; use auto, cpu, cuda, cuda:N or mps")
     if device in ("auto", "cpu"):
         return
     import torch
@@ -82,6 +101,17 @@ def check_precision(dtype: str, offload: str, device: str) -> None:
 
         if not torch.cuda.is_bf16_supported():
             raise VsynthInputError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} does not compute in bfloat16; use --dtype float16")
+
+
+def warn_compile(requested: bool, device: str) -> None:
+    """torch.compile on the CPU generates C++ for every UNet: minutes before the first step, for a small gain."""
+    if requested and device == "cpu":
+        warnings.warn(
+            "--compile on the CPU: compiling each UNet takes minutes before its first step (a 'compiling' bar shows "
+            "it), and CPU runs gain little from it; leave --compile out for a quick run",
+            VsynthWarning,
+            stacklevel=3,
+        )
 
 
 def check_out(out: Path, given: bool) -> None:
@@ -136,20 +166,22 @@ def check_impls(specs: list[ModelSpec | BridgeSpec]) -> None:
     """Every selected implementation imports, has its class, and that class subclasses the base its
     kind needs (``ImageModel``, ``VideoModel``, ``Bridge``): one line naming the plugin, before any weights load."""
     for spec in specs:
-        try:
-            impl = spec.load_impl()
-        except (ImportError, AttributeError) as exc:
-            raise PluginError(
-                f"plugin '{spec.plugin}': {spec.kind} '{spec.name}' names impl '{spec.impl}', which does not resolve "
-                f"({type(exc).__name__}: {exc}); update or uninstall the plugin"
-            ) from None
-        base = _impl_base(spec.kind)
-        if not (isinstance(impl, type) and issubclass(impl, base)):
-            what = impl.__name__ if isinstance(impl, type) else f"a {type(impl).__name__}, not a class"
-            raise PluginError(
-                f"plugin '{spec.plugin}': {spec.kind} '{spec.name}' names impl '{spec.impl}', which is {what}, not a "
-                f"subclass of {base.__module__}.{base.__name__}; update or uninstall the plugin"
-            )
+        problem = impl_problem(spec)
+        if problem:
+            raise PluginError(f"plugin '{spec.plugin}': {problem}; update or uninstall the plugin")
+
+
+def impl_problem(spec: ModelSpec | BridgeSpec) -> str:
+    """Why ``spec``'s implementation cannot run (``idm 'x' names impl 'a:B', which does not resolve (...)``), or ''."""
+    try:
+        impl = spec.load_impl()
+    except (ImportError, AttributeError) as exc:
+        return f"{spec.kind} '{spec.name}' names impl '{spec.impl}', which does not resolve ({type(exc).__name__}: {exc})"
+    base = _impl_base(spec.kind)
+    if not (isinstance(impl, type) and issubclass(impl, base)):
+        what = impl.__name__ if isinstance(impl, type) else f"a {type(impl).__name__}, not a class"
+        return f"{spec.kind} '{spec.name}' names impl '{spec.impl}', which is {what}, not a subclass of {base.__module__}.{base.__name__}"
+    return ""
 
 
 def _impl_base(kind: str) -> type:

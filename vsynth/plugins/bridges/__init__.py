@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from vsynth import hookimpl
 from vsynth.core.host.specs import BridgeSpec, Params
-from vsynth.errors import InvalidParamsError
+from vsynth.errors import InvalidParamsError, VsynthWarning
 
 ENHANCE = "enhance"
 
@@ -37,6 +38,29 @@ class MixedInversionParams(Params):
     )
 
 
+    def for_models(self, idm, vdm, given):
+        """Across latent spaces only the video-side inversion can run: an IDM's default ratio becomes 0, with a notice."""
+        if idm is None or idm.latent_space == vdm.latent_space or self.mixing_ratio == 0 or "mixing_ratio" in given:
+            return self
+        warnings.warn(
+            f"mixed-inversion: {idm.name} ({idm.latent_space.name}) and {vdm.name} ({vdm.latent_space.name}) have different latent "
+            f"spaces, so only the video-side inversion runs (mixing_ratio 0 instead of {self.mixing_ratio:g}), on the IDM frames "
+            "encoded by the VDM's VAE",
+            VsynthWarning,
+            stacklevel=2,
+        )
+        return self.model_copy(update={"mixing_ratio": 0.0})
+
+    def check_models(self, idm, vdm) -> None:
+        """The image side inverts in the IDM's latent space and the mix is one latent: with a VDM of another
+        space only the video-side inversion (of the IDM frames, encoded by the VDM's VAE) can run."""
+        if idm is not None and idm.latent_space != vdm.latent_space and self.mixing_ratio > 0:
+            raise InvalidParamsError(
+                f"-o mixing_ratio={self.mixing_ratio:g} mixes an inversion in {idm.name}'s latent space ({idm.latent_space.name}) "
+                f"with one in {vdm.name}'s ({vdm.latent_space.name}), which differ: use -o mixing_ratio=0 (video-side inversion only)"
+            )
+
+
 class NoParams(Params):
     pass
 
@@ -50,6 +74,9 @@ class T2IParams(Params):
         "the IDM denoises from there (EVS: 0.4 of 50 steps). With sd15 as IDM, write bridge.strength.",
     )
 
+    def check_plan(self, sampling) -> None:
+        _check_sdedit("strength", self.strength, sampling.steps, "T2I", "--steps")
+
 
 class T2VParams(Params):
     t2v_strength: float = Field(
@@ -59,9 +86,20 @@ class T2VParams(Params):
         description="T2V noising t_V as a fraction of the VDM's schedule (0.5 of Lightning's 8 steps starts at step 4).",
     )
 
+    def check_plan(self, sampling) -> None:
+        _check_sdedit("t2v_strength", self.t2v_strength, sampling.vdm_steps, "T2V", "the VDM's steps")
+
+
+def _check_sdedit(option: str, strength: float, steps: int, name: str, steps_flag: str) -> None:
+    """SDEdit at ``strength`` runs the last int(steps * strength) steps: none is refused before loading."""
+    if int(steps * strength) == 0:
+        raise InvalidParamsError(f"{option} {strength} leaves none of the {steps} {name} steps: raise -o bridge.{option} or {steps_flag}")
+
 
 class CompositionParams(T2VParams, T2IParams):  # fields in the order strength, t2v_strength
-    pass
+    def check_plan(self, sampling) -> None:
+        T2IParams.check_plan(self, sampling)
+        T2VParams.check_plan(self, sampling)
 
 
 class EncapsulatedParams(CompositionParams):
@@ -105,14 +143,26 @@ class EncapsulatedParams(CompositionParams):
             raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only with -o injection=sfi")
         return self
 
+    def check_models(self, idm, vdm) -> None:
+        """Selective Feature Injection works on a UNet decoder's spatial self-attention: a transformer VDM has none."""
+        if self.injection == "sfi" and vdm.architecture != "unet":
+            raise InvalidParamsError(
+                f"-o injection=sfi injects into a UNet decoder's spatial self-attention, and {vdm.name} is a {vdm.architecture} "
+                "without one: use -o injection=none (SDEdit into the [T2V] block)"
+            )
+
     def check_plan(self, sampling) -> None:
-        """The block's n_V steps must fit in what SDEdit at t2v_strength leaves of the VDM's steps (before loading)."""
+        """Both SDEdits leave steps (the T2V one unless the block is the identity), and the block's n_V steps fit in
+        what SDEdit at t2v_strength leaves of the VDM's steps (before loading)."""
         left = int(sampling.vdm_steps * self.t2v_strength)
         if self.t2v_steps is not None and self.t2v_steps > left:
             raise InvalidParamsError(
                 f"-o t2v_steps={self.t2v_steps} exceeds the {left} VDM steps left at t2v_strength {self.t2v_strength} "
                 f"of {sampling.vdm_steps}: lower t2v_steps or raise t2v_strength"
             )
+        T2IParams.check_plan(self, sampling)
+        if self.t2v_steps != 0:
+            T2VParams.check_plan(self, sampling)
 
 
 @hookimpl

@@ -9,8 +9,9 @@ model's schedule and that model denoises it to the end.
 - ``vdm-then-idm`` (T2V+T2I): the reverse.
 
 Models meet only through clean latents, never through noisy ones: the two noise schedules
-differ (REFERENCE.md). The source is encoded to the latent distribution's mean. With an IDM the
-IDM's VAE encodes and decodes, as in Mixed Inversion: the catalog's VDMs share SD's latent space.
+differ (REFERENCE.md). The source is encoded to the latent distribution's mean. Where the two
+models share a latent space, the IDM's VAE encodes and decodes, as in Mixed Inversion; between
+two spaces the clean latents are transcoded through pixels (:mod:`vsynth.core.diffusion.latents`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 from vsynth.core.diffusion.inputs import BridgeInputs
 from vsynth.core.diffusion.components import VaeCodec
 from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.latents import shares_latents, to_space
 from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import ImageModel, VideoModel
 from vsynth.core.run.progress import Stages
@@ -32,15 +34,14 @@ from vsynth.errors import InvalidParamsError
 
 @dataclass
 class SDEdit:
-    """One model's SDEdit: its conditioning and guidance, its scheduler, and the timesteps it runs
-    (a tail of the schedule, descending)."""
+    """One model's SDEdit: its conditioning and guidance, its schedule, and the step it starts at
+    (it runs the steps ``start``..the end of the schedule)."""
 
     name: str  # "T2I" or "T2V", for stages and messages
-    denoiser: Denoiser
     cond: Conditioning
     guidance: float
-    scheduler: object
-    steps: torch.Tensor
+    schedule: sampling.Schedule
+    start: int
 
     @classmethod
     def image(cls, idm: ImageModel, inputs: BridgeInputs, strength: float) -> SDEdit:
@@ -58,31 +59,42 @@ class SDEdit:
 
     @classmethod
     def over(cls, name, denoiser, cond, guidance, steps: int, strength: float, option: str, steps_flag: str) -> SDEdit:
-        """The last int(steps * strength) timesteps, where diffusers' img2img pipelines start; none is refused."""
-        scheduler = denoiser.new_scheduler()
-        scheduler.set_timesteps(steps, device=denoiser.device)
-        tail = sampling.sdedit_steps(scheduler, strength)
-        if len(tail) == 0:
-            total = len(scheduler.timesteps)
-            raise InvalidParamsError(f"{option} {strength} leaves none of the {total} {name} steps: raise -o {option} or {steps_flag}")
-        return cls(name, denoiser, cond, guidance, scheduler, tail)
+        """The last int(steps * strength) steps, where diffusers' img2img pipelines start; none is refused."""
+        schedule = sampling.Schedule(denoiser, steps)
+        start = schedule.sdedit_start(strength)
+        if start == schedule.steps:
+            raise InvalidParamsError(f"{option} {strength} leaves none of the {steps} {name} steps: raise -o {option} or {steps_flag}")
+        return cls(name, cond, guidance, schedule, start)
 
-    def index(self, position: int) -> int:
-        """Index in the full schedule of ``self.steps[position]``."""
-        return len(self.scheduler.timesteps) - len(self.steps) + position
+    @property
+    def denoiser(self) -> Denoiser:
+        return self.schedule.denoiser
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        """The model timesteps of the steps it runs."""
+        return self.schedule.timesteps[self.start :]
+
+    @property
+    def length(self) -> int:
+        """How many steps it runs."""
+        return self.schedule.steps - self.start
+
+    def level(self, position: int = 0) -> torch.Tensor:
+        """The level of its ``position``-th step."""
+        return self.schedule.level(self.start + position)
 
     def noise(self, x0: torch.Tensor, generator: torch.Generator, position: int = 0) -> torch.Tensor:
-        """``x0`` noised with fresh noise to the level of ``self.steps[position]`` (VP form)."""
+        """``x0`` noised with fresh noise to the level of its ``position``-th step (process form)."""
         noise = sampling.initial_noise(self.denoiser, tuple(x0.shape), generator)
-        abar = sampling.noise_level(self.scheduler, self.index(position)).to(x0.device, x0.dtype)
-        return sampling.add_noise(x0, noise, abar)
+        return sampling.renoise(self.denoiser, x0, noise, self.level(position))
 
     def run(self, x0: torch.Tensor, generator: torch.Generator, stages: Stages) -> torch.Tensor:
         """Noise ``x0`` to the first step and denoise to the end: a clean latent video."""
         x0 = x0.to(self.denoiser.dtype)
-        with stages.stage(f"{self.name} SDEdit", total=len(self.steps)) as advance:
+        with stages.stage(f"{self.name} SDEdit", total=self.length) as advance:
             z = self.noise(x0, generator)
-            return sampling.denoise(self.denoiser, self.scheduler, z, self.cond, self.steps, guidance=self.guidance, advance=advance)
+            return sampling.denoise(self.schedule, z, self.cond, self.start, guidance=self.guidance, advance=advance, generator=generator)
 
 
 def encode_source(codec: VaeCodec, inputs: BridgeInputs, stages: Stages, frames=None) -> torch.Tensor:
@@ -107,20 +119,35 @@ class VdmOnly(Bridge):
         return BridgeResult(latents=z, codec=vdm.codec)
 
 
+def video_codec(idm: ImageModel, vdm: VideoModel) -> VaeCodec:
+    """The codec of the VDM's latents: the IDM's where the two share a latent space (as the official code)."""
+    return idm.codec if shares_latents(idm.codec, vdm.codec) else vdm.codec
+
+
+def transcode(z: torch.Tensor, source: VaeCodec, target: VaeCodec, stages: Stages) -> torch.Tensor:
+    """Clean latents into the other model's latent space (through pixels), as a stage; unchanged within one space."""
+    if shares_latents(source, target):
+        return z
+    with stages.stage("transcoding latents", total=z.shape[2]) as advance:
+        return to_space(z, source, target, advance)
+
+
 class IdmThenVdm(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         t2i = SDEdit.image(idm, inputs, self.params.strength)
         t2v = SDEdit.video(vdm, inputs, self.params.t2v_strength)
         z_idm = t2i.run(encode_source(idm.codec, inputs, stages), generator, stages)
-        z = t2v.run(z_idm, generator, stages)
+        codec = video_codec(idm, vdm)
+        z = t2v.run(transcode(z_idm, idm.codec, codec, stages), generator, stages)
         with stages.stage("decoding IDM frames", total=inputs.frames) as advance:
             idm_frames = idm.codec.decode(z_idm, advance)
-        return BridgeResult(latents=z, codec=idm.codec, intermediates={"idm_frames": idm_frames})
+        return BridgeResult(latents=z, codec=codec, intermediates={"idm_frames": idm_frames})
 
 
 class VdmThenIdm(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         t2i = SDEdit.image(idm, inputs, self.params.strength)
         t2v = SDEdit.video(vdm, inputs, self.params.t2v_strength)
-        z = t2v.run(encode_source(idm.codec, inputs, stages), generator, stages)
-        return BridgeResult(latents=t2i.run(z, generator, stages), codec=idm.codec)
+        codec = video_codec(idm, vdm)
+        z = t2v.run(encode_source(codec, inputs, stages), generator, stages)
+        return BridgeResult(latents=t2i.run(transcode(z, codec, idm.codec, stages), generator, stages), codec=idm.codec)

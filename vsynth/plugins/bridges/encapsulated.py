@@ -35,7 +35,7 @@ from vsynth.core.diffusion.attention import FeatureInjection, select_layers
 from vsynth.core.diffusion.bridge import Bridge, BridgeResult
 from vsynth.core.run.progress import Stages
 from vsynth.errors import InvalidParamsError
-from vsynth.plugins.bridges.composition import SDEdit, encode_source
+from vsynth.plugins.bridges.composition import SDEdit, encode_source, transcode, video_codec
 from vsynth.plugins.bridges.text_to_video import text_to_video
 
 
@@ -43,15 +43,15 @@ class Encapsulated(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         p = self.params
         t2i = SDEdit.image(idm, inputs, p.strength)
-        at = int(p.t2v_at * len(t2i.steps))  # T2I steps before the block; t2v_at < 1 keeps it inside
+        at = int(p.t2v_at * t2i.length)  # T2I steps before the block; t2v_at < 1 keeps it inside
         t2v, n_v = None, 0
         if p.t2v_steps != 0:
             t2v = SDEdit.video(vdm, inputs, p.t2v_strength)
-            n_v = len(t2v.steps) if p.t2v_steps is None else p.t2v_steps
-            if n_v > len(t2v.steps):
+            n_v = t2v.length if p.t2v_steps is None else p.t2v_steps
+            if n_v > t2v.length:
                 raise InvalidParamsError(
-                    f"t2v_steps {n_v} exceeds the {len(t2v.steps)} VDM steps left at t2v_strength {p.t2v_strength} "
-                    f"of {len(t2v.scheduler.timesteps)}: lower t2v_steps or raise t2v_strength"
+                    f"t2v_steps {n_v} exceeds the {t2v.length} VDM steps left at t2v_strength {p.t2v_strength} "
+                    f"of {t2v.schedule.steps}: lower t2v_steps or raise t2v_strength"
                 )
         d = idm.denoiser
         intermediates = {}
@@ -63,17 +63,20 @@ class Encapsulated(Bridge):
 
         with stages.stage("T2I denoising", total=at + 1) as advance:
             z = t2i.noise(x0, generator)
-            x0_i, eps = sampling.denoise_predict(d, t2i.scheduler, z, t2i.cond, t2i.steps[: at + 1], guidance=t2i.guidance, advance=advance)
-        x0_v = (t2v_block(t2v, x0_i, n_v, p, generator, stages) if t2v is not None else x0_i).to(d.dtype)
+            x0_i, eps = sampling.denoise_predict(
+                t2i.schedule, z, t2i.cond, t2i.start, t2i.start + at, guidance=t2i.guidance, advance=advance, generator=generator
+            )
+        x0_v = x0_i
+        if t2v is not None:  # into the VDM's latent space and back, where the two differ
+            codec = video_codec(idm, vdm)
+            x0_v = transcode(t2v_block(t2v, transcode(x0_i, idm.codec, codec, stages), n_v, p, generator, stages), codec, idm.codec, stages)
+        x0_v = x0_v.to(d.dtype)
 
         if p.renoise == "fresh":
             eps = sampling.initial_noise(d, tuple(x0_v.shape), generator)
-        with stages.stage("T2I denoising after [T2V]", total=len(t2i.steps) - at) as advance:
-            abar = sampling.noise_level(t2i.scheduler, t2i.index(at)).to(x0_v.device, x0_v.dtype)
-            z = sampling.add_noise(x0_v, eps, abar)
-            resumed = d.new_scheduler()
-            resumed.set_timesteps(inputs.steps, device=d.device)
-            z = sampling.denoise(d, resumed, z, t2i.cond, t2i.steps[at:], guidance=t2i.guidance, advance=advance)
+        with stages.stage("T2I denoising after [T2V]", total=t2i.length - at) as advance:
+            z = sampling.renoise(d, x0_v, eps, t2i.level(at))  # both models meet at the level of T2I step t_T2V
+            z = sampling.denoise(t2i.schedule, z, t2i.cond, t2i.start + at, guidance=t2i.guidance, advance=advance, generator=generator)
         return BridgeResult(latents=z, codec=idm.codec, intermediates=intermediates)
 
 
@@ -89,17 +92,18 @@ def t2v_block(t2v: SDEdit, x0: torch.Tensor, n_v: int, params, generator: torch.
 
 def inverted_block(t2v: SDEdit, x0: torch.Tensor, n_v: int, sfi: FeatureInjection, stages: Stages) -> torch.Tensor:
     """DDIM-invert x0 to t_V while ``sfi`` records, then denoise ``n_v`` steps while it injects."""
-    with stages.stage("T2V inversion", total=len(t2v.steps)) as advance:
+    with stages.stage("T2V inversion", total=t2v.length) as advance:
         sfi.set_mode("record")
-        z = sampling.invert(t2v.denoiser, t2v.scheduler, x0, t2v.cond, t2v.steps, advance=advance)
+        z = sampling.invert(t2v.schedule, x0, t2v.cond, t2v.start, advance=advance)
     sfi.set_mode("inject")
     return denoise_block(t2v, z, n_v, stages)
 
 
 def denoise_block(t2v: SDEdit, z: torch.Tensor, n_v: int, stages: Stages) -> torch.Tensor:
-    """``n_v`` VDM steps from t_V on ``z`` (VP form): the final latent if they reach the end, else the last step's x0."""
-    steps = t2v.steps[:n_v]
+    """``n_v`` VDM steps from t_V on ``z`` (process form): the final latent if they reach the end, else the clean
+    latent the n_v-th step predicts."""
     with stages.stage("[T2V] block", total=n_v) as advance:
-        if n_v == len(t2v.steps):
-            return sampling.denoise(t2v.denoiser, t2v.scheduler, z, t2v.cond, steps, guidance=t2v.guidance, advance=advance)
-        return sampling.denoise_predict(t2v.denoiser, t2v.scheduler, z, t2v.cond, steps, guidance=t2v.guidance, advance=advance)[0]
+        if n_v == t2v.length:
+            return sampling.denoise(t2v.schedule, z, t2v.cond, t2v.start, guidance=t2v.guidance, advance=advance)
+        stop = t2v.start + n_v - 1
+        return sampling.denoise_predict(t2v.schedule, z, t2v.cond, t2v.start, stop, guidance=t2v.guidance, advance=advance)[0]

@@ -14,8 +14,10 @@ neither at the VDM's start, so both are inverted to abar*, the level of the VDM'
 step: the image side by the official loop whose last step re-noises to abar*, the video side by
 DDIM inversion along the VDM's own smoothing timesteps (:func:`~vsynth.core.diffusion.sampling.invert`).
 
-Like the official code, it uses the image side's VAE throughout: the VDMs it bridges (ZeroScope,
-ModelScope, AnimateDiff) work in SD's latent space.
+Like the official code, it uses the image side's VAE throughout where the VDM shares its latent
+space (ZeroScope, ModelScope, AnimateDiff: SD's). With a VDM of another space the two inversions
+cannot be mixed: only the video side runs (``mixing_ratio=0``), on the IDM frames encoded by the
+VDM's VAE, which also decodes the result.
 
 The prompts are the user's as given; ``prompt_preset=bivdiff`` gives every stage the official
 code's instead (:func:`with_prompt_preset`).
@@ -29,8 +31,8 @@ import torch
 
 from vsynth.core.diffusion import sampling
 from vsynth.core.diffusion.bridge import Bridge, BridgeResult
-from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import BridgeInputs
+from vsynth.plugins.bridges.composition import video_codec
 
 # The official code's prompts: each IDM module returns a suffix that the IDM and VDM prompts get, and a
 # negative prompt for every guided stage (MCG-NJU/BIVDiff, POS_PROMPT and NEG_PROMPT in
@@ -66,11 +68,6 @@ def mix(z_image: torch.Tensor | None, z_video: torch.Tensor | None, ratio: float
     return ratio * z_image + (1 - ratio) * z_video
 
 
-def shares_schedule(inverter: Denoiser, vdm: Denoiser) -> bool:
-    """Whether the VDM samples with the image inverter's own schedule: same scheduler kind, same abar(t)."""
-    return type(vdm.scheduler) is type(inverter.scheduler) and torch.equal(vdm.alphas_cumprod.cpu(), inverter.alphas_cumprod.cpu())
-
-
 class MixedInversion(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         params, steps, vdm_steps = self.params, inputs.steps, inputs.vdm_steps
@@ -83,10 +80,9 @@ class MixedInversion(Bridge):
         z0 = idm.codec.encode(idm_frames) if params.reencode else z_idm
 
         inverter, video = idm.inversion_denoiser, vdm.denoiser
-        scheduler = video.new_scheduler()  # the smoothing's
-        scheduler.set_timesteps(vdm_steps, device=video.device)
-        official = shares_schedule(inverter, video)
-        start = None if official else sampling.noise_level(scheduler, 0)
+        smoothing = sampling.Schedule(video, vdm_steps)
+        official = sampling.shares_schedule(inverter, video)
+        start = None if official else smoothing.level(0)
 
         negative = params.inversion_prompt == "negative"
         z_image = z_video = None
@@ -94,19 +90,20 @@ class MixedInversion(Bridge):
             with stages.stage("image inversion", total=steps) as advance:
                 text = inverter.condition(inputs.negative_prompt if negative else inputs.image_prompt)
                 z_image = sampling.bivdiff_invert(inverter, z0, text, steps=steps, final_level=start, advance=advance)
+                if start is not None:  # at the VDM's first level, written in the VDM's process
+                    z_image = sampling.to_process(z_image, start, inverter, video)
         if params.mixing_ratio < 1:
             with stages.stage("video inversion", total=vdm_steps) as advance:
                 text = video.condition(inputs.negative_prompt if negative else inputs.prompt)
-                x0 = z0.to(video.dtype)
+                codec = video_codec(idm, vdm)
+                x0 = (z0 if codec is idm.codec else codec.encode(idm_frames)).to(video.dtype)
                 if official:
                     z_video = sampling.bivdiff_invert(video, x0, text, steps=vdm_steps, advance=advance)
                 else:
-                    z_video = sampling.invert(video, scheduler, x0, text, scheduler.timesteps, advance=advance)
+                    z_video = sampling.invert(smoothing, x0, text, 0, advance=advance)
         z = mix(z_image, z_video, params.mixing_ratio)
 
         with stages.stage("temporal smoothing", total=vdm_steps) as advance:
             cond = video.condition(inputs.prompt, inputs.negative_prompt)
-            z = sampling.denoise(
-                video, scheduler, z.to(video.dtype), cond, scheduler.timesteps, guidance=inputs.vdm_guidance, advance=advance
-            )
-        return BridgeResult(latents=z, codec=idm.codec, intermediates={"idm_frames": idm_frames})
+            z = sampling.denoise(smoothing, z.to(video.dtype), cond, 0, guidance=inputs.vdm_guidance, advance=advance, generator=generator)
+        return BridgeResult(latents=z, codec=video_codec(idm, vdm), intermediates={"idm_frames": idm_frames})

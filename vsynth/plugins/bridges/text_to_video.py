@@ -16,7 +16,7 @@ def text_to_video(vdm: VideoModel, inputs: BridgeInputs, generator: torch.Genera
     with stages.stage("text-to-video", total=inputs.vdm_steps) as advance:
         cond = vdm.denoiser.condition(inputs.prompt, inputs.negative_prompt)
         noise = sampling.initial_noise(vdm.denoiser, inputs.latent_shape(vdm.codec), generator)
-        return sampling.sample(vdm.denoiser, noise, cond, steps=inputs.vdm_steps, guidance=inputs.vdm_guidance, advance=advance)
+        return sampling.sample(vdm.denoiser, noise, cond, steps=inputs.vdm_steps, guidance=inputs.vdm_guidance, advance=advance, generator=generator)
 
 
 class TextToVideo(Bridge):

@@ -35,11 +35,11 @@ class InpaintDenoiser(FrameDenoiser):
         masked = self.codec.encode_pixels(masked_pixels, generator)
         return super().condition(prompt, negative_prompt, mask=mask, masked_image_latents=masked)
 
-    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+    def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
         """Concatenates [latents, mask, masked image latents] on channels; ``FrameDenoiser`` folds, chunks and guides."""
         extra = torch.cat([cond.extras["mask"], cond.extras["masked_image_latents"]], dim=1)  # (F, 5, h, w)
         extra = unfold(extra, 1).expand(latents.shape[0], -1, -1, -1, -1).to(latents.dtype)
-        return super().predict_noise(torch.cat([latents, extra], dim=1), t, cond, guidance)
+        return super().predict(torch.cat([latents, extra], dim=1), t, cond, guidance)
 
 
 class Inpaint(ImageModel):

@@ -22,7 +22,7 @@ class Pix2PixDenoiser(FrameDenoiser):
         self.image_guidance = image_guidance
 
     @torch.no_grad()
-    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+    def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
         flat = fold(latents)
         images = cond.extras["image_latents"]  # (F, C, h, w), unscaled
         guided = guidance > 1.0 and self.image_guidance >= 1.0

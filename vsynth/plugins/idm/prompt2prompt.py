@@ -144,7 +144,7 @@ class EditDenoiser(FrameDenoiser):
         self.edit = edit
 
     @torch.no_grad()
-    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+    def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
         guided = guidance > 1.0
         self.edit.begin_step(t, guided)
         frames = latents.shape[2]

@@ -27,15 +27,12 @@ class SD15Model(ImageModel):
         if source is None:
             return super().generate(inputs, generator, advance)
         denoiser = self.denoiser
-        scheduler = denoiser.new_scheduler()
-        scheduler.set_timesteps(inputs.steps, device=denoiser.device)
-        steps = sampling.sdedit_steps(scheduler, self.params.strength)
-        if len(steps) == 0:
+        schedule = sampling.Schedule(denoiser, inputs.steps)
+        start = schedule.sdedit_start(self.params.strength)
+        if start == schedule.steps:
             raise InvalidParamsError(f"strength {self.params.strength} leaves none of the {inputs.steps} steps: raise -o strength or --steps")
         latents = self.codec.encode(source, generator)
         noise = sampling.initial_noise(denoiser, tuple(latents.shape), generator)
-        abar = denoiser.alphas_cumprod[int(steps[0])].to(latents.device, latents.dtype)
         cond = denoiser.condition(inputs.image_prompt, inputs.negative_prompt)
-        return sampling.denoise(
-            denoiser, scheduler, sampling.add_noise(latents, noise, abar), cond, steps, guidance=inputs.guidance, advance=advance
-        )
+        z = sampling.renoise(denoiser, latents, noise, schedule.level(start))
+        return sampling.denoise(schedule, z, cond, start, guidance=inputs.guidance, advance=advance, generator=generator)

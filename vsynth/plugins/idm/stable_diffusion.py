@@ -81,7 +81,7 @@ class FrameDenoiser(Denoiser):
         return {}
 
     @torch.no_grad()
-    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+    def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
         flat = fold(latents)
         cfg = guidance > 1.0
         size = self.batch_size or flat.shape[0]

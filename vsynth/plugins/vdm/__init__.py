@@ -8,7 +8,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 
 from vsynth import hookimpl
 from vsynth.core.host import layouts
-from vsynth.core.host.specs import ModelSpec, VideoParams, WeightsSpec
+from vsynth.core.host.specs import LatentSpace, ModelSpec, VideoParams, WeightsSpec
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.idm import SD15
 
@@ -51,6 +51,73 @@ class LightningParams(AnimateDiffParams):
                 f"steps, not {steps}: {other}, or leave the VDM's steps unset"
             )
         return self.checkpoint_steps, 1.0 if guidance is None else guidance
+
+
+class WanParams(VideoParams):
+    max_sequence_length: PositiveInt = Field(512, le=512, description="Prompt tokens UMT5 encodes (WanPipeline's 512).")
+
+    def sampling(self, steps, guidance, *, shared_steps, shared_guidance):
+        """Wan's pipelines default to 50 steps and guidance 5.0 (not SD's 7.5)."""
+        guidance = guidance if guidance is not None else shared_guidance
+        return super().sampling(steps, WAN_GUIDANCE if guidance is None else guidance, shared_steps=shared_steps, shared_guidance=None)
+
+
+# Wan 2.2's VAE statistics, as the diffusers conversion script gives them (scripts/convert_wan_to_diffusers.py).
+WAN22_LATENTS_MEAN = [
+    -0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557, -0.1382, 0.0542, 0.2813, 0.0891, 0.1570, -0.0098,
+    0.0375, -0.1825, -0.2246, -0.1207, -0.0698, 0.5109, 0.2665, -0.2108, -0.2158, 0.2502, -0.2055, -0.0322, 0.1109, 0.1567,
+    -0.0729, 0.0899, -0.2799, -0.1230, -0.0313, -0.1649, 0.0117, 0.0723, -0.2839, -0.2083, -0.0520, 0.3748, 0.0152, 0.1957,
+    0.1433, -0.2944, 0.3573, -0.0548, -0.1681, -0.0667,
+]  # fmt: skip
+WAN22_LATENTS_STD = [
+    0.4765, 1.0364, 0.4514, 1.1677, 0.5313, 0.4990, 0.4818, 0.5013, 0.8158, 1.0344, 0.5894, 1.0901, 0.6885, 0.6165, 0.8454,
+    0.4978, 0.5759, 0.3523, 0.7135, 0.6804, 0.5833, 1.4146, 0.8986, 0.5659, 0.7069, 0.5338, 0.4889, 0.4917, 0.4069, 0.4999,
+    0.6866, 0.4093, 0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887, 0.3971, 1.0600, 0.3943, 0.5537, 0.5444,
+    0.4089, 0.7468, 0.7744,
+]  # fmt: skip
+
+# Wan 2.1's VAE statistics (AutoencoderKLWan's defaults, as the Wan 2.1 repos ship them).
+WAN21_LATENTS_MEAN = [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715, 0.5517, -0.3632,
+                      -0.1922, -0.9497, 0.2503, -0.2921]  # fmt: skip
+WAN21_LATENTS_STD = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579, 1.6382,
+                     1.1253, 2.8251, 1.9160]  # fmt: skip
+
+class VaceParams(WanParams):
+    control: Literal["canny", "video"] = Field(
+        "canny", description="What VACE follows from --video: its canny edges, or the frames themselves (the fill with --mask/--outpaint "
+        "always uses the frames; --condition-video gives precomputed maps, e.g. depth or pose)."
+    )
+    low_threshold: int = Field(100, ge=0, le=255, description="Canny lower hysteresis threshold.")
+    high_threshold: int = Field(200, ge=0, le=255, description="Canny upper hysteresis threshold.")
+    conditioning_scale: float = Field(1.0, ge=0.0, le=2.0, description="Weight of VACE's control layers (WanVACEPipeline's conditioning_scale).")
+
+
+WAN_GUIDANCE = 5.0
+WAN_IMPL = "vsynth.plugins.vdm.wan:WanVideoModel"
+WAN21_LATENTS = LatentSpace(name="wan2.1-vae", channels=16, spatial=8, temporal=4, causal=True, size_multiple=16, scaling=1.0,
+                            mean=tuple(WAN21_LATENTS_MEAN), std=tuple(WAN21_LATENTS_STD))  # fmt: skip
+WAN22_LATENTS = LatentSpace(name="wan2.2-vae", channels=48, spatial=16, temporal=4, causal=True, size_multiple=32, scaling=1.0,
+                            mean=tuple(WAN22_LATENTS_MEAN), std=tuple(WAN22_LATENTS_STD))  # fmt: skip
+# (name, hub id, GB in bfloat16 from the parameter counts, tiny stand-in, experts, native (height, width), fps, frames,
+#  description)
+WAN_MODELS = (
+    ("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", 14.7, "wan2.1-t2v", 1, (480, 832), 16, 81,
+     "Wan 2.1 text-to-video 1.3B (flow DiT, UMT5-XXL, causal 3D VAE 8x/4x); runs on a consumer GPU."),
+    ("wan2.1-t2v-14b", "Wan-AI/Wan2.1-T2V-14B-Diffusers", 40.5, "wan2.1-t2v", 1, (720, 1280), 16, 81,
+     "Wan 2.1 text-to-video 14B."),
+    ("wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", 24.2, "wan2.2-ti2v", 1, (704, 1280), 24, 121,
+     "Wan 2.2 text(-image)-to-video 5B with its own 16x/4x 48-channel VAE and per-token timesteps."),
+    ("wan2.2-t2v-a14b", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", 69.1, "wan2.2-t2v-a14b", 2, (720, 1280), 16, 81,
+     "Wan 2.2 text-to-video A14B: a high-noise and a low-noise 14B expert, switched at level 7 (s = 0.875)."),
+)  # fmt: skip
+
+
+WAN_VACE_MODELS = (
+    ("wan2.1-vace-1.3b", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", 16.2,
+     "Wan 2.1 VACE 1.3B: Wan with control layers, fed the run's canny maps, --condition-video maps, or the source to fill "
+     "(--mask, --outpaint): the trained baseline for controllable generation and inpainting."),
+    ("wan2.1-vace-14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", 46.6, "Wan 2.1 VACE 14B, as wan2.1-vace-1.3b."),
+)  # fmt: skip
 
 
 UNET3D_IMPL = "vsynth.plugins.vdm.unet3d:UNet3DVideoModel"
@@ -108,5 +175,45 @@ def vsynth_register_models(registrar):
             native_size=(512, 512),
             max_frames=32,
             sampler="Euler (linear betas, trailing spacing), the checkpoint's steps (default 4), guidance 1.0",
+            solver="euler",
         )
     )
+    for name, hub_id, size, tiny, experts, native, fps, frames, description in WAN_MODELS:
+        registrar.register_model(
+            ModelSpec(
+                name=name,
+                kind="vdm",
+                description=description,
+                weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny=tiny, files=layouts.wan_pipeline(experts)),),
+                params=WanParams,
+                impl=WAN_IMPL,
+                native_size=native,
+                max_frames=frames,
+                fps=fps,
+                sampler=f"UniPC on flow sigmas (flow shift {5 if 'ti2v' in name else 3}), 50 steps, guidance 5.0",
+                process="flow",
+                solver="unipc",
+                architecture="transformer",
+                latent_space=WAN22_LATENTS if "ti2v" in name else WAN21_LATENTS,
+            )
+        )
+    for name, hub_id, size, description in WAN_VACE_MODELS:
+        registrar.register_model(
+            ModelSpec(
+                name=name,
+                kind="vdm",
+                description=description,
+                weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny="wan2.1-vace", files=layouts.wan_pipeline()),),
+                params=VaceParams,
+                impl="vsynth.plugins.vdm.wan:WanVaceModel",
+                accepts=("video", "condition_video", "mask", "outpaint"),
+                native_size=(480, 832),
+                max_frames=81,
+                fps=16,
+                sampler="UniPC on flow sigmas (flow shift 3), 50 steps, guidance 5.0",
+                process="flow",
+                solver="unipc",
+                architecture="transformer",
+                latent_space=WAN21_LATENTS,
+            )
+        )

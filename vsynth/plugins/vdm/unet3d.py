@@ -23,7 +23,7 @@ class ClipDenoiser(Denoiser):
         return embeddings
 
     @torch.no_grad()
-    def predict_noise(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+    def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
         b, frames = latents.shape[0], latents.shape[2]
         embeddings = cond.text.expand(b, -1, -1)
         cfg = guidance > 1.0

@@ -1,8 +1,8 @@
 """SDEdit bridge: frame-wise IDM generation, then the VDM denoises the noised IDM latents.
 
 1. The IDM generates every frame (``idm.generate``: from noise, with its conditions).
-2. The clean IDM latents are noised to the VDM's timestep at ``strength`` of its schedule
-   (``sqrt(abar) z + sqrt(1 - abar) eps``), as diffusers' img2img pipelines start.
+2. The clean IDM latents are noised to the level of the VDM's step at ``strength`` of its
+   schedule (in the VDM's own noise process), as diffusers' img2img pipelines start.
 3. The VDM denoises the remaining ``int(strength * steps)`` steps over the whole clip.
 
 Cheaper than Mixed Inversion (no inversion at all); ``strength`` trades the IDM's detail for the
@@ -25,13 +25,12 @@ class SDEdit(Bridge):
 
         denoiser = vdm.denoiser
         z = z.to(denoiser.dtype)
-        scheduler = denoiser.new_scheduler()
-        scheduler.set_timesteps(inputs.vdm_steps, device=denoiser.device)
-        tail = sampling.sdedit_steps(scheduler, self.params.strength)
-        if len(tail):
-            with stages.stage("temporal smoothing", total=len(tail)) as advance:
-                abar = denoiser.alphas_cumprod[int(tail[0])].to(z.device)
-                z = sampling.add_noise(z, sampling.initial_noise(denoiser, tuple(z.shape), generator), abar)
+        schedule = sampling.Schedule(denoiser, inputs.vdm_steps)
+        start = schedule.sdedit_start(self.params.strength)
+        if start < schedule.steps:
+            with stages.stage("temporal smoothing", total=schedule.steps - start) as advance:
+                noise = sampling.initial_noise(denoiser, tuple(z.shape), generator)
+                z = sampling.renoise(denoiser, z, noise, schedule.level(start))
                 cond = denoiser.condition(inputs.prompt, inputs.negative_prompt)
-                z = sampling.denoise(denoiser, scheduler, z, cond, tail, guidance=inputs.vdm_guidance, advance=advance)
+                z = sampling.denoise(schedule, z, cond, start, guidance=inputs.vdm_guidance, advance=advance, generator=generator)
         return BridgeResult(latents=z, codec=idm.codec, intermediates={"idm_frames": idm_frames})

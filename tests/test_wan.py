@@ -1,0 +1,114 @@
+"""Wan 2.x and VACE on the tiny models: equal to their diffusers pipelines, in every bridge, with the frame rules
+and the expert switch of the real checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vsynth
+from tests.conftest import SAMPLE_VIDEO
+from vsynth.core.media.video import read_video
+from vsynth.tiny import tiny_weights
+
+TINY = dict(tiny=True, frames=5, height=64, width=64, steps=3, prompt="a red ball", seed=11)
+PIPELINE = dict(prompt="a red ball", height=64, width=64, num_frames=5, num_inference_steps=3, output_type="latent")
+
+
+def pipeline(cls_name: str, tiny: str):
+    import diffusers
+
+    return getattr(diffusers, cls_name).from_pretrained(tiny_weights(tiny)).to(torch.float32)
+
+
+def frames():
+    return read_video(SAMPLE_VIDEO, frames=5, stride=4, size=(64, 64)).frames
+
+
+@pytest.mark.parametrize("name, tiny", [("wan2.1-t2v-1.3b", "wan2.1-t2v"), ("wan2.2-ti2v-5b", "wan2.2-ti2v"), ("wan2.2-t2v-a14b", "wan2.2-t2v-a14b")])
+def test_text_to_video_equals_wan_pipeline(name, tiny):
+    ours = vsynth.run(vdm=name, bridge="none", **TINY).latents
+    theirs = pipeline("WanPipeline", tiny)(**PIPELINE, generator=torch.Generator().manual_seed(TINY["seed"])).frames
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_vdm_only_equals_wan_video_to_video_pipeline():
+    ours = vsynth.run(vdm="wan2.1-t2v-1.3b", bridge="vdm-only", video=SAMPLE_VIDEO, options={"t2v_strength": 0.7}, **TINY).latents
+    pipe = pipeline("WanVideoToVideoPipeline", "wan2.1-t2v")
+    video = [Image.fromarray(f) for f in frames()]
+    settings = {k: v for k, v in PIPELINE.items() if k != "num_frames"}  # the video's frames
+    theirs = pipe(**settings, video=video, strength=0.7, generator=torch.Generator().manual_seed(TINY["seed"])).frames
+    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-3)
+
+
+def test_vace_with_canny_control_equals_wan_vace_pipeline():
+    from vsynth.plugins.idm.detectors import canny_maps
+
+    ours = vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", video=SAMPLE_VIDEO, **TINY).latents
+    control = [Image.fromarray(f) for f in canny_maps(frames(), 100, 200)]
+    theirs = pipeline("WanVACEPipeline", "wan2.1-vace")(**PIPELINE, video=control, generator=torch.Generator().manual_seed(TINY["seed"])).frames
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    plain = vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", **TINY).latents
+    assert not torch.allclose(ours, plain, atol=1e-3)  # the control reaches the model
+
+
+@pytest.mark.parametrize("vdm", ["wan2.1-t2v-1.3b", "wan2.2-ti2v-5b", "wan2.1-vace-1.3b"])
+@pytest.mark.parametrize("idm, bridge, video", [("controlnet-canny", "mixed-inversion", True), ("controlnet-canny", "encapsulated", True),
+                                                 ("sd15", "encapsulated", False)])  # fmt: skip
+def test_every_output_of_a_composed_run(vdm, idm, bridge, video, tmp_path):
+    settings = dict(TINY, steps=4, idm=idm, vdm=vdm, bridge=bridge, out=tmp_path / "out", **({"video": SAMPLE_VIDEO} if video else {}))
+    with pytest.warns(vsynth.errors.VsynthWarning) if bridge == "mixed-inversion" else _nothing():
+        result = vsynth.run(**settings)
+    files = {p.name for p in result.out_dir.iterdir()}
+    assert {"video.mp4", "video.gif", "grid.png", "run.json"} <= files
+    assert ("idm_frames.mp4" in files) == (bridge == "mixed-inversion") and ("t2v_frames.mp4" in files) == (not video)
+    record = json.loads((result.out_dir / "run.json").read_text())
+    assert record["models"]["vdm"]["sampling"]["process"] == "flow"
+    assert record["models"]["vdm"]["sampling"]["scheduler"] == "UniPCMultistepScheduler"
+    assert record["codecs"]["vdm"]["encoded_frames"] >= 5  # the IDM's frames transcoded into Wan's latent space
+    assert result.frames.shape == (5, 64, 64, 3)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_frames_a_causal_vae_cannot_hold_are_rounded_with_a_notice_or_refused():
+    with pytest.warns(vsynth.errors.VsynthWarning, match="holds 1 \\+ 4k frames; running 5"):
+        assert vsynth.run(vdm="wan2.1-t2v-1.3b", bridge="none", **{**TINY, "frames": 8}).frames.shape[0] == 5
+    with pytest.raises(vsynth.errors.VsynthInputError, match="--frames 8: wan2.1-t2v-1.3b's latent space holds 1 \\+ 4k frames"):
+        vsynth.run(vdm="wan2.1-t2v-1.3b", bridge="none", fit="strict", **{**TINY, "frames": 8})
+    with pytest.raises(vsynth.errors.VsynthInputError, match="multiples of 32 pixels"):
+        vsynth.run(vdm="wan2.2-ti2v-5b", bridge="none", fit="strict", **{**TINY, "height": 80})
+
+
+def test_the_a14b_experts_switch_at_the_boundary_level_also_when_a_bridge_enters_mid_way():
+    """A14B's high-noise expert runs at and above s = 0.875 (level 7), the low-noise one below, whatever step a bridge enters at."""
+    from vsynth.core.run.evals import EvalCounter
+    from vsynth.testing import load_tiny_model
+
+    model = load_tiny_model("wan2.2-t2v-a14b")
+    d = model.denoiser
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda _m, a, k, name=name: seen.append((name, float(k["timestep"][0]))), with_kwargs=True)
+             for name, m in (("high", d.unet), ("low", d.transformer_2))]  # fmt: skip
+    try:
+        from vsynth.core.diffusion import sampling
+
+        schedule = sampling.Schedule(d, 6)
+        cond = d.condition("a ball")
+        x0 = torch.zeros(1, 16, 2, 8, 8)
+        start = 2
+        sampling.denoise(schedule, sampling.renoise(d, x0, torch.randn_like(x0), schedule.level(start)), cond, start, guidance=1.0)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert [name for name, _ in seen] == ["high" if t >= 875 else "low" for _, t in seen]
+    assert {"low"} <= {name for name, _ in seen} and len(seen) == 6 - start
+    del EvalCounter

@@ -1,0 +1,264 @@
+"""Wan 2.x text-to-video models (WanPipeline), and VACE (WanVACEPipeline) as a VDM that takes controls natively.
+
+Rectified flow: the transformer predicts the velocity noise - x0, sampled with UniPC on flow
+sigmas and the checkpoint's flow shift. The causal 3D VAE compresses 8x in space (16x for Wan
+2.2's) and 4x in time, the first frame alone (1 + 4k frames), with a per-channel latent mean and
+std. Wan 2.2 A14B switches from a high-noise expert to a low-noise one at a boundary level; TI2V
+gives each latent token its own timestep. Everything here is done as the diffusers pipelines do
+it, so that a seed gives their latents.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import numpy as np
+import torch
+
+from vsynth.core.diffusion.components import VaeCodec, load
+from vsynth.core.diffusion.denoiser import Denoiser
+from vsynth.core.diffusion.inputs import Conditioning
+from vsynth.core.diffusion.models import VideoModel
+from vsynth.core.diffusion.offload import execution_device
+from vsynth.core.diffusion.processes import FLOW
+
+
+def prompt_clean(text: str) -> str:
+    """WanPipeline's prompt cleaning (ftfy, when installed, as there)."""
+    try:
+        import ftfy
+
+        text = ftfy.fix_text(text)
+    except ImportError:
+        pass
+    text = html.unescape(html.unescape(text)).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class WanCodec(VaeCodec):
+    """uint8 frames (F, H, W, 3) <-> normalized latents (1, C, 1 + (F - 1) / 4, H / f, W / f) through
+    AutoencoderKLWan: the whole clip at once (the VAE is causal over time), then (z - mean) / std per channel."""
+
+    def __init__(self, vae, space=None):
+        super().__init__(vae, batch_size=1, space=space)
+        self.factor = vae.config.scale_factor_spatial
+        self.temporal = vae.config.scale_factor_temporal
+        self.channels = vae.config.z_dim
+        self.scale = 1.0
+
+    def _stats(self, device, dtype):
+        config = self.vae.config
+        shape = (1, config.z_dim, 1, 1, 1)
+        mean = torch.tensor(config.latents_mean).view(shape).to(device, dtype)
+        std = torch.tensor(config.latents_std).view(shape).to(device, dtype)
+        return mean, std
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        return (1, self.channels, (frames - 1) // self.temporal + 1, height // self.factor, width // self.factor)
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:
+        """The latent distribution's mode (its mean), as WanVideoToVideoPipeline encodes ("argmax"); with a generator, a sample."""
+        device = execution_device(self.vae)
+        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
+        dist = self.vae.encode(video.to(device, self.vae.dtype)).latent_dist
+        latents = dist.mean if generator is None else dist.mean + dist.std * torch.randn(
+            dist.mean.shape, generator=generator, device=generator.device, dtype=dist.mean.dtype
+        ).to(dist.mean.device)
+        self.passes["encoded_frames"] += len(frames)
+        if scaled:
+            mean, std = self._stats(latents.device, latents.dtype)
+            latents = (latents - mean) * (1.0 / std)
+        return latents.to(self.dtype)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, advance=None) -> np.ndarray:
+        device = execution_device(self.vae)
+        z = latents.to(device, self.vae.dtype)
+        mean, std = self._stats(device, z.dtype)
+        video = self.vae.decode(z / (1.0 / std) + mean, return_dict=False)[0]  # (1, 3, F, H, W) in [-1, 1]
+        frames = ((video[0].float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+        self.passes["decoded_frames"] += len(frames)
+        if advance:
+            advance(len(frames))
+        return frames
+
+
+class WanDenoiser(Denoiser):
+    """WanTransformer3DModel over whole clips, with classifier-free guidance as WanPipeline runs it (the
+    conditional pass, then the unconditional one), two experts switched at ``boundary_ratio`` of the
+    training timesteps (a level: s = boundary_ratio), and per-token timesteps for TI2V."""
+
+    frame_folded = False
+    declared_process = FLOW
+
+    def __init__(self, transformer, scheduler, tokenizer, text_encoder, *, transformer_2=None, boundary_ratio=None,
+                 expand_timesteps=False, max_sequence_length=512):  # fmt: skip
+        super().__init__(transformer, scheduler, tokenizer, text_encoder)
+        self.transformer_2 = transformer_2
+        self.boundary_ratio = boundary_ratio
+        self.expand_timesteps = expand_timesteps
+        self.max_sequence_length = max_sequence_length
+
+    @property
+    def experts(self) -> list[torch.nn.Module]:
+        return [self.unet] + ([self.transformer_2] if self.transformer_2 is not None else [])
+
+    def expert(self, t) -> torch.nn.Module:
+        """The high-noise expert at and above the boundary, the low-noise one below (A14B); the one transformer otherwise."""
+        if self.transformer_2 is None or self.boundary_ratio is None:
+            return self.unet
+        boundary = self.boundary_ratio * self.scheduler.config.num_train_timesteps
+        return self.unet if float(t) >= boundary else self.transformer_2
+
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """(1, max_sequence_length, D): UMT5's states of the real tokens, zero-padded, as WanPipeline encodes."""
+        tokens = self.tokenizer([prompt_clean(prompt)], padding="max_length", max_length=self.max_sequence_length, truncation=True,
+                                add_special_tokens=True, return_attention_mask=True, return_tensors="pt")  # fmt: skip
+        device = execution_device(self.text_encoder)
+        length = int(tokens.attention_mask.gt(0).sum())
+        states = self.text_encoder(tokens.input_ids.to(device), tokens.attention_mask.to(device)).last_hidden_state
+        states = states.to(self.dtype)[0, :length]
+        return torch.cat([states, states.new_zeros(self.max_sequence_length - length, states.shape[1])]).unsqueeze(0)
+
+    def timestep_input(self, latents: torch.Tensor, t) -> torch.Tensor:
+        t = torch.as_tensor(t, device=latents.device)
+        if not self.expand_timesteps:
+            return t.expand(latents.shape[0])
+        b, _, f, h, w = latents.shape
+        patch = self.unet.config.patch_size
+        return (torch.ones((f, h // patch[1], w // patch[2]), device=latents.device) * t).flatten().unsqueeze(0).expand(b, -1)
+
+    def transformer_kwargs(self, latents: torch.Tensor, cond: Conditioning) -> dict:
+        """Extra transformer arguments (VACE's control states); none for plain Wan."""
+        return {}
+
+    @torch.no_grad()
+    def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+        model = self.expert(t)
+        x = latents.to(model.dtype)
+        timestep = self.timestep_input(latents, t)
+        extra = self.transformer_kwargs(x, cond)
+        velocity = model(hidden_states=x, timestep=timestep, encoder_hidden_states=cond.text.to(model.dtype), return_dict=False, **extra)[0]
+        if guidance > 1.0:
+            uncond = model(hidden_states=x, timestep=timestep, encoder_hidden_states=cond.negative.to(model.dtype), return_dict=False, **extra)[0]
+            velocity = uncond + guidance * (velocity - uncond)
+        return velocity
+
+
+class WanVideoModel(VideoModel):
+    """A Wan 2.x diffusers folder: transformer (and transformer_2), vae, text_encoder, tokenizer, scheduler."""
+
+    denoiser_class = WanDenoiser
+    transformer_class = "WanTransformer3DModel"
+
+    @classmethod
+    def load(cls, spec, params, sources, runtime):
+        import diffusers
+        from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
+        from transformers import AutoTokenizer, UMT5EncoderModel
+
+        source, what, kw = sources["vdm"], spec.name, {"torch_dtype": runtime.dtype}
+        index = pipeline_index(source)
+        transformer_cls = getattr(diffusers, cls.transformer_class)
+        experts = [load(transformer_cls, source, what=what, subfolder=name, **kw).to(runtime.home)
+                   for name in ("transformer", "transformer_2") if index.get(name, [None])[0] is not None]  # fmt: skip
+        model = cls(spec, params)
+        model.denoiser = cls.denoiser_class(
+            experts[0],
+            load(UniPCMultistepScheduler, source, what=what, subfolder="scheduler"),
+            load(AutoTokenizer, source, what=what, subfolder="tokenizer"),
+            load(UMT5EncoderModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.home),
+            transformer_2=experts[1] if len(experts) > 1 else None,
+            boundary_ratio=index.get("boundary_ratio"),
+            expand_timesteps=bool(index.get("expand_timesteps", False)),
+            max_sequence_length=params.max_sequence_length,
+        )
+        # Wan's VAE runs in float32 in the reference code (and in bfloat16 runs of diffusers' examples); it is small (~0.5 GB)
+        vae = load(AutoencoderKLWan, source, what=what, share=True, subfolder="vae", torch_dtype=torch.float32).to(runtime.home)
+        model.codec = WanCodec(vae)
+        model.codec.dtype = runtime.dtype
+        return model
+
+    def unets(self) -> list[torch.nn.Module]:
+        return self.denoiser.experts
+
+
+def pipeline_index(source: str) -> dict:
+    """The folder's model_index.json (which experts it has, boundary_ratio, expand_timesteps)."""
+    import json
+    from pathlib import Path
+
+    from vsynth.core.diffusion.components import _folder
+
+    folder = _folder(source)
+    path = folder / "model_index.json" if folder is not None else None
+    if path is None or not path.is_file():
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(source, "model_index.json"))
+    return json.loads(path.read_text())
+
+
+class VaceDenoiser(WanDenoiser):
+    """WanVACETransformer3DModel: Wan with control layers that read the run's control video and mask, encoded
+    once per run (:meth:`WanVaceModel.configure`) and given to every call, as WanVACEPipeline gives them."""
+
+    control: torch.Tensor | None = None  # (1, 96, F', h, w): the control video's latents and the mask
+    control_scale: torch.Tensor | None = None  # one scale per control layer
+
+    def transformer_kwargs(self, latents: torch.Tensor, cond: Conditioning) -> dict:
+        if self.control is None:
+            raise RuntimeError("VACE's control was not prepared: WanVaceModel.configure runs before the bridge")
+        control = self.control.to(latents.device, latents.dtype)
+        if control.shape[2:] != latents.shape[2:]:
+            raise ValueError(f"VACE's control covers latents {tuple(control.shape[2:])}, not {tuple(latents.shape[2:])}")
+        return {"control_hidden_states": control.expand(latents.shape[0], -1, -1, -1, -1), "control_hidden_states_scale": self.control_scale}
+
+
+class WanVaceModel(WanVideoModel):
+    """Wan 2.1 VACE: a VDM that takes controls natively (canny maps of the source video, precomputed maps
+    from --condition-video, or the source itself with --mask / --outpaint to fill), the trained alternative
+    to composing an image model's control with a video model."""
+
+    denoiser_class = VaceDenoiser
+    transformer_class = "WanVACETransformer3DModel"
+
+    def configure(self, inputs) -> None:
+        from PIL import Image
+
+        from vsynth.plugins.idm.detectors import canny_maps
+
+        sources, params = inputs.sources, self.params
+        video, mask = None, None
+        if sources.condition is not None:
+            video = sources.condition
+        elif sources.video is not None and sources.mask is None and params.control == "canny":
+            video = canny_maps(sources.video, params.low_threshold, params.high_threshold)
+        elif sources.video is not None:
+            video = sources.video
+        if sources.mask is not None:
+            mask = np.repeat(sources.mask[..., None], 3, axis=-1)
+        self.condition_frames = video
+        pipe = self.pipeline()
+        device = self.denoiser.device
+        as_images = lambda frames: None if frames is None else [Image.fromarray(f) for f in frames]  # noqa: E731
+        video_t, mask_t, references = pipe.preprocess_conditions(
+            as_images(video), as_images(mask), None, 1, inputs.height, inputs.width, inputs.frames, torch.float32, device
+        )
+        with torch.no_grad():
+            latents = pipe.prepare_video_latents(video_t, mask_t, references, None, device)
+            masks = pipe.prepare_masks(mask_t, references, None)
+        d = self.denoiser
+        d.control = torch.cat([latents, masks], dim=1).to(d.unet.dtype)
+        layers = len(d.unet.config.vace_layers)
+        d.control_scale = torch.full((layers,), params.conditioning_scale, device=device, dtype=d.unet.dtype)
+
+    def pipeline(self):
+        """A WanVACEPipeline over this model's own modules, for its condition preprocessing (nothing is copied)."""
+        from diffusers import WanVACEPipeline
+
+        d = self.denoiser
+        return WanVACEPipeline(tokenizer=d.tokenizer, text_encoder=d.text_encoder, vae=self.codec.vae, scheduler=d.scheduler,
+                               transformer=d.unet, transformer_2=d.transformer_2, boundary_ratio=d.boundary_ratio)  # fmt: skip
