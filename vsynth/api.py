@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vsynth.core.run.config import RunConfig, make_config
+from vsynth.core.run.progress import check_display
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Session:
     def __init__(self, display=None):
         # Each run's stages: None shows rich bars where a terminal or notebook can show them, True
         # anywhere, False never; or a rich Progress of the caller's.
+        check_display(display)
         self.display = display
         self._loaded = None
 
@@ -54,6 +56,7 @@ class Session:
         from vsynth.core.run.pipeline import execute, model_key, plan_run
         from vsynth.core.run.progress import shown
 
+        check_display(display)
         plan = plan_run(config)
         if self._loaded is not None and self._loaded.key != model_key(plan):
             self._loaded = None  # free the old set before the new one loads

@@ -412,7 +412,7 @@ RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "fit", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
-    "save_latents", "device", "dtype", "offload", "compile", "memory_check", "out",
+    "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out",
 )  # fmt: skip
 
 
@@ -457,6 +457,9 @@ RUN_FIELDS = (
 @click.option("--compile", is_flag=True, default=None, help="torch.compile the UNets (a slow first step, faster steps after).")
 @click.option("--memory-check/--no-memory-check", default=None,
               help="Refuse a run whose estimated peak memory exceeds the device's free memory  [default: check]")  # fmt: skip
+@click.option("--trust-pickles", is_flag=True, default=None,
+              help="Load weights stored as pickles (.bin, .pt, .pth, .ckpt: they can run code when loaded) from the folders, "
+              "files and -o detector= you name; without it they are refused (config key trust_pickles).")  # fmt: skip
 @click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
@@ -532,7 +535,9 @@ def _print_summary(console, report) -> None:
         f"memory planner: estimated peak {plan['estimated_peak_mb']:.0f} MiB on {record['device']} (weights "
         f"{plan['weights_mb']:.0f}, activations {plan['activations_mb']:.0f}; --offload {record['offload']}, {record['dtype']}); {free}"
     )
-    console.print(f"wrote [bold]{report.out_dir}[/]: {', '.join(record['files'])}")
+    from rich.markup import escape
+
+    console.print(f"wrote [bold]{escape(str(report.out_dir))}[/]: {', '.join(record['files'])}")  # a name may hold [/]
 
 
 # ---------------------------------------------------------------------------- tiny models

@@ -57,6 +57,41 @@ class JobsFileError(VsynthInputError):
     """A batch jobs file that cannot be read as jobs (its jobs' own settings are checked per job)."""
 
 
+class InvalidArgumentError(VsynthInputError):
+    """An argument of the Python API with a type or value it does not take (``display``); the message names those it does."""
+
+
+class ConfigFileError(VsynthInputError):
+    """A run's --config file that cannot be read as run settings."""
+
+
+class OutputFolderError(VsynthInputError):
+    """An output or batch folder that cannot be made where asked: a file is in the way, or the file system refuses."""
+
+
+class InvalidWeightsError(VsynthInputError):
+    """Local weights whose files are damaged (a truncated config, an unreadable safetensors header) or cannot be read."""
+
+
+class UntrustedPickleError(InvalidWeightsError):
+    """Weights stored as a pickle (.bin, .pt, .pth, .ckpt), which can run code when loaded, given without --trust-pickles."""
+
+
+class GroundTruthError(VsynthInputError):
+    """A toy clip's ground-truth sidecar (NAME.json) that does not describe the clip beside it."""
+
+
+class CacheError(VsynthInputError):
+    """The tiny-model cache cannot be written: a full disk, a file where a folder should be; VSYNTH_CACHE moves it."""
+
+
+class PluginRunError(VsynthInputError):
+    """A third-party plugin raised while running: named with its distribution and version (the cause keeps its traceback).
+
+    An input error because the fix is the user's (update the plugin, report it, or choose another model or bridge).
+    """
+
+
 class MissingExtraError(VsynthError):
     """A command that needs an optional extra (``vsynth[ray]``, ``vsynth[ui]``) that is not installed."""
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from vsynth.core.run.config import RunConfig, make_config
+from vsynth.core.run.config import DOCUMENT_ERRORS, RunConfig, document_error, make_config
 from vsynth.errors import JobsFileError, VsynthInputError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -51,16 +51,24 @@ class Job:
 def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
     """The jobs of ``path``, each writing to ``out_root/NAME``; relative input paths are resolved against
     the current directory (as ``--config`` does) so that jobs run the same anywhere, Ray workers included."""
+    from vsynth.core.run.validate import check_name_lengths
+
     path = Path(path).expanduser()
+    try:
+        check_name_lengths(path)
+    except ValueError as exc:
+        raise JobsFileError(f"jobs file {path}: {exc}") from None
     if not path.is_file():
         raise JobsFileError(f"jobs file not found: {path}")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         defaults, entries = _PARSERS.get(path.suffix.lower(), _parse_yaml)(text)
-    except (yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
-        raise JobsFileError(f"cannot parse jobs file {path}: {str(exc).splitlines()[0]}") from None
+    except DOCUMENT_ERRORS as exc:
+        raise JobsFileError(f"cannot parse jobs file {path}: {document_error(exc)}") from None
     if not isinstance(defaults, dict):
         raise JobsFileError(f"jobs file {path}: defaults must be a mapping of run settings")
+    if not isinstance(defaults.get("options") or {}, dict):
+        raise JobsFileError(f"jobs file {path}: defaults: options must be a mapping of key: value (got {defaults['options']!r})")
     if not entries:
         raise JobsFileError(f"jobs file {path} holds no jobs")
     jobs, seen = [], set()
@@ -82,18 +90,23 @@ def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
 
 def _job(name: str, values: dict[str, Any], out_dir: Path) -> Job:
     for field in PATH_FIELDS:
-        if values.get(field) not in (None, ""):
+        if isinstance(values.get(field), str) and values[field]:  # anything else is RunConfig's to refuse
             values[field] = Path(values[field]).expanduser().resolve()
     try:
+        if not isinstance(values.get("options") or {}, dict):
+            raise VsynthInputError(f"options must be a mapping of key: value (got {values['options']!r})")
         return Job(name, out_dir, make_config({**values, "out": out_dir}))
     except VsynthInputError as exc:
         return Job(name, out_dir, None, str(exc))
 
 
 def _merge(defaults: dict, entry: dict) -> dict:
-    """A job's settings over the defaults; ``options`` are merged key by key."""
+    """A job's settings over the defaults; ``options`` are merged key by key (when both are mappings:
+    otherwise the job's own value stays, for :func:`_job` to refuse)."""
     normalise = lambda d: {str(k).replace("-", "_"): v for k, v in d.items()}  # noqa: E731
     defaults, entry = normalise(defaults), normalise(entry)
+    if not isinstance(entry.get("options") or {}, dict):
+        return {**defaults, **entry}
     options = {**(defaults.get("options") or {}), **(entry.get("options") or {})}
     return {**defaults, **entry, **({"options": options} if options else {})}
 

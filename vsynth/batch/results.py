@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 from vsynth.batch.jobs import COMPLETE_MARKER, Job
-from vsynth.errors import VsynthInputError, one_line
+from vsynth.errors import PluginRunError, VsynthInputError, one_line
 
 
 @dataclass
@@ -57,8 +57,8 @@ def run_group(jobs: list[Job]) -> Iterator[JobResult]:
             try:
                 result = session.run_config(job.config)
             except Exception as exc:  # noqa: BLE001 - any failure is this job's result; the others go on
-                if not isinstance(exc, VsynthInputError):
-                    session.close()  # models after a crash or out-of-memory are not to be trusted
+                if not isinstance(exc, VsynthInputError) or isinstance(exc, PluginRunError):
+                    session.close()  # models after a crash (a plugin's too) or out-of-memory are not to be trusted
                 yield failed(job, exc, round(time.perf_counter() - start, 3))
                 continue
             yield from_record(job, "ok", result.record)

@@ -58,8 +58,10 @@ class Batch:
 def prepare_batch(jobs_file: str | Path, out_root: str | Path) -> Batch:
     """Read and check every job before any model loads; raises JobsFileError for a bad file."""
     from vsynth.core.run.pipeline import model_key, plan_run
+    from vsynth.core.run.validate import check_creatable
 
     out_root = Path(out_root).expanduser().resolve()
+    check_creatable(out_root / "job", f"batch folder {out_root} (--out)", "choose another --out")  # before the jobs' own checks
     results: dict[str, JobResult] = {}
     groups: dict[tuple, list[Job]] = {}
     for job in read_jobs(jobs_file, out_root):

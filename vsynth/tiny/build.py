@@ -35,7 +35,7 @@ from pathlib import Path
 from vsynth.core.diffusion.schedules import SD15_DDIM
 from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, output_folder, partial_path, remove_debris
 from vsynth.errors import OutputExistsError
-from vsynth.tiny.cache import cache_base, intact, write_manifest
+from vsynth.tiny.cache import cache_base, cache_errors, intact, write_manifest
 from vsynth.tiny.wan import TINY_WAN
 from vsynth.tiny.wan import export as export_wan
 
@@ -426,6 +426,7 @@ _verified: set[Path] = set()
 _building = threading.Lock()
 
 
+@cache_errors
 def tiny_weights(name: str) -> Path:
     """Path of tiny model ``name`` in the cache (``$VSYNTH_CACHE/tiny/v{TINY_FORMAT}/{name}``), built once,
     checked against its manifest once per process and rebuilt when damaged.

@@ -7,15 +7,19 @@ taken at the run's stride, frame count and size.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from vsynth.errors import GroundTruthError
 from vsynth.toy.world import Clip, make_clip, write_video
 
 SIDECAR_KEY = "vsynth_toy_clip"
+DEFAULT_FRAMES = inspect.signature(make_clip).parameters["frames"].default
+DEFAULT_SIZE = inspect.signature(make_clip).parameters["size"].default
 
 
 def save_clip(path: str | Path, seed: int, fps: int = 8, **make_args) -> Clip:
@@ -28,8 +32,47 @@ def save_clip(path: str | Path, seed: int, fps: int = 8, **make_args) -> Clip:
     return clip
 
 
+def check_ground_truth(video: str | Path, info) -> None:
+    """Check ``video``'s ground truth against the clip as probed (``info``: a
+    :class:`~vsynth.core.media.video.VideoInfo`) before a run: a sidecar left from another clip, or edited,
+    is refused in one line, rather than crashing the metrics after the whole run or measuring it wrongly.
+
+    Nothing to check when ``video`` has no sidecar, or its JSON is not vsynth's (no ``vsynth_toy_clip`` key).
+    """
+    sidecar = Path(video).with_suffix(".json")
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else None
+    except (OSError, ValueError):
+        return  # not JSON at all: a user's own file, never vsynth's
+    if not isinstance(data, dict) or SIDECAR_KEY not in data:
+        return
+    args = data[SIDECAR_KEY]
+
+    def stale(why: str) -> GroundTruthError:
+        return GroundTruthError(
+            f"{sidecar} is not the ground truth of {video}: {why}; delete it, or write the clip again "
+            "with `vsynth toy examples`"
+        )
+
+    if not isinstance(args, dict):
+        raise stale(f"its {SIDECAR_KEY} must be a mapping of make_clip arguments")
+    unknown = set(args) - set(inspect.signature(make_clip).parameters)
+    if unknown or not isinstance(args.get("seed"), int):
+        raise stale(f"unknown arguments {', '.join(sorted(unknown))}" if unknown else "it has no whole-number seed")
+    clip_frames, clip_size = args.get("frames", DEFAULT_FRAMES), args.get("size", DEFAULT_SIZE)
+    if (clip_frames, clip_size, clip_size) != (info.num_frames, info.width, info.height):
+        raise stale(f"it describes {clip_frames} frames of {clip_size}x{clip_size}, the clip has {info.num_frames} of {info.width}x{info.height}")
+    try:
+        make_clip(**{**args, "frames": 1})  # the other arguments' types and values, cheaply
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise stale(f"make_clip refuses its arguments ({type(exc).__name__}: {exc})") from None
+
+
 def load_ground_truth(video: str | Path, *, frames: int, stride: int, size: tuple[int, int]) -> Clip | None:
-    """The ground truth of a toy clip at a run's frames, stride and (height, width); None if ``video`` has none."""
+    """The ground truth of a toy clip at a run's frames, stride and (height, width); None if ``video`` has none.
+
+    A run checks it first, with :func:`check_ground_truth`.
+    """
     sidecar = Path(video).with_suffix(".json")
     if not sidecar.is_file():
         return None

@@ -19,7 +19,7 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from vsynth.core.host.specs import ModelSpec, WeightsSpec
-from vsynth.errors import VsynthInputError, WeightsUnavailableError
+from vsynth.errors import InvalidWeightsError, UntrustedPickleError, VsynthInputError, WeightsUnavailableError
 
 
 def weight_flags(spec: ModelSpec) -> dict[str, str]:
@@ -134,7 +134,7 @@ def locate(weights: WeightsSpec, source: str, flag: str, params: dict[str, objec
     may lack files the reachable hub still has.
     """
     path = Path(source).expanduser()
-    if path.exists():  # a folder, or a single checkpoint file for models that load one
+    if _exists(path):  # a folder, or a single checkpoint file for models that load one
         _check_local(weights, path, flag, params or {})
         return str(path)
     if _looks_like_path(source):
@@ -154,6 +154,14 @@ def locate(weights: WeightsSpec, source: str, flag: str, params: dict[str, objec
         f"cannot get {weights.role} weights '{source}' (about {weights.size_gb:g} GB): not in the local cache and the hub "
         f"is unreachable; download them elsewhere and pass the folder with {flag}, or add --tiny to run on offline tiny models"
     )
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, false for a name the file system refuses (too long), not an OSError."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _first_missing(weights: WeightsSpec, folder: Path, params: dict[str, object]) -> list[str] | None:
@@ -185,7 +193,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 
 def _check_local(weights: WeightsSpec, path: Path, flag: str, params: dict[str, object]) -> None:
     """A local source looks loadable: a folder with the files its spec lists (else a diffusers config),
-    or a weights file whose header reads."""
+    each JSON file of them parsing and each safetensors header reading, or a weights file whose header reads."""
     what = f"{weights.role} weights {path} ({flag})"
     configs = [entry for entry in weights.files if entry.endswith("config.json")]
     if path.is_dir():
@@ -193,19 +201,88 @@ def _check_local(weights: WeightsSpec, path: Path, flag: str, params: dict[str, 
             missing = _first_missing(weights, path, params)
             if missing is not None:
                 raise VsynthInputError(f"{what}: the folder lacks {_describe(missing, path)}; pass the complete folder")
-            _check_classes(weights, path, configs, what)
+            listed = [path / name for entry in weights.files for name in entry.format(**params).split("|")]
         elif not any((path / name).is_file() for name in CONFIG_FILES):
             raise VsynthInputError(
                 f"{what}: the folder holds no {' or '.join(CONFIG_FILES)}, so it is not diffusers-format weights "
                 "(write them with save_pretrained, or pass the folder that holds the config)"
             )
+        else:
+            listed = [path / name for name in CONFIG_FILES]
+        for file in (f for f in listed if f.is_file()):
+            _check_readable(file, what)
+        _check_classes(weights, path, configs, what)  # after: a config that does not parse is said as such
         return
     if path.suffix not in WEIGHT_SUFFIXES or not path.is_file():
         raise VsynthInputError(f"{what}: not a weights folder nor a weights file ({', '.join(WEIGHT_SUFFIXES)})")
-    if path.suffix == ".safetensors" and not _safetensors_header_reads(path):
-        raise VsynthInputError(f"{what}: not a readable safetensors file (truncated or corrupt?)")
+    _check_readable(path, what)
     if configs:
         raise VsynthInputError(f"{what}: is a file, and these weights are a folder holding {', '.join(configs)}; pass that folder")
+
+
+def _check_readable(file: Path, what: str) -> None:
+    """A JSON file that parses, a safetensors file whose header reads: what the memory planner and the
+    loaders read first, and crashed on when a download was cut short."""
+    if file.suffix == ".json":
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "truncated or not JSON"
+            raise InvalidWeightsError(f"{what}: {file} cannot be read ({reason}); re-download or re-export the weights") from None
+    elif file.suffix == ".safetensors" and not _safetensors_header_reads(file):
+        raise InvalidWeightsError(f"{what}: {file} is not a readable safetensors file (truncated or corrupt); re-download or re-export the weights")
+
+
+# Formats whose loading unpickles: code can run while they load. vsynth refuses those it can see (local files
+# and folders, cached snapshots of the ids a user names) unless the run trusts pickles (--trust-pickles).
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def refuse_pickles(models: dict[str, ModelSpec], sources: dict[str, dict[str, str]], params: dict[str, object]) -> None:
+    """Raise :class:`UntrustedPickleError` for weights the user named that load from a pickle.
+
+    A located source other than the spec's own is looked at where it is on disk (a file, a folder, a
+    cached snapshot): a folder is a pickle when one of its folders holds pickled weights and no
+    safetensors, which the loaders prefer. A params field marked ``json_schema_extra={"weights": "pickle"}``
+    names weights that only come as a pickle (controlnet-openpose's ``detector``): any value but its
+    default is refused.
+    """
+    for role, spec in models.items():
+        flags = weight_flags(spec)
+        for weights in spec.weights:
+            source = sources[role].get(weights.role)
+            if source is not None and source != weights.id:
+                _refuse_pickle(source, f"{weights.role} weights {source} ({flags[weights.role]})")
+        for key, field in type(params[role]).model_fields.items():
+            value = getattr(params[role], key)
+            if (field.json_schema_extra or {}).get("weights") == "pickle" and value != field.default:
+                raise UntrustedPickleError(
+                    f"-o {key}={value}: these weights load from a pickle, which can run any code while it loads; pass "
+                    "--trust-pickles (trust_pickles: true) if you trust where they came from"
+                )
+
+
+def _refuse_pickle(source: str, what: str) -> None:
+    path = Path(source).expanduser()
+    folder = path if path.exists() else (None if _looks_like_path(source) else cached_snapshot(source))
+    if folder is None:
+        return
+    pickle = folder if folder.is_file() and folder.suffix in PICKLE_SUFFIXES else _pickled_folder(folder) if folder.is_dir() else None
+    if pickle is not None:
+        raise UntrustedPickleError(
+            f"{what}: {pickle} is a pickle ({pickle.suffix}), which can run any code while it loads; convert it to "
+            "safetensors, or pass --trust-pickles (trust_pickles: true) if you trust where it came from"
+        )
+
+
+def _pickled_folder(folder: Path) -> Path | None:
+    """The first pickled weights file of ``folder`` or its subfolders (one level) that has no safetensors beside it."""
+    for directory in (folder, *sorted(d for d in folder.iterdir() if d.is_dir())):
+        files = sorted(f for f in directory.iterdir() if f.is_file())
+        pickles = [f for f in files if f.suffix in PICKLE_SUFFIXES]
+        if pickles and not any(f.suffix == ".safetensors" for f in files):
+            return pickles[0]
+    return None
 
 
 def _check_classes(weights: WeightsSpec, folder: Path, configs: list[str], what: str) -> None:
@@ -231,13 +308,15 @@ def _class_name(config) -> str | None:
 
 
 def _safetensors_header_reads(path: Path) -> bool:
-    """The format starts with a little-endian u64 header length and that many bytes of JSON."""
+    """The format starts with a little-endian u64 header length and that many bytes of JSON, whose tensors'
+    data offsets end within the file (a download cut short has the whole header and part of the data)."""
     try:
         with path.open("rb") as file:
             size = int.from_bytes(file.read(8), "little")
             if not 0 < size <= min(path.stat().st_size - 8, 100 * 2**20):
                 return False
-            json.loads(file.read(size))
-    except (OSError, ValueError):
+            header = json.loads(file.read(size))
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+        return max(ends, default=0) <= path.stat().st_size - 8 - size
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return False
-    return True

@@ -35,7 +35,7 @@ from vsynth.core.host import hookspecs
 from vsynth.core.host.markers import PROJECT
 from vsynth.core.host.registrar import PluginInfo, Registrar
 from vsynth.core.host.specs import BridgeSpec, ModelSpec, SpecError
-from vsynth.errors import PluginError, UnknownNameError, shorten
+from vsynth.errors import PluginError, PluginRunError, UnknownNameError, VsynthError, shorten
 
 ENTRY_POINT_GROUP = "vsynth"
 BUILTIN = "vsynth"
@@ -322,3 +322,25 @@ def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None, st
 def get_registry() -> Registry:
     """The process-wide registry, built on first use."""
     return build_registry()
+
+
+@contextmanager
+def plugin_errors(spec: ModelSpec | BridgeSpec, registry: Registry | None = None) -> Iterator[None]:
+    """Around a third-party plugin's code: what it raises, other than vsynth's own errors, becomes one line
+    naming its distribution and version (:class:`~vsynth.errors.PluginRunError`, whose ``__cause__`` keeps the
+    traceback for its authors). A built-in's error stays a traceback: that is vsynth's bug."""
+    if spec.plugin == BUILTIN:
+        yield
+        return
+    try:
+        yield
+    except VsynthError:
+        raise
+    except Exception as exc:
+        provider = (registry or get_registry()).provider(spec)
+        who = f"{provider['dist']} {provider['version']}" if provider["dist"] else spec.plugin
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise PluginRunError(
+            f"plugin {who}: {spec.kind} '{spec.name}' failed: {type(exc).__name__}: {reason}".rstrip(": ")
+            + f"; report it to the plugin's authors, update the plugin, or choose another {spec.kind}"
+        ) from exc

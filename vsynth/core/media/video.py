@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,10 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 _GRID_GAP = 4  # pixels between grid cells and around the grid
+# The most pixels a source frame may have (8192 x 8192, above 8K video): checked from a file's header before
+# any frame is decoded, since a few-KB PNG or GIF can claim 20000 x 20000 (a decompression bomb), and
+# below Pillow's own warning (89 M pixels) and refusal (179 M pixels).
+MAX_FRAME_PIXELS = 8192 * 8192
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         meta = _ffmpeg_header(path, reader)
     finally:
         reader.close()
+    _check_pixels(path, *meta["size"])  # before counting the frames, which decodes them all
     try:
         num_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
     except Exception as err:  # ffmpeg failed to decode: corrupt or truncated file
@@ -325,9 +331,35 @@ def _unreadable(path: Path) -> VideoError:
 
 def _open_gif(path: Path) -> Image.Image:
     try:
-        return Image.open(path)
+        return _open_image(path)
     except OSError as err:
         raise VideoError(f"{path} cannot be read as a GIF: check that it opens, or re-export it") from err
+
+
+def _open_image(path: Path) -> Image.Image:
+    """``Image.open`` (which reads the header only), refusing a frame larger than :data:`MAX_FRAME_PIXELS`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _too_large(path, f"more than {Image.MAX_IMAGE_PIXELS / 1e6:.0f} M pixels") from None
+    if image.width * image.height > MAX_FRAME_PIXELS:
+        image.close()
+        raise _too_large(path, f"{image.width}x{image.height} pixels")
+    return image
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise _too_large(path, f"{width}x{height} pixels")
+
+
+def _too_large(path: Path, size: str) -> VideoError:
+    return VideoError(
+        f"{path} has frames of {size}, more than the {MAX_FRAME_PIXELS / 1e6:.0f} M pixels vsynth reads (a "
+        "decompression bomb, or frames far larger than any model takes): scale it down first"
+    )
 
 
 def _gif_fps(gif: Image.Image) -> float | None:
@@ -359,7 +391,7 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _load_image(file: Path) -> np.ndarray:
     try:
-        with Image.open(file) as image:
+        with _open_image(file) as image:
             return _to_rgb(image)
     except OSError as err:
         raise VideoError(f"{file} cannot be read as an image: check the file or remove it from the folder") from err

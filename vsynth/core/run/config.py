@@ -6,10 +6,13 @@ declares ``key``; ``idm.key``, ``vdm.key`` and ``bridge.key`` say which explicit
 
 from __future__ import annotations
 
+import csv
 import difflib
+import json
+import os
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import yaml
@@ -17,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from vsynth.core.host.specs import Params
-from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError, shorten
+from vsynth.errors import ConfigFileError, InvalidParamsError, UnknownNameError, VsynthInputError, shorten
 
 DEFAULT_BRIDGE = "mixed-inversion"
 PLAIN_BRIDGE = "none"
@@ -81,10 +84,14 @@ class RunConfig(BaseModel):
     )
     compile: bool = Field(False, description="torch.compile the UNets (slow first steps, faster after).")
     memory_check: bool = Field(True, description="Refuse a run whose estimated peak memory exceeds the device's free memory.")
+    trust_pickles: bool = Field(
+        False, description="Load weights stored as pickles (.bin, .pt, .pth, .ckpt), which can run code when loaded; default: refuse them."
+    )
     out: Path | None = None
 
     def __init__(self, **values: Any):
         """Python callers get the same typed, one-line error as the CLI, not pydantic's report."""
+        _check_text(values)
         try:
             super().__init__(**values)
         except ValidationError as exc:
@@ -112,6 +119,16 @@ class RunConfig(BaseModel):
             raise PydanticCustomError("float_type" if info.field_name.endswith("guidance") else "int_type", "a bool is not a number")
         return value
 
+    @field_validator("out", "video", "condition_video", "mask", "idm_weights", "vdm_weights")
+    @classmethod
+    def _names_fit(cls, value: Path | str | None, info) -> Path | str | None:
+        """Names too long for the file system fail every look at them (ENAMETOOLONG): said here, in one line."""
+        from vsynth.core.run.validate import PARTIAL_NAME_EXTRA, check_name_lengths
+
+        if value is not None:
+            check_name_lengths(value, PARTIAL_NAME_EXTRA if info.field_name == "out" else 0)
+        return value
+
     @field_validator("outpaint")
     @classmethod
     def _valid_outpaint(cls, value: str | None) -> str | None:
@@ -132,6 +149,31 @@ EMPTY_HINTS = {
     "bridge": "name a bridge (see `vsynth models --kind bridge`), or leave --bridge out for the default",
     "out": "name a folder, or leave --out out for a new folder under outputs/",
 }
+
+
+def _check_text(values: dict[str, Any]) -> None:
+    """Refuse text, paths and options that cannot be UTF-8, naming the first bad byte as ``\\xff``.
+
+    Python keeps bytes of argv that are not UTF-8 as lone surrogates (surrogateescape), and a YAML or
+    JSON ``\\udcff`` escape makes one; no tokenizer encodes them, and run.json, which records every
+    setting, cannot hold them.
+    """
+    options = values.get("options")
+    labelled = [(f"--{key.replace('_', '-')}", value) for key, value in values.items() if key != "options"]
+    labelled += [(f"-o {key}", value) for key, value in options.items()] if isinstance(options, dict) else []
+    for label, value in labelled:
+        text = os.fspath(value) if isinstance(value, PurePath) else value
+        if not isinstance(text, str):
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = ord(text[exc.start])
+            code = f"the byte \\x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"a lone surrogate \\u{bad:04x}"
+            raise InvalidParamsError(
+                f"{label}: character {exc.start + 1} is {code}, which is not UTF-8; write it in UTF-8 (set the "
+                "terminal's or the file's encoding to UTF-8, or rename a file so named)"
+            ) from None
 
 
 def describe(exc: ValidationError, model: type[BaseModel], option: bool = False, role: str = "", typed: dict[str, str] | None = None) -> str:
@@ -213,16 +255,34 @@ def make_config(values: dict[str, Any]) -> RunConfig:
     return RunConfig(**values)
 
 
+# What parsing a YAML, TOML, JSON or CSV document can raise on bad content: RecursionError from a
+# document nested deeper than the parsers' recursion allows (``[[[[...`` a few thousand deep).
+DOCUMENT_ERRORS = (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError, RecursionError)
+
+
+def document_error(exc: Exception) -> str:
+    """Why a document did not parse, in a few words."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply (lists or mappings inside each other, thousands of levels)"
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file holding RunConfig keys."""
+    from vsynth.core.run.validate import check_name_lengths
+
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise VsynthInputError(f"config file not found: {path}")
     try:
-        text = path.read_text()
+        check_name_lengths(path)
+    except ValueError as exc:
+        raise ConfigFileError(f"config file {path}: {exc}") from None
+    if not path.is_file():
+        raise ConfigFileError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise VsynthInputError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}") from None
+    except DOCUMENT_ERRORS as exc:
+        raise ConfigFileError(f"cannot parse config file {path}: {document_error(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -248,7 +308,7 @@ def parse_option(text: str) -> tuple[str, Any]:
         raise VsynthInputError(f"option '{shorten(text)}' must look like key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # not a YAML scalar (or nested thousands deep): the text itself
         value = raw
     return key.strip(), value
 

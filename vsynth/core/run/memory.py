@@ -188,6 +188,8 @@ def check_fits(estimate: MemoryEstimate) -> None:
             for mode in ("model", "sequential")
             if estimate.peaks[mode] < estimate.peak and estimate.peaks[mode] <= estimate.free
         ][:1]
+    if estimate.free_source == ADDRESS_SPACE:
+        fixes.insert(0, "raise this process's address-space limit (ulimit -v)")
     fixes.append("lower --frames, --height, --width or -o batch_size")
     raise InsufficientMemoryError(
         f"this run needs about {_gib(estimate.peak):g} GiB on {estimate.device} (weights {_gib(estimate.weights):g}, "
@@ -207,7 +209,41 @@ def free_memory(device: str) -> tuple[int | None, str]:
     return None, f"not measured on {device}"
 
 
+ADDRESS_SPACE = "RLIMIT_AS headroom (ulimit -v)"
+
+
 def _host_available() -> tuple[int | None, str]:
+    """The host's available memory, or what the process may still map under ``ulimit -v`` when that is less:
+    beyond RLIMIT_AS every allocation fails, however much memory the host has."""
+    available, source = _mem_available()
+    headroom = _address_space_headroom()
+    if headroom is not None and (available is None or headroom < available):
+        return headroom, ADDRESS_SPACE
+    return available, source
+
+
+def _address_space_headroom() -> int | None:
+    """Bytes this process may still map under its soft RLIMIT_AS; None without a limit."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    return max(0, limit - (address_space_used() or 0))
+
+
+def address_space_used() -> int | None:
+    """Bytes of address space this process maps (VmSize), which is what RLIMIT_AS limits; None where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _mem_available() -> tuple[int | None, str]:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):

@@ -22,12 +22,13 @@ from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
 from vsynth.core.run.progress import Stages, compiling, library_progress_bars, quiet_library_fallbacks
-from vsynth.core.host.registry import Registry, get_registry
+from vsynth.core.host.registry import Registry, get_registry, plugin_errors
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
-from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, resolve_sources, weight_flags, weights_options
+from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, refuse_pickles, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
 from vsynth.toy.shipped import TOY_SIZE
+from vsynth.toy.truth import check_ground_truth
 
 if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
@@ -144,6 +145,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     validate.warn_compile(config.compile, device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
+    if config.video is not None:
+        check_ground_truth(config.video, info)  # a stale toy sidecar would fail the metrics after the whole run
     default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
     frames, height, width, notices = validate.fit_to_latents(
         config.frames, config.height or default_size[0], config.width or default_size[1], models, config.fit
@@ -163,6 +166,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         flags = weight_flags(spec)
         used = [w for w in spec.weights if bridge.image_inversion or not w.inversion_only]
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
+    if not config.trust_pickles:
+        refuse_pickles(models, sources, params)
     offline = needs_hub(sources) and not hub_reachable()
     guidance = {"idm": sampling.guidance, "vdm": sampling.vdm_guidance}
 
@@ -415,7 +420,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     for model in models.values():
         model.configure(inputs)
     generator = torch.Generator("cpu").manual_seed(config.seed)
-    with compiling(stages, config.compile):
+    with compiling(stages, config.compile), plugin_errors(plan.bridge):
         result = bridge.run(idm, vdm, inputs, generator, stages)
     counter.detach()
 

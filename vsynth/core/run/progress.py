@@ -10,9 +10,24 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from vsynth.errors import NonFiniteError
+from vsynth.errors import InvalidArgumentError, NonFiniteError
 
 Advance = Callable[[int], None]
+
+
+def check_display(display) -> None:
+    """A display is what :func:`shown` takes (None, True, False, or anything with rich Progress's ``add_task``
+    and ``update``); anything else is refused by name, before a run starts rather than when its first stage
+    begins (after loading)."""
+    if display is None or isinstance(display, bool):
+        return
+    if all(callable(getattr(display, method, None)) for method in ("add_task", "update")):
+        return
+    given = repr(display) if len(repr(display)) <= 60 else f"a {type(display).__name__}"
+    raise InvalidArgumentError(
+        f"display={given}: must be None (progress bars where a terminal or notebook shows them), True (always), "
+        "False (never) or a rich.progress.Progress (anything with add_task and update)"
+    )
 
 
 class Stages:

@@ -7,13 +7,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import warnings
 from pathlib import Path
 
 from vsynth.core.host.specs import BridgeSpec, ModelSpec
-from vsynth.errors import PluginError, VsynthInputError, VsynthWarning, shorten
+from vsynth.errors import OutputFolderError, PluginError, VsynthInputError, VsynthWarning, shorten
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -121,21 +122,44 @@ def check_out(out: Path, given: bool) -> None:
     check_creatable(out, flag, "choose another --out")
 
 
+NAME_MAX = 255  # bytes in one file name: ext4, XFS, Btrfs, APFS and NTFS alike
+# An output folder NAME is written as `.NAME.vsynth-partial-PID` beside it (a PID has at most 7 digits on Linux).
+PARTIAL_NAME_EXTRA = len("..vsynth-partial-") + 7
+
+
+def check_name_lengths(path: str | Path, reserve: int = 0) -> None:
+    """Every name in ``path`` fits the file system (the last with ``reserve`` bytes to spare, for what vsynth
+    writes beside it); else a ValueError saying which is too long. A name past NAME_MAX makes even asking
+    whether the path exists fail (ENAMETOOLONG), so paths a user gives are checked before anything touches them."""
+    names = [name for name in Path(path).parts if name not in ("/", ".", "..")]
+    for index, name in enumerate(names):
+        last = index == len(names) - 1
+        size = len(os.fsencode(name))
+        if size > NAME_MAX - (reserve if last else 0):
+            which = "its last name" if last else f"its folder name {name[:24]}..."
+            room = f", and vsynth needs {reserve} of them for the partial folder it writes beside" if last and reserve else ""
+            raise ValueError(f"{which} is too long ({size} bytes; file names hold at most {NAME_MAX}{room}): choose a shorter name")
+
+
 def check_creatable(path: Path, what: str, fix: str) -> None:
     """Folders can be created at ``path``: probed on its nearest existing ancestor.
 
     The probe creates and removes one hidden folder there, so that a read-only file system,
     ``/sys`` or missing permissions are found before any work, and nothing is left behind.
     """
+    try:
+        check_name_lengths(path)
+    except ValueError as exc:
+        raise OutputFolderError(f"{what}: {exc}") from None
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise VsynthInputError(f"{what}: {ancestor} is a file, not a folder; {fix}")
+        raise OutputFolderError(f"{what}: {ancestor} is a file, not a folder; {fix}")
     try:
         Path(tempfile.mkdtemp(prefix=".vsynth-probe-", dir=ancestor)).rmdir()
     except OSError as exc:
-        raise VsynthInputError(f"{what}: cannot create folders in {ancestor} ({exc.strerror}); {fix}") from None
+        raise OutputFolderError(f"{what}: cannot create folders in {ancestor} ({exc.strerror}); {fix}") from None
 
 
 def check_impls(specs: list[ModelSpec | BridgeSpec]) -> None:

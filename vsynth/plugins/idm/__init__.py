@@ -50,7 +50,12 @@ class BatchParams(Params):
 
 
 class OpenposeParams(ControlNetParams):
-    detector: str = Field("lllyasviel/Annotators", description="OpenPose body weights (a hub repo, folder or body_pose_model.pth), when poses are detected.")
+    detector: str = Field(
+        "lllyasviel/Annotators",
+        description="OpenPose body weights (a hub repo, folder or body_pose_model.pth: a pickle, so another than the default "
+        "needs --trust-pickles), when poses are detected.",
+        json_schema_extra={"weights": "pickle"},
+    )
 
 
 class AdapterParams(BatchParams):

@@ -92,8 +92,17 @@ def load_body_model(source: str) -> BodyPoseModel:
                 "file with -o detector=, or precomputed poses with --condition-video"
             ) from None
     model = BodyPoseModel()
-    weights = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict({key: weights[key.split(".", 1)[1]] for key in model.state_dict()})
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, even from a trusted pickle
+        model.load_state_dict({key: weights[key.split(".", 1)[1]] for key in model.state_dict()})
+    except Exception as exc:  # noqa: BLE001 - unpickling a damaged or hostile file raises anything
+        from vsynth.errors import InvalidWeightsError
+
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise InvalidWeightsError(
+            f"cannot read the pose detector's weights {path} ({type(exc).__name__}: {reason}): it is not the OpenPose "
+            "body network's state dict; pass lllyasviel/Annotators' body_pose_model.pth with -o detector="
+        ) from exc
     return model.eval()
 
 
