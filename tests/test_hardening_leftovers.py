@@ -256,7 +256,7 @@ def test_a_long_value_is_shortened_in_clicks_own_errors(args):
 
 def test_a_long_name_is_shortened_in_models_and_in_config_files(tmp_path):
     line = one_error_line(invoke("models", LONG))
-    assert len(line) < 500 and "x" * 60 + "…" in line
+    assert "x" * 60 + "…" in line and "x" * 61 not in line  # the rest is the list of every name, which grows with the catalog
     (tmp_path / "run.toml").write_text(f"{LONG} = 1\n")
     line = one_error_line(invoke(*ARGS, "--config", tmp_path / "run.toml"))
     assert len(line) < 500 and "x" * 60 + "…" in line

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vsynth.plugins.vdm import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
+from vsynth.plugins.vdm.wan_latents import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
 SEEDS = {"text_encoder": 1100, "vae": 1101, "transformer": 1102, "transformer_2": 1103, "vae22": 1104, "ti2v": 1105, "vace": 1106}
 
