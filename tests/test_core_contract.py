@@ -113,10 +113,13 @@ def test_models_of_two_latent_spaces_meet_through_pixels_and_run_json_counts_it(
     json.dumps(other)  # run.json stays valid JSON (no infinities from scheduler configs)
 
 
-def test_mixing_inversions_of_two_latent_spaces_is_refused_and_video_side_inversion_runs():
+def test_across_latent_spaces_mixed_inversion_inverts_the_video_side_only():
+    """The IDM's default ratio becomes 0 with a notice; a ratio the user sets above 0 is refused before loading."""
     registry = registry_with(**{"other-vdm": ("zeroscope", {"latent_space": LatentSpace(name="other-vae")})})
     settings = dict(idm="controlnet-canny", vdm="other-vdm", bridge="mixed-inversion", **VIDEO)
-    with pytest.raises(InvalidParamsError, match="use -o mixing_ratio=0"):
-        plan_run(RunConfig(**settings), registry)
-    record = run_with(registry, **settings, options={"mixing_ratio": 0}).record
+    with pytest.raises(InvalidParamsError, match="-o mixing_ratio=0.5 mixes an inversion in controlnet-canny's latent space .* use -o mixing_ratio=0"):
+        plan_run(RunConfig(**settings, options={"mixing_ratio": 0.5}), registry)
+    with pytest.warns(UserWarning, match="only the video-side inversion runs \\(mixing_ratio 0 instead of 1\\)"):
+        record = run_with(registry, **settings).record
+    assert record["bridge"]["params"]["mixing_ratio"] == 0
     assert record["codecs"]["vdm"]["encoded_frames"] == 2 and record["codecs"]["vdm"]["decoded_frames"] == 2
