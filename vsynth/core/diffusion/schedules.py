@@ -13,3 +13,18 @@ SD15_DDIM = {
     "prediction_type": "epsilon",
     "timestep_spacing": "leading",
 }
+
+# SDXL base 1.0's own scheduler (stabilityai/stable-diffusion-xl-base-1.0, scheduler/scheduler_config.json):
+# Euler over SD1.5's very training schedule (the same betas, offset and leading spacing), the sampler
+# StableDiffusionXLPipeline runs with the checkpoint. The sdxl IDMs and their tiny stand-ins sample with it.
+SDXL_EULER = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "interpolation_type": "linear",
+    "prediction_type": "epsilon",
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "use_karras_sigmas": False,
+}

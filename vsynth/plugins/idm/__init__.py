@@ -8,7 +8,7 @@ from pydantic import Field, PositiveInt
 
 from vsynth import hookimpl
 from vsynth.core.host import layouts
-from vsynth.core.host.specs import ModelSpec, Params, WeightsSpec
+from vsynth.core.host.specs import LatentSpace, ModelSpec, Params, WeightsSpec
 
 # Sizes are the files a run reads (float32; the fp16 variants a float16 run prefers are about half):
 # from vsynth/configs/layouts.json where it has them, else as measured on the hub (issue 14).
@@ -95,6 +95,40 @@ def _mixing_ratio(ratio: float) -> dict:
 
 # BIVDiff's official mixing ratio for controllable generation: pure image inversion.
 _MIXED_INVERSION = _mixing_ratio(1.0)
+
+
+# SDXL (issue 25). Its VAE is SD's architecture with its own weights and scaling: latents in another space
+# than SD1.5's, ZeroScope's and AnimateDiff's, so bridges transcode through pixels between them.
+SDXL_LATENTS = LatentSpace(name="sdxl-vae", scaling=0.13025)
+SDXL_BASE = WeightsSpec(role="base", id="stabilityai/stable-diffusion-xl-base-1.0", size_gb=13.88, tiny="sdxl", files=layouts.sdxl_pipeline())
+SDXL_SAMPLER = (
+    "Euler (its repo's EulerDiscreteScheduler: SD1.5's scaled-linear training schedule, leading spacing), 50 steps, "
+    "classifier-free guidance 7.5, size conditioning = the frame size; Euler because StableDiffusionXLPipeline samples "
+    "the checkpoint with it, so one seed gives diffusers' own frames (--idm-scheduler ddim gives BIVDiff's DDIM on the same schedule)"
+)
+# BIVDiff mixes its image- and video-side inversions as one latent (r = 1.0 for controllable generation), which
+# needs both in one latent space. Every VDM today is in SD's; with them only the video-side inversion of the
+# SDXL frames (encoded by the VDM's VAE) can run, so that is the default; -o mixing_ratio>0 is refused with the
+# reason. A VDM in SDXL's space (AnimateDiff-SDXL) would allow BIVDiff's 1.0 with -o mixing_ratio=1.
+_SDXL_MIXED_INVERSION = _mixing_ratio(0.0)
+
+
+class SDXLParams(BatchParams):
+    strength: float = Field(0.75, gt=0.0, le=1.0, description="SDEdit strength when a source video is given (1 = ignore it).")
+
+
+class SDXLControlNetParams(BatchParams):
+    base: str | None = Field(None, description="SDXL base weights (hub id or directory); default: the spec's base.")
+    conditioning_scale: float = Field(1.0, ge=0, description="Strength of the control residuals.")
+
+
+class SDXLCannyParams(SDXLControlNetParams):
+    low_threshold: int = Field(100, ge=0, le=255, description="Canny lower hysteresis threshold.")
+    high_threshold: int = Field(200, ge=0, le=255, description="Canny upper hysteresis threshold.")
+
+
+class SDXLDepthParams(SDXLControlNetParams):
+    depth_estimator: str | None = Field(None, description="Depth-estimation weights (hub id or directory); default: the spec's.")
 
 
 @hookimpl
@@ -213,5 +247,47 @@ def vsynth_register_models(registrar):
             params=SD15Params,
             impl="vsynth.plugins.idm.sd15:SD15Model",
             accepts=("video",),
+        )
+    )
+    for kind, params, extra, estimator in (("canny", SDXLCannyParams, (), "Canny edges (OpenCV)"),
+                                           ("depth", SDXLDepthParams, (DEPTH_ESTIMATOR,), "depth maps estimated with DPT")):  # fmt: skip
+        registrar.register_model(
+            ModelSpec(
+                name=f"controlnet-sdxl-{kind}",
+                kind="idm",
+                task=CONTROLLABLE,
+                description=f"diffusers' SDXL ControlNet on SDXL base 1.0, conditioned on {estimator} of the source video.",
+                weights=(
+                    WeightsSpec(role="controlnet", id=f"diffusers/controlnet-{kind}-sdxl-1.0", size_gb=5.0, tiny=f"controlnet-sdxl-{kind}",
+                                files=layouts.diffusers_model()),  # fmt: skip
+                    SDXL_BASE,
+                    *extra,
+                ),
+                params=params,
+                impl=f"vsynth.plugins.idm.sdxl:SDXLControlNet{kind.capitalize()}",
+                needs=("video|condition_video",),
+                bridge_defaults=_SDXL_MIXED_INVERSION,
+                sampler=SDXL_SAMPLER,
+                solver="euler",
+                latent_space=SDXL_LATENTS,
+                guidance="classifier-free",
+            )
+        )
+    registrar.register_model(
+        ModelSpec(
+            name="sdxl",
+            kind="idm",
+            task=GENERATION,
+            description="Stable Diffusion XL base 1.0 or an SDXL finetune (--idm-weights): text-to-image, or SDEdit of the source "
+            "video when one is given (-o strength).",
+            weights=(SDXL_BASE,),
+            params=SDXLParams,
+            impl="vsynth.plugins.idm.sdxl:SDXLModel",
+            accepts=("video",),
+            bridge_defaults=_SDXL_MIXED_INVERSION,
+            sampler=SDXL_SAMPLER,
+            solver="euler",
+            latent_space=SDXL_LATENTS,
+            guidance="classifier-free",
         )
     )
