@@ -116,3 +116,23 @@ def test_models_lists_the_sdxl_models_with_sizes_and_guidance():
     assert sizes["sdxl"] == 13.88 and sizes["controlnet-sdxl-canny"] == 18.88 and sizes["controlnet-sdxl-depth"] > 18.88
     shown = run_cli("models", "sdxl").stdout
     assert "guidance: classifier-free" in shown and "latent_space" in shown and "solver: euler" in shown
+
+
+def test_the_planner_counts_sdxl_weights_once_and_its_activations_at_1024():
+    """The four SDXL files at float16 (its VAE upcast to float32), the second text encoder a unit of its own, shared
+    like the first; activations by SDXL's measured bound: 24 * 320 * 16 * 128 * 128 * 2 bytes (1.88 GiB)."""
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run import memory
+    from vsynth.testing.fake_hub import layouts
+
+    spec = get_registry().model("sdxl")
+    files = layouts()[spec.weights[0].id]["files"]
+    estimate = memory.estimate({"idm": spec}, {"idm": {"base": spec.weights[0].id}}, {"idm": spec.params()}, frames=8,
+                               height=1024, width=1024, guidance={"idm": 7.5}, dtype="float16", device="cpu", offload="none")  # fmt: skip
+    half = sum(files[f"{c}/{n}"] // 4 * 2 for c, n in (("unet", "diffusion_pytorch_model.safetensors"),
+                                                      ("text_encoder", "model.safetensors"), ("text_encoder_2", "model.safetensors")))  # fmt: skip
+    assert estimate.weights == half + files["vae/diffusion_pytorch_model.safetensors"]
+    assert {p.unit for p in estimate.parts} == {"idm.unet", "idm.vae", "idm.text_encoder", "idm.text_encoder_2"}
+    unet = memory._unet_activations(spec, spec.params(), {"block_out_channels": [320], "addition_embed_type": "text_time"},
+                                    {"block_out_channels": [128, 256, 512, 512]}, 8, 1024, 1024, 7.5, 2)  # fmt: skip
+    assert unet == 24 * 320 * 16 * 128 * 128 * 2
