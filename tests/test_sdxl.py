@@ -136,3 +136,19 @@ def test_the_planner_counts_sdxl_weights_once_and_its_activations_at_1024():
     unet = memory._unet_activations(spec, spec.params(), {"block_out_channels": [320], "addition_embed_type": "text_time"},
                                     {"block_out_channels": [128, 256, 512, 512]}, 8, 1024, 1024, 7.5, 2)  # fmt: skip
     assert unet == 24 * 320 * 16 * 128 * 128 * 2
+
+
+def test_sdxl_samples_with_its_repos_euler_and_ddim_is_sd15s():
+    """The default is the checkpoint's own Euler; --idm-scheduler ddim is SD1.5's DDIM on the same training schedule."""
+    from diffusers import DDIMScheduler
+
+    from vsynth.core.diffusion import solvers
+    from vsynth.core.diffusion.schedules import SD15_DDIM
+    from vsynth.testing.fake_hub import real_config
+
+    scheduler = load_tiny("sdxl").denoiser.scheduler
+    real = real_config("stabilityai/stable-diffusion-xl-base-1.0", "scheduler/scheduler_config.json")
+    assert type(scheduler).__name__ == real["_class_name"]
+    assert all(scheduler.config[k] == v for k, v in real.items() if not k.startswith("_"))
+    ddim = solvers.build("ddim", scheduler)
+    assert {k: ddim.config[k] for k in SD15_DDIM} == {k: DDIMScheduler(**SD15_DDIM).config[k] for k in SD15_DDIM}

@@ -341,7 +341,7 @@ def _export_sdxl(directory: Path) -> None:
         tokenizer=tiny_tokenizer(),
         tokenizer_2=tiny_tokenizer(pad_token="!"),
         unet=_seeded("sdxl.unet", UNet2DConditionModel, **_UNET2D_SDXL),
-        scheduler=EulerDiscreteScheduler(**SDXL_EULER),
+        scheduler=EulerDiscreteScheduler.from_config(SDXL_EULER),
         force_zeros_for_empty_prompt=True,
         add_watermarker=False,
     )

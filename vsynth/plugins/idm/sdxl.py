@@ -31,7 +31,7 @@ def sdxl_scheduler():
     """SDXL base's EulerDiscreteScheduler, whatever scheduler the weights' folder ships (as SD15 does for DDIM)."""
     from diffusers import EulerDiscreteScheduler
 
-    return EulerDiscreteScheduler(**SDXL_EULER)
+    return EulerDiscreteScheduler.from_config(SDXL_EULER)
 
 
 def _zeros_for_empty_prompt(source: str) -> bool:
