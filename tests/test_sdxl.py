@@ -75,6 +75,7 @@ def test_sdxl_controlnet_equals_its_pipeline_and_chunks_match(frames):
     # the control matters, and the image-side inversion runs SDXL's plain UNet
     assert not torch.allclose(ours(load_tiny("controlnet-sdxl-canny", conditioning_scale=0.0), frames)[0], reference, atol=1e-3)
     assert idm.inversion_denoiser.unet is d.unet and not hasattr(idm.inversion_denoiser, "controlnet")
+    assert list(idm.offload_units()) == ["text_encoder", "text_encoder_2", "unet", "vae"]  # --offload model moves both encoders
 
 
 def test_sdxl_latents_are_their_own_space():
