@@ -13,6 +13,8 @@ Properties that real code depends on are kept on purpose:
   saved with the same config and the same weights by "sd15" and "zeroscope", as in reality;
 * the two text encoders have different widths (32 vs 48, like 768 vs 1024), so code that feeds one
   model the other's prompt embeddings fails loudly;
+* SDXL ("sdxl") has a VAE of its own (same architecture, its own weights, ``scaling_factor=0.13025``):
+  another latent space, as in reality, so runs with an SD-space VDM really transcode through pixels;
 * ControlNets are initialised so that the control image measurably changes the result (see
   ``_export_controlnet``); a faithfully initialised random ControlNet is a no-op, and tests about
   control could not fail.
