@@ -107,6 +107,7 @@ def test_mixed_inversion_with_an_sd_space_vdm_inverts_the_video_side_only(tmp_pa
     assert result.exit_code == 0, result.stderr
     record = json.loads((tmp_path / "default" / "run.json").read_text())
     assert record["bridge"]["params"]["mixing_ratio"] == 0.0 and "image inversion" not in record["timings"]
+    assert "only the video-side inversion runs" in result.stderr  # the default ratio 1.0 became 0, said so
     refused = run_cli(*args, "-o", "mixing_ratio=1", "--out", str(tmp_path / "refused"))
     assert refused.exit_code == 2 and "sdxl-vae" in refused.stderr and not (tmp_path / "refused").exists()
 

@@ -106,11 +106,10 @@ SDXL_SAMPLER = (
     "classifier-free guidance 7.5, size conditioning = the frame size; Euler because StableDiffusionXLPipeline samples "
     "the checkpoint with it, so one seed gives diffusers' own frames (--idm-scheduler ddim gives BIVDiff's DDIM on the same schedule)"
 )
-# BIVDiff mixes its image- and video-side inversions as one latent (r = 1.0 for controllable generation), which
-# needs both in one latent space. Every VDM today is in SD's; with them only the video-side inversion of the
-# SDXL frames (encoded by the VDM's VAE) can run, so that is the default; -o mixing_ratio>0 is refused with the
-# reason. A VDM in SDXL's space (AnimateDiff-SDXL) would allow BIVDiff's 1.0 with -o mixing_ratio=1.
-_SDXL_MIXED_INVERSION = _mixing_ratio(0.0)
+# Mixed Inversion: BIVDiff's per-task ratios, as for SD1.5 (1.0 for controllable generation, the bridge's own
+# 1.0 for generation). They apply with a VDM in SDXL's latent space (AnimateDiff-SDXL); with any VDM of another
+# space, SD's included, the bridge turns this default into 0 (video-side inversion only) and says so
+# (MixedInversionParams.for_models), and refuses a mixing_ratio above 0 that the user gives.
 
 
 class SDXLParams(BatchParams):
@@ -266,7 +265,7 @@ def vsynth_register_models(registrar):
                 params=params,
                 impl=f"vsynth.plugins.idm.sdxl:SDXLControlNet{kind.capitalize()}",
                 needs=("video|condition_video",),
-                bridge_defaults=_SDXL_MIXED_INVERSION,
+                bridge_defaults=_MIXED_INVERSION,
                 sampler=SDXL_SAMPLER,
                 solver="euler",
                 latent_space=SDXL_LATENTS,
@@ -284,7 +283,6 @@ def vsynth_register_models(registrar):
             params=SDXLParams,
             impl="vsynth.plugins.idm.sdxl:SDXLModel",
             accepts=("video",),
-            bridge_defaults=_SDXL_MIXED_INVERSION,
             sampler=SDXL_SAMPLER,
             solver="euler",
             latent_space=SDXL_LATENTS,
