@@ -23,12 +23,12 @@ def frames(source_frames):
     return source_frames[:FRAMES]
 
 
-def ours(idm, frames, sources=None, seed=0):
+def ours(idm, frames, sources=None, seed=0, negative=""):
     """vsynth's frame-wise generation (all frames in one batch, or ``batch_size`` chunks), as (F, C, h, w)."""
     sources = Sources(video=frames) if sources is None else sources
     inputs = BridgeInputs(
         frames=len(frames), height=frames.shape[1], width=frames.shape[2], steps=STEPS, guidance=GUIDANCE, vdm_steps=STEPS,
-        vdm_guidance=GUIDANCE, prompt=PROMPT, image_prompt=PROMPT, negative_prompt="", sources=sources,
+        vdm_guidance=GUIDANCE, prompt=PROMPT, image_prompt=PROMPT, negative_prompt=negative, sources=sources,
         frame_inputs=idm.prepare(sources),
     )  # fmt: skip
     return idm.generate(inputs, torch.Generator().manual_seed(seed))[0].permute(1, 0, 2, 3), inputs
@@ -55,6 +55,10 @@ def test_sdxl_text_to_image_equals_stable_diffusion_xl_pipeline(frames):
     assert latents.shape == (FRAMES, 4, 8, 8)
     torch.testing.assert_close(latents, reference, **TOL)
     assert not torch.allclose(reference[0], reference[1], atol=1e-3)  # each frame has its own noise
+    # a negative prompt is encoded by both encoders, not zeroed
+    negative = call(StableDiffusionXLPipeline(**components(idm)), FRAMES, height=64, width=64, negative_prompt=["blurry"] * FRAMES)
+    torch.testing.assert_close(ours(idm, frames, sources=Sources(), negative="blurry")[0], negative, **TOL)
+    assert not torch.allclose(negative, reference, atol=1e-3)
 
 
 def test_sdxl_sdedit_equals_img2img_pipeline(frames):

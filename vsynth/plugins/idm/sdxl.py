@@ -39,9 +39,11 @@ def _zeros_for_empty_prompt(source: str) -> bool:
     from vsynth.core.diffusion.weights import cached_snapshot
 
     folder = Path(source) if Path(source).is_dir() else cached_snapshot(source)
+    if folder is None:
+        return True
     try:
         return bool(json.loads((folder / "model_index.json").read_text()).get("force_zeros_for_empty_prompt", True))
-    except (OSError, TypeError, ValueError):
+    except (OSError, ValueError):
         return True
 
 
