@@ -248,14 +248,14 @@ def vsynth_register_models(registrar):
             accepts=("video",),
         )
     )
-    for kind, params, extra, estimator in (("canny", SDXLCannyParams, (), "Canny edges (OpenCV)"),
-                                           ("depth", SDXLDepthParams, (DEPTH_ESTIMATOR,), "depth maps estimated with DPT")):  # fmt: skip
+    for kind, params, extra, maps in (("canny", SDXLCannyParams, (), "Canny edges of the source video (OpenCV)"),
+                                      ("depth", SDXLDepthParams, (DEPTH_ESTIMATOR,), "depth maps of the source video (DPT)")):  # fmt: skip
         registrar.register_model(
             ModelSpec(
                 name=f"controlnet-sdxl-{kind}",
                 kind="idm",
                 task=CONTROLLABLE,
-                description=f"diffusers' SDXL ControlNet on SDXL base 1.0, conditioned on {estimator} of the source video.",
+                description=f"diffusers' SDXL ControlNet on SDXL base 1.0, conditioned on {maps}.",
                 weights=(
                     WeightsSpec(role="controlnet", id=f"diffusers/controlnet-{kind}-sdxl-1.0", size_gb=5.0, tiny=f"controlnet-sdxl-{kind}",
                                 files=layouts.diffusers_model()),  # fmt: skip
