@@ -29,6 +29,8 @@ RUNS = {
        for name, vdm in (("wan2.1-14b", "wan2.1-t2v-14b"), ("wan2.2-ti2v", "wan2.2-ti2v-5b"), ("wan2.2-a14b", "wan2.2-t2v-a14b"))},
     "vace-1.3b": ["--vdm", "wan2.1-vace-1.3b", "--bridge", "none"],
     "vace-14b": ["--vdm", "wan2.1-vace-14b", "--bridge", "none", "--mask", "{mask}"],
+    "controlnet-sdxl-depth+zeroscope": ["--idm", "controlnet-sdxl-depth", "--vdm", "zeroscope"],
+    "controlnet-sdxl-canny+zeroscope": ["--idm", "controlnet-sdxl-canny", "--vdm", "zeroscope"],
 }
 RUN_OF_ID = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": "controlnet-depth+zeroscope",
@@ -50,6 +52,9 @@ RUN_OF_ID = {
     "Wan-AI/Wan2.2-T2V-A14B-Diffusers": "wan2.2-a14b",
     "Wan-AI/Wan2.1-VACE-1.3B-diffusers": "vace-1.3b",
     "Wan-AI/Wan2.1-VACE-14B-diffusers": "vace-14b",
+    "stabilityai/stable-diffusion-xl-base-1.0": "controlnet-sdxl-depth+zeroscope",
+    "diffusers/controlnet-depth-sdxl-1.0": "controlnet-sdxl-depth+zeroscope",
+    "diffusers/controlnet-canny-sdxl-1.0": "controlnet-sdxl-canny+zeroscope",
 }
 
 

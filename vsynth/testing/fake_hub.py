@@ -59,6 +59,8 @@ def _narrow(width: int) -> int:
 
 
 _TEXT_WIDTHS = {768: 48, 1024: 64}  # 12 and 16 heads of width 4
+_TEXT_WIDTHS[1280] = 80  # SDXL's OpenCLIP-bigG: 20 heads of width 4
+_TEXT_WIDTHS[768 + 1280] = 48 + 80  # SDXL's UNet attends to both text encoders' states side by side
 _UMT5_WIDTH, _UMT5_VOCAB = 32, 98  # the offline character tokenizer of vsynth.tiny.wan has 98 ids
 
 
@@ -69,15 +71,19 @@ def reduce_config(cls_name: str, config: dict) -> dict:
         config["block_out_channels"] = [_narrow(c) for c in config.get("block_out_channels", (320, 640, 1280, 1280))]
         if "cross_attention_dim" in config:
             config["cross_attention_dim"] = _TEXT_WIDTHS[config["cross_attention_dim"]]
+        if config.get("addition_embed_type") == "text_time":  # SDXL: the pooled text (1280 -> 80) beside six size ids
+            config["projection_class_embeddings_input_dim"] = 6 * config["addition_time_embed_dim"] + _TEXT_WIDTHS[1280]
         if cls_name == "UNet3DConditionModel":
             config["attention_head_dim"] = 8  # UNet3D reads it as the width of a head: 4 heads at 32 channels
     elif cls_name == "T2IAdapter":
         config["channels"] = [_narrow(c) for c in config["channels"]]
     elif cls_name == "AutoencoderKL":
         config["block_out_channels"] = [32, 32, 64, 64]
-    elif cls_name == "CLIPTextModel":
+    elif cls_name in ("CLIPTextModel", "CLIPTextModelWithProjection"):
         width = _TEXT_WIDTHS[config["hidden_size"]]
         config.update(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2)
+        if cls_name == "CLIPTextModelWithProjection":
+            config["projection_dim"] = _TEXT_WIDTHS[config["projection_dim"]]
     elif cls_name in ("WanTransformer3DModel", "WanVACETransformer3DModel"):
         config.update(num_layers=2, num_attention_heads=2, attention_head_dim=24, ffn_dim=64, text_dim=_UMT5_WIDTH, freq_dim=32)
         if "vace_layers" in config:
@@ -169,6 +175,8 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision
         from vsynth.tiny.wan import umt5_tokenizer
 
         umt5_tokenizer().save_pretrained(snapshot / "tokenizer")  # Wan's: tokenizer.json, as transformers 5 saves it
+    if (snapshot / "tokenizer_2").is_dir():  # SDXL's second CLIP tokenizer
+        _write_vocabulary(snapshot / "tokenizer_2")
     written_configs = set()
     for component, filename in layouts()[repo_id]["weights"].items():
         cls_name = _component_class(repo_id, component)

@@ -13,6 +13,8 @@ Properties that real code depends on are kept on purpose:
   saved with the same config and the same weights by "sd15" and "zeroscope", as in reality;
 * the two text encoders have different widths (32 vs 48, like 768 vs 1024), so code that feeds one
   model the other's prompt embeddings fails loudly;
+* SDXL ("sdxl") has a VAE of its own (same architecture, its own weights, ``scaling_factor=0.13025``):
+  another latent space, as in reality, so runs with an SD-space VDM really transcode through pixels;
 * ControlNets are initialised so that the control image measurably changes the result (see
   ``_export_controlnet``); a faithfully initialised random ControlNet is a no-op, and tests about
   control could not fail.
@@ -32,14 +34,14 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from vsynth.core.diffusion.schedules import SD15_DDIM
+from vsynth.core.diffusion.schedules import SD15_DDIM, SDXL_EULER
 from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, output_folder, partial_path, remove_debris
 from vsynth.errors import OutputExistsError
 from vsynth.tiny.cache import cache_base, cache_errors, intact, write_manifest
 from vsynth.tiny.wan import TINY_WAN
 from vsynth.tiny.wan import export as export_wan
 
-TINY_FORMAT = "6"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
+TINY_FORMAT = "7"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
@@ -57,6 +59,9 @@ TINY_MODELS: dict[str, str] = {
     "instruct-pix2pix": "StableDiffusionInstructPix2PixPipeline directory: sd15 with an 8-channel UNet input",
     "sd15-inpaint": "StableDiffusionInpaintPipeline directory: sd15 with a 9-channel UNet input",
     **TINY_WAN,
+    "sdxl": "StableDiffusionXLPipeline directory (text_time UNet, two CLIP texts 32-d + 48-d with projection, own VAE at 0.13025, Euler)",
+    "controlnet-sdxl-canny": "ControlNetModel matching the sdxl UNet (canny edges control, text_time conditioning)",
+    "controlnet-sdxl-depth": "ControlNetModel matching the sdxl UNet (depth map control, text_time conditioning)",
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -79,6 +84,12 @@ _SEEDS = {
     "t2i-adapter-depth": 1023,
     "instruct-pix2pix.unet": 1024,
     "sd15-inpaint.unet": 1025,
+    "sdxl.vae": 1030,
+    "sdxl.unet": 1031,
+    "sdxl.text_encoder": 1032,
+    "sdxl.text_encoder_2": 1033,
+    "controlnet-sdxl-canny": 1034,
+    "controlnet-sdxl-depth": 1035,
 }
 
 _VAE = dict(
@@ -133,6 +144,29 @@ _CONTROLNET = dict(
     conditioning_embedding_out_channels=(8, 16, 32, 32),  # 3 stride-2 convs: pixels -> latent grid
 )
 
+# SDXL: its own VAE (SD's architecture, other weights, scaling 0.13025, upcast in float16); a UNet whose
+# cross-attention takes both text encoders' states side by side (32 + 48 = 80, like 768 + 1280), with
+# text_time added conditions (the pooled 48-d projection and six size ids of 8-d embeddings each, like
+# 1280 + 6 * 256) and, as SDXL, no attention in its first block and deeper transformers further down.
+_SDXL_VAE = dict(_VAE, scaling_factor=0.13025, force_upcast=True)
+_SDXL_TEXT_2_WIDTH = 48
+_UNET2D_SDXL_COMMON = dict(
+    in_channels=4,
+    block_out_channels=(16, 32),
+    layers_per_block=1,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    cross_attention_dim=32 + _SDXL_TEXT_2_WIDTH,
+    attention_head_dim=(2, 4),  # heads per block, as SDXL's (5, 10, 20)
+    transformer_layers_per_block=(1, 2),
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=6 * 8 + _SDXL_TEXT_2_WIDTH,
+    norm_num_groups=8,
+)
+_UNET2D_SDXL = dict(_UNET2D_SDXL_COMMON, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), sample_size=8)
+_CONTROLNET_SDXL = dict(_UNET2D_SDXL_COMMON, conditioning_channels=3, conditioning_embedding_out_channels=(8, 16, 32, 32))
+
 _UNET3D = dict(
     in_channels=4,
     out_channels=4,
@@ -168,6 +202,7 @@ _CLIP_TEXT_COMMON = dict(
 )
 _SD15_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=32, hidden_act="quick_gelu")  # like openai CLIP-L
 _ZEROSCOPE_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=48, hidden_act="gelu")  # like OpenCLIP-H
+_SDXL_TEXT_2 = dict(_CLIP_TEXT_COMMON, hidden_size=_SDXL_TEXT_2_WIDTH, hidden_act="gelu", projection_dim=_SDXL_TEXT_2_WIDTH)  # like OpenCLIP-bigG
 
 
 _DPT = dict(
@@ -185,11 +220,12 @@ _DPT = dict(
 _DPT_PROCESSOR = dict(size={"height": 64, "width": 64}, keep_aspect_ratio=False)
 
 
-def tiny_tokenizer():
+def tiny_tokenizer(pad_token: str = "<|endoftext|>"):
     """A character-level CLIPTokenizer that needs no download.
 
     The vocabulary is CLIP's own layout without merges: the 256 byte-level symbols, the same with the
-    end-of-word suffix ``</w>``, then ``<|startoftext|>`` (512) and ``<|endoftext|>`` (513).
+    end-of-word suffix ``</w>``, then ``<|startoftext|>`` (512) and ``<|endoftext|>`` (513). SDXL's second
+    tokenizer pads with ``"!"``, as its real one does.
     """
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -200,7 +236,7 @@ def tiny_tokenizer():
         vocab = {token: i for i, token in enumerate(tokens)}
         Path(tmp, "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), "utf-8")
         Path(tmp, "merges.txt").write_text("#version: 0.2\n", "utf-8")
-        return CLIPTokenizer.from_pretrained(tmp, model_max_length=77, pad_token="<|endoftext|>")
+        return CLIPTokenizer.from_pretrained(tmp, model_max_length=77, pad_token=pad_token)
 
 
 def _seeded(component: str, cls, **config):
@@ -269,7 +305,7 @@ def _export_t2i_adapter(name: str, directory: Path, in_channels: int) -> None:
     _seeded(name, T2IAdapter, in_channels=in_channels, **_T2I_ADAPTER).save_pretrained(directory)
 
 
-def _export_controlnet(name: str, directory: Path) -> None:
+def _export_controlnet(name: str, directory: Path, config: dict = _CONTROLNET) -> None:
     """Save a ControlNet whose output really depends on the control image.
 
     A real ControlNet starts with zero convolutions (conditioning ``conv_out``, ``controlnet_down_blocks``,
@@ -281,7 +317,7 @@ def _export_controlnet(name: str, directory: Path) -> None:
     import torch
     from diffusers import ControlNetModel
 
-    controlnet = _seeded(name, ControlNetModel, **_CONTROLNET)
+    controlnet = _seeded(name, ControlNetModel, **config)
     embedding = controlnet.controlnet_cond_embedding
     zero_convs = [embedding.conv_out, *controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
     with torch.no_grad():
@@ -292,6 +328,26 @@ def _export_controlnet(name: str, directory: Path) -> None:
             torch.nn.init.normal_(conv.weight, std=0.05)
             torch.nn.init.normal_(conv.bias, std=0.05)
     controlnet.save_pretrained(directory)
+
+
+def _export_sdxl(directory: Path) -> None:
+    """SDXL base's layout: two text encoders and tokenizers, its own VAE, Euler (model_index.json keeps
+    ``force_zeros_for_empty_prompt``: an empty negative prompt is a zero embedding, as for the real one)."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    pipe = StableDiffusionXLPipeline(
+        vae=_seeded("sdxl.vae", AutoencoderKL, **_SDXL_VAE),
+        text_encoder=_clip_text("sdxl.text_encoder", _SD15_TEXT),
+        text_encoder_2=_seeded("sdxl.text_encoder_2", CLIPTextModelWithProjection, config=CLIPTextConfig(**_SDXL_TEXT_2)),
+        tokenizer=tiny_tokenizer(),
+        tokenizer_2=tiny_tokenizer(pad_token="!"),
+        unet=_seeded("sdxl.unet", UNet2DConditionModel, **_UNET2D_SDXL),
+        scheduler=EulerDiscreteScheduler.from_config(SDXL_EULER),
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )
+    pipe.save_pretrained(directory)
 
 
 def _export_depth_estimator(directory: Path) -> None:
@@ -383,6 +439,9 @@ def export(name: str, directory: str | Path) -> Path:
         "instruct-pix2pix": lambda d: _export_sd15_variant("instruct-pix2pix", d, "StableDiffusionInstructPix2PixPipeline", in_channels=8),
         "sd15-inpaint": lambda d: _export_sd15_variant("sd15-inpaint", d, "StableDiffusionInpaintPipeline", in_channels=9),
         **{name: (lambda d, name=name: export_wan(name, d)) for name in TINY_WAN},
+        "sdxl": _export_sdxl,
+        "controlnet-sdxl-canny": lambda d: _export_controlnet("controlnet-sdxl-canny", d, _CONTROLNET_SDXL),
+        "controlnet-sdxl-depth": lambda d: _export_controlnet("controlnet-sdxl-depth", d, _CONTROLNET_SDXL),
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

@@ -63,3 +63,15 @@ def wan_pipeline(experts: int = 1) -> tuple[str, ...]:
         _either("tokenizer", "tokenizer.json", "spiece.model"),
         _path("scheduler", "scheduler_config.json"),
     )
+
+
+def sdxl_pipeline() -> tuple[str, ...]:
+    """What vsynth reads of a StableDiffusionXLPipeline folder: the UNet, the VAE and both text encoders with their tokenizers."""
+    return (
+        *diffusers_model("unet"),
+        *diffusers_model("vae"),
+        *transformers_model("text_encoder"),
+        *transformers_model("text_encoder_2"),
+        *clip_tokenizer(),
+        *clip_tokenizer("tokenizer_2"),
+    )

@@ -276,6 +276,12 @@ class ModelSpec(_Spec):
         "unet", description="What its denoiser runs: a UNet (with decoder features a bridge may inject into) or a transformer."
     )
     train_timesteps: int = Field(1000, description="Timesteps of its training schedule: the most steps it can sample with.")
+    guidance: Literal["classifier-free", "distilled", "none"] = Field(
+        "classifier-free",
+        description="What --guidance means for it: the scale of classifier-free guidance (a conditional and an unconditional "
+        "prediction per step), of a distilled guidance embedding (one prediction per step: FLUX dev), or nothing (a "
+        "guidance-free checkpoint: FLUX schnell, few-step distillations).",
+    )
 
     @property
     def size_gb(self) -> float:

@@ -19,6 +19,11 @@ on PyTorch's meta device, attention as a fused kernel, which never holds the att
 UNet2DConditionModel 26.0, UNetMotionModel 26.2, UNet3DConditionModel 33.3, UNet2D with a
 ControlNet 33.4, exactly linear in N, h and w; the VAE's decoder 480 and encoder 386 (per latent
 pixel, frames at full size). The factor 1.1 covers the allocator's fragmentation and workspaces.
+
+SDXL's UNet (measured the same way, from ``vsynth/configs``) has no attention in its first block:
+18.4 at 512x512, 15.8 at 768 and 1024; with an SDXL ControlNet 23.8 and 21.5. It gets its own
+bound, 24 (:data:`SDXL_UNET_K`), chosen by its ``text_time`` added conditions; its VAE is SD's
+architecture (the same K), and its second text encoder is shared like the first.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from vsynth.errors import InsufficientMemoryError
 GIB = 2**30
 MARGIN = 1.1
 UNET_K = 34  # the largest of the UNet families measured (UNet3D, UNet2D + ControlNet), as one bound for all
+SDXL_UNET_K = 24  # SDXL's UNet, alone or with a ControlNet (see the module docstring)
 # Transformers (Wan, FLUX): K elements per token and hidden unit, measured for Wan's blocks by benchmarks/activation_k.py
 # (1.3B 22.9-23.4, 14B 14.2-19.1); classifier-free guidance runs its two passes one after the other (WanPipeline).
 TRANSFORMER_K = 24
@@ -44,7 +50,7 @@ ENCODE_BATCH = 8  # frames a VaeCodec encodes at once
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 CONFIGS = Path(__file__).parents[2] / "configs"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
-SHARED = ("vae", "text_encoder")  # components the loader holds once for every model on the same files
+SHARED = ("vae", "text_encoder", "text_encoder_2")  # components the loader holds once for every model on the same files
 
 
 @dataclass
@@ -362,7 +368,8 @@ def _unet_activations(spec: ModelSpec, params: Params, unet: dict, vae: dict, fr
     per_call = min(frames, window or frames)
     copies = (3 if hasattr(params, "image_guidance") else 2) if guidance > 1 else 1
     channels = unet.get("block_out_channels", [320])[0]
-    return UNET_K * channels * per_call * copies * _latent_pixels(vae, height, width) * size
+    k = SDXL_UNET_K if unet.get("addition_embed_type") == "text_time" else UNET_K
+    return k * channels * per_call * copies * _latent_pixels(vae, height, width) * size
 
 
 def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict, frames: int, height: int, width: int, size: int) -> int:

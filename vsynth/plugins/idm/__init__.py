@@ -8,7 +8,7 @@ from pydantic import Field, PositiveInt
 
 from vsynth import hookimpl
 from vsynth.core.host import layouts
-from vsynth.core.host.specs import ModelSpec, Params, WeightsSpec
+from vsynth.core.host.specs import LatentSpace, ModelSpec, Params, WeightsSpec
 
 # Sizes are the files a run reads (float32; the fp16 variants a float16 run prefers are about half):
 # from vsynth/configs/layouts.json where it has them, else as measured on the hub (issue 14).
@@ -100,6 +100,39 @@ def _mixing_ratio(ratio: float) -> dict:
 
 # BIVDiff's official mixing ratio for controllable generation: pure image inversion.
 _MIXED_INVERSION = _mixing_ratio(1.0)
+
+
+# SDXL (issue 25). Its VAE is SD's architecture with its own weights and scaling: latents in another space
+# than SD1.5's, ZeroScope's and AnimateDiff's, so bridges transcode through pixels between them.
+SDXL_LATENTS = LatentSpace(name="sdxl-vae", scaling=0.13025)
+SDXL_BASE = WeightsSpec(role="base", id="stabilityai/stable-diffusion-xl-base-1.0", size_gb=13.88, tiny="sdxl", files=layouts.sdxl_pipeline())
+SDXL_SAMPLER = (
+    "Euler (its repo's EulerDiscreteScheduler: SD1.5's scaled-linear training schedule, leading spacing), 50 steps, "
+    "classifier-free guidance 7.5, size conditioning = the frame size; Euler because StableDiffusionXLPipeline samples "
+    "the checkpoint with it, so one seed gives diffusers' own frames (--idm-scheduler ddim gives BIVDiff's DDIM on the same schedule)"
+)
+# Mixed Inversion: BIVDiff's per-task ratios, as for SD1.5 (1.0 for controllable generation, the bridge's own
+# 1.0 for generation). They apply with a VDM in SDXL's latent space (AnimateDiff-SDXL); with any VDM of another
+# space, SD's included, the bridge turns this default into 0 (video-side inversion only) and says so
+# (MixedInversionParams.for_models), and refuses a mixing_ratio above 0 that the user gives.
+
+
+class SDXLParams(BatchParams):
+    strength: float = Field(0.75, gt=0.0, le=1.0, description="SDEdit strength when a source video is given (1 = ignore it).")
+
+
+class SDXLControlNetParams(BatchParams):
+    base: str | None = Field(None, description="SDXL base weights (hub id or directory); default: the spec's base.")
+    conditioning_scale: float = Field(1.0, ge=0, description="Strength of the control residuals.")
+
+
+class SDXLCannyParams(SDXLControlNetParams):
+    low_threshold: int = Field(100, ge=0, le=255, description="Canny lower hysteresis threshold.")
+    high_threshold: int = Field(200, ge=0, le=255, description="Canny upper hysteresis threshold.")
+
+
+class SDXLDepthParams(SDXLControlNetParams):
+    depth_estimator: str | None = Field(None, description="Depth-estimation weights (hub id or directory); default: the spec's.")
 
 
 @hookimpl
@@ -218,5 +251,46 @@ def vsynth_register_models(registrar):
             params=SD15Params,
             impl="vsynth.plugins.idm.sd15:SD15Model",
             accepts=("video",),
+        )
+    )
+    for kind, params, extra, maps in (("canny", SDXLCannyParams, (), "Canny edges of the source video (OpenCV)"),
+                                      ("depth", SDXLDepthParams, (DEPTH_ESTIMATOR,), "depth maps of the source video (DPT)")):  # fmt: skip
+        registrar.register_model(
+            ModelSpec(
+                name=f"controlnet-sdxl-{kind}",
+                kind="idm",
+                task=CONTROLLABLE,
+                description=f"diffusers' SDXL ControlNet on SDXL base 1.0, conditioned on {maps}.",
+                weights=(
+                    WeightsSpec(role="controlnet", id=f"diffusers/controlnet-{kind}-sdxl-1.0", size_gb=5.0, tiny=f"controlnet-sdxl-{kind}",
+                                files=layouts.diffusers_model()),  # fmt: skip
+                    SDXL_BASE,
+                    *extra,
+                ),
+                params=params,
+                impl=f"vsynth.plugins.idm.sdxl:SDXLControlNet{kind.capitalize()}",
+                needs=("video|condition_video",),
+                bridge_defaults=_MIXED_INVERSION,
+                sampler=SDXL_SAMPLER,
+                solver="euler",
+                latent_space=SDXL_LATENTS,
+                guidance="classifier-free",
+            )
+        )
+    registrar.register_model(
+        ModelSpec(
+            name="sdxl",
+            kind="idm",
+            task=GENERATION,
+            description="Stable Diffusion XL base 1.0 or an SDXL finetune (--idm-weights): text-to-image, or SDEdit of the source "
+            "video when one is given (-o strength).",
+            weights=(SDXL_BASE,),
+            params=SDXLParams,
+            impl="vsynth.plugins.idm.sdxl:SDXLModel",
+            accepts=("video",),
+            sampler=SDXL_SAMPLER,
+            solver="euler",
+            latent_space=SDXL_LATENTS,
+            guidance="classifier-free",
         )
     )
