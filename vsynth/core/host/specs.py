@@ -269,6 +269,15 @@ class ModelSpec(_Spec):
         "unet", description="What its denoiser runs: a UNet (with decoder features a bridge may inject into) or a transformer."
     )
     train_timesteps: int = Field(1000, description="Timesteps of its training schedule: the most steps it can sample with.")
+    guidance: Literal["classifier-free", "distilled", "none"] = Field(
+        "classifier-free",
+        description="What --guidance means for it: the scale of a classifier-free pair (two evaluations per step), the value "
+        "of a distilled guidance embedding (FLUX dev: one evaluation), or nothing (FLUX schnell, few-step models).",
+    )
+    default_steps: PositiveInt | None = Field(None, description="Its steps when --steps is not given; None: vsynth's 50.")
+    default_guidance: float | None = Field(
+        None, description="Its guidance when --guidance is not given (as its diffusers pipeline); None: vsynth's 7.5."
+    )
 
     @property
     def size_gb(self) -> float:
