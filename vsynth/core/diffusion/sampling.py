@@ -119,7 +119,7 @@ def sample(
     diffusers pipeline does (the noise times the scheduler's ``init_noise_sigma``)."""
     schedule = Schedule(denoiser, steps)
     scheduler = schedule.fresh()
-    latents = noise * scheduler.init_noise_sigma
+    latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # flow-matching schedulers have none: 1
     return _loop(schedule, scheduler, latents, cond, 0, steps, guidance, advance, generator)
 
 
@@ -163,7 +163,7 @@ def denoise_predict(
     x = processes.convert(latents, schedule.level(start), schedule.process.form, schedule.form)
     x = _loop(schedule, scheduler, x, cond, start, stop, guidance, advance, generator)
     t = scheduler.timesteps[stop * schedule.order]
-    output = schedule.denoiser.predict(scheduler.scale_model_input(x, t), t, cond, guidance)
+    output = schedule.denoiser.predict(_scale_model_input(scheduler, x, t), t, cond, guidance)
     if advance:
         advance(1)
     x0, noise = schedule.process.split(x, output, _entry(schedule, scheduler, stop * schedule.order), schedule.form)
@@ -183,13 +183,20 @@ def _loop(schedule: Schedule, scheduler, latents, cond, start: int, stop: int, g
     indices = range(start * order, min(stop * order, last + 1))
     for count, index in enumerate(indices, start=1):
         t = scheduler.timesteps[index]
-        output = denoiser.predict(scheduler.scale_model_input(latents, t), t, cond, guidance)
+        output = denoiser.predict(_scale_model_input(scheduler, latents, t), t, cond, guidance)
         latents = scheduler.step(output, t, latents, return_dict=False, **extra)[0]
         check_finite(latents, count, len(indices))
         step_done = (index + 1) % order == 0 or index == last
         if advance and step_done:
             advance(1)
     return latents
+
+
+def _scale_model_input(scheduler, latents: torch.Tensor, t) -> torch.Tensor:
+    """The model's input as the scheduler scales it; flow-matching schedulers (FLUX's, Wan's) do not scale
+    and have no ``scale_model_input``."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return latents if scale is None else scale(latents, t)
 
 
 def _takes_generator(scheduler) -> bool:
