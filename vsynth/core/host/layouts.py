@@ -42,3 +42,24 @@ def sd_pipeline() -> tuple[str, ...]:
     """What vsynth reads of a StableDiffusionPipeline or TextToVideoSDPipeline folder (not its
     scheduler, safety checker or feature extractor)."""
     return (*diffusers_model("unet"), *diffusers_model("vae"), *transformers_model("text_encoder"), *clip_tokenizer())
+
+
+def _sharded(folder: str, name: str) -> str:
+    """A weights file, or the index of its shards (FLUX's transformer and T5 ship in several)."""
+    return _either(folder, f"{name}.index.json", name)
+
+
+def flux_pipeline() -> tuple[str, ...]:
+    """What vsynth reads of a FLUX pipeline folder (FluxPipeline, FluxControlPipeline, FluxFillPipeline,
+    FluxKontextPipeline): the transformer, VAE, CLIP and T5 encoders, both tokenizers and the scheduler."""
+    return (
+        _path("transformer", "config.json"),
+        _sharded("transformer", "diffusion_pytorch_model.safetensors"),
+        *diffusers_model("vae"),
+        *transformers_model("text_encoder"),
+        _path("text_encoder_2", "config.json"),
+        _sharded("text_encoder_2", "model.safetensors"),
+        *clip_tokenizer(),
+        _path("tokenizer_2", "tokenizer.json"),
+        _path("scheduler", "scheduler_config.json"),
+    )
