@@ -33,8 +33,10 @@ def latents_of(packed, frames, height=64, width=64):
 
 
 def generate(model, frames, guidance, seed=0, **sources):
-    inputs = bridge_inputs(model, frames, steps=STEPS, guidance=guidance, prompt=PROMPT)
+    """The model's frames for ``sources`` (none: from the prompt alone), prepared and configured as a run does."""
+    inputs = bridge_inputs(None, frames, steps=STEPS, guidance=guidance, prompt=PROMPT)
     inputs.sources = Sources(**sources)
+    inputs.frame_inputs = model.prepare(inputs.sources)
     model.configure(inputs)
     return model.generate(inputs, torch.Generator().manual_seed(seed))
 
@@ -67,3 +69,56 @@ def test_flux_dev_frames_equal_flux_pipeline(flux_dev, source_frames):
     assert not torch.allclose(ours[:, :, 0], ours[:, :, 1], atol=1e-3)  # each frame its own noise
     # the guidance embedding matters: another value gives other frames
     assert not torch.allclose(ours, generate(flux_dev, frames, 1.0), atol=1e-3)
+
+
+def test_flux_canny_frames_equal_flux_control_pipeline(source_frames):
+    from diffusers import FluxControlPipeline
+
+    canny = load_tiny("flux-canny", max_sequence_length=TOKENS, batch_size=1)  # frames one by one: still the pipeline's
+    frames = source_frames[:2]
+    ours = generate(canny, frames, 30.0, video=frames)
+    control = canny.prepare(Sources(video=frames)).extras["control"]  # (F, 3, H, W) in [-1, 1], as the pipeline preprocesses
+    reference = flux_pipeline(FluxControlPipeline, canny)(control_image=control, **reference_kwargs(frames, 30.0)).images
+    torch.testing.assert_close(ours, latents_of(reference, 2), **TOL)
+    # the control maps matter
+    assert not torch.allclose(ours, generate(canny, frames[::-1].copy(), 30.0, video=frames[::-1].copy()).flip(2), atol=1e-3)
+
+
+def test_flux_fill_frames_equal_flux_fill_pipeline(source_frames):
+    from diffusers import FluxFillPipeline
+
+    fill = load_tiny("flux-fill", max_sequence_length=TOKENS)
+    frames = source_frames[:2]
+    mask = np.zeros(frames.shape[:3], np.uint8)
+    mask[:, 16:48, 8:40] = 255
+    ours = generate(fill, frames, 30.0, video=frames, mask=mask)
+    reference = flux_pipeline(FluxFillPipeline, fill)(image=pil(frames), mask_image=pil(mask), **reference_kwargs(frames, 30.0)).images
+    torch.testing.assert_close(ours, latents_of(reference, 2), **TOL)
+
+
+def test_flux_kontext_frames_equal_flux_kontext_pipeline(source_frames):
+    from diffusers import FluxKontextPipeline
+
+    kontext = load_tiny("flux-kontext", max_sequence_length=TOKENS)
+    frames = source_frames[:2]
+    ours = generate(kontext, frames, 2.5, video=frames)
+    f, h, w = frames.shape[:3]
+    reference = flux_pipeline(FluxKontextPipeline, kontext)(
+        image=pil(frames), max_area=h * w, _auto_resize=False, **reference_kwargs(frames, 2.5)
+    ).images
+    torch.testing.assert_close(ours, latents_of(reference, 2), **TOL)
+    # the reference frames matter
+    other = generate(kontext, frames[::-1].copy(), 2.5, video=frames[::-1].copy())
+    assert not torch.allclose(ours, other, atol=1e-3)
+
+
+def test_flux_dev_sdedit_equals_flux_img2img_pipeline(source_frames):
+    from diffusers import FluxImg2ImgPipeline
+
+    flux_dev = load_tiny("flux-dev", max_sequence_length=TOKENS, strength=0.5)  # half of the 2 steps: from step 1
+    frames = source_frames[:2]
+    ours = generate(flux_dev, frames, 3.5, video=frames)
+    reference = flux_pipeline(FluxImg2ImgPipeline, flux_dev)(image=pil(frames), strength=0.5, **reference_kwargs(frames, 3.5)).images
+    torch.testing.assert_close(ours, latents_of(reference, 2), **TOL)
+    # the source shows through: frames from noise alone differ
+    assert not torch.allclose(ours, generate(flux_dev, frames, 3.5), atol=1e-3)

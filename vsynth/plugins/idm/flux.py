@@ -228,7 +228,9 @@ class FluxModel(ImageModel):
         self.denoiser.image_seq_len = (inputs.height // factor) * (inputs.width // factor)
 
     def generate(self, inputs, generator, advance=None) -> torch.Tensor:
-        if inputs.sources.video is None:
+        """From noise; for dev and schnell (params with a strength) given a source video, SDEdit of it. The other
+        FLUX models use the source through their conditions (control maps, masks, reference tokens)."""
+        if inputs.sources.video is None or not hasattr(self.params, "strength"):
             return super().generate(inputs, generator, advance)
         return self.sdedit(inputs, inputs.sources.video, generator, advance)
 
