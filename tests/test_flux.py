@@ -122,3 +122,57 @@ def test_flux_dev_sdedit_equals_flux_img2img_pipeline(source_frames):
     torch.testing.assert_close(ours, latents_of(reference, 2), **TOL)
     # the source shows through: frames from noise alone differ
     assert not torch.allclose(ours, generate(flux_dev, frames, 3.5), atol=1e-3)
+
+
+MASK_VIDEO = SAMPLE_VIDEO.with_name("shapes_mask.mp4")
+TINY_RUN = ["run", "--tiny", "--prompt", "a red ball", "--frames", "2", "--height", "64", "--width", "64", "--vdm-steps", "2",
+            "-o", f"max_sequence_length={TOKENS}", "--quiet"]  # fmt: skip
+
+CLI_RUNS = {
+    "flux-canny-encapsulated": (
+        ["--idm", "flux-canny", "--vdm", "zeroscope", "--bridge", "encapsulated", "--video", SAMPLE_VIDEO, "--steps", "4"],
+        {"condition.mp4"},
+    ),
+    "flux-fill-mixed-inversion": (
+        ["--idm", "flux-fill", "--vdm", "animatediff", "--bridge", "mixed-inversion", "--video", SAMPLE_VIDEO, "--mask", MASK_VIDEO,
+         "--steps", "2"],
+        {"condition.mp4", "idm_frames.mp4"},
+    ),  # fmt: skip
+    "flux-kontext-mixed-inversion": (
+        ["--idm", "flux-kontext", "--vdm", "zeroscope", "--bridge", "mixed-inversion", "--video", SAMPLE_VIDEO,
+         "--idm-prompt", "make it blue", "--steps", "2"],
+        {"idm_frames.mp4"},
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("name", list(CLI_RUNS))
+def test_tiny_runs_write_every_output(name, tmp_path):
+    import json
+
+    args, own = CLI_RUNS[name]
+    out = tmp_path / "out"
+    result = run_cli(*TINY_RUN, *args, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == {"video.mp4", "video.gif", "grid.png", "run.json", *own}
+    record = json.loads((out / "run.json").read_text())
+    assert record["models"]["idm"]["sampling"]["process"] == "flow"
+    assert record["codecs"]["idm"]["latent_space"] == "flux-vae"  # transcoded through pixels to the VDM's sd-vae
+    if "mixed-inversion" in name:
+        assert record["bridge"]["params"]["mixing_ratio"] == 0.0  # across latent spaces only the video side runs
+
+
+def test_default_guidance_and_steps_are_the_pipelines(tmp_path):
+    """Without --steps/--guidance a FLUX IDM samples as its pipeline (Fill: 50 steps at 30); the VDM keeps its own."""
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+
+    config = RunConfig(idm="flux-fill", vdm="zeroscope", prompt="a ball", video=SAMPLE_VIDEO, mask=MASK_VIDEO, tiny=True,
+                       frames=2, height=64, width=64, out=tmp_path / "o")  # fmt: skip
+    sampling = plan_run(config).sampling
+    assert (sampling.steps, sampling.guidance, sampling.vdm_steps, sampling.vdm_guidance) == (50, 30.0, 50, 7.5)
+
+
+def test_models_shows_the_guidance_kind():
+    assert "guidance: distilled" in run_cli("models", "flux-dev").output
+    assert "guidance: none" in run_cli("models", "flux-schnell").output
