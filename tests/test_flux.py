@@ -176,3 +176,27 @@ def test_default_guidance_and_steps_are_the_pipelines(tmp_path):
 def test_models_shows_the_guidance_kind():
     assert "guidance: distilled" in run_cli("models", "flux-dev").output
     assert "guidance: none" in run_cli("models", "flux-schnell").output
+
+
+def test_memory_planner_says_flux_needs_sequential_offload_on_a_24gb_gpu():
+    """FLUX.1's 12B transformer (23.8 GB in bf16) and T5-XXL do not fit a 24 GB GPU, even one at a time
+    (--offload model); sequential offload does. Counted from layouts.json, nothing on disk."""
+    import dataclasses
+
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run.memory import GIB, check_fits, estimate
+    from vsynth.errors import InsufficientMemoryError
+
+    registry = get_registry()
+    specs = {"idm": registry.model("flux-dev"), "vdm": registry.model("zeroscope")}
+    sources = {role: {w.role: w.id for w in spec.weights} for role, spec in specs.items()}
+    params = {role: spec.params() for role, spec in specs.items()}
+    plan = estimate(specs, sources, params, frames=8, height=512, width=512, guidance={"idm": 3.5, "vdm": 7.5},
+                    dtype="bfloat16", device="cpu", offload="none")  # fmt: skip
+    flux_bytes = sum(p.bytes for p in plan.parts if p.key.startswith("black-forest-labs/") or p.key.startswith("idm:"))
+    # 11.9 B + 4.76 B + 0.12 B parameters at 2 bytes, the VAE's 0.08 B at 4 (the planner counts a force_upcast VAE in float32)
+    assert flux_bytes / 1e9 == pytest.approx(33.9, abs=0.1)
+    assert plan.peaks["none"] > plan.peaks["model"] > 24 * GIB > plan.peaks["sequential"]
+    on_gpu = dataclasses.replace(plan, device="cuda:0", free=24 * GIB)
+    with pytest.raises(InsufficientMemoryError, match="--offload sequential"):
+        check_fits(on_gpu)

@@ -19,6 +19,15 @@ on PyTorch's meta device, attention as a fused kernel, which never holds the att
 UNet2DConditionModel 26.0, UNetMotionModel 26.2, UNet3DConditionModel 33.3, UNet2D with a
 ControlNet 33.4, exactly linear in N, h and w; the VAE's decoder 480 and encoder 386 (per latent
 pixel, frames at full size). The factor 1.1 covers the allocator's fragmentation and workspaces.
+
+A transformer IDM (FLUX) holds ``TRANSFORMER_K * D * N * tokens * bytes`` at once instead: D its
+hidden width (heads times head width), tokens per frame its image tokens (h * w / 4 latent pixels;
+twice that with Kontext's reference tokens) plus its text tokens; K was measured the same way on
+FLUX.1's transformer (11.9 B parameters, 3072 wide): 30.2 at 512x512 and 23.5 at 1024x1024 for one
+frame, 25.1 and 21.8 for two (a per-call overhead amortised over frames). A distilled-guidance model
+makes one evaluation per step, so its copies are 1 whatever ``--guidance`` says. Weights that ship in
+shards count every shard; where none is on disk, the parameter counts layouts.json records
+(measured on the meta device from the real configs) are used.
 """
 
 from __future__ import annotations
@@ -35,13 +44,15 @@ from vsynth.errors import InsufficientMemoryError
 GIB = 2**30
 MARGIN = 1.1
 UNET_K = 34  # the largest of the UNet families measured (UNet3D, UNet2D + ControlNet), as one bound for all
+TRANSFORMER_K = 31  # FLUX.1's transformer, measured as above: the largest (one 512x512 frame), as a bound
 VAE_DECODE_K = 480
 VAE_ENCODE_K = 390
 ENCODE_BATCH = 8  # frames a VaeCodec encodes at once
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 CONFIGS = Path(__file__).parents[2] / "configs"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
-SHARED = ("vae", "text_encoder")  # components the loader holds once for every model on the same files
+INDEX_SUFFIX = ".index.json"  # a shard index: the weights are the files it names
+SHARED = ("vae", "text_encoder", "text_encoder_2")  # components the loader holds once for every model on the same files
 
 
 @dataclass
@@ -138,7 +149,9 @@ def estimate(
                 units.setdefault(unit, {})[part.key] = part.bytes
         unet = _config(folders, sources[role], "unet")
         vae = _config(folders, sources[role], "vae")
-        activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size))
+        transformer = _config(folders, sources[role], "transformer") if spec.architecture == "transformer" else None
+        activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size,
+                                                         transformer))  # fmt: skip
         activations = max(activations, _vae_activations(params[role], vae, frames, height, width, dtype, vae_batch))
     weights = sum(p.bytes for p in parts.values())
     largest = max((p.largest * p.bytes_per for p in parts.values()), default=0)
@@ -223,10 +236,10 @@ def _parts(role: str, weights, source: str, folder: Path | None, options: dict, 
     parts = []
     for entry in weights.files:
         alternatives = entry.format(**options).split("|")
-        if not alternatives[0].endswith(WEIGHT_SUFFIXES):
+        if not any(name.endswith(WEIGHT_SUFFIXES) or name.endswith(INDEX_SUFFIX) for name in alternatives):
             continue
         component = str(PurePosixPath(alternatives[0]).parent).replace(".", "")
-        elements, largest, key = _count(source, folder, alternatives)
+        elements, largest, key = _count(source, folder, alternatives, component)
         if component in SHARED:
             unit = f"{role}.{component}"
         else:
@@ -238,24 +251,34 @@ def _parts(role: str, weights, source: str, folder: Path | None, options: dict, 
     return parts
 
 
-def _count(source: str, folder: Path | None, alternatives: list[str]) -> tuple[int, int, str]:
-    """(parameters, largest tensor, identity) of the file a loader reads: from its header when on disk,
-    else from its size in layouts.json."""
+def _count(source: str, folder: Path | None, alternatives: list[str], component: str = "") -> tuple[int, int, str]:
+    """(parameters, largest tensor, identity) of the file a loader reads: from its header (every shard's,
+    for a shard index) when on disk, else from its size in layouts.json, else from the parameter count
+    layouts.json records for the component."""
     if folder is not None and folder.is_file():
         return (*_read_counts(folder), str(folder.resolve()))
     for name in alternatives:
         path = folder / name if folder is not None else None
         if path is not None and path.is_file():
             return (*_read_counts(path), str(path.resolve()))
-    files = _layouts().get(source, {}).get("files", {})
+    layout = _layouts().get(source, {})
+    files = layout.get("files", {})
     for name in alternatives:
         if isinstance(files.get(name), int):
             return files[name] // (2 if ".fp16." in name else 4), 0, f"{source}/{name}"
+    counted = layout.get("parameters", {}).get(component)
+    if counted:
+        return counted["total"], counted["largest"], f"{source}/{alternatives[0]}"
     return 0, 0, f"{source}/{alternatives[0]}"
 
 
 def _read_counts(path: Path) -> tuple[int, int]:
-    """Parameters and the largest tensor's, from a safetensors header; a .bin file's size over its element size."""
+    """Parameters and the largest tensor's, from a safetensors header (or those of every shard an index names);
+    a .bin file's size over its element size."""
+    if path.name.endswith(INDEX_SUFFIX):
+        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+        counts = [_read_counts(path.parent / shard) for shard in shards]
+        return sum(c[0] for c in counts), max((c[1] for c in counts), default=0)
     if path.suffix != ".safetensors":
         return path.stat().st_size // (2 if ".fp16." in path.name else 4), 0
     with path.open("rb") as file:
@@ -305,12 +328,25 @@ def _latent_pixels(vae: dict, height: int, width: int, tiled: bool = False) -> i
 
 
 def _unet_activations(spec: ModelSpec, params: Params, unet: dict, vae: dict, frames: int, height: int, width: int,
-                      guidance: float, size: int) -> int:  # fmt: skip
+                      guidance: float, size: int, transformer: dict | None = None) -> int:  # fmt: skip
     window = getattr(params, "window", None) if spec.kind == "vdm" else getattr(params, "batch_size", None)
     per_call = min(frames, window or frames)
-    copies = (3 if hasattr(params, "image_guidance") else 2) if guidance > 1 else 1
+    classifier_free = getattr(spec, "guidance", "classifier-free") == "classifier-free"
+    copies = (3 if hasattr(params, "image_guidance") else 2) if guidance > 1 and classifier_free else 1
+    if transformer and transformer.get("_class_name", "").startswith("Flux"):
+        return _transformer_activations(spec, params, transformer, vae, per_call * copies, height, width, size)
     channels = unet.get("block_out_channels", [320])[0]
     return UNET_K * channels * per_call * copies * _latent_pixels(vae, height, width) * size
+
+
+def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict, vae: dict, frames: int, height: int, width: int,
+                             size: int) -> int:  # fmt: skip
+    """FLUX's transformer (where K was measured) over packed latents (2x2 per token) and its text tokens."""
+    width_ = transformer["num_attention_heads"] * transformer.get("attention_head_dim", 128)
+    image = _latent_pixels(vae, height, width) // (spec.latent_space.packing ** 2)
+    image *= 2 if spec.task == "editing" else 1  # Kontext attends to the source frame's tokens too
+    tokens = image + getattr(params, "max_sequence_length", 512)
+    return TRANSFORMER_K * width_ * frames * tokens * size
 
 
 def _vae_activations(params: Params, vae: dict, frames: int, height: int, width: int, dtype: str, vae_batch: int | None) -> int:
