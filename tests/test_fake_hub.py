@@ -24,6 +24,12 @@ RUNS = {
     "t2i-adapter-depth+zeroscope": ["--idm", "t2i-adapter-depth", "--vdm", "zeroscope"],
     "instruct-pix2pix+zeroscope": ["--idm", "instruct-pix2pix", "--vdm", "zeroscope", "--idm-prompt", "make it red"],
     "sd-inpaint+zeroscope": ["--idm", "sd-inpaint", "--vdm", "zeroscope", "--mask", "{mask}"],
+    "flux-dev+zeroscope": ["--idm", "flux-dev", "--vdm", "zeroscope"],
+    "flux-schnell+zeroscope": ["--idm", "flux-schnell", "--vdm", "zeroscope"],
+    "flux-canny+zeroscope": ["--idm", "flux-canny", "--vdm", "zeroscope"],
+    "flux-depth+zeroscope": ["--idm", "flux-depth", "--vdm", "zeroscope"],
+    "flux-fill+zeroscope": ["--idm", "flux-fill", "--vdm", "zeroscope", "--mask", "{mask}"],
+    "flux-kontext+zeroscope": ["--idm", "flux-kontext", "--vdm", "zeroscope", "--idm-prompt", "make it red"],
 }
 RUN_OF_ID = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": "controlnet-depth+zeroscope",
@@ -39,6 +45,12 @@ RUN_OF_ID = {
     "TencentARC/t2iadapter_depth_sd15v2": "t2i-adapter-depth+zeroscope",
     "timbrooks/instruct-pix2pix": "instruct-pix2pix+zeroscope",
     "stable-diffusion-v1-5/stable-diffusion-inpainting": "sd-inpaint+zeroscope",
+    "black-forest-labs/FLUX.1-dev": "flux-dev+zeroscope",
+    "black-forest-labs/FLUX.1-schnell": "flux-schnell+zeroscope",
+    "black-forest-labs/FLUX.1-Canny-dev": "flux-canny+zeroscope",
+    "black-forest-labs/FLUX.1-Depth-dev": "flux-depth+zeroscope",
+    "black-forest-labs/FLUX.1-Fill-dev": "flux-fill+zeroscope",
+    "black-forest-labs/FLUX.1-Kontext-dev": "flux-kontext+zeroscope",
 }
 
 

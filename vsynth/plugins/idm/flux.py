@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,6 +92,7 @@ class Flux:
         from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
         from transformers import CLIPTextModel, CLIPTokenizer, PreTrainedTokenizerFast, T5EncoderModel
 
+        source = offline_folder(source)
         kw = {"torch_dtype": runtime.dtype}
         return cls(
             transformer=load(FluxTransformer2DModel, source, what=what, share=TENSORS, subfolder="transformer", **kw).to(runtime.home),
@@ -101,6 +103,23 @@ class Flux:
             tokenizer_2=load(PreTrainedTokenizerFast, source, what=what, subfolder="tokenizer_2"),
             scheduler=load(FlowMatchEulerDiscreteScheduler, source, what=what, subfolder="scheduler"),
         )
+
+
+def offline_folder(source: str) -> str:
+    """The cached snapshot's folder for a hub id while the hub is offline, else ``source``.
+
+    diffusers asks the hub for the file list of a sharded checkpoint (FLUX's transformer) unless told
+    ``local_files_only``, even with ``HF_HUB_OFFLINE`` set; read from the snapshot's folder, a cached
+    download loads offline like any local folder.
+    """
+    from huggingface_hub import constants
+
+    from vsynth.core.diffusion.weights import cached_snapshot
+
+    if not constants.HF_HUB_OFFLINE or Path(source).is_dir():
+        return source
+    folder = cached_snapshot(source)
+    return source if folder is None else str(folder)
 
 
 class FluxDenoiser(Denoiser):
