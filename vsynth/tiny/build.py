@@ -218,6 +218,7 @@ _FLUX_SCHEDULER = dict(
     num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
     base_image_seq_len=256, max_image_seq_len=4096,
 )  # fmt: skip
+_FLUX_SCHNELL_SCHEDULER = dict(_FLUX_SCHEDULER, shift=1.0, use_dynamic_shifting=False)
 _T5_MAX_LENGTH = 512
 
 
@@ -427,14 +428,15 @@ def _flux_transformer(name: str, **changes):
     return _seeded(f"{name}.transformer", FluxTransformer2DModel, **{**_FLUX_TRANSFORMER, **changes})
 
 
-def _export_flux(name: str, directory: Path, pipeline: str, **transformer_changes) -> None:
-    """A FLUX pipeline folder: the shared tiny VAE and text encoders, and a transformer of its own seed."""
+def _export_flux(name: str, directory: Path, pipeline: str, scheduler: dict | None = None, **transformer_changes) -> None:
+    """A FLUX pipeline folder: the shared tiny VAE and text encoders, a transformer of its own seed, and the
+    real repo's scheduler config (schnell's has no resolution shift)."""
     import diffusers
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
     from transformers import T5Config, T5EncoderModel
 
     pipe = getattr(diffusers, pipeline)(
-        scheduler=FlowMatchEulerDiscreteScheduler(**_FLUX_SCHEDULER),
+        scheduler=FlowMatchEulerDiscreteScheduler(**(scheduler or _FLUX_SCHEDULER)),
         vae=_seeded("flux.vae", AutoencoderKL, **_FLUX_VAE),
         text_encoder=_clip_text("flux.text_encoder", _FLUX_CLIP_TEXT),
         tokenizer=tiny_tokenizer(),
@@ -466,7 +468,7 @@ def export(name: str, directory: str | Path) -> Path:
         "instruct-pix2pix": lambda d: _export_sd15_variant("instruct-pix2pix", d, "StableDiffusionInstructPix2PixPipeline", in_channels=8),
         "sd15-inpaint": lambda d: _export_sd15_variant("sd15-inpaint", d, "StableDiffusionInpaintPipeline", in_channels=9),
         "flux-dev": lambda d: _export_flux("flux-dev", d, "FluxPipeline"),
-        "flux-schnell": lambda d: _export_flux("flux-schnell", d, "FluxPipeline", guidance_embeds=False),
+        "flux-schnell": lambda d: _export_flux("flux-schnell", d, "FluxPipeline", _FLUX_SCHNELL_SCHEDULER, guidance_embeds=False),
         "flux-canny": lambda d: _export_flux("flux-canny", d, "FluxControlPipeline", in_channels=128, out_channels=64),
         "flux-depth": lambda d: _export_flux("flux-depth", d, "FluxControlPipeline", in_channels=128, out_channels=64),
         "flux-fill": lambda d: _export_flux("flux-fill", d, "FluxFillPipeline", in_channels=384, out_channels=64),
