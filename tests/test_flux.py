@@ -196,3 +196,14 @@ def test_memory_planner_says_flux_needs_sequential_offload_on_a_24gb_gpu():
     on_gpu = dataclasses.replace(plan, device="cuda:0", free=24 * GIB)
     with pytest.raises(InsufficientMemoryError, match="--offload sequential"):
         check_fits(on_gpu)
+
+
+def test_a_bridge_runs_a_flux_idm_configured_by_the_testing_helper(source_frames):
+    """Plugin authors test bridges with vsynth.testing.bridge_inputs: it configures the IDM as a run does."""
+    from vsynth.core.run.progress import Stages
+    from vsynth.testing import load_bridge
+
+    kontext = load_tiny("flux-kontext", max_sequence_length=TOKENS)
+    inputs = bridge_inputs(kontext, source_frames[:2], steps=4, guidance=2.5)
+    result = load_bridge("idm-only").run(kontext, load_tiny("zeroscope"), inputs, torch.Generator().manual_seed(0), Stages())
+    assert result.latents.shape == (1, 16, 2, 8, 8) and torch.isfinite(result.latents).all()
