@@ -36,7 +36,11 @@ REPOS = [
     "TencentARC/t2iadapter_depth_sd15v2",
     "Intel/dpt-hybrid-midas",
 ]
-BUILTIN_IDMS = sorted(name for name, spec in get_registry().models.items() if spec.kind == "idm" and spec.plugin == "vsynth")
+# The SD1.5 family (SD's latent space): FLUX's IDMs sample with their own flow schedule (tests/test_flux.py).
+BUILTIN_IDMS = sorted(
+    name for name, spec in get_registry().models.items()
+    if spec.kind == "idm" and spec.plugin == "vsynth" and spec.latent_space.name == "sd-vae"
+)  # fmt: skip
 
 # SD1.5's DDIM as REFERENCE.md states it: what every IDM samples and inverts with.
 REFERENCE_DDIM = {
