@@ -369,7 +369,12 @@ class FluxKontextDenoiser(FluxDenoiser):
 
 
 class FluxKontext(FluxModel):
-    """FLUX.1 Kontext: edits every source frame by the instruction (--idm-prompt), each frame its own reference."""
+    """FLUX.1 Kontext: edits every source frame by the instruction (--idm-prompt), each frame its own reference.
+
+    Frames are edited at the run's size, the reference at the frame's: FluxKontextPipeline's own
+    resizing (the output to about 1 megapixel, the reference to its preferred resolutions) is what
+    ``max_area=H*W, _auto_resize=False`` turns off, and a video keeps its size through every model.
+    """
 
     denoiser_class = FluxKontextDenoiser
 
