@@ -134,6 +134,15 @@ CLI_RUNS = {
          "--steps", "2"],
         {"condition.mp4", "idm_frames.mp4"},
     ),  # fmt: skip
+    "flux-fill-outpaint-mixed-inversion": (
+        ["--idm", "flux-fill", "--vdm", "animatediff", "--bridge", "mixed-inversion", "--video", SAMPLE_VIDEO, "--outpaint",
+         "horizontal", "--steps", "2"],
+        {"condition.mp4", "idm_frames.mp4"},
+    ),  # fmt: skip
+    "flux-dev-encapsulated-without-video": (
+        ["--idm", "flux-dev", "--vdm", "zeroscope", "--bridge", "encapsulated", "--steps", "4"],
+        {"t2v_frames.mp4"},
+    ),
     "flux-kontext-mixed-inversion": (
         ["--idm", "flux-kontext", "--vdm", "zeroscope", "--bridge", "mixed-inversion", "--video", SAMPLE_VIDEO,
          "--idm-prompt", "make it blue", "--steps", "2"],
