@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import SAMPLE_VIDEO, load_tiny
+from vsynth.core.diffusion import sampling
 from vsynth.core.diffusion.inputs import Sources
 from vsynth.testing import bridge_inputs, run_cli
 
@@ -216,3 +217,21 @@ def test_a_bridge_runs_a_flux_idm_configured_by_the_testing_helper(source_frames
     inputs = bridge_inputs(kontext, source_frames[:2], steps=4, guidance=2.5)
     result = load_bridge("idm-only").run(kontext, load_tiny("zeroscope"), inputs, torch.Generator().manual_seed(0), Stages())
     assert result.latents.shape == (1, 16, 2, 8, 8) and torch.isfinite(result.latents).all()
+
+
+def test_flux_inversion_denoiser_inverts_its_flow(source_frames):
+    """A FLUX IDM's inversion denoiser is its own transformer, inverted by the reverse Euler step of its flow:
+    inverting clean latents to a level and denoising back from there returns them, closer with more steps."""
+    model = load_tiny("flux-dev", max_sequence_length=TOKENS)
+    frames = source_frames[:2]
+    bridge_inputs(model, frames)  # configures the model for the frame size
+    x0 = model.codec.encode(frames)
+    cond = model.inversion_denoiser.condition(PROMPT)
+    errors = []
+    for steps in (25, 50):
+        schedule = sampling.Schedule(model.inversion_denoiser, steps)
+        start = steps // 5  # the same level for both: a fifth into the schedule
+        z = sampling.invert(schedule, x0, cond, start)
+        back = sampling.denoise(schedule, z, cond, start, guidance=1.0)
+        errors.append((back - x0).abs().max().item())
+    assert errors[1] < 0.1 and errors[1] < errors[0] / 1.5  # first order in the step size, as Euler
