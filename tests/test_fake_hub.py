@@ -31,6 +31,12 @@ RUNS = {
     "vace-14b": ["--vdm", "wan2.1-vace-14b", "--bridge", "none", "--mask", "{mask}"],
     "controlnet-sdxl-depth+zeroscope": ["--idm", "controlnet-sdxl-depth", "--vdm", "zeroscope"],
     "controlnet-sdxl-canny+zeroscope": ["--idm", "controlnet-sdxl-canny", "--vdm", "zeroscope"],
+    "flux-dev+zeroscope": ["--idm", "flux-dev", "--vdm", "zeroscope"],
+    "flux-schnell+zeroscope": ["--idm", "flux-schnell", "--vdm", "zeroscope"],
+    "flux-canny+zeroscope": ["--idm", "flux-canny", "--vdm", "zeroscope"],
+    "flux-depth+zeroscope": ["--idm", "flux-depth", "--vdm", "zeroscope"],
+    "flux-fill+zeroscope": ["--idm", "flux-fill", "--vdm", "zeroscope", "--mask", "{mask}"],
+    "flux-kontext+zeroscope": ["--idm", "flux-kontext", "--vdm", "zeroscope", "--idm-prompt", "make it red"],
 }
 RUN_OF_ID = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": "controlnet-depth+zeroscope",
@@ -55,6 +61,12 @@ RUN_OF_ID = {
     "stabilityai/stable-diffusion-xl-base-1.0": "controlnet-sdxl-depth+zeroscope",
     "diffusers/controlnet-depth-sdxl-1.0": "controlnet-sdxl-depth+zeroscope",
     "diffusers/controlnet-canny-sdxl-1.0": "controlnet-sdxl-canny+zeroscope",
+    "black-forest-labs/FLUX.1-dev": "flux-dev+zeroscope",
+    "black-forest-labs/FLUX.1-schnell": "flux-schnell+zeroscope",
+    "black-forest-labs/FLUX.1-Canny-dev": "flux-canny+zeroscope",
+    "black-forest-labs/FLUX.1-Depth-dev": "flux-depth+zeroscope",
+    "black-forest-labs/FLUX.1-Fill-dev": "flux-fill+zeroscope",
+    "black-forest-labs/FLUX.1-Kontext-dev": "flux-kontext+zeroscope",
 }
 
 

@@ -50,13 +50,14 @@ def load_bridge(name: str, **params):
 
 def bridge_inputs(idm, source_frames: np.ndarray, *, steps: int = 2, guidance: float = 7.5, prompt: str = SAMPLE_PROMPT):
     """What the pipeline would hand a bridge for this source video, with ``idm``'s prepared inputs
-    (``idm`` may be None for bridges without an image model)."""
+    (``idm`` may be None for bridges without an image model), and ``idm`` configured with them as the
+    pipeline configures it (a FLUX model's schedule depends on the frame size)."""
     from vsynth.core.diffusion.inputs import BridgeInputs
     from vsynth.core.diffusion.inputs import FrameInputs, Sources
 
     sources = Sources(video=source_frames)
     frames, height, width, _ = source_frames.shape
-    return BridgeInputs(
+    inputs = BridgeInputs(
         frames=frames,
         height=height,
         width=width,
@@ -70,6 +71,9 @@ def bridge_inputs(idm, source_frames: np.ndarray, *, steps: int = 2, guidance: f
         sources=sources,
         frame_inputs=idm.prepare(sources) if idm is not None else FrameInputs(),
     )
+    if idm is not None:
+        idm.configure(inputs)
+    return inputs
 
 
 def run_cli(*args):

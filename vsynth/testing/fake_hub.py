@@ -25,7 +25,7 @@ import os
 import shutil
 from contextlib import contextmanager
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Literal
 
 Scale = Literal["reduced", "full"]
@@ -62,6 +62,7 @@ _TEXT_WIDTHS = {768: 48, 1024: 64}  # 12 and 16 heads of width 4
 _TEXT_WIDTHS[1280] = 80  # SDXL's OpenCLIP-bigG: 20 heads of width 4
 _TEXT_WIDTHS[768 + 1280] = 48 + 80  # SDXL's UNet attends to both text encoders' states side by side
 _UMT5_WIDTH, _UMT5_VOCAB = 32, 98  # the offline character tokenizer of vsynth.tiny.wan has 98 ids
+_T5_WIDTH = 64  # T5-XXL's 4096 (FLUX's text_encoder_2), 64 heads of width 1
 
 
 def reduce_config(cls_name: str, config: dict) -> dict:
@@ -92,6 +93,11 @@ def reduce_config(cls_name: str, config: dict) -> dict:
         config.update(base_dim=8, num_res_blocks=1, **({"decoder_base_dim": 8} if config.get("decoder_base_dim") else {}))
     elif cls_name == "UMT5EncoderModel":
         config.update(vocab_size=_UMT5_VOCAB, d_model=_UMT5_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=2)
+    elif cls_name == "FluxTransformer2DModel":  # layers real; 4 heads of 8 (RoPE axes summing to 8): 24 would be 46M parameters
+        config.update(num_attention_heads=4, attention_head_dim=8, axes_dims_rope=[2, 2, 4], joint_attention_dim=_T5_WIDTH,
+                      pooled_projection_dim=_TEXT_WIDTHS[config.get("pooled_projection_dim", 768)])  # fmt: skip
+    elif cls_name == "T5EncoderModel":  # heads and layers real, one channel per head
+        config.update(d_model=_T5_WIDTH, d_kv=_T5_WIDTH // config["num_heads"], d_ff=160)
     elif cls_name == "DPTForDepthEstimation":
         bit = dict(config["backbone_config"], embedding_size=32, hidden_sizes=[64, 128, 256, 512], num_groups=8)
         config.update(backbone_config=bit, hidden_size=48, intermediate_size=192, fusion_hidden_size=32,
@@ -130,18 +136,25 @@ def fp16_name(filename: str) -> str:
     return f"{stem}.fp16.{suffix}"
 
 
-def _save_weights(module, path: Path, dtype=None) -> None:
+def _save_weights(module, path: Path, dtype=None, shards: list[str] = ()) -> None:
     import torch
     from safetensors.torch import save_file
 
     state, seen = {}, set()
     for k, v in module.state_dict().items():
-        if v.data_ptr() in seen:  # a tied tensor (UMT5's embeddings) is saved once, under its first name
-            continue
-        seen.add(v.data_ptr())
-        state[k] = v.detach().to(dtype or v.dtype).contiguous()
+        if v.numel() == 0 or v.data_ptr() not in seen:  # a tied tensor once, as save_pretrained writes it (T5's shared embedding)
+            seen.add(v.data_ptr())
+            state[k] = v.detach().to(dtype or v.dtype).contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".safetensors":
+    if path.name.endswith(".index.json"):  # sharded as the repo is: the tensors in order over its shards, and their index
+        keys, weight_map = list(state), {}
+        for i, shard in enumerate(shards):
+            part = keys[i * len(keys) // len(shards) : (i + 1) * len(keys) // len(shards)]
+            save_file({k: state[k] for k in part}, str(path.parent / shard), metadata={"format": "pt"})
+            weight_map.update(dict.fromkeys(part, shard))
+        total = sum(v.numel() * v.element_size() for v in state.values())
+        _write_json(path, {"metadata": {"total_size": total}, "weight_map": weight_map})
+    elif path.suffix == ".safetensors":
         save_file(state, str(path), metadata={"format": "pt"})
     else:
         torch.save(state, path)
@@ -150,6 +163,22 @@ def _save_weights(module, path: Path, dtype=None) -> None:
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _shards(repo_id: str, index: str) -> list[str]:
+    """The shard files of a shard index, by name, as the repo lists them (``model-00001-of-00002.safetensors``, ...)."""
+    stem = PurePosixPath(index).name.removesuffix(".safetensors.index.json")
+    folder = str(PurePosixPath(index).parent)
+    names = (PurePosixPath(f) for f in layouts()[repo_id]["files"])
+    return sorted(n.name for n in names if str(n.parent) == folder and n.name.startswith(f"{stem}-") and n.suffix == ".safetensors")
+
+
+def _write_t5_tokenizer(folder: Path) -> None:
+    """T5's tokenizer.json (2.4 MB) is not stored: vsynth's offline T5-style one, under the repo's settings."""
+    from vsynth.tiny.build import tiny_t5_tokenizer
+
+    tokenizer = tiny_t5_tokenizer()
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
 
 
 def _write_vocabulary(folder: Path) -> None:
@@ -177,6 +206,8 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision
         umt5_tokenizer().save_pretrained(snapshot / "tokenizer")  # Wan's: tokenizer.json, as transformers 5 saves it
     if (snapshot / "tokenizer_2").is_dir():  # SDXL's second CLIP tokenizer
         _write_vocabulary(snapshot / "tokenizer_2")
+    if (snapshot / "tokenizer_2" / "tokenizer_config.json").is_file():
+        _write_t5_tokenizer(snapshot / "tokenizer_2")
     written_configs = set()
     for component, filename in layouts()[repo_id]["weights"].items():
         cls_name = _component_class(repo_id, component)
@@ -197,7 +228,7 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision
         module = _build_module(cls_name, config)
         has_fp16 = fp16_name(filename) in layouts()[repo_id]["files"]
         if precision != "fp16" or not has_fp16:
-            _save_weights(module, snapshot / filename)
+            _save_weights(module, snapshot / filename, shards=_shards(repo_id, filename) if filename.endswith(".index.json") else ())
         if precision != "full" and has_fp16:
             _save_weights(module, snapshot / fp16_name(filename), torch.float16)
 

@@ -41,7 +41,7 @@ from vsynth.tiny.cache import cache_base, cache_errors, intact, write_manifest
 from vsynth.tiny.wan import TINY_WAN
 from vsynth.tiny.wan import export as export_wan
 
-TINY_FORMAT = "7"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
+TINY_FORMAT = "8"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
@@ -62,6 +62,12 @@ TINY_MODELS: dict[str, str] = {
     "sdxl": "StableDiffusionXLPipeline directory (text_time UNet, two CLIP texts 32-d + 48-d with projection, own VAE at 0.13025, Euler)",
     "controlnet-sdxl-canny": "ControlNetModel matching the sdxl UNet (canny edges control, text_time conditioning)",
     "controlnet-sdxl-depth": "ControlNetModel matching the sdxl UNet (depth map control, text_time conditioning)",
+    "flux-dev": "FluxPipeline directory (FluxTransformer2D with guidance embedding, 16-channel VAE, CLIP + T5 32-d)",
+    "flux-schnell": "FluxPipeline directory like flux-dev's, its transformer without guidance embedding",
+    "flux-canny": "FluxControlPipeline directory: flux-dev with a 128-channel transformer input (latents + control latents)",
+    "flux-depth": "FluxControlPipeline directory like flux-canny's, other transformer weights",
+    "flux-fill": "FluxFillPipeline directory: flux-dev with a 384-channel transformer input (latents + masked image + mask)",
+    "flux-kontext": "FluxKontextPipeline directory: flux-dev's layout, other transformer weights",
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -73,6 +79,15 @@ _SEEDS = {
     "controlnet-depth": 1004,
     "depth-estimator": 1005,
     "zeroscope.unet": 1006,
+    "flux.vae": 1040,
+    "flux.text_encoder": 1041,
+    "flux.text_encoder_2": 1042,
+    "flux-dev.transformer": 1043,
+    "flux-schnell.transformer": 1044,
+    "flux-canny.transformer": 1045,
+    "flux-depth.transformer": 1046,
+    "flux-fill.transformer": 1047,
+    "flux-kontext.transformer": 1048,
     "zeroscope.text_encoder": 1007,
     "modelscope.unet": 1008,
     "modelscope.text_encoder": 1009,
@@ -179,6 +194,56 @@ _UNET3D = dict(
     norm_num_groups=8,
     sample_size=8,
 )
+# FLUX.1: the real VAE has 16 latent channels, no quant convs, scaling 0.3611 and shift 0.1159; the
+# transformer packs 2x2 latent patches into 64-channel tokens (control: 128, fill: 384 input channels,
+# 64 out), with RoPE axes summing to its head width, CLIP's pooled width and T5's width as inputs.
+_FLUX_VAE = dict(_VAE, latent_channels=16, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+_FLUX_TRANSFORMER = dict(
+    patch_size=1,
+    in_channels=64,
+    out_channels=None,
+    num_layers=1,
+    num_single_layers=1,
+    attention_head_dim=16,
+    num_attention_heads=2,
+    joint_attention_dim=32,  # T5's width (4096 for real)
+    pooled_projection_dim=32,  # CLIP's width (768 for real)
+    guidance_embeds=True,
+    axes_dims_rope=(4, 4, 8),
+)
+_FLUX_CLIP_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=32, hidden_act="quick_gelu")
+_T5_TEXT = dict(vocab_size=600, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+                feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", is_gated_act=True, pad_token_id=0, eos_token_id=1)  # fmt: skip
+_FLUX_SCHEDULER = dict(
+    num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+    base_image_seq_len=256, max_image_seq_len=4096,
+)  # fmt: skip
+_FLUX_SCHNELL_SCHEDULER = dict(_FLUX_SCHEDULER, shift=1.0, use_dynamic_shifting=False)
+_T5_MAX_LENGTH = 512
+
+
+def tiny_t5_tokenizer():
+    """A character-level T5-style tokenizer that needs no download (``PreTrainedTokenizerFast``).
+
+    T5's special tokens where T5 has them (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2), then one token per
+    byte-level symbol (a Unigram model of single characters, SentencePiece's ``▁`` word marker),
+    and ``</s>`` appended to every sequence, as T5's tokenizer does; 512 tokens at most.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = ["▁", *(s for s in bytes_to_unicode().values() if s != "▁")]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(s, -1.0) for s in symbols]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=_T5_MAX_LENGTH
+    )
+
+
 
 # AnimateDiff's motion modules sit in every block of the sd15 UNet, so widths and depth must match it.
 _MOTION_ADAPTER = dict(
@@ -418,6 +483,32 @@ def _export_lightning(directory: Path) -> None:
     (directory / "config.json").write_text(json.dumps(dict(adapter.config), indent=2))
 
 
+def _flux_transformer(name: str, **changes):
+    """A tiny FluxTransformer2DModel of the family's layout, with its own seed and input width."""
+    from diffusers import FluxTransformer2DModel
+
+    return _seeded(f"{name}.transformer", FluxTransformer2DModel, **{**_FLUX_TRANSFORMER, **changes})
+
+
+def _export_flux(name: str, directory: Path, pipeline: str, scheduler: dict | None = None, **transformer_changes) -> None:
+    """A FLUX pipeline folder: the shared tiny VAE and text encoders, a transformer of its own seed, and the
+    real repo's scheduler config (schnell's has no resolution shift)."""
+    import diffusers
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+    from transformers import T5Config, T5EncoderModel
+
+    pipe = getattr(diffusers, pipeline)(
+        scheduler=FlowMatchEulerDiscreteScheduler(**(scheduler or _FLUX_SCHEDULER)),
+        vae=_seeded("flux.vae", AutoencoderKL, **_FLUX_VAE),
+        text_encoder=_clip_text("flux.text_encoder", _FLUX_CLIP_TEXT),
+        tokenizer=tiny_tokenizer(),
+        text_encoder_2=_seeded("flux.text_encoder_2", T5EncoderModel, config=T5Config(**_T5_TEXT)),
+        tokenizer_2=tiny_t5_tokenizer(),
+        transformer=_flux_transformer(name, **transformer_changes),
+    )
+    pipe.save_pretrained(directory)
+
+
 def export(name: str, directory: str | Path) -> Path:
     """Write tiny model ``name`` as a loadable directory at ``directory`` (created) and return it."""
     exporters = {
@@ -438,6 +529,12 @@ def export(name: str, directory: str | Path) -> Path:
         "t2i-adapter-depth": lambda d: _export_t2i_adapter("t2i-adapter-depth", d, in_channels=3),
         "instruct-pix2pix": lambda d: _export_sd15_variant("instruct-pix2pix", d, "StableDiffusionInstructPix2PixPipeline", in_channels=8),
         "sd15-inpaint": lambda d: _export_sd15_variant("sd15-inpaint", d, "StableDiffusionInpaintPipeline", in_channels=9),
+        "flux-dev": lambda d: _export_flux("flux-dev", d, "FluxPipeline"),
+        "flux-schnell": lambda d: _export_flux("flux-schnell", d, "FluxPipeline", _FLUX_SCHNELL_SCHEDULER, guidance_embeds=False),
+        "flux-canny": lambda d: _export_flux("flux-canny", d, "FluxControlPipeline", in_channels=128, out_channels=64),
+        "flux-depth": lambda d: _export_flux("flux-depth", d, "FluxControlPipeline", in_channels=128, out_channels=64),
+        "flux-fill": lambda d: _export_flux("flux-fill", d, "FluxFillPipeline", in_channels=384, out_channels=64),
+        "flux-kontext": lambda d: _export_flux("flux-kontext", d, "FluxKontextPipeline"),
         **{name: (lambda d, name=name: export_wan(name, d)) for name in TINY_WAN},
         "sdxl": _export_sdxl,
         "controlnet-sdxl-canny": lambda d: _export_controlnet("controlnet-sdxl-canny", d, _CONTROLNET_SDXL),

@@ -157,7 +157,8 @@ def encode_text(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
 
 
 class VaeCodec:
-    """uint8 frames (F, H, W, 3) <-> scaled latent videos (1, C, F, H/8, W/8), a few frames (``batch_size``)
+    """uint8 frames (F, H, W, 3) <-> scaled latent videos (1, C, F, H/8, W/8), shifted first where the VAE has a
+    ``shift_factor`` (FLUX, SD3: ``(z - shift) * scale``, as their pipelines), a few frames (``batch_size``)
     at a time: VAE slicing over frames.
 
     A float16 VAE whose config asks for it (``force_upcast``, SD1.5's: it overflows in float16) runs
@@ -175,6 +176,7 @@ class VaeCodec:
         self.vae = vae
         self.batch_size = self.own_batch_size = batch_size
         self.scale = vae.config.get("scaling_factor", 1.0)
+        self.shift = vae.config.get("shift_factor", None) or 0.0  # FLUX's and SD3's VAEs shift before scaling
         self.factor = 2 ** (len(vae.config.get("block_out_channels", (0,))) - 1)
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
@@ -225,7 +227,7 @@ class VaeCodec:
             noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=latents.dtype)
             latents = latents + std * noise.to(latents.device)
         if scaled:
-            latents = latents * self.scale
+            latents = (latents - self.shift) * self.scale
         return latents.to(self.dtype)
 
     @torch.no_grad()
@@ -237,7 +239,7 @@ class VaeCodec:
         out = None  # uint8 (F, H, W, 3), filled a chunk at a time so the frames are never held twice
         device = execution_device(self.vae)
         for start in range(0, frames, self.batch_size):
-            chunk = latents[0, :, start : start + self.batch_size].permute(1, 0, 2, 3).to(device, self.vae.dtype) / self.scale
+            chunk = latents[0, :, start : start + self.batch_size].permute(1, 0, 2, 3).to(device, self.vae.dtype) / self.scale + self.shift
             image = self.vae.decode(chunk).sample
             self.passes["decoded_frames"] += len(chunk)
             pixels = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

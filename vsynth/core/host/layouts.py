@@ -75,3 +75,19 @@ def sdxl_pipeline() -> tuple[str, ...]:
         *clip_tokenizer(),
         *clip_tokenizer("tokenizer_2"),
     )
+
+
+def flux_pipeline() -> tuple[str, ...]:
+    """What vsynth reads of a FLUX pipeline folder (FluxPipeline, FluxControlPipeline, FluxFillPipeline,
+    FluxKontextPipeline): the transformer, VAE, CLIP and T5 encoders, both tokenizers and the scheduler."""
+    return (
+        _path("transformer", "config.json"),
+        sharded("transformer", "diffusion_pytorch_model.safetensors"),
+        *diffusers_model("vae"),
+        *transformers_model("text_encoder"),
+        _path("text_encoder_2", "config.json"),
+        sharded("text_encoder_2", "model.safetensors"),
+        *clip_tokenizer(),
+        _path("tokenizer_2", "tokenizer.json"),
+        _path("scheduler", "scheduler_config.json"),
+    )

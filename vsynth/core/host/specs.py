@@ -282,6 +282,10 @@ class ModelSpec(_Spec):
         "prediction per step), of a distilled guidance embedding (one prediction per step: FLUX dev), or nothing (a "
         "guidance-free checkpoint: FLUX schnell, few-step distillations).",
     )
+    default_steps: PositiveInt | None = Field(None, description="Its steps when --steps is not given; None: vsynth's 50.")
+    default_guidance: float | None = Field(
+        None, description="Its guidance when --guidance is not given (as its diffusers pipeline); None: vsynth's 7.5."
+    )
 
     @property
     def size_gb(self) -> float:

@@ -24,6 +24,15 @@ SDXL's UNet (measured the same way, from ``vsynth/configs``) has no attention in
 18.4 at 512x512, 15.8 at 768 and 1024; with an SDXL ControlNet 23.8 and 21.5. It gets its own
 bound, 24 (:data:`SDXL_UNET_K`), chosen by its ``text_time`` added conditions; its VAE is SD's
 architecture (the same K), and its second text encoder is shared like the first.
+
+A transformer IDM (FLUX) holds ``FLUX_K * D * N * tokens * bytes`` at once instead: D its
+hidden width (heads times head width), tokens per frame its image tokens (h * w / 4 latent pixels;
+twice that with Kontext's reference tokens) plus its text tokens; K was measured the same way on
+FLUX.1's transformer (11.9 B parameters, 3072 wide): 30.2 at 512x512 and 23.5 at 1024x1024 for one
+frame, 25.1 and 21.8 for two (a per-call overhead amortised over frames). A distilled-guidance model
+makes one evaluation per step, so its copies are 1 whatever ``--guidance`` says. Weights that ship in
+shards count every shard; where none is on disk, the parameter counts layouts.json records
+(measured on the meta device from the real configs) are used.
 """
 
 from __future__ import annotations
@@ -44,12 +53,14 @@ SDXL_UNET_K = 24  # SDXL's UNet, alone or with a ControlNet (see the module docs
 # Transformers (Wan, FLUX): K elements per token and hidden unit, measured for Wan's blocks by benchmarks/activation_k.py
 # (1.3B 22.9-23.4, 14B 14.2-19.1); classifier-free guidance runs its two passes one after the other (WanPipeline).
 TRANSFORMER_K = 24
+FLUX_K = 31  # FLUX.1's transformer, measured as above: the largest (one 512x512 frame), as a bound
 VAE_DECODE_K = 480
 VAE_ENCODE_K = 390
 ENCODE_BATCH = 8  # frames a VaeCodec encodes at once
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 CONFIGS = Path(__file__).parents[2] / "configs"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+INDEX_SUFFIX = ".index.json"  # a shard index: the weights are the files it names
 SHARED = ("vae", "text_encoder", "text_encoder_2")  # components the loader holds once for every model on the same files
 
 
@@ -147,11 +158,12 @@ def estimate(
                 units.setdefault(unit, {})[part.key] = part.bytes
         unet = _config(folders, sources[role], "unet")
         vae = _config(folders, sources[role], "vae")
-        transformer = _config(folders, sources[role], "transformer")
-        if transformer:
+        transformer = _config(folders, sources[role], "transformer") if spec.architecture == "transformer" else None
+        if transformer and not transformer.get("_class_name", "").startswith("Flux"):  # video transformers (Wan)
             activations = max(activations, _transformer_activations(spec, params[role], transformer, frames, height, width, size))
         else:
-            activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size))
+            activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size,
+                                                             transformer))  # fmt: skip
         activations = max(activations, _vae_activations(params[role], vae, frames, height, width, dtype, vae_batch))
     weights = sum(p.bytes for p in parts.values())
     largest = max((p.largest * p.bytes_per for p in parts.values()), default=0)
@@ -272,10 +284,10 @@ def _parts(role: str, weights, source: str, folder: Path | None, options: dict, 
     parts = []
     for entry in weights.files:
         alternatives = entry.format(**options).split("|")
-        if not alternatives[0].endswith(WEIGHT_SUFFIXES):
+        if not any(name.endswith(WEIGHT_SUFFIXES) or name.endswith(INDEX_SUFFIX) for name in alternatives):
             continue
         component = str(PurePosixPath(alternatives[0]).parent).replace(".", "")
-        elements, largest, key = _count(source, folder, alternatives)
+        elements, largest, key = _count(source, folder, alternatives, component)
         if component in SHARED:
             unit = f"{role}.{component}"
         else:
@@ -287,9 +299,10 @@ def _parts(role: str, weights, source: str, folder: Path | None, options: dict, 
     return parts
 
 
-def _count(source: str, folder: Path | None, alternatives: list[str]) -> tuple[int, int, str]:
-    """(parameters, largest tensor, identity) of the file a loader reads: from its header when on disk,
-    else from its size in layouts.json."""
+def _count(source: str, folder: Path | None, alternatives: list[str], component: str = "") -> tuple[int, int, str]:
+    """(parameters, largest tensor, identity) of the file a loader reads: from its header (every shard's,
+    for a shard index) when on disk, else from its size in layouts.json, else from the parameter count
+    layouts.json records for the component."""
     if folder is not None and folder.is_file():
         return (*_read_counts(folder), str(folder.resolve()))
     for name in alternatives:
@@ -297,20 +310,20 @@ def _count(source: str, folder: Path | None, alternatives: list[str]) -> tuple[i
         if path is not None and path.is_file():
             return (*_read_counts(path), str(path.resolve()))
     layout = _layouts().get(source, {})
-    files, elements = layout.get("files", {}), layout.get("elements", {})
-    for name in alternatives:
-        if name in elements:  # parameter counts where the file sizes are not known (Wan: from the configs on the meta device)
-            return elements[name], 0, f"{source}/{name}"
+    files = layout.get("files", {})
     for name in alternatives:
         if isinstance(files.get(name), int):
             return files[name] // (2 if ".fp16." in name else 4), 0, f"{source}/{name}"
+    counted = layout.get("parameters", {}).get(component)
+    if counted:
+        return counted["total"], counted["largest"], f"{source}/{alternatives[0]}"
     return 0, 0, f"{source}/{alternatives[0]}"
 
 
 def _read_counts(path: Path) -> tuple[int, int]:
     """Parameters and the largest tensor's, from a safetensors header (every shard's, for a shard index); a .bin
     file's size over its element size."""
-    if path.name.endswith(".index.json"):
+    if path.name.endswith(INDEX_SUFFIX):
         shards = sorted(set(json.loads(path.read_text()).get("weight_map", {}).values()))
         counts = [_read_counts(path.parent / shard) for shard in shards if (path.parent / shard).is_file()]
         return sum(c[0] for c in counts), max((c[1] for c in counts), default=0)
@@ -363,10 +376,13 @@ def _latent_pixels(vae: dict, height: int, width: int, tiled: bool = False) -> i
 
 
 def _unet_activations(spec: ModelSpec, params: Params, unet: dict, vae: dict, frames: int, height: int, width: int,
-                      guidance: float, size: int) -> int:  # fmt: skip
+                      guidance: float, size: int, transformer: dict | None = None) -> int:  # fmt: skip
     window = getattr(params, "window", None) if spec.kind == "vdm" else getattr(params, "batch_size", None)
     per_call = min(frames, window or frames)
-    copies = (3 if hasattr(params, "image_guidance") else 2) if guidance > 1 else 1
+    classifier_free = getattr(spec, "guidance", "classifier-free") == "classifier-free"
+    copies = (3 if hasattr(params, "image_guidance") else 2) if guidance > 1 and classifier_free else 1
+    if transformer and transformer.get("_class_name", "").startswith("Flux"):
+        return _flux_activations(spec, params, transformer, vae, per_call * copies, height, width, size)
     channels = unet.get("block_out_channels", [320])[0]
     k = SDXL_UNET_K if unet.get("addition_embed_type") == "text_time" else UNET_K
     return k * channels * per_call * copies * _latent_pixels(vae, height, width) * size
@@ -385,6 +401,16 @@ def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict,
     tokens = latent_frames * (height // space.spatial // side) * (width // space.spatial // side)
     hidden = transformer.get("num_attention_heads", 24) * transformer.get("attention_head_dim", 128)
     return TRANSFORMER_K * tokens * hidden * size
+
+
+def _flux_activations(spec: ModelSpec, params: Params, transformer: dict, vae: dict, frames: int, height: int, width: int,
+                             size: int) -> int:  # fmt: skip
+    """FLUX's transformer (where K was measured) over packed latents (2x2 per token) and its text tokens."""
+    width_ = transformer["num_attention_heads"] * transformer.get("attention_head_dim", 128)
+    image = _latent_pixels(vae, height, width) // (spec.latent_space.packing ** 2)
+    image *= 2 if spec.task == "editing" else 1  # Kontext attends to the source frame's tokens too
+    tokens = image + getattr(params, "max_sequence_length", 512)
+    return FLUX_K * width_ * frames * tokens * size
 
 
 def _vae_activations(params: Params, vae: dict, frames: int, height: int, width: int, dtype: str, vae_batch: int | None) -> int:

@@ -124,7 +124,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     params = {role: validate_params(spec.params, routed[role], role, config.options) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge", config.options)
-    sampling = _resolve_sampling(config, params["vdm"], has_idm=idm is not None)
+    sampling = _resolve_sampling(config, params["vdm"], idm)
     vdm_flag = "--vdm-steps" if config.vdm_steps is not None else "--steps"  # the one the user typed
     validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
     if idm is not None:
@@ -250,18 +250,24 @@ def _check_window(config: RunConfig, vdm: ModelSpec, params: Params) -> None:
     raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once: lower -o window={window} to {vdm.max_frames} or less")
 
 
-def _resolve_sampling(config: RunConfig, vdm_params: Params, *, has_idm: bool) -> Sampling:
-    """Without an IDM, --steps/--guidance are the VDM's own; with one, they are shared unless the VDM fixes its own."""
+def _resolve_sampling(config: RunConfig, vdm_params: Params, idm: ModelSpec | None) -> Sampling:
+    """Without an IDM, --steps/--guidance are the VDM's own; with one, they are shared unless the VDM fixes its own.
+    Left out, the IDM's are its spec's defaults (FLUX's as its pipelines), else 50 and 7.5."""
+    has_idm = idm is not None
     steps = config.vdm_steps if config.vdm_steps is not None or has_idm else config.steps
     guidance = config.vdm_guidance if config.vdm_guidance is not None or has_idm else config.guidance
     resolver = vdm_params if isinstance(vdm_params, VideoParams) else VideoParams()
     vdm_steps, vdm_guidance = resolver.sampling(steps, guidance, shared_steps=config.steps, shared_guidance=config.guidance)
     return Sampling(
-        steps=config.steps or DEFAULT_STEPS,
-        guidance=DEFAULT_GUIDANCE if config.guidance is None else config.guidance,
+        steps=config.steps or (idm and idm.default_steps) or DEFAULT_STEPS,
+        guidance=config.guidance if config.guidance is not None else _default_guidance(idm),
         vdm_steps=vdm_steps,
         vdm_guidance=vdm_guidance,
     )
+
+
+def _default_guidance(idm: ModelSpec | None) -> float:
+    return idm.default_guidance if idm is not None and idm.default_guidance is not None else DEFAULT_GUIDANCE
 
 
 def _probe(config: RunConfig, path: Path) -> videoio.VideoInfo:

@@ -294,3 +294,140 @@ def vsynth_register_models(registrar):
             guidance="classifier-free",
         )
     )
+    _register_flux(registrar)
+
+
+from vsynth.core.host.specs import LatentSpace  # noqa: E402  (kept beside the FLUX specs that use it)
+
+# FLUX.1 (black-forest-labs): frame-wise rectified-flow transformers over the 16-channel FLUX VAE.
+FLUX_LATENTS = LatentSpace(name="flux-vae", channels=16, spatial=8, packing=2, size_multiple=16, scaling=0.3611, shift=0.1159)
+# bf16 files of the diffusers-format repos (transformer 23.8 GB, T5-XXL 9.5, CLIP-L 0.25, VAE 0.17).
+FLUX_SIZE_GB = 33.7
+FLUX_SAMPLER = "Euler (flow matching, FluxPipeline's sigmas shifted by the resolution's mu)"
+
+
+def _flux_weights(repo: str, tiny: str) -> WeightsSpec:
+    return WeightsSpec(role="flux", id=f"black-forest-labs/{repo}", size_gb=FLUX_SIZE_GB, tiny=tiny, files=layouts.flux_pipeline())
+
+
+# Mixed Inversion mixes an image-side and a video-side inversion of one latent; FLUX's latent space is
+# no VDM's today (ZeroScope, AnimateDiff: sd-vae; Wan: its own), so only the video side can run.
+_FLUX_MIXED_INVERSION = _mixing_ratio(0.0)
+
+
+class FluxParams(BatchParams):
+    max_sequence_length: int = Field(512, ge=1, le=512, description="T5 tokens the prompt is padded or cut to (the pipelines' 512).")
+
+
+class FluxGenerationParams(FluxParams):
+    strength: float = Field(0.6, gt=0.0, le=1.0, description="SDEdit strength when a source video is given, as FluxImg2ImgPipeline (1 = ignore it).")
+
+
+class FluxCannyParams(FluxParams):
+    low_threshold: int = Field(50, ge=0, le=255, description="Canny lower hysteresis threshold.")
+    high_threshold: int = Field(200, ge=0, le=255, description="Canny upper hysteresis threshold.")
+
+
+class FluxDepthParams(FluxParams):
+    depth_estimator: str | None = Field(None, description="Depth-estimation weights (hub id or directory); default: the spec's.")
+
+
+def _flux_spec(name: str, **fields) -> ModelSpec:
+    family = dict(
+        process="flow",
+        solver="euler",
+        architecture="transformer",
+        latent_space=FLUX_LATENTS,
+        guidance="distilled",
+        sampler=FLUX_SAMPLER,
+        bridge_defaults=_FLUX_MIXED_INVERSION,
+    )
+    return ModelSpec(name=name, kind="idm", **{**family, **fields})
+
+
+def _register_flux(registrar) -> None:
+    registrar.register_model(
+        _flux_spec(
+            "flux-dev",
+            task=GENERATION,
+            description="FLUX.1 [dev]: text-to-image, or SDEdit of the source video when one is given (-o strength); "
+            "--guidance is its distilled guidance embedding.",
+            weights=(_flux_weights("FLUX.1-dev", "flux-dev"),),
+            params=FluxGenerationParams,
+            impl="vsynth.plugins.idm.flux:FluxModel",
+            accepts=("video",),
+            default_steps=28,
+            default_guidance=3.5,
+        )
+    )
+    registrar.register_model(
+        _flux_spec(
+            "flux-schnell",
+            task=GENERATION,
+            description="FLUX.1 [schnell], timestep-distilled: text-to-image in 4 steps without guidance, or SDEdit of the source "
+            "video (-o strength).",
+            weights=(_flux_weights("FLUX.1-schnell", "flux-schnell"),),
+            params=FluxGenerationParams,
+            impl="vsynth.plugins.idm.flux:FluxModel",
+            accepts=("video",),
+            guidance="none",
+            sampler="Euler (flow matching, FluxPipeline's sigmas shifted by the resolution's mu), 4 steps, no guidance",
+            default_steps=4,
+            default_guidance=1.0,
+        )
+    )
+    registrar.register_model(
+        _flux_spec(
+            "flux-canny",
+            task=CONTROLLABLE,
+            description="FLUX.1 Canny [dev]: conditioned on Canny edges of the source video, their latents concatenated to the "
+            "packed latents (FluxControlPipeline).",
+            weights=(_flux_weights("FLUX.1-Canny-dev", "flux-canny"),),
+            params=FluxCannyParams,
+            impl="vsynth.plugins.idm.flux:FluxCanny",
+            needs=("video|condition_video",),
+            default_steps=50,
+            default_guidance=30.0,
+        )
+    )
+    registrar.register_model(
+        _flux_spec(
+            "flux-depth",
+            task=CONTROLLABLE,
+            description="FLUX.1 Depth [dev]: conditioned on depth maps estimated from the source video (DPT), their latents "
+            "concatenated to the packed latents (FluxControlPipeline).",
+            weights=(_flux_weights("FLUX.1-Depth-dev", "flux-depth"), DEPTH_ESTIMATOR),
+            params=FluxDepthParams,
+            impl="vsynth.plugins.idm.flux:FluxDepth",
+            needs=("video|condition_video",),
+            default_steps=30,
+            default_guidance=10.0,
+        )
+    )
+    registrar.register_model(
+        _flux_spec(
+            "flux-fill",
+            task=INPAINTING,
+            description="FLUX.1 Fill [dev]: regenerates the masked part of each frame (--mask), or extends the frame (--outpaint).",
+            weights=(_flux_weights("FLUX.1-Fill-dev", "flux-fill"),),
+            params=FluxParams,
+            impl="vsynth.plugins.idm.flux:FluxFill",
+            needs=("video", "mask|outpaint"),
+            default_steps=50,
+            default_guidance=30.0,
+        )
+    )
+    registrar.register_model(
+        _flux_spec(
+            "flux-kontext",
+            task=EDITING,
+            description="FLUX.1 Kontext [dev]: edits each source frame by an instruction (--idm-prompt), the frame's latents "
+            "as its reference tokens.",
+            weights=(_flux_weights("FLUX.1-Kontext-dev", "flux-kontext"),),
+            params=FluxParams,
+            impl="vsynth.plugins.idm.flux:FluxKontext",
+            needs=("video",),
+            default_steps=28,
+            default_guidance=2.5,
+        )
+    )
