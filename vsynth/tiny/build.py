@@ -194,34 +194,6 @@ _UNET3D = dict(
     norm_num_groups=8,
     sample_size=8,
 )
-# FLUX.1: the real VAE has 16 latent channels, no quant convs, scaling 0.3611 and shift 0.1159; the
-# transformer packs 2x2 latent patches into 64-channel tokens (control: 128, fill: 384 input channels,
-# 64 out), with RoPE axes summing to its head width, CLIP's pooled width and T5's width as inputs.
-_FLUX_VAE = dict(_VAE, latent_channels=16, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
-_FLUX_TRANSFORMER = dict(
-    patch_size=1,
-    in_channels=64,
-    out_channels=None,
-    num_layers=1,
-    num_single_layers=1,
-    attention_head_dim=16,
-    num_attention_heads=2,
-    joint_attention_dim=32,  # T5's width (4096 for real)
-    pooled_projection_dim=32,  # CLIP's width (768 for real)
-    guidance_embeds=True,
-    axes_dims_rope=(4, 4, 8),
-)
-_FLUX_CLIP_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=32, hidden_act="quick_gelu")
-_T5_TEXT = dict(vocab_size=600, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
-                feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", is_gated_act=True, pad_token_id=0, eos_token_id=1)  # fmt: skip
-_FLUX_SCHEDULER = dict(
-    num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-    base_image_seq_len=256, max_image_seq_len=4096,
-)  # fmt: skip
-_FLUX_SCHNELL_SCHEDULER = dict(_FLUX_SCHEDULER, shift=1.0, use_dynamic_shifting=False)
-_T5_MAX_LENGTH = 512
-
-
 def tiny_t5_tokenizer():
     """A character-level T5-style tokenizer that needs no download (``PreTrainedTokenizerFast``).
 
@@ -268,6 +240,34 @@ _CLIP_TEXT_COMMON = dict(
 _SD15_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=32, hidden_act="quick_gelu")  # like openai CLIP-L
 _ZEROSCOPE_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=48, hidden_act="gelu")  # like OpenCLIP-H
 _SDXL_TEXT_2 = dict(_CLIP_TEXT_COMMON, hidden_size=_SDXL_TEXT_2_WIDTH, hidden_act="gelu", projection_dim=_SDXL_TEXT_2_WIDTH)  # like OpenCLIP-bigG
+
+# FLUX.1: the real VAE has 16 latent channels, no quant convs, scaling 0.3611 and shift 0.1159; the
+# transformer packs 2x2 latent patches into 64-channel tokens (control: 128, fill: 384 input channels,
+# 64 out), with RoPE axes summing to its head width, CLIP's pooled width and T5's width as inputs.
+_FLUX_VAE = dict(_VAE, latent_channels=16, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+_FLUX_TRANSFORMER = dict(
+    patch_size=1,
+    in_channels=64,
+    out_channels=None,
+    num_layers=1,
+    num_single_layers=1,
+    attention_head_dim=16,
+    num_attention_heads=2,
+    joint_attention_dim=32,  # T5's width (4096 for real)
+    pooled_projection_dim=32,  # CLIP's width (768 for real)
+    guidance_embeds=True,
+    axes_dims_rope=(4, 4, 8),
+)
+_FLUX_CLIP_TEXT = dict(_CLIP_TEXT_COMMON, hidden_size=32, hidden_act="quick_gelu")
+_T5_TEXT = dict(vocab_size=600, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+                feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", is_gated_act=True, pad_token_id=0, eos_token_id=1)  # fmt: skip
+_FLUX_SCHEDULER = dict(
+    num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+    base_image_seq_len=256, max_image_seq_len=4096,
+)  # fmt: skip
+_FLUX_SCHNELL_SCHEDULER = dict(_FLUX_SCHEDULER, shift=1.0, use_dynamic_shifting=False)
+_T5_MAX_LENGTH = 512
+
 
 
 _DPT = dict(
