@@ -204,10 +204,10 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision
         from vsynth.tiny.wan import umt5_tokenizer
 
         umt5_tokenizer().save_pretrained(snapshot / "tokenizer")  # Wan's: tokenizer.json, as transformers 5 saves it
-    if (snapshot / "tokenizer_2").is_dir():  # SDXL's second CLIP tokenizer
+    if (snapshot / "tokenizer_2").is_dir() and "T5Tokenizer" not in (snapshot / "model_index.json").read_text():  # SDXL's second CLIP tokenizer
         _write_vocabulary(snapshot / "tokenizer_2")
-    if (snapshot / "tokenizer_2" / "tokenizer_config.json").is_file():
-        _write_t5_tokenizer(snapshot / "tokenizer_2")
+    if (snapshot / "tokenizer_2" / "tokenizer_config.json").is_file() and "T5Tokenizer" in (snapshot / "model_index.json").read_text():
+        _write_t5_tokenizer(snapshot / "tokenizer_2")  # FLUX's T5 tokenizer
     written_configs = set()
     for component, filename in layouts()[repo_id]["weights"].items():
         cls_name = _component_class(repo_id, component)
