@@ -54,12 +54,21 @@ def test_vace_with_canny_control_equals_wan_vace_pipeline():
     assert not torch.allclose(ours, plain, atol=1e-3)  # the control reaches the model
 
 
-@pytest.mark.parametrize("vdm", ["wan2.1-t2v-1.3b", "wan2.2-ti2v-5b", "wan2.1-vace-1.3b"])
-@pytest.mark.parametrize("idm, bridge, video", [("controlnet-canny", "mixed-inversion", True), ("controlnet-canny", "encapsulated", True),
-                                                 ("sd15", "encapsulated", False)])  # fmt: skip
+COMPOSED = [
+    *((vdm, idm, bridge, video) for vdm in ("wan2.1-t2v-1.3b", "wan2.2-ti2v-5b", "wan2.1-vace-1.3b")
+      for idm, bridge, video in (("controlnet-canny", "mixed-inversion", True), ("controlnet-canny", "encapsulated", True),
+                                 ("sd15", "encapsulated", False))),
+    # flow with flow, two latent spaces (FLUX's and Wan's)
+    ("wan2.1-t2v-1.3b", "flux-canny", "mixed-inversion", True),
+    ("wan2.1-t2v-1.3b", "flux-canny", "encapsulated", True),
+    ("wan2.1-t2v-1.3b", "flux-dev", "encapsulated", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("vdm, idm, bridge, video", COMPOSED)
 def test_every_output_of_a_composed_run(vdm, idm, bridge, video, tmp_path):
     settings = dict(TINY, steps=4, idm=idm, vdm=vdm, bridge=bridge, out=tmp_path / "out", **({"video": SAMPLE_VIDEO} if video else {}))
-    with pytest.warns(vsynth.errors.VsynthWarning) if bridge == "mixed-inversion" else _nothing():
+    with pytest.warns(vsynth.errors.VsynthWarning) if bridge == "mixed-inversion" and idm.startswith("controlnet") else _nothing():  # FLUX asks 0 itself
         result = vsynth.run(**settings)
     files = {p.name for p in result.out_dir.iterdir()}
     assert {"video.mp4", "video.gif", "grid.png", "run.json"} <= files

@@ -142,6 +142,8 @@ def _spec_record(spec, registry) -> dict:
         record["size_gb"] = spec.size_gb
         record["toy"] = all(w.toy is not None for w in spec.weights)  # `vsynth run --toy` can run it
         record["solvers"] = fitting(spec.process)  # what --idm-scheduler / --vdm-scheduler take
+        space = spec.latent_space
+        record["frame_rule"] = f"{space.frame_rule()}; sides multiples of {space.size_multiple} pixels"
     record["params"] = spec.param_schema()
     record["params_schema"] = spec.params.model_json_schema()
     return record
