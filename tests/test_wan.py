@@ -121,3 +121,24 @@ def test_the_a14b_experts_switch_at_the_boundary_level_also_when_a_bridge_enters
     assert [name for name, _ in seen] == ["high" if t >= 875 else "low" for _, t in seen]
     assert {"low"} <= {name for name, _ in seen} and len(seen) == 6 - start
     del EvalCounter
+
+
+def test_umt5_encodes_each_prompt_of_a_run_once_before_the_transformer_runs():
+    """Wan's text encoder (UMT5-XXL, 11 GB) runs for the run's prompts before the bridge, once each, and never again."""
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import execute, load_models, plan_run
+    from vsynth.core.run.progress import Stages
+
+    plan = plan_run(RunConfig(idm="controlnet-canny", vdm="wan2.1-t2v-1.3b", bridge="mixed-inversion", video=SAMPLE_VIDEO,
+                              negative_prompt="blurry", **TINY))  # fmt: skip
+    loaded = load_models(plan, Stages())
+    wan = loaded.models["vdm"].wan
+    order = []
+    hooks = [wan.text_encoder.register_forward_pre_hook(lambda *a: order.append("text")),
+             wan.unet.register_forward_pre_hook(lambda *a: order.append("transformer"))]  # fmt: skip
+    try:
+        execute(plan, loaded=loaded, write=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert order[:2] == ["text", "text"] and "text" not in order[2:] and "transformer" in order

@@ -100,6 +100,16 @@ class WanDenoiser(Denoiser):
         self.boundary_ratio = boundary_ratio
         self.expand_timesteps = expand_timesteps
         self.max_sequence_length = max_sequence_length
+        self.prompts: dict[str, torch.Tensor] = {}  # UMT5's states by prompt: each prompt is encoded once
+
+    def release_text_encoder(self) -> None:
+        """Move UMT5 (about 11 GB in bfloat16) off the GPU once the run's prompts are encoded, so that the
+        transformer runs without it; a prompt asked for later is encoded where it then is. Under
+        --offload its hooks already keep it off the GPU between uses."""
+        parameter = next(self.text_encoder.parameters(), None)
+        if parameter is not None and parameter.device.type == "cuda" and execution_device(self.text_encoder) == parameter.device:
+            self.text_encoder.to("cpu")
+            torch.cuda.empty_cache()
 
     @property
     def experts(self) -> list[torch.nn.Module]:
@@ -114,6 +124,11 @@ class WanDenoiser(Denoiser):
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """(1, max_sequence_length, D): UMT5's states of the real tokens, zero-padded, as WanPipeline encodes."""
+        if prompt not in self.prompts:
+            self.prompts[prompt] = self._encode(prompt)
+        return self.prompts[prompt].to(self.device)
+
+    def _encode(self, prompt: str) -> torch.Tensor:
         tokens = self.tokenizer([prompt_clean(prompt)], padding="max_length", max_length=self.max_sequence_length, truncation=True,
                                 add_special_tokens=True, return_attention_mask=True, return_tensors="pt")  # fmt: skip
         device = execution_device(self.text_encoder)
@@ -186,6 +201,12 @@ class WanVideoModel(VideoModel):
     def unets(self) -> list[torch.nn.Module]:
         return self.wan.experts
 
+    def configure(self, inputs) -> None:
+        """Encode the run's prompts now and release UMT5 from the GPU before any transformer call."""
+        for prompt in {inputs.prompt, inputs.negative_prompt}:
+            self.wan.encode_prompt(prompt)
+        self.wan.release_text_encoder()
+
 
 def pipeline_index(source: str) -> dict:
     """The folder's model_index.json (which experts it has, boundary_ratio, expand_timesteps)."""
@@ -230,6 +251,7 @@ class WanVaceModel(WanVideoModel):
     def configure(self, inputs) -> None:
         from PIL import Image
 
+        super().configure(inputs)
         from vsynth.plugins.idm.detectors import canny_maps
 
         sources, params = inputs.sources, self.params
