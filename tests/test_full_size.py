@@ -93,3 +93,45 @@ def test_controlnet_with_animatediff(session, video, vdm, options):
     """Mixed inversion: frame-wise generation, both inversions and the VDM's smoothing, 2 steps each."""
     result = session.run(idm=IDM, vdm=vdm, video=video, options=options, **SETTINGS)
     _check(result, "idm", "idm.controlnet", "vdm")
+
+
+@pytest.fixture(scope="module")
+def wan_folder(tmp_path_factory) -> Path:
+    """Wan 2.1 T2V 1.3B as a local folder: its real transformer and VAE (random weights, float32, 5.7 GB), UMT5 cut
+    to 2 of its 24 layers at its real width (the whole UMT5-XXL, 22.7 GB in float32, exceeds this machine's memory)."""
+    import json
+
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from vsynth.configs import __file__ as configs
+    from vsynth.tiny.wan import umt5_tokenizer
+
+    repo = Path(configs).parent / "Wan-AI__Wan2.1-T2V-1.3B-Diffusers"
+
+    def config(component):
+        return {k: v for k, v in json.loads((repo / component / "config.json").read_text()).items() if not k.startswith("_")}
+
+    torch.manual_seed(0)
+    text = UMT5Config(**{**config("text_encoder"), "num_layers": 2, "vocab_size": 98})
+    pipe = WanPipeline(tokenizer=umt5_tokenizer(), text_encoder=UMT5EncoderModel(text), vae=AutoencoderKLWan.from_config(config("vae")),
+                       scheduler=UniPCMultistepScheduler.from_config(json.loads((repo / "scheduler" / "scheduler_config.json").read_text())),
+                       transformer=WanTransformer3DModel.from_config(config("transformer")))  # fmt: skip
+    folder = tmp_path_factory.mktemp("wan") / "Wan2.1-T2V-1.3B"
+    pipe.save_pretrained(folder)
+    del pipe
+    gc.collect()
+    return folder
+
+
+def test_wan_1_3b_at_full_size_through_text_to_video_and_vdm_only(wan_folder, video):
+    """The real 1.3B transformer (1.42 B parameters) and Wan VAE load from a folder and sample 5 frames at 64x64."""
+    import vsynth
+
+    common = dict(vdm="wan2.1-t2v-1.3b", vdm_weights=str(wan_folder), prompt="a ball", frames=5, height=64, width=64, steps=2, device="cpu")
+    result = vsynth.run(bridge="none", **common)
+    assert result.latents.shape == (1, 16, 2, 8, 8) and np.isfinite(result.latents.float().numpy()).all()
+    assert result.record["models"]["vdm"]["sampling"]["process"] == "flow" and result.record["nfe"]["vdm"] == 4
+    edit = vsynth.run(bridge="vdm-only", video=video, stride=1, options={"t2v_strength": 1.0}, **{**common, "frames": 2})
+    assert edit.frames.shape == (1, 64, 64, 3)  # 2 frames fit 1 + 4k as 1
