@@ -142,3 +142,35 @@ def test_umt5_encodes_each_prompt_of_a_run_once_before_the_transformer_runs():
         for h in hooks:
             h.remove()
     assert order[:2] == ["text", "text"] and "text" not in order[2:] and "transformer" in order
+
+
+def test_ti2v_holding_the_source_first_frame_equals_wan_image_to_video_pipeline():
+    ours = vsynth.run(vdm="wan2.2-ti2v-5b", bridge="none", video=SAMPLE_VIDEO, options={"first_frame": "source"}, **TINY).latents
+    pipe = pipeline("WanImageToVideoPipeline", "wan2.2-ti2v")
+    image = Image.fromarray(frames()[0])
+    theirs = pipe(**PIPELINE, image=image, generator=torch.Generator().manual_seed(TINY["seed"])).frames
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    plain = vsynth.run(vdm="wan2.2-ti2v-5b", bridge="none", **TINY).latents
+    assert not torch.allclose(ours[:, :, 1:], plain[:, :, 1:], atol=1e-3)  # the held frame steers the others
+
+
+def test_mixed_inversion_feeds_ti2v_the_idms_first_frame():
+    from vsynth.plugins.vdm.wan import WanDenoiser
+
+    held = []
+    real = WanDenoiser.finish
+
+    def spy(self, latents):
+        held.append(self.first_frame is not None)
+        return real(self, latents)
+
+    settings = dict(idm="controlnet-canny", vdm="wan2.2-ti2v-5b", bridge="mixed-inversion", video=SAMPLE_VIDEO, **TINY)
+    with pytest.MonkeyPatch.context() as patch, pytest.warns(vsynth.errors.VsynthWarning):
+        patch.setattr(WanDenoiser, "finish", spy)
+        fed = vsynth.run(**settings, options={"vdm.first_frame": "idm"})
+        held_with, held[:] = list(held), []
+        plain = vsynth.run(**settings)
+    assert all(held_with) and not any(held)
+    assert not torch.allclose(fed.latents, plain.latents, atol=1e-3)
+    with pytest.raises(vsynth.errors.InvalidParamsError, match="first_frame=source holds the first frame at --video's"):
+        vsynth.run(vdm="wan2.2-ti2v-5b", bridge="none", options={"first_frame": "source"}, **TINY)

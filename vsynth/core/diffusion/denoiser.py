@@ -72,6 +72,11 @@ class Denoiser:
         """A fresh scheduler of the model's kind and config (schedulers keep per-run state)."""
         return type(self.scheduler).from_config(self.scheduler.config)
 
+    def finish(self, latents: torch.Tensor) -> torch.Tensor:
+        """A clean latent video as the model's pipeline returns it: a model that holds some frames fixed
+        (Wan 2.2 TI2V conditioned on its first frame) puts them back. Unchanged by default."""
+        return latents
+
     def set_timesteps(self, scheduler, steps: int) -> None:
         """Set ``steps`` sampling steps on a fresh ``scheduler`` as the model's diffusers pipeline does.
 
@@ -139,6 +144,9 @@ class DelegatingDenoiser(Denoiser):
 
     def set_timesteps(self, scheduler, steps: int) -> None:
         self.inner.set_timesteps(scheduler, steps)
+
+    def finish(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.inner.finish(latents)
 
     def initial_noise(self, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
         return self.inner.initial_noise(shape, generator)

@@ -95,3 +95,7 @@ class ImageModel(Model):
 
 class VideoModel(Model):
     """A VDM: a denoiser over whole clips."""
+
+    def condition_on_frames(self, frames) -> None:
+        """Frames a bridge generated (uint8 (F, H, W, 3), e.g. the IDM's) that a VDM able to follow given frames
+        takes as its condition (Wan 2.2 TI2V: the first one, where its params ask for it). Nothing by default."""

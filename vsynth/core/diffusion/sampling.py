@@ -120,7 +120,7 @@ def sample(
     schedule = Schedule(denoiser, steps)
     scheduler = schedule.fresh()
     latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # flow schedulers have none: they start at s = 1
-    return _loop(schedule, scheduler, latents, cond, 0, steps, guidance, advance, generator)
+    return denoiser.finish(_loop(schedule, scheduler, latents, cond, 0, steps, guidance, advance, generator))
 
 
 @torch.no_grad()
@@ -137,7 +137,7 @@ def denoise(
     """Denoise ``latents`` (process form, at ``schedule.level(start)``) from step ``start`` to the end."""
     scheduler = schedule.fresh(start)
     x = processes.convert(latents, schedule.level(start), schedule.process.form, schedule.form)
-    return _loop(schedule, scheduler, x, cond, start, schedule.steps, guidance, advance, generator)
+    return schedule.denoiser.finish(_loop(schedule, scheduler, x, cond, start, schedule.steps, guidance, advance, generator))
 
 
 @torch.no_grad()
@@ -167,7 +167,7 @@ def denoise_predict(
     if advance:
         advance(1)
     x0, noise = schedule.process.split(x, output, _entry(schedule, scheduler, stop * schedule.order), schedule.form)
-    return x0.to(output.dtype), noise
+    return schedule.denoiser.finish(x0.to(output.dtype)), noise
 
 
 def _model_input(scheduler, x: torch.Tensor, t) -> torch.Tensor:

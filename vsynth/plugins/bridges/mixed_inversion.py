@@ -78,6 +78,7 @@ class MixedInversion(Bridge):
         with stages.stage("decoding IDM frames", total=inputs.frames) as advance:
             idm_frames = idm.codec.decode(z_idm, advance)
         z0 = idm.codec.encode(idm_frames) if params.reencode else z_idm
+        vdm.condition_on_frames(idm_frames)  # a VDM that follows given frames (Wan 2.2 TI2V with -o first_frame=idm)
 
         inverter, video = idm.inversion_denoiser, vdm.denoiser
         smoothing = sampling.Schedule(video, vdm_steps)

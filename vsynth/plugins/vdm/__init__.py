@@ -63,6 +63,13 @@ class WanParams(VideoParams):
         return super().sampling(steps, WAN_GUIDANCE if guidance is None else guidance, shared_steps=shared_steps, shared_guidance=None)
 
 
+class TI2VParams(WanParams):
+    first_frame: Literal["none", "source", "idm"] = Field(
+        "none", description="Image-to-video: hold the first frame at --video's first frame, or at the IDM's first generated frame "
+        "(mixed-inversion), as WanImageToVideoPipeline does for Wan 2.2 TI2V; none: text-to-video."
+    )
+
+
 class VaceParams(WanParams):
     control: Literal["canny", "video"] = Field(
         "canny", description="What VACE follows from --video: its canny edges, or the frames themselves (the fill with --mask/--outpaint "
@@ -173,8 +180,9 @@ def vsynth_register_models(registrar):
                 kind="vdm",
                 description=description,
                 weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny=tiny, files=layouts.wan_pipeline(experts)),),
-                params=WanParams,
+                params=TI2VParams if "ti2v" in name else WanParams,
                 impl=WAN_IMPL,
+                accepts=("video",) if "ti2v" in name else (),
                 native_size=native,
                 max_frames=frames,
                 fps=fps,

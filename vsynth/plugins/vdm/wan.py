@@ -22,6 +22,7 @@ from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import VideoModel
 from vsynth.core.diffusion.offload import execution_device
 from vsynth.core.diffusion.processes import FLOW
+from vsynth.errors import InvalidParamsError
 
 
 def prompt_clean(text: str) -> str:
@@ -101,6 +102,7 @@ class WanDenoiser(Denoiser):
         self.expand_timesteps = expand_timesteps
         self.max_sequence_length = max_sequence_length
         self.prompts: dict[str, torch.Tensor] = {}  # UMT5's states by prompt: each prompt is encoded once
+        self.first_frame: torch.Tensor | None = None  # TI2V: the clean latent (1, C, 1, h, w) the first latent frame is held at
 
     def release_text_encoder(self) -> None:
         """Move UMT5 (about 11 GB in bfloat16) off the GPU once the run's prompts are encoded, so that the
@@ -138,12 +140,23 @@ class WanDenoiser(Denoiser):
         return torch.cat([states, states.new_zeros(self.max_sequence_length - length, states.shape[1])]).unsqueeze(0)
 
     def timestep_input(self, latents: torch.Tensor, t) -> torch.Tensor:
+        """One timestep per clip, or (TI2V) per token: 0 for the tokens of a held first frame, as WanImageToVideoPipeline."""
         t = torch.as_tensor(t, device=latents.device)
         if not self.expand_timesteps:
             return t.expand(latents.shape[0])
         b, _, f, h, w = latents.shape
         patch = self.unet.config.patch_size
-        return (torch.ones((f, h // patch[1], w // patch[2]), device=latents.device) * t).flatten().unsqueeze(0).expand(b, -1)
+        mask = torch.ones((f, h // patch[1], w // patch[2]), device=latents.device)
+        if self.first_frame is not None:
+            mask[0] = 0
+        return (mask * t).flatten().unsqueeze(0).expand(b, -1)
+
+    def finish(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.first_frame is None:
+            return latents
+        held = latents.clone()
+        held[:, :, :1] = self.first_frame.to(latents.device, latents.dtype)
+        return held
 
     def transformer_kwargs(self, latents: torch.Tensor, cond: Conditioning) -> dict:
         """Extra transformer arguments (VACE's control states); none for plain Wan."""
@@ -152,7 +165,7 @@ class WanDenoiser(Denoiser):
     @torch.no_grad()
     def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
         model = self.expert(t)
-        x = latents.to(model.dtype)
+        x = self.finish(latents).to(model.dtype)  # TI2V: the first frame held at its condition
         timestep = self.timestep_input(latents, t)
         extra = self.transformer_kwargs(x, cond)
         velocity = model(hidden_states=x, timestep=timestep, encoder_hidden_states=cond.text.to(model.dtype), return_dict=False, **extra)[0]
@@ -202,10 +215,23 @@ class WanVideoModel(VideoModel):
         return self.wan.experts
 
     def configure(self, inputs) -> None:
-        """Encode the run's prompts now and release UMT5 from the GPU before any transformer call."""
+        """Encode the run's prompts now and release UMT5 from the GPU before any transformer call; hold TI2V's first
+        frame at the source's first frame where the params ask for it."""
         for prompt in {inputs.prompt, inputs.negative_prompt}:
             self.wan.encode_prompt(prompt)
         self.wan.release_text_encoder()
+        self.wan.first_frame = None
+        if getattr(self.params, "first_frame", "none") == "source":
+            if inputs.sources.video is None:
+                raise InvalidParamsError("-o first_frame=source holds the first frame at --video's: give --video, or -o first_frame=none")
+            self.condition_on_frames(inputs.sources.video, source=True)
+
+    def condition_on_frames(self, frames, source: bool = False) -> None:
+        """TI2V's image-to-video: the first frame held at ``frames[0]`` (encoded alone, as WanImageToVideoPipeline),
+        when the params ask for the IDM's first frame (or, from configure, the source's)."""
+        wanted = getattr(self.params, "first_frame", "none")
+        if wanted == ("source" if source else "idm"):
+            self.wan.first_frame = self.codec.encode(frames[:1])
 
 
 def pipeline_index(source: str) -> dict:
