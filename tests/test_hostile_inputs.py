@@ -374,6 +374,27 @@ class Boom(Bridge):
 @hookimpl
 def vsynth_register_bridges(registrar):
     registrar.register_bridge(BridgeSpec(name="boom", description="fails", needs_idm=False, impl="vsynth_boom:Boom"))
+
+
+from vsynth.core.diffusion.models import VideoModel
+from vsynth.core.host.specs import ModelSpec
+from vsynth.plugins.vdm import ZeroScopeParams
+
+
+class BoomVdm(VideoModel):
+    @classmethod
+    def load(cls, spec, params, sources, runtime):
+        raise KeyError("unet.weight")
+
+
+@hookimpl
+def vsynth_register_models(registrar):
+    from vsynth.core.host import layouts
+    from vsynth.core.host.specs import WeightsSpec
+
+    weights = WeightsSpec(role="vdm", id="cerspense/zeroscope_v2_576w", size_gb=3.7, tiny="zeroscope", files=layouts.sd_pipeline())
+    registrar.register_model(ModelSpec(name="boom-vdm", kind="vdm", description="fails to load", weights=(weights,),
+                                       params=ZeroScopeParams, impl="vsynth_boom:BoomVdm"))
 """
 
 
@@ -396,6 +417,13 @@ def boom_plugin(tmp_path, monkeypatch):
     yield
     sys.modules.pop("vsynth_boom", None)
     get_registry.cache_clear()
+
+
+def test_an_exception_while_a_plugin_model_loads_names_the_plugin(tmp_path, boom_plugin):
+    out = tmp_path / "runs" / "out"
+    line = one_line(invoke("run", *TINY, "--vdm", "boom-vdm", "--prompt", "a ball", "--out", out, "--quiet"))
+    assert "vsynth-boom 1.3.0" in line and "'boom-vdm'" in line and "KeyError" in line
+    assert entries(out.parent) == []
 
 
 def test_an_exception_inside_a_plugin_bridge_names_the_plugin(tmp_path, boom_plugin):

@@ -334,7 +334,8 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
     models = {}
     with stages.stage("loading models", total=len(specs)) as advance, placement((plan.device, plan.config.offload)):
         for role, spec in specs.items():
-            models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
+            with plugin_errors(spec):  # a third-party model's own failure: one line naming it
+                models[role] = spec.load_impl().load(spec, plan.params[role], plan.sources[role], runtime)
             _check_weights_finite(role, models[role], plan.sources[role])
             _check_process(spec, models[role].denoiser)
             models[role].codec.space = spec.latent_space
@@ -406,7 +407,8 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     frame_inputs = FrameInputs()
     if idm is not None:
         with stages.stage("preparing conditions", total=1) as advance:
-            frame_inputs = idm.prepare(sources)
+            with plugin_errors(plan.idm):
+                frame_inputs = idm.prepare(sources)
             advance(1)
 
     inputs = BridgeInputs(
@@ -424,7 +426,8 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         frame_inputs=frame_inputs,
     )
     for model in models.values():
-        model.configure(inputs)
+        with plugin_errors(model.spec):
+            model.configure(inputs)
     generator = torch.Generator("cpu").manual_seed(config.seed)
     with compiling(stages, config.compile), plugin_errors(plan.bridge):
         result = bridge.run(idm, vdm, inputs, generator, stages)
