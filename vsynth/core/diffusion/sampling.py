@@ -75,9 +75,6 @@ class Schedule:
         steps, where diffusers' image-to-image pipelines start. ``steps`` when it runs none."""
         return self.steps - int(self.steps * strength)
 
-    def record(self) -> dict:
-        return processes.scheduler_record(self.process, self._scheduler)
-
 
 def initial_noise(denoiser: Denoiser, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
     """Gaussian noise of ``shape`` (B, C, F, H, W), as the denoiser draws it (:meth:`Denoiser.initial_noise`)."""
