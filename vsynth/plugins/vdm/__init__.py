@@ -86,6 +86,28 @@ class VaceParams(WanParams):
         return self
 
 
+class LTXParams(VideoParams):
+    max_sequence_length: PositiveInt = Field(128, le=512, description="Prompt tokens T5 encodes (LTXPipeline's 128).")
+    frame_rate: float = Field(25.0, gt=0, description="The frame rate the transformer's rotary positions are scaled for (LTXPipeline's frame_rate, 25).")
+    decode_timestep: float = Field(0.0, ge=0.0, le=1.0, description="Timestep the 0.9.1 VAE decoder is conditioned on (LTXPipeline's decode_timestep, 0).")
+    first_frame: Literal["none", "source", "idm"] = Field(
+        "none", description="Image-to-video: hold the first frames at --video's, or at the IDM's generated frames (mixed-inversion), "
+        "as LTXImageToVideoPipeline holds its image (and LTXConditionPipeline a condition at frame 0); none: text-to-video."
+    )
+    condition_frames: PositiveInt = Field(1, description="How many frames -o first_frame holds (rounded down to 1 + 8k: whole latent frames).")
+
+    @model_validator(mode="after")
+    def _no_windows_when_held(self):
+        if self.window is not None and self.first_frame != "none":
+            raise ValueError("-o first_frame holds the clip's first frames, which windows would hold in every window: run it without -o window")
+        return self
+
+    def sampling(self, steps, guidance, *, shared_steps, shared_guidance):
+        """LTXPipeline defaults to 50 steps and guidance 3.0 (not SD's 7.5)."""
+        guidance = guidance if guidance is not None else shared_guidance
+        return super().sampling(steps, LTX_GUIDANCE if guidance is None else guidance, shared_steps=shared_steps, shared_guidance=None)
+
+
 WAN_GUIDANCE = 5.0
 WAN_IMPL = "vsynth.plugins.vdm.wan:WanVideoModel"
 WAN21_LATENTS = LatentSpace(name="wan2.1-vae", channels=16, spatial=8, temporal=4, causal=True, size_multiple=16, scaling=1.0,
@@ -113,6 +135,13 @@ WAN_VACE_MODELS = (
      "(--mask, --outpaint): the trained baseline for controllable generation and inpainting."),
     ("wan2.1-vace-14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", 81.2, "Wan 2.1 VACE 14B, as wan2.1-vace-1.3b."),
 )  # fmt: skip
+
+
+LTX_GUIDANCE = 3.0
+LTX_SIZE_GB = 30.5  # float32, as the conversion script saves it: transformer 1.92 B, VAE 0.93 B, T5-XXL encoder 4.76 B parameters
+# LTX-Video's VAE: 32x spatial (4x4 patches, three 2x stages), 8x temporal with the first frame alone, 128 channels normalized
+# by the VAE's own per-channel statistics (buffers in its weights, not in its config: mean/std are not declared here).
+LTX_LATENTS = LatentSpace(name="ltx-video-vae", channels=128, spatial=32, temporal=8, causal=True, size_multiple=32, scaling=1.0)
 
 
 UNET3D_IMPL = "vsynth.plugins.vdm.unet3d:UNet3DVideoModel"
@@ -213,3 +242,25 @@ def vsynth_register_models(registrar):
                 latent_space=WAN21_LATENTS,
             )
         )
+    registrar.register_model(
+        ModelSpec(
+            name="ltx-video",
+            kind="vdm",
+            description="LTX-Video 2B (0.9.1): a fast flow DiT over a 32x/8x 128-channel VAE with T5-XXL; follows given first frames "
+            "(-o first_frame) as its image-to-video does.",
+            # LTXPipeline's folder: the Wan layout (model_index, transformer, vae, sharded T5 text_encoder, tokenizer, scheduler)
+            weights=(WeightsSpec(role="vdm", id="Lightricks/LTX-Video", size_gb=LTX_SIZE_GB, tiny="ltx-video", files=layouts.wan_pipeline()),),
+            params=LTXParams,
+            impl="vsynth.plugins.vdm.ltx:LTXVideoModel",
+            accepts=("video",),
+            native_size=(480, 704),
+            max_frames=257,
+            fps=24,
+            sampler="Euler on flow sigmas shifted by the clip's token count (0.95 at 1024 tokens to 2.05 at 4096, terminal 0.1), "
+            "50 steps, guidance 3.0",
+            process="flow",
+            solver="euler",
+            architecture="transformer",
+            latent_space=LTX_LATENTS,
+        )
+    )
