@@ -228,9 +228,8 @@ class LTXVideoModel(VideoModel):
     def configure(self, inputs) -> None:
         """Keep the clip's token count (the schedule's shift), encode the run's prompts and release T5 from the GPU, and
         hold the first frames at the source's where the params ask for it."""
-        frames = min(inputs.frames, self.params.window or inputs.frames)
-        _, _, f, h, w = self.codec.latent_shape(frames, inputs.height, inputs.width)
-        self.ltx.tokens = f * h * w
+        _, _, f, h, w = self.codec.latent_shape(inputs.frames, inputs.height, inputs.width)
+        self.ltx.tokens = min(f, self.params.window or f) * h * w  # the tokens of one call: windows count latent frames
         for prompt in {inputs.prompt, inputs.negative_prompt or ""}:
             self.ltx._encode(prompt)
         self.ltx.release_text_encoder()
