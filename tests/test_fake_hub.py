@@ -37,6 +37,7 @@ RUNS = {
     "flux-depth+zeroscope": ["--idm", "flux-depth", "--vdm", "zeroscope"],
     "flux-fill+zeroscope": ["--idm", "flux-fill", "--vdm", "zeroscope", "--mask", "{mask}"],
     "flux-kontext+zeroscope": ["--idm", "flux-kontext", "--vdm", "zeroscope", "--idm-prompt", "make it red"],
+    "ltx-video": ["--vdm", "ltx-video", "--bridge", "none"],
 }
 RUN_OF_ID = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": "controlnet-depth+zeroscope",
@@ -67,6 +68,7 @@ RUN_OF_ID = {
     "black-forest-labs/FLUX.1-Depth-dev": "flux-depth+zeroscope",
     "black-forest-labs/FLUX.1-Fill-dev": "flux-fill+zeroscope",
     "black-forest-labs/FLUX.1-Kontext-dev": "flux-kontext+zeroscope",
+    "Lightricks/LTX-Video": "ltx-video",
 }
 
 

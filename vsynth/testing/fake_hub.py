@@ -98,6 +98,11 @@ def reduce_config(cls_name: str, config: dict) -> dict:
                       pooled_projection_dim=_TEXT_WIDTHS[config.get("pooled_projection_dim", 768)])  # fmt: skip
     elif cls_name == "T5EncoderModel":  # heads and layers real, one channel per head
         config.update(d_model=_T5_WIDTH, d_kv=_T5_WIDTH // config["num_heads"], d_ff=160)
+    elif cls_name == "LTXVideoTransformer3DModel":  # 2 of 28 blocks, 2 heads of 8, T5's reduced width
+        config.update(num_layers=2, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16, caption_channels=_T5_WIDTH)
+    elif cls_name == "AutoencoderKLLTXVideo":  # the 0.9.1 layout (32x/8x, 128 channels, timestep-conditioned decoder) at small widths
+        config.update(block_out_channels=[8, 8, 16, 16], decoder_block_out_channels=[8, 16, 32], layers_per_block=[1] * 5,
+                      decoder_layers_per_block=[1] * 4)  # fmt: skip
     elif cls_name == "DPTForDepthEstimation":
         bit = dict(config["backbone_config"], embedding_size=32, hidden_sizes=[64, 128, 256, 512], num_groups=8)
         config.update(backbone_config=bit, hidden_size=48, intermediate_size=192, fusion_hidden_size=32,
@@ -204,6 +209,9 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision
         from vsynth.tiny.wan import umt5_tokenizer
 
         umt5_tokenizer().save_pretrained(snapshot / "tokenizer")  # Wan's: tokenizer.json, as transformers 5 saves it
+    elif (snapshot / "model_index.json").is_file() and real_config(repo_id, "model_index.json").get("text_encoder", [None, None])[1] == "T5EncoderModel":
+        (snapshot / "tokenizer").mkdir()
+        _write_t5_tokenizer(snapshot / "tokenizer")  # LTX-Video's T5 tokenizer
     if (snapshot / "tokenizer_2").is_dir() and "T5Tokenizer" not in (snapshot / "model_index.json").read_text():  # SDXL's second CLIP tokenizer
         _write_vocabulary(snapshot / "tokenizer_2")
     if (snapshot / "tokenizer_2" / "tokenizer_config.json").is_file() and "T5Tokenizer" in (snapshot / "model_index.json").read_text():
