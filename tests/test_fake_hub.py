@@ -37,7 +37,7 @@ RUNS = {
     "flux-depth+zeroscope": ["--idm", "flux-depth", "--vdm", "zeroscope"],
     "flux-fill+zeroscope": ["--idm", "flux-fill", "--vdm", "zeroscope", "--mask", "{mask}"],
     "flux-kontext+zeroscope": ["--idm", "flux-kontext", "--vdm", "zeroscope", "--idm-prompt", "make it red"],
-    "ltx-video": ["--vdm", "ltx-video", "--bridge", "none"],
+    "ltx-video": ["--vdm", "ltx-video", "--bridge", "none", "--vdm-steps", "2"],  # its schedule needs 2 steps
 }
 RUN_OF_ID = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": "controlnet-depth+zeroscope",

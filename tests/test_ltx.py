@@ -103,5 +103,7 @@ def test_frame_and_size_rules_of_the_real_vae_are_checked_before_loading():
         vsynth.run(vdm="ltx-video", bridge="none", fit="strict", **{**TINY, "height": 80})
     with pytest.raises(vsynth.errors.InvalidParamsError, match="first_frame=source holds the first frames at --video's"):
         vsynth.run(vdm="ltx-video", bridge="none", options={"first_frame": "source"}, **TINY)
+    with pytest.raises(vsynth.errors.InvalidParamsError, match="2 steps or more"):
+        vsynth.run(vdm="ltx-video", bridge="none", **{**TINY, "steps": 1})
     with pytest.raises(vsynth.errors.VsynthInputError, match="without -o window"):
         vsynth.run(vdm="ltx-video", bridge="none", video=SAMPLE_VIDEO, options={"first_frame": "source", "window": 9}, **TINY)

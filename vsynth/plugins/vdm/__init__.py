@@ -103,9 +103,13 @@ class LTXParams(VideoParams):
         return self
 
     def sampling(self, steps, guidance, *, shared_steps, shared_guidance):
-        """LTXPipeline defaults to 50 steps and guidance 3.0 (not SD's 7.5)."""
+        """LTXPipeline defaults to 50 steps and guidance 3.0 (not SD's 7.5); one step cannot be stretched to its terminal sigma."""
         guidance = guidance if guidance is not None else shared_guidance
-        return super().sampling(steps, LTX_GUIDANCE if guidance is None else guidance, shared_steps=shared_steps, shared_guidance=None)
+        steps, guidance = super().sampling(steps, LTX_GUIDANCE if guidance is None else guidance, shared_steps=shared_steps, shared_guidance=None)
+        if steps < 2:
+            raise InvalidParamsError("ltx-video samples with 2 steps or more: its schedule stretches the last sigma to 0.1, which one step "
+                                     "cannot do (LTXPipeline gives NaN); raise --vdm-steps")
+        return steps, guidance
 
 
 WAN_GUIDANCE = 5.0

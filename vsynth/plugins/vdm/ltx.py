@@ -209,7 +209,10 @@ class LTXVideoModel(VideoModel):
         from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
         from transformers import T5EncoderModel, T5TokenizerFast
 
-        source, what, kw = sources["vdm"], spec.name, {"torch_dtype": runtime.dtype}
+        from vsynth.plugins.idm.flux import offline_folder
+
+        # the snapshot's folder while offline: diffusers asks the hub for a sharded transformer's file list otherwise
+        source, what, kw = offline_folder(sources["vdm"]), spec.name, {"torch_dtype": runtime.dtype}
         model = cls(spec, params)
         model.denoiser = LTXDenoiser(
             load(LTXVideoTransformer3DModel, source, what=what, subfolder="transformer", **kw).to(runtime.home),
