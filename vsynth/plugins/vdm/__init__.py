@@ -89,7 +89,10 @@ class VaceParams(WanParams):
 class LTXParams(VideoParams):
     max_sequence_length: PositiveInt = Field(128, le=512, description="Prompt tokens T5 encodes (LTXPipeline's 128).")
     frame_rate: float = Field(25.0, gt=0, description="The frame rate the transformer's rotary positions are scaled for (LTXPipeline's frame_rate, 25).")
-    decode_timestep: float = Field(0.0, ge=0.0, le=1.0, description="Timestep the 0.9.1 VAE decoder is conditioned on (LTXPipeline's decode_timestep, 0).")
+    decode_timestep: float = Field(
+        0.0, ge=0.0, le=1.0, description="Timestep the 0.9.1 VAE decoder is conditioned on, and the share of noise mixed into the "
+        "latents first (LTXPipeline's decode_timestep and decode_noise_scale, 0)."
+    )
     first_frame: Literal["none", "source", "idm"] = Field(
         "none", description="Image-to-video: hold the first frames at --video's, or at the IDM's generated frames (mixed-inversion), "
         "as LTXImageToVideoPipeline holds its image (and LTXConditionPipeline a condition at frame 0); none: text-to-video."

@@ -88,16 +88,22 @@ class LTXCodec(VaeCodec):
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, advance=None) -> np.ndarray:
-        """As LTXPipeline decodes: denormalized, and for a timestep-conditioned decoder (0.9.1) at ``decode_timestep``
-        (the pipeline's default 0; its ``decode_noise_scale`` then mixes in no noise)."""
+        """As LTXPipeline decodes: denormalized and, for a timestep-conditioned decoder (0.9.1), mixed with noise at
+        ``decode_timestep`` (the pipeline's ``decode_noise_scale`` defaults to it) and decoded at that timestep. That noise
+        and the noise the 0.9.1 decoder injects are drawn from a fixed seed (LTXPipeline draws them from its generator and
+        the global one), so that a run's seed gives one video."""
         device = execution_device(self.vae)
         z = latents.to(device, self.vae.dtype)
         mean, std = self._stats(device, z.dtype)
         z = z * std / self.scale + mean
-        timestep = None
-        if self.vae.config.timestep_conditioning:
-            timestep = torch.tensor([self.decode_timestep], device=device, dtype=z.dtype)
-        video = self.vae.decode(z, timestep, return_dict=False)[0]  # (1, 3, F, H, W) in [-1, 1]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            timestep = None
+            if self.vae.config.timestep_conditioning:
+                timestep = torch.tensor([self.decode_timestep], device=device, dtype=z.dtype)
+                if self.decode_timestep > 0:
+                    z = (1 - self.decode_timestep) * z + self.decode_timestep * torch.randn(z.shape, device=device, dtype=z.dtype)
+            video = self.vae.decode(z, timestep, return_dict=False)[0]  # (1, 3, F, H, W) in [-1, 1]
         frames = ((video[0].float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
         self.passes["decoded_frames"] += len(frames)
         if advance:
