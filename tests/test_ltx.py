@@ -56,6 +56,42 @@ def test_holding_the_source_first_frame_equals_ltx_image_to_video_pipeline(pipe)
     assert not torch.allclose(ours[:, :, 1:], plain[:, :, 1:], atol=1e-3)  # the held frame steers the others
 
 
+def test_keyframes_equal_ltx_condition_pipeline(pipe, monkeypatch):
+    """-o keyframe_stride=8 with the first frame held: LTXConditionPipeline with images at frame indices 0 and 8.
+
+    Its schedule is given as the pipeline's timesteps on a scheduler without the resolution shift (LTXConditionPipeline
+    sets timesteps without ``mu``, which the 0.9.1 scheduler config needs); its conditions are encoded to their mean,
+    as vsynth encodes them, its per-step noise on the held tokens is off (``image_cond_noise_scale=0``) and it encodes
+    128 prompt tokens as LTXPipeline (its own default is 256)."""
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline
+    from diffusers.pipelines.ltx import pipeline_ltx_condition
+    from PIL import Image
+
+    from vsynth.core.diffusion import sampling
+    from vsynth.testing import load_tiny_model
+
+    frames = read_video(SAMPLE_VIDEO, frames=9, stride=2, size=(64, 64)).frames
+    flat = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, use_dynamic_shifting=False, shift_terminal=None)
+    model = load_tiny_model("ltx-video", first_frame="idm", keyframe_stride=8)
+    d = model.ltx
+    d.scheduler, d.tokens = flat, 8
+    model.condition_on_frames(frames)
+    assert [index for index, _ in d.keyframes] == [8]
+    cond = d.condition("a red ball")
+    noise = sampling.initial_noise(d, (1, 128, *LATENT), torch.Generator().manual_seed(TINY["seed"]))
+    ours = sampling.sample(d, noise, cond, steps=3, guidance=3.0)
+
+    monkeypatch.setattr(pipeline_ltx_condition, "retrieve_latents", lambda output, generator=None, sample_mode="sample": output.latent_dist.mode())
+    condition = LTXConditionPipeline(**{**pipe.components, "scheduler": flat})
+    images = [pipeline_ltx_condition.LTXVideoCondition(image=Image.fromarray(frames[i]), frame_index=i) for i in (0, 8)]
+    theirs = condition(**PIPELINE, conditions=images, timesteps=list(np.linspace(1.0, 1 / 3, 3) * 1000), guidance_scale=3.0,
+                       image_cond_noise_scale=0.0, max_sequence_length=128, generator=torch.Generator().manual_seed(TINY["seed"])).frames  # fmt: skip
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    d.keyframes = []
+    assert not torch.allclose(ours, sampling.sample(d, noise, cond, steps=3, guidance=3.0), atol=1e-3)  # the keyframe steers
+
+
 @pytest.mark.parametrize(
     "idm, bridge, video", [(None, "none", False), ("controlnet-canny", "mixed-inversion", True), ("sd15", "encapsulated", False)]
 )
@@ -103,6 +139,8 @@ def test_frame_and_size_rules_of_the_real_vae_are_checked_before_loading():
         vsynth.run(vdm="ltx-video", bridge="none", fit="strict", **{**TINY, "height": 80})
     with pytest.raises(vsynth.errors.InvalidParamsError, match="first_frame=source holds the first frames at --video's"):
         vsynth.run(vdm="ltx-video", bridge="none", options={"first_frame": "source"}, **TINY)
+    with pytest.raises(vsynth.errors.VsynthInputError, match="keyframe_stride takes its keyframes"):
+        vsynth.run(vdm="ltx-video", bridge="none", options={"keyframe_stride": 8}, **TINY)
     with pytest.raises(vsynth.errors.InvalidParamsError, match="2 steps or more"):
         vsynth.run(vdm="ltx-video", bridge="none", **{**TINY, "steps": 1})
     with pytest.raises(vsynth.errors.VsynthInputError, match="without -o window"):

@@ -98,6 +98,17 @@ class LTXParams(VideoParams):
         "as LTXImageToVideoPipeline holds its image (and LTXConditionPipeline a condition at frame 0); none: text-to-video."
     )
     condition_frames: PositiveInt = Field(1, description="How many frames -o first_frame holds (rounded down to 1 + 8k: whole latent frames).")
+    keyframe_stride: NonNegativeInt = Field(
+        0, description="With -o first_frame, also condition on every Nth of those frames as a keyframe at its own position, as "
+        "LTXConditionPipeline conditions on images at frame indices (for LTX-Video 0.9.5 and later, e.g. --vdm-weights "
+        "Lightricks/LTX-Video-0.9.5); 0: none."
+    )
+
+    @model_validator(mode="after")
+    def _keyframes_need_frames(self):
+        if self.keyframe_stride and self.first_frame == "none":
+            raise ValueError("-o keyframe_stride takes its keyframes from the frames -o first_frame names: set -o first_frame=source or idm")
+        return self
 
     @model_validator(mode="after")
     def _no_windows_when_held(self):

@@ -119,14 +119,16 @@ class LTXDenoiser(Denoiser):
     frame_folded = False
     declared_process = FLOW
 
-    def __init__(self, transformer, scheduler, tokenizer, text_encoder, *, max_sequence_length=128, frame_rate=25.0):
+    def __init__(self, transformer, scheduler, tokenizer, text_encoder, *, max_sequence_length=128, frame_rate=25.0, mask_text=False):
         super().__init__(transformer, scheduler, tokenizer, text_encoder)
+        self.mask_text = mask_text  # T5 sees the padding mask too (LTXConditionPipeline), or not (LTXPipeline)
         self.max_sequence_length = max_sequence_length
         self.frame_rate = frame_rate
         self.temporal, self.spatial = 8, 32  # the VAE's compression, set from the codec by LTXVideoModel.load
         self.tokens: int | None = None  # latent tokens of the clip the transformer sees, set by LTXVideoModel.configure
         self.prompts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # T5's states and mask by prompt: each encoded once
         self.held: torch.Tensor | None = None  # (1, C, k, h, w): clean latents the first k latent frames are held at
+        self.keyframes: list[tuple[int, torch.Tensor]] = []  # (frame index, clean latent (1, C, 1, h, w)): extra tokens
 
     def set_timesteps(self, scheduler, steps: int) -> None:
         """LTXPipeline's: sigmas linspace(1, 1/N, N) (unless the solver makes its own flow sigmas), shifted by mu."""
@@ -142,11 +144,14 @@ class LTXDenoiser(Denoiser):
     @torch.no_grad()
     def _encode(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, max_sequence_length, D) T5 states and their (1, max_sequence_length) mask, as LTXPipeline._get_t5_prompt_embeds
-        (T5 itself sees the padded tokens without a mask; the transformer's cross-attention gets the mask)."""
+        (T5 itself sees the padded tokens without a mask, unless ``mask_text``, as LTXConditionPipeline; the transformer's
+        cross-attention gets the mask)."""
         if prompt not in self.prompts:
             tokens = self.tokenizer([prompt], padding="max_length", max_length=self.max_sequence_length, truncation=True,
                                     add_special_tokens=True, return_tensors="pt")  # fmt: skip
-            states = self.text_encoder(tokens.input_ids.to(execution_device(self.text_encoder)))[0]
+            device = execution_device(self.text_encoder)
+            mask = tokens.attention_mask.to(device) if self.mask_text else None
+            states = self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
             self.prompts[prompt] = (states.to(self.dtype), tokens.attention_mask.bool())
         states, mask = self.prompts[prompt]
         return states.to(self.device), mask.to(self.device)
@@ -174,33 +179,60 @@ class LTXDenoiser(Denoiser):
         held[:, :, : self.held.shape[2]] = self.held.to(latents.device, latents.dtype)
         return held
 
+    def _positions(self, b: int, f: int, h: int, w: int, p: int, pt: int, frame_index: int, device) -> torch.Tensor:
+        """(b, 3, f*h*w) token positions as LTXConditionPipeline gives them (_prepare_video_ids, _scale_video_ids): pixel
+        coordinates, the first latent frame at ``frame_index`` and each later one 8 frames on (the first frame encoded
+        alone), frames in seconds at ``frame_rate``."""
+        grid = torch.meshgrid(torch.arange(0, f, pt, device=device), torch.arange(0, h, p, device=device),
+                              torch.arange(0, w, p, device=device), indexing="ij")  # fmt: skip
+        ids = torch.stack(grid).reshape(1, 3, -1).repeat(b, 1, 1)
+        ids = ids * torch.tensor([self.temporal, self.spatial, self.spatial], device=device)[None, :, None]
+        ids[:, 0] = (ids[:, 0] + 1 - self.temporal).clamp(min=0) + frame_index
+        ids = ids.float()
+        ids[:, 0] = ids[:, 0] * (1.0 / self.frame_rate)
+        return ids
+
     @torch.no_grad()
     def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
+        """Without keyframes, as LTXPipeline (positions from the latent grid, scaled for the frame rate), held first
+        frames at timestep 0 as LTXImageToVideoPipeline; with keyframes, as LTXConditionPipeline: each keyframe's latent
+        as extra tokens before the clip's, at its frame's position, with timestep 0, their predictions dropped."""
         model = self.unet
         b, _, f, h, w = latents.shape
         p, pt = model.config.patch_size, model.config.patch_size_t
         x = pack(self.finish(latents), p, pt)
         t = torch.as_tensor(t, device=latents.device)
         timestep = t.expand(b)
-        if self.held is not None:  # timestep 0 for the held frames' tokens, as LTXImageToVideoPipeline
+        if self.held is not None or self.keyframes:  # timestep 0 for the held frames' tokens
             mask = torch.zeros((b, 1, f, h, w), device=latents.device)
-            mask[:, :, : self.held.shape[2]] = 1.0
+            if self.held is not None:
+                mask[:, :, : self.held.shape[2]] = 1.0
             timestep = timestep.unsqueeze(-1) * (1 - pack(mask, p, pt).squeeze(-1))
+        positions, extra = {}, 0
+        if self.keyframes:
+            tokens = [pack(z.to(latents.device, x.dtype).expand(b, -1, -1, -1, -1), p, pt) for _, z in self.keyframes]
+            places = [self._positions(b, z.shape[2], h, w, p, pt, index, latents.device) for index, z in self.keyframes]
+            extra = sum(k.shape[1] for k in tokens)
+            x = torch.cat([*tokens, x], dim=1)
+            timestep = torch.cat([timestep.new_zeros(b, extra), timestep], dim=1)
+            positions = {"video_coords": torch.cat([*places, self._positions(b, f, h, w, p, pt, 0, latents.device)], dim=2)}
+        else:
+            positions = dict(num_frames=f // pt, height=h // p, width=w // p,
+                             rope_interpolation_scale=(self.temporal / self.frame_rate, self.spatial, self.spatial))  # fmt: skip
         texts, masks = [cond.text], [cond.extras["text_mask"]]
         if guidance > 1.0:
             texts, masks = [cond.negative, *texts], [cond.extras["negative_mask"], *masks]
         n = len(texts)
+        if "video_coords" in positions:
+            positions["video_coords"] = positions["video_coords"].repeat(n, 1, 1)
         velocity = model(
             hidden_states=x.repeat(n, 1, 1).to(model.dtype),
             encoder_hidden_states=torch.cat([s.expand(b, -1, -1) for s in texts]).to(model.dtype),
             timestep=timestep.repeat(n, *([1] * (timestep.dim() - 1))),
             encoder_attention_mask=torch.cat([m.expand(b, -1) for m in masks]),
-            num_frames=f // pt,
-            height=h // p,
-            width=w // p,
-            rope_interpolation_scale=(self.temporal / self.frame_rate, self.spatial, self.spatial),
             return_dict=False,
-        )[0].float()
+            **positions,
+        )[0].float()[:, extra:]
         if guidance > 1.0:
             uncond, text = velocity.chunk(2)
             velocity = uncond + guidance * (text - uncond)
@@ -227,6 +259,7 @@ class LTXVideoModel(VideoModel):
             load(T5EncoderModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.home),
             max_sequence_length=params.max_sequence_length,
             frame_rate=params.frame_rate,
+            mask_text=bool(params.keyframe_stride),  # keyframes: as LTXConditionPipeline, which masks T5's padding
         )
         vae = load(AutoencoderKLLTXVideo, source, what=what, share=True, subfolder="vae", **kw).to(runtime.home)
         model.codec = LTXCodec(vae, decode_timestep=params.decode_timestep)
@@ -242,7 +275,7 @@ class LTXVideoModel(VideoModel):
         for prompt in {inputs.prompt, inputs.negative_prompt or ""}:
             self.ltx._encode(prompt)
         self.ltx.release_text_encoder()
-        self.ltx.held = None
+        self.ltx.held, self.ltx.keyframes = None, []
         if self.params.first_frame == "source":
             if inputs.sources.video is None:
                 raise InvalidParamsError("-o first_frame=source holds the first frames at --video's: give --video, or -o first_frame=none")
@@ -250,8 +283,12 @@ class LTXVideoModel(VideoModel):
 
     def condition_on_frames(self, frames, source: bool = False) -> None:
         """Hold the first ``condition_frames`` frames (1 + 8k: one latent frame per 8 after the first) at ``frames``' own,
-        encoded alone, when the params ask for the IDM's frames (or, from configure, the source's)."""
+        encoded alone, when the params ask for the IDM's frames (or, from configure, the source's); with
+        ``keyframe_stride``, every such frame after the first is also a keyframe, encoded alone (LTXConditionPipeline's
+        image conditions at frame indices)."""
         if self.params.first_frame == ("source" if source else "idm"):
             count = min(self.params.condition_frames, len(frames))
             count = 1 + (count - 1) // self.codec.temporal * self.codec.temporal
             self.ltx.held = self.codec.encode(frames[:count])
+            stride = self.params.keyframe_stride
+            self.ltx.keyframes = [(i, self.codec.encode(frames[i : i + 1])) for i in range(stride, len(frames), stride)] if stride else []
