@@ -542,7 +542,7 @@ def export(name: str, directory: str | Path) -> Path:
         "sdxl": _export_sdxl,
         "controlnet-sdxl-canny": lambda d: _export_controlnet("controlnet-sdxl-canny", d, _CONTROLNET_SDXL),
         "controlnet-sdxl-depth": lambda d: _export_controlnet("controlnet-sdxl-depth", d, _CONTROLNET_SDXL),
-        **{name: (lambda d, name=name: export_ltx(name, d)) for name in TINY_LTX},
+        **{name: (lambda d, name=name: export_ltx(name, d, tiny_t5_tokenizer())) for name in TINY_LTX},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

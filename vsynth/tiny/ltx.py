@@ -59,16 +59,14 @@ def _vae():
     return vae
 
 
-def export(name: str, directory: Path) -> None:
-    """Write tiny model ``name`` (a key of :data:`TINY_LTX`) as a diffusers pipeline folder."""
+def export(name: str, directory: Path, tokenizer) -> None:
+    """Write tiny model ``name`` (a key of :data:`TINY_LTX`) as a diffusers pipeline folder, with ``tokenizer`` (vsynth's
+    offline T5-style one, which vsynth.tiny.build makes)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
-    from vsynth.tiny.build import tiny_t5_tokenizer
-
     if name != "ltx-video":
         raise KeyError(name)
-    tokenizer = tiny_t5_tokenizer()
     tokenizer.model_max_length = 128
     pipe = LTXPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER),
