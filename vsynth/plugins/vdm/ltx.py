@@ -12,7 +12,9 @@ unconditional and conditional passes in one batch, as the pipeline does.
 Conditioning on frames (:meth:`LTXVideoModel.condition_on_frames`, ``-o first_frame``): the first
 latent frames are held at the given frames' latents and their tokens get timestep 0, while the rest is
 denoised, as LTXImageToVideoPipeline does for an image (and LTXConditionPipeline for an image or a
-1 + 8k-frame video at frame index 0 with strength 1).
+1 + 8k-frame video at frame index 0 with strength 1). Keyframes (``-o keyframe_stride``) are given frames
+at their frame indices, as LTXConditionPipeline takes images there: extra tokens at their positions, with
+timestep 0, whose predictions are dropped.
 """
 
 from __future__ import annotations
@@ -284,7 +286,7 @@ class LTXVideoModel(VideoModel):
     def condition_on_frames(self, frames, source: bool = False) -> None:
         """Hold the first ``condition_frames`` frames (1 + 8k: one latent frame per 8 after the first) at ``frames``' own,
         encoded alone, when the params ask for the IDM's frames (or, from configure, the source's); with
-        ``keyframe_stride``, every such frame after the first is also a keyframe, encoded alone (LTXConditionPipeline's
+        ``keyframe_stride`` N, frames N, 2N, ... of them are keyframes, each encoded alone (LTXConditionPipeline's
         image conditions at frame indices)."""
         if self.params.first_frame == ("source" if source else "idm"):
             count = min(self.params.condition_frames, len(frames))
