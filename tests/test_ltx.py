@@ -145,3 +145,21 @@ def test_frame_and_size_rules_of_the_real_vae_are_checked_before_loading():
         vsynth.run(vdm="ltx-video", bridge="none", **{**TINY, "steps": 1})
     with pytest.raises(vsynth.errors.VsynthInputError, match="without -o window"):
         vsynth.run(vdm="ltx-video", bridge="none", video=SAMPLE_VIDEO, options={"first_frame": "source", "window": 9}, **TINY)
+
+
+def test_listed_with_its_size_and_planned_with_its_whole_clip_decode():
+    """`vsynth models` shows the download size; the planner counts the real configs' weights and the VAE decoding all
+    257 frames at once."""
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run.memory import LTX_VAE_DECODE_K, estimate
+    from vsynth.testing import run_cli
+
+    listing = json.loads(run_cli("models", "--json").stdout)
+    assert next(m for m in listing if m["name"] == "ltx-video")["size_gb"] == 30.5
+    spec = get_registry().model("ltx-video")
+    sources = {"vdm": {"vdm": "Lightricks/LTX-Video"}}
+    plan = estimate({"vdm": spec}, sources, {"vdm": spec.params()}, frames=257, height=480, width=704, guidance={"vdm": 3.0},
+                    dtype="bfloat16", device="mps", offload="none")  # fmt: skip
+    assert plan.activations == LTX_VAE_DECODE_K * 257 * 480 * 704 * 2
+    # the real configs' parameter counts in bfloat16 (the VAE counted at 4 bytes: the planner's upcast bound)
+    assert plan.weights == 2 * (1923385472 + 4762310656) + 4 * 934976434
