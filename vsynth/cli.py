@@ -245,7 +245,8 @@ def _print_details(console, record: dict) -> None:
         line("weights:")
     for w in record.get("weights", []):
         stand_ins = "".join(f", {k} {w[k]}" for k in ("tiny", "toy") if w[k])
-        line(f"  {escape(w['role'])}: {escape(w['id'])}, {w['size_gb']:g} GB{escape(stand_ins)}; replace with {escape(w['override'])}")
+        only = f" (only with -o {w['only_with'][0]}={w['only_with'][1]})" if w.get("only_with") else ""
+        line(f"  {escape(w['role'])}: {escape(w['id'])}, {w['size_gb']:g} GB{escape(stand_ins)}{escape(only)}; replace with {escape(w['override'])}")
     schema = record["params_schema"]
     line("parameters (-o KEY=VALUE):" if record["params"] else "parameters: none")
     for key, summary in record["params"].items():

@@ -164,7 +164,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         options = {**params[role].model_dump(), **overrides[role]}
         wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, config.toy)
         flags = weight_flags(spec)
-        used = [w for w in spec.weights if bridge.image_inversion or not w.inversion_only]
+        used = [w for w in spec.weights if (bridge.image_inversion or not w.inversion_only) and w.used_with(options)]
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
     if not config.trust_pickles:
         refuse_pickles(models, sources, params)
