@@ -64,6 +64,16 @@ def velocity(denoiser: Denoiser, z: torch.Tensor, t, cond: Conditioning, guidanc
     return noise - x0
 
 
+def velocity_difference(
+    d: Denoiser, z: torch.Tensor, x_src: torch.Tensor, noise: torch.Tensor, level, t, source: Conditioning, target: Conditioning, plan: EditPlan
+) -> torch.Tensor:
+    """V(Z_tar, target) - V(Z_src, source) for one draw: the source noised with ``noise`` to ``level``, and the
+    target, the edit latent ``z`` shifted by the same offset (so both see the same noise)."""
+    z_src = sampling.renoise(d, x_src, noise, level)
+    z_tar = z + z_src - x_src
+    return velocity(d, z_tar, t, target, plan.target_guidance, level) - velocity(d, z_src, t, source, plan.source_guidance, level)
+
+
 @torch.no_grad()
 def flow_edit(
     schedule: sampling.Schedule,
@@ -93,11 +103,7 @@ def flow_edit(
         dv = torch.zeros_like(x_src)
         for _ in range(plan.n_avg):
             noise = sampling.initial_noise(d, tuple(x_src.shape), generator).float()
-            z_src = sampling.renoise(d, x_src, noise, level)
-            z_tar = z + z_src - x_src
-            v_tar = velocity(d, z_tar, t, target, plan.target_guidance, level)
-            v_src = velocity(d, z_src, t, source, plan.source_guidance, level)
-            dv += (v_tar - v_src) / plan.n_avg
+            dv += velocity_difference(d, z, x_src, noise, level, t, source, target, plan) / plan.n_avg
         z = z + (flow_s(schedule.level(k + 1)) - flow_s(level)) * dv
         sampling.check_finite(z, k - begin + 1, last - begin)
         if advance:
