@@ -222,3 +222,23 @@ def test_bad_runs_exit_2_with_one_line_before_loading(red_clip, args, message):
 def test_the_source_prompt_is_required():
     result = run("--tiny", "--vdm", "wan2.1-t2v-1.3b", "--bridge", "flow-edit", "--video", "x.mp4", "--prompt", "a blue circle")
     assert result.exit_code == 2 and "bridge 'flow-edit' needs --source-prompt" in result.output
+
+
+def test_the_benchmark_scores_a_perfect_edit_high_and_the_unedited_source_low():
+    """benchmarks/flow_edit.py's measures, on the source itself and on the same clip rendered with a blue circle."""
+    import importlib.util
+    from pathlib import Path
+
+    from vsynth.toy.world import make_clip
+
+    path = Path(__file__).parents[1] / "benchmarks" / "flow_edit.py"
+    spec = importlib.util.spec_from_file_location("flow_edit_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    args = dict(frames=5, background="gray")
+    truth = make_clip(3, shapes=[("circle", "red"), ("square", "green")], **args)
+    edited = make_clip(3, shapes=[("circle", "blue"), ("square", "green")], **args).frames
+    kept = benchmark.measure(truth.frames, truth)
+    assert (kept["blue_share"], kept["track"], kept["square_kept"], kept["bg_edges"], kept["bg_diff"]) == (0.0, 0.0, 1.0, 1.0, 0.0)
+    done = benchmark.measure(edited, truth)
+    assert done["blue_share"] > 0.95 and done["track"] == 1.0 and done["square_kept"] == 1.0 and done["bg_edges"] > 0.95
