@@ -163,6 +163,42 @@ def test_family_defaults_follow_the_published_settings_scaled_to_the_run_steps()
     assert (plan.n_max, plan.n_min) == (40, 40)
 
 
+def test_wan_flow_edit_equals_the_reference_loop_on_the_diffusers_wan_pipeline():
+    """The bridge on tiny Wan equals FlowEdit's reference loop (fallenshock/FlowEdit's FlowEditFLUX form, with the Wan
+    port's batched classifier-free velocities) written over diffusers' WanPipeline: its transformer, prompt encoding and
+    UniPC flow schedule, the same source latent and the same noise draws."""
+    import vsynth
+    from vsynth.core.media.video import read_video
+    from vsynth.testing import load_tiny_model
+    from vsynth.tiny import tiny_weights
+    from diffusers import WanPipeline
+
+    from conftest import SAMPLE_VIDEO
+
+    steps, n_max, seed, source_text, target_text = 4, 3, 11, "a red ball", "a blue ball"
+    ours = vsynth.run(vdm="wan2.1-t2v-1.3b", bridge="flow-edit", video=SAMPLE_VIDEO, source_prompt=source_text, prompt=target_text, tiny=True,
+                      frames=5, height=64, width=64, steps=steps, seed=seed, options={"n_max": n_max}).latents  # fmt: skip
+    x = load_tiny_model("wan2.1-t2v-1.3b").codec.encode(read_video(SAMPLE_VIDEO, frames=5, stride=4, size=(64, 64)).frames).float()
+    pipe = WanPipeline.from_pretrained(tiny_weights("wan2.1-t2v")).to(torch.float32)
+    embeds = [pipe.encode_prompt(text, negative_prompt="", max_sequence_length=512) for text in (source_text, target_text)]
+    batch = torch.cat([embeds[0][1], embeds[1][1], embeds[0][0], embeds[1][0]])  # uncond src, tar; cond src, tar
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(steps)
+    generator, z = torch.Generator().manual_seed(seed), x.clone()
+    for i, t in enumerate(scheduler.timesteps):
+        if steps - i > n_max:
+            continue
+        s, s_next = scheduler.sigmas[i], scheduler.sigmas[i + 1]
+        z_src = (1 - s) * x + s * torch.randn(x.shape, generator=generator)
+        z_tar = z + z_src - x
+        v = pipe.transformer(hidden_states=torch.cat([z_src, z_tar, z_src, z_tar]), timestep=t.expand(4), encoder_hidden_states=batch,
+                             return_dict=False)[0]  # fmt: skip
+        src_uncond, tar_uncond, src_cond, tar_cond = v.chunk(4)
+        z = z + (s_next - s) * ((tar_uncond + 13.5 * (tar_cond - tar_uncond)) - (src_uncond + 5.0 * (src_cond - src_uncond)))
+    assert (z - x).abs().max() > 1e-2  # the edit moved the source
+    torch.testing.assert_close(ours, z, rtol=1e-4, atol=1e-4)
+
+
 def run(*args):
     return CliRunner().invoke(cli, ["run", *map(str, args)])
 
