@@ -239,6 +239,27 @@ def test_tiny_runs_write_every_output_and_count_the_evaluations(tmp_path, red_cl
     assert record["task"] == "editing"
 
 
+def test_with_all_levels_to_the_idm_the_run_returns_the_idms_frame_wise_flow_edit(monkeypatch, red_clip):
+    """flux-dev edits the frames by FlowEdit at FLUX's defaults; idm_levels=1 (n_min 0 for Wan) hands its edit, in Wan's
+    latent space, through unchanged, and the VDM runs no evaluation."""
+    import vsynth
+
+    seen = {}
+    original = fe.toward_target
+
+    def spy(x_src, x_e, s_max, s):
+        seen.update(x_e=x_e, s=s)
+        return original(x_src, x_e, s_max, s)
+
+    monkeypatch.setattr(fe, "toward_target", spy)
+    result = vsynth.run(idm="flux-dev", vdm="wan2.1-t2v-1.3b", bridge="flow-edit", video=red_clip, tiny=True, frames=5, stride=1, height=32,
+                        width=32, steps=3, source_prompt=EDIT[1], prompt=EDIT[3], options={"idm_levels": 1.0})  # fmt: skip
+    assert seen["s"] == 0.0 and "vdm" not in result.record["nfe"]
+    assert result.record["bridge"]["resolved"]["idm"] == {"edit": "flow-edit", "n_max": 3, "n_min": 0, "n_avg": 1, "source_guidance": 1.5,
+                                                          "target_guidance": 5.5, "family": "flux"}  # fmt: skip
+    torch.testing.assert_close(result.latents.float(), seen["x_e"])
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
