@@ -133,6 +133,7 @@ class FlowEdit(Bridge):
             z_idm, record["idm"] = image_edit(idm, inputs, p.image_edit(idm.spec), generator, stages)
             with stages.stage("decoding IDM frames", total=inputs.frames) as advance:
                 intermediates["idm_frames"] = idm.codec.decode(z_idm, advance)
+            vdm.condition_on_frames(intermediates["idm_frames"])  # Wan 2.2 TI2V with -o first_frame=idm holds the IDM's first frame
             with stages.stage("encoding IDM frames", total=1) as advance:  # into the VDM's latent space, through pixels
                 x_e = z_idm if shares_latents(idm.codec, vdm.codec) else vdm.codec.encode(intermediates["idm_frames"])
                 advance(1)
