@@ -308,6 +308,10 @@ class BridgeSpec(_Spec):
     kind: Literal["bridge"] = "bridge"
     paper: str = ""
     needs_idm: bool = Field(True, description="Whether the bridge uses an image model.")
+    accepts_idm: bool = Field(
+        False, description="With needs_idm false: an image model may still be given, and the bridge composes it when it is (flow-edit)."
+    )
+    needs: tuple[str, ...] = Field((), description="Run inputs the bridge itself requires (e.g. source_prompt); 'a|b' means either.")
     video: Literal["required", "optional", "unused"] = Field(
         "optional", description="Whether the bridge itself needs a source video; 'optional' leaves it to the IDM."
     )

@@ -217,7 +217,7 @@ class WanVideoModel(VideoModel):
     def configure(self, inputs) -> None:
         """Encode the run's prompts now and release UMT5 from the GPU before any transformer call; hold TI2V's first
         frame at the source's first frame where the params ask for it."""
-        for prompt in {inputs.prompt, inputs.negative_prompt}:
+        for prompt in {inputs.prompt, inputs.negative_prompt, inputs.sources.source_prompt} - {None}:  # the source's: flow-edit
             self.wan.encode_prompt(prompt)
         self.wan.release_text_encoder()
         self.wan.first_frame = None
