@@ -48,7 +48,9 @@ def llama_tokenizer():
     template = DEFAULT_PROMPT_TEMPLATE["template"]
     for special in _SPECIAL:
         template = template.replace(special, " ")
-    words = sorted(set(re.findall(r"\w+", template)))
+    # the real Llama 3 tokenizer gives the template's system part crop_start (95) tokens, so that cropping them leaves the
+    # prompt and its closing <|eot_id|> (one token for an empty prompt); spelling "size" out makes this one's 95 too
+    words = sorted(set(re.findall(r"\w+", template)) - {"size"})
     chars = [chr(c) for c in range(33, 127)]
     tokens = dict.fromkeys([*_SPECIAL, *chars, *(f"##{c}" for c in chars), *words])  # in order, once each
     vocab = {token: i for i, token in enumerate(tokens)}
@@ -59,6 +61,8 @@ def llama_tokenizer():
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
                                    pad_token="<|end_of_text|>", unk_token="<unk>", model_max_length=1024, padding_side="right")  # fmt: skip
     fast.add_special_tokens({"additional_special_tokens": _SPECIAL[2:5]})
+    system = DEFAULT_PROMPT_TEMPLATE["template"].split("{}")[0]
+    assert len(fast(system).input_ids) == DEFAULT_PROMPT_TEMPLATE["crop_start"], "the template's system part must be crop_start tokens"
     return fast
 
 
