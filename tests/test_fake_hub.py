@@ -37,6 +37,8 @@ RUNS = {
     "flux-depth+zeroscope": ["--idm", "flux-depth", "--vdm", "zeroscope"],
     "flux-fill+zeroscope": ["--idm", "flux-fill", "--vdm", "zeroscope", "--mask", "{mask}"],
     "flux-kontext+zeroscope": ["--idm", "flux-kontext", "--vdm", "zeroscope", "--idm-prompt", "make it red"],
+    "controlnet-sdxl-canny+animatediff-sdxl": ["--idm", "controlnet-sdxl-canny", "--vdm", "animatediff-sdxl", "-o", "mixing_ratio=0.5"],
+    "hunyuanvideo": ["--vdm", "hunyuanvideo", "--bridge", "vdm-only", "-o", "t2v_strength=1"],
 }
 RUN_OF_ID = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": "controlnet-depth+zeroscope",
@@ -67,6 +69,8 @@ RUN_OF_ID = {
     "black-forest-labs/FLUX.1-Depth-dev": "flux-depth+zeroscope",
     "black-forest-labs/FLUX.1-Fill-dev": "flux-fill+zeroscope",
     "black-forest-labs/FLUX.1-Kontext-dev": "flux-kontext+zeroscope",
+    "guoyww/animatediff-motion-adapter-sdxl-beta": "controlnet-sdxl-canny+animatediff-sdxl",
+    "hunyuanvideo-community/HunyuanVideo": "hunyuanvideo",
 }
 
 

@@ -125,7 +125,10 @@ class HunyuanVideoModel(VideoModel):
         from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoTransformer3DModel
         from transformers import CLIPTextModel, CLIPTokenizer, LlamaModel, PreTrainedTokenizerFast
 
-        source, what, kw = sources["vdm"], spec.name, {"torch_dtype": runtime.dtype}
+        from vsynth.plugins.idm.flux import offline_folder
+
+        # the transformer and the Llama are sharded: diffusers asks the hub for their file list unless read from a folder
+        source, what, kw = offline_folder(sources["vdm"]), spec.name, {"torch_dtype": runtime.dtype}
         model = cls(spec, params)
         model.denoiser = model.hunyuan = HunyuanDenoiser(  # hunyuan: unwrapped by windows
             load(HunyuanVideoTransformer3DModel, source, what=what, subfolder="transformer", **kw).to(runtime.home),
