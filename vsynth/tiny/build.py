@@ -548,7 +548,7 @@ def export(name: str, directory: str | Path) -> Path:
         "controlnet-sdxl-canny": lambda d: _export_controlnet("controlnet-sdxl-canny", d, _CONTROLNET_SDXL),
         "controlnet-sdxl-depth": lambda d: _export_controlnet("controlnet-sdxl-depth", d, _CONTROLNET_SDXL),
         "motion-adapter-sdxl": lambda d: _random_motion_adapter("motion-adapter-sdxl", config=_MOTION_ADAPTER_SDXL).save_pretrained(d),
-        **{name: (lambda d, name=name: export_hunyuan(name, d)) for name in TINY_HUNYUAN},
+        **{name: (lambda d, name=name: export_hunyuan(name, d, tiny_tokenizer())) for name in TINY_HUNYUAN},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

@@ -73,12 +73,11 @@ def _seeded(name: str, build):
     return build()
 
 
-def export(name: str, directory: Path) -> None:
-    """Write tiny model ``name`` (a key of :data:`TINY_HUNYUAN`) as a HunyuanVideoPipeline folder."""
+def export(name: str, directory: Path, clip_tokenizer) -> None:
+    """Write tiny model ``name`` (a key of :data:`TINY_HUNYUAN`) as a HunyuanVideoPipeline folder, with ``clip_tokenizer``
+    (vsynth.tiny.build's offline CLIP tokenizer) as its second tokenizer."""
     from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
-
-    from vsynth.tiny.build import tiny_tokenizer
 
     if name not in TINY_HUNYUAN:
         raise KeyError(name)
@@ -91,6 +90,6 @@ def export(name: str, directory: Path) -> None:
         vae=_seeded("vae", lambda: AutoencoderKLHunyuanVideo(**_VAE)),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
         text_encoder_2=_seeded("text_encoder_2", lambda: CLIPTextModel(CLIPTextConfig(**_CLIP))),
-        tokenizer_2=tiny_tokenizer(),
+        tokenizer_2=clip_tokenizer,
     )  # fmt: skip
     pipe.save_pretrained(directory)
