@@ -1,8 +1,9 @@
-"""AnimateDiff and AnimateDiff-Lightning: SD1.5 (or a finetune) with motion modules.
+"""AnimateDiff and AnimateDiff-Lightning: SD1.5 (or a finetune) with motion modules; AnimateDiff-SDXL: SDXL with its own.
 
 The motion UNet is built from the SD1.5 base and a MotionAdapter, as AnimateDiffPipeline builds it,
 on the base's own weight tensors. It shares SD1.5's VAE and text encoder, and wants text
-embeddings per frame.
+embeddings per frame. AnimateDiff-SDXL does the same on SDXL base (AnimateDiffSDXLPipeline), with
+SDXL's two text encoders and added conditions.
 """
 
 from __future__ import annotations
