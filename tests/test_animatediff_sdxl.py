@@ -14,7 +14,7 @@ from vsynth.testing import load_tiny_model, run_cli
 TINY = dict(tiny=True, frames=4, height=64, width=64, steps=3, prompt="a red ball", seed=11)
 
 
-def test_text_to_video_equals_animatediff_sdxl_pipeline():
+def test_text_to_video_equals_animatediff_sdxl_pipeline(tmp_path):
     from diffusers import AnimateDiffSDXLPipeline, DDIMScheduler
 
     from vsynth.testing.fake_hub import real_config
@@ -30,8 +30,10 @@ def test_text_to_video_equals_animatediff_sdxl_pipeline():
                                    tokenizer_2=d.tokenizer_2, unet=d.unet, motion_adapter=None, scheduler=d.new_scheduler())  # fmt: skip
     theirs = pipe(prompt=TINY["prompt"], num_frames=4, height=64, width=64, num_inference_steps=3, guidance_scale=7.5, output_type="latent",
                   generator=torch.Generator().manual_seed(TINY["seed"])).frames  # fmt: skip
-    ours = vsynth.run(vdm="animatediff-sdxl", bridge="none", **TINY).latents
+    result = vsynth.run(vdm="animatediff-sdxl", bridge="none", out=tmp_path / "out", **TINY)
+    ours = result.latents
     assert ours.shape == (1, 4, 4, 8, 8)
+    assert {p.name for p in result.out_dir.iterdir()} == {"video.mp4", "video.gif", "grid.png", "run.json"}
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(theirs[:, :, 0], theirs[:, :, 1], atol=1e-3)
 

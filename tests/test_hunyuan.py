@@ -25,6 +25,7 @@ def test_text_to_video_equals_hunyuan_video_pipeline(tmp_path):
     theirs = pipe(prompt=TINY["prompt"], height=64, width=64, num_frames=5, num_inference_steps=3, output_type="latent",
                   generator=torch.Generator().manual_seed(TINY["seed"])).frames  # fmt: skip  (guidance_scale: its default 6.0)
     assert result.latents.shape == (1, 16, 2, 8, 8)
+    assert {p.name for p in result.out_dir.iterdir()} == {"video.mp4", "video.gif", "grid.png", "run.json"}
     torch.testing.assert_close(result.latents, theirs, rtol=1e-4, atol=1e-4)
     record = json.loads((result.out_dir / "run.json").read_text())
     assert record["sampling"]["vdm_guidance"] == 6.0 and record["nfe"]["vdm"] == 3  # distilled: one call per step
