@@ -84,3 +84,17 @@ def test_models_lists_it_with_its_size_and_sdxls_latent_space():
     assert listing["animatediff-sdxl"]["size_gb"] == pytest.approx(0.95 + 13.88)
     shown = run_cli("models", "animatediff-sdxl").stdout
     assert "sdxl-vae" in shown and "guoyww/animatediff-motion-adapter-sdxl-beta" in shown
+
+
+def test_the_planner_counts_the_sdxl_unet_it_shares_with_an_sdxl_idm_once():
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run import memory
+
+    registry = get_registry()
+    specs = {"idm": registry.model("controlnet-sdxl-depth"), "vdm": registry.model("animatediff-sdxl")}
+    sources = {role: {w.role: w.id for w in spec.weights} for role, spec in specs.items()}
+    estimate = memory.estimate(specs, sources, {role: spec.params() for role, spec in specs.items()}, frames=16, height=1024, width=1024,
+                               guidance={"idm": 7.5, "vdm": 7.5}, dtype="float16", device="cpu", offload="none")  # fmt: skip
+    keys = [p.key for p in estimate.parts]
+    assert sum(k.endswith("unet/diffusion_pytorch_model.safetensors") for k in keys) == 1
+    assert next(p for p in estimate.parts if "motion-adapter-sdxl" in p.key).bytes == 236_779_200 * 2  # layouts.json's count
