@@ -10,7 +10,7 @@ from vsynth import hookimpl
 from vsynth.core.host import layouts
 from vsynth.core.host.specs import LatentSpace, ModelSpec, VideoParams, WeightsSpec
 from vsynth.errors import InvalidParamsError
-from vsynth.plugins.idm import DEPTH_ESTIMATOR, SD15
+from vsynth.plugins.idm import DEPTH_ESTIMATOR, SD15, SDXL_BASE, SDXL_LATENTS
 from vsynth.plugins.vdm.wan_latents import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD, WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
 
@@ -34,6 +34,10 @@ class AnimateDiffParams(VideoParams):
     )
     base: str | None = Field(None, description="SD1.5 base or finetune (hub id or directory), e.g. emilianJR/epiCRealism.")
     decode_batch_size: PositiveInt = Field(8, description="Frames decoded by the VAE at once.")
+
+
+class AnimateDiffSDXLParams(AnimateDiffParams):
+    base: str | None = Field(None, description="SDXL base or finetune (hub id or directory); default: stabilityai/stable-diffusion-xl-base-1.0.")
 
 
 LIGHTNING_FILE = "animatediff_lightning_{steps}step_diffusers.safetensors"
@@ -150,6 +154,17 @@ class LTXParams(VideoParams):
         return steps, guidance
 
 
+class HunyuanParams(VideoParams):
+    max_sequence_length: PositiveInt = Field(256, le=256, description="Prompt tokens the Llama encodes after the template (HunyuanVideoPipeline's 256).")
+
+    def sampling(self, steps, guidance, *, shared_steps, shared_guidance):
+        """HunyuanVideoPipeline defaults to 50 steps and an embedded guidance of 6.0."""
+        guidance = guidance if guidance is not None else shared_guidance
+        return super().sampling(steps, HUNYUAN_GUIDANCE if guidance is None else guidance, shared_steps=shared_steps, shared_guidance=None)
+
+
+HUNYUAN_GUIDANCE = 6.0
+HUNYUAN_LATENTS = LatentSpace(name="hunyuanvideo-vae", channels=16, spatial=8, temporal=4, causal=True, size_multiple=16, scaling=0.476986)
 WAN_GUIDANCE = 5.0
 WAN_IMPL = "vsynth.plugins.vdm.wan:WanVideoModel"
 WAN21_LATENTS = LatentSpace(name="wan2.1-vae", channels=16, spatial=8, temporal=4, causal=True, size_multiple=16, scaling=1.0,
@@ -189,6 +204,9 @@ LTX_LATENTS = LatentSpace(name="ltx-video-vae", channels=128, spatial=32, tempor
 UNET3D_IMPL = "vsynth.plugins.vdm.unet3d:UNet3DVideoModel"
 MOTION_ADAPTER = WeightsSpec(role="motion_adapter", id="guoyww/animatediff-motion-adapter-v1-5-2", size_gb=1.8, tiny="motion-adapter",
                              files=layouts.diffusers_model())  # fmt: skip
+# float32 size of the config's 236,779,200 parameters (layouts.json), as the hub's file holds them
+MOTION_ADAPTER_SDXL = WeightsSpec(role="motion_adapter", id="guoyww/animatediff-motion-adapter-sdxl-beta", size_gb=0.95,
+                                  tiny="motion-adapter-sdxl", files=layouts.diffusers_model())  # fmt: skip
 LIGHTNING = WeightsSpec(role="lightning", id="ByteDance/AnimateDiff-Lightning", size_gb=0.9, tiny="animatediff-lightning",
                         files=(LIGHTNING_FILE.replace("{steps}", "{checkpoint_steps}"),))  # fmt: skip
 
@@ -244,6 +262,21 @@ def vsynth_register_models(registrar):
             solver="euler",
         )
     )
+    registrar.register_model(
+        ModelSpec(
+            name="animatediff-sdxl",
+            kind="vdm",
+            description="AnimateDiff-SDXL (beta motion adapter) on SDXL base 1.0 (or a finetune, -o base=...); shares SDXL's UNet, "
+            "VAE and text encoders with SDXL image models.",
+            weights=(MOTION_ADAPTER_SDXL, SDXL_BASE),
+            params=AnimateDiffSDXLParams,
+            impl="vsynth.plugins.vdm.animatediff:AnimateDiffSDXL",
+            native_size=(1024, 1024),
+            max_frames=32,
+            sampler="DDIM (SDXL's training schedule with linear betas, linspace spacing), 50 steps, guidance 7.5",
+            latent_space=SDXL_LATENTS,
+        )
+    )
     for name, hub_id, size, tiny, experts, native, fps, frames, description in WAN_MODELS:
         registrar.register_model(
             ModelSpec(
@@ -264,6 +297,28 @@ def vsynth_register_models(registrar):
                 latent_space=WAN22_LATENTS if "ti2v" in name else WAN21_LATENTS,
             )
         )
+    registrar.register_model(
+        ModelSpec(
+            name="hunyuanvideo",
+            kind="vdm",
+            description="HunyuanVideo 13B text-to-video (flow DiT, Llama 3 8B + CLIP-L text encoders, causal 3D VAE 8x/4x), "
+            "guidance-distilled: --guidance is its embedded guidance.",
+            # the parameter counts in the dtypes the conversion script saves (transformer bfloat16, VAE float32, text encoders float16)
+            weights=(WeightsSpec(role="vdm", id="hunyuanvideo-community/HunyuanVideo", size_gb=41.9, tiny="hunyuanvideo",
+                                 files=layouts.hunyuan_video_pipeline()),),  # fmt: skip
+            params=HunyuanParams,
+            impl="vsynth.plugins.vdm.hunyuan:HunyuanVideoModel",
+            native_size=(720, 1280),
+            max_frames=129,
+            fps=24,
+            sampler="Euler on flow sigmas linspace(1, 0) (flow shift 7), 50 steps, embedded guidance 6.0",
+            process="flow",
+            solver="euler",
+            architecture="transformer",
+            latent_space=HUNYUAN_LATENTS,
+            guidance="distilled",
+        )
+    )
     for name, hub_id, size, description in WAN_VACE_MODELS:
         registrar.register_model(
             ModelSpec(
