@@ -116,6 +116,10 @@ WAN_VACE_MODELS = (
 
 
 class CogVideoXParams(VideoParams):
+    window: PositiveInt | None = Field(
+        13, description="Latent frames denoised at once (13: the 49 frames CogVideoX was trained on); longer clips go in overlapping windows."
+    )
+    overlap: NonNegativeInt = Field(4, description="Latent frames (4 frames each) neighbouring windows share, at least; below window.")
     dynamic_cfg: bool = Field(
         False, description="CogVideoXPipeline's use_dynamic_cfg: the guidance scale rises along the schedule (THUDM's demo uses it with "
         "--vdm-scheduler dpm++ for 5b); off: the fixed scale, the pipeline's default."
@@ -138,9 +142,22 @@ COGVIDEOX_MODELS = (
 )  # fmt: skip
 
 
+class CogVideoXLatentSpace(LatentSpace):
+    """CogVideoX's VAE space: 16 channels, 8x in space and 4x in time, 2x2 transformer patches (sides multiples of 16).
+
+    It encodes 1 + 4k frames to 1 + k latent frames, but its decoder doubles time twice and keeps a first frame
+    alone only when the latent frames are odd (2 latent frames decode to 8 frames, 3 to 9): a clip it returns
+    whole holds 1 + 8k frames (the released 49 are 13 latent frames)."""
+
+    def fit_frames(self, frames: int) -> int:
+        return 1 + (frames - 1) // (2 * self.temporal) * (2 * self.temporal)
+
+    def frame_rule(self) -> str:
+        return f"1 + {2 * self.temporal}k frames (its VAE decodes an odd number of latent frames)"
+
+
 def cogvideox_latents(scaling: float) -> LatentSpace:
-    """CogVideoX's VAE space: 16 channels, 8x in space and 4x in time (1 + 4k frames), 2x2 transformer patches."""
-    return LatentSpace(name="cogvideox-vae", channels=16, spatial=8, temporal=4, causal=True, size_multiple=16, scaling=scaling)
+    return CogVideoXLatentSpace(name="cogvideox-vae", channels=16, spatial=8, temporal=4, causal=True, size_multiple=16, scaling=scaling)
 
 
 UNET3D_IMPL = "vsynth.plugins.vdm.unet3d:UNet3DVideoModel"

@@ -71,9 +71,14 @@ def on_training_schedule(scheduler, base):
         return CogVideoXDDIMScheduler.from_config(config)
     if name == "DPMSolverMultistepScheduler":
         return CogVideoXDPMScheduler.from_config(config)
-    abar = base.alphas_cumprod.double()
+    import inspect
+
+    cls = getattr(diffusers, name)
+    abar = base.alphas_cumprod.double().clone()
+    if "rescale_betas_zero_snr" not in inspect.signature(cls.__init__).parameters:  # Heun: no infinite first sigma
+        abar[-1] = max(float(abar[-1]), 2.0**-24)  # what diffusers' Euler sets for a zero terminal SNR
     betas = 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])
-    return getattr(diffusers, name).from_config({**scheduler.config, "trained_betas": betas.tolist()})
+    return cls.from_config({**scheduler.config, "trained_betas": betas.tolist()})
 
 
 class CogVideoXCodec(VaeCodec):
