@@ -91,5 +91,5 @@ def test_a_named_solver_keeps_the_snr_shifted_training_schedule():
     for name, cls in (("ddim", "CogVideoXDDIMScheduler"), ("dpm++", "CogVideoXDPMScheduler"), ("euler", "EulerDiscreteScheduler")):
         d.scheduler = solvers.build(name, base)
         assert type(d.scheduler).__name__ == cls
-        torch.testing.assert_close(d.scheduler.alphas_cumprod[:-1].float(), base.alphas_cumprod[:-1], rtol=0, atol=1e-6)
+        torch.testing.assert_close(d.scheduler.alphas_cumprod[:-1].double(), base.alphas_cumprod[:-1].double(), rtol=0, atol=1e-6)
         d.scheduler = base
