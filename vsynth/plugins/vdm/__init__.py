@@ -132,12 +132,12 @@ class CogVideoXParams(VideoParams):
 
 
 COGVIDEOX_GUIDANCE = 6.0
-# (name, hub id, download GB: the repos' files, the transformer and T5 in float16 (2b) or bfloat16 (5b) and the VAE,
+# (name, hub id, download GB: the parameter counts (layouts.json) in the repos' dtype, float16 (2b) or bfloat16 (5b),
 #  VAE scaling factor, description); configs and sources in vsynth/configs/README.md
 COGVIDEOX_MODELS = (
     ("cogvideox-2b", "THUDM/CogVideoX-2b", 13.3, 1.15258426,
      "CogVideoX 2B text-to-video (v-prediction on a VP schedule, T5-XXL, causal 3D VAE 8x/4x, 49 frames at 480x720, 8 fps)."),
-    ("cogvideox-5b", "THUDM/CogVideoX-5b", 21.0, 0.7,
+    ("cogvideox-5b", "THUDM/CogVideoX-5b", 21.1, 0.7,
      "CogVideoX 5B text-to-video: cogvideox-2b's design, larger, with 3D rotary position embeddings."),
 )  # fmt: skip
 

@@ -230,11 +230,13 @@ class CogVideoXModel(VideoModel):
     def load(cls, spec, params, sources, runtime):
         import diffusers
         from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
-        from transformers import PreTrainedTokenizerFast, T5EncoderModel
+        from transformers import T5EncoderModel
 
+        from vsynth.plugins.idm.flux import offline_folder
         from vsynth.plugins.vdm.wan import pipeline_index
 
-        source, what, kw = sources["vdm"], spec.name, {"torch_dtype": runtime.dtype}
+        # 5b's transformer is sharded: diffusers would ask the hub for its file list even offline
+        source, what, kw = offline_folder(sources["vdm"]), spec.name, {"torch_dtype": runtime.dtype}
         scheduler_cls = getattr(diffusers, pipeline_index(source)["scheduler"][1])
         if scheduler_cls is _DiffusersDPM:
             scheduler_cls = CogVideoXDPMScheduler
@@ -242,8 +244,7 @@ class CogVideoXModel(VideoModel):
         model.denoiser = CogVideoXDenoiser(
             load(CogVideoXTransformer3DModel, source, what=what, subfolder="transformer", **kw).to(runtime.home),
             load(scheduler_cls, source, what=what, subfolder="scheduler"),
-            # its tokenizer.json, read as it is: AutoTokenizer would also want a config.json there, which offline fails
-            load(PreTrainedTokenizerFast, source, what=what, subfolder="tokenizer"),
+            t5_tokenizer(source, what),
             load(T5EncoderModel, source, what=what, share=True, subfolder="text_encoder", **kw).to(runtime.home),
             dynamic_cfg=params.dynamic_cfg,
         )
@@ -257,3 +258,16 @@ class CogVideoXModel(VideoModel):
         for prompt in {inputs.prompt, inputs.negative_prompt or ""}:
             self.cogvideox.encode_prompt(prompt)
         self.cogvideox.release_text_encoder()
+
+
+def t5_tokenizer(source: str, what: str):
+    """The folder's tokenizer.json, read as it is (AutoTokenizer would also want a config.json there, which offline
+    fails); else T5Tokenizer from its spiece.model, as the THUDM repos ship it."""
+    from transformers import PreTrainedTokenizerFast, T5Tokenizer
+
+    from vsynth.errors import VsynthInputError
+
+    try:
+        return load(PreTrainedTokenizerFast, source, what=what, subfolder="tokenizer")
+    except VsynthInputError:
+        return load(T5Tokenizer, source, what=what, subfolder="tokenizer")
