@@ -160,7 +160,8 @@ def estimate(
         vae = _config(folders, sources[role], "vae")
         transformer = _config(folders, sources[role], "transformer") if spec.architecture == "transformer" else None
         if transformer and not transformer.get("_class_name", "").startswith("Flux"):  # video transformers (Wan)
-            activations = max(activations, _transformer_activations(spec, params[role], transformer, frames, height, width, size))
+            activations = max(activations, _transformer_activations(spec, params[role], transformer, frames, height, width, size,
+                                                                    guidance[role]))  # fmt: skip
         else:
             activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size,
                                                              transformer))  # fmt: skip
@@ -388,8 +389,14 @@ def _unet_activations(spec: ModelSpec, params: Params, unet: dict, vae: dict, fr
     return k * channels * per_call * copies * _latent_pixels(vae, height, width) * size
 
 
-def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict, frames: int, height: int, width: int, size: int) -> int:
-    """TRANSFORMER_K * tokens of one call * hidden width * bytes; tokens from the declared latent space and the patch size."""
+# Video transformers whose pipeline runs the classifier-free pair as one batch, with its text tokens in the sequence.
+_CFG_BATCHED = frozenset({"CogVideoXTransformer3DModel"})
+
+
+def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict, frames: int, height: int, width: int, size: int,
+                             guidance: float = 1.0) -> int:  # fmt: skip
+    """TRANSFORMER_K * tokens of one call * hidden width * bytes; tokens from the declared latent space and the patch size
+    (CogVideoX: and its 226 text tokens, twice under classifier-free guidance, which it batches)."""
     space = spec.latent_space
     patch = transformer.get("patch_size", 1)
     side = (patch[-1] if isinstance(patch, (list, tuple)) else patch) * space.packing
@@ -400,6 +407,8 @@ def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict,
         latent_frames = min(frames, getattr(params, "batch_size", None) or frames)
     tokens = latent_frames * (height // space.spatial // side) * (width // space.spatial // side)
     hidden = transformer.get("num_attention_heads", 24) * transformer.get("attention_head_dim", 128)
+    if transformer.get("_class_name") in _CFG_BATCHED:
+        tokens = (tokens + transformer.get("max_text_seq_length", 0)) * (2 if guidance > 1 else 1)
     return TRANSFORMER_K * tokens * hidden * size
 
 
