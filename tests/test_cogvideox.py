@@ -93,3 +93,14 @@ def test_a_named_solver_keeps_the_snr_shifted_training_schedule():
         assert type(d.scheduler).__name__ == cls
         torch.testing.assert_close(d.scheduler.alphas_cumprod[:-1].double(), base.alphas_cumprod[:-1].double(), rtol=0, atol=1e-6)
         d.scheduler = base
+
+
+def test_long_clips_go_in_windows_of_latent_frames():
+    """17 frames are 5 latent frames: windows of 3 latent frames sharing 1 cover them; a window beyond the trained 13 is refused."""
+    settings = {**TINY, "frames": 17, "height": 32, "width": 32, "steps": 2}
+    windowed = vsynth.run(vdm="cogvideox-2b", bridge="none", options={"window": 3, "overlap": 1}, **settings)
+    assert windowed.frames.shape[0] == 17 and torch.isfinite(windowed.latents).all()
+    whole = vsynth.run(vdm="cogvideox-2b", bridge="none", **settings)  # 5 latent frames fit the default window of 13
+    assert not torch.allclose(windowed.latents, whole.latents, atol=1e-3)
+    with pytest.raises(vsynth.errors.InvalidParamsError, match="window"):
+        vsynth.run(vdm="cogvideox-2b", bridge="none", options={"window": 14}, **settings)

@@ -117,7 +117,8 @@ WAN_VACE_MODELS = (
 
 class CogVideoXParams(VideoParams):
     window: PositiveInt | None = Field(
-        13, description="Latent frames denoised at once (13: the 49 frames CogVideoX was trained on); longer clips go in overlapping windows."
+        13, le=13, description="Latent frames denoised at once, at most the 13 (49 frames) CogVideoX was trained on; longer clips go in "
+        "overlapping windows."
     )
     overlap: NonNegativeInt = Field(4, description="Latent frames (4 frames each) neighbouring windows share, at least; below window.")
     dynamic_cfg: bool = Field(
