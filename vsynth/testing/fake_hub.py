@@ -193,8 +193,10 @@ def _write_vocabulary(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n", "utf-8")
 
 
-def _text(path: Path) -> str:
-    return path.read_text() if path.is_file() else ""
+def _component_of(snapshot: Path, component: str) -> str | None:
+    """The class model_index.json names for ``component``, if the repo has one."""
+    index = snapshot / "model_index.json"
+    return json.loads(index.read_text()).get(component, [None, None])[1] if index.is_file() else None
 
 
 def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision, seed: int) -> None:
@@ -206,7 +208,7 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision
         target = snapshot / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(entry, target)
-    if (snapshot / "tokenizer").is_dir() and '"T5Tokenizer"' in _text(snapshot / "model_index.json"):
+    if (snapshot / "tokenizer").is_dir() and _component_of(snapshot, "tokenizer") == "T5Tokenizer":
         _write_t5_tokenizer(snapshot / "tokenizer")  # CogVideoX's T5 tokenizer
     elif (snapshot / "tokenizer").is_dir():
         _write_vocabulary(snapshot / "tokenizer")
