@@ -42,11 +42,13 @@ def test_text_to_video_equals_cogvideox_pipeline(name, scheduler, dynamic):
 
 
 def test_vdm_only_equals_cogvideox_video_to_video_pipeline():
-    ours = vsynth.run(vdm="cogvideox-2b", bridge="vdm-only", video=SAMPLE_VIDEO, stride=1, options={"t2v_strength": 0.7}, **TINY).latents
+    """Its source encoded as a sample drawn before the noise, and dynamic guidance counting the steps that run (2 of 3)."""
+    options = {"t2v_strength": 0.7, "dynamic_cfg": True}
+    ours = vsynth.run(vdm="cogvideox-2b", bridge="vdm-only", video=SAMPLE_VIDEO, stride=1, options=options, **TINY).latents
     frames = read_video(SAMPLE_VIDEO, frames=9, stride=1, size=(64, 64)).frames
     settings = {k: v for k, v in PIPELINE.items() if k != "num_frames"}  # the video's frames
     theirs = pipeline("CogVideoXVideoToVideoPipeline", "cogvideox-2b")(
-        **settings, video=[Image.fromarray(f) for f in frames], strength=0.7, generator=torch.Generator().manual_seed(11)
+        **settings, video=[Image.fromarray(f) for f in frames], strength=0.7, use_dynamic_cfg=True, generator=torch.Generator().manual_seed(11)
     ).frames
     torch.testing.assert_close(ours, as_ours(theirs), rtol=1e-4, atol=1e-4)
 

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import torch
-from diffusers import CogVideoXDDIMScheduler
+from diffusers import CogVideoXDDIMScheduler as _DiffusersDDIM
 from diffusers import CogVideoXDPMScheduler as _DiffusersDPM
 
 from vsynth.core.diffusion.components import VaeCodec, load
@@ -27,7 +27,21 @@ from vsynth.core.diffusion.offload import execution_device
 from vsynth.core.diffusion.processes import VP_V
 
 
-class CogVideoXDPMScheduler(_DiffusersDPM):
+class _Entry:
+    """Where a schedule was entered (``set_begin_index``, as diffusers' other schedulers take it): CogVideoX's
+    dynamic guidance counts the steps that run from there, as CogVideoXVideoToVideoPipeline does."""
+
+    _begin_index = 0
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        self._begin_index = begin_index
+
+
+class CogVideoXDDIMScheduler(_Entry, _DiffusersDDIM):
+    """diffusers' CogVideoXDDIMScheduler, told where a schedule is entered."""
+
+
+class CogVideoXDPMScheduler(_Entry, _DiffusersDPM):
     """diffusers' CogVideoXDPMScheduler with the usual ``step(output, t, sample, generator=...)``: it keeps the
     clean prediction and the timestep of its previous step itself, as CogVideoXPipeline passes them
     (``old_pred_original_sample``, ``timestep_back``), so the generic loops step it. A fresh scheduler
@@ -49,6 +63,9 @@ class CogVideoXDPMScheduler(_DiffusersDPM):
         return (prev_sample, x0) if not return_dict else _output(prev_sample, x0)
 
 
+OURS = {"CogVideoXDDIMScheduler": CogVideoXDDIMScheduler, "CogVideoXDPMScheduler": CogVideoXDPMScheduler}
+
+
 def _output(prev_sample, x0):
     from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 
@@ -62,8 +79,8 @@ def on_training_schedule(scheduler, base):
     import diffusers
 
     name = type(scheduler).__name__
-    if name == "CogVideoXDPMScheduler" and not isinstance(scheduler, CogVideoXDPMScheduler):
-        return CogVideoXDPMScheduler.from_config(scheduler.config)
+    if name.startswith("CogVideoX") and not isinstance(scheduler, _Entry):
+        return OURS[name].from_config(scheduler.config)
     if base is None or name.startswith("CogVideoX"):
         return scheduler
     config = dict(base.config)
@@ -126,7 +143,7 @@ class CogVideoXCodec(VaeCodec):
 class CogVideoXDenoiser(Denoiser):
     """CogVideoXTransformer3DModel over whole clips, guided as CogVideoXPipeline guides it: the negative and the
     positive prompt in one batch, and with ``dynamic_cfg`` the scale 1 + g (1 - cos(pi ((N - t) / N)^5)) / 2 of
-    its ``use_dynamic_cfg`` (N the steps of the schedule last set, t the timestep)."""
+    its ``use_dynamic_cfg`` (N the steps that run from where the schedule was entered, t the timestep)."""
 
     frame_folded = False
     declared_process = VP_V
@@ -135,7 +152,7 @@ class CogVideoXDenoiser(Denoiser):
         self._scheduler = None
         super().__init__(transformer, scheduler, tokenizer, text_encoder)
         self.dynamic_cfg = dynamic_cfg
-        self.steps: int | None = None  # of the schedule last set: the dynamic scale depends on it
+        self.active = None  # the scheduler last set: the dynamic scale counts its steps
         self.prompts: dict[str, torch.Tensor] = {}  # T5's states by prompt: each prompt is encoded once
         self._rotary: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -149,7 +166,7 @@ class CogVideoXDenoiser(Denoiser):
         self._scheduler = on_training_schedule(scheduler, self._scheduler)
 
     def set_timesteps(self, scheduler, steps: int) -> None:
-        self.steps = steps
+        self.active = scheduler
         scheduler.set_timesteps(steps, device=self.device)
 
     def initial_noise(self, shape: tuple[int, int, int, int, int], generator: torch.Generator) -> torch.Tensor:
@@ -200,9 +217,10 @@ class CogVideoXDenoiser(Denoiser):
         return self._rotary[key]
 
     def guidance_scale(self, t, guidance: float) -> float:
-        if not self.dynamic_cfg or self.steps is None:
+        if not self.dynamic_cfg or self.active is None:
             return guidance
-        n = self.steps
+        order = int(getattr(self.active, "order", 1))
+        n = (len(self.active.timesteps) - (getattr(self.active, "_begin_index", None) or 0)) // order  # the pipelines' num_inference_steps
         return 1 + guidance * ((1 - math.cos(math.pi * ((n - float(t)) / n) ** 5.0)) / 2)
 
     @torch.no_grad()
@@ -237,9 +255,8 @@ class CogVideoXModel(VideoModel):
 
         # 5b's transformer is sharded: diffusers would ask the hub for its file list even offline
         source, what, kw = offline_folder(sources["vdm"]), spec.name, {"torch_dtype": runtime.dtype}
-        scheduler_cls = getattr(diffusers, pipeline_index(source)["scheduler"][1])
-        if scheduler_cls is _DiffusersDPM:
-            scheduler_cls = CogVideoXDPMScheduler
+        name = pipeline_index(source)["scheduler"][1]
+        scheduler_cls = OURS.get(name) or getattr(diffusers, name)
         model = cls(spec, params)
         model.denoiser = CogVideoXDenoiser(
             load(CogVideoXTransformer3DModel, source, what=what, subfolder="transformer", **kw).to(runtime.home),
