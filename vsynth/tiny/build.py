@@ -42,6 +42,8 @@ from vsynth.tiny.cogvideox import TINY_COGVIDEOX
 from vsynth.tiny.cogvideox import export as export_cogvideox
 from vsynth.tiny.wan import TINY_WAN
 from vsynth.tiny.wan import export as export_wan
+from vsynth.tiny.ltx import TINY_LTX
+from vsynth.tiny.ltx import export as export_ltx
 
 TINY_FORMAT = "9"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
@@ -70,6 +72,7 @@ TINY_MODELS: dict[str, str] = {
     "flux-depth": "FluxControlPipeline directory like flux-canny's, other transformer weights",
     "flux-fill": "FluxFillPipeline directory: flux-dev with a 384-channel transformer input (latents + masked image + mask)",
     "flux-kontext": "FluxKontextPipeline directory: flux-dev's layout, other transformer weights",
+    **TINY_LTX,
     **TINY_COGVIDEOX,
 }
 
@@ -542,7 +545,8 @@ def export(name: str, directory: str | Path) -> Path:
         "sdxl": _export_sdxl,
         "controlnet-sdxl-canny": lambda d: _export_controlnet("controlnet-sdxl-canny", d, _CONTROLNET_SDXL),
         "controlnet-sdxl-depth": lambda d: _export_controlnet("controlnet-sdxl-depth", d, _CONTROLNET_SDXL),
-        **{name: (lambda d, name=name: export_cogvideox(name, d)) for name in TINY_COGVIDEOX},
+        **{name: (lambda d, name=name: export_ltx(name, d, tiny_t5_tokenizer())) for name in TINY_LTX},
+        **{name: (lambda d, name=name: export_cogvideox(name, d, tiny_t5_tokenizer())) for name in TINY_COGVIDEOX},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

@@ -43,18 +43,17 @@ def _seeded(name: str, build):
     return build()
 
 
-def export(name: str, directory: Path) -> None:
-    """Write tiny CogVideoX model ``name`` (a key of :data:`TINY_COGVIDEOX`) as a diffusers pipeline folder."""
+def export(name: str, directory: Path, tokenizer) -> None:
+    """Write tiny CogVideoX model ``name`` (a key of :data:`TINY_COGVIDEOX`) as a diffusers pipeline folder, with ``tokenizer``
+    (vsynth.tiny.build's offline T5-style one, handed in so that this module does not import build)."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel
-
-    from vsynth.tiny.build import tiny_t5_tokenizer
 
     if name not in TINY_COGVIDEOX:
         raise KeyError(name)
     rotary = name == "cogvideox-5b"
     pipe = CogVideoXPipeline(
-        tokenizer=tiny_t5_tokenizer(),
+        tokenizer=tokenizer,
         text_encoder=_seeded("text_encoder", lambda: T5EncoderModel(T5Config(**_T5))),
         vae=_seeded("vae", lambda: AutoencoderKLCogVideoX(**_VAE, scaling_factor=SCALING[name])),
         transformer=_seeded(name, lambda: CogVideoXTransformer3DModel(**_TRANSFORMER, use_rotary_positional_embeddings=rotary)),
