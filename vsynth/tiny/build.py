@@ -45,7 +45,7 @@ from vsynth.tiny.wan import export as export_wan
 from vsynth.tiny.ltx import TINY_LTX
 from vsynth.tiny.ltx import export as export_ltx
 
-TINY_FORMAT = "9"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
+TINY_FORMAT = "8"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
