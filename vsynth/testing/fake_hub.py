@@ -97,6 +97,10 @@ def reduce_config(cls_name: str, config: dict) -> dict:
     elif cls_name == "FluxTransformer2DModel":  # layers real; 4 heads of 8 (RoPE axes summing to 8): 24 would be 46M parameters
         config.update(num_attention_heads=4, attention_head_dim=8, axes_dims_rope=[2, 2, 4], joint_attention_dim=_T5_WIDTH,
                       pooled_projection_dim=_TEXT_WIDTHS[config.get("pooled_projection_dim", 768)])  # fmt: skip
+    elif cls_name == "CogVideoXTransformer3DModel":  # two layers of 2 heads of 16 (RoPE splits a head 4/6/6), over the reduced T5
+        config.update(num_layers=2, num_attention_heads=2, attention_head_dim=16, time_embed_dim=32, text_embed_dim=_T5_WIDTH)
+    elif cls_name == "AutoencoderKLCogVideoX":
+        config.update(block_out_channels=[32, 32, 32, 32], layers_per_block=1)
     elif cls_name == "T5EncoderModel":  # heads and layers real, one channel per head
         config.update(d_model=_T5_WIDTH, d_kv=_T5_WIDTH // config["num_heads"], d_ff=160)
     elif cls_name == "LTXVideoTransformer3DModel":  # 2 of 28 blocks, 2 heads of 8, T5's reduced width
@@ -207,6 +211,12 @@ def _write_vocabulary(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n", "utf-8")
 
 
+def _component_of(snapshot: Path, component: str) -> str | None:
+    """The class model_index.json names for ``component``, if the repo has one."""
+    index = snapshot / "model_index.json"
+    return json.loads(index.read_text()).get(component, [None, None])[1] if index.is_file() else None
+
+
 def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision, seed: int) -> None:
     import torch
 
@@ -220,6 +230,8 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision
         from vsynth.tiny.hunyuan import llama_tokenizer
 
         llama_tokenizer().save_pretrained(snapshot / "tokenizer")  # HunyuanVideo's Llama 3 tokenizer: tokenizer.json
+    if (snapshot / "tokenizer").is_dir() and _component_of(snapshot, "tokenizer") == "T5Tokenizer":
+        _write_t5_tokenizer(snapshot / "tokenizer")  # CogVideoX's T5 tokenizer
     elif (snapshot / "tokenizer").is_dir():
         _write_vocabulary(snapshot / "tokenizer")
     elif (snapshot / "model_index.json").is_file() and "UMT5EncoderModel" in (snapshot / "model_index.json").read_text():

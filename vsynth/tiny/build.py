@@ -38,6 +38,8 @@ from vsynth.core.diffusion.schedules import SD15_DDIM, SDXL_EULER
 from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, output_folder, partial_path, remove_debris
 from vsynth.errors import OutputExistsError
 from vsynth.tiny.cache import cache_base, cache_errors, intact, write_manifest
+from vsynth.tiny.cogvideox import TINY_COGVIDEOX
+from vsynth.tiny.cogvideox import export as export_cogvideox
 from vsynth.tiny.hunyuan import TINY_HUNYUAN
 from vsynth.tiny.hunyuan import export as export_hunyuan
 from vsynth.tiny.ltx import TINY_LTX
@@ -75,6 +77,7 @@ TINY_MODELS: dict[str, str] = {
     **TINY_LTX,
     "motion-adapter-sdxl": "MotionAdapter matching the sdxl UNet (AnimateDiff-SDXL's motion modules, no mid block), 32-frame window",
     **TINY_HUNYUAN,
+    **TINY_COGVIDEOX,
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -553,6 +556,7 @@ def export(name: str, directory: str | Path) -> Path:
         **{name: (lambda d, name=name: export_ltx(name, d, tiny_t5_tokenizer())) for name in TINY_LTX},
         "motion-adapter-sdxl": lambda d: _random_motion_adapter("motion-adapter-sdxl", config=_MOTION_ADAPTER_SDXL).save_pretrained(d),
         **{name: (lambda d, name=name: export_hunyuan(name, d, tiny_tokenizer())) for name in TINY_HUNYUAN},
+        **{name: (lambda d, name=name: export_cogvideox(name, d, tiny_t5_tokenizer())) for name in TINY_COGVIDEOX},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

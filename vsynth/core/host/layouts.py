@@ -65,6 +65,21 @@ def wan_pipeline(experts: int = 1) -> tuple[str, ...]:
     )
 
 
+def cogvideox_pipeline() -> tuple[str, ...]:
+    """A CogVideoX diffusers folder: the transformer and T5-XXL (both sharded at full size), the VAE, the T5
+    tokenizer and the scheduler (model_index.json names its class)."""
+    return (
+        "model_index.json",
+        _path("transformer", "config.json"),
+        sharded("transformer", "diffusion_pytorch_model.safetensors"),
+        *diffusers_model("vae"),
+        _path("text_encoder", "config.json"),
+        sharded("text_encoder", "model.safetensors"),
+        _either("tokenizer", "tokenizer.json", "spiece.model"),
+        _path("scheduler", "scheduler_config.json"),
+    )
+
+
 def sdxl_pipeline() -> tuple[str, ...]:
     """What vsynth reads of a StableDiffusionXLPipeline folder: the UNet, the VAE and both text encoders with their tokenizers."""
     return (

@@ -164,8 +164,8 @@ def estimate(
         vae = _config(folders, sources[role], "vae")
         transformer = _config(folders, sources[role], "transformer") if spec.architecture == "transformer" else None
         if transformer and not transformer.get("_class_name", "").startswith("Flux"):  # video transformers (Wan)
-            # LTXPipeline runs its classifier-free pair as one batch (Wan's passes run one after the other)
-            batch = 2 if transformer.get("_class_name") == "LTXVideoTransformer3DModel" and guidance[role] > 1 else 1
+            # LTXPipeline and CogVideoXPipeline run their classifier-free pair as one batch (Wan's passes run one after the other)
+            batch = 2 if transformer.get("_class_name") in _CFG_BATCHED and guidance[role] > 1 else 1
             activations = max(activations, batch * _transformer_activations(spec, params[role], transformer, frames, height, width, size))
         else:
             activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size,
@@ -394,8 +394,13 @@ def _unet_activations(spec: ModelSpec, params: Params, unet: dict, vae: dict, fr
     return k * channels * per_call * copies * _latent_pixels(vae, height, width) * size
 
 
+# Video transformers whose pipeline runs the classifier-free pair as one batch.
+_CFG_BATCHED = frozenset({"LTXVideoTransformer3DModel", "CogVideoXTransformer3DModel"})
+
+
 def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict, frames: int, height: int, width: int, size: int) -> int:
-    """TRANSFORMER_K * tokens of one call * hidden width * bytes; tokens from the declared latent space and the patch size."""
+    """TRANSFORMER_K * tokens of one call * hidden width * bytes; tokens from the declared latent space and the patch size
+    (CogVideoX: and its 226 text tokens, which it puts in the sequence)."""
     space = spec.latent_space
     patch = transformer.get("patch_size", 1)
     side = (patch[-1] if isinstance(patch, (list, tuple)) else patch) * space.packing
@@ -406,6 +411,8 @@ def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict,
         latent_frames = min(frames, getattr(params, "batch_size", None) or frames)
     tokens = latent_frames * (height // space.spatial // side) * (width // space.spatial // side)
     hidden = transformer.get("num_attention_heads", 24) * transformer.get("attention_head_dim", 128)
+    if transformer.get("_class_name") == "CogVideoXTransformer3DModel":
+        tokens += transformer.get("max_text_seq_length", 0)
     return TRANSFORMER_K * tokens * hidden * size
 
 

@@ -201,6 +201,52 @@ LTX_SIZE_GB = 30.5  # float32, as the conversion script saves it: transformer 1.
 LTX_LATENTS = LatentSpace(name="ltx-video-vae", channels=128, spatial=32, temporal=8, causal=True, size_multiple=32, scaling=1.0)
 
 
+class CogVideoXParams(VideoParams):
+    window: PositiveInt | None = Field(
+        13, le=13, description="Latent frames denoised at once, at most the 13 (49 frames) CogVideoX was trained on; longer clips go in "
+        "overlapping windows."
+    )
+    overlap: NonNegativeInt = Field(4, description="Latent frames (4 frames each) neighbouring windows share, at least; below window.")
+    dynamic_cfg: bool = Field(
+        False, description="CogVideoXPipeline's use_dynamic_cfg: the guidance scale rises along the schedule (THUDM's demo uses it with "
+        "--vdm-scheduler dpm++ for 5b); off: the fixed scale, the pipeline's default."
+    )
+
+    def sampling(self, steps, guidance, *, shared_steps, shared_guidance):
+        """CogVideoXPipeline's defaults: 50 steps and guidance 6.0."""
+        guidance = guidance if guidance is not None else shared_guidance
+        return super().sampling(steps, COGVIDEOX_GUIDANCE if guidance is None else guidance, shared_steps=shared_steps, shared_guidance=None)
+
+
+COGVIDEOX_GUIDANCE = 6.0
+# (name, hub id, download GB: the parameter counts (layouts.json) in the repos' dtype, float16 (2b) or bfloat16 (5b),
+#  VAE scaling factor, description); configs and sources in vsynth/configs/README.md
+COGVIDEOX_MODELS = (
+    ("cogvideox-2b", "THUDM/CogVideoX-2b", 13.3, 1.15258426,
+     "CogVideoX 2B text-to-video (v-prediction on a VP schedule, T5-XXL, causal 3D VAE 8x/4x, 49 frames at 480x720, 8 fps)."),
+    ("cogvideox-5b", "THUDM/CogVideoX-5b", 21.1, 0.7,
+     "CogVideoX 5B text-to-video: cogvideox-2b's design, larger, with 3D rotary position embeddings."),
+)  # fmt: skip
+
+
+class CogVideoXLatentSpace(LatentSpace):
+    """CogVideoX's VAE space: 16 channels, 8x in space and 4x in time, 2x2 transformer patches (sides multiples of 16).
+
+    It encodes 1 + 4k frames to 1 + k latent frames, but its decoder doubles time twice and keeps a first frame
+    alone only when the latent frames are odd (2 latent frames decode to 8 frames, 3 to 9): a clip it returns
+    whole holds 1 + 8k frames (the released 49 are 13 latent frames)."""
+
+    def fit_frames(self, frames: int) -> int:
+        return 1 + (frames - 1) // (2 * self.temporal) * (2 * self.temporal)
+
+    def frame_rule(self) -> str:
+        return f"1 + {2 * self.temporal}k frames (its VAE decodes an odd number of latent frames)"
+
+
+def cogvideox_latents(scaling: float) -> LatentSpace:
+    return CogVideoXLatentSpace(name="cogvideox-vae", channels=16, spatial=8, temporal=4, causal=True, size_multiple=16, scaling=scaling)
+
+
 UNET3D_IMPL = "vsynth.plugins.vdm.unet3d:UNet3DVideoModel"
 MOTION_ADAPTER = WeightsSpec(role="motion_adapter", id="guoyww/animatediff-motion-adapter-v1-5-2", size_gb=1.8, tiny="motion-adapter",
                              files=layouts.diffusers_model())  # fmt: skip
@@ -362,3 +408,24 @@ def vsynth_register_models(registrar):
             latent_space=LTX_LATENTS,
         )
     )
+
+
+    for name, hub_id, size, scaling, description in COGVIDEOX_MODELS:
+        registrar.register_model(
+            ModelSpec(
+                name=name,
+                kind="vdm",
+                description=description,
+                weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny=name, files=layouts.cogvideox_pipeline()),),
+                params=CogVideoXParams,
+                impl="vsynth.plugins.vdm.cogvideox:CogVideoXModel",
+                native_size=(480, 720),
+                max_frames=49,
+                fps=8,
+                sampler="CogVideoX DDIM (v-prediction, SNR shift 3, zero terminal SNR, trailing spacing), 50 steps, guidance 6.0",
+                process="vp-v",
+                solver="ddim",
+                architecture="transformer",
+                latent_space=cogvideox_latents(scaling),
+            )
+        )
