@@ -73,10 +73,19 @@ class Part:
     elements: int
     bytes_per: int
     largest: int  # elements of its largest tensor (0 when unknown)
+    quantized: int = 0  # elements --quantize stores at quantized_bytes each (a network's linear weights)
+    quantized_bytes: float = 0.0
+    group: int = 0  # elements on the device at once under --offload group (0: unknown, twice the largest tensor)
 
     @property
     def bytes(self) -> int:
-        return self.elements * self.bytes_per
+        return int((self.elements - self.quantized) * self.bytes_per + self.quantized * self.quantized_bytes)
+
+    @property
+    def group_bytes(self) -> int:
+        """Bytes on the device at once with --offload group: the block running and the next, prefetched."""
+        per = self.bytes / self.elements if self.elements else self.bytes_per
+        return int((self.group or 2 * self.largest) * per)
 
 
 @dataclass
@@ -135,6 +144,7 @@ def estimate(
     device: str,
     offload: str,
     vae_batch: int | None = None,
+    quantize: str = "none",
 ) -> MemoryEstimate:
     """The estimate of a planned run; ``guidance`` by model role; nothing is loaded.
 
@@ -150,7 +160,7 @@ def estimate(
         for weights in spec.weights:
             if weights.role not in sources[role]:
                 continue
-            for part in _parts(role, weights, sources[role][weights.role], folders[weights.role], options, size):
+            for part in _parts(role, weights, sources[role][weights.role], folders[weights.role], options, size, quantize):
                 kept = parts.setdefault(part.key, part)
                 # a shared VAE or text encoder is hooked once, in its first unit; a UNet file shared by tensor
                 # is in every unit whose UNet holds it
@@ -171,6 +181,7 @@ def estimate(
         "none": int((weights + activations) * MARGIN),
         "model": int((max((sum(unit.values()) for unit in units.values()), default=0) + activations) * MARGIN),
         "sequential": int((largest + activations) * MARGIN),
+        "group": int((max((p.group_bytes for p in parts.values()), default=0) + activations) * MARGIN),
     }
     free, source = free_memory(device)
     return MemoryEstimate(device, offload, weights, activations, peaks, free, source, list(parts.values()), vae_batch)
@@ -203,7 +214,7 @@ def check_fits(estimate: MemoryEstimate) -> None:
     if estimate.device != "cpu":
         fixes = [
             f"add --offload {mode} (about {_gib(estimate.peaks[mode]):g} GiB)"
-            for mode in ("model", "sequential")
+            for mode in ("model", "group", "sequential")
             if estimate.peaks[mode] < estimate.peak and estimate.peaks[mode] <= estimate.free
         ][:1]
     if estimate.free_source == ADDRESS_SPACE:
@@ -280,7 +291,10 @@ def _folder(source: str) -> Path | None:
     return path if path.exists() else cached_snapshot(source)
 
 
-def _parts(role: str, weights, source: str, folder: Path | None, options: dict, size: int) -> list[Part]:
+NETWORKS = ("unet", "transformer", "transformer_2")  # what --quantize quantizes: the model's denoising networks
+
+
+def _parts(role: str, weights, source: str, folder: Path | None, options: dict, size: int, quantize: str = "none") -> list[Part]:
     parts = []
     for entry in weights.files:
         alternatives = entry.format(**options).split("|")
@@ -295,8 +309,49 @@ def _parts(role: str, weights, source: str, folder: Path | None, options: dict, 
                 key = f"{role}:{key}"
             unit = f"{role}.detector" if weights.role == "depth_estimator" else f"{role}.unet"
         per = 4 if weights.role == "depth_estimator" or (component == "vae" and size == 2 and _upcast(folder, source)) else size
-        parts.append(Part(key, unit, elements, per, largest))
+        linear, group = _header_stats(key.removeprefix(f"{role}:"), component in SHARED)
+        part = Part(key, unit, elements, per, largest, group=group)
+        if quantize != "none" and component in NETWORKS:
+            from vsynth.core.diffusion.quantize import SCHEMES
+
+            part.quantized = elements if linear is None else linear  # not on disk: every parameter, as an estimate
+            part.quantized_bytes = SCHEMES[quantize].bytes_per_weight
+        parts.append(part)
     return parts
+
+
+def _header_stats(path: str, leaf_level: bool) -> tuple[int | None, int]:
+    """(elements of linear weights, elements on the device at once under group offload) from the safetensors header(s) of
+    ``path``, or (None, 0) when it is not a safetensors file on disk. Group offload moves a diffusers network block by
+    block (a top-level ``name.N`` module: ``blocks.3``, ``down_blocks.1``) with what is outside the blocks, the running
+    block and the next; a text encoder (``leaf_level``) layer by layer."""
+    file = Path(path)
+    if not file.is_file() or not (file.suffix == ".safetensors" or file.name.endswith(INDEX_SUFFIX)):
+        return None, 0
+    files = [file]
+    if file.name.endswith(INDEX_SUFFIX):
+        files = [file.parent / s for s in sorted(set(json.loads(file.read_text()).get("weight_map", {}).values()))]
+    linear, blocks, rest, largest = 0, {}, 0, 0
+    for shard in files:
+        if not shard.is_file():
+            continue
+        with shard.open("rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            count = _product(entry["shape"])
+            largest = max(largest, count)
+            linear += count if len(entry["shape"]) == 2 and name.endswith(".weight") else 0
+            parts = name.split(".")
+            if len(parts) > 2 and parts[1].isdigit():
+                blocks[parts[0] + "." + parts[1]] = blocks.get(parts[0] + "." + parts[1], 0) + count
+            else:
+                rest += count
+    if leaf_level:
+        return linear, 2 * largest
+    biggest = sorted(blocks.values(), reverse=True)[:2]
+    return linear, rest + sum(biggest)
 
 
 def _count(source: str, folder: Path | None, alternatives: list[str], component: str = "") -> tuple[int, int, str]:
