@@ -534,6 +534,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from vsynth.core.diffusion.quantize import quiet_backends
+
+    quiet_backends()
 
 
 def _print_summary(console, report) -> None:

@@ -60,6 +60,17 @@ def check(scheme: str, device: str) -> None:
         raise QuantizationError(f"--quantize {scheme}: needs the {chosen.package} package: {EXTRA}")
 
 
+# Loggers of the quantization backends that diffusers imports with its models once they are installed: the CUDA
+# kernels a CPU build cannot load, a missing optional package, and the enum registrations torch warns about.
+NOISY = ("torchao", "bitsandbytes", "torch.utils._pytree")
+
+
+def quiet_backends() -> None:
+    """Only errors from the backends' loggers (the CLI's choice, made before diffusers imports them)."""
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 @contextmanager
 def _quiet_import():
     """torchao logs the optional CUDA kernels a CPU build cannot load, and bitsandbytes its missing kernels package."""

@@ -215,6 +215,7 @@ def check_fits(estimate: MemoryEstimate) -> None:
         fixes = [
             f"add --offload {mode} (about {_gib(estimate.peaks[mode]):g} GiB)"
             for mode in ("model", "group", "sequential")
+            if mode in estimate.peaks
             if estimate.peaks[mode] < estimate.peak and estimate.peaks[mode] <= estimate.free
         ][:1]
     if estimate.free_source == ADDRESS_SPACE:
