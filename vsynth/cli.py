@@ -474,7 +474,7 @@ RUN_FIELDS = (
 @click.option("--fuse-lora", is_flag=True, default=None, help="Fuse the LoRAs into the weights (no cost per step) instead of keeping them as adapters.")
 @click.option("--quantize", type=click.Choice(["none", "int8", "fp8", "nf4"]),
               help="Quantize the denoising networks' weights: int8 or fp8 weight-only (torchao), nf4 (bitsandbytes, "
-              "CUDA only); pip install 'vsynth[quantize]'  [default: none]")  # fmt: skip
+              "CUDA only); pip install 'vsynth[quantize]' (nf4: 'vsynth[nf4]')  [default: none]")  # fmt: skip
 @click.option("--memory-check/--no-memory-check", default=None,
               help="Refuse a run whose estimated peak memory exceeds the device's free memory  [default: check]")  # fmt: skip
 @click.option("--trust-pickles", is_flag=True, default=None,

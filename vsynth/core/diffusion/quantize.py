@@ -12,8 +12,8 @@ The networks are the model's ``unets()`` (UNets, transformers, both Wan 2.2 expe
 weights and all of its compute. Text encoders, VAEs, ControlNets and adapters keep the run's dtype. The
 networks are quantized in place after loading (as diffusers' torchao quantizer does layer by layer while
 loading), so the loading peak is the unquantized network's; LoRAs are fused before (``--fuse-lora``), or
-stay unquantized adapters beside the quantized layers. torchao, bitsandbytes and gguf are the optional
-extra ``vsynth[quantize]``.
+stay unquantized adapters beside the quantized layers. torchao is the optional extra ``vsynth[quantize]``,
+bitsandbytes ``vsynth[nf4]`` (apart: diffusers imports it with its models once installed, seconds per process).
 """
 
 from __future__ import annotations
@@ -24,23 +24,23 @@ from dataclasses import dataclass
 
 from vsynth.errors import QuantizationError
 
-EXTRA = "pip install 'vsynth[quantize]'"
 
 
 @dataclass(frozen=True)
 class Scheme:
     name: str
     package: str  # the module it needs
+    extra: str  # the vsynth extra that installs it
     bytes_per_weight: float  # of a quantized linear layer's weight, scales included
     gpu_only: bool
     description: str
 
 
 SCHEMES = {
-    "int8": Scheme("int8", "torchao", 1.0, False, "torchao int8 weight-only"),
-    "fp8": Scheme("fp8", "torchao", 1.0, False, "torchao float8 weight-only"),
+    "int8": Scheme("int8", "torchao", "quantize", 1.0, False, "torchao int8 weight-only"),
+    "fp8": Scheme("fp8", "torchao", "quantize", 1.0, False, "torchao float8 weight-only"),
     # 4 bits per weight, plus one float32 absmax per block of 64 (double-quantized to about 8 bits: 0.13 bit a weight)
-    "nf4": Scheme("nf4", "bitsandbytes", 0.5 + 0.13 / 8, True, "bitsandbytes 4-bit NormalFloat"),
+    "nf4": Scheme("nf4", "bitsandbytes", "nf4", 0.5 + 0.13 / 8, True, "bitsandbytes 4-bit NormalFloat"),
 }
 
 
@@ -57,7 +57,7 @@ def check(scheme: str, device: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(chosen.package) is None:
-        raise QuantizationError(f"--quantize {scheme}: needs the {chosen.package} package: {EXTRA}")
+        raise QuantizationError(f"--quantize {scheme}: needs the {chosen.package} package: pip install 'vsynth[{chosen.extra}]'")
 
 
 # Loggers of the quantization backends that diffusers imports with its models once they are installed: the CUDA
