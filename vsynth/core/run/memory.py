@@ -8,7 +8,10 @@ the files are on disk (a folder, the hub cache, the tiny models), else from thei
 upcasts (``force_upcast``) and the depth estimator count 4 bytes. VAEs, text encoders and UNets
 that models share (the same files) count once, as the loader holds them once. With ``--offload model``
 only the largest unit (a UNet with its ControlNet or adapter; a text encoder; a VAE) is on the
-device; with ``sequential`` only its largest weight tensor.
+device; with ``sequential`` only its largest weight tensor; with ``group`` the largest block of a network (a
+top-level ``name.N`` module in its safetensors header, else its config's layers taken as equal) twice, the running
+one and the next, prefetched, plus what lies outside its blocks. ``--quantize`` counts a denoising network's linear
+weights (2-D ``.weight`` tensors in its header; every parameter where it is not on disk) at the scheme's bytes.
 
 **Activations**: ``K * C * N * h * w * bytes``: N frames in one call (the IDM's ``batch_size`` or
 every frame, the VDM's window; times 2 under classifier-free guidance, 3 for InstructPix2Pix),
@@ -311,6 +314,8 @@ def _parts(role: str, weights, source: str, folder: Path | None, options: dict, 
             unit = f"{role}.detector" if weights.role == "depth_estimator" else f"{role}.unet"
         per = 4 if weights.role == "depth_estimator" or (component == "vae" and size == 2 and _upcast(folder, source)) else size
         linear, group = _header_stats(key.removeprefix(f"{role}:"), component in SHARED)
+        if not group and component in NETWORKS:  # not on disk: the network's blocks from its config, as if of equal size
+            group = 2 * elements // _blocks(_config({weights.role: folder}, {weights.role: source}, component))
         part = Part(key, unit, elements, per, largest, group=group)
         if quantize != "none" and component in NETWORKS:
             from vsynth.core.diffusion.quantize import SCHEMES
@@ -319,6 +324,12 @@ def _parts(role: str, weights, source: str, folder: Path | None, options: dict, 
             part.quantized_bytes = SCHEMES[quantize].bytes_per_weight
         parts.append(part)
     return parts
+
+
+def _blocks(config: dict) -> int:
+    """How many blocks group offload moves a network in: a transformer's layers, a UNet's down, mid and up blocks."""
+    layers = config.get("num_layers", 0) + config.get("num_single_layers", 0)
+    return max(1, layers or len(config.get("down_block_types", ())) + len(config.get("up_block_types", ())) + 1)
 
 
 def _header_stats(path: str, leaf_level: bool) -> tuple[int | None, int]:
