@@ -127,3 +127,23 @@ def test_a_distillation_preset_sets_solver_steps_and_guidance_unless_given(loras
     assert given.loras["vdm"][0].scale == 0.5
     listed = CliRunner().invoke(cli, ["models", "wan2.1-t2v-14b"]).output
     assert "LoRA presets (--vdm-lora NAME[:SCALE]):" in listed and "lightx2v-4step" in listed and "steps 4" in listed
+
+
+def test_fusing_an_idms_lora_leaves_the_sd15_unet_animatediff_shares_untouched(loras):
+    """The IDM and AnimateDiff hold one SD1.5 UNet's tensors: fusing writes into a copy of each LoRA layer's weight."""
+    from diffusers import UNet2DConditionModel
+
+    from vsynth.core.run.pipeline import load_models
+    from vsynth.core.run.progress import Stages
+
+    plan = plan_run(RunConfig(idm="sd15", vdm="animatediff", bridge="mixed-inversion", prompt="a ball", tiny=True, frames=2, height=64,
+                              width=64, steps=2, idm_lora=[str(loras["sd15"])], fuse_lora=True))  # fmt: skip
+    models = load_models(plan, Stages(None)).models
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"
+    plain = UNet2DConditionModel.from_pretrained(tiny_weights("sd15"), subfolder="unet").state_dict()[name]
+    idm = models["idm"].unets()[0].state_dict()[name]
+    vdm = models["vdm"].unets()[0].state_dict()[name]
+    assert not torch.allclose(idm, plain) and torch.equal(vdm, plain)
+    shared = "down_blocks.1.resnets.0.conv1.weight"  # a layer no LoRA touches stays one tensor for both
+    idm_params, vdm_params = dict(models["idm"].unets()[0].named_parameters()), dict(models["vdm"].unets()[0].named_parameters())
+    assert idm_params[shared].data_ptr() == vdm_params[shared].data_ptr()

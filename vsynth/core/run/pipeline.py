@@ -381,11 +381,15 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
             solver = getattr(plan.config, f"{role}_scheduler")
             if solver is not None:  # the model's main denoiser; an IDM's inversion denoiser keeps its own (DDIM)
                 models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler)
-            if plan.loras.get(role):  # before quantizing: a fused LoRA is quantized with its layer
-                accel[role] = {"loras": lora.apply(models[role], plan.loras[role], plan.config.fuse_lora)}
-            if plan.config.quantize != "none":
-                accel.setdefault(role, {})["quantize"] = quantize.apply(models[role].unets(), plan.config.quantize, runtime.dtype)
             advance(1)
+        # Once every model is loaded (and holds the tensors it shares with the other: SD1.5's UNet under an SD1.5 IDM
+        # and AnimateDiff), so that a fused layer's copy leaves the other model sharing the rest. LoRAs before
+        # quantizing: a fused LoRA is quantized with its layer.
+        for role, model in models.items():
+            if plan.loras.get(role):
+                accel[role] = {"loras": lora.apply(model, plan.loras[role], plan.config.fuse_lora)}
+            if plan.config.quantize != "none":
+                accel.setdefault(role, {})["quantize"] = quantize.apply(model.unets(), plan.config.quantize, runtime.dtype)
     units = {f"{role}.{name}": modules for role, model in models.items() for name, modules in model.offload_units().items()}
     offload = apply_offload(plan.config.offload, runtime.device, units)
     if plan.config.compile:
