@@ -17,35 +17,14 @@ from vsynth.tiny import tiny_weights
 
 WAN = dict(vdm="wan2.1-t2v-1.3b", bridge="none", tiny=True, frames=5, height=64, width=64, steps=2, prompt="a red ball", seed=3)
 SD15 = dict(idm="sd15", vdm="zeroscope", bridge="mixed-inversion", tiny=True, frames=2, height=64, width=64, steps=2, prompt="a red ball")
-TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-
-
-def _make_lora(network, pipeline_cls, folder, **layers_key):
-    """A rank-4 LoRA on ``network``'s attention projections with random (non-zero) matrices, saved as diffusers does."""
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    torch.manual_seed(0)
-    network.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=TARGETS, init_lora_weights=False))
-    state = get_peft_model_state_dict(network)
-    key = next(iter(layers_key))
-    pipeline_cls.save_lora_weights(folder, **{key: state})
-    return folder / lora.LORA_FILE
 
 
 @pytest.fixture(scope="module")
 def loras(tmp_path_factory):
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel, WanPipeline, WanTransformer3DModel
+    from vsynth.testing.loras import write_tiny_lora
 
     root = tmp_path_factory.mktemp("loras")
-    wan = WanTransformer3DModel.from_pretrained(tiny_weights("wan2.1-t2v"), subfolder="transformer")
-    unet = UNet2DConditionModel.from_pretrained(tiny_weights("sd15"), subfolder="unet")
-    (root / "wan").mkdir()
-    (root / "sd15").mkdir()
-    return {
-        "wan": _make_lora(wan, WanPipeline, root / "wan", transformer_lora_layers=None),
-        "sd15": _make_lora(unet, StableDiffusionPipeline, root / "sd15", unet_lora_layers=None),
-    }
+    return {name: write_tiny_lora(tiny, root / name) for name, tiny in (("wan", "wan2.1-t2v"), ("sd15", "sd15"))}
 
 
 def test_a_wan_lora_changes_the_output_as_diffusers_wan_pipeline_loads_it(loras):
