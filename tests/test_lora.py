@@ -91,6 +91,8 @@ def test_a_model_without_a_lora_loader_and_bad_names_are_refused_before_loading(
         plan_run(RunConfig(**WAN, vdm_lora=[str(tmp_path / "l.bin")]))
     with pytest.raises(Exception, match="--idm-lora is a LoRA of the image model, and this run has none"):
         plan_run(RunConfig(**WAN, idm_lora=[str(loras["sd15"])]))
+    with pytest.raises(Exception, match="--fuse-lora fuses the run's LoRAs, and it has none"):
+        plan_run(RunConfig(**WAN, fuse_lora=True))
     assert lora.parse("org/repo:0.5") == ("org/repo", 0.5) and lora.parse("a/b") == ("a/b", None)
 
 

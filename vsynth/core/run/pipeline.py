@@ -200,6 +200,8 @@ def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec)
     guidance, each unless the user gave it; a notice says what it set. ``--idm-lora`` needs an IDM."""
     if config.idm_lora and idm is None:
         raise VsynthInputError("--idm-lora is a LoRA of the image model, and this run has none: drop it, or add --idm")
+    if config.fuse_lora and not (config.idm_lora or config.vdm_lora):
+        raise VsynthInputError("--fuse-lora fuses the run's LoRAs, and it has none: add --idm-lora or --vdm-lora, or drop --fuse-lora")
     update: dict = {}
     for role, spec in (("idm", idm), ("vdm", vdm)):
         for text in getattr(config, f"{role}_lora") if spec is not None else ():
