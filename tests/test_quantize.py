@@ -131,3 +131,30 @@ def test_compile_compiles_a_transformers_repeated_blocks(monkeypatch):
     assert compiled == ["WanTransformerBlock"] * len(transformer.blocks)  # each block, not the whole network
     unet = torch.nn.Linear(2, 2)
     assert compile_network(unet) == "Linear: whole" and compiled[-1] == "Linear"
+
+
+def test_a_gguf_transformer_loads_through_vdm_weights_and_is_counted_at_its_size(plain, tmp_path):
+    need("gguf", INSTALL)
+    from vsynth.testing.gguf import write_tiny_wan_gguf
+
+    file = write_tiny_wan_gguf(tmp_path / "tiny-wan.gguf")
+    plan = plan_run(RunConfig(**WAN, vdm_weights=str(file), out=tmp_path / "o"))
+    assert plan.sources["vdm"]["gguf"] == str(file.resolve())
+    gguf_parts = [p for p in plan.memory.parts if p.key == str(file.resolve())]
+    assert gguf_parts and gguf_parts[0].bytes == file.stat().st_size
+    assert not any("transformer/" in p.key for p in plan.memory.parts)  # the folder's own transformer is not counted
+    report = execute(plan)
+    transformer = report.loaded.models["vdm"].unets()[0]
+    assert any(type(p).__name__ == "GGUFParameter" for p in transformer.parameters())  # Q8_0 tensors stay quantized
+    assert not torch.equal(report.latents, plain) and (report.latents - plain).abs().max() < 0.05 * plain.abs().max()
+
+
+def test_a_gguf_file_for_a_model_that_cannot_read_one_is_refused_in_one_line(tmp_path):
+    (tmp_path / "x.gguf").write_bytes(b"GGUF" + bytes(16))
+    with pytest.raises(VsynthInputError, match="wan2.2-t2v-a14b has 2 expert transformers, and a GGUF file holds one"):
+        plan_run(RunConfig(**{**WAN, "vdm": "wan2.2-t2v-a14b"}, vdm_weights=str(tmp_path / "x.gguf")))
+    with pytest.raises(VsynthInputError, match="wan2.1-vace-1.3b does not read GGUF checkpoints"):
+        plan_run(RunConfig(**{**WAN, "vdm": "wan2.1-vace-1.3b"}, vdm_weights=str(tmp_path / "x.gguf")))
+    (tmp_path / "y.gguf").write_bytes(b"PK\x03\x04")
+    with pytest.raises(VsynthInputError, match="not a GGUF file"):
+        plan_run(RunConfig(**WAN, vdm_weights=str(tmp_path / "y.gguf")))

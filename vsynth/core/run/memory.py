@@ -160,10 +160,16 @@ def estimate(
     for role, spec in models.items():
         options = params[role].model_dump()
         folders = {w.role: _folder(sources[role][w.role]) for w in spec.weights if w.role in sources[role]}
+        single = sources[role].get("gguf")  # a GGUF transformer: its file's bytes, instead of the folder's transformer
+        if single:
+            parts[single] = Part(single, f"{role}.unet", Path(single).stat().st_size, 1, 0)
+            units.setdefault(f"{role}.unet", {})[single] = parts[single].bytes
         for weights in spec.weights:
             if weights.role not in sources[role]:
                 continue
             for part in _parts(role, weights, sources[role][weights.role], folders[weights.role], options, size, quantize):
+                if single and "transformer/" in part.key:
+                    continue
                 kept = parts.setdefault(part.key, part)
                 # a shared VAE or text encoder is hooked once, in its first unit; a UNet file shared by tensor
                 # is in every unit whose UNet holds it

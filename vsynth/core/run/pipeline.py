@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from vsynth.version import __version__
 from vsynth.core.media import video as videoio
-from vsynth.core.diffusion import lora, quantize, solvers
+from vsynth.core.diffusion import gguf, lora, quantize, solvers
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
@@ -168,10 +168,19 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     sources = {}
     for role, spec in models.items():
         options = {**params[role].model_dump(), **overrides[role]}
-        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, config.toy)
+        primary, single = getattr(config, f"{role}_weights"), None
+        if gguf.is_gguf(primary):  # the transformer from the file; the rest of the pipeline from the model's own weights
+            experts = 2 if any(f.startswith("transformer_2/") for f in spec.weights[0].files) else 1
+            single, primary = gguf.check(spec, spec.load_impl(), primary, f"--{role}-weights", experts), None
+        wanted = resolve_sources(spec, primary, options, config.tiny, config.toy)
         flags = weight_flags(spec)
         used = [w for w in spec.weights if bridge.image_inversion or not w.inversion_only]
+        if single is not None:
+            used = [w.model_copy(update={"files": tuple(f for f in w.files if not f.startswith("transformer"))}) if i == 0 else w
+                    for i, w in enumerate(used)]  # fmt: skip
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
+        if single is not None:
+            sources[role]["gguf"] = str(single.resolve())
     if not config.trust_pickles:
         refuse_pickles(models, sources, params)
     loras = {role: [lora.resolve(spec, text, f"--{role}-lora") for text in getattr(config, f"{role}_lora")] for role, spec in models.items()}
