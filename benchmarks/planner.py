@@ -12,7 +12,8 @@ import sys
 from vsynth.core.host.registry import get_registry
 from vsynth.core.run.memory import estimate
 
-DEFAULT = ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.2-ti2v-5b", "wan2.2-t2v-a14b", "wan2.1-vace-1.3b", "wan2.1-vace-14b"]
+DEFAULT = ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.2-ti2v-5b", "wan2.2-t2v-a14b", "wan2.1-vace-1.3b", "wan2.1-vace-14b", "ltx-video"]
+DEFAULT += ["hunyuanvideo", "animatediff-sdxl"]
 
 
 def figures(name: str, quantize: str = "none") -> dict:

@@ -141,6 +141,10 @@ def _loader(class_name: str):
         return pipelines.WanLoraLoaderMixin, "transformer"
     if class_name.startswith("Flux"):
         return pipelines.FluxLoraLoaderMixin, "transformer"
+    if class_name.startswith("HunyuanVideo"):
+        return pipelines.HunyuanVideoLoraLoaderMixin, "transformer"
+    if class_name.startswith("LTX"):
+        return pipelines.LTXVideoLoraLoaderMixin, "transformer"
     return None, "transformer"
 
 

@@ -34,12 +34,15 @@ def weights_options(spec: ModelSpec) -> set[str]:
 
 
 def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy: bool = False) -> dict[str, str]:
-    """Pick the source of every weights role: an explicit override, else the tiny or toy model, or the hub id."""
+    """Pick the source of every weights role the options use: an explicit override, else the tiny or toy model, or
+    the hub id (weights needed only with another param value, ``WeightsSpec.only_with``, are left out)."""
     from vsynth.tiny import tiny_weights
     from vsynth.toy import shipped
 
     sources = {}
     for i, weights in enumerate(spec.weights):
+        if options and not weights.used_with(options):
+            continue
         override = primary if i == 0 else options.get(weights.role)
         if override is not None and not str(override).strip():  # not a silent "use the default"
             flag = f"--{spec.kind}-weights" if i == 0 else f"-o {weights.role}"

@@ -91,3 +91,19 @@ def flux_pipeline() -> tuple[str, ...]:
         _path("tokenizer_2", "tokenizer.json"),
         _path("scheduler", "scheduler_config.json"),
     )
+
+
+def hunyuan_video_pipeline() -> tuple[str, ...]:
+    """What vsynth reads of a HunyuanVideoPipeline folder: the transformer (sharded at full size), the 3D VAE, the
+    Llama text encoder (sharded) with its tokenizer.json, CLIP's text encoder and tokenizer, and the scheduler."""
+    return (
+        _path("transformer", "config.json"),
+        sharded("transformer", "diffusion_pytorch_model.safetensors"),
+        *diffusers_model("vae"),
+        _path("text_encoder", "config.json"),
+        sharded("text_encoder", "model.safetensors"),
+        _path("tokenizer", "tokenizer.json"),
+        *transformers_model("text_encoder_2"),
+        *clip_tokenizer("tokenizer_2"),
+        _path("scheduler", "scheduler_config.json"),
+    )

@@ -23,6 +23,9 @@ UNet2DConditionModel 26.0, UNetMotionModel 26.2, UNet3DConditionModel 33.3, UNet
 ControlNet 33.4, exactly linear in N, h and w; the VAE's decoder 480 and encoder 386 (per latent
 pixel, frames at full size). The factor 1.1 covers the allocator's fragmentation and workspaces.
 
+LTX-Video's VAE decodes the whole clip at once: 64 elements per output pixel and frame (58.5-63.6 measured the
+same way on its real config), and its transformer (K 22.0-22.2) runs its classifier-free pair as one batch.
+
 SDXL's UNet (measured the same way, from ``vsynth/configs``) has no attention in its first block:
 18.4 at 512x512, 15.8 at 768 and 1024; with an SDXL ControlNet 23.8 and 21.5. It gets its own
 bound, 24 (:data:`SDXL_UNET_K`), chosen by its ``text_time`` added conditions; its VAE is SD's
@@ -58,6 +61,7 @@ SDXL_UNET_K = 24  # SDXL's UNet, alone or with a ControlNet (see the module docs
 TRANSFORMER_K = 24
 FLUX_K = 31  # FLUX.1's transformer, measured as above: the largest (one 512x512 frame), as a bound
 VAE_DECODE_K = 480
+LTX_VAE_DECODE_K = 64  # LTX-Video's VAE decoder, elements per output pixel and frame: 58.5-63.6 (benchmarks/ltx_activation_k.py)
 VAE_ENCODE_K = 390
 ENCODE_BATCH = 8  # frames a VaeCodec encodes at once
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -179,7 +183,9 @@ def estimate(
         vae = _config(folders, sources[role], "vae")
         transformer = _config(folders, sources[role], "transformer") if spec.architecture == "transformer" else None
         if transformer and not transformer.get("_class_name", "").startswith("Flux"):  # video transformers (Wan)
-            activations = max(activations, _transformer_activations(spec, params[role], transformer, frames, height, width, size))
+            # LTXPipeline runs its classifier-free pair as one batch (Wan's passes run one after the other)
+            batch = 2 if transformer.get("_class_name") == "LTXVideoTransformer3DModel" and guidance[role] > 1 else 1
+            activations = max(activations, batch * _transformer_activations(spec, params[role], transformer, frames, height, width, size))
         else:
             activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size,
                                                              transformer))  # fmt: skip
@@ -489,6 +495,8 @@ def _flux_activations(spec: ModelSpec, params: Params, transformer: dict, vae: d
 def _vae_activations(params: Params, vae: dict, frames: int, height: int, width: int, dtype: str, vae_batch: int | None) -> int:
     from vsynth.core.diffusion.components import TILE_ABOVE
 
+    if vae.get("_class_name") == "AutoencoderKLLTXVideo":  # LTX-Video's, over the whole clip at once (per output pixel and frame)
+        return LTX_VAE_DECODE_K * frames * height * width * DTYPE_BYTES[dtype]
     if "z_dim" in vae:  # Wan's causal VAE: float32, one latent frame (4 frames) at a time, at its own compression
         factor, channels = vae.get("scale_factor_spatial", 8), vae.get("decoder_base_dim") or vae.get("base_dim", 96)
         calls = min(frames, vae.get("scale_factor_temporal", 4))
