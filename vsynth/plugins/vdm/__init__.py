@@ -11,6 +11,7 @@ from vsynth.core.host import layouts
 from vsynth.core.host.specs import LatentSpace, ModelSpec, VideoParams, WeightsSpec
 from vsynth.errors import InvalidParamsError
 from vsynth.plugins.idm import DEPTH_ESTIMATOR, SD15, SDXL_BASE, SDXL_LATENTS
+from vsynth.plugins.loras import WAN_LORAS
 from vsynth.plugins.vdm.wan_latents import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD, WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
 
@@ -331,6 +332,7 @@ def vsynth_register_models(registrar):
                 description=description,
                 weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny=tiny, files=layouts.wan_pipeline(experts)),),
                 params=TI2VParams if "ti2v" in name else WanParams,
+                loras=WAN_LORAS.get(name, ()),
                 impl=WAN_IMPL,
                 accepts=("video",) if "ti2v" in name else (),
                 native_size=native,
