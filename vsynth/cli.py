@@ -414,7 +414,7 @@ RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "fit", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
-    "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out",
+    "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out", "metrics",
 )  # fmt: skip
 
 
@@ -463,6 +463,7 @@ RUN_FIELDS = (
               help="Load weights stored as pickles (.bin, .pt, .pth, .ckpt: they can run code when loaded) from the folders, "
               "files and -o detector= you name; without it they are refused (config key trust_pickles).")  # fmt: skip
 @click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
+@click.option("--metrics", metavar="NAMES", help="Metrics measured into run.json, comma-separated; 'default', 'all' (see `vsynth models --kind metric`)  [default: the cheap default set]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
 def run(ctx, config_file, options, quiet, **flags):

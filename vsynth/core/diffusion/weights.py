@@ -33,10 +33,12 @@ def weights_options(spec: ModelSpec) -> set[str]:
     return {w.role for w in spec.weights[1:]} - set(spec.params.model_fields)
 
 
-def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy: bool = False) -> dict[str, str]:
-    """Pick the source of every weights role: an explicit override, else the tiny or toy model, or the hub id."""
+def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy=None) -> dict[str, str]:
+    """Pick the source of every weights role: an explicit override, else the tiny or toy model, or the hub id.
+
+    ``toy`` is the toy world's implementation (registered as a world, see :mod:`vsynth.core.run.measure`), whose
+    ``weights(name)`` is the folder of its shipped weights ``name``; None without --toy."""
     from vsynth.tiny import tiny_weights
-    from vsynth.toy import shipped
 
     sources = {}
     for i, weights in enumerate(spec.weights):
@@ -52,13 +54,13 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
             if weights.tiny is None:
                 raise VsynthInputError(f"{spec.name} has no tiny form for its {weights.role} weights")
             sources[weights.role] = str(tiny_weights(weights.tiny))
-        elif toy:
+        elif toy is not None:
             if weights.toy is None:
                 raise VsynthInputError(
                     f"{spec.name} has no toy weights for its {weights.role} weights: --toy runs the models "
                     f"that `vsynth models` marks toy"
                 )
-            sources[weights.role] = str(shipped.toy_weights(weights.toy))
+            sources[weights.role] = str(toy.weights(weights.toy))
         else:
             sources[weights.role] = weights.id
     return sources
