@@ -8,48 +8,17 @@ border) are left out, with Sundaram et al.'s consistency test, as the video-edit
 from __future__ import annotations
 
 import json
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
+from vsynth.torchvision_guard import import_torchvision  # noqa: F401  (the builtin metric asks it too)
 
 RAFT_MIN_SIDE = 128  # RAFT's correlation pyramid needs feature maps of at least 16 (1/8 of the input)
 RAFT_UPDATES = 12  # torchvision's default number of flow refinements
 _TORCHVISION_OPS = None  # the op schemas declared for a torchvision whose C++ ops cannot load (see import_torchvision)
-
-
-def import_torchvision():
-    """torchvision, or None when it is not installed.
-
-    PyPI's torchvision wheels are built against PyPI's CUDA torch; beside a CPU-only torch of the
-    same version their C++ ops (nms, roi_align, ...) cannot load, and torchvision 0.2x then fails at
-    import ("operator torchvision::nms does not exist") registering fake kernels for two of them.
-    RAFT uses none of those ops: the two schemas are declared, so that the import completes (calling
-    nms would still fail, loudly).
-    """
-    global _TORCHVISION_OPS
-    try:
-        import torchvision
-
-        return torchvision
-    except ModuleNotFoundError:
-        return None
-    except RuntimeError as exc:
-        if "torchvision::" not in str(exc) or _TORCHVISION_OPS is not None:
-            raise
-    import torch
-
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]
-    _TORCHVISION_OPS = torch.library.Library("torchvision", "FRAGMENT")
-    for op in ("nms", "qnms"):
-        _TORCHVISION_OPS.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    import torchvision
-
-    return torchvision
 
 
 @lru_cache(maxsize=2)

@@ -38,6 +38,8 @@ from vsynth.core.diffusion.schedules import SD15_DDIM, SDXL_EULER
 from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, output_folder, partial_path, remove_debris
 from vsynth.errors import OutputExistsError
 from vsynth.tiny.cache import cache_base, cache_errors, intact, write_manifest
+from vsynth.tiny.metrics import TINY_METRICS
+from vsynth.tiny.metrics import export as export_metric
 from vsynth.tiny.wan import TINY_WAN
 from vsynth.tiny.wan import export as export_wan
 
@@ -68,6 +70,7 @@ TINY_MODELS: dict[str, str] = {
     "flux-depth": "FluxControlPipeline directory like flux-canny's, other transformer weights",
     "flux-fill": "FluxFillPipeline directory: flux-dev with a 384-channel transformer input (latents + masked image + mask)",
     "flux-kontext": "FluxKontextPipeline directory: flux-dev's layout, other transformer weights",
+    **TINY_METRICS,
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -539,6 +542,7 @@ def export(name: str, directory: str | Path) -> Path:
         "sdxl": _export_sdxl,
         "controlnet-sdxl-canny": lambda d: _export_controlnet("controlnet-sdxl-canny", d, _CONTROLNET_SDXL),
         "controlnet-sdxl-depth": lambda d: _export_controlnet("controlnet-sdxl-depth", d, _CONTROLNET_SDXL),
+        **{name: (lambda d, name=name: export_metric(name, d)) for name in TINY_METRICS},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

@@ -66,6 +66,12 @@ class Metric:
         self.weights = weights  # role -> folder, file or hub id, located
         self.device = device
 
+    @classmethod
+    def uses_weights(cls) -> bool:
+        """Whether it loads its spec's weights here; False for a metric that falls back to a method without
+        them (flow without torchvision), so that they are neither located nor required."""
+        return True
+
     def applies(self, sample: Sample) -> str | None:
         """Why this metric cannot measure with ``sample`` beyond its declared needs (e.g. a condition no
         detector of its can remake), or None when it can."""
@@ -140,6 +146,8 @@ def metric_weights(spec: MetricSpec, sample: Sample) -> dict[str, str]:
     from vsynth.tiny import tiny_weights
 
     located = {}
+    if spec.weights and not spec.load_impl().uses_weights():
+        return located
     for w in spec.weights:
         given = sample.weights.get(f"{spec.name}.{w.role}") or sample.weights.get(w.role)
         flag = f"--metric-weights {w.role}=PATH"

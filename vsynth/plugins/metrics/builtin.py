@@ -59,9 +59,13 @@ class FrameConsistency(_Clip):
 class FlowWarpingError(Metric):
     """RAFT (torchvision) when torchvision imports; else OpenCV's DIS flow, said in ``note``."""
 
+    @classmethod
+    def uses_weights(cls) -> bool:
+        return flow.import_torchvision() is not None
+
     def __init__(self, spec, weights, device="cpu"):
         super().__init__(spec, weights, device)
-        self.model = flow.load_raft(weights["raft"], device) if flow.import_torchvision() is not None else None
+        self.model = flow.load_raft(weights["raft"], device) if "raft" in weights else None
         self.note = "RAFT (torchvision)" if self.model is not None else "OpenCV DIS flow: torchvision is not installed, RAFT unavailable"
 
     def measure(self, frames: np.ndarray, sample: Sample):
