@@ -136,7 +136,9 @@ def _spec_record(spec, registry) -> dict:
         "conflict": registry.conflicts(spec),  # another plugin has this name: only qualified_name selects it
         **spec.model_dump(mode="json", exclude={"name", "params"}),
     }
-    if spec.kind != "bridge":
+    if spec.kind == "metric":
+        record.update({"size_gb": spec.size_gb} if spec.weights else {})
+    elif spec.kind != "bridge":
         flags = weight_flags(spec)
         record["weights"] = [{**w, "override": flags[w["role"]]} for w in record["weights"]]
         record["size_gb"] = spec.size_gb
@@ -151,7 +153,7 @@ def _spec_record(spec, registry) -> dict:
 
 @cli.command()
 @click.argument("name", required=False)
-@click.option("--kind", type=click.Choice(KINDS), help="Only list this kind.")
+@click.option("--kind", type=click.Choice((*KINDS, "metric")), help="Only list this kind; metric lists the metrics (`vsynth eval`, run.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list; one object with NAME) instead of a table.")
 @click.option("--wide", is_flag=True, help="Every column, whatever the terminal's width (the default in a pipe).")
 def models(name, kind, as_json, wide):
@@ -161,6 +163,8 @@ def models(name, kind, as_json, wide):
 
     registry = _registry()
     specs = [s for s in (*registry.models.values(), *registry.bridges.values()) if kind is None or s.kind == kind]
+    if kind == "metric" or (name is not None and kind is None):  # metrics: listed with --kind metric, found by NAME
+        specs += list(registry.metrics.values())
     if name is not None:
         record = _spec_record(_one_spec(registry, specs, name, kind), registry)
         if as_json:
@@ -665,6 +669,104 @@ def batch(jobs_file, out, ray_address, quiet):
     click.echo(markdown_table(results), nl=False)
     click.echo(f"summary: {prepared.out_root / 'summary.md'} (and .csv, .json)", err=True)
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+# ---------------------------------------------------------------------------- eval
+
+
+@cli.command("eval")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--metrics", metavar="NAMES", help="Metrics, comma-separated; 'default' (run.json's cheap set) or 'all' (see `vsynth models --kind metric`)  [default: all]")
+@click.option("--prompt", help="Prompt of plain videos (a run folder's is its run.json's).")
+@click.option("--source", type=click.Path(path_type=Path), help="Source video of plain videos (a run folder's is the one it read).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per PATH) instead of a table.")
+@click.option("--csv", "csv_file", type=click.Path(path_type=Path), help="Also write one row per path, video and metric to this CSV file.")
+@click.option("--compare", is_flag=True, help="Also draw the PATHS' per-frame curves and a strip of their frames side by side into one PNG (--png).")
+@click.option("--png", type=click.Path(path_type=Path), default=Path("compare.png"), show_default=True, help="Where --compare writes.")
+@click.option("--suite", type=click.Path(path_type=Path), help="Run a prompt suite (YAML) through `vsynth batch` and aggregate its metrics per configuration; 'default' is the shipped one.")
+@click.option("--out", type=click.Path(path_type=Path), help="--suite: the batch folder  [default: outputs/suite-<SUITE name>]")
+@click.option("--tiny", is_flag=True, help="The metrics' offline tiny random-weight networks (and, with --suite, the tiny models).")
+@click.option("--metric-weights", "metric_weights", multiple=True, metavar="ROLE=PATH_OR_ID", help="Replace a metric network's weights (clip=..., raft=...; METRIC.ROLE for one metric); repeatable.")
+@click.option("--device", default="cpu", show_default=True, help="Where the metric networks run: cpu, cuda, cuda:N or mps.")
+def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite, out, tiny, metric_weights, device):
+    """Measure run folders or videos with the registered metrics: text alignment (CLIP), frame consistency
+    (CLIP), flow warping error (RAFT), flicker, control adherence, and any a plugin adds.
+
+    \b
+    A run folder brings its prompt, source, condition maps and detector; a plain video takes --prompt and
+    --source. Each metric measures what its inputs allow; the others are listed as skipped, with why.
+    \b
+      vsynth eval outputs/run-1 --json
+      vsynth eval --compare outputs/bridge-a outputs/bridge-b --png ab.png
+      vsynth eval --suite default --tiny --metrics default,text_alignment
+    """
+    from vsynth.core.run import measure
+    from vsynth.core.run.config import parse_option
+
+    _quiet_libraries()
+    registry = _registry()
+    names = measure.parse_names(metrics)
+    specs = measure.choose(registry, names if names is not None else ["all"])
+    weights = {key: str(value) for key, value in (parse_option(o) for o in metric_weights)}
+    if suite is not None:
+        if paths or compare:
+            raise VsynthInputError("--suite runs its own jobs: give no PATHS and no --compare with it")
+        from vsynth.suite import run_suite
+
+        table = run_suite(suite, out, metrics=names, tiny=tiny)
+        click.echo(json.dumps(table, indent=2) if as_json else table["markdown"], nl=not as_json or False)
+        return
+    if not paths:
+        raise VsynthInputError("give run folders or videos to measure (or --suite FILE)")
+    if compare and len(paths) < 2:
+        raise VsynthInputError("--compare needs at least two PATHS")
+    from vsynth.core.run.validate import check_device
+    from vsynth.evaluation import compare_png, csv_rows, evaluate, load_target
+
+    from vsynth.core.run.progress import library_progress_bars
+
+    check_device(device)
+    sample = measure.Sample(device=device, tiny=tiny, weights=weights)
+    targets = [load_target(registry, Path(p), prompt=prompt, source=source, sample=sample) for p in paths]
+    with library_progress_bars(False):
+        evaluations = evaluate(registry, targets, specs)
+    records = [e.record() for e in evaluations]
+    if csv_file is not None:
+        import csv
+
+        with open(csv_file, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path", "video", "metric", "value"])
+            writer.writeheader()
+            writer.writerows(csv_rows(evaluations))
+    if compare:
+        labels = [Path(p).name or str(p) for p in paths]
+        click.echo(f"wrote {compare_png(evaluations, targets, png, labels)}", err=True)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    _print_eval_table(records, specs)
+
+
+def _print_eval_table(records: list[dict], specs) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    arrows = {s.name: {True: " ↑", False: " ↓"}.get(s.higher_is_better, "") for s in specs}
+    measured = [s.name for s in specs if any(s.name in r["metrics"] for r in records)]
+    table = Table(title="vsynth eval (final video)")
+    table.add_column("path", no_wrap=True)
+    for name in measured:
+        table.add_column(name + arrows[name], justify="right")
+    for r in records:
+        table.add_row(escape(r["path"]), *(f"{r['metrics'][m]['final']:.4g}" if "final" in r["metrics"].get(m, {}) else "-" for m in measured))
+    console = Console()
+    console.print(table)
+    for r in records:
+        skipped = "; ".join(f"{m} ({why})" for m, why in r["skipped"].items())
+        notes = "; ".join(f"{m}: {n}" if isinstance(n, str) else "; ".join(n) for m, n in r["notes"].items())
+        if skipped or notes:
+            console.print(escape(f"{r['path']}: " + "; ".join(x for x in (f"skipped {skipped}" if skipped else "", notes) if x)))
 
 
 # ---------------------------------------------------------------------------- web UI
