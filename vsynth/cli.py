@@ -748,25 +748,28 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
 
 
 def _print_eval_table(records: list[dict], specs) -> None:
+    """One row per metric (↑ higher is better, ↓ lower), one column per path: the final video's values."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    arrows = {s.name: {True: " ↑", False: " ↓"}.get(s.higher_is_better, "") for s in specs}
-    measured = [s.name for s in specs if any(s.name in r["metrics"] for r in records)]
-    table = Table(title="vsynth eval (final video)")
-    table.add_column("path", no_wrap=True)
-    for name in measured:
-        table.add_column(name + arrows[name], justify="right")
-    for r in records:
-        table.add_row(escape(r["path"]), *(f"{r['metrics'][m]['final']:.4g}" if "final" in r["metrics"].get(m, {}) else "-" for m in measured))
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:  # a pipe: keep every digit
+        console = Console(width=UNBOUNDED)
+    table = Table(title="vsynth eval: the final videos")
+    table.add_column("metric", no_wrap=True)
+    for r in records:
+        table.add_column(escape(r["path"]), justify="right", no_wrap=True)
+    for spec in specs:
+        if any(spec.name in r["metrics"] for r in records):
+            arrow = {True: " ↑", False: " ↓"}.get(spec.higher_is_better, "")
+            table.add_row(spec.name + arrow, *(f"{r['metrics'][spec.name]['final']:.4g}" if "final" in r["metrics"].get(spec.name, {}) else "-" for r in records))
     console.print(table)
     for r in records:
-        skipped = "; ".join(f"{m} ({why})" for m, why in r["skipped"].items())
-        notes = "; ".join(f"{m}: {n}" if isinstance(n, str) else "; ".join(n) for m, n in r["notes"].items())
-        if skipped or notes:
-            console.print(escape(f"{r['path']}: " + "; ".join(x for x in (f"skipped {skipped}" if skipped else "", notes) if x)))
+        lines = [f"{m}: not measured ({why})" for m, why in r["skipped"].items()]
+        lines += [f"{m}: {n}" if isinstance(n, str) else "; ".join(n) for m, n in r["notes"].items()]
+        if lines:
+            console.print(escape(f"{r['path']}: " + "; ".join(lines)), soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------- web UI

@@ -35,7 +35,12 @@ def export(name: str, directory: Path) -> None:
             vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=IMAGE_SIZE, patch_size=8),
             projection_dim=16,
         )  # fmt: skip
-        CLIPModel(config).save_pretrained(directory)
+        model = CLIPModel(config)
+        with torch.no_grad():  # a shared offset and projection: cosines around 0.5, not clamped to 0 half the time
+            model.vision_model.post_layernorm.bias.fill_(1.0)
+            model.text_model.final_layer_norm.bias.fill_(1.0)
+            model.text_projection.weight.copy_(model.visual_projection.weight)
+        model.save_pretrained(directory)
         processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
         CLIPProcessor(image_processor=processor, tokenizer=tiny_tokenizer()).save_pretrained(directory)
     elif name == "raft":

@@ -161,7 +161,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     validate.check_out(out_dir, given=config.out is not None)
     frames = _read_sources(config, height, width)
 
-    validate.check_impls([*models.values(), bridge])
+    validate.check_impls([*models.values(), bridge, *metrics])
     sources = {}
     for role, spec in models.items():
         options = {**params[role].model_dump(), **overrides[role]}
