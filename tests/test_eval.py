@@ -1,0 +1,146 @@
+"""`vsynth eval` and metrics as plugins: the run pipeline measures through the metric hook and knows no data set,
+the field's metrics (CLIP, RAFT flow, flicker, control adherence) measure what they claim, on tiny offline networks."""
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vsynth.testing import run_cli
+
+CORE = Path(__file__).parents[1] / "vsynth" / "core"
+
+
+def test_core_imports_nothing_from_the_toy_world_or_the_metrics():
+    """Every import statement in vsynth/core, at module level or inside a function."""
+    offenders = []
+    for path in CORE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(CORE)}: {n}" for n in names if n.split(".")[:2] in (["vsynth", "toy"], ["vsynth", "metrics"])]
+    assert offenders == []
+
+
+# ---------------------------------------------------------------------------- the metrics themselves
+
+
+def _textured(seed=0, size=64):
+    import cv2
+
+    noise = np.random.default_rng(seed).integers(0, 256, (size // 4, size // 4, 3), dtype=np.uint8)
+    return cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def test_flow_warping_error_is_low_for_motion_and_high_for_flicker():
+    """A texture sliding 2 px a frame: the warp along DIS's flow explains it (as the true flow does); independent
+    textures it cannot. RAFT's tiny random weights estimate nothing, so the flow method is checked with DIS."""
+    from vsynth.metrics.flow import dis_flows, warping_errors
+
+    base = np.tile(_textured(), (1, 2, 1))
+    moving = np.stack([base[:, 2 * t : 2 * t + 64] for t in range(4)])
+    forward = np.zeros((3, 64, 64, 2), np.float32)
+    forward[..., 0] = -2.0  # the window slides right over the texture: the content moves 2 px left
+    assert warping_errors(moving, forward, -forward).max() < 0.02
+    assert warping_errors(moving, -forward, forward).min() > 0.1  # the wrong way round
+    flicker = np.stack([_textured(seed) for seed in range(4)])
+    assert warping_errors(moving, *dis_flows(moving)).mean() < 0.3 * warping_errors(flicker, *dis_flows(flicker)).mean()
+
+
+def test_flicker_and_control_adherence_measure_what_they_say():
+    from vsynth.metrics.control import redetected_adherence
+    from vsynth.metrics.temporal import brightness_flicker
+
+    frames = np.full((3, 8, 8, 3), 100, np.uint8)
+    frames[1] += 51
+    assert np.allclose(brightness_flicker(frames), [0.2, 0.2])
+    depth = np.stack([np.tile(np.linspace(0, 255, 16, dtype=np.uint8)[None, :, None], (16, 1, 3))] * 2)
+    assert redetected_adherence(depth, depth, "depth") == [1.0, 1.0]
+    assert redetected_adherence(255 - depth, depth, "depth")[0] < 0.55
+    edges = np.zeros((1, 32, 32, 3), np.uint8)
+    edges[0, 10] = 255
+    assert redetected_adherence(np.roll(edges, 1, axis=1), edges, "canny") == [1.0]  # within the 2-pixel tolerance
+    assert redetected_adherence(np.roll(edges, 8, axis=1), edges, "canny") == [0.0]
+
+
+def test_clip_metrics_on_the_tiny_clip():
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run import measure
+
+    frames = np.stack([_textured(0)] * 2 + [_textured(1)])
+    specs = [get_registry().metric(name) for name in ("text_alignment", "frame_consistency")]
+    result = measure.measure(specs, {"final": frames}, measure.Sample(prompt="a red circle", tiny=True))
+    consistency = result.curves["frame_consistency"]["final"]
+    assert consistency[0] == pytest.approx(100.0, abs=1e-3) and consistency[1] < 99.9  # the same frame twice, then another
+    assert 0 < result.values["text_alignment"]["final"] <= 100
+    assert len(result.curves["text_alignment"]["final"]) == 3
+
+
+# ---------------------------------------------------------------------------- runs and `vsynth eval`
+
+
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory):
+    """A toy clip (with its ground truth), and a toy ControlNet-canny run on it measured with the default set."""
+    from vsynth.toy.truth import save_clip
+
+    folder = tmp_path_factory.mktemp("eval")
+    clip = folder / "clip.mp4"
+    truth = save_clip(clip, 7, frames=4, n_shapes=1, background="white")
+    out = folder / "run"
+    result = run_cli("run", "--toy", "--idm", "controlnet-canny", "--vdm", "zeroscope", "--video", clip, "--prompt", truth.caption,
+                     "--frames", 4, "--stride", 1, "--steps", 3, "--quiet", "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return clip, out
+
+
+def test_a_run_records_the_default_metrics_through_the_hook(toy_runs):
+    record = json.loads((toy_runs[1] / "run.json").read_text())
+    metrics = record["metrics"]
+    assert {"mean_abs_frame_difference", "flicker", "edge_f1", "warping_error", "colour_adherence"} <= set(metrics)
+    assert "source" not in metrics["edge_f1"] and {"source", "idm", "final"} <= set(metrics["warping_error"])
+    assert record["metric_plugins"]["warping_error"] == {"plugin": "vsynth", "dist": "vsynth", "version": record["vsynth"]}
+    assert "text_alignment" not in metrics  # not in the cheap default set: CLIP weights
+
+
+def test_eval_on_a_toy_run_measures_the_fields_metrics_and_control_adherence(toy_runs, tmp_path):
+    clip, run = toy_runs
+    result = run_cli("eval", run, "--tiny", "--json", "--csv", tmp_path / "m.csv")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    metrics = record["metrics"]
+    for name in ("text_alignment", "frame_consistency", "flow_warping_error", "flicker", "control_adherence", "warping_error"):
+        assert set(metrics[name]) == {"final", "idm"}, name
+    assert record["notes"]["flow_warping_error"] == "RAFT (torchvision)"
+    assert "skipped" in record and (tmp_path / "m.csv").read_text().startswith("path,video,metric,value")
+
+    png = tmp_path / "ab.png"
+    result = run_cli("eval", "--compare", run, clip, "--tiny", "--png", png, "--metrics", "flicker,frame_consistency")
+    assert result.exit_code == 0, result.output
+    assert "flicker" in result.stdout and Image.open(png).size[0] >= 2 * 360
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["eval", "--metrics", "sharpnes", "x.mp4"], "unknown metric 'sharpnes'"),
+        (["eval", "missing.mp4"], "missing.mp4 does not exist"),
+        (["eval", "--compare", "a.mp4"], "--compare needs at least two PATHS"),
+        (["run", "--tiny", "--vdm", "zeroscope", "--prompt", "a", "--metrics", ","], "--metrics is empty"),
+        (["run", "--tiny", "--vdm", "zeroscope", "--prompt", "a", "--metrics", "nope"], "unknown metric 'nope'"),
+    ],
+)
+def test_bad_metric_requests_are_one_line_and_exit_2(args, line):
+    result = run_cli(*args)
+    assert result.exit_code == 2 and line in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.output
+
+
+def test_a_run_whose_metric_weights_cannot_be_had_says_so_before_it_runs(toy_runs, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    result = run_cli("run", "--toy", "--vdm", "zeroscope", "--prompt", "a red circle", "--frames", 2, "--steps", 2,
+                     "--metrics", "text_alignment", "--out", tmp_path / "o")  # fmt: skip
+    assert result.exit_code == 2 and "cannot get clip weights 'openai/clip-vit-base-patch32'" in result.stderr, result.output
+    assert not (tmp_path / "o").exists()
