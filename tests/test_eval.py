@@ -144,3 +144,44 @@ def test_a_run_whose_metric_weights_cannot_be_had_says_so_before_it_runs(toy_run
                      "--metrics", "text_alignment", "--out", tmp_path / "o")  # fmt: skip
     assert result.exit_code == 2 and "cannot get clip weights 'openai/clip-vit-base-patch32'" in result.stderr, result.output
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------- prompt suites
+
+TWO_BRIDGES = """
+defaults: {frames: 2, steps: 2, height: 64, width: 64, stride: 1}
+metrics: [flicker, mean_abs_frame_difference]
+configurations:
+  - {name: zeroscope, task: text-to-video, vdm: zeroscope}
+  - {name: modelscope, task: text-to-video, vdm: modelscope}
+  - {name: canny, task: controllable-generation, idm: controlnet-canny, vdm: zeroscope}
+prompts:
+  - {name: ball, task: text-to-video, prompt: a red ball}
+  - {name: ball-on-table, task: text-to-video, prompt: a red ball on a table}
+"""
+
+
+def test_a_suite_runs_through_batch_and_aggregates_per_configuration(tmp_path):
+    suite = tmp_path / "two.yaml"
+    suite.write_text(TWO_BRIDGES)
+    result = run_cli("eval", "--suite", suite, "--tiny", "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.stdout)["configurations"]
+    assert (table["zeroscope"]["ok"], table["modelscope"]["ok"], table["canny"]["jobs"]) == (2, 2, 0)  # no prompt of its task
+    finals = [json.loads((tmp_path / "out" / f"zeroscope.{p}" / "run.json").read_text())["metrics"]["flicker"]["final"] for p in ("ball", "ball-on-table")]
+    assert table["zeroscope"]["metrics"]["flicker"] == pytest.approx(sum(finals) / 2, abs=1e-4)
+    assert set(table["modelscope"]["metrics"]) == {"flicker", "mean_abs_frame_difference"}
+    assert "| flicker |" in (tmp_path / "out" / "suite.md").read_text()
+
+
+def test_the_shipped_suite_plans_every_job_on_the_tiny_models(tmp_path):
+    """Each job of the default suite passes a run's checks (models, inputs, paths beside the suite file)."""
+    from vsynth.batch.runner import prepare_batch
+    from vsynth.suite import jobs_of, read_suite, suite_path
+
+    path = suite_path("default")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(json.dumps(jobs_of(read_suite(path), path.parent, tiny=True)))
+    batch = prepare_batch(jobs, tmp_path / "out")
+    assert {r.status for r in batch.results.values()} == {"pending"}, {n: r.error for n, r in batch.results.items() if r.error}
+    assert len(batch.results) == 7

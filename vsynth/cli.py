@@ -713,9 +713,12 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
             raise VsynthInputError("--suite runs its own jobs: give no PATHS and no --compare with it")
         from vsynth.suite import run_suite
 
-        table = run_suite(suite, out, metrics=names, tiny=tiny)
-        click.echo(json.dumps(table, indent=2) if as_json else table["markdown"], nl=not as_json or False)
-        return
+        record = run_suite(suite, out, metrics=names, tiny=tiny)
+        for job, error in record["failed"].items():
+            click.echo(f"failed: {job}: {_one_line(error or '')}", err=True)
+        click.echo(json.dumps(record, indent=2) if as_json else record["markdown"], nl=as_json)
+        click.echo(f"suite: {record['out']}/suite.md (and .json; each job's run folder beside them)", err=True)
+        return 1 if record["failed"] else 0
     if not paths:
         raise VsynthInputError("give run folders or videos to measure (or --suite FILE)")
     if compare and len(paths) < 2:
