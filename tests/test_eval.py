@@ -185,3 +185,45 @@ def test_the_shipped_suite_plans_every_job_on_the_tiny_models(tmp_path):
     batch = prepare_batch(jobs, tmp_path / "out")
     assert {r.status for r in batch.results.values()} == {"pending"}, {n: r.error for n, r in batch.results.items() if r.error}
     assert len(batch.results) == 7
+
+
+# ---------------------------------------------------------------------------- a third party's metric
+
+FAULTY = '''
+from vsynth import hookimpl
+from vsynth.core.host.specs import MetricSpec
+from vsynth.core.run.measure import Metric
+
+
+class Faulty(Metric):
+    def measure(self, frames, sample):
+        raise ZeroDivisionError("no frames to divide by")
+
+
+@hookimpl
+def vsynth_register_metrics(registrar):
+    registrar.register_metric(MetricSpec(name="faulty", description="always fails", impl="vsynth_faulty:Faulty"))
+    registrar.register_metric(MetricSpec(name="flicker", description="takes a built-in name", impl="vsynth_faulty:Faulty"))
+'''
+
+
+def test_a_plugins_metric_failing_is_one_line_naming_it_and_cannot_shadow_a_builtin(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from vsynth.core.host.registry import build_registry
+    from vsynth.core.run import measure
+    from vsynth.errors import PluginRunError
+
+    (tmp_path / "vsynth_faulty.py").write_text(FAULTY)
+    info = tmp_path / "vsynth_faulty-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vsynth-faulty\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[vsynth]\nfaulty = vsynth_faulty\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = build_registry(metadata.PathDistribution(info).entry_points)
+    plugin = next(p for p in registry.plugins if p.name == "faulty")
+    assert plugin.warnings == ["metric 'flicker' not loaded: the name belongs to a built-in metric"]
+    assert registry.metric("flicker").plugin == "vsynth"
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(PluginRunError, match=r"^plugin vsynth-faulty 1.0: metric 'faulty' failed: ZeroDivisionError: no frames"):
+        measure.measure([registry.metric("faulty")], {"final": frames}, measure.Sample(), registry)
