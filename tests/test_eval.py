@@ -49,6 +49,17 @@ def test_flow_warping_error_is_low_for_motion_and_high_for_flicker():
     assert warping_errors(moving, *dis_flows(moving)).mean() < 0.3 * warping_errors(flicker, *dis_flows(flicker)).mean()
 
 
+def test_without_torchvision_the_flow_warping_error_falls_back_to_dis_and_says_so(monkeypatch):
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run import measure
+    from vsynth.metrics import flow
+
+    monkeypatch.setattr(flow, "import_torchvision", lambda: None)
+    frames = np.stack([np.tile(_textured(), (1, 2, 1))[:, 2 * t : 2 * t + 64] for t in range(3)])
+    result = measure.measure([get_registry().metric("flow_warping_error")], {"final": frames}, measure.Sample())
+    assert result.notes["flow_warping_error"].startswith("OpenCV DIS flow") and result.values["flow_warping_error"]["final"] < 0.05
+
+
 def test_flicker_and_control_adherence_measure_what_they_say():
     from vsynth.metrics.control import redetected_adherence
     from vsynth.metrics.temporal import brightness_flicker
@@ -227,3 +238,6 @@ def test_a_plugins_metric_failing_is_one_line_naming_it_and_cannot_shadow_a_buil
     frames = np.zeros((2, 8, 8, 3), np.uint8)
     with pytest.raises(PluginRunError, match=r"^plugin vsynth-faulty 1.0: metric 'faulty' failed: ZeroDivisionError: no frames"):
         measure.measure([registry.metric("faulty")], {"final": frames}, measure.Sample(), registry)
+    # a run's video is made by then: it records the failure and measures the others
+    kept = measure.measure([registry.metric("faulty"), registry.metric("flicker")], {"final": frames}, measure.Sample(), registry, keep_going=True)
+    assert kept.failed["faulty"].startswith("plugin vsynth-faulty 1.0: metric 'faulty' failed") and kept.values["flicker"] == {"final": 0.0}

@@ -293,7 +293,7 @@ def plugins(as_json, verbose):
     registry = build_registry(strict=False)
     records = [p.as_dict() for p in registry.plugins]
     if verbose:
-        specs = [*registry.models.values(), *registry.bridges.values()]
+        specs = [*registry.models.values(), *registry.bridges.values(), *registry.metrics.values(), *registry.worlds.values()]
         for record in records:  # one that did not load registered nothing (the winner of its name did)
             loaded = record["status"] in ("ok", "warning")
             record["registered"] = [{"kind": s.kind, "name": s.name, "address": registry.address(s)} for s in specs if loaded and s.plugin == record["name"]]
@@ -319,7 +319,7 @@ def plugins(as_json, verbose):
     for note in notes:
         console.print(note, soft_wrap=True)
     for r in [r for r in records if verbose and r["status"] in ("ok", "warning")]:
-        kinds = {kind: [e["address"] for e in r["registered"] if e["kind"] == kind] for kind in KINDS}
+        kinds = {kind: [e["address"] for e in r["registered"] if e["kind"] == kind] for kind in (*KINDS, "metric", "world")}
         registered = "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items() if names) or "nothing"
         console.print(f"{escape(r['name'])} registered: {escape(registered)}", soft_wrap=True, highlight=False)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
-from vsynth.torchvision_guard import import_torchvision  # noqa: F401  (the builtin metric asks it too)
+from vsynth.torchvision_guard import import_torchvision
 
 RAFT_MIN_SIDE = 128  # RAFT's correlation pyramid needs feature maps of at least 16 (1/8 of the input)
 RAFT_UPDATES = 12  # torchvision's default number of flow refinements

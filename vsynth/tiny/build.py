@@ -542,7 +542,7 @@ def export(name: str, directory: str | Path) -> Path:
         "sdxl": _export_sdxl,
         "controlnet-sdxl-canny": lambda d: _export_controlnet("controlnet-sdxl-canny", d, _CONTROLNET_SDXL),
         "controlnet-sdxl-depth": lambda d: _export_controlnet("controlnet-sdxl-depth", d, _CONTROLNET_SDXL),
-        **{name: (lambda d, name=name: export_metric(name, d)) for name in TINY_METRICS},
+        **{name: (lambda d, name=name: export_metric(name, d, tiny_tokenizer())) for name in TINY_METRICS},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

@@ -20,14 +20,13 @@ TINY_METRICS = {
 }
 
 
-def export(name: str, directory: Path) -> None:
+def export(name: str, directory: Path, tokenizer=None) -> None:
+    """Write tiny network ``name`` into ``directory``; CLIP's ``tokenizer`` is vsynth.tiny's offline one."""
     import torch
 
     torch.manual_seed(SEEDS[name])
     if name == "clip":
         from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-        from vsynth.tiny.build import tiny_tokenizer
 
         config = CLIPConfig(
             text_config=dict(vocab_size=514, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -42,7 +41,7 @@ def export(name: str, directory: Path) -> None:
             model.text_projection.weight.copy_(model.visual_projection.weight)
         model.save_pretrained(directory)
         processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-        CLIPProcessor(image_processor=processor, tokenizer=tiny_tokenizer()).save_pretrained(directory)
+        CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(directory)
     elif name == "raft":
         from safetensors.torch import save_file
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from vsynth.errors import UnknownNameError, VsynthInputError
+from vsynth.errors import VsynthInputError
 
 if TYPE_CHECKING:
     from vsynth.core.host.registry import Registry
@@ -91,6 +91,7 @@ class Measurement:
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # with keep_going: the one line of a metric that raised
 
 
 def choose(registry: Registry, names: Sequence[str] | None) -> list[MetricSpec]:
@@ -164,39 +165,59 @@ def metric_weights(spec: MetricSpec, sample: Sample) -> dict[str, str]:
     return located
 
 
-def measure(specs: Sequence[MetricSpec], videos: dict[str, np.ndarray | None], sample: Sample, registry: Registry | None = None) -> Measurement:
+def measure(
+    specs: Sequence[MetricSpec], videos: dict[str, np.ndarray | None], sample: Sample, registry: Registry | None = None,
+    *, keep_going: bool = False,
+) -> Measurement:  # fmt: skip
     """Measure every video of ``videos`` (name -> uint8 (F, H, W, 3), or None) with every spec whose needs
-    ``sample`` meets. A metric that compares with the source or the condition is not measured on the source."""
-    from vsynth.core.host.registry import plugin_errors
+    ``sample`` meets. A metric that compares with the source or the condition is not measured on the source.
+
+    A metric that raises stops the measurement (a plugin's error as one line naming it), or, with
+    ``keep_going`` (a run, whose video is already made), is recorded in ``failed`` and the others go on."""
+    from vsynth.errors import one_line
 
     result = Measurement()
-    named = {name: frames for name, frames in videos.items() if frames is not None}
     for spec in specs:
-        missing = [need for need in spec.needs if not sample.has(need)]
-        if missing:
-            result.skipped[spec.name] = f"needs {', '.join(missing)}"
-            continue
-        with plugin_errors(spec, registry):
-            impl = spec.load_impl()(spec, metric_weights(spec, sample), sample.device)
-            if getattr(impl, "note", ""):
-                result.notes[spec.name] = impl.note
-            reason = impl.applies(sample)
-            if reason:
-                result.skipped[spec.name] = reason
-                continue
-            for name, frames in named.items():
-                if name == "source" and {"source", "condition"} & set(spec.needs):
-                    continue
-                value = impl.measure(frames, sample)
-                mean, curve = _summarize(value)
-                if math.isnan(mean):
-                    continue
-                result.values.setdefault(spec.name, {})[name] = round(mean, DIGITS)
-                if curve is not None:
-                    result.curves.setdefault(spec.name, {})[name] = [round(v, DIGITS) for v in curve]
-        if spec.name not in result.values and spec.name not in result.skipped:
-            result.skipped[spec.name] = "not measurable on these videos"
+        try:
+            _measure_one(spec, videos, sample, registry, result)
+        except Exception as exc:
+            if not keep_going:
+                raise
+            result.values.pop(spec.name, None)
+            result.curves.pop(spec.name, None)
+            result.failed[spec.name] = one_line(exc)
     return result
+
+
+def _measure_one(spec: MetricSpec, videos: dict, sample: Sample, registry: Registry | None, result: Measurement) -> None:
+    """One metric on every video into ``result``."""
+    from vsynth.core.host.registry import plugin_errors
+
+    named = {name: frames for name, frames in videos.items() if frames is not None}
+    missing = [need for need in spec.needs if not sample.has(need)]
+    if missing:
+        result.skipped[spec.name] = f"needs {', '.join(missing)}"
+        return
+    with plugin_errors(spec, registry):
+        impl = spec.load_impl()(spec, metric_weights(spec, sample), sample.device)
+        if getattr(impl, "note", ""):
+            result.notes[spec.name] = impl.note
+        reason = impl.applies(sample)
+        if reason:
+            result.skipped[spec.name] = reason
+            return
+        for name, frames in named.items():
+            if name == "source" and {"source", "condition"} & set(spec.needs):
+                continue
+            value = impl.measure(frames, sample)
+            mean, curve = _summarize(value)
+            if math.isnan(mean):
+                continue
+            result.values.setdefault(spec.name, {})[name] = round(mean, DIGITS)
+            if curve is not None:
+                result.curves.setdefault(spec.name, {})[name] = [round(v, DIGITS) for v in curve]
+    if spec.name not in result.values and spec.name not in result.skipped:
+        result.skipped[spec.name] = "not measurable on these videos"
 
 
 def _summarize(value) -> tuple[float, list[float] | None]:

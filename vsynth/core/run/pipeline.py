@@ -586,7 +586,9 @@ def _measure(plan: RunPlan, videos: dict, idm, record: dict, runtime) -> None:
         tiny=config.tiny,
     )
     named = {name.lower(): frames for name, frames in videos.items() if name != "condition"}
-    result = measure.measure(plan.metrics, named, sample)
+    result = measure.measure(plan.metrics, named, sample, keep_going=True)  # the video is made: a metric's failure is recorded
+    for name, error in result.failed.items():
+        warnings.warn(f"metric {name} failed, the run's files are kept: {error}", VsynthWarning, stacklevel=2)
     record["metrics"] = result.values
     record["metric_plugins"] = {
         spec.name: {
@@ -594,6 +596,7 @@ def _measure(plan: RunPlan, videos: dict, idm, record: dict, runtime) -> None:
             **plan.providers.get(f"metric.{spec.name}", {}),
             **({"skipped": result.skipped[spec.name]} if spec.name in result.skipped else {}),
             **({"note": result.notes[spec.name]} if spec.name in result.notes else {}),
+            **({"error": result.failed[spec.name]} if spec.name in result.failed else {}),
         }
         for spec in plan.metrics
     }
