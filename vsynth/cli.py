@@ -249,7 +249,8 @@ def _print_details(console, record: dict) -> None:
         line("weights:")
     for w in record.get("weights", []):
         stand_ins = "".join(f", {k} {w[k]}" for k in ("tiny", "toy") if w[k])
-        line(f"  {escape(w['role'])}: {escape(w['id'])}, {w['size_gb']:g} GB{escape(stand_ins)}; replace with {escape(w['override'])}")
+        only = f" (only with -o {w['only_with'][0]}={w['only_with'][1]})" if w.get("only_with") else ""
+        line(f"  {escape(w['role'])}: {escape(w['id'])}, {w['size_gb']:g} GB{escape(stand_ins)}{escape(only)}; replace with {escape(w['override'])}")
     schema = record["params_schema"]
     line("parameters (-o KEY=VALUE):" if record["params"] else "parameters: none")
     for key, summary in record["params"].items():
@@ -433,7 +434,7 @@ RUN_FIELDS = (
 @click.option("--condition-video", type=click.Path(path_type=Path), help="Precomputed control maps (pose, edges, depth) for ControlNet / T2I-Adapter IDMs.")
 @click.option("--mask", type=click.Path(path_type=Path), help="Inpainting mask video, white = regenerate (resized to the run's size).")
 @click.option("--outpaint", metavar="horizontal|vertical|T,R,B,L", help="Outpainting: regenerate the top and bottom quarter, the left and right quarter, or given margin fractions.")
-@click.option("--source-prompt", help="What the source video shows (prompt2prompt edits it into --prompt).")
+@click.option("--source-prompt", help="What the source video shows (prompt2prompt and --bridge flow-edit edit it into --prompt).")
 @click.option("--frames", type=int, help="Frames to generate, at most 256 (or the VDM's frame window)  [default: 8]")
 @click.option("--stride", type=int, help="Take every K-th source frame  [default: 4]")
 @click.option("--height", type=int, help="Height in pixels, at most 2048, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")

@@ -304,3 +304,29 @@ def offline_hub(cache: str | Path) -> Iterator[Path]:
             else:
                 os.environ[key] = value
         hub_reachable.cache_clear()
+
+
+def write_wan_folder(folder: str | Path, repo_id: str = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", *, text_layers: int = 2) -> Path:
+    """A Wan 2.1 pipeline folder with its real transformer and VAE (random weights, float32: 5.7 GB for the 1.3B) and
+    UMT5 cut to ``text_layers`` of its 24 layers at its real width: the whole UMT5-XXL is 22.7 GB in float32, more
+    than a 24 GB machine holds beside the transformer. The text encoder runs once per prompt, before the transformer
+    (and is released from the GPU then), so the transformer's and VAE's figures are those of the real model."""
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from vsynth.tiny.wan import umt5_tokenizer
+
+    repo = resources.files("vsynth.configs").joinpath(repo_id.replace("/", "__"))
+
+    def config(component):
+        return {k: v for k, v in json.loads(repo.joinpath(component, "config.json").read_text()).items() if not k.startswith("_")}
+
+    torch.manual_seed(0)
+    text = UMT5Config(**{**config("text_encoder"), "num_layers": text_layers, "vocab_size": 98})
+    pipe = WanPipeline(tokenizer=umt5_tokenizer(), text_encoder=UMT5EncoderModel(text), vae=AutoencoderKLWan.from_config(config("vae")),
+                       scheduler=UniPCMultistepScheduler.from_config(json.loads(repo.joinpath("scheduler", "scheduler_config.json").read_text())),
+                       transformer=WanTransformer3DModel.from_config(config("transformer")))  # fmt: skip
+    folder = Path(folder)
+    pipe.save_pretrained(folder)
+    return folder

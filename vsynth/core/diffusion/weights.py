@@ -34,7 +34,8 @@ def weights_options(spec: ModelSpec) -> set[str]:
 
 
 def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy=None) -> dict[str, str]:
-    """Pick the source of every weights role: an explicit override, else the tiny or toy model, or the hub id.
+    """Pick the source of every weights role the options use: an explicit override, else the tiny or toy model, or
+    the hub id (weights needed only with another param value, ``WeightsSpec.only_with``, are left out).
 
     ``toy`` is the toy world's implementation (registered as a world, see :mod:`vsynth.core.run.measure`), whose
     ``weights(name)`` is the folder of its shipped weights ``name``; None without --toy."""
@@ -42,6 +43,8 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
 
     sources = {}
     for i, weights in enumerate(spec.weights):
+        if options and not weights.used_with(options):
+            continue
         override = primary if i == 0 else options.get(weights.role)
         if override is not None and not str(override).strip():  # not a silent "use the default"
             flag = f"--{spec.kind}-weights" if i == 0 else f"-o {weights.role}"

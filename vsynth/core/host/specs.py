@@ -154,6 +154,15 @@ class WeightsSpec(_PlainErrors):
         "when the run's bridge never inverts with the IDM.",
     )
     toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
+    only_with: tuple[str, str] | None = Field(
+        None,
+        description="(param, value): used only when the model's param has that value (VACE's depth estimator with -o "
+        "control=depth); otherwise neither located nor loaded.",
+    )
+
+    def used_with(self, options: dict[str, object]) -> bool:
+        """Whether a run with these params (its -o options) needs these weights."""
+        return self.only_with is None or options.get(self.only_with[0]) == self.only_with[1]
 
     @classmethod
     def spec_label(cls, values: dict[str, Any]) -> str:
@@ -289,7 +298,8 @@ class ModelSpec(_Spec):
 
     @property
     def size_gb(self) -> float:
-        return round(sum(w.size_gb for w in self.weights), 2)
+        """Its download with the default params (weights needed only for another param value are not counted)."""
+        return round(sum(w.size_gb for w in self.weights if w.only_with is None), 2)
 
 
 class BridgeSpec(_Spec):
@@ -298,6 +308,10 @@ class BridgeSpec(_Spec):
     kind: Literal["bridge"] = "bridge"
     paper: str = ""
     needs_idm: bool = Field(True, description="Whether the bridge uses an image model.")
+    accepts_idm: bool = Field(
+        False, description="With needs_idm false: an image model may still be given, and the bridge composes it when it is (flow-edit)."
+    )
+    needs: tuple[str, ...] = Field((), description="Run inputs the bridge itself requires (e.g. source_prompt); 'a|b' means either.")
     video: Literal["required", "optional", "unused"] = Field(
         "optional", description="Whether the bridge itself needs a source video; 'optional' leaves it to the IDM."
     )

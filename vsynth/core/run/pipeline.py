@@ -167,7 +167,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         options = {**params[role].model_dump(), **overrides[role]}
         wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, toy and toy.load_impl()())
         flags = weight_flags(spec)
-        used = [w for w in spec.weights if bridge.image_inversion or not w.inversion_only]
+        used = [w for w in spec.weights if (bridge.image_inversion or not w.inversion_only) and w.used_with(options)]
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
     if not config.trust_pickles:
         refuse_pickles(models, sources, params)
@@ -204,17 +204,20 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec, brid
     """The bridge and the IDM (its task) get the inputs they need, and no input goes unused."""
     if bridge.needs_idm and idm is None:
         raise VsynthInputError(f"bridge '{bridge.name}' needs an image model: add --idm (see `vsynth models --kind idm`)")
-    if not bridge.needs_idm and idm is not None:
+    if not bridge.needs_idm and not bridge.accepts_idm and idm is not None:
         raise VsynthInputError(f"bridge '{bridge.name}' runs the video model alone: drop --idm, or choose another --bridge")
     if bridge.video == "required" and config.video is None:
         raise VsynthInputError(f"missing --video: bridge '{bridge.name}' works on a source video")
+    for need in bridge.needs:
+        if all(getattr(config, choice) is None for choice in need.split("|")):
+            raise VsynthInputError(f"bridge '{bridge.name}' needs {' or '.join(INPUT_FLAGS[c] for c in need.split('|'))}")
     needs = idm.needs if idm else ()
     for need in needs:
         choices = need.split("|")
         if all(getattr(config, choice) is None for choice in choices):
             flags = " or ".join(INPUT_FLAGS[c] for c in choices)
             raise VsynthInputError(f"{idm.name} ({idm.task}) needs {flags}")
-    used = {c for need in needs for c in need.split("|")} | set(idm.accepts if idm else ()) | set(vdm.accepts)
+    used = {c for need in (*needs, *bridge.needs) for c in need.split("|")} | set(idm.accepts if idm else ()) | set(vdm.accepts)
     used |= {"video"} if bridge.video == "required" else set()
     if bridge.video == "unused" and "video" not in vdm.accepts:
         used.discard("video")
@@ -452,6 +455,8 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         "final": frames,
     }
     record = _record(plan, runtime, counter)
+    if result.record:  # what the bridge resolved at run time (flow-edit: its levels and guidance for these models)
+        record["bridge"]["resolved"] = result.record
     for role, model in models.items():
         record["models"][role]["sampling"] = sampling_record(model.denoiser)
     record["codecs"] = codec_record({role: model.codec for role, model in models.items()})

@@ -10,7 +10,7 @@ from vsynth import hookimpl
 from vsynth.core.host import layouts
 from vsynth.core.host.specs import LatentSpace, ModelSpec, VideoParams, WeightsSpec
 from vsynth.errors import InvalidParamsError
-from vsynth.plugins.idm import SD15
+from vsynth.plugins.idm import DEPTH_ESTIMATOR, SD15
 from vsynth.plugins.vdm.wan_latents import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD, WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
 
@@ -71,18 +71,42 @@ class TI2VParams(WanParams):
 
 
 class VaceParams(WanParams):
-    control: Literal["canny", "video"] = Field(
-        "canny", description="What VACE follows from --video: its canny edges, or the frames themselves (the fill with --mask/--outpaint "
-        "always uses the frames; --condition-video gives precomputed maps, e.g. depth or pose)."
+    control: Literal["canny", "depth", "pose", "video"] = Field(
+        "canny", description="What VACE follows from --video: its canny edges, its depth or its poses (the IDMs' own detectors), "
+        "or the frames themselves (the fill with --mask/--outpaint always uses the frames; --condition-video gives "
+        "precomputed maps)."
     )
     low_threshold: int = Field(100, ge=0, le=255, description="Canny lower hysteresis threshold.")
     high_threshold: int = Field(200, ge=0, le=255, description="Canny upper hysteresis threshold.")
+    depth_estimator: str | None = Field(None, description="Depth-estimation weights for -o control=depth (hub id or directory); default: the spec's.")
+    detector: str = Field(
+        "lllyasviel/Annotators",
+        description="OpenPose body weights for -o control=pose (a hub repo, folder or body_pose_model.pth: a pickle, so another "
+        "than the default needs --trust-pickles).",
+        json_schema_extra={"weights": "pickle"},
+    )
+    reference: str | None = Field(
+        None, description="A reference image (a file) VACE generates from, e.g. the subject or the style (WanVACEPipeline's "
+        "reference_images): it takes a latent frame of its own before the clip, dropped when decoding."
+    )
     conditioning_scale: float = Field(1.0, ge=0.0, le=2.0, description="Weight of VACE's control layers (WanVACEPipeline's conditioning_scale).")
 
     @model_validator(mode="after")
     def _no_windows(self):
         if self.window is not None:
             raise ValueError("VACE's control follows the whole clip (at most 81 frames): it runs without -o window")
+        return self
+
+    @model_validator(mode="after")
+    def _reference_is_an_image(self):
+        if self.reference is not None:
+            from pathlib import Path
+
+            path = Path(self.reference).expanduser()
+            if not path.is_file():
+                raise ValueError(f"-o reference={self.reference}: no such image file")
+            if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp", ".bmp"}:
+                raise ValueError(f"-o reference={self.reference}: not an image (.png, .jpg, .jpeg, .webp or .bmp)")
         return self
 
 
@@ -109,8 +133,8 @@ WAN_MODELS = (
 
 WAN_VACE_MODELS = (
     ("wan2.1-vace-1.3b", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", 20.5,
-     "Wan 2.1 VACE 1.3B: Wan with control layers, fed the run's canny maps, --condition-video maps, or the source to fill "
-     "(--mask, --outpaint): the trained baseline for controllable generation and inpainting."),
+     "Wan 2.1 VACE 1.3B: Wan with control layers, fed the run's canny, depth or pose maps, --condition-video maps, or the "
+     "source to fill (--mask, --outpaint), and a reference image: the trained baseline for controllable generation and inpainting."),
     ("wan2.1-vace-14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", 81.2, "Wan 2.1 VACE 14B, as wan2.1-vace-1.3b."),
 )  # fmt: skip
 
@@ -199,7 +223,8 @@ def vsynth_register_models(registrar):
                 name=name,
                 kind="vdm",
                 description=description,
-                weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny="wan2.1-vace", files=layouts.wan_pipeline()),),
+                weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny="wan2.1-vace", files=layouts.wan_pipeline()),
+                         DEPTH_ESTIMATOR.model_copy(update={"only_with": ("control", "depth")})),
                 params=VaceParams,
                 impl="vsynth.plugins.vdm.wan:WanVaceModel",
                 accepts=("video", "condition_video", "mask", "outpaint"),
