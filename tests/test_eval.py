@@ -148,9 +148,17 @@ def test_bad_metric_requests_are_one_line_and_exit_2(args, line):
     assert result.exit_code == 2 and line in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.output
 
 
-def test_a_run_whose_metric_weights_cannot_be_had_says_so_before_it_runs(toy_runs, monkeypatch, tmp_path):
+def test_metric_weights_that_cannot_be_had_are_one_line_or_skipped_when_nobody_named_them(toy_runs, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    from vsynth.metrics import flow
+
+    monkeypatch.setattr(flow, "import_torchvision", lambda: None)  # DIS flow: no RAFT download attempted
+    result = run_cli("eval", toy_runs[0], "--metrics", "text_alignment", "--prompt", "a red circle")
+    assert result.exit_code == 2 and "cannot get clip weights" in result.stderr, result.output
+    result = run_cli("eval", toy_runs[0], "--json", "--prompt", "a red circle")  # every metric: CLIP's are skipped, with the reason
+    (record,) = json.loads(result.stdout)
+    assert "cannot get clip weights" in record["skipped"]["text_alignment"] and "warping_error" in record["metrics"]
     result = run_cli("run", "--toy", "--vdm", "zeroscope", "--prompt", "a red circle", "--frames", 2, "--steps", 2,
                      "--metrics", "text_alignment", "--out", tmp_path / "o")  # fmt: skip
     assert result.exit_code == 2 and "cannot get clip weights 'openai/clip-vit-base-patch32'" in result.stderr, result.output

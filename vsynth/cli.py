@@ -733,7 +733,7 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
     sample = measure.Sample(device=device, tiny=tiny, weights=weights)
     targets = [load_target(registry, Path(p), prompt=prompt, source=source, sample=sample) for p in paths]
     with library_progress_bars(False):
-        evaluations = evaluate(registry, targets, specs)
+        evaluations = evaluate(registry, targets, specs, named=names is not None)
     records = [e.record() for e in evaluations]
     if csv_file is not None:
         import csv

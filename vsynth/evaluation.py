@@ -107,8 +107,9 @@ def _detector(registry: Registry, record: dict, sample: measure.Sample) -> dict 
     return {"kind": getattr(cls, "kind", ""), "maps": maps, **params.model_dump()}
 
 
-def evaluate(registry: Registry, targets: Sequence[Target], specs) -> list[Evaluation]:
-    return [Evaluation(t.path, measure.measure(specs, t.videos, t.sample, registry), t.notes) for t in targets]
+def evaluate(registry: Registry, targets: Sequence[Target], specs, *, named: bool = True) -> list[Evaluation]:
+    """Each target measured; metrics nobody ``named`` (the default: all) are skipped when their weights cannot be had."""
+    return [Evaluation(t.path, measure.measure(specs, t.videos, t.sample, registry, skip_unavailable=not named), t.notes) for t in targets]
 
 
 def csv_rows(evaluations: Sequence[Evaluation]) -> list[dict]:

@@ -167,19 +167,24 @@ def metric_weights(spec: MetricSpec, sample: Sample) -> dict[str, str]:
 
 def measure(
     specs: Sequence[MetricSpec], videos: dict[str, np.ndarray | None], sample: Sample, registry: Registry | None = None,
-    *, keep_going: bool = False,
+    *, keep_going: bool = False, skip_unavailable: bool = False,
 ) -> Measurement:  # fmt: skip
     """Measure every video of ``videos`` (name -> uint8 (F, H, W, 3), or None) with every spec whose needs
     ``sample`` meets. A metric that compares with the source or the condition is not measured on the source.
 
     A metric that raises stops the measurement (a plugin's error as one line naming it), or, with
-    ``keep_going`` (a run, whose video is already made), is recorded in ``failed`` and the others go on."""
-    from vsynth.errors import one_line
+    ``keep_going`` (a run, whose video is already made), is recorded in ``failed`` and the others go on. With
+    ``skip_unavailable`` (metrics nobody named), one whose weights cannot be had is skipped with the reason."""
+    from vsynth.errors import WeightsUnavailableError, one_line
 
     result = Measurement()
     for spec in specs:
         try:
             _measure_one(spec, videos, sample, registry, result)
+        except WeightsUnavailableError as exc:
+            if not (skip_unavailable or keep_going):
+                raise
+            (result.skipped if skip_unavailable else result.failed)[spec.name] = str(exc)
         except Exception as exc:
             if not keep_going:
                 raise
