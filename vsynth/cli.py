@@ -240,7 +240,7 @@ def _print_details(console, record: dict) -> None:
     def line(text: str) -> None:
         console.print(text, soft_wrap=True, highlight=False)
 
-    skip = {"name", "qualified_name", "description", "weights", "params", "params_schema", "conflict"}
+    skip = {"name", "qualified_name", "description", "weights", "params", "params_schema", "conflict", "loras"}
     line(f"[bold]{escape(record['qualified_name'])}[/] ({record['kind']}): {escape(record['description'])}")
     for key, value in record.items():
         if key not in skip and value not in (None, "", [], {}):
@@ -251,6 +251,12 @@ def _print_details(console, record: dict) -> None:
         stand_ins = "".join(f", {k} {w[k]}" for k in ("tiny", "toy") if w[k])
         only = f" (only with -o {w['only_with'][0]}={w['only_with'][1]})" if w.get("only_with") else ""
         line(f"  {escape(w['role'])}: {escape(w['id'])}, {w['size_gb']:g} GB{escape(stand_ins)}{escape(only)}; replace with {escape(w['override'])}")
+    if record.get("loras"):
+        line(f"LoRA presets (--{record['kind']}-lora NAME[:SCALE]):")
+    for p in record.get("loras", []):
+        sets = ", ".join(f"{k} {p[k]}" for k in ("solver", "steps", "guidance") if p[k] is not None)
+        line(f"  [bold]{escape(p['name'])}[/]: {escape(p['id'])}/{escape(p['file'])}, {p['size_gb']:g} GB, scale {p['scale']:g}"
+             f"{'; sets ' + escape(sets) if sets else ''}: {escape(p['description'])}")  # fmt: skip
     schema = record["params_schema"]
     line("parameters (-o KEY=VALUE):" if record["params"] else "parameters: none")
     for key, summary in record["params"].items():
@@ -419,7 +425,8 @@ RUN_FIELDS = (
     "idm", "vdm", "bridge", "video", "prompt", "idm_prompt", "negative_prompt", "condition_video", "mask", "outpaint",
     "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "fit", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
-    "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out", "metrics",
+    "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out",
+    "idm_lora", "vdm_lora", "fuse_lora", "quantize", "metrics",
 )  # fmt: skip
 
 
@@ -458,10 +465,21 @@ RUN_FIELDS = (
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps, when this machine has it  [default: auto]")
 @click.option("--dtype", type=click.Choice(["auto", "float16", "bfloat16", "float32"]),
               help="Precision of weights and activations; auto: float16 on a GPU, float32 on the CPU  [default: auto]")  # fmt: skip
-@click.option("--offload", type=click.Choice(["none", "model", "sequential"]),
+@click.option("--offload", type=click.Choice(["none", "model", "sequential", "group"]),
               help="Keep weights in host memory and move them to the GPU as they run: each network whole (model), "
-              "or layer by layer (sequential: least memory, slowest)  [default: none]")  # fmt: skip
-@click.option("--compile", is_flag=True, default=None, help="torch.compile the UNets (a slow first step, faster steps after).")
+              "layer by layer (sequential: least memory, slowest), or block by block with the next prefetched on a "
+              "CUDA stream (group)  [default: none]")  # fmt: skip
+@click.option("--compile", is_flag=True, default=None,
+              help="torch.compile the denoising networks: a transformer's repeated blocks once (regional), a UNet whole "
+              "(a slow first step, faster steps after).")  # fmt: skip
+@click.option("--idm-lora", multiple=True, metavar="PATH_OR_ID[:SCALE]",
+              help="A LoRA of the image model, repeatable: a .safetensors file, a folder, a hub id (org/repo[/file]) or "
+              "a preset of the model (`vsynth models NAME` lists them; few-step ones set solver, steps, guidance).")  # fmt: skip
+@click.option("--vdm-lora", multiple=True, metavar="PATH_OR_ID[:SCALE]", help="A LoRA of the video model, as --idm-lora.")
+@click.option("--fuse-lora", is_flag=True, default=None, help="Fuse the LoRAs into the weights (no cost per step) instead of keeping them as adapters.")
+@click.option("--quantize", type=click.Choice(["none", "int8", "fp8", "nf4"]),
+              help="Quantize the denoising networks' weights: int8 or fp8 weight-only (torchao), nf4 (bitsandbytes, "
+              "CUDA only); pip install 'vsynth[quantize]' (nf4: 'vsynth[nf4]')  [default: none]")  # fmt: skip
 @click.option("--memory-check/--no-memory-check", default=None,
               help="Refuse a run whose estimated peak memory exceeds the device's free memory  [default: check]")  # fmt: skip
 @click.option("--trust-pickles", is_flag=True, default=None,
@@ -522,6 +540,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from vsynth.core.diffusion.quantize import quiet_backends
+
+    quiet_backends()
 
 
 def _print_summary(console, report) -> None:

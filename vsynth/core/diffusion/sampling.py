@@ -29,7 +29,7 @@ BIVDIFF_MAX_TIMESTEP = 998
 # Schedulers whose step draws noise: they get the run's generator, so that every draw is the seed's.
 _STOCHASTIC = frozenset(
     {"EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "LCMScheduler", "FlowMatchLCMScheduler",
-     "DDPMScheduler", "DPMSolverSDEScheduler", "TCDScheduler"}
+     "DDPMScheduler", "DPMSolverSDEScheduler", "TCDScheduler", "CogVideoXDPMScheduler"}
 )  # fmt: skip
 
 

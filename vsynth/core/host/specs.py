@@ -169,6 +169,27 @@ class WeightsSpec(_PlainErrors):
         return f"weights spec {values.get('role', '?')!r}"
 
 
+class LoraPreset(_PlainErrors):
+    """A published LoRA a model's users can name by ``--idm-lora NAME`` / ``--vdm-lora NAME``: its weights, and
+    the sampling it was distilled for (few-step distillations set solver, steps and guidance together)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, description="What users type, e.g. 'lcm-4step'.")
+    id: str = Field(description="Hub id of the repo holding the LoRA.")
+    file: str = Field(description="The safetensors file in that repo.")
+    size_gb: float = Field(description="Download size, in GB.")
+    scale: float = Field(1.0, description="The strength it is applied with unless NAME:SCALE says otherwise.")
+    solver: str | None = Field(None, description="The solver it was distilled for (--idm-scheduler / --vdm-scheduler), unless the user chose one.")
+    steps: PositiveInt | None = Field(None, description="Its steps, unless the user chose them.")
+    guidance: float | None = Field(None, description="Its guidance (1.0: off), unless the user chose it.")
+    description: str = ""
+
+    @classmethod
+    def spec_label(cls, values: dict[str, Any]) -> str:
+        return f"LoRA preset {values.get('name', '?')!r}"
+
+
 class LatentSpace(BaseModel):
     """The latent space a model's codec (its VAE) works in, declared so that frame counts and sizes are
     checked, and latents passed or transcoded, before anything loads.
@@ -294,6 +315,9 @@ class ModelSpec(_Spec):
     default_steps: PositiveInt | None = Field(None, description="Its steps when --steps is not given; None: vsynth's 50.")
     default_guidance: float | None = Field(
         None, description="Its guidance when --guidance is not given (as its diffusers pipeline); None: vsynth's 7.5."
+    )
+    loras: tuple[LoraPreset, ...] = Field(
+        (), description="Published LoRAs users can name (--idm-lora NAME, --vdm-lora NAME): distillations set solver, steps, guidance."
     )
 
     @property

@@ -79,10 +79,17 @@ class RunConfig(BaseModel):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
         "auto", description="Weights and activations: auto is float16 on a GPU, float32 on the CPU."
     )
-    offload: Literal["none", "model", "sequential"] = Field(
-        "none", description="Keep weights in host memory and move them to the GPU as they run: whole models, or layer by layer."
+    offload: Literal["none", "model", "sequential", "group"] = Field(
+        "none", description="Keep weights in host memory and move them to the GPU as they run: whole models, layer by layer, "
+        "or in groups of blocks prefetched on CUDA streams (diffusers' group offloading)."
     )
     compile: bool = Field(False, description="torch.compile the UNets (slow first steps, faster after).")
+    idm_lora: list[str] = Field(default_factory=list, description="LoRAs of the image model: PATH_OR_ID[:SCALE] or a preset name of the model.")
+    vdm_lora: list[str] = Field(default_factory=list, description="LoRAs of the video model, as idm_lora.")
+    fuse_lora: bool = Field(False, description="Fuse the LoRAs into the weights (no cost per step) instead of keeping them as adapters.")
+    quantize: Literal["none", "int8", "fp8", "nf4"] = Field(
+        "none", description="Quantize the denoising networks' weights: int8 or fp8 weight-only (torchao), nf4 (bitsandbytes, GPU only)."
+    )
     memory_check: bool = Field(True, description="Refuse a run whose estimated peak memory exceeds the device's free memory.")
     trust_pickles: bool = Field(
         False, description="Load weights stored as pickles (.bin, .pt, .pth, .ckpt), which can run code when loaded; default: refuse them."
@@ -112,6 +119,12 @@ class RunConfig(BaseModel):
     def _home_expanded(cls, value: Path | None) -> Path | None:
         """``~/clip.mp4`` is in the home folder, quoted, in a config file or from Python as in a shell."""
         return None if value is None else value.expanduser()
+
+    @field_validator("idm_lora", "vdm_lora", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        """One LoRA may be written alone (``vdm_lora: file.safetensors`` in a config file), several as a list."""
+        return [value] if isinstance(value, str) else value
 
     @field_validator("frames", "stride", "height", "width", "steps", "vdm_steps", "seed", "guidance", "vdm_guidance", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from vsynth.version import __version__
 from vsynth.core.media import video as videoio
-from vsynth.core.diffusion import solvers
+from vsynth.core.diffusion import gguf, lora, quantize, solvers
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
@@ -67,6 +67,7 @@ class RunPlan:
     memory: MemoryEstimate
     offline: bool = False  # some weights come from the hub cache and the hub is unreachable: load them offline
     providers: dict[str, dict[str, str]] = field(default_factory=dict)  # by role: the distribution and version of its spec
+    loras: dict[str, list] = field(default_factory=dict)  # by role: the LoraRequests (vsynth.core.diffusion.lora), located and checked
     metrics: list = field(default_factory=list)  # the MetricSpecs measured after the run (--metrics, else the default set)
     worlds: list = field(default_factory=list)  # the WorldSpecs asked for the source video's ground truth
 
@@ -101,7 +102,8 @@ class LoadedModels:
     key: tuple
     runtime: object  # the Runtime they live on
     models: dict  # by role: "idm" (when there is one), "vdm"
-    offload: object = None  # the ModelOffload or SequentialOffload hooking them, with --offload
+    offload: object = None  # the ModelOffload, SequentialOffload or GroupOffload hooking them, with --offload
+    accel: dict = field(default_factory=dict)  # by role: LoRAs, quantization, compilation applied (run.json's "accel")
 
 
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
@@ -115,6 +117,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     vdm = registry.model(config.vdm, "vdm")
     bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
     _check_inputs(config, idm, vdm, bridge)
+    config = _with_lora_presets(config, idm, vdm)
     metrics = measure.choose(registry, config.metrics)
     toy = registry.world("toy") if config.toy else None
     if toy is not None:
@@ -145,6 +148,9 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     device = validate.resolve_device(config.device)
     dtype = validate.resolve_dtype(config.dtype, device)
     validate.check_precision(dtype, config.offload, device)
+    quantize.check(config.quantize, device)
+    if config.quantize == "nf4" and config.offload in ("sequential", "group"):
+        raise VsynthInputError(f"--quantize nf4 with --offload {config.offload}: bitsandbytes' 4-bit layers move whole; use --offload model")
     validate.warn_compile(config.compile, device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
@@ -165,18 +171,32 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     sources = {}
     for role, spec in models.items():
         options = {**params[role].model_dump(), **overrides[role]}
-        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, toy and toy.load_impl()())
+        primary, single = getattr(config, f"{role}_weights"), None
+        if gguf.is_gguf(primary):  # the transformer from the file; the rest of the pipeline from the model's own weights
+            experts = 2 if any(f.startswith("transformer_2/") for f in spec.weights[0].files) else 1
+            single, primary = gguf.check(spec, spec.load_impl(), primary, f"--{role}-weights", experts), None
+        wanted = resolve_sources(spec, primary, options, config.tiny, toy and toy.load_impl()())
         flags = weight_flags(spec)
         used = [w for w in spec.weights if (bridge.image_inversion or not w.inversion_only) and w.used_with(options)]
+        if single is not None:
+            used = [w.model_copy(update={"files": tuple(f for f in w.files if not f.startswith("transformer"))}) if w is spec.weights[0] else w
+                    for w in used]  # fmt: skip
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
+        if single is not None:
+            sources[role]["gguf"] = str(single.resolve())
     if not config.trust_pickles:
         refuse_pickles(models, sources, params)
+    loras = {role: [lora.resolve(spec, text, f"--{role}-lora") for text in getattr(config, f"{role}_lora")] for role, spec in models.items()}
+    for role, requests in loras.items():
+        for request in requests:
+            lora.check_plan(models[role], request, sources[role])  # headers only: before any weights load
     offline = needs_hub(sources) and not hub_reachable()
     guidance = {"idm": sampling.guidance, "vdm": sampling.vdm_guidance}
 
     def plan_memory(vae_batch=None):
         return estimate_memory(models, sources, params, frames=config.frames, height=height, width=width, guidance=guidance,
-                               dtype=dtype, device=device, offload=config.offload, vae_batch=vae_batch)  # fmt: skip
+                               dtype=dtype, device=device, offload=config.offload, vae_batch=vae_batch,
+                               quantize=config.quantize)  # fmt: skip
 
     metric_sample = measure.Sample(tiny=config.tiny)
     for spec in metrics:  # their weights are located now, so that a missing CLIP fails before the run, not after it
@@ -187,8 +207,36 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         check_fits(memory)
     providers = {role: registry.provider(spec) for role, spec in {**models, "bridge": bridge}.items()}
     providers.update({f"metric.{spec.name}": registry.provider(spec) for spec in metrics})
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline,
-                   providers, metrics, list(registry.worlds.values()))  # fmt: skip
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers,
+                   loras, metrics, list(registry.worlds.values()))  # fmt: skip
+
+
+def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec) -> RunConfig:
+    """A LoRA preset distilled for few steps (``vsynth models NAME`` lists them) sets its model's solver, steps and
+    guidance, each unless the user gave it; a notice says what it set. ``--idm-lora`` needs an IDM."""
+    if config.idm_lora and idm is None:
+        raise VsynthInputError("--idm-lora is a LoRA of the image model, and this run has none: drop it, or add --idm")
+    if config.fuse_lora and not (config.idm_lora or config.vdm_lora):
+        raise VsynthInputError("--fuse-lora fuses the run's LoRAs, and it has none: add --idm-lora or --vdm-lora, or drop --fuse-lora")
+    update: dict = {}
+    for role, spec in (("idm", idm), ("vdm", vdm)):
+        for text in getattr(config, f"{role}_lora") if spec is not None else ():
+            preset = next((p for p in spec.loras if p.name == lora.parse(text.strip())[0]), None)
+            if preset is None:
+                continue
+            own = ("steps", "guidance") if role == "idm" or idm is None else ("vdm_steps", "vdm_guidance")
+            given = {"steps": ("steps", "vdm_steps") if role == "vdm" and idm is None else (own[0],),
+                     "guidance": ("guidance", "vdm_guidance") if role == "vdm" and idm is None else (own[1],)}  # fmt: skip
+            wanted = {f"{role}_scheduler": (preset.solver, (f"{role}_scheduler",)), own[0]: (preset.steps, given["steps"]),
+                      own[1]: (preset.guidance, given["guidance"])}  # fmt: skip
+            chosen = {}
+            for field_name, (value, flags) in wanted.items():
+                if value is not None and field_name not in update and all(getattr(config, f) is None for f in flags):
+                    update[field_name] = chosen[field_name] = value
+            if chosen:
+                said = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+                warnings.warn(f"--{role}-lora {preset.name}: sampling as it was distilled: {said}", VsynthWarning, stacklevel=3)
+    return config.model_copy(update=update) if update else config
 
 
 INPUT_FLAGS = {
@@ -324,9 +372,9 @@ def model_key(plan: RunPlan) -> tuple:
     """What the loaded models of a plan depend on: names, params, weights, device, dtype, offload and
     compilation; equal keys share models."""
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
-    return (plan.device, plan.dtype, plan.config.offload, plan.config.compile) + tuple(
+    return (plan.device, plan.dtype, plan.config.offload, plan.config.compile, plan.config.quantize, plan.config.fuse_lora) + tuple(
         (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())),
-         getattr(plan.config, f"{role}_scheduler"))
+         getattr(plan.config, f"{role}_scheduler"), tuple((r.path, r.scale) for r in plan.loras.get(role, ())))
         for role, spec in specs.items()
     )  # fmt: skip
 
@@ -341,6 +389,7 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
     runtime = _runtime(plan)
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     models = {}
+    accel: dict[str, dict] = {}  # by role: the LoRAs, quantization and compilation applied, for run.json
     with stages.stage("loading models", total=len(specs)) as advance, placement((plan.device, plan.config.offload)):
         for role, spec in specs.items():
             with plugin_errors(spec):  # a third-party model's own failure: one line naming it
@@ -352,14 +401,33 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
             if solver is not None:  # the model's main denoiser; an IDM's inversion denoiser keeps its own (DDIM)
                 models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler)
             advance(1)
+        # Once every model is loaded (and holds the tensors it shares with the other: SD1.5's UNet under an SD1.5 IDM
+        # and AnimateDiff), so that a fused layer's copy leaves the other model sharing the rest. LoRAs before
+        # quantizing: a fused LoRA is quantized with its layer.
+        for role, model in models.items():
+            if plan.loras.get(role):
+                accel[role] = {"loras": lora.apply(model, plan.loras[role], plan.config.fuse_lora)}
+            if plan.config.quantize != "none":
+                accel.setdefault(role, {})["quantize"] = quantize.apply(model.unets(), plan.config.quantize, runtime.dtype)
     units = {f"{role}.{name}": modules for role, model in models.items() for name, modules in model.offload_units().items()}
     offload = apply_offload(plan.config.offload, runtime.device, units)
     if plan.config.compile:
-        for model in models.values():
-            for unet in model.unets():
-                unet.compile()  # in place: counters, attention processors and offload hooks stay on the same module
+        for role, model in models.items():
+            accel.setdefault(role, {})["compiled"] = [compile_network(unet) for unet in model.unets()]
     models["vdm"].denoiser = windowed(models["vdm"].denoiser, plan.params["vdm"])  # the window is a VDM param: part of the key
-    return LoadedModels(model_key(plan), runtime, models, offload)
+    return LoadedModels(model_key(plan), runtime, models, offload, accel)
+
+
+def compile_network(network) -> str:
+    """``--compile``: diffusers' regional compilation where the network declares its repeated blocks (a transformer's
+    blocks compile once and are reused: seconds instead of minutes), else torch.compile of the whole network; in
+    place, so counters, attention processors and offload hooks stay on the same module. What was compiled, for run.json."""
+    repeated = getattr(network, "_repeated_blocks", None)
+    if repeated and hasattr(network, "compile_repeated_blocks"):
+        network.compile_repeated_blocks()
+        return f"{type(network).__name__}: repeated blocks ({', '.join(repeated)})"
+    network.compile()
+    return f"{type(network).__name__}: whole"
 
 
 def execute(
@@ -461,6 +529,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         record["models"][role]["sampling"] = sampling_record(model.denoiser)
     record["codecs"] = codec_record({role: model.codec for role, model in models.items()})
     record["vae_tiling"] = tiled
+    record["accel"] = loaded.accel
     fps = plan.fps
     record["fps"] = fps
     report = RunReport(out_dir=None, record=record, frames=frames, latents=result.latents, loaded=loaded)

@@ -180,6 +180,7 @@ class WanVideoModel(VideoModel):
 
     denoiser_class = WanDenoiser
     transformer_class = "WanTransformer3DModel"
+    gguf = True  # --vdm-weights FILE.gguf: a GGUF transformer (diffusers' from_single_file; the rest from the pipeline folder)
 
     @classmethod
     def load(cls, spec, params, sources, runtime):
@@ -191,7 +192,11 @@ class WanVideoModel(VideoModel):
         index = pipeline_index(source)
         transformer_cls = getattr(diffusers, cls.transformer_class)
         experts = [load(transformer_cls, source, what=what, subfolder=name, **kw).to(runtime.home)
-                   for name in ("transformer", "transformer_2") if index.get(name, [None])[0] is not None]  # fmt: skip
+                   for name in ("transformer", "transformer_2") if index.get(name, [None])[0] is not None and "gguf" not in sources]  # fmt: skip
+        if "gguf" in sources:  # checked while planning (vsynth.core.diffusion.gguf): one transformer, this family's
+            from vsynth.core.diffusion.gguf import load_transformer
+
+            experts = [load_transformer(transformer_cls, sources["gguf"], source, runtime.dtype).to(runtime.home)]
         model = cls(spec, params)
         model.denoiser = cls.denoiser_class(
             experts[0],
@@ -293,6 +298,7 @@ class WanVaceModel(WanVideoModel):
 
     denoiser_class = VaceDenoiser
     transformer_class = "WanVACETransformer3DModel"
+    gguf = False  # diffusers converts Wan's original keys, not VACE's control blocks
 
     @classmethod
     def load(cls, spec, params, sources, runtime):
