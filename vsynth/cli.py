@@ -136,7 +136,9 @@ def _spec_record(spec, registry) -> dict:
         "conflict": registry.conflicts(spec),  # another plugin has this name: only qualified_name selects it
         **spec.model_dump(mode="json", exclude={"name", "params"}),
     }
-    if spec.kind != "bridge":
+    if spec.kind == "metric":
+        record.update({"size_gb": spec.size_gb} if spec.weights else {})
+    elif spec.kind != "bridge":
         flags = weight_flags(spec)
         record["weights"] = [{**w, "override": flags[w["role"]]} for w in record["weights"]]
         record["size_gb"] = spec.size_gb
@@ -151,7 +153,7 @@ def _spec_record(spec, registry) -> dict:
 
 @cli.command()
 @click.argument("name", required=False)
-@click.option("--kind", type=click.Choice(KINDS), help="Only list this kind.")
+@click.option("--kind", type=click.Choice((*KINDS, "metric")), help="Only list this kind; metric lists the metrics (`vsynth eval`, run.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list; one object with NAME) instead of a table.")
 @click.option("--wide", is_flag=True, help="Every column, whatever the terminal's width (the default in a pipe).")
 def models(name, kind, as_json, wide):
@@ -161,6 +163,8 @@ def models(name, kind, as_json, wide):
 
     registry = _registry()
     specs = [s for s in (*registry.models.values(), *registry.bridges.values()) if kind is None or s.kind == kind]
+    if kind == "metric" or (name is not None and kind is None):  # metrics: listed with --kind metric, found by NAME
+        specs += list(registry.metrics.values())
     if name is not None:
         record = _spec_record(_one_spec(registry, specs, name, kind), registry)
         if as_json:
@@ -296,7 +300,7 @@ def plugins(as_json, verbose):
     registry = build_registry(strict=False)
     records = [p.as_dict() for p in registry.plugins]
     if verbose:
-        specs = [*registry.models.values(), *registry.bridges.values()]
+        specs = [*registry.models.values(), *registry.bridges.values(), *registry.metrics.values(), *registry.worlds.values()]
         for record in records:  # one that did not load registered nothing (the winner of its name did)
             loaded = record["status"] in ("ok", "warning")
             record["registered"] = [{"kind": s.kind, "name": s.name, "address": registry.address(s)} for s in specs if loaded and s.plugin == record["name"]]
@@ -322,7 +326,7 @@ def plugins(as_json, verbose):
     for note in notes:
         console.print(note, soft_wrap=True)
     for r in [r for r in records if verbose and r["status"] in ("ok", "warning")]:
-        kinds = {kind: [e["address"] for e in r["registered"] if e["kind"] == kind] for kind in KINDS}
+        kinds = {kind: [e["address"] for e in r["registered"] if e["kind"] == kind] for kind in (*KINDS, "metric", "world")}
         registered = "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items() if names) or "nothing"
         console.print(f"{escape(r['name'])} registered: {escape(registered)}", soft_wrap=True, highlight=False)
 
@@ -422,7 +426,7 @@ RUN_FIELDS = (
     "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "fit", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
     "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out",
-    "idm_lora", "vdm_lora", "fuse_lora", "quantize",
+    "idm_lora", "vdm_lora", "fuse_lora", "quantize", "metrics",
 )  # fmt: skip
 
 
@@ -482,6 +486,7 @@ RUN_FIELDS = (
               help="Load weights stored as pickles (.bin, .pt, .pth, .ckpt: they can run code when loaded) from the folders, "
               "files and -o detector= you name; without it they are refused (config key trust_pickles).")  # fmt: skip
 @click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
+@click.option("--metrics", metavar="NAMES", help="Metrics measured into run.json, comma-separated; 'default', 'all' (see `vsynth models --kind metric`)  [default: the cheap default set]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
 def run(ctx, config_file, options, quiet, **flags):
@@ -686,6 +691,110 @@ def batch(jobs_file, out, ray_address, quiet):
     click.echo(markdown_table(results), nl=False)
     click.echo(f"summary: {prepared.out_root / 'summary.md'} (and .csv, .json)", err=True)
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+# ---------------------------------------------------------------------------- eval
+
+
+@cli.command("eval")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--metrics", metavar="NAMES", help="Metrics, comma-separated; 'default' (run.json's cheap set) or 'all' (see `vsynth models --kind metric`)  [default: all]")
+@click.option("--prompt", help="Prompt of plain videos (a run folder's is its run.json's).")
+@click.option("--source", type=click.Path(path_type=Path), help="Source video of plain videos (a run folder's is the one it read).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per PATH) instead of a table.")
+@click.option("--csv", "csv_file", type=click.Path(path_type=Path), help="Also write one row per path, video and metric to this CSV file.")
+@click.option("--compare", is_flag=True, help="Also draw the PATHS' per-frame curves and a strip of their frames side by side into one PNG (--png).")
+@click.option("--png", type=click.Path(path_type=Path), default=Path("compare.png"), show_default=True, help="Where --compare writes.")
+@click.option("--suite", type=click.Path(path_type=Path), help="Run a prompt suite (YAML) through `vsynth batch` and aggregate its metrics per configuration; 'default' is the shipped one.")
+@click.option("--out", type=click.Path(path_type=Path), help="--suite: the batch folder  [default: outputs/suite-<SUITE name>]")
+@click.option("--tiny", is_flag=True, help="The metrics' offline tiny random-weight networks (and, with --suite, the tiny models).")
+@click.option("--metric-weights", "metric_weights", multiple=True, metavar="ROLE=PATH_OR_ID", help="Replace a metric network's weights (clip=..., raft=...; METRIC.ROLE for one metric); repeatable.")
+@click.option("--device", default="cpu", show_default=True, help="Where the metric networks run: cpu, cuda, cuda:N or mps.")
+def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite, out, tiny, metric_weights, device):
+    """Measure run folders or videos with the registered metrics: text alignment (CLIP), frame consistency
+    (CLIP), flow warping error (RAFT), flicker, control adherence, and any a plugin adds.
+
+    \b
+    A run folder brings its prompt, source, condition maps and detector; a plain video takes --prompt and
+    --source. Each metric measures what its inputs allow; the others are listed as skipped, with why.
+    \b
+      vsynth eval outputs/run-1 --json
+      vsynth eval --compare outputs/bridge-a outputs/bridge-b --png ab.png
+      vsynth eval --suite default --tiny --metrics default,text_alignment
+    """
+    from vsynth.core.run import measure
+    from vsynth.core.run.config import parse_option
+
+    _quiet_libraries()
+    registry = _registry()
+    names = measure.parse_names(metrics)
+    specs = measure.choose(registry, names if names is not None else ["all"])
+    weights = {key: str(value) for key, value in (parse_option(o) for o in metric_weights)}
+    if suite is not None:
+        if paths or compare:
+            raise VsynthInputError("--suite runs its own jobs: give no PATHS and no --compare with it")
+        from vsynth.suite import run_suite
+
+        record = run_suite(suite, out, metrics=names, tiny=tiny)
+        for job, error in record["failed"].items():
+            click.echo(f"failed: {job}: {_one_line(error or '')}", err=True)
+        click.echo(json.dumps(record, indent=2) if as_json else record["markdown"], nl=as_json)
+        click.echo(f"suite: {record['out']}/suite.md (and .json; each job's run folder beside them)", err=True)
+        return 1 if record["failed"] else 0
+    if not paths:
+        raise VsynthInputError("give run folders or videos to measure (or --suite FILE)")
+    if compare and len(paths) < 2:
+        raise VsynthInputError("--compare needs at least two PATHS")
+    from vsynth.core.run.validate import check_device
+    from vsynth.evaluation import compare_png, csv_rows, evaluate, load_target
+
+    from vsynth.core.run.progress import library_progress_bars
+
+    check_device(device)
+    sample = measure.Sample(device=device, tiny=tiny, weights=weights)
+    targets = [load_target(registry, Path(p), prompt=prompt, source=source, sample=sample) for p in paths]
+    with library_progress_bars(False):
+        evaluations = evaluate(registry, targets, specs, named=names is not None)
+    records = [e.record() for e in evaluations]
+    if csv_file is not None:
+        import csv
+
+        with open(csv_file, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path", "video", "metric", "value"])
+            writer.writeheader()
+            writer.writerows(csv_rows(evaluations))
+    if compare:
+        labels = [Path(p).name or str(p) for p in paths]
+        click.echo(f"wrote {compare_png(evaluations, targets, png, labels)}", err=True)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    _print_eval_table(records, specs)
+
+
+def _print_eval_table(records: list[dict], specs) -> None:
+    """One row per metric (↑ higher is better, ↓ lower), one column per path: the final video's values."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:  # a pipe: keep every digit
+        console = Console(width=UNBOUNDED)
+    table = Table(title="vsynth eval: the final videos")
+    table.add_column("metric", no_wrap=True)
+    for r in records:
+        table.add_column(escape(r["path"]), justify="right", no_wrap=True)
+    for spec in specs:
+        if any(spec.name in r["metrics"] for r in records):
+            arrow = {True: " ↑", False: " ↓"}.get(spec.higher_is_better, "")
+            table.add_row(spec.name + arrow, *(f"{r['metrics'][spec.name]['final']:.4g}" if "final" in r["metrics"].get(spec.name, {}) else "-" for r in records))
+    console.print(table)
+    for r in records:
+        lines = [f"{m}: not measured ({why})" for m, why in r["skipped"].items()]
+        lines += [f"{m}: {n}" if isinstance(n, str) else "; ".join(n) for m, n in r["notes"].items()]
+        if lines:
+            console.print(escape(f"{r['path']}: " + "; ".join(lines)), soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------- web UI

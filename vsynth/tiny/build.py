@@ -44,6 +44,8 @@ from vsynth.tiny.hunyuan import TINY_HUNYUAN
 from vsynth.tiny.hunyuan import export as export_hunyuan
 from vsynth.tiny.ltx import TINY_LTX
 from vsynth.tiny.ltx import export as export_ltx
+from vsynth.tiny.metrics import TINY_METRICS
+from vsynth.tiny.metrics import export as export_metric
 from vsynth.tiny.wan import TINY_WAN
 from vsynth.tiny.wan import export as export_wan
 
@@ -78,6 +80,7 @@ TINY_MODELS: dict[str, str] = {
     "motion-adapter-sdxl": "MotionAdapter matching the sdxl UNet (AnimateDiff-SDXL's motion modules, no mid block), 32-frame window",
     **TINY_HUNYUAN,
     **TINY_COGVIDEOX,
+    **TINY_METRICS,
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -557,6 +560,7 @@ def export(name: str, directory: str | Path) -> Path:
         "motion-adapter-sdxl": lambda d: _random_motion_adapter("motion-adapter-sdxl", config=_MOTION_ADAPTER_SDXL).save_pretrained(d),
         **{name: (lambda d, name=name: export_hunyuan(name, d, tiny_tokenizer())) for name in TINY_HUNYUAN},
         **{name: (lambda d, name=name: export_cogvideox(name, d, tiny_t5_tokenizer())) for name in TINY_COGVIDEOX},
+        **{name: (lambda d, name=name: export_metric(name, d, tiny_tokenizer())) for name in TINY_METRICS},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

@@ -343,3 +343,40 @@ class BridgeSpec(_Spec):
     image_inversion: bool = Field(
         True, description="Whether the bridge uses the IDM's inversion_denoiser; when not, weights only it needs are not loaded."
     )
+
+
+MetricNeed = Literal["prompt", "source", "condition", "truth"]
+
+
+class MetricSpec(_Spec):
+    """A metric: a number measured on a video, from what a run or a video file offers.
+
+    ``needs`` says what it reads besides the frames: the prompt, the source video, the condition
+    (control maps and the detector that made them), or ground truth (a :class:`WorldSpec` provides
+    it, e.g. the toy world's shapes and motion). A metric whose needs a video cannot meet is left
+    out of that video's results, with the reason. Its implementation (``impl``) subclasses
+    :class:`vsynth.core.run.measure.Metric`.
+    """
+
+    kind: Literal["metric"] = "metric"
+    needs: tuple[MetricNeed, ...] = Field((), description="What it reads besides the frames: prompt, source, condition, truth.")
+    weights: tuple[WeightsSpec, ...] = Field((), description="Networks it loads (CLIP, RAFT, a detector); none for a plain formula.")
+    default: bool = Field(False, description="Measured on every run unless --metrics says otherwise: cheap (no weights, seconds).")
+    higher_is_better: bool | None = Field(None, description="Which way is better, for tables and comparisons; None: neither.")
+    unit: str = Field("", description="What the number is, e.g. '0..1 of 255', 'cosine x 100', 'pixels per frame'.")
+
+    @property
+    def size_gb(self) -> float:
+        return round(sum(w.size_gb for w in self.weights), 2)
+
+
+class WorldSpec(_Spec):
+    """A data world that knows the ground truth of its own videos (the toy world), and may ship trained weights.
+
+    Its implementation (``impl``) answers, for a video on disk, whether it is one of the world's
+    and with what ground truth; metrics that need ``truth`` read what it returns. The run pipeline
+    reaches a world only through this spec, so it knows no data set by name.
+    """
+
+    kind: Literal["world"] = "world"
+    size: tuple[int, int] | None = Field(None, description="(height, width) its weights were trained at: a run's default size with them.")

@@ -95,6 +95,9 @@ class RunConfig(BaseModel):
         False, description="Load weights stored as pickles (.bin, .pt, .pth, .ckpt), which can run code when loaded; default: refuse them."
     )
     out: Path | None = None
+    metrics: list[str] | None = Field(
+        None, description="Metrics measured after the run (names, 'default', 'all'; see `vsynth models --kind metric`); default: the cheap default set."
+    )
 
     def __init__(self, **values: Any):
         """Python callers get the same typed, one-line error as the CLI, not pydantic's report."""
@@ -141,6 +144,14 @@ class RunConfig(BaseModel):
         if value is not None:
             check_name_lengths(value, PARTIAL_NAME_EXTRA if info.field_name == "out" else 0)
         return value
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metric_names(cls, value: Any) -> Any:
+        """``"a,b"`` (a flag, a CSV cell) or a list; an empty list is refused in one line."""
+        from vsynth.core.run.measure import parse_names
+
+        return value if value is None or not isinstance(value, (str, list, tuple)) else parse_names(value)
 
     @field_validator("outpaint")
     @classmethod

@@ -27,8 +27,7 @@ from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, 
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
 from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, refuse_pickles, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
-from vsynth.toy.shipped import TOY_SIZE
-from vsynth.toy.truth import check_ground_truth
+from vsynth.core.run import measure
 
 if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
@@ -69,6 +68,8 @@ class RunPlan:
     offline: bool = False  # some weights come from the hub cache and the hub is unreachable: load them offline
     providers: dict[str, dict[str, str]] = field(default_factory=dict)  # by role: the distribution and version of its spec
     loras: dict[str, list] = field(default_factory=dict)  # by role: the LoraRequests (vsynth.core.diffusion.lora), located and checked
+    metrics: list = field(default_factory=list)  # the MetricSpecs measured after the run (--metrics, else the default set)
+    worlds: list = field(default_factory=list)  # the WorldSpecs asked for the source video's ground truth
 
     @property
     def fps(self) -> float:
@@ -117,8 +118,10 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
     _check_inputs(config, idm, vdm, bridge)
     config = _with_lora_presets(config, idm, vdm)
-    if config.toy:
-        _check_toy(config, [s for s in (idm, vdm) if s is not None])
+    metrics = measure.choose(registry, config.metrics)
+    toy = registry.world("toy") if config.toy else None
+    if toy is not None:
+        _check_toy(config, [s for s in (idm, vdm) if s is not None], toy.load_impl()())
 
     models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
@@ -152,8 +155,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     if config.video is not None:
-        check_ground_truth(config.video, info)  # a stale toy sidecar would fail the metrics after the whole run
-    default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
+        measure.check_ground_truth(registry, config.video, info)  # a stale sidecar would fail the metrics after the whole run
+    default_size = toy.size if toy is not None and toy.size else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
     frames, height, width, notices = validate.fit_to_latents(
         config.frames, config.height or default_size[0], config.width or default_size[1], models, config.fit
     )
@@ -164,7 +167,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     validate.check_out(out_dir, given=config.out is not None)
     frames = _read_sources(config, height, width)
 
-    validate.check_impls([*models.values(), bridge])
+    validate.check_impls([*models.values(), bridge, *metrics])
     sources = {}
     for role, spec in models.items():
         options = {**params[role].model_dump(), **overrides[role]}
@@ -172,7 +175,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         if gguf.is_gguf(primary):  # the transformer from the file; the rest of the pipeline from the model's own weights
             experts = 2 if any(f.startswith("transformer_2/") for f in spec.weights[0].files) else 1
             single, primary = gguf.check(spec, spec.load_impl(), primary, f"--{role}-weights", experts), None
-        wanted = resolve_sources(spec, primary, options, config.tiny, config.toy)
+        wanted = resolve_sources(spec, primary, options, config.tiny, toy and toy.load_impl()())
         flags = weight_flags(spec)
         used = [w for w in spec.weights if (bridge.image_inversion or not w.inversion_only) and w.used_with(options)]
         if single is not None:
@@ -195,13 +198,17 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
                                dtype=dtype, device=device, offload=config.offload, vae_batch=vae_batch,
                                quantize=config.quantize)  # fmt: skip
 
+    metric_sample = measure.Sample(tiny=config.tiny)
+    for spec in metrics:  # their weights are located now, so that a missing CLIP fails before the run, not after it
+        measure.metric_weights(spec, metric_sample)
     memory = plan_memory()
     if config.memory_check:
         memory = fit_vae_batch(plan_memory, memory)
         check_fits(memory)
     providers = {role: registry.provider(spec) for role, spec in {**models, "bridge": bridge}.items()}
+    providers.update({f"metric.{spec.name}": registry.provider(spec) for spec in metrics})
     return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers,
-                   loras)  # fmt: skip
+                   loras, metrics, list(registry.worlds.values()))  # fmt: skip
 
 
 def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec) -> RunConfig:
@@ -272,17 +279,15 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec, brid
         raise VsynthInputError("give --mask (inpainting) or --outpaint (outpainting), not both")
 
 
-def _check_toy(config: RunConfig, specs: list[ModelSpec]) -> None:
+def _check_toy(config: RunConfig, specs: list[ModelSpec], world) -> None:
     """--toy needs models with toy weights; a prompt with words the toy models never saw gets a warning."""
-    from vsynth.toy.world import words_outside_vocabulary
-
     if config.tiny:
         raise VsynthInputError("--tiny and --toy both choose the weights: give one of them")
     for spec in specs:
         if any(w.toy is None for w in spec.weights):
             raise VsynthInputError(f"{spec.name} has no toy weights: `vsynth models` marks the models that have them")
     for label, prompt in (("--prompt", config.prompt), ("--idm-prompt", config.idm_prompt)):
-        unknown = words_outside_vocabulary(prompt or "")
+        unknown = world.unknown_words(prompt or "")
         if unknown:
             warnings.warn(
                 f"{label}: the toy models do not know {', '.join(repr(w) for w in unknown)}; they follow only the toy "
@@ -517,7 +522,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         "IDM": result.intermediates.get("idm_frames"),
         "final": frames,
     }
-    record = _record(plan, runtime, counter, videos)
+    record = _record(plan, runtime, counter)
     if result.record:  # what the bridge resolved at run time (flow-edit: its levels and guidance for these models)
         record["bridge"]["resolved"] = result.record
     for role, model in models.items():
@@ -529,10 +534,12 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     record["fps"] = fps
     report = RunReport(out_dir=None, record=record, frames=frames, latents=result.latents, loaded=loaded)
     if out is None:
+        _measure(plan, videos, idm, record, runtime)
         _close_record(record, stages, runtime)
         return report
     try:
         _write_files(out.partial, videos, fps, result.latents if config.save_latents else None, stages)
+        _measure(plan, videos, idm, record, runtime)
         record["files"] = sorted(p.name for p in out.partial.iterdir() if p.name != PARTIAL_MARKER) + ["run.json"]
         _close_record(record, stages, runtime)
         (out.partial / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
@@ -595,7 +602,7 @@ def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages
             advance(1)
 
 
-def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
+def _record(plan: RunPlan, runtime, counter) -> dict:
     """Everything run.json says about the run, except what is known only after writing."""
     from vsynth.core.diffusion.windows import window_spans
 
@@ -624,7 +631,6 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "frame_evals": dict(counter.frame_evals),
         # the VDM's [start, stop) windows, in latent frames (frames, unless its VAE compresses time)
         "windows": window_spans(plan.params["vdm"], plan.vdm.latent_space.latent_frames(config.frames)),
-        "metrics": _metrics(plan, videos),
         "versions": _versions(),
     }
 
@@ -636,21 +642,38 @@ def sampling_record(denoiser) -> dict:
     return scheduler_record(denoiser.process, denoiser.scheduler)
 
 
-def _metrics(plan: RunPlan, videos: dict) -> dict:
-    """What :func:`vsynth.metrics.report.run_metrics` can measure of this run: edges against a Canny
-    condition, and ground truth when the source is a toy clip."""
-    from vsynth.metrics.report import run_metrics
-    from vsynth.toy.truth import load_ground_truth
-
+def _measure(plan: RunPlan, videos: dict, idm, record: dict, runtime) -> None:
+    """The run's metrics (``plan.metrics``), through the metric hook, into run.json: ``metrics`` holds
+    ``{metric: {video: value}}``, ``metric_plugins`` who provides each metric, and why any measured nothing."""
     config = plan.config
-    idm_params = plan.params.get("idm")
-    canny = None
-    if idm_params is not None and {"low_threshold", "high_threshold"} <= set(type(idm_params).model_fields):
-        canny = (idm_params.low_threshold, idm_params.high_threshold)
-    truth = None
-    if config.video is not None:
-        truth = load_ground_truth(config.video, frames=config.frames, stride=config.stride, size=(plan.height, plan.width))
-    return run_metrics({name.lower(): frames for name, frames in videos.items()}, prompt=config.prompt, canny=canny, truth=truth)
+    size = (plan.height, plan.width)
+    detector = None
+    if idm is not None and getattr(idm, "control_maps", None) is not None:  # a control family: its own detector re-detects
+        detector = {"kind": getattr(idm, "kind", ""), "maps": idm.control_maps, **plan.params["idm"].model_dump()}
+    sample = measure.Sample(
+        prompt=config.prompt,
+        source=videos["source"],
+        condition=videos["condition"],
+        detector=detector,
+        truth=measure.ground_truth(plan.worlds, config.video, frames=config.frames, stride=config.stride, size=size),
+        device=str(runtime.device),
+        tiny=config.tiny,
+    )
+    named = {name.lower(): frames for name, frames in videos.items() if name != "condition"}
+    result = measure.measure(plan.metrics, named, sample, keep_going=True)  # the video is made: a metric's failure is recorded
+    for name, error in result.failed.items():
+        warnings.warn(f"metric {name} failed, the run's files are kept: {error}", VsynthWarning, stacklevel=2)
+    record["metrics"] = result.values
+    record["metric_plugins"] = {
+        spec.name: {
+            "plugin": spec.plugin,
+            **plan.providers.get(f"metric.{spec.name}", {}),
+            **({"skipped": result.skipped[spec.name]} if spec.name in result.skipped else {}),
+            **({"note": result.notes[spec.name]} if spec.name in result.notes else {}),
+            **({"error": result.failed[spec.name]} if spec.name in result.failed else {}),
+        }
+        for spec in plan.metrics
+    }
 
 
 def run(config: RunConfig, display=None, registry: Registry | None = None) -> RunReport:
