@@ -415,6 +415,7 @@ RUN_FIELDS = (
     "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "fit", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
     "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out",
+    "cache", "idm_cache", "vdm_cache",
 )  # fmt: skip
 
 
@@ -457,6 +458,10 @@ RUN_FIELDS = (
               help="Keep weights in host memory and move them to the GPU as they run: each network whole (model), "
               "or layer by layer (sequential: least memory, slowest)  [default: none]")  # fmt: skip
 @click.option("--compile", is_flag=True, default=None, help="torch.compile the UNets (a slow first step, faster steps after).")
+@click.option("--cache", metavar="NAME", help="Step cache of every model it applies to: first-block, taylorseer, magcache, pab or fastercache "
+              "(transformers), deepcache or tome (UNets); params with -o cache.KEY=VALUE (docs/caching.md)  [default: none]")
+@click.option("--idm-cache", metavar="NAME", help="Step cache of the image model alone (none: off), as --cache.")
+@click.option("--vdm-cache", metavar="NAME", help="Step cache of the video model alone (none: off), as --cache.")
 @click.option("--memory-check/--no-memory-check", default=None,
               help="Refuse a run whose estimated peak memory exceeds the device's free memory  [default: check]")  # fmt: skip
 @click.option("--trust-pickles", is_flag=True, default=None,

@@ -83,6 +83,9 @@ class RunConfig(BaseModel):
         "none", description="Keep weights in host memory and move them to the GPU as they run: whole models, or layer by layer."
     )
     compile: bool = Field(False, description="torch.compile the UNets (slow first steps, faster after).")
+    cache: str | None = Field(None, description="Step cache of every model it applies to (first-block, taylorseer, magcache, pab, fastercache for transformers; deepcache, tome for UNets).")
+    idm_cache: str | None = Field(None, description="Step cache of the image model alone (none: off); refused if it does not apply.")
+    vdm_cache: str | None = Field(None, description="Step cache of the video model alone (none: off); refused if it does not apply.")
     memory_check: bool = Field(True, description="Refuse a run whose estimated peak memory exceeds the device's free memory.")
     trust_pickles: bool = Field(
         False, description="Load weights stored as pickles (.bin, .pt, .pth, .ckpt), which can run code when loaded; default: refuse them."

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from vsynth.version import __version__
 from vsynth.core.media import video as videoio
-from vsynth.core.diffusion import solvers
+from vsynth.core.diffusion import caches as step_caches, solvers
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
@@ -68,6 +68,7 @@ class RunPlan:
     memory: MemoryEstimate
     offline: bool = False  # some weights come from the hub cache and the hub is unreachable: load them offline
     providers: dict[str, dict[str, str]] = field(default_factory=dict)  # by role: the distribution and version of its spec
+    caches: dict = field(default_factory=dict)  # by role: the step cache it runs with (caches.CacheChoice)
 
     @property
     def fps(self) -> float:
@@ -119,7 +120,10 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
 
     models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
-    routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
+    caches, model_options, cache_notices = step_caches.plan(config.cache, config.idm_cache, config.vdm_cache, models, config.options)
+    for notice in cache_notices:
+        warnings.warn(notice, VsynthWarning, stacklevel=2)
+    routed = route_options(model_options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
     overrides = {role: {key: routed[role].pop(key) for key in weight_keys[role] if key in routed[role]} for role in models}
     params = {role: validate_params(spec.params, routed[role], role, config.options) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
@@ -180,7 +184,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         memory = fit_vae_batch(plan_memory, memory)
         check_fits(memory)
     providers = {role: registry.provider(spec) for role, spec in {**models, "bridge": bridge}.items()}
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers)
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers,
+                   caches)
 
 
 INPUT_FLAGS = {
@@ -429,8 +434,12 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         with plugin_errors(model.spec):
             model.configure(inputs)
     generator = torch.Generator("cpu").manual_seed(config.seed)
-    with compiling(stages, config.compile), plugin_errors(plan.bridge):
-        result = bridge.run(idm, vdm, inputs, generator, stages)
+    caches = step_caches.attach(models, plan.caches)  # per run, so that a Session's models run with or without one
+    try:
+        with compiling(stages, config.compile), plugin_errors(plan.bridge):
+            result = bridge.run(idm, vdm, inputs, generator, stages)
+    finally:
+        step_caches.detach(caches)
     counter.detach()
 
     with stages.stage("decoding", total=config.frames) as advance:
@@ -448,6 +457,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     record = _record(plan, runtime, counter, videos)
     for role, model in models.items():
         record["models"][role]["sampling"] = sampling_record(model.denoiser)
+    record["caches"] = {role: cache.record() for role, cache in caches.items()}
     record["codecs"] = codec_record({role: model.codec for role, model in models.items()})
     record["vae_tiling"] = tiled
     fps = plan.fps
