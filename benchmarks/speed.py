@@ -85,6 +85,8 @@ def run_once(argv: list[str], out: Path) -> dict | str:
         cli.main(["run", *argv, "--out", str(out), "--save-latents", "-q"], standalone_mode=False)
     except VsynthInputError as exc:
         return str(exc)
+    except Exception as exc:  # an option that breaks a run is a result too: listed, not fatal
+        return f"failed: {type(exc).__name__}: {exc}"
     return json.loads((out / "run.json").read_text())
 
 
@@ -154,9 +156,12 @@ def markdown(table: dict[str, dict[str, dict | str]], args) -> str:
                 name, label, f"{result['seconds']:.2f}", f"{reference['seconds'] / result['seconds']:.2f}x", forwards,
                 f"{result.get('latent_err', 0.0):.4f}", *metrics, "—" if change is None else f"{100 * change:.1f}%", within,
             ]) + " |")  # fmt: skip
-    skipped = sorted({f"{label} ({name})" for name, rows in table.items() for label, r in rows.items() if isinstance(r, str)})
+    skipped = sorted({f"{label} ({name})" for name, rows in table.items() for label, r in rows.items() if isinstance(r, str) and not r.startswith("failed")})
+    failed = sorted({f"{label} ({name}): {r}" for name, rows in table.items() for label, r in rows.items() if isinstance(r, str) and r.startswith("failed")})
     if skipped:
         lines += ["", "Not applicable (refused before loading): " + ", ".join(skipped) + "."]
+    if failed:
+        lines += ["", "Failed: " + "; ".join(failed) + "."]
     return "\n".join(lines)
 
 
@@ -194,7 +199,7 @@ def main(argv=None) -> dict:
             table[name][label] = result
             if not isinstance(result, str):
                 args.device_used = f"{result['device']} ({result['dtype']})"
-            state = "not applicable" if isinstance(result, str) else f"{result['seconds']:.2f} s"
+            state = result if isinstance(result, str) else f"{result['seconds']:.2f} s"
             print(f"{name} / {label}: {state} ({time.perf_counter() - start:.0f} s wall)", flush=True)
         reference = table[name][options[0][0]]
         for result in table[name].values():

@@ -535,6 +535,8 @@ def _print_summary(console, report) -> None:
     console.print(table)
     evals = ", ".join(f"{role} {record['nfe'][role]} calls / {record['frame_evals'][role]} frame evals" for role in record["nfe"])
     console.print(f"network evaluations: {evals}")
+    for role, cache in record.get("caches", {}).items():
+        console.print(f"{role} step cache {cache['name']}: {cache['cached_forwards']} of {cache['forwards']} forwards reused features")
     console.print(f"peak memory: {record['peak_memory_mb']:.0f} MiB ({record['peak_memory_source']})")
     plan = record["memory"]
     free = f"{plan['free_mb']:.0f} MiB free" if plan["free_mb"] is not None else "free memory not measured"

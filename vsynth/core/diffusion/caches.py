@@ -103,7 +103,7 @@ CACHES: dict[str, CacheKind] = {
         CacheKind("pab", "transformer", PabParams, "Pyramid Attention Broadcast (diffusers): reuse attention outputs over steps"),
         CacheKind("fastercache", "transformer", FasterCacheParams, "FasterCache (diffusers): extrapolate attention outputs over steps"),
         CacheKind("deepcache", "unet", DeepCacheParams, "DeepCache: reuse the UNet's deep features, run only its outer blocks between full steps"),
-        CacheKind("tome", "unet", ToMeParams, "Token merging (tomesd): merge similar tokens in the UNet's self-attention"),
+        CacheKind("tome", "unet", ToMeParams, "Token merging (tomesd): merge similar tokens in an image UNet's self-attention"),
     )
 }  # fmt: skip
 
@@ -117,10 +117,6 @@ class CacheChoice:
 
     def record(self) -> dict:
         return {"name": self.name, "params": self.params.model_dump()}
-
-
-def names_for(architecture: str) -> list[str]:
-    return [k.name for k in CACHES.values() if k.architecture == architecture]
 
 
 def plan(
@@ -176,8 +172,10 @@ def plan(
 
 def fits(name: str, spec) -> bool:
     """Whether cache ``name`` applies to the model of ``spec``: by its architecture; MagCache also needs the
-    checkpoint's calibrated magnitude ratios, which diffusers 0.42 ships for FLUX.1 alone."""
+    checkpoint's calibrated magnitude ratios, which diffusers 0.42 ships for FLUX.1 alone; token merging, a 2D UNet."""
     kind = CACHES[name]
+    if name == "tome":  # tomesd reads the latent size from a 4D sample: frame-folded image UNets only
+        return spec.architecture == "unet" and spec.kind == "idm"
     return kind.architecture == spec.architecture and (name != "magcache" or spec.name.split("/")[-1].startswith("flux"))
 
 
@@ -188,7 +186,7 @@ def _fitting(spec) -> str:
 
 def _refusal(flag: str, name: str, specs: dict) -> str:
     kind = CACHES[name]
-    what = "FLUX.1 transformers (diffusers 0.42 ships their calibration only)" if name == "magcache" else f"{kind.architecture} models"
+    what = {"magcache": "FLUX.1 transformers (diffusers 0.42 ships their calibration only)", "tome": "image models' UNets"}.get(name, f"{kind.architecture} models")
     models = "; ".join(f"{spec.name} is a {spec.architecture}, {_fitting(spec)}" for spec in specs.values())
     return f"{flag} {name} applies to {what}; {models}"
 
