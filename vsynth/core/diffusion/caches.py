@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
 
@@ -91,21 +91,21 @@ class CacheKind:
     name: str
     architecture: Architecture
     params: type[CacheParams]
-    summary: str
 
 
+# what each does, and its params: docs/caching.md
 CACHES: dict[str, CacheKind] = {
     kind.name: kind
     for kind in (
-        CacheKind("first-block", "transformer", FirstBlockParams, "First Block Cache (diffusers): skip the blocks after the first while its output barely changes"),
-        CacheKind("taylorseer", "transformer", TaylorSeerParams, "TaylorSeer (diffusers): predict block outputs between computed steps by Taylor expansion"),
-        CacheKind("magcache", "transformer", MagCacheParams, "MagCache (diffusers): skip steps by the residual's magnitude ratios (FLUX's calibration ships)"),
-        CacheKind("pab", "transformer", PabParams, "Pyramid Attention Broadcast (diffusers): reuse attention outputs over steps"),
-        CacheKind("fastercache", "transformer", FasterCacheParams, "FasterCache (diffusers): extrapolate attention outputs over steps"),
-        CacheKind("deepcache", "unet", DeepCacheParams, "DeepCache: reuse the UNet's deep features, run only its outer blocks between full steps"),
-        CacheKind("tome", "unet", ToMeParams, "Token merging (tomesd): merge similar tokens in an image UNet's self-attention"),
+        CacheKind("first-block", "transformer", FirstBlockParams),  # diffusers' First Block Cache
+        CacheKind("taylorseer", "transformer", TaylorSeerParams),  # diffusers' TaylorSeer
+        CacheKind("magcache", "transformer", MagCacheParams),  # diffusers' MagCache (FLUX.1's calibration ships)
+        CacheKind("pab", "transformer", PabParams),  # diffusers' Pyramid Attention Broadcast
+        CacheKind("fastercache", "transformer", FasterCacheParams),  # diffusers' FasterCache
+        CacheKind("deepcache", "unet", DeepCacheParams),  # DeepCache's method (:class:`_DeepCache`)
+        CacheKind("tome", "unet", ToMeParams),  # token merging, tomesd
     )
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,8 @@ def plan(
             raise InvalidParamsError(f"-o {role}.cache.{unknown[0]}: {name} has no such param; its params: {', '.join(kind.params.model_fields)}")
         try:
             choices[role] = CacheChoice(name, kind.params.model_validate(given))
-        except Exception as exc:  # pydantic's ValidationError: one line naming the option
-            first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": ("?",), "msg": str(exc)}
+        except ValidationError as exc:  # one line naming the option
+            first = exc.errors()[0]
             raise InvalidParamsError(f"-o cache.{first['loc'][0]}: {first['msg']} ({name})") from None
     shared = set(values["cache"]) - {k for role in choices for k in CACHES[choices[role].name].params.model_fields}
     if shared:
