@@ -10,6 +10,7 @@ scenario the table gives:
 - forwards: network forward calls of the IDM and VDM (run.json's ``nfe``), and how many of them were
   cached (reused features: run.json's ``caches``);
 - latent err: ||z - z_ref|| / ||z_ref|| of the final latents against the uncached run's;
+- the row ``uncached, seed 43`` is the noise floor: how far the metrics move with another seed alone;
 - toy metrics (scenario ``toy``: the trained toy models on toy clips, against ground truth, as
   benchmarks/quality.py): edge F1, colour and background adherence, warping error, classifier
   accuracy, averaged over the clips, and the largest relative change of any of them against the
@@ -18,7 +19,7 @@ scenario the table gives:
 The tiny scenarios (random weights) measure what the options do to the computation, not to quality:
 their latent error is the only quality signal there.
 
-    python benchmarks/speed.py                              # toy (2 clips) + tiny Wan + tiny FLUX: about 8 minutes on 2 cores
+    python benchmarks/speed.py                              # toy (4 clips) + tiny Wan + tiny FLUX: about 15 minutes on 2 cores
     python benchmarks/speed.py --scenarios toy --clips 4
 """
 
@@ -48,6 +49,7 @@ TOLERANCE = 0.05
 # (label, extra `vsynth run` arguments). The first is the reference every other option is measured against.
 OPTIONS: list[tuple[str, list[str]]] = [
     ("uncached", []),
+    ("uncached, seed 43", ["--seed", "43"]),  # the noise floor: how far another seed alone moves the metrics
     ("first-block", ["--cache", "first-block"]),
     ("first-block 0.1", ["--cache", "first-block", "-o", "cache.threshold=0.1"]),
     ("taylorseer", ["--cache", "taylorseer"]),
@@ -57,6 +59,7 @@ OPTIONS: list[tuple[str, list[str]]] = [
     ("deepcache", ["--cache", "deepcache"]),
     ("deepcache interval=2", ["--cache", "deepcache", "-o", "cache.interval=2"]),
     ("deepcache interval=5", ["--cache", "deepcache", "-o", "cache.interval=5"]),
+    ("deepcache depth=2", ["--cache", "deepcache", "-o", "cache.depth=2"]),
     ("tome", ["--cache", "tome"]),
 ]
 
@@ -169,7 +172,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", nargs="+", default=["toy", "tiny-wan", "tiny-flux"])
     parser.add_argument("--options", nargs="+", help="labels of OPTIONS to run (the reference always runs); default: all")
-    parser.add_argument("--clips", type=int, default=2)
+    parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
