@@ -103,6 +103,10 @@ def test_encapsulated_deepcache_on_the_idm_computes_the_first_step_of_each_seque
     assert idm["full_forwards"] == 2 and idm["cached_forwards"] == idm["forwards"] - 2 > 0
     assert 0 < idm["layer_calls_run"] < 1 and not torch.equal(cached.latents, plain.latents)
     assert "vdm" not in cached.record["caches"]
+    # token merging: fewer tokens, every forward full (the tiny UNet's first block has no attention: merge at the second's)
+    merged = session.run(idm_cache="tome", options={"cache.max_downsample": 2}, **settings)
+    assert merged.record["caches"]["idm"]["cached_forwards"] == 0 and not torch.equal(merged.latents, plain.latents)
+    assert torch.equal(session.run(**settings).latents, plain.latents)  # DeepCache's and ToMe's patches are gone
 
 
 def test_windows_and_frame_batches_keep_their_own_states():

@@ -84,6 +84,7 @@ class DeepCacheParams(CacheParams):
 
 class ToMeParams(CacheParams):
     ratio: float = Field(0.5, gt=0, lt=1, description="Fraction of tokens merged in the UNet's self-attention (tomesd).")
+    max_downsample: Literal[1, 2, 4, 8] = Field(1, description="Merge in the attention layers down to this downsampling of the latent (1: the full-resolution ones).")
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ class StepCache:
             self._deep[id(network)] = _DeepCache(network, p.interval, p.depth)
             return
         if name == "tome":
-            _apply_tome(network, p.ratio)
+            _apply_tome(network, p)
             return
         if not hasattr(network, "enable_cache"):
             raise VsynthInputError(f"{type(network).__name__} has no diffusers cache hooks (enable_cache): --cache {name} cannot apply to it")
@@ -439,12 +440,13 @@ class _DeepCache:
             del block.forward  # the instance attribute: the class's forward again
 
 
-def _apply_tome(unet: torch.nn.Module, ratio: float) -> None:
+def _apply_tome(unet: torch.nn.Module, params: ToMeParams) -> None:
     try:
         import tomesd
     except ImportError:
-        raise VsynthInputError("--cache tome needs tomesd: pip install tomesd") from None
-    tomesd.apply_patch(unet, ratio=ratio)
+        raise VsynthInputError('token merging (tome) needs tomesd: pip install "vsynth[tome]"') from None
+    # use_rand=False: tomesd's random choice of merge targets draws from a generator of its own, outside the run's seed
+    tomesd.apply_patch(unet, ratio=params.ratio, max_downsample=params.max_downsample, use_rand=False)
 
 
 def attach(models: dict, choices: dict[str, CacheChoice]) -> dict[str, StepCache]:
