@@ -270,13 +270,15 @@ class StepCache:
             elif getattr(network, "is_cache_enabled", False):
                 network.disable_cache()
 
-    def reset(self, steps: int | None = None) -> None:
-        """A new sequence of ``steps`` steps begins: forget every step's features and where the steps were."""
-        if self._magcache is not None and steps:  # MagCache's ratios are per step of the sequence: stretch them to its length
+    def reset(self, positions=None, total: int | None = None) -> None:
+        """A new sequence begins, evaluating the steps ``positions`` (in order) of a schedule of ``total`` steps:
+        forget every step's features and where the steps were."""
+        if self._magcache is not None and positions is not None:  # its calibrated ratios, at the steps this sequence runs
             from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS, nearest_interp
 
-            self._magcache.num_inference_steps = steps
-            self._magcache.mag_ratios = nearest_interp(FLUX_MAG_RATIOS, steps)
+            positions = list(positions)
+            self._magcache.num_inference_steps = max(len(positions), 1)
+            self._magcache.mag_ratios = nearest_interp(FLUX_MAG_RATIOS, total)[positions]
         for network in self.networks:
             track = self.tracks[id(network)]
             track.timestep, track.step, track.call = None, -1, 0
@@ -472,8 +474,9 @@ def detach(caches: dict[str, StepCache]) -> None:
         cache.detach()
 
 
-def reset(denoiser, steps: int | None = None) -> None:
-    """A sequence of ``steps`` steps begins on ``denoiser``: its model's cache (if any) forgets the last one's features."""
+def reset(denoiser, positions=None, total: int | None = None) -> None:
+    """A sequence of steps begins on ``denoiser`` (the steps ``positions`` of a schedule of ``total``): its model's cache
+    (if any) forgets the last sequence's features."""
     cache = getattr(getattr(denoiser, "unet", None), _TAG, None)
     if cache is not None:
-        cache.reset(steps)
+        cache.reset(positions, total)
