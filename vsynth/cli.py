@@ -426,7 +426,7 @@ RUN_FIELDS = (
     "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "fit", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
     "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out",
-    "idm_lora", "vdm_lora", "fuse_lora", "quantize", "metrics",
+    "idm_lora", "vdm_lora", "fuse_lora", "quantize", "metrics", "cache", "idm_cache", "vdm_cache",
 )  # fmt: skip
 
 
@@ -480,6 +480,10 @@ RUN_FIELDS = (
 @click.option("--quantize", type=click.Choice(["none", "int8", "fp8", "nf4"]),
               help="Quantize the denoising networks' weights: int8 or fp8 weight-only (torchao), nf4 (bitsandbytes, "
               "CUDA only); pip install 'vsynth[quantize]' (nf4: 'vsynth[nf4]')  [default: none]")  # fmt: skip
+@click.option("--cache", metavar="NAME", help="Step cache of every model it applies to: first-block, taylorseer, magcache, pab or fastercache "
+              "(transformers), deepcache or tome (UNets); params with -o cache.KEY=VALUE (docs/caching.md)  [default: none]")
+@click.option("--idm-cache", metavar="NAME", help="Step cache of the image model alone (none: off), as --cache.")
+@click.option("--vdm-cache", metavar="NAME", help="Step cache of the video model alone (none: off), as --cache.")
 @click.option("--memory-check/--no-memory-check", default=None,
               help="Refuse a run whose estimated peak memory exceeds the device's free memory  [default: check]")  # fmt: skip
 @click.option("--trust-pickles", is_flag=True, default=None,
@@ -557,6 +561,8 @@ def _print_summary(console, report) -> None:
     console.print(table)
     evals = ", ".join(f"{role} {record['nfe'][role]} calls / {record['frame_evals'][role]} frame evals" for role in record["nfe"])
     console.print(f"network evaluations: {evals}")
+    for role, cache in record.get("caches", {}).items():
+        console.print(f"{role} step cache {cache['name']}: {cache['cached_forwards']} of {cache['forwards']} forwards reused features")
     console.print(f"peak memory: {record['peak_memory_mb']:.0f} MiB ({record['peak_memory_source']})")
     plan = record["memory"]
     free = f"{plan['free_mb']:.0f} MiB free" if plan["free_mb"] is not None else "free memory not measured"

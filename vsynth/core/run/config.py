@@ -90,6 +90,9 @@ class RunConfig(BaseModel):
     quantize: Literal["none", "int8", "fp8", "nf4"] = Field(
         "none", description="Quantize the denoising networks' weights: int8 or fp8 weight-only (torchao), nf4 (bitsandbytes, GPU only)."
     )
+    cache: str | None = Field(None, description="Step cache of every model it applies to (first-block, taylorseer, magcache, pab, fastercache for transformers; deepcache, tome for UNets).")
+    idm_cache: str | None = Field(None, description="Step cache of the image model alone (none: off); refused if it does not apply.")
+    vdm_cache: str | None = Field(None, description="Step cache of the video model alone (none: off); refused if it does not apply.")
     memory_check: bool = Field(True, description="Refuse a run whose estimated peak memory exceeds the device's free memory.")
     trust_pickles: bool = Field(
         False, description="Load weights stored as pickles (.bin, .pt, .pth, .ckpt), which can run code when loaded; default: refuse them."

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from vsynth.version import __version__
 from vsynth.core.media import video as videoio
+from vsynth.core.diffusion import caches as step_caches
 from vsynth.core.diffusion import gguf, lora, quantize, solvers
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
@@ -70,6 +71,7 @@ class RunPlan:
     loras: dict[str, list] = field(default_factory=dict)  # by role: the LoraRequests (vsynth.core.diffusion.lora), located and checked
     metrics: list = field(default_factory=list)  # the MetricSpecs measured after the run (--metrics, else the default set)
     worlds: list = field(default_factory=list)  # the WorldSpecs asked for the source video's ground truth
+    caches: dict = field(default_factory=dict)  # by role: the step cache it runs with (caches.CacheChoice)
 
     @property
     def fps(self) -> float:
@@ -125,7 +127,10 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
 
     models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
-    routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
+    caches, model_options, cache_notices = step_caches.plan(config.cache, config.idm_cache, config.vdm_cache, models, config.options)
+    for notice in cache_notices:
+        warnings.warn(notice, VsynthWarning, stacklevel=2)
+    routed = route_options(model_options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
     overrides = {role: {key: routed[role].pop(key) for key in weight_keys[role] if key in routed[role]} for role in models}
     params = {role: validate_params(spec.params, routed[role], role, config.options) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
@@ -208,7 +213,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     providers = {role: registry.provider(spec) for role, spec in {**models, "bridge": bridge}.items()}
     providers.update({f"metric.{spec.name}": registry.provider(spec) for spec in metrics})
     return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers,
-                   loras, metrics, list(registry.worlds.values()))  # fmt: skip
+                   loras, metrics, list(registry.worlds.values()), caches)  # fmt: skip
 
 
 def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec) -> RunConfig:
@@ -506,8 +511,12 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         with plugin_errors(model.spec):
             model.configure(inputs)
     generator = torch.Generator("cpu").manual_seed(config.seed)
-    with compiling(stages, config.compile), plugin_errors(plan.bridge):
-        result = bridge.run(idm, vdm, inputs, generator, stages)
+    caches = step_caches.attach(models, plan.caches)  # per run, so that a Session's models run with or without one
+    try:
+        with compiling(stages, config.compile), plugin_errors(plan.bridge):
+            result = bridge.run(idm, vdm, inputs, generator, stages)
+    finally:
+        step_caches.detach(caches)
     counter.detach()
 
     with stages.stage("decoding", total=config.frames) as advance:
@@ -527,6 +536,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         record["bridge"]["resolved"] = result.record
     for role, model in models.items():
         record["models"][role]["sampling"] = sampling_record(model.denoiser)
+    record["caches"] = {role: cache.record() for role, cache in caches.items()}
     record["codecs"] = codec_record({role: model.codec for role, model in models.items()})
     record["vae_tiling"] = tiled
     record["accel"] = loaded.accel
