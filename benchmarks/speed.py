@@ -63,6 +63,8 @@ OPTIONS: list[tuple[str, list[str]]] = [
     ("deepcache interval=5", ["--cache", "deepcache", "-o", "cache.interval=5"]),
     ("deepcache depth=2", ["--cache", "deepcache", "-o", "cache.depth=2"]),
     ("tome", ["--cache", "tome"]),
+    ("int8 weights", ["--quantize", "int8"]),  # torchao weight-only (pip install 'vsynth[quantize]')
+    ("fp8 weights", ["--quantize", "fp8"]),
 ]
 
 
