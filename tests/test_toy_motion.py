@@ -35,3 +35,10 @@ def test_growing_speed_words_and_the_run_metrics():
     assert report["direction_agreement"] == 1.0 and report["speed_agreement"] > 0.9
     metrics = run_metrics({"final": slow.frames, "idm": slow.frames[::-1].copy()}, prompt=slow.caption)
     assert metrics["direction_agreement"] == {"final": 1.0, "idm": 0.0}
+
+
+def test_noise_does_not_move_the_prompted_way():
+    """Frames of noise have a 'red' centroid that jumps about: no direction, whichever is asked."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
+    assert all(direction_agreement(noise, m, "red") == 0.0 for m in DIRECTIONS)

@@ -10,6 +10,8 @@ import numpy as np
 
 MIN_PIXELS = 4  # a frame whose object has fewer pixels has no centroid (NaN)
 MIN_SPEED = 0.5  # pixels per frame: slower than this is "not moving"
+MIN_FOUND = 0.75  # share of frames in which the object must be found for it to move at all
+MIN_R2 = 0.6  # the track along the motion must be this close to a straight line (noise has a centroid that jumps)
 FOREGROUND_DISTANCE = 90.0  # RGB distance from the background colour that makes a pixel foreground
 
 
@@ -56,8 +58,9 @@ def track_velocity(track: np.ndarray) -> tuple[float, float, float]:
 def direction_agreement(frames: np.ndarray, motion: str, colour: str | None = None, min_speed: float = MIN_SPEED) -> float:
     """1.0 when the object moves the prompted way, else 0.0.
 
-    ``motion`` is "left", "right", "up", "down" (the fitted velocity's component along that direction is at
-    least ``min_speed`` px/frame and larger than the perpendicular one) or "growing" (the area grows by at
+    ``motion`` is "left", "right", "up", "down" (the object is found in MIN_FOUND of the frames, the fitted
+    velocity's component along that direction is at least ``min_speed`` px/frame and larger than the
+    perpendicular one, and the track along it is close to a straight line: R^2 >= MIN_R2) or "growing" (the area grows by at
     least ``min_speed`` px/frame per unit of its mean radius while the centroid moves less than ``min_speed``
     px/frame).
     """
@@ -70,10 +73,18 @@ def direction_agreement(frames: np.ndarray, motion: str, colour: str | None = No
         area = np.nanmean(object_track(frames, colour)[:, 2])
         radius = np.sqrt(max(area, 1.0) / np.pi)
         return float(va / (2 * np.pi * radius) >= min_speed / 2 and np.hypot(vx, vy) < min_speed)
+    track = object_track(frames, colour)
+    found = ~np.isnan(track[:, 0])
+    if found.mean() < MIN_FOUND:
+        return 0.0
     dx, dy = DIRECTION_VECTORS[motion]
     along = vx * dx + vy * dy
     across = abs(vx * dy - vy * dx)
-    return float(along >= min_speed and along > across)
+    path = track[found, 0] * dx + track[found, 1] * dy
+    t = np.arange(len(track))[found]
+    residual = path - np.polyval(np.polyfit(t, path, 1), t)
+    r2 = 1 - residual.var() / max(path.var(), 1e-9)
+    return float(along >= min_speed and along > across and r2 >= MIN_R2)
 
 
 def speed_agreement(frames: np.ndarray, speed: float, colour: str | None = None) -> float:
