@@ -42,3 +42,14 @@ def test_noise_does_not_move_the_prompted_way():
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
     assert all(direction_agreement(noise, m, "red") == 0.0 for m in DIRECTIONS)
+
+
+def test_motion_clips_keep_their_ground_truth_beside_them(tmp_path):
+    from vsynth.core.media.video import probe_video
+    from vsynth.toy.truth import check_ground_truth, load_ground_truth, save_clip
+
+    path = tmp_path / "clip.mp4"
+    clip = save_clip(path, 5, generator="make_motion_clip", frames=9, motion="down")
+    check_ground_truth(path, probe_video(path))
+    truth = load_ground_truth(path, frames=9, stride=1, size=(64, 64))
+    assert truth.caption == clip.caption and np.allclose(truth.positions, clip.positions)

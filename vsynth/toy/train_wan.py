@@ -58,6 +58,7 @@ MAX_SEQUENCE_LENGTH = 512  # WanPipeline's (and vsynth's default): training pads
 
 RECIPE = {
     "vae": dict(minutes=15, batch=16, lr=1e-3, warmup=50),
+    "vae-dec": dict(minutes=30, batch=16, lr=4e-4, warmup=20),
     "latents": dict(clips=1600),
     "t2v": dict(minutes=60, batch=16, lr=6e-4, warmup=100, drop=0.1, ema=0.998, eval_every=300, short=0.3),
 }
@@ -114,6 +115,27 @@ def zero_past_taps(vae):
                 m.weight[:, :, :-1] = 0
 
 
+def single_frame_convs():
+    """Run WanCausalConv3d on a one-frame input without cache as the 2D convolution it is (its causal padding adds
+    zero frames, which only the zeroed taps would see): the same numbers at a third of the cost."""
+    import torch.nn.functional as F
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    if getattr(WanCausalConv3d, "_toy_fast", False):
+        return
+    full = WanCausalConv3d.forward
+
+    def forward(self, x, cache_x=None):
+        if cache_x is not None or x.shape[2] != 1:
+            return full(self, x, cache_x)
+        p = self._padding
+        y = F.conv2d(F.pad(x[:, :, 0], p[:4]), self.weight[:, :, -1], self.bias, self.stride[1:])
+        return y.unsqueeze(2)
+
+    WanCausalConv3d.forward = forward
+    WanCausalConv3d._toy_fast = True
+
+
 def vae_frames(n: int, seed: int) -> np.ndarray:
     """(n, 64, 64, 3) uint8: half frames of the first toy world (1-3 shapes, every background), half motion frames."""
     rng = np.random.default_rng(seed)
@@ -157,12 +179,18 @@ def vae_colour_check(vae, n=24) -> dict:
     return {"colour_share": per, "colour_share_min": min(per.values()), "psnr": round(float(np.mean(psnr)), 2)}
 
 
-def train_vae(args, work: Path):
+def train_vae(args, work: Path, decoder_only: bool = False):
+    """The VAE; with ``decoder_only`` (stage vae-dec, run beside t2v) a fine-tune of its decoder alone, from the
+    vae stage's weights: the encoder, hence the latents the transformer learns, stays fixed."""
     torch = _torch()
-    r = RECIPE["vae"]
-    ckpt = work / "ckpt" / "vae.pt"
+    r = RECIPE["vae-dec" if decoder_only else "vae"]
+    ckpt = work / "ckpt" / ("vae_dec.pt" if decoder_only else "vae.pt")
     vae = build_vae()
-    opt = torch.optim.AdamW(vae.parameters(), lr=r["lr"], weight_decay=0.0)
+    if decoder_only:
+        vae.load_state_dict(torch.load(work / "ckpt" / "vae.pt", weights_only=False)["model"])
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=r["lr"], weight_decay=0.0)
     step = 0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
@@ -170,12 +198,18 @@ def train_vae(args, work: Path):
         opt.load_state_dict(state["opt"])
         step = state["step"]
     minutes = args.minutes or r["minutes"]
-    pool = vae_frames(200 if args.smoke else 6000, SEEDS["data"])
+    single_frame_convs()
+    cache = work / ("vae_frames_smoke.npy" if args.smoke else "vae_frames.npy")
+    if cache.exists():
+        pool = np.load(cache)
+    else:
+        pool = vae_frames(200 if args.smoke else 6000, SEEDS["data"])
+        np.save(cache, pool)
     rng = np.random.default_rng(SEEDS["vae"] + step)
     t0 = time.time()
     last_save = time.time()
     losses = []
-    log(work, f"vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.3f} M params, {minutes} min from step {step}")
+    log(work, f"vae{'-dec' if decoder_only else ''}: {sum(p.numel() for p in vae.parameters()) / 1e6:.3f} M params, {minutes} min from step {step}")
     while True:
         elapsed = (time.time() - t0) / 60
         done = elapsed >= minutes or (args.smoke and step >= 3) or (args.steps and step >= args.steps)
@@ -184,7 +218,11 @@ def train_vae(args, work: Path):
             g["lr"] = lr
         if not done:
             x = to_tensor(pool[rng.integers(len(pool), size=r["batch"])])
-            dist = vae.encode(x).latent_dist
+            if decoder_only:
+                with torch.no_grad():
+                    dist = vae.encode(x).latent_dist
+            else:
+                dist = vae.encode(x).latent_dist
             z = dist.mean
             z = z + 0.1 * z.detach().std() * torch.randn_like(z)  # robustness to the diffusion model's small errors
             y = vae.decode(z).sample
@@ -204,20 +242,23 @@ def train_vae(args, work: Path):
             torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
             last_save = time.time()
             vae.eval()
-            check = vae_colour_check(vae, n=6 if args.smoke else 24)
+            check = vae_colour_check(vae, n=6 if args.smoke else 12)
             vae.train()
-            log(work, f"vae step {step} loss {np.mean(losses[-50:]) if losses else float('nan'):.4f} lr {lr:.2e} {json.dumps(check)}")
+            log(work, f"vae{'-dec' if decoder_only else ''} step {step} loss {np.mean(losses[-50:]) if losses else float('nan'):.4f} lr {lr:.2e} {json.dumps(check)}")
             (work / "stats").mkdir(exist_ok=True)
-            (work / "stats" / "vae.json").write_text(json.dumps({"steps": step, "minutes": round((time.time() - t0) / 60, 1), **check}, indent=2))
+            (work / "stats" / ("vae-dec.json" if decoder_only else "vae.json")).write_text(json.dumps({"steps": step, "minutes": round((time.time() - t0) / 60, 1), **check}, indent=2))
         if done:
             break
     return vae
 
 
-def load_vae(work: Path):
+def load_vae(work: Path, decoder: bool = False):
+    """The trained VAE; with ``decoder``, its fine-tuned decoder when the vae-dec stage ran (what is exported)."""
     torch = _torch()
     vae = build_vae()
-    vae.load_state_dict(torch.load(work / "ckpt" / "vae.pt", weights_only=False)["model"])
+    path = work / "ckpt" / ("vae_dec.pt" if decoder and (work / "ckpt" / "vae_dec.pt").exists() else "vae.pt")
+    vae.load_state_dict(torch.load(path, weights_only=False)["model"])
+    single_frame_convs()
     return vae.eval()
 
 
@@ -396,7 +437,7 @@ def export(args, work: Path, out: Path):
     from diffusers import UniPCMultistepScheduler, WanPipeline
 
     data = torch.load(work / "latents.pt", weights_only=False)
-    vae = load_vae(work)
+    vae = load_vae(work, decoder=True)
     vae.register_to_config(latents_mean=[float(v) for v in data["mean"]], latents_std=[float(v) for v in data["std"]])
     text, transformer = build_t2v()
     state = torch.load(work / "ckpt" / "t2v.pt", weights_only=False)
@@ -430,13 +471,14 @@ def ship(args, work: Path, out: Path, name: str = "wan2.1-t2v"):
     manifest["models"][name] = dict(
         files=files,
         stages={"vae": {k: stats.get("vae", {}).get(k) for k in ("steps", "minutes")} | {"seed": SEEDS["vae"]},
+                "vae-dec": {k: stats.get("vae-dec", {}).get(k) for k in ("steps", "minutes")},
                 "t2v": {"steps": last.get("step"), "minutes": last.get("minutes"), "seed": SEEDS["t2v"], "final_loss": last.get("loss")}},  # fmt: skip
-        metrics={"vae": {k: v for k, v in stats.get("vae", {}).items() if k not in ("steps", "minutes")}, "t2v": {"history": history}},
+        metrics={s: {k: v for k, v in stats.get(s, {}).items() if k not in ("steps", "minutes")} for s in ("vae", "vae-dec")} | {"t2v": {"history": history}},
         size=SIZE,
         frames=FRAMES,
         command=f"vsynth toy train --wan --work {args.work}   (python -m vsynth.toy.train_wan; vae {RECIPE['vae']['minutes']} min, t2v "
         f"{RECIPE['t2v']['minutes']} min of one CPU thread by default)",
-        stage_command=" ; ".join(f"python -m vsynth.toy.train_wan --stage {s} --work {args.work}" for s in ("vae", "latents", "t2v", "export", "ship")),
+        stage_command=" ; ".join(f"python -m vsynth.toy.train_wan --stage {s} --work {args.work}" for s in ("vae", "latents", "t2v", "vae-dec", "export", "ship")),
     )
     manifest["total_bytes"] = sum(f["bytes"] for m in manifest["models"].values() for f in m["files"])
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
@@ -447,7 +489,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", default="toywork-wan")
     p.add_argument("--out", default="toy-wan")
-    p.add_argument("--stage", choices=("all", "vae", "latents", "t2v", "export", "ship"), default="all")
+    p.add_argument("--stage", choices=("all", "vae", "vae-dec", "latents", "t2v", "export", "ship"), default="all")
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--smoke", action="store_true")
@@ -460,6 +502,8 @@ def main(argv=None):
         t = time.time()
         if stage == "vae":
             train_vae(args, work)
+        elif stage == "vae-dec":
+            train_vae(args, work, decoder_only=True)
         elif stage == "latents":
             encode_latents(args, work)
         elif stage == "t2v":
