@@ -53,3 +53,15 @@ def test_motion_clips_keep_their_ground_truth_beside_them(tmp_path):
     check_ground_truth(path, probe_video(path))
     truth = load_ground_truth(path, frames=9, stride=1, size=(64, 64))
     assert truth.caption == clip.caption and np.allclose(truth.positions, clip.positions)
+
+
+def test_toy_examples_writes_motion_clips(tmp_path):
+    from click.testing import CliRunner
+
+    from vsynth.cli import cli
+
+    result = CliRunner().invoke(cli, ["toy", "examples", str(tmp_path), "--motion", "--count", "1", "--frames", "5"])
+    assert result.exit_code == 0, result.output
+    path, caption = result.output.strip().split("\t")
+    assert " moving " in caption or " growing " in caption
+    assert parse_motion(caption)["motion"] in caption
