@@ -74,7 +74,8 @@ def rows(args) -> list[dict]:
         {"name": "idm-then-vdm", "bridge": "idm-then-vdm", "idm": canny},
         {"name": "vdm-then-idm", "bridge": "vdm-then-idm", "idm": canny},
         {"name": "encapsulated (EVS)", "bridge": "encapsulated", "idm": canny},
-        {"name": "encapsulated + SFI", "bridge": "encapsulated", "idm": canny, "options": {"injection": "sfi"}},
+        *([] if getattr(args, "vdm_transformer", False) else  # SFI injects into a UNet decoder's self-attention
+          [{"name": "encapsulated + SFI", "bridge": "encapsulated", "idm": canny, "options": {"injection": "sfi"}}]),
         {"name": "plain text-to-video", "bridge": "none", "idm": None, "source": False},
         {"name": "encapsulated on its T2V (EVS's setting)", "bridge": "encapsulated", "idm": "sd15", "source": False},
     ]
@@ -170,10 +171,11 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     args = parser.parse_args(argv)
     args.frames = args.frames or (9 if args.motion else 8)
-    if args.ratios is None:
-        from vsynth.core.host.registry import get_registry
+    from vsynth.core.host.registry import get_registry
 
-        registry = get_registry()
+    registry = get_registry()
+    args.vdm_transformer = registry.model(args.vdm).architecture == "transformer"
+    if args.ratios is None:
         same = registry.model("controlnet-canny").latent_space == registry.model(args.vdm).latent_space
         args.ratios = [1.0, 0.5, 0.0] if same else [0.0]
 
