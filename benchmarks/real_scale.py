@@ -18,6 +18,14 @@ joins the resident set at its first evaluation.
 
     python benchmarks/real_scale.py --cache DIR                    # CPU: about 8 minutes
     python benchmarks/real_scale.py --cache DIR --sizes 512x512x8  # a GPU: the same table
+    python benchmarks/real_scale.py --family wan --sizes 64x64x5 128x128x5  # Wan 2.1 1.3B
+
+``--family wan`` loads wan2.1-t2v-1.3b through vsynth's loader from a local folder with its real
+transformer (1.42 B parameters) and VAE (:func:`vsynth.testing.fake_hub.write_wan_folder`; UMT5-XXL
+cut to 2 layers, since the whole encoder, 22.7 GB in float32, does not fit a 24 GB machine beside
+them; it runs once per prompt and leaves the GPU before the transformer runs), and times one
+transformer evaluation on the clip (frames 1 + 4k) and the VAE decoding it. ``--wan-folder``
+reuses a folder written before.
 
 ``--cache`` (default: ``$VSYNTH_FULL_HUB``) names a full-size cache holding :data:`REPOS`; without
 one, it is built in a temporary folder first (about 3 minutes and 15 GB of disk).
@@ -179,6 +187,48 @@ def print_tables(loads: list[dict], evals: list[dict], header: str) -> None:
         print(f"| {row['network']} | {row['size']} | {row['frames']} | {row['per_frame_s']:.2f} | {row['peak_mb']:.0f} |")
 
 
+def measure_wan(runtime, memory: Memory, sizes: list[tuple[int, int, int]], repeat: int, folder: Path) -> tuple[list[dict], list[dict]]:
+    """Wan 2.1 1.3B's load, then its transformer and VAE per size, as :func:`measure` does for the UNet models."""
+    import torch
+
+    from vsynth.core.diffusion.weights import resolve_sources
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run.pipeline import _check_weights_finite
+
+    spec = get_registry().model("wan2.1-t2v-1.3b")
+    row = {"model": "wan2.1-t2v-1.3b (transformer, VAE; UMT5 cut to 2 layers)"}
+    with stage(memory, row):
+        params, sources = spec.params.model_validate({}), resolve_sources(spec, str(folder), {}, tiny=False)
+        model = spec.load_impl().load(spec, params, sources, runtime)
+        _check_weights_finite("vdm", model, sources)
+    loads = [{**row, "held_mb": memory.current()}]
+    transformer, vae = model.wan.unet, model.codec.vae
+    options = {"device": runtime.device, "dtype": runtime.dtype}
+    text = torch.randn(1, 512, transformer.config.text_dim, **options)
+    rows, warmed = [], set()
+    with torch.inference_mode():
+        for height, width, frames in sizes:
+            latents = torch.randn(1, 16, (frames - 1) // 4 + 1, height // 8, width // 8, **options)
+            t = torch.tensor([500.0], device=runtime.device)
+            evaluations = {
+                "Wan 2.1 1.3B transformer": lambda: transformer(latents, t, text, return_dict=False),
+                "Wan VAE decode": lambda: vae.decode(latents.to(vae.dtype), return_dict=False),
+            }
+            for label, evaluate in evaluations.items():
+                if label not in warmed:
+                    evaluate()
+                    warmed.add(label)
+                runs = []
+                for _ in range(repeat):
+                    run = {}
+                    with stage(memory, run):
+                        evaluate()
+                    runs.append(run)
+                seconds, peak = min(r["seconds"] for r in runs), max(r["peak_mb"] for r in runs)
+                rows.append({"network": label, "size": f"{height}x{width}", "frames": frames, "per_frame_s": seconds / frames, "peak_mb": peak})
+    return loads, rows
+
+
 def _size(text: str) -> tuple[int, int, int]:
     height, width, frames = (int(part) for part in text.lower().split("x"))
     return height, width, frames
@@ -190,6 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache", type=Path, default=os.environ.get("VSYNTH_FULL_HUB"), help="full-size fake hub cache (default: $VSYNTH_FULL_HUB, else built in a temporary folder)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as vsynth run --device)")
     parser.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32 (as vsynth run --dtype)")
+    parser.add_argument("--family", choices=("sd", "wan"), default="sd", help="sd: SD1.5 + ControlNet, ZeroScope, AnimateDiff; wan: Wan 2.1 1.3B")
+    parser.add_argument("--wan-folder", type=Path, help="with --family wan: a folder write_wan_folder wrote before (default: written in a temporary folder)")
     parser.add_argument("--repeat", type=int, default=2, help="timed evaluations per network and size; the fastest is reported")
     parser.add_argument("--sizes", nargs="+", type=_size, default=[(64, 64, 2), (256, 256, 2), (256, 256, 4)], metavar="HxWxF",
                         help="height x width x frames of each measured size (default: 64x64x2 256x256x2 256x256x4)")  # fmt: skip
@@ -209,9 +261,16 @@ def main(argv: list[str] | None = None) -> dict:
     runtime = Runtime(torch.device(device), getattr(torch, dtype))
     memory = Memory(runtime.device)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = args.cache or build_fake_hub(Path(tmp) / "hub", REPOS, scale="full")
-        with offline_hub(cache), library_progress_bars(False), quiet_library_fallbacks():
-            loads, evals = measure(runtime, memory, args.sizes, args.repeat)
+        if args.family == "wan":
+            from vsynth.testing.fake_hub import write_wan_folder
+
+            folder = args.wan_folder if args.wan_folder and args.wan_folder.is_dir() else write_wan_folder(args.wan_folder or Path(tmp) / "wan")
+            with library_progress_bars(False), quiet_library_fallbacks():
+                loads, evals = measure_wan(runtime, memory, args.sizes, args.repeat, folder)
+        else:
+            cache = args.cache or build_fake_hub(Path(tmp) / "hub", REPOS, scale="full")
+            with offline_hub(cache), library_progress_bars(False), quiet_library_fallbacks():
+                loads, evals = measure(runtime, memory, args.sizes, args.repeat)
     where = torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
     peak = "CUDA max allocated" if memory.cuda else "peak RSS"
     print_tables(loads, evals, f"{date.today()}, {where}, {runtime.dtype}, torch {torch.__version__}; memory: {peak}")

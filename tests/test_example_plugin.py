@@ -81,6 +81,10 @@ def test_installed_example_is_listed(installed):
     assert (mixed["kind"], mixed["native_size"]) == ("vdm", [320, 576])
     assert mixed["params_schema"]["properties"]["shared_noise"]["maximum"] == 1.0
 
+    metrics = {r["qualified_name"]: r for r in json.loads(run_cli("models", "--kind", "metric", "--json").stdout)}
+    assert metrics["example/sharpness"]["kind"] == "metric" and metrics["example/sharpness"]["higher_is_better"] is True
+    assert "vsynth/text_alignment" in metrics and not any(r["kind"] != "metric" for r in metrics.values())
+
 
 def test_the_testing_helpers_pass_on_the_installed_example(installed):
     assert_plugin_ok("example")
@@ -88,15 +92,18 @@ def test_the_testing_helpers_pass_on_the_installed_example(installed):
     assert_listing_imports_no_torch("vsynth_example_plugin")
 
 
-def test_a_tiny_run_with_the_example_vdm_alone(installed, tmp_path):
+def test_a_tiny_run_with_the_example_vdm_alone_and_its_metric(installed, tmp_path):
     out = tmp_path / "out"
     result = run_cli(
         "run", "--tiny", "--vdm", "zeroscope-mixednoise", "-o", "shared_noise=0.5", "--prompt", "a ball",
-        "--frames", 2, "--steps", 2, "--height", 64, "--width", 64, "--quiet", "--out", out,
+        "--frames", 2, "--steps", 2, "--height", 64, "--width", 64, "--quiet", "--out", out, "--metrics", "default,sharpness",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     record = json.loads((out / "run.json").read_text())
     assert (record["models"]["vdm"]["plugin"], record["models"]["vdm"]["params"]["shared_noise"]) == ("example", 0.5)
+    # the plugin's metric, measured through the metric hook beside the built-in default set, and who provided it
+    assert record["metrics"]["sharpness"]["final"] > 0 and "flicker" in record["metrics"]
+    assert record["metric_plugins"]["sharpness"] == {"plugin": "example", "dist": "vsynth-example-plugin", "version": "0.1.0"}
 
 
 def test_tiny_run_with_the_example_model_and_bridge_writes_a_video(installed, tmp_path):

@@ -37,6 +37,11 @@ RUNS = {
     "flux-depth+zeroscope": ["--idm", "flux-depth", "--vdm", "zeroscope"],
     "flux-fill+zeroscope": ["--idm", "flux-fill", "--vdm", "zeroscope", "--mask", "{mask}"],
     "flux-kontext+zeroscope": ["--idm", "flux-kontext", "--vdm", "zeroscope", "--idm-prompt", "make it red"],
+    "ltx-video": ["--vdm", "ltx-video", "--bridge", "none", "--vdm-steps", "2"],  # its schedule needs 2 steps
+    "controlnet-sdxl-canny+animatediff-sdxl": ["--idm", "controlnet-sdxl-canny", "--vdm", "animatediff-sdxl", "-o", "mixing_ratio=0.5"],
+    "hunyuanvideo": ["--vdm", "hunyuanvideo", "--bridge", "vdm-only", "-o", "t2v_strength=1"],
+    "cogvideox-2b": ["--vdm", "cogvideox-2b", "--bridge", "vdm-only", "-o", "t2v_strength=1"],
+    "canny+cogvideox-5b": ["--idm", "controlnet-canny", "--vdm", "cogvideox-5b"],
 }
 RUN_OF_ID = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": "controlnet-depth+zeroscope",
@@ -67,6 +72,11 @@ RUN_OF_ID = {
     "black-forest-labs/FLUX.1-Depth-dev": "flux-depth+zeroscope",
     "black-forest-labs/FLUX.1-Fill-dev": "flux-fill+zeroscope",
     "black-forest-labs/FLUX.1-Kontext-dev": "flux-kontext+zeroscope",
+    "Lightricks/LTX-Video": "ltx-video",
+    "guoyww/animatediff-motion-adapter-sdxl-beta": "controlnet-sdxl-canny+animatediff-sdxl",
+    "hunyuanvideo-community/HunyuanVideo": "hunyuanvideo",
+    "THUDM/CogVideoX-2b": "cogvideox-2b",
+    "THUDM/CogVideoX-5b": "canny+cogvideox-5b",
 }
 
 

@@ -186,7 +186,7 @@ def test_models_shows_the_guidance_kind():
 
 def test_memory_planner_says_flux_needs_sequential_offload_on_a_24gb_gpu():
     """FLUX.1's 12B transformer (23.8 GB in bf16) and T5-XXL do not fit a 24 GB GPU, even one at a time
-    (--offload model); sequential offload does. Counted from layouts.json, nothing on disk."""
+    (--offload model); group and sequential offload do. Counted from layouts.json, nothing on disk."""
     import dataclasses
 
     from vsynth.core.host.registry import get_registry
@@ -204,8 +204,9 @@ def test_memory_planner_says_flux_needs_sequential_offload_on_a_24gb_gpu():
     assert flux_bytes / 1e9 == pytest.approx(33.9, abs=0.1)
     assert plan.peaks["none"] > plan.peaks["model"] > 24 * GIB > plan.peaks["sequential"]
     on_gpu = dataclasses.replace(plan, device="cuda:0", free=24 * GIB)
-    with pytest.raises(InsufficientMemoryError, match="--offload sequential"):
+    with pytest.raises(InsufficientMemoryError, match=r"add --offload group \(about 4.98 GiB\)"):  # before sequential: as little, faster
         check_fits(on_gpu)
+    assert plan.peaks["sequential"] < plan.peaks["group"] < 24 * GIB
 
 
 def test_a_bridge_runs_a_flux_idm_configured_by_the_testing_helper(source_frames):

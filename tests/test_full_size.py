@@ -97,30 +97,10 @@ def test_controlnet_with_animatediff(session, video, vdm, options):
 
 @pytest.fixture(scope="module")
 def wan_folder(tmp_path_factory) -> Path:
-    """Wan 2.1 T2V 1.3B as a local folder: its real transformer and VAE (random weights, float32, 5.7 GB), UMT5 cut
-    to 2 of its 24 layers at its real width (the whole UMT5-XXL, 22.7 GB in float32, exceeds this machine's memory)."""
-    import json
+    """Wan 2.1 T2V 1.3B as a local folder: its real transformer and VAE (random weights), UMT5 cut to 2 layers."""
+    from vsynth.testing.fake_hub import write_wan_folder
 
-    import torch
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    from vsynth.configs import __file__ as configs
-    from vsynth.tiny.wan import umt5_tokenizer
-
-    repo = Path(configs).parent / "Wan-AI__Wan2.1-T2V-1.3B-Diffusers"
-
-    def config(component):
-        return {k: v for k, v in json.loads((repo / component / "config.json").read_text()).items() if not k.startswith("_")}
-
-    torch.manual_seed(0)
-    text = UMT5Config(**{**config("text_encoder"), "num_layers": 2, "vocab_size": 98})
-    pipe = WanPipeline(tokenizer=umt5_tokenizer(), text_encoder=UMT5EncoderModel(text), vae=AutoencoderKLWan.from_config(config("vae")),
-                       scheduler=UniPCMultistepScheduler.from_config(json.loads((repo / "scheduler" / "scheduler_config.json").read_text())),
-                       transformer=WanTransformer3DModel.from_config(config("transformer")))  # fmt: skip
-    folder = tmp_path_factory.mktemp("wan") / "Wan2.1-T2V-1.3B"
-    pipe.save_pretrained(folder)
-    del pipe
+    folder = write_wan_folder(tmp_path_factory.mktemp("wan") / "Wan2.1-T2V-1.3B")
     gc.collect()
     return folder
 

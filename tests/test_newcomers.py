@@ -27,7 +27,7 @@ from vsynth.testing import run_cli
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
-INSTALL = 'pip install "torch==2.13.0" -e ".[test,ray,ui,browser-test]"'
+INSTALL = 'pip install "torch==2.13.0" -e ".[test,ray,ui,browser-test,quantize]"'
 TESTS = "VSYNTH_REQUIRE_EXTRAS=1 python -m pytest -q"
 QUICK = dict(tiny=True, frames=2, height=64, width=64, steps=1)
 

@@ -160,7 +160,7 @@ def pip_installs(plugins, monkeypatch):
         (BRIDGE_PLUGIN.format(name="hollow"), "bridge 'hollow' names impl 'x.y:Z', which does not resolve (ModuleNotFoundError: No module named 'x')"),
         (SLASH_NAME, "idm spec 'a/b': name 'a/b' may hold only letters, digits, '-', '_' and '.', starting with a letter or digit"),
         (MISSING_WEIGHTS, "idm spec 'weightless': weights is missing (Weights it loads; the first is what --idm/--vdm-weights replaces.)"),
-        (NOTHING, "registers no model or bridge"),
+        (NOTHING, "registers no model, bridge or metric"),
     ],
     ids=["import error", "impl does not import", "spec error: name", "spec error: missing field", "registers nothing"],
 )

@@ -54,6 +54,34 @@ def test_vace_with_canny_control_equals_wan_vace_pipeline():
     assert not torch.allclose(ours, plain, atol=1e-3)  # the control reaches the model
 
 
+
+def test_vace_with_a_reference_image_equals_wan_vace_pipeline(tmp_path):
+    """The reference takes a latent frame of its own before the clip (as WanVACEPipeline prepends it), dropped on decoding."""
+    from vsynth.plugins.idm.detectors import canny_maps
+
+    reference = tmp_path / "reference.png"
+    Image.fromarray(frames()[2][:48]).save(reference)  # another aspect than the clip's: fitted and padded as diffusers does
+    result = vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", video=SAMPLE_VIDEO, options={"reference": str(reference)}, **TINY)
+    control = [Image.fromarray(f) for f in canny_maps(frames(), 100, 200)]
+    theirs = pipeline("WanVACEPipeline", "wan2.1-vace")(**PIPELINE, video=control, reference_images=[Image.open(reference)],
+                                                         generator=torch.Generator().manual_seed(TINY["seed"])).frames  # fmt: skip
+    assert result.latents.shape[2] == 3  # the reference's latent frame, then the clip's two
+    torch.testing.assert_close(result.latents, theirs, rtol=1e-4, atol=1e-4)
+    assert result.frames.shape == (5, 64, 64, 3)
+    with pytest.raises(vsynth.errors.InvalidParamsError, match="-o reference=.*no such image file"):
+        vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", options={"reference": str(tmp_path / "none.png")}, **TINY)
+
+
+def test_vace_follows_depth_from_the_idms_own_detector():
+    from vsynth.plugins.idm.detectors import DepthEstimator
+
+    result = vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", video=SAMPLE_VIDEO, options={"control": "depth"}, **TINY)
+    depth = DepthEstimator(str(tiny_weights("depth-estimator")), torch.device("cpu"))(frames())
+    theirs = pipeline("WanVACEPipeline", "wan2.1-vace")(**PIPELINE, video=[Image.fromarray(f) for f in depth],
+                                                         generator=torch.Generator().manual_seed(TINY["seed"])).frames  # fmt: skip
+    torch.testing.assert_close(result.latents, theirs, rtol=1e-4, atol=1e-4)
+
+
 COMPOSED = [
     *((vdm, idm, bridge, video) for vdm in ("wan2.1-t2v-1.3b", "wan2.2-ti2v-5b", "wan2.1-vace-1.3b")
       for idm, bridge, video in (("controlnet-canny", "mixed-inversion", True), ("controlnet-canny", "encapsulated", True),

@@ -5,8 +5,11 @@ Plugin authors mark their hook functions with :data:`hookimpl`. The Python API (
 ``vsynth.Session``, ``vsynth.RunResult``, from :mod:`vsynth.api`) is imported on first use.
 """
 
+from vsynth import torchvision_guard
 from vsynth.core.host.markers import hookimpl
 from vsynth.version import __version__
+
+torchvision_guard.install()  # a CUDA torchvision beside a CPU torch: see vsynth.torchvision_guard
 
 _API = ("run", "Session", "RunResult")
 

@@ -136,7 +136,9 @@ def _spec_record(spec, registry) -> dict:
         "conflict": registry.conflicts(spec),  # another plugin has this name: only qualified_name selects it
         **spec.model_dump(mode="json", exclude={"name", "params"}),
     }
-    if spec.kind != "bridge":
+    if spec.kind == "metric":
+        record.update({"size_gb": spec.size_gb} if spec.weights else {})
+    elif spec.kind != "bridge":
         flags = weight_flags(spec)
         record["weights"] = [{**w, "override": flags[w["role"]]} for w in record["weights"]]
         record["size_gb"] = spec.size_gb
@@ -151,7 +153,7 @@ def _spec_record(spec, registry) -> dict:
 
 @cli.command()
 @click.argument("name", required=False)
-@click.option("--kind", type=click.Choice(KINDS), help="Only list this kind.")
+@click.option("--kind", type=click.Choice((*KINDS, "metric")), help="Only list this kind; metric lists the metrics (`vsynth eval`, run.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list; one object with NAME) instead of a table.")
 @click.option("--wide", is_flag=True, help="Every column, whatever the terminal's width (the default in a pipe).")
 def models(name, kind, as_json, wide):
@@ -161,6 +163,8 @@ def models(name, kind, as_json, wide):
 
     registry = _registry()
     specs = [s for s in (*registry.models.values(), *registry.bridges.values()) if kind is None or s.kind == kind]
+    if kind == "metric" or (name is not None and kind is None):  # metrics: listed with --kind metric, found by NAME
+        specs += list(registry.metrics.values())
     if name is not None:
         record = _spec_record(_one_spec(registry, specs, name, kind), registry)
         if as_json:
@@ -236,7 +240,7 @@ def _print_details(console, record: dict) -> None:
     def line(text: str) -> None:
         console.print(text, soft_wrap=True, highlight=False)
 
-    skip = {"name", "qualified_name", "description", "weights", "params", "params_schema", "conflict"}
+    skip = {"name", "qualified_name", "description", "weights", "params", "params_schema", "conflict", "loras"}
     line(f"[bold]{escape(record['qualified_name'])}[/] ({record['kind']}): {escape(record['description'])}")
     for key, value in record.items():
         if key not in skip and value not in (None, "", [], {}):
@@ -245,7 +249,14 @@ def _print_details(console, record: dict) -> None:
         line("weights:")
     for w in record.get("weights", []):
         stand_ins = "".join(f", {k} {w[k]}" for k in ("tiny", "toy") if w[k])
-        line(f"  {escape(w['role'])}: {escape(w['id'])}, {w['size_gb']:g} GB{escape(stand_ins)}; replace with {escape(w['override'])}")
+        only = f" (only with -o {w['only_with'][0]}={w['only_with'][1]})" if w.get("only_with") else ""
+        line(f"  {escape(w['role'])}: {escape(w['id'])}, {w['size_gb']:g} GB{escape(stand_ins)}{escape(only)}; replace with {escape(w['override'])}")
+    if record.get("loras"):
+        line(f"LoRA presets (--{record['kind']}-lora NAME[:SCALE]):")
+    for p in record.get("loras", []):
+        sets = ", ".join(f"{k} {p[k]}" for k in ("solver", "steps", "guidance") if p[k] is not None)
+        line(f"  [bold]{escape(p['name'])}[/]: {escape(p['id'])}/{escape(p['file'])}, {p['size_gb']:g} GB, scale {p['scale']:g}"
+             f"{'; sets ' + escape(sets) if sets else ''}: {escape(p['description'])}")  # fmt: skip
     schema = record["params_schema"]
     line("parameters (-o KEY=VALUE):" if record["params"] else "parameters: none")
     for key, summary in record["params"].items():
@@ -289,7 +300,7 @@ def plugins(as_json, verbose):
     registry = build_registry(strict=False)
     records = [p.as_dict() for p in registry.plugins]
     if verbose:
-        specs = [*registry.models.values(), *registry.bridges.values()]
+        specs = [*registry.models.values(), *registry.bridges.values(), *registry.metrics.values(), *registry.worlds.values()]
         for record in records:  # one that did not load registered nothing (the winner of its name did)
             loaded = record["status"] in ("ok", "warning")
             record["registered"] = [{"kind": s.kind, "name": s.name, "address": registry.address(s)} for s in specs if loaded and s.plugin == record["name"]]
@@ -315,7 +326,7 @@ def plugins(as_json, verbose):
     for note in notes:
         console.print(note, soft_wrap=True)
     for r in [r for r in records if verbose and r["status"] in ("ok", "warning")]:
-        kinds = {kind: [e["address"] for e in r["registered"] if e["kind"] == kind] for kind in KINDS}
+        kinds = {kind: [e["address"] for e in r["registered"] if e["kind"] == kind] for kind in (*KINDS, "metric", "world")}
         registered = "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items() if names) or "nothing"
         console.print(f"{escape(r['name'])} registered: {escape(registered)}", soft_wrap=True, highlight=False)
 
@@ -415,6 +426,7 @@ RUN_FIELDS = (
     "source_prompt", "frames", "stride", "height",
     "width", "steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler", "fit", "seed", "idm_weights", "vdm_weights", "tiny", "toy",
     "save_latents", "device", "dtype", "offload", "compile", "memory_check", "trust_pickles", "out",
+    "idm_lora", "vdm_lora", "fuse_lora", "quantize", "metrics", "cache", "idm_cache", "vdm_cache",
 )  # fmt: skip
 
 
@@ -429,7 +441,7 @@ RUN_FIELDS = (
 @click.option("--condition-video", type=click.Path(path_type=Path), help="Precomputed control maps (pose, edges, depth) for ControlNet / T2I-Adapter IDMs.")
 @click.option("--mask", type=click.Path(path_type=Path), help="Inpainting mask video, white = regenerate (resized to the run's size).")
 @click.option("--outpaint", metavar="horizontal|vertical|T,R,B,L", help="Outpainting: regenerate the top and bottom quarter, the left and right quarter, or given margin fractions.")
-@click.option("--source-prompt", help="What the source video shows (prompt2prompt edits it into --prompt).")
+@click.option("--source-prompt", help="What the source video shows (prompt2prompt and --bridge flow-edit edit it into --prompt).")
 @click.option("--frames", type=int, help="Frames to generate, at most 256 (or the VDM's frame window)  [default: 8]")
 @click.option("--stride", type=int, help="Take every K-th source frame  [default: 4]")
 @click.option("--height", type=int, help="Height in pixels, at most 2048, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
@@ -453,16 +465,32 @@ RUN_FIELDS = (
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps, when this machine has it  [default: auto]")
 @click.option("--dtype", type=click.Choice(["auto", "float16", "bfloat16", "float32"]),
               help="Precision of weights and activations; auto: float16 on a GPU, float32 on the CPU  [default: auto]")  # fmt: skip
-@click.option("--offload", type=click.Choice(["none", "model", "sequential"]),
+@click.option("--offload", type=click.Choice(["none", "model", "sequential", "group"]),
               help="Keep weights in host memory and move them to the GPU as they run: each network whole (model), "
-              "or layer by layer (sequential: least memory, slowest)  [default: none]")  # fmt: skip
-@click.option("--compile", is_flag=True, default=None, help="torch.compile the UNets (a slow first step, faster steps after).")
+              "layer by layer (sequential: least memory, slowest), or block by block with the next prefetched on a "
+              "CUDA stream (group)  [default: none]")  # fmt: skip
+@click.option("--compile", is_flag=True, default=None,
+              help="torch.compile the denoising networks: a transformer's repeated blocks once (regional), a UNet whole "
+              "(a slow first step, faster steps after).")  # fmt: skip
+@click.option("--idm-lora", multiple=True, metavar="PATH_OR_ID[:SCALE]",
+              help="A LoRA of the image model, repeatable: a .safetensors file, a folder, a hub id (org/repo[/file]) or "
+              "a preset of the model (`vsynth models NAME` lists them; few-step ones set solver, steps, guidance).")  # fmt: skip
+@click.option("--vdm-lora", multiple=True, metavar="PATH_OR_ID[:SCALE]", help="A LoRA of the video model, as --idm-lora.")
+@click.option("--fuse-lora", is_flag=True, default=None, help="Fuse the LoRAs into the weights (no cost per step) instead of keeping them as adapters.")
+@click.option("--quantize", type=click.Choice(["none", "int8", "fp8", "nf4"]),
+              help="Quantize the denoising networks' weights: int8 or fp8 weight-only (torchao), nf4 (bitsandbytes, "
+              "CUDA only); pip install 'vsynth[quantize]' (nf4: 'vsynth[nf4]')  [default: none]")  # fmt: skip
+@click.option("--cache", metavar="NAME", help="Step cache of every model it applies to: first-block, taylorseer, magcache, pab or fastercache "
+              "(transformers), deepcache or tome (UNets); params with -o cache.KEY=VALUE (docs/caching.md)  [default: none]")
+@click.option("--idm-cache", metavar="NAME", help="Step cache of the image model alone (none: off), as --cache.")
+@click.option("--vdm-cache", metavar="NAME", help="Step cache of the video model alone (none: off), as --cache.")
 @click.option("--memory-check/--no-memory-check", default=None,
               help="Refuse a run whose estimated peak memory exceeds the device's free memory  [default: check]")  # fmt: skip
 @click.option("--trust-pickles", is_flag=True, default=None,
               help="Load weights stored as pickles (.bin, .pt, .pth, .ckpt: they can run code when loaded) from the folders, "
               "files and -o detector= you name; without it they are refused (config key trust_pickles).")  # fmt: skip
 @click.option("--out", help="Write the run's files into DIR (new or empty)  [default: a new folder under outputs/]")
+@click.option("--metrics", metavar="NAMES", help="Metrics measured into run.json, comma-separated; 'default', 'all' (see `vsynth models --kind metric`)  [default: the cheap default set]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
 def run(ctx, config_file, options, quiet, **flags):
@@ -516,6 +544,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from vsynth.core.diffusion.quantize import quiet_backends
+
+    quiet_backends()
 
 
 def _print_summary(console, report) -> None:
@@ -530,6 +561,8 @@ def _print_summary(console, report) -> None:
     console.print(table)
     evals = ", ".join(f"{role} {record['nfe'][role]} calls / {record['frame_evals'][role]} frame evals" for role in record["nfe"])
     console.print(f"network evaluations: {evals}")
+    for role, cache in record.get("caches", {}).items():
+        console.print(f"{role} step cache {cache['name']}: {cache['cached_forwards']} of {cache['forwards']} forwards reused features")
     console.print(f"peak memory: {record['peak_memory_mb']:.0f} MiB ({record['peak_memory_source']})")
     plan = record["memory"]
     free = f"{plan['free_mb']:.0f} MiB free" if plan["free_mb"] is not None else "free memory not measured"
@@ -668,6 +701,110 @@ def batch(jobs_file, out, ray_address, quiet):
     click.echo(markdown_table(results), nl=False)
     click.echo(f"summary: {prepared.out_root / 'summary.md'} (and .csv, .json)", err=True)
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+# ---------------------------------------------------------------------------- eval
+
+
+@cli.command("eval")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--metrics", metavar="NAMES", help="Metrics, comma-separated; 'default' (run.json's cheap set) or 'all' (see `vsynth models --kind metric`)  [default: all]")
+@click.option("--prompt", help="Prompt of plain videos (a run folder's is its run.json's).")
+@click.option("--source", type=click.Path(path_type=Path), help="Source video of plain videos (a run folder's is the one it read).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per PATH) instead of a table.")
+@click.option("--csv", "csv_file", type=click.Path(path_type=Path), help="Also write one row per path, video and metric to this CSV file.")
+@click.option("--compare", is_flag=True, help="Also draw the PATHS' per-frame curves and a strip of their frames side by side into one PNG (--png).")
+@click.option("--png", type=click.Path(path_type=Path), default=Path("compare.png"), show_default=True, help="Where --compare writes.")
+@click.option("--suite", type=click.Path(path_type=Path), help="Run a prompt suite (YAML) through `vsynth batch` and aggregate its metrics per configuration; 'default' is the shipped one.")
+@click.option("--out", type=click.Path(path_type=Path), help="--suite: the batch folder  [default: outputs/suite-<SUITE name>]")
+@click.option("--tiny", is_flag=True, help="The metrics' offline tiny random-weight networks (and, with --suite, the tiny models).")
+@click.option("--metric-weights", "metric_weights", multiple=True, metavar="ROLE=PATH_OR_ID", help="Replace a metric network's weights (clip=..., raft=...; METRIC.ROLE for one metric); repeatable.")
+@click.option("--device", default="cpu", show_default=True, help="Where the metric networks run: cpu, cuda, cuda:N or mps.")
+def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite, out, tiny, metric_weights, device):
+    """Measure run folders or videos with the registered metrics: text alignment (CLIP), frame consistency
+    (CLIP), flow warping error (RAFT), flicker, control adherence, and any a plugin adds.
+
+    \b
+    A run folder brings its prompt, source, condition maps and detector; a plain video takes --prompt and
+    --source. Each metric measures what its inputs allow; the others are listed as skipped, with why.
+    \b
+      vsynth eval outputs/run-1 --json
+      vsynth eval --compare outputs/bridge-a outputs/bridge-b --png ab.png
+      vsynth eval --suite default --tiny --metrics default,text_alignment
+    """
+    from vsynth.core.run import measure
+    from vsynth.core.run.config import parse_option
+
+    _quiet_libraries()
+    registry = _registry()
+    names = measure.parse_names(metrics)
+    specs = measure.choose(registry, names if names is not None else ["all"])
+    weights = {key: str(value) for key, value in (parse_option(o) for o in metric_weights)}
+    if suite is not None:
+        if paths or compare:
+            raise VsynthInputError("--suite runs its own jobs: give no PATHS and no --compare with it")
+        from vsynth.suite import run_suite
+
+        record = run_suite(suite, out, metrics=names, tiny=tiny)
+        for job, error in record["failed"].items():
+            click.echo(f"failed: {job}: {_one_line(error or '')}", err=True)
+        click.echo(json.dumps(record, indent=2) if as_json else record["markdown"], nl=as_json)
+        click.echo(f"suite: {record['out']}/suite.md (and .json; each job's run folder beside them)", err=True)
+        return 1 if record["failed"] else 0
+    if not paths:
+        raise VsynthInputError("give run folders or videos to measure (or --suite FILE)")
+    if compare and len(paths) < 2:
+        raise VsynthInputError("--compare needs at least two PATHS")
+    from vsynth.core.run.validate import check_device
+    from vsynth.evaluation import compare_png, csv_rows, evaluate, load_target
+
+    from vsynth.core.run.progress import library_progress_bars
+
+    check_device(device)
+    sample = measure.Sample(device=device, tiny=tiny, weights=weights)
+    targets = [load_target(registry, Path(p), prompt=prompt, source=source, sample=sample) for p in paths]
+    with library_progress_bars(False):
+        evaluations = evaluate(registry, targets, specs, named=names is not None)
+    records = [e.record() for e in evaluations]
+    if csv_file is not None:
+        import csv
+
+        with open(csv_file, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path", "video", "metric", "value"])
+            writer.writeheader()
+            writer.writerows(csv_rows(evaluations))
+    if compare:
+        labels = [Path(p).name or str(p) for p in paths]
+        click.echo(f"wrote {compare_png(evaluations, targets, png, labels)}", err=True)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    _print_eval_table(records, specs)
+
+
+def _print_eval_table(records: list[dict], specs) -> None:
+    """One row per metric (↑ higher is better, ↓ lower), one column per path: the final video's values."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:  # a pipe: keep every digit
+        console = Console(width=UNBOUNDED)
+    table = Table(title="vsynth eval: the final videos")
+    table.add_column("metric", no_wrap=True)
+    for r in records:
+        table.add_column(escape(r["path"]), justify="right", no_wrap=True)
+    for spec in specs:
+        if any(spec.name in r["metrics"] for r in records):
+            arrow = {True: " ↑", False: " ↓"}.get(spec.higher_is_better, "")
+            table.add_row(spec.name + arrow, *(f"{r['metrics'][spec.name]['final']:.4g}" if "final" in r["metrics"].get(spec.name, {}) else "-" for r in records))
+    console.print(table)
+    for r in records:
+        lines = [f"{m}: not measured ({why})" for m, why in r["skipped"].items()]
+        lines += [f"{m}: {n}" if isinstance(n, str) else "; ".join(n) for m, n in r["notes"].items()]
+        if lines:
+            console.print(escape(f"{r['path']}: " + "; ".join(lines)), soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------- web UI

@@ -92,6 +92,14 @@ class PluginRunError(VsynthInputError):
     """
 
 
+class LoraError(InvalidWeightsError):
+    """A LoRA that cannot be found, read, or applied to the model it was given for."""
+
+
+class QuantizationError(VsynthInputError):
+    """A --quantize scheme this machine or this install cannot run."""
+
+
 class MissingExtraError(VsynthError):
     """A command that needs an optional extra (``vsynth[ray]``, ``vsynth[ui]``) that is not installed."""
 

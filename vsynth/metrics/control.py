@@ -22,10 +22,14 @@ def edge_f1(frames: np.ndarray, condition: np.ndarray, *, tolerance: int = EDGE_
     of condition edges near an output edge. Averaged over frames; a frame with no edges on either
     side counts as 1 (nothing to follow, nothing invented), on one side only as 0.
     """
+    wanted = (condition.max(axis=-1) if condition.ndim == 4 else condition) > 0
+    return float(np.mean(map_f1(canny_edges(frames, low, high), wanted, tolerance=tolerance)))
+
+
+def map_f1(produced: np.ndarray, wanted: np.ndarray, *, tolerance: int = EDGE_TOLERANCE) -> list[float]:
+    """Per frame: F1 of bool (F, H, W) ``produced`` pixels against ``wanted``, each matched within ``tolerance`` pixels."""
     import cv2
 
-    produced = canny_edges(frames, low, high)
-    wanted = (condition.max(axis=-1) if condition.ndim == 4 else condition) > 0
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
     scores = []
     for out, ref in zip(produced, wanted):
@@ -37,4 +41,21 @@ def edge_f1(frames: np.ndarray, condition: np.ndarray, *, tolerance: int = EDGE_
         precision = (out & near_ref).sum() / max(out.sum(), 1)
         recall = (ref & near_out).sum() / max(ref.sum(), 1)
         scores.append(0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall)))
-    return float(np.mean(scores))
+    return scores
+
+
+POSE_TOLERANCE = 4  # pixels: a drawn limb this close to the source's counts as the same pose
+
+
+def redetected_adherence(maps: np.ndarray, condition: np.ndarray, kind: str) -> list[float]:
+    """Per frame, 0..1: how well control maps re-detected on an output agree with the source's ``condition`` maps.
+
+    canny: edge F1 (within 2 pixels); depth: 1 - mean absolute difference of the normalised depth maps;
+    openpose: F1 of the drawn skeletons' pixels (within 4 pixels); any other kind: 1 - mean absolute
+    map difference. Both uint8 (F, H, W, 3).
+    """
+    if kind in ("canny", "openpose"):
+        tolerance = EDGE_TOLERANCE if kind == "canny" else POSE_TOLERANCE
+        return map_f1(maps.max(axis=-1) > 0, condition.max(axis=-1) > 0, tolerance=tolerance)
+    diff = np.abs(maps.astype(np.float32) - condition.astype(np.float32)).reshape(len(maps), -1).mean(axis=1) / 255.0
+    return [float(1.0 - d) for d in diff]

@@ -61,3 +61,12 @@ def centroid_speed(masks: np.ndarray) -> float:
         ]
         steps += [np.hypot(b[0] - a[0], b[1] - a[1]) for a, b in zip(centroids, centroids[1:]) if a is not None and b is not None]
     return float(np.mean(steps)) if steps else 0.0
+
+
+def brightness_flicker(frames: np.ndarray) -> np.ndarray:
+    """Per pair of consecutive frames: the absolute change (0..1) of the frame's mean brightness.
+
+    Global flicker, which moving content hardly changes (unlike :func:`mean_abs_frame_difference`).
+    """
+    means = frames.reshape(len(frames), -1).astype(np.float64).mean(axis=1) / 255.0
+    return np.abs(np.diff(means))

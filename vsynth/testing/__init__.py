@@ -115,8 +115,9 @@ def assert_plugin_ok(name: str) -> None:
     info = next((p for p in registry.plugins if p.name == name or p.dist == name), None)
     assert info is not None, f"plugin '{name}' is not installed: found {', '.join(p.name for p in registry.plugins)}"
     assert info.status == "ok", f"plugin '{name}' is {info.status}: {info.error or info.disabled_by or '; '.join(info.warnings)}"
-    specs = [s for s in (*registry.models.values(), *registry.bridges.values()) if s.plugin == info.name]
-    assert specs, f"plugin '{name}' registered no model or bridge"
+    tables = (registry.models, registry.bridges, registry.metrics, registry.worlds)
+    specs = [s for table in tables for s in table.values() if s.plugin == info.name]
+    assert specs, f"plugin '{name}' registered no model, bridge or metric"
     check_impls(specs)
 
 

@@ -63,6 +63,7 @@ _TEXT_WIDTHS[1280] = 80  # SDXL's OpenCLIP-bigG: 20 heads of width 4
 _TEXT_WIDTHS[768 + 1280] = 48 + 80  # SDXL's UNet attends to both text encoders' states side by side
 _UMT5_WIDTH, _UMT5_VOCAB = 32, 98  # the offline character tokenizer of vsynth.tiny.wan has 98 ids
 _T5_WIDTH = 64  # T5-XXL's 4096 (FLUX's text_encoder_2), 64 heads of width 1
+_LLAMA_WIDTH = 32  # HunyuanVideo's Llama 3 8B (4096): 4 heads of 8, 3 layers (the pipeline reads the third-to-last states)
 
 
 def reduce_config(cls_name: str, config: dict) -> dict:
@@ -96,8 +97,29 @@ def reduce_config(cls_name: str, config: dict) -> dict:
     elif cls_name == "FluxTransformer2DModel":  # layers real; 4 heads of 8 (RoPE axes summing to 8): 24 would be 46M parameters
         config.update(num_attention_heads=4, attention_head_dim=8, axes_dims_rope=[2, 2, 4], joint_attention_dim=_T5_WIDTH,
                       pooled_projection_dim=_TEXT_WIDTHS[config.get("pooled_projection_dim", 768)])  # fmt: skip
+    elif cls_name == "CogVideoXTransformer3DModel":  # two layers of 2 heads of 16 (RoPE splits a head 4/6/6), over the reduced T5
+        config.update(num_layers=2, num_attention_heads=2, attention_head_dim=16, time_embed_dim=32, text_embed_dim=_T5_WIDTH)
+    elif cls_name == "AutoencoderKLCogVideoX":
+        config.update(block_out_channels=[32, 32, 32, 32], layers_per_block=1)
     elif cls_name == "T5EncoderModel":  # heads and layers real, one channel per head
         config.update(d_model=_T5_WIDTH, d_kv=_T5_WIDTH // config["num_heads"], d_ff=160)
+    elif cls_name == "LTXVideoTransformer3DModel":  # 2 of 28 blocks, 2 heads of 8, T5's reduced width
+        config.update(num_layers=2, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16, caption_channels=_T5_WIDTH)
+    elif cls_name == "AutoencoderKLLTXVideo":  # the 0.9.1 layout (32x/8x, 128 channels, timestep-conditioned decoder) at small widths
+        config.update(block_out_channels=[8, 8, 16, 16], decoder_block_out_channels=[8, 16, 32], layers_per_block=[1] * 5,
+                      decoder_layers_per_block=[1] * 4)  # fmt: skip
+    elif cls_name == "HunyuanVideoTransformer3DModel":  # layers real but two; 2 heads of 12 (RoPE axes summing to 12)
+        config.update(num_layers=2, num_single_layers=2, num_attention_heads=2, attention_head_dim=12, rope_axes_dim=[4, 4, 4],
+                      text_embed_dim=_LLAMA_WIDTH, pooled_projection_dim=_TEXT_WIDTHS[config.get("pooled_projection_dim", 768)])  # fmt: skip
+    elif cls_name == "AutoencoderKLHunyuanVideo":
+        config.update(block_out_channels=[32, 32, 64, 64], layers_per_block=1)
+    elif cls_name == "LlamaModel":  # the offline word-level tokenizer of vsynth.tiny.hunyuan: its ids
+        from vsynth.tiny.hunyuan import llama_tokenizer
+
+        tokenizer = llama_tokenizer()
+        config.update(vocab_size=len(tokenizer), hidden_size=_LLAMA_WIDTH, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id)  # fmt: skip
     elif cls_name == "DPTForDepthEstimation":
         bit = dict(config["backbone_config"], embedding_size=32, hidden_sizes=[64, 128, 256, 512], num_groups=8)
         config.update(backbone_config=bit, hidden_size=48, intermediate_size=192, fusion_hidden_size=32,
@@ -189,6 +211,12 @@ def _write_vocabulary(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n", "utf-8")
 
 
+def _component_of(snapshot: Path, component: str) -> str | None:
+    """The class model_index.json names for ``component``, if the repo has one."""
+    index = snapshot / "model_index.json"
+    return json.loads(index.read_text()).get(component, [None, None])[1] if index.is_file() else None
+
+
 def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision, seed: int) -> None:
     import torch
 
@@ -198,12 +226,21 @@ def _write_repo(snapshot: Path, repo_id: str, scale: Scale, precision: Precision
         target = snapshot / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(entry, target)
-    if (snapshot / "tokenizer").is_dir():
+    if (snapshot / "model_index.json").is_file() and "LlamaModel" in (snapshot / "model_index.json").read_text():
+        from vsynth.tiny.hunyuan import llama_tokenizer
+
+        llama_tokenizer().save_pretrained(snapshot / "tokenizer")  # HunyuanVideo's Llama 3 tokenizer: tokenizer.json
+    if (snapshot / "tokenizer").is_dir() and _component_of(snapshot, "tokenizer") == "T5Tokenizer":
+        _write_t5_tokenizer(snapshot / "tokenizer")  # CogVideoX's T5 tokenizer
+    elif (snapshot / "tokenizer").is_dir():
         _write_vocabulary(snapshot / "tokenizer")
     elif (snapshot / "model_index.json").is_file() and "UMT5EncoderModel" in (snapshot / "model_index.json").read_text():
         from vsynth.tiny.wan import umt5_tokenizer
 
         umt5_tokenizer().save_pretrained(snapshot / "tokenizer")  # Wan's: tokenizer.json, as transformers 5 saves it
+    elif (snapshot / "model_index.json").is_file() and real_config(repo_id, "model_index.json").get("text_encoder", [None, None])[1] == "T5EncoderModel":
+        (snapshot / "tokenizer").mkdir()
+        _write_t5_tokenizer(snapshot / "tokenizer")  # LTX-Video's T5 tokenizer
     if (snapshot / "tokenizer_2").is_dir() and "T5Tokenizer" not in (snapshot / "model_index.json").read_text():  # SDXL's second CLIP tokenizer
         _write_vocabulary(snapshot / "tokenizer_2")
     if (snapshot / "tokenizer_2" / "tokenizer_config.json").is_file() and "T5Tokenizer" in (snapshot / "model_index.json").read_text():
@@ -304,3 +341,29 @@ def offline_hub(cache: str | Path) -> Iterator[Path]:
             else:
                 os.environ[key] = value
         hub_reachable.cache_clear()
+
+
+def write_wan_folder(folder: str | Path, repo_id: str = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", *, text_layers: int = 2) -> Path:
+    """A Wan 2.1 pipeline folder with its real transformer and VAE (random weights, float32: 5.7 GB for the 1.3B) and
+    UMT5 cut to ``text_layers`` of its 24 layers at its real width: the whole UMT5-XXL is 22.7 GB in float32, more
+    than a 24 GB machine holds beside the transformer. The text encoder runs once per prompt, before the transformer
+    (and is released from the GPU then), so the transformer's and VAE's figures are those of the real model."""
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from vsynth.tiny.wan import umt5_tokenizer
+
+    repo = resources.files("vsynth.configs").joinpath(repo_id.replace("/", "__"))
+
+    def config(component):
+        return {k: v for k, v in json.loads(repo.joinpath(component, "config.json").read_text()).items() if not k.startswith("_")}
+
+    torch.manual_seed(0)
+    text = UMT5Config(**{**config("text_encoder"), "num_layers": text_layers, "vocab_size": 98})
+    pipe = WanPipeline(tokenizer=umt5_tokenizer(), text_encoder=UMT5EncoderModel(text), vae=AutoencoderKLWan.from_config(config("vae")),
+                       scheduler=UniPCMultistepScheduler.from_config(json.loads(repo.joinpath("scheduler", "scheduler_config.json").read_text())),
+                       transformer=WanTransformer3DModel.from_config(config("transformer")))  # fmt: skip
+    folder = Path(folder)
+    pipe.save_pretrained(folder)
+    return folder

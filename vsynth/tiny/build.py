@@ -38,10 +38,18 @@ from vsynth.core.diffusion.schedules import SD15_DDIM, SDXL_EULER
 from vsynth.core.media.outputs import PARTIAL_MARKER, create_partial, output_folder, partial_path, remove_debris
 from vsynth.errors import OutputExistsError
 from vsynth.tiny.cache import cache_base, cache_errors, intact, write_manifest
+from vsynth.tiny.cogvideox import TINY_COGVIDEOX
+from vsynth.tiny.cogvideox import export as export_cogvideox
+from vsynth.tiny.hunyuan import TINY_HUNYUAN
+from vsynth.tiny.hunyuan import export as export_hunyuan
+from vsynth.tiny.ltx import TINY_LTX
+from vsynth.tiny.ltx import export as export_ltx
+from vsynth.tiny.metrics import TINY_METRICS
+from vsynth.tiny.metrics import export as export_metric
 from vsynth.tiny.wan import TINY_WAN
 from vsynth.tiny.wan import export as export_wan
 
-TINY_FORMAT = "8"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
+TINY_FORMAT = "9"  # bump when a config, a seed or the cache layout changes: it is part of the cache path
 
 TINY_MODELS: dict[str, str] = {
     "sd15": "StableDiffusionPipeline directory (UNet2DCondition, KL-f8 VAE, CLIP text 32-d, DDIM)",
@@ -68,6 +76,11 @@ TINY_MODELS: dict[str, str] = {
     "flux-depth": "FluxControlPipeline directory like flux-canny's, other transformer weights",
     "flux-fill": "FluxFillPipeline directory: flux-dev with a 384-channel transformer input (latents + masked image + mask)",
     "flux-kontext": "FluxKontextPipeline directory: flux-dev's layout, other transformer weights",
+    **TINY_LTX,
+    "motion-adapter-sdxl": "MotionAdapter matching the sdxl UNet (AnimateDiff-SDXL's motion modules, no mid block), 32-frame window",
+    **TINY_HUNYUAN,
+    **TINY_COGVIDEOX,
+    **TINY_METRICS,
 }
 
 # One fixed seed per component; the VAE seed is shared so sd15 and zeroscope get identical VAEs.
@@ -105,6 +118,7 @@ _SEEDS = {
     "sdxl.text_encoder_2": 1033,
     "controlnet-sdxl-canny": 1034,
     "controlnet-sdxl-depth": 1035,
+    "motion-adapter-sdxl": 1036,
 }
 
 _VAE = dict(
@@ -226,6 +240,9 @@ _MOTION_ADAPTER = dict(
     motion_max_seq_length=32,
 )
 LIGHTNING_STEPS = (1, 2, 4, 8)
+# AnimateDiff-SDXL's adapter: the sdxl UNet's widths and depth, no motion mid block (as guoyww's SDXL beta)
+_MOTION_ADAPTER_SDXL = dict(_MOTION_ADAPTER, block_out_channels=_UNET2D_SDXL_COMMON["block_out_channels"],
+                            motion_layers_per_block=_UNET2D_SDXL_COMMON["layers_per_block"], use_motion_mid_block=False)  # fmt: skip
 
 _CLIP_TEXT_COMMON = dict(
     num_hidden_layers=3,
@@ -449,7 +466,7 @@ def _export_text_to_video(name: str, directory: Path) -> None:
     pipe.save_pretrained(directory)
 
 
-def _random_motion_adapter(seed_name: str, offset: int = 0):
+def _random_motion_adapter(seed_name: str, offset: int = 0, config: dict = _MOTION_ADAPTER):
     """A MotionAdapter whose output projections are not zero, so the motion modules really act.
 
     Like ControlNet's zero convs, AnimateDiff's temporal transformers start with zero ``proj_out``;
@@ -459,7 +476,7 @@ def _random_motion_adapter(seed_name: str, offset: int = 0):
     from diffusers import MotionAdapter
 
     torch.manual_seed(_SEEDS[seed_name] + offset)
-    adapter = MotionAdapter(**_MOTION_ADAPTER)
+    adapter = MotionAdapter(**config)
     with torch.no_grad():
         for name, param in adapter.named_parameters():
             if "proj_out" in name:
@@ -539,6 +556,11 @@ def export(name: str, directory: str | Path) -> Path:
         "sdxl": _export_sdxl,
         "controlnet-sdxl-canny": lambda d: _export_controlnet("controlnet-sdxl-canny", d, _CONTROLNET_SDXL),
         "controlnet-sdxl-depth": lambda d: _export_controlnet("controlnet-sdxl-depth", d, _CONTROLNET_SDXL),
+        **{name: (lambda d, name=name: export_ltx(name, d, tiny_t5_tokenizer())) for name in TINY_LTX},
+        "motion-adapter-sdxl": lambda d: _random_motion_adapter("motion-adapter-sdxl", config=_MOTION_ADAPTER_SDXL).save_pretrained(d),
+        **{name: (lambda d, name=name: export_hunyuan(name, d, tiny_tokenizer())) for name in TINY_HUNYUAN},
+        **{name: (lambda d, name=name: export_cogvideox(name, d, tiny_t5_tokenizer())) for name in TINY_COGVIDEOX},
+        **{name: (lambda d, name=name: export_metric(name, d, tiny_tokenizer())) for name in TINY_METRICS},
     }
     if name not in exporters:
         raise KeyError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODELS)}")

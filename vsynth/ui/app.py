@@ -92,7 +92,7 @@ def build_app(out_root: Path, tiny: bool = False):
                 gr.Examples([[str(sample)]], inputs=[video], label="sample video")
                 prompt = gr.Textbox(label="prompt", elem_id="prompt")
                 idm_prompt = gr.Textbox(label="IDM prompt (e.g. an editing instruction; default: the prompt)")
-                source_prompt = gr.Textbox(label="source prompt (what the video shows; prompt2prompt)")
+                source_prompt = gr.Textbox(label="source prompt (what the video shows; prompt2prompt, flow-edit)")
                 negative_prompt = gr.Textbox(label="negative prompt")
                 with gr.Accordion("masks and control maps", open=False):
                     mask = gr.Video(label="mask video (white = regenerate)", sources=["upload"], include_audio=True)

@@ -22,6 +22,7 @@ class BridgeResult:
     latents: torch.Tensor  # the final latent video (1, C, F, H, W), before decoding
     codec: VaeCodec  # the VAE that decodes ``latents``
     intermediates: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. {"idm_frames": uint8 (F, H, W, 3)}
+    record: dict = field(default_factory=dict)  # what the bridge resolved at run time, for run.json's bridge.resolved
 
 
 class Bridge(ABC):
@@ -37,5 +38,6 @@ class Bridge(ABC):
     ) -> BridgeResult:
         """Return the final latent video; time and report each stage through ``stages``.
 
-        ``idm`` is None exactly when the spec says ``needs_idm=False``.
+        ``idm`` is None exactly when the spec says ``needs_idm=False`` (or, with ``accepts_idm=True``, when the
+        run gives none).
         """

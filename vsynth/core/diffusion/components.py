@@ -165,6 +165,10 @@ class VaeCodec:
     in float32, as diffusers' pipelines upcast it; latents come out in the run's dtype all the same.
     """
 
+    # Whether the model's own video-to-video pipeline encodes a source video as a sample of the latent
+    # distribution (drawn from the run's generator before the noise: CogVideoX) rather than its mean.
+    samples_sources = False
+
     def __init__(self, vae, batch_size: int = 8, space=None):
         from vsynth.core.host.specs import SD_LATENTS
 

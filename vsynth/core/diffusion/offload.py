@@ -9,6 +9,9 @@ every step (a ControlNet, a T2I-Adapter), which would otherwise swap places with
 
 ``sequential`` is diffusers' ``enable_sequential_cpu_offload``: accelerate's ``cpu_offload`` on
 every network, which moves each layer's weights to the device for its own forward only.
+
+``group`` is diffusers' group offloading: blocks of layers move together, the next prefetched on a
+CUDA stream while the current one computes (:class:`GroupOffload`).
 """
 
 from __future__ import annotations
@@ -104,12 +107,44 @@ class SequentialOffload:
         """Nothing stays on the device between layers."""
 
 
-def apply_offload(mode: str, device: torch.device, units: dict[str, list[torch.nn.Module]]) -> ModelOffload | SequentialOffload | None:
+class GroupOffload:
+    """``--offload group``: diffusers' group offloading (``apply_group_offloading``). Weights stay in host memory and
+    move to the GPU a group at a time: a diffusers network (UNet, transformer) by its top-level blocks, one block per
+    group, other networks (text encoders) layer by layer. On CUDA the next group is copied on a separate stream while
+    the current one computes (``use_stream``), so that the transfers overlap the compute: about model offload's speed at
+    little more than sequential offload's memory.
+
+    On the CPU it is refused like every offload mode (weights are in host memory already); the wiring is tested with
+    the CPU as its own onload device, without streams."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.units: dict[str, list[torch.nn.Module]] = {}
+
+    def add(self, name: str, modules: list[torch.nn.Module]) -> None:
+        from diffusers import ModelMixin
+        from diffusers.hooks import apply_group_offloading
+        from diffusers.hooks.group_offloading import _is_group_offload_enabled
+
+        stream = self.device.type == "cuda"
+        for module in modules:
+            if not _is_group_offload_enabled(module):  # else offloaded already, for an earlier model set sharing it
+                level = {"offload_type": "block_level", "num_blocks_per_group": 1} if isinstance(module, ModelMixin) else {"offload_type": "leaf_level"}
+                apply_group_offloading(module, onload_device=self.device, offload_device=torch.device("cpu"), use_stream=stream,
+                                       record_stream=stream, **level)  # fmt: skip
+            _EXECUTION[module] = self.device
+        self.units[name] = modules
+
+    def release(self) -> None:
+        """Each group goes back to host memory after it runs."""
+
+
+def apply_offload(mode: str, device: torch.device, units: dict[str, list[torch.nn.Module]]) -> ModelOffload | SequentialOffload | GroupOffload | None:
     """Hook the run's networks, unit by unit (name -> networks, in the order a run uses them); a network
     that two models share (a VAE, a text encoder) is hooked once, in its first unit."""
     if mode == "none":
         return None
-    offload = ModelOffload(device) if mode == "model" else SequentialOffload(device)
+    offload = {"model": ModelOffload, "sequential": SequentialOffload, "group": GroupOffload}[mode](device)
     hooked: set[int] = set()
     for name, modules in units.items():
         fresh = [m for m in modules if id(m) not in hooked]

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from vsynth.core.diffusion import processes
+from vsynth.core.diffusion import caches, processes
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.errors import NonFiniteError
@@ -29,7 +29,7 @@ BIVDIFF_MAX_TIMESTEP = 998
 # Schedulers whose step draws noise: they get the run's generator, so that every draw is the seed's.
 _STOCHASTIC = frozenset(
     {"EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "LCMScheduler", "FlowMatchLCMScheduler",
-     "DDPMScheduler", "DPMSolverSDEScheduler", "TCDScheduler"}
+     "DDPMScheduler", "DPMSolverSDEScheduler", "TCDScheduler", "CogVideoXDPMScheduler"}
 )  # fmt: skip
 
 
@@ -182,6 +182,8 @@ def _loop(schedule: Schedule, scheduler, latents, cond, start: int, stop: int, g
     """Step ``scheduler`` (set to begin at ``start``) over steps ``start``..``stop - 1`` on ``latents`` in
     ``schedule.form``; ``advance(1)`` once per step (a second-order step evaluates the model twice)."""
     denoiser, order = schedule.denoiser, schedule.order
+    # a new sequence of steps: those it steps over, and step ``stop`` that denoise_predict evaluates after them
+    caches.reset(denoiser, range(start, min(stop + 1, schedule.steps)), schedule.steps)
     extra = {"generator": generator} if generator is not None and _takes_generator(scheduler) else {}
     last = len(scheduler.timesteps) - 1
     indices = range(start * order, min(stop * order, last + 1))
@@ -230,6 +232,7 @@ def invert(
     denoiser, process = schedule.denoiser, schedule.process
     x, level = x0.float(), torch.zeros((), dtype=torch.float64)
     ascending = list(reversed(range(start, schedule.steps)))
+    caches.reset(denoiser, ascending, schedule.steps)  # inversion is a sequence of its own: no features of a denoising carry over
     for count, k in enumerate(ascending, start=1):
         output = denoiser.predict(x.to(x0.dtype), schedule.timestep(k), cond, guidance=1.0).float()
         target = schedule.level(k)
@@ -270,6 +273,7 @@ def bivdiff_invert(
     stride = processes.train_timesteps(scheduler) // steps
     ascending = timesteps(denoiser, steps).flip(0).round().long().tolist()  # Euler's timesteps are floats
     x = latents.float()
+    caches.reset(denoiser, range(steps - 1, -1, -1), steps)
     for i, e in enumerate(ascending):
         output = denoiser.predict(x.to(denoiser.dtype), e, cond, guidance=1.0).float()
         target = processes.training_level(scheduler, min(max_timestep, e + stride))

@@ -33,13 +33,18 @@ def weights_options(spec: ModelSpec) -> set[str]:
     return {w.role for w in spec.weights[1:]} - set(spec.params.model_fields)
 
 
-def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy: bool = False) -> dict[str, str]:
-    """Pick the source of every weights role: an explicit override, else the tiny or toy model, or the hub id."""
+def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, object], tiny: bool, toy=None) -> dict[str, str]:
+    """Pick the source of every weights role the options use: an explicit override, else the tiny or toy model, or
+    the hub id (weights needed only with another param value, ``WeightsSpec.only_with``, are left out).
+
+    ``toy`` is the toy world's implementation (registered as a world, see :mod:`vsynth.core.run.measure`), whose
+    ``weights(name)`` is the folder of its shipped weights ``name``; None without --toy."""
     from vsynth.tiny import tiny_weights
-    from vsynth.toy import shipped
 
     sources = {}
     for i, weights in enumerate(spec.weights):
+        if options and not weights.used_with(options):
+            continue
         override = primary if i == 0 else options.get(weights.role)
         if override is not None and not str(override).strip():  # not a silent "use the default"
             flag = f"--{spec.kind}-weights" if i == 0 else f"-o {weights.role}"
@@ -52,13 +57,13 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
             if weights.tiny is None:
                 raise VsynthInputError(f"{spec.name} has no tiny form for its {weights.role} weights")
             sources[weights.role] = str(tiny_weights(weights.tiny))
-        elif toy:
+        elif toy is not None:
             if weights.toy is None:
                 raise VsynthInputError(
                     f"{spec.name} has no toy weights for its {weights.role} weights: --toy runs the models "
                     f"that `vsynth models` marks toy"
                 )
-            sources[weights.role] = str(shipped.toy_weights(weights.toy))
+            sources[weights.role] = str(toy.weights(weights.toy))
         else:
             sources[weights.role] = weights.id
     return sources

@@ -20,3 +20,9 @@ def vsynth_register_models(registrar: Registrar) -> None:
 @hookspec
 def vsynth_register_bridges(registrar: Registrar) -> None:
     """Register bridging strategies with ``registrar.register_bridge(BridgeSpec(...))``."""
+
+
+@hookspec
+def vsynth_register_metrics(registrar: Registrar) -> None:
+    """Register metrics with ``registrar.register_metric(MetricSpec(...))``, and worlds that know their videos'
+    ground truth with ``registrar.register_world(WorldSpec(...))``."""

@@ -65,6 +65,21 @@ def wan_pipeline(experts: int = 1) -> tuple[str, ...]:
     )
 
 
+def cogvideox_pipeline() -> tuple[str, ...]:
+    """A CogVideoX diffusers folder: the transformer and T5-XXL (both sharded at full size), the VAE, the T5
+    tokenizer and the scheduler (model_index.json names its class)."""
+    return (
+        "model_index.json",
+        _path("transformer", "config.json"),
+        sharded("transformer", "diffusion_pytorch_model.safetensors"),
+        *diffusers_model("vae"),
+        _path("text_encoder", "config.json"),
+        sharded("text_encoder", "model.safetensors"),
+        _either("tokenizer", "tokenizer.json", "spiece.model"),
+        _path("scheduler", "scheduler_config.json"),
+    )
+
+
 def sdxl_pipeline() -> tuple[str, ...]:
     """What vsynth reads of a StableDiffusionXLPipeline folder: the UNet, the VAE and both text encoders with their tokenizers."""
     return (
@@ -89,5 +104,21 @@ def flux_pipeline() -> tuple[str, ...]:
         sharded("text_encoder_2", "model.safetensors"),
         *clip_tokenizer(),
         _path("tokenizer_2", "tokenizer.json"),
+        _path("scheduler", "scheduler_config.json"),
+    )
+
+
+def hunyuan_video_pipeline() -> tuple[str, ...]:
+    """What vsynth reads of a HunyuanVideoPipeline folder: the transformer (sharded at full size), the 3D VAE, the
+    Llama text encoder (sharded) with its tokenizer.json, CLIP's text encoder and tokenizer, and the scheduler."""
+    return (
+        _path("transformer", "config.json"),
+        sharded("transformer", "diffusion_pytorch_model.safetensors"),
+        *diffusers_model("vae"),
+        _path("text_encoder", "config.json"),
+        sharded("text_encoder", "model.safetensors"),
+        _path("tokenizer", "tokenizer.json"),
+        *transformers_model("text_encoder_2"),
+        *clip_tokenizer("tokenizer_2"),
         _path("scheduler", "scheduler_config.json"),
     )

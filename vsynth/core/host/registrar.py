@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from vsynth.core.host.specs import BridgeSpec, ModelSpec
+from vsynth.core.host.specs import BridgeSpec, MetricSpec, ModelSpec, WorldSpec
 
 
 @dataclass
@@ -51,10 +51,12 @@ class PluginInfo:
 
 
 class SpecTables(Protocol):
-    """The registry as a registrar sees it: the two spec tables and how a spec is added to one."""
+    """The registry as a registrar sees it: the spec tables and how a spec is added to one."""
 
     models: dict[str, ModelSpec]
     bridges: dict[str, BridgeSpec]
+    metrics: dict[str, MetricSpec]
+    worlds: dict[str, WorldSpec]
 
     def _add(self, table: dict, spec, plugin: PluginInfo) -> None: ...
 
@@ -76,3 +78,13 @@ class Registrar:
         if not isinstance(spec, BridgeSpec):
             raise TypeError(f"register_bridge expects a BridgeSpec, got {type(spec).__name__}")
         self._registry._add(self._registry.bridges, spec.model_copy(update={"plugin": self.plugin}), self._plugin)
+
+    def register_metric(self, spec: MetricSpec) -> None:
+        if not isinstance(spec, MetricSpec):
+            raise TypeError(f"register_metric expects a MetricSpec, got {type(spec).__name__}")
+        self._registry._add(self._registry.metrics, spec.model_copy(update={"plugin": self.plugin}), self._plugin)
+
+    def register_world(self, spec: WorldSpec) -> None:
+        if not isinstance(spec, WorldSpec):
+            raise TypeError(f"register_world expects a WorldSpec, got {type(spec).__name__}")
+        self._registry._add(self._registry.worlds, spec.model_copy(update={"plugin": self.plugin}), self._plugin)

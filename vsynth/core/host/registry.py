@@ -34,12 +34,12 @@ from vsynth.version import __version__
 from vsynth.core.host import hookspecs
 from vsynth.core.host.markers import PROJECT
 from vsynth.core.host.registrar import PluginInfo, Registrar
-from vsynth.core.host.specs import BridgeSpec, ModelSpec, SpecError
+from vsynth.core.host.specs import BridgeSpec, MetricSpec, ModelSpec, SpecError, WorldSpec
 from vsynth.errors import PluginError, PluginRunError, UnknownNameError, VsynthError, shorten
 
 ENTRY_POINT_GROUP = "vsynth"
 BUILTIN = "vsynth"
-BUILTIN_MODULES = ("vsynth.plugins.idm", "vsynth.plugins.vdm", "vsynth.plugins.bridges")
+BUILTIN_MODULES = ("vsynth.plugins.idm", "vsynth.plugins.vdm", "vsynth.plugins.bridges", "vsynth.plugins.metrics", "vsynth.toy.plugin")
 HOOKS = tuple(name for name in vars(hookspecs) if name.startswith("vsynth_"))
 # Importing these while loading makes every command slow; a plugin that does is warned.
 HEAVY_MODULES = ("torch",)
@@ -57,6 +57,8 @@ class Registry:
 
     models: dict[str, ModelSpec] = field(default_factory=dict)
     bridges: dict[str, BridgeSpec] = field(default_factory=dict)
+    metrics: dict[str, MetricSpec] = field(default_factory=dict)
+    worlds: dict[str, WorldSpec] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     # Specs of plugins that did not load because another distribution has their plugin name.
     clashed: list[tuple[ModelSpec | BridgeSpec, PluginInfo]] = field(default_factory=list)
@@ -72,8 +74,11 @@ class Registry:
 
     def conflicts(self, spec) -> bool:
         """Whether another plugin registers the same short name for the same kind."""
-        table = self.bridges if spec.kind == "bridge" else self.models
+        table = self._table(spec.kind)
         return sum(s.name == spec.name and s.kind == spec.kind for s in table.values()) > 1
+
+    def _table(self, kind: str) -> dict:
+        return {"bridge": self.bridges, "metric": self.metrics, "world": self.worlds}.get(kind, self.models)
 
     def address(self, spec) -> str:
         """The name a user types for ``spec``: the short name, or ``plugin/name`` when it conflicts."""
@@ -104,6 +109,12 @@ class Registry:
     def bridge(self, name: str) -> BridgeSpec:
         return self._lookup(self.bridges, name, "bridge", "bridge")
 
+    def metric(self, name: str) -> MetricSpec:
+        return self._lookup(self.metrics, name, "metric", "metric")
+
+    def world(self, name: str) -> WorldSpec:
+        return self._lookup(self.worlds, name, "world", "world")
+
     def _lookup(self, table: dict, name: str, kind: str | None, what: str):
         candidates = [s for s in table.values() if kind is None or s.kind == kind]
         matches = [s for s in candidates if name in (s.name, s.qualified_name)]
@@ -113,7 +124,7 @@ class Registry:
             choices = " or ".join(f"'{s.qualified_name}'" for s in matches)
             raise UnknownNameError(f"{what} '{name}' is registered by several plugins: choose {choices}")
         for spec, plugin in self.clashed:
-            same_table = (spec.kind == "bridge") == (table is self.bridges)
+            same_table = self._table(spec.kind) is table
             if same_table and (kind is None or spec.kind == kind) and name in (spec.name, spec.qualified_name):
                 raise UnknownNameError(f"{what} '{name}' is provided by {plugin.dist} {plugin.version}, which did not load: {plugin.error}")
         raise UnknownNameError(unknown_name(what, name, [self.address(s) for s in candidates], self.failed))
@@ -195,7 +206,7 @@ def _register_module(pm: pluggy.PluginManager, registry: Registry, module, plugi
                 if impl.plugin_name == plugin.name:
                     impl.function(**{name: arguments[name] for name in impl.argnames})
     except BaseException:
-        for table in (registry.models, registry.bridges):
+        for table in (registry.models, registry.bridges, registry.metrics, registry.worlds):
             for key in [k for k, spec in table.items() if spec.plugin == plugin.name]:
                 del table[key]
         raise
@@ -247,7 +258,7 @@ def _clashed_specs(pm: pluggy.PluginManager, ep: metadata.EntryPoint, info: Plug
         raise
     except BaseException:
         return []
-    return [*scratch.models.values(), *scratch.bridges.values()]
+    return [*scratch.models.values(), *scratch.bridges.values(), *scratch.metrics.values(), *scratch.worlds.values()]
 
 
 @contextmanager

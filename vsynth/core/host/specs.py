@@ -154,10 +154,40 @@ class WeightsSpec(_PlainErrors):
         "when the run's bridge never inverts with the IDM.",
     )
     toy: str | None = Field(None, description="Name of the trained toy-world stand-in shipped in vsynth/toy/weights (--toy).")
+    only_with: tuple[str, str] | None = Field(
+        None,
+        description="(param, value): used only when the model's param has that value (VACE's depth estimator with -o "
+        "control=depth); otherwise neither located nor loaded.",
+    )
+
+    def used_with(self, options: dict[str, object]) -> bool:
+        """Whether a run with these params (its -o options) needs these weights."""
+        return self.only_with is None or options.get(self.only_with[0]) == self.only_with[1]
 
     @classmethod
     def spec_label(cls, values: dict[str, Any]) -> str:
         return f"weights spec {values.get('role', '?')!r}"
+
+
+class LoraPreset(_PlainErrors):
+    """A published LoRA a model's users can name by ``--idm-lora NAME`` / ``--vdm-lora NAME``: its weights, and
+    the sampling it was distilled for (few-step distillations set solver, steps and guidance together)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, description="What users type, e.g. 'lcm-4step'.")
+    id: str = Field(description="Hub id of the repo holding the LoRA.")
+    file: str = Field(description="The safetensors file in that repo.")
+    size_gb: float = Field(description="Download size, in GB.")
+    scale: float = Field(1.0, description="The strength it is applied with unless NAME:SCALE says otherwise.")
+    solver: str | None = Field(None, description="The solver it was distilled for (--idm-scheduler / --vdm-scheduler), unless the user chose one.")
+    steps: PositiveInt | None = Field(None, description="Its steps, unless the user chose them.")
+    guidance: float | None = Field(None, description="Its guidance (1.0: off), unless the user chose it.")
+    description: str = ""
+
+    @classmethod
+    def spec_label(cls, values: dict[str, Any]) -> str:
+        return f"LoRA preset {values.get('name', '?')!r}"
 
 
 class LatentSpace(BaseModel):
@@ -286,10 +316,14 @@ class ModelSpec(_Spec):
     default_guidance: float | None = Field(
         None, description="Its guidance when --guidance is not given (as its diffusers pipeline); None: vsynth's 7.5."
     )
+    loras: tuple[LoraPreset, ...] = Field(
+        (), description="Published LoRAs users can name (--idm-lora NAME, --vdm-lora NAME): distillations set solver, steps, guidance."
+    )
 
     @property
     def size_gb(self) -> float:
-        return round(sum(w.size_gb for w in self.weights), 2)
+        """Its download with the default params (weights needed only for another param value are not counted)."""
+        return round(sum(w.size_gb for w in self.weights if w.only_with is None), 2)
 
 
 class BridgeSpec(_Spec):
@@ -298,6 +332,10 @@ class BridgeSpec(_Spec):
     kind: Literal["bridge"] = "bridge"
     paper: str = ""
     needs_idm: bool = Field(True, description="Whether the bridge uses an image model.")
+    accepts_idm: bool = Field(
+        False, description="With needs_idm false: an image model may still be given, and the bridge composes it when it is (flow-edit)."
+    )
+    needs: tuple[str, ...] = Field((), description="Run inputs the bridge itself requires (e.g. source_prompt); 'a|b' means either.")
     video: Literal["required", "optional", "unused"] = Field(
         "optional", description="Whether the bridge itself needs a source video; 'optional' leaves it to the IDM."
     )
@@ -305,3 +343,40 @@ class BridgeSpec(_Spec):
     image_inversion: bool = Field(
         True, description="Whether the bridge uses the IDM's inversion_denoiser; when not, weights only it needs are not loaded."
     )
+
+
+MetricNeed = Literal["prompt", "source", "condition", "truth"]
+
+
+class MetricSpec(_Spec):
+    """A metric: a number measured on a video, from what a run or a video file offers.
+
+    ``needs`` says what it reads besides the frames: the prompt, the source video, the condition
+    (control maps and the detector that made them), or ground truth (a :class:`WorldSpec` provides
+    it, e.g. the toy world's shapes and motion). A metric whose needs a video cannot meet is left
+    out of that video's results, with the reason. Its implementation (``impl``) subclasses
+    :class:`vsynth.core.run.measure.Metric`.
+    """
+
+    kind: Literal["metric"] = "metric"
+    needs: tuple[MetricNeed, ...] = Field((), description="What it reads besides the frames: prompt, source, condition, truth.")
+    weights: tuple[WeightsSpec, ...] = Field((), description="Networks it loads (CLIP, RAFT, a detector); none for a plain formula.")
+    default: bool = Field(False, description="Measured on every run unless --metrics says otherwise: cheap (no weights, seconds).")
+    higher_is_better: bool | None = Field(None, description="Which way is better, for tables and comparisons; None: neither.")
+    unit: str = Field("", description="What the number is, e.g. '0..1 of 255', 'cosine x 100', 'pixels per frame'.")
+
+    @property
+    def size_gb(self) -> float:
+        return round(sum(w.size_gb for w in self.weights), 2)
+
+
+class WorldSpec(_Spec):
+    """A data world that knows the ground truth of its own videos (the toy world), and may ship trained weights.
+
+    Its implementation (``impl``) answers, for a video on disk, whether it is one of the world's
+    and with what ground truth; metrics that need ``truth`` read what it returns. The run pipeline
+    reaches a world only through this spec, so it knows no data set by name.
+    """
+
+    kind: Literal["world"] = "world"
+    size: tuple[int, int] | None = Field(None, description="(height, width) its weights were trained at: a run's default size with them.")

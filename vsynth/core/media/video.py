@@ -389,6 +389,11 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda file: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", file.name)])
 
 
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file as uint8 RGB (H, W, 3), with the same size guard and error as a folder of frames."""
+    return _load_image(Path(path).expanduser())
+
+
 def _load_image(file: Path) -> np.ndarray:
     try:
         with _open_image(file) as image:

@@ -79,15 +79,28 @@ class RunConfig(BaseModel):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
         "auto", description="Weights and activations: auto is float16 on a GPU, float32 on the CPU."
     )
-    offload: Literal["none", "model", "sequential"] = Field(
-        "none", description="Keep weights in host memory and move them to the GPU as they run: whole models, or layer by layer."
+    offload: Literal["none", "model", "sequential", "group"] = Field(
+        "none", description="Keep weights in host memory and move them to the GPU as they run: whole models, layer by layer, "
+        "or in groups of blocks prefetched on CUDA streams (diffusers' group offloading)."
     )
     compile: bool = Field(False, description="torch.compile the UNets (slow first steps, faster after).")
+    idm_lora: list[str] = Field(default_factory=list, description="LoRAs of the image model: PATH_OR_ID[:SCALE] or a preset name of the model.")
+    vdm_lora: list[str] = Field(default_factory=list, description="LoRAs of the video model, as idm_lora.")
+    fuse_lora: bool = Field(False, description="Fuse the LoRAs into the weights (no cost per step) instead of keeping them as adapters.")
+    quantize: Literal["none", "int8", "fp8", "nf4"] = Field(
+        "none", description="Quantize the denoising networks' weights: int8 or fp8 weight-only (torchao), nf4 (bitsandbytes, GPU only)."
+    )
+    cache: str | None = Field(None, description="Step cache of every model it applies to (first-block, taylorseer, magcache, pab, fastercache for transformers; deepcache, tome for UNets).")
+    idm_cache: str | None = Field(None, description="Step cache of the image model alone (none: off); refused if it does not apply.")
+    vdm_cache: str | None = Field(None, description="Step cache of the video model alone (none: off); refused if it does not apply.")
     memory_check: bool = Field(True, description="Refuse a run whose estimated peak memory exceeds the device's free memory.")
     trust_pickles: bool = Field(
         False, description="Load weights stored as pickles (.bin, .pt, .pth, .ckpt), which can run code when loaded; default: refuse them."
     )
     out: Path | None = None
+    metrics: list[str] | None = Field(
+        None, description="Metrics measured after the run (names, 'default', 'all'; see `vsynth models --kind metric`); default: the cheap default set."
+    )
 
     def __init__(self, **values: Any):
         """Python callers get the same typed, one-line error as the CLI, not pydantic's report."""
@@ -110,6 +123,12 @@ class RunConfig(BaseModel):
         """``~/clip.mp4`` is in the home folder, quoted, in a config file or from Python as in a shell."""
         return None if value is None else value.expanduser()
 
+    @field_validator("idm_lora", "vdm_lora", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        """One LoRA may be written alone (``vdm_lora: file.safetensors`` in a config file), several as a list."""
+        return [value] if isinstance(value, str) else value
+
     @field_validator("frames", "stride", "height", "width", "steps", "vdm_steps", "seed", "guidance", "vdm_guidance", mode="before")
     @classmethod
     def _not_a_bool(cls, value: Any, info) -> Any:
@@ -128,6 +147,14 @@ class RunConfig(BaseModel):
         if value is not None:
             check_name_lengths(value, PARTIAL_NAME_EXTRA if info.field_name == "out" else 0)
         return value
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metric_names(cls, value: Any) -> Any:
+        """``"a,b"`` (a flag, a CSV cell) or a list; an empty list is refused in one line."""
+        from vsynth.core.run.measure import parse_names
+
+        return value if value is None or not isinstance(value, (str, list, tuple)) else parse_names(value)
 
     @field_validator("outpaint")
     @classmethod

@@ -6,6 +6,9 @@ from collections import Counter
 
 import torch
 
+# Networks that take latents (B, F, C, H, W) rather than (B, C, F, H, W).
+_FRAMES_FIRST = frozenset({"CogVideoXTransformer3DModel"})
+
 
 class EvalCounter:
     """Counts forward calls and frame evaluations per key, through forward hooks on the networks attached.
@@ -21,10 +24,12 @@ class EvalCounter:
         self._handles = []
 
     def attach(self, module: torch.nn.Module, role: str) -> None:
+        axis = 1 if type(module).__name__ in _FRAMES_FIRST else 2
+
         def hook(_module, args, kwargs):
             sample = args[0] if args else kwargs["sample"] if "sample" in kwargs else kwargs["hidden_states"]  # UNets; transformers
             self.calls[role] += 1
-            self.frame_evals[role] += sample.shape[0] * (sample.shape[2] if sample.ndim == 5 else 1)
+            self.frame_evals[role] += sample.shape[0] * (sample.shape[axis] if sample.ndim == 5 else 1)
 
         self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 

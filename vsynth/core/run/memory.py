@@ -8,7 +8,10 @@ the files are on disk (a folder, the hub cache, the tiny models), else from thei
 upcasts (``force_upcast``) and the depth estimator count 4 bytes. VAEs, text encoders and UNets
 that models share (the same files) count once, as the loader holds them once. With ``--offload model``
 only the largest unit (a UNet with its ControlNet or adapter; a text encoder; a VAE) is on the
-device; with ``sequential`` only its largest weight tensor.
+device; with ``sequential`` only its largest weight tensor; with ``group`` the largest block of a network (a
+top-level ``name.N`` module in its safetensors header, else its config's layers taken as equal) twice, the running
+one and the next, prefetched, plus what lies outside its blocks. ``--quantize`` counts a denoising network's linear
+weights (2-D ``.weight`` tensors in its header; every parameter where it is not on disk) at the scheme's bytes.
 
 **Activations**: ``K * C * N * h * w * bytes``: N frames in one call (the IDM's ``batch_size`` or
 every frame, the VDM's window; times 2 under classifier-free guidance, 3 for InstructPix2Pix),
@@ -19,6 +22,9 @@ on PyTorch's meta device, attention as a fused kernel, which never holds the att
 UNet2DConditionModel 26.0, UNetMotionModel 26.2, UNet3DConditionModel 33.3, UNet2D with a
 ControlNet 33.4, exactly linear in N, h and w; the VAE's decoder 480 and encoder 386 (per latent
 pixel, frames at full size). The factor 1.1 covers the allocator's fragmentation and workspaces.
+
+LTX-Video's VAE decodes the whole clip at once: 64 elements per output pixel and frame (58.5-63.6 measured the
+same way on its real config), and its transformer (K 22.0-22.2) runs its classifier-free pair as one batch.
 
 SDXL's UNet (measured the same way, from ``vsynth/configs``) has no attention in its first block:
 18.4 at 512x512, 15.8 at 768 and 1024; with an SDXL ControlNet 23.8 and 21.5. It gets its own
@@ -55,6 +61,7 @@ SDXL_UNET_K = 24  # SDXL's UNet, alone or with a ControlNet (see the module docs
 TRANSFORMER_K = 24
 FLUX_K = 31  # FLUX.1's transformer, measured as above: the largest (one 512x512 frame), as a bound
 VAE_DECODE_K = 480
+LTX_VAE_DECODE_K = 64  # LTX-Video's VAE decoder, elements per output pixel and frame: 58.5-63.6 (benchmarks/ltx_activation_k.py)
 VAE_ENCODE_K = 390
 ENCODE_BATCH = 8  # frames a VaeCodec encodes at once
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -73,10 +80,19 @@ class Part:
     elements: int
     bytes_per: int
     largest: int  # elements of its largest tensor (0 when unknown)
+    quantized: int = 0  # elements --quantize stores at quantized_bytes each (a network's linear weights)
+    quantized_bytes: float = 0.0
+    group: int = 0  # elements on the device at once under --offload group (0: unknown, twice the largest tensor)
 
     @property
     def bytes(self) -> int:
-        return self.elements * self.bytes_per
+        return int((self.elements - self.quantized) * self.bytes_per + self.quantized * self.quantized_bytes)
+
+    @property
+    def group_bytes(self) -> int:
+        """Bytes on the device at once with --offload group: the block running and the next, prefetched."""
+        per = self.bytes / self.elements if self.elements else self.bytes_per
+        return int((self.group or 2 * self.largest) * per)
 
 
 @dataclass
@@ -135,6 +151,7 @@ def estimate(
     device: str,
     offload: str,
     vae_batch: int | None = None,
+    quantize: str = "none",
 ) -> MemoryEstimate:
     """The estimate of a planned run; ``guidance`` by model role; nothing is loaded.
 
@@ -147,10 +164,16 @@ def estimate(
     for role, spec in models.items():
         options = params[role].model_dump()
         folders = {w.role: _folder(sources[role][w.role]) for w in spec.weights if w.role in sources[role]}
+        single = sources[role].get("gguf")  # a GGUF transformer: its file's bytes, instead of the folder's transformer
+        if single:
+            parts[single] = Part(single, f"{role}.unet", Path(single).stat().st_size, 1, 0)
+            units.setdefault(f"{role}.unet", {})[single] = parts[single].bytes
         for weights in spec.weights:
             if weights.role not in sources[role]:
                 continue
-            for part in _parts(role, weights, sources[role][weights.role], folders[weights.role], options, size):
+            for part in _parts(role, weights, sources[role][weights.role], folders[weights.role], options, size, quantize):
+                if single and "transformer/" in part.key:
+                    continue
                 kept = parts.setdefault(part.key, part)
                 # a shared VAE or text encoder is hooked once, in its first unit; a UNet file shared by tensor
                 # is in every unit whose UNet holds it
@@ -160,7 +183,9 @@ def estimate(
         vae = _config(folders, sources[role], "vae")
         transformer = _config(folders, sources[role], "transformer") if spec.architecture == "transformer" else None
         if transformer and not transformer.get("_class_name", "").startswith("Flux"):  # video transformers (Wan)
-            activations = max(activations, _transformer_activations(spec, params[role], transformer, frames, height, width, size))
+            # LTXPipeline and CogVideoXPipeline run their classifier-free pair as one batch (Wan's passes run one after the other)
+            batch = 2 if transformer.get("_class_name") in _CFG_BATCHED and guidance[role] > 1 else 1
+            activations = max(activations, batch * _transformer_activations(spec, params[role], transformer, frames, height, width, size))
         else:
             activations = max(activations, _unet_activations(spec, params[role], unet, vae, frames, height, width, guidance[role], size,
                                                              transformer))  # fmt: skip
@@ -171,6 +196,7 @@ def estimate(
         "none": int((weights + activations) * MARGIN),
         "model": int((max((sum(unit.values()) for unit in units.values()), default=0) + activations) * MARGIN),
         "sequential": int((largest + activations) * MARGIN),
+        "group": int((max((p.group_bytes for p in parts.values()), default=0) + activations) * MARGIN),
     }
     free, source = free_memory(device)
     return MemoryEstimate(device, offload, weights, activations, peaks, free, source, list(parts.values()), vae_batch)
@@ -203,7 +229,8 @@ def check_fits(estimate: MemoryEstimate) -> None:
     if estimate.device != "cpu":
         fixes = [
             f"add --offload {mode} (about {_gib(estimate.peaks[mode]):g} GiB)"
-            for mode in ("model", "sequential")
+            for mode in ("model", "group", "sequential")
+            if mode in estimate.peaks
             if estimate.peaks[mode] < estimate.peak and estimate.peaks[mode] <= estimate.free
         ][:1]
     if estimate.free_source == ADDRESS_SPACE:
@@ -280,7 +307,10 @@ def _folder(source: str) -> Path | None:
     return path if path.exists() else cached_snapshot(source)
 
 
-def _parts(role: str, weights, source: str, folder: Path | None, options: dict, size: int) -> list[Part]:
+NETWORKS = ("unet", "transformer", "transformer_2")  # what --quantize quantizes: the model's denoising networks
+
+
+def _parts(role: str, weights, source: str, folder: Path | None, options: dict, size: int, quantize: str = "none") -> list[Part]:
     parts = []
     for entry in weights.files:
         alternatives = entry.format(**options).split("|")
@@ -295,8 +325,57 @@ def _parts(role: str, weights, source: str, folder: Path | None, options: dict, 
                 key = f"{role}:{key}"
             unit = f"{role}.detector" if weights.role == "depth_estimator" else f"{role}.unet"
         per = 4 if weights.role == "depth_estimator" or (component == "vae" and size == 2 and _upcast(folder, source)) else size
-        parts.append(Part(key, unit, elements, per, largest))
+        linear, group = _header_stats(key.removeprefix(f"{role}:"), component in SHARED)
+        if not group and component in NETWORKS:  # not on disk: the network's blocks from its config, as if of equal size
+            group = 2 * elements // _blocks(_config({weights.role: folder}, {weights.role: source}, component))
+        part = Part(key, unit, elements, per, largest, group=group)
+        if quantize != "none" and component in NETWORKS:
+            from vsynth.core.diffusion.quantize import SCHEMES
+
+            part.quantized = elements if linear is None else linear  # not on disk: every parameter, as an estimate
+            part.quantized_bytes = SCHEMES[quantize].bytes_per_weight
+        parts.append(part)
     return parts
+
+
+def _blocks(config: dict) -> int:
+    """How many blocks group offload moves a network in: a transformer's layers, a UNet's down, mid and up blocks."""
+    layers = config.get("num_layers", 0) + config.get("num_single_layers", 0)
+    return max(1, layers or len(config.get("down_block_types", ())) + len(config.get("up_block_types", ())) + 1)
+
+
+def _header_stats(path: str, leaf_level: bool) -> tuple[int | None, int]:
+    """(elements of linear weights, elements on the device at once under group offload) from the safetensors header(s) of
+    ``path``, or (None, 0) when it is not a safetensors file on disk. Group offload moves a diffusers network block by
+    block (a top-level ``name.N`` module: ``blocks.3``, ``down_blocks.1``) with what is outside the blocks, the running
+    block and the next; a text encoder (``leaf_level``) layer by layer."""
+    file = Path(path)
+    if not file.is_file() or not (file.suffix == ".safetensors" or file.name.endswith(INDEX_SUFFIX)):
+        return None, 0
+    files = [file]
+    if file.name.endswith(INDEX_SUFFIX):
+        files = [file.parent / s for s in sorted(set(json.loads(file.read_text()).get("weight_map", {}).values()))]
+    linear, blocks, rest, largest = 0, {}, 0, 0
+    for shard in files:
+        if not shard.is_file():
+            continue
+        with shard.open("rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            count = _product(entry["shape"])
+            largest = max(largest, count)
+            linear += count if len(entry["shape"]) == 2 and name.endswith(".weight") else 0
+            parts = name.split(".")
+            if len(parts) > 2 and parts[1].isdigit():
+                blocks[parts[0] + "." + parts[1]] = blocks.get(parts[0] + "." + parts[1], 0) + count
+            else:
+                rest += count
+    if leaf_level:
+        return linear, 2 * largest
+    biggest = sorted(blocks.values(), reverse=True)[:2]
+    return linear, rest + sum(biggest)
 
 
 def _count(source: str, folder: Path | None, alternatives: list[str], component: str = "") -> tuple[int, int, str]:
@@ -388,8 +467,13 @@ def _unet_activations(spec: ModelSpec, params: Params, unet: dict, vae: dict, fr
     return k * channels * per_call * copies * _latent_pixels(vae, height, width) * size
 
 
+# Video transformers whose pipeline runs the classifier-free pair as one batch.
+_CFG_BATCHED = frozenset({"LTXVideoTransformer3DModel", "CogVideoXTransformer3DModel"})
+
+
 def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict, frames: int, height: int, width: int, size: int) -> int:
-    """TRANSFORMER_K * tokens of one call * hidden width * bytes; tokens from the declared latent space and the patch size."""
+    """TRANSFORMER_K * tokens of one call * hidden width * bytes; tokens from the declared latent space and the patch size
+    (CogVideoX: and its 226 text tokens, which it puts in the sequence)."""
     space = spec.latent_space
     patch = transformer.get("patch_size", 1)
     side = (patch[-1] if isinstance(patch, (list, tuple)) else patch) * space.packing
@@ -400,6 +484,8 @@ def _transformer_activations(spec: ModelSpec, params: Params, transformer: dict,
         latent_frames = min(frames, getattr(params, "batch_size", None) or frames)
     tokens = latent_frames * (height // space.spatial // side) * (width // space.spatial // side)
     hidden = transformer.get("num_attention_heads", 24) * transformer.get("attention_head_dim", 128)
+    if transformer.get("_class_name") == "CogVideoXTransformer3DModel":
+        tokens += transformer.get("max_text_seq_length", 0)
     return TRANSFORMER_K * tokens * hidden * size
 
 
@@ -416,6 +502,8 @@ def _flux_activations(spec: ModelSpec, params: Params, transformer: dict, vae: d
 def _vae_activations(params: Params, vae: dict, frames: int, height: int, width: int, dtype: str, vae_batch: int | None) -> int:
     from vsynth.core.diffusion.components import TILE_ABOVE
 
+    if vae.get("_class_name") == "AutoencoderKLLTXVideo":  # LTX-Video's, over the whole clip at once (per output pixel and frame)
+        return LTX_VAE_DECODE_K * frames * height * width * DTYPE_BYTES[dtype]
     if "z_dim" in vae:  # Wan's causal VAE: float32, one latent frame (4 frames) at a time, at its own compression
         factor, channels = vae.get("scale_factor_spatial", 8), vae.get("decoder_base_dim") or vae.get("base_dim", 96)
         calls = min(frames, vae.get("scale_factor_temporal", 4))

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from vsynth.version import __version__
 from vsynth.core.media import video as videoio
-from vsynth.core.diffusion import solvers
+from vsynth.core.diffusion import caches as step_caches
+from vsynth.core.diffusion import gguf, lora, quantize, solvers
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
@@ -27,8 +28,7 @@ from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, 
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
 from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, refuse_pickles, resolve_sources, weight_flags, weights_options
 from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
-from vsynth.toy.shipped import TOY_SIZE
-from vsynth.toy.truth import check_ground_truth
+from vsynth.core.run import measure
 
 if TYPE_CHECKING:
     from vsynth.core.diffusion.inputs import Sources
@@ -68,6 +68,10 @@ class RunPlan:
     memory: MemoryEstimate
     offline: bool = False  # some weights come from the hub cache and the hub is unreachable: load them offline
     providers: dict[str, dict[str, str]] = field(default_factory=dict)  # by role: the distribution and version of its spec
+    loras: dict[str, list] = field(default_factory=dict)  # by role: the LoraRequests (vsynth.core.diffusion.lora), located and checked
+    metrics: list = field(default_factory=list)  # the MetricSpecs measured after the run (--metrics, else the default set)
+    worlds: list = field(default_factory=list)  # the WorldSpecs asked for the source video's ground truth
+    caches: dict = field(default_factory=dict)  # by role: the step cache it runs with (caches.CacheChoice)
 
     @property
     def fps(self) -> float:
@@ -100,7 +104,8 @@ class LoadedModels:
     key: tuple
     runtime: object  # the Runtime they live on
     models: dict  # by role: "idm" (when there is one), "vdm"
-    offload: object = None  # the ModelOffload or SequentialOffload hooking them, with --offload
+    offload: object = None  # the ModelOffload, SequentialOffload or GroupOffload hooking them, with --offload
+    accel: dict = field(default_factory=dict)  # by role: LoRAs, quantization, compilation applied (run.json's "accel")
 
 
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
@@ -114,12 +119,18 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     vdm = registry.model(config.vdm, "vdm")
     bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
     _check_inputs(config, idm, vdm, bridge)
-    if config.toy:
-        _check_toy(config, [s for s in (idm, vdm) if s is not None])
+    config = _with_lora_presets(config, idm, vdm)
+    metrics = measure.choose(registry, config.metrics)
+    toy = registry.world("toy") if config.toy else None
+    if toy is not None:
+        _check_toy(config, [s for s in (idm, vdm) if s is not None], toy.load_impl()())
 
     models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
-    routed = route_options(config.options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
+    caches, model_options, cache_notices = step_caches.plan(config.cache, config.idm_cache, config.vdm_cache, models, config.options)
+    for notice in cache_notices:
+        warnings.warn(notice, VsynthWarning, stacklevel=2)
+    routed = route_options(model_options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
     overrides = {role: {key: routed[role].pop(key) for key in weight_keys[role] if key in routed[role]} for role in models}
     params = {role: validate_params(spec.params, routed[role], role, config.options) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
@@ -142,12 +153,15 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     device = validate.resolve_device(config.device)
     dtype = validate.resolve_dtype(config.dtype, device)
     validate.check_precision(dtype, config.offload, device)
+    quantize.check(config.quantize, device)
+    if config.quantize == "nf4" and config.offload in ("sequential", "group"):
+        raise VsynthInputError(f"--quantize nf4 with --offload {config.offload}: bitsandbytes' 4-bit layers move whole; use --offload model")
     validate.warn_compile(config.compile, device)
     infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
     info = infos[0] if infos else None
     if config.video is not None:
-        check_ground_truth(config.video, info)  # a stale toy sidecar would fail the metrics after the whole run
-    default_size = TOY_SIZE if config.toy else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
+        measure.check_ground_truth(registry, config.video, info)  # a stale sidecar would fail the metrics after the whole run
+    default_size = toy.size if toy is not None and toy.size else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
     frames, height, width, notices = validate.fit_to_latents(
         config.frames, config.height or default_size[0], config.width or default_size[1], models, config.fit
     )
@@ -158,29 +172,76 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     validate.check_out(out_dir, given=config.out is not None)
     frames = _read_sources(config, height, width)
 
-    validate.check_impls([*models.values(), bridge])
+    validate.check_impls([*models.values(), bridge, *metrics])
     sources = {}
     for role, spec in models.items():
         options = {**params[role].model_dump(), **overrides[role]}
-        wanted = resolve_sources(spec, getattr(config, f"{role}_weights"), options, config.tiny, config.toy)
+        primary, single = getattr(config, f"{role}_weights"), None
+        if gguf.is_gguf(primary):  # the transformer from the file; the rest of the pipeline from the model's own weights
+            experts = 2 if any(f.startswith("transformer_2/") for f in spec.weights[0].files) else 1
+            single, primary = gguf.check(spec, spec.load_impl(), primary, f"--{role}-weights", experts), None
+        wanted = resolve_sources(spec, primary, options, config.tiny, toy and toy.load_impl()())
         flags = weight_flags(spec)
-        used = [w for w in spec.weights if bridge.image_inversion or not w.inversion_only]
+        used = [w for w in spec.weights if (bridge.image_inversion or not w.inversion_only) and w.used_with(options)]
+        if single is not None:
+            used = [w.model_copy(update={"files": tuple(f for f in w.files if not f.startswith("transformer"))}) if w is spec.weights[0] else w
+                    for w in used]  # fmt: skip
         sources[role] = {w.role: locate(w, wanted[w.role], flags[w.role], options) for w in used}
+        if single is not None:
+            sources[role]["gguf"] = str(single.resolve())
     if not config.trust_pickles:
         refuse_pickles(models, sources, params)
+    loras = {role: [lora.resolve(spec, text, f"--{role}-lora") for text in getattr(config, f"{role}_lora")] for role, spec in models.items()}
+    for role, requests in loras.items():
+        for request in requests:
+            lora.check_plan(models[role], request, sources[role])  # headers only: before any weights load
     offline = needs_hub(sources) and not hub_reachable()
     guidance = {"idm": sampling.guidance, "vdm": sampling.vdm_guidance}
 
     def plan_memory(vae_batch=None):
         return estimate_memory(models, sources, params, frames=config.frames, height=height, width=width, guidance=guidance,
-                               dtype=dtype, device=device, offload=config.offload, vae_batch=vae_batch)  # fmt: skip
+                               dtype=dtype, device=device, offload=config.offload, vae_batch=vae_batch,
+                               quantize=config.quantize)  # fmt: skip
 
+    metric_sample = measure.Sample(tiny=config.tiny)
+    for spec in metrics:  # their weights are located now, so that a missing CLIP fails before the run, not after it
+        measure.metric_weights(spec, metric_sample)
     memory = plan_memory()
     if config.memory_check:
         memory = fit_vae_batch(plan_memory, memory)
         check_fits(memory)
     providers = {role: registry.provider(spec) for role, spec in {**models, "bridge": bridge}.items()}
-    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers)
+    providers.update({f"metric.{spec.name}": registry.provider(spec) for spec in metrics})
+    return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers,
+                   loras, metrics, list(registry.worlds.values()), caches)  # fmt: skip
+
+
+def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec) -> RunConfig:
+    """A LoRA preset distilled for few steps (``vsynth models NAME`` lists them) sets its model's solver, steps and
+    guidance, each unless the user gave it; a notice says what it set. ``--idm-lora`` needs an IDM."""
+    if config.idm_lora and idm is None:
+        raise VsynthInputError("--idm-lora is a LoRA of the image model, and this run has none: drop it, or add --idm")
+    if config.fuse_lora and not (config.idm_lora or config.vdm_lora):
+        raise VsynthInputError("--fuse-lora fuses the run's LoRAs, and it has none: add --idm-lora or --vdm-lora, or drop --fuse-lora")
+    update: dict = {}
+    for role, spec in (("idm", idm), ("vdm", vdm)):
+        for text in getattr(config, f"{role}_lora") if spec is not None else ():
+            preset = next((p for p in spec.loras if p.name == lora.parse(text.strip())[0]), None)
+            if preset is None:
+                continue
+            own = ("steps", "guidance") if role == "idm" or idm is None else ("vdm_steps", "vdm_guidance")
+            given = {"steps": ("steps", "vdm_steps") if role == "vdm" and idm is None else (own[0],),
+                     "guidance": ("guidance", "vdm_guidance") if role == "vdm" and idm is None else (own[1],)}  # fmt: skip
+            wanted = {f"{role}_scheduler": (preset.solver, (f"{role}_scheduler",)), own[0]: (preset.steps, given["steps"]),
+                      own[1]: (preset.guidance, given["guidance"])}  # fmt: skip
+            chosen = {}
+            for field_name, (value, flags) in wanted.items():
+                if value is not None and field_name not in update and all(getattr(config, f) is None for f in flags):
+                    update[field_name] = chosen[field_name] = value
+            if chosen:
+                said = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+                warnings.warn(f"--{role}-lora {preset.name}: sampling as it was distilled: {said}", VsynthWarning, stacklevel=3)
+    return config.model_copy(update=update) if update else config
 
 
 INPUT_FLAGS = {
@@ -196,17 +257,20 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec, brid
     """The bridge and the IDM (its task) get the inputs they need, and no input goes unused."""
     if bridge.needs_idm and idm is None:
         raise VsynthInputError(f"bridge '{bridge.name}' needs an image model: add --idm (see `vsynth models --kind idm`)")
-    if not bridge.needs_idm and idm is not None:
+    if not bridge.needs_idm and not bridge.accepts_idm and idm is not None:
         raise VsynthInputError(f"bridge '{bridge.name}' runs the video model alone: drop --idm, or choose another --bridge")
     if bridge.video == "required" and config.video is None:
         raise VsynthInputError(f"missing --video: bridge '{bridge.name}' works on a source video")
+    for need in bridge.needs:
+        if all(getattr(config, choice) is None for choice in need.split("|")):
+            raise VsynthInputError(f"bridge '{bridge.name}' needs {' or '.join(INPUT_FLAGS[c] for c in need.split('|'))}")
     needs = idm.needs if idm else ()
     for need in needs:
         choices = need.split("|")
         if all(getattr(config, choice) is None for choice in choices):
             flags = " or ".join(INPUT_FLAGS[c] for c in choices)
             raise VsynthInputError(f"{idm.name} ({idm.task}) needs {flags}")
-    used = {c for need in needs for c in need.split("|")} | set(idm.accepts if idm else ()) | set(vdm.accepts)
+    used = {c for need in (*needs, *bridge.needs) for c in need.split("|")} | set(idm.accepts if idm else ()) | set(vdm.accepts)
     used |= {"video"} if bridge.video == "required" else set()
     if bridge.video == "unused" and "video" not in vdm.accepts:
         used.discard("video")
@@ -220,17 +284,15 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec, brid
         raise VsynthInputError("give --mask (inpainting) or --outpaint (outpainting), not both")
 
 
-def _check_toy(config: RunConfig, specs: list[ModelSpec]) -> None:
+def _check_toy(config: RunConfig, specs: list[ModelSpec], world) -> None:
     """--toy needs models with toy weights; a prompt with words the toy models never saw gets a warning."""
-    from vsynth.toy.world import words_outside_vocabulary
-
     if config.tiny:
         raise VsynthInputError("--tiny and --toy both choose the weights: give one of them")
     for spec in specs:
         if any(w.toy is None for w in spec.weights):
             raise VsynthInputError(f"{spec.name} has no toy weights: `vsynth models` marks the models that have them")
     for label, prompt in (("--prompt", config.prompt), ("--idm-prompt", config.idm_prompt)):
-        unknown = words_outside_vocabulary(prompt or "")
+        unknown = world.unknown_words(prompt or "")
         if unknown:
             warnings.warn(
                 f"{label}: the toy models do not know {', '.join(repr(w) for w in unknown)}; they follow only the toy "
@@ -315,9 +377,9 @@ def model_key(plan: RunPlan) -> tuple:
     """What the loaded models of a plan depend on: names, params, weights, device, dtype, offload and
     compilation; equal keys share models."""
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
-    return (plan.device, plan.dtype, plan.config.offload, plan.config.compile) + tuple(
+    return (plan.device, plan.dtype, plan.config.offload, plan.config.compile, plan.config.quantize, plan.config.fuse_lora) + tuple(
         (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())),
-         getattr(plan.config, f"{role}_scheduler"))
+         getattr(plan.config, f"{role}_scheduler"), tuple((r.path, r.scale) for r in plan.loras.get(role, ())))
         for role, spec in specs.items()
     )  # fmt: skip
 
@@ -332,6 +394,7 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
     runtime = _runtime(plan)
     specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
     models = {}
+    accel: dict[str, dict] = {}  # by role: the LoRAs, quantization and compilation applied, for run.json
     with stages.stage("loading models", total=len(specs)) as advance, placement((plan.device, plan.config.offload)):
         for role, spec in specs.items():
             with plugin_errors(spec):  # a third-party model's own failure: one line naming it
@@ -343,14 +406,33 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
             if solver is not None:  # the model's main denoiser; an IDM's inversion denoiser keeps its own (DDIM)
                 models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler)
             advance(1)
+        # Once every model is loaded (and holds the tensors it shares with the other: SD1.5's UNet under an SD1.5 IDM
+        # and AnimateDiff), so that a fused layer's copy leaves the other model sharing the rest. LoRAs before
+        # quantizing: a fused LoRA is quantized with its layer.
+        for role, model in models.items():
+            if plan.loras.get(role):
+                accel[role] = {"loras": lora.apply(model, plan.loras[role], plan.config.fuse_lora)}
+            if plan.config.quantize != "none":
+                accel.setdefault(role, {})["quantize"] = quantize.apply(model.unets(), plan.config.quantize, runtime.dtype)
     units = {f"{role}.{name}": modules for role, model in models.items() for name, modules in model.offload_units().items()}
     offload = apply_offload(plan.config.offload, runtime.device, units)
     if plan.config.compile:
-        for model in models.values():
-            for unet in model.unets():
-                unet.compile()  # in place: counters, attention processors and offload hooks stay on the same module
+        for role, model in models.items():
+            accel.setdefault(role, {})["compiled"] = [compile_network(unet) for unet in model.unets()]
     models["vdm"].denoiser = windowed(models["vdm"].denoiser, plan.params["vdm"])  # the window is a VDM param: part of the key
-    return LoadedModels(model_key(plan), runtime, models, offload)
+    return LoadedModels(model_key(plan), runtime, models, offload, accel)
+
+
+def compile_network(network) -> str:
+    """``--compile``: diffusers' regional compilation where the network declares its repeated blocks (a transformer's
+    blocks compile once and are reused: seconds instead of minutes), else torch.compile of the whole network; in
+    place, so counters, attention processors and offload hooks stay on the same module. What was compiled, for run.json."""
+    repeated = getattr(network, "_repeated_blocks", None)
+    if repeated and hasattr(network, "compile_repeated_blocks"):
+        network.compile_repeated_blocks()
+        return f"{type(network).__name__}: repeated blocks ({', '.join(repeated)})"
+    network.compile()
+    return f"{type(network).__name__}: whole"
 
 
 def execute(
@@ -429,8 +511,12 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         with plugin_errors(model.spec):
             model.configure(inputs)
     generator = torch.Generator("cpu").manual_seed(config.seed)
-    with compiling(stages, config.compile), plugin_errors(plan.bridge):
-        result = bridge.run(idm, vdm, inputs, generator, stages)
+    caches = step_caches.attach(models, plan.caches)  # per run, so that a Session's models run with or without one
+    try:
+        with compiling(stages, config.compile), plugin_errors(plan.bridge):
+            result = bridge.run(idm, vdm, inputs, generator, stages)
+    finally:
+        step_caches.detach(caches)
     counter.detach()
 
     with stages.stage("decoding", total=config.frames) as advance:
@@ -445,19 +531,25 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         "IDM": result.intermediates.get("idm_frames"),
         "final": frames,
     }
-    record = _record(plan, runtime, counter, videos)
+    record = _record(plan, runtime, counter)
+    if result.record:  # what the bridge resolved at run time (flow-edit: its levels and guidance for these models)
+        record["bridge"]["resolved"] = result.record
     for role, model in models.items():
         record["models"][role]["sampling"] = sampling_record(model.denoiser)
+    record["caches"] = {role: cache.record() for role, cache in caches.items()}
     record["codecs"] = codec_record({role: model.codec for role, model in models.items()})
     record["vae_tiling"] = tiled
+    record["accel"] = loaded.accel
     fps = plan.fps
     record["fps"] = fps
     report = RunReport(out_dir=None, record=record, frames=frames, latents=result.latents, loaded=loaded)
     if out is None:
+        _measure(plan, videos, idm, record, runtime)
         _close_record(record, stages, runtime)
         return report
     try:
         _write_files(out.partial, videos, fps, result.latents if config.save_latents else None, stages)
+        _measure(plan, videos, idm, record, runtime)
         record["files"] = sorted(p.name for p in out.partial.iterdir() if p.name != PARTIAL_MARKER) + ["run.json"]
         _close_record(record, stages, runtime)
         (out.partial / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
@@ -520,7 +612,7 @@ def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages
             advance(1)
 
 
-def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
+def _record(plan: RunPlan, runtime, counter) -> dict:
     """Everything run.json says about the run, except what is known only after writing."""
     from vsynth.core.diffusion.windows import window_spans
 
@@ -549,7 +641,6 @@ def _record(plan: RunPlan, runtime, counter, videos: dict) -> dict:
         "frame_evals": dict(counter.frame_evals),
         # the VDM's [start, stop) windows, in latent frames (frames, unless its VAE compresses time)
         "windows": window_spans(plan.params["vdm"], plan.vdm.latent_space.latent_frames(config.frames)),
-        "metrics": _metrics(plan, videos),
         "versions": _versions(),
     }
 
@@ -561,21 +652,38 @@ def sampling_record(denoiser) -> dict:
     return scheduler_record(denoiser.process, denoiser.scheduler)
 
 
-def _metrics(plan: RunPlan, videos: dict) -> dict:
-    """What :func:`vsynth.metrics.report.run_metrics` can measure of this run: edges against a Canny
-    condition, and ground truth when the source is a toy clip."""
-    from vsynth.metrics.report import run_metrics
-    from vsynth.toy.truth import load_ground_truth
-
+def _measure(plan: RunPlan, videos: dict, idm, record: dict, runtime) -> None:
+    """The run's metrics (``plan.metrics``), through the metric hook, into run.json: ``metrics`` holds
+    ``{metric: {video: value}}``, ``metric_plugins`` who provides each metric, and why any measured nothing."""
     config = plan.config
-    idm_params = plan.params.get("idm")
-    canny = None
-    if idm_params is not None and {"low_threshold", "high_threshold"} <= set(type(idm_params).model_fields):
-        canny = (idm_params.low_threshold, idm_params.high_threshold)
-    truth = None
-    if config.video is not None:
-        truth = load_ground_truth(config.video, frames=config.frames, stride=config.stride, size=(plan.height, plan.width))
-    return run_metrics({name.lower(): frames for name, frames in videos.items()}, prompt=config.prompt, canny=canny, truth=truth)
+    size = (plan.height, plan.width)
+    detector = None
+    if idm is not None and getattr(idm, "control_maps", None) is not None:  # a control family: its own detector re-detects
+        detector = {"kind": getattr(idm, "kind", ""), "maps": idm.control_maps, **plan.params["idm"].model_dump()}
+    sample = measure.Sample(
+        prompt=config.prompt,
+        source=videos["source"],
+        condition=videos["condition"],
+        detector=detector,
+        truth=measure.ground_truth(plan.worlds, config.video, frames=config.frames, stride=config.stride, size=size),
+        device=str(runtime.device),
+        tiny=config.tiny,
+    )
+    named = {name.lower(): frames for name, frames in videos.items() if name != "condition"}
+    result = measure.measure(plan.metrics, named, sample, keep_going=True)  # the video is made: a metric's failure is recorded
+    for name, error in result.failed.items():
+        warnings.warn(f"metric {name} failed, the run's files are kept: {error}", VsynthWarning, stacklevel=2)
+    record["metrics"] = result.values
+    record["metric_plugins"] = {
+        spec.name: {
+            "plugin": spec.plugin,
+            **plan.providers.get(f"metric.{spec.name}", {}),
+            **({"skipped": result.skipped[spec.name]} if spec.name in result.skipped else {}),
+            **({"note": result.notes[spec.name]} if spec.name in result.notes else {}),
+            **({"error": result.failed[spec.name]} if spec.name in result.failed else {}),
+        }
+        for spec in plan.metrics
+    }
 
 
 def run(config: RunConfig, display=None, registry: Registry | None = None) -> RunReport:

@@ -188,5 +188,6 @@ def _impl_base(kind: str) -> type:
     """The class an implementation of ``kind`` must subclass (imported here: they import torch)."""
     from vsynth.core.diffusion.bridge import Bridge
     from vsynth.core.diffusion.models import ImageModel, VideoModel
+    from vsynth.core.run.measure import Metric
 
-    return {"idm": ImageModel, "vdm": VideoModel, "bridge": Bridge}[kind]
+    return {"idm": ImageModel, "vdm": VideoModel, "bridge": Bridge, "metric": Metric, "world": object}[kind]

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from vsynth import hookimpl
 from vsynth.core.host.specs import BridgeSpec, Params
 from vsynth.errors import InvalidParamsError, VsynthWarning
+from vsynth.plugins.bridges.flow_edit_params import FlowEditParams
 
 ENHANCE = "enhance"
 
@@ -201,6 +202,24 @@ def vsynth_register_bridges(registrar):
             impl="vsynth.plugins.bridges.encapsulated:Encapsulated",
             video="optional",
             task=ENHANCE,
+            image_inversion=False,
+        )
+    )
+    registrar.register_bridge(
+        BridgeSpec(
+            name="flow-edit",
+            description="FlowEdit: inversion-free editing of the source video from --source-prompt to --prompt along a direct "
+            "path of velocity differences, with a flow VDM (Wan, LTX, HunyuanVideo); with --idm, the IDM's frame-wise edit "
+            "(Kontext's instruction edit, or FlowEdit frame-wise with a text-to-image flow IDM) is the target of the first "
+            "levels and the VDM's edit path keeps motion and coherence.",
+            paper="FlowEdit, Kulikov et al., ICCV 2025 (arXiv:2412.08629)",
+            params=FlowEditParams,
+            impl="vsynth.plugins.bridges.flow_edit:FlowEdit",
+            needs_idm=False,
+            accepts_idm=True,
+            needs=("source_prompt",),
+            video="required",
+            task="editing",
             image_inversion=False,
         )
     )

@@ -97,10 +97,12 @@ class SDEdit:
             return sampling.denoise(self.schedule, z, self.cond, self.start, guidance=self.guidance, advance=advance, generator=generator)
 
 
-def encode_source(codec: VaeCodec, inputs: BridgeInputs, stages: Stages, frames=None) -> torch.Tensor:
-    """The source video (or ``frames``, uint8 (F, H, W, 3)) as latents (1, C, F, h, w), the latent distribution's mean."""
+def encode_source(codec: VaeCodec, inputs: BridgeInputs, stages: Stages, frames=None, generator=None) -> torch.Tensor:
+    """The source video (or ``frames``, uint8 (F, H, W, 3)) as latents (1, C, F, h, w), the latent distribution's mean;
+    a sample drawn from ``generator`` for a codec whose video-to-video pipeline samples it (``codec.samples_sources``)."""
     with stages.stage("encoding source", total=1) as advance:
-        latents = codec.encode(inputs.sources.video if frames is None else frames)
+        sampled = generator if codec.samples_sources else None
+        latents = codec.encode(inputs.sources.video if frames is None else frames, sampled)
         advance(1)
     return latents
 
@@ -115,7 +117,7 @@ class IdmOnly(Bridge):
 class VdmOnly(Bridge):
     def run(self, idm, vdm, inputs, generator, stages):
         t2v = SDEdit.video(vdm, inputs, self.params.t2v_strength)
-        z = t2v.run(encode_source(vdm.codec, inputs, stages), generator, stages)
+        z = t2v.run(encode_source(vdm.codec, inputs, stages, generator=generator), generator, stages)
         return BridgeResult(latents=z, codec=vdm.codec)
 
 
@@ -149,5 +151,5 @@ class VdmThenIdm(Bridge):
         t2i = SDEdit.image(idm, inputs, self.params.strength)
         t2v = SDEdit.video(vdm, inputs, self.params.t2v_strength)
         codec = video_codec(idm, vdm)
-        z = t2v.run(encode_source(codec, inputs, stages), generator, stages)
+        z = t2v.run(encode_source(codec, inputs, stages, generator=generator), generator, stages)
         return BridgeResult(latents=t2i.run(transcode(z, codec, idm.codec, stages), generator, stages), codec=idm.codec)

@@ -9,6 +9,7 @@ from pydantic import Field, PositiveInt
 from vsynth import hookimpl
 from vsynth.core.host import layouts
 from vsynth.core.host.specs import LatentSpace, ModelSpec, Params, WeightsSpec
+from vsynth.plugins.loras import HYPER_FLUX, LCM_SD15, LCM_SDXL
 
 # Sizes are the files a run reads (float32; the fp16 variants a float16 run prefers are about half):
 # from vsynth/configs/layouts.json where it has them, else as measured on the hub (issue 14).
@@ -140,6 +141,7 @@ def vsynth_register_models(registrar):
     registrar.register_model(
         ModelSpec(
             name="controlnet-canny",
+            loras=LCM_SD15,
             kind="idm",
             task=CONTROLLABLE,
             description="ControlNet v1.1 on SD1.5, conditioned on Canny edges of the source video (OpenCV).",
@@ -153,6 +155,7 @@ def vsynth_register_models(registrar):
     registrar.register_model(
         ModelSpec(
             name="controlnet-depth",
+            loras=LCM_SD15,
             kind="idm",
             task=CONTROLLABLE,
             description="ControlNet v1.1 on SD1.5, conditioned on depth maps estimated from the source video (DPT).",
@@ -170,6 +173,7 @@ def vsynth_register_models(registrar):
     registrar.register_model(
         ModelSpec(
             name="controlnet-openpose",
+            loras=LCM_SD15,
             kind="idm",
             task=CONTROLLABLE,
             description="ControlNet v1.1 on SD1.5, conditioned on OpenPose skeletons (--condition-video, or detected from the "
@@ -185,6 +189,7 @@ def vsynth_register_models(registrar):
         registrar.register_model(
             ModelSpec(
                 name=f"t2i-adapter-{kind}",
+                loras=LCM_SD15,
                 kind="idm",
                 task=CONTROLLABLE,
                 description=f"T2I-Adapter on SD1.5, conditioned on {kind} maps of the source video.",
@@ -230,6 +235,7 @@ def vsynth_register_models(registrar):
     registrar.register_model(
         ModelSpec(
             name="sd-inpaint",
+            loras=LCM_SD15,
             kind="idm",
             task=INPAINTING,
             description="SD1.5 inpainting: regenerates the masked part of each frame (--mask), or extends the frame (--outpaint).",
@@ -243,6 +249,7 @@ def vsynth_register_models(registrar):
     registrar.register_model(
         ModelSpec(
             name="sd15",
+            loras=LCM_SD15,
             kind="idm",
             task=GENERATION,
             description="Stable Diffusion 1.5 or any SD1.5 finetune (--idm-weights): text-to-image, or SDEdit of the source "
@@ -258,6 +265,7 @@ def vsynth_register_models(registrar):
         registrar.register_model(
             ModelSpec(
                 name=f"controlnet-sdxl-{kind}",
+                loras=LCM_SDXL,
                 kind="idm",
                 task=CONTROLLABLE,
                 description=f"diffusers' SDXL ControlNet on SDXL base 1.0, conditioned on {maps}.",
@@ -280,6 +288,7 @@ def vsynth_register_models(registrar):
     registrar.register_model(
         ModelSpec(
             name="sdxl",
+            loras=LCM_SDXL,
             kind="idm",
             task=GENERATION,
             description="Stable Diffusion XL base 1.0 or an SDXL finetune (--idm-weights): text-to-image, or SDEdit of the source "
@@ -349,6 +358,7 @@ def _register_flux(registrar) -> None:
     registrar.register_model(
         _flux_spec(
             "flux-dev",
+            loras=HYPER_FLUX,
             task=GENERATION,
             description="FLUX.1 [dev]: text-to-image, or SDEdit of the source video when one is given (-o strength); "
             "--guidance is its distilled guidance embedding.",

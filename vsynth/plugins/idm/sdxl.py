@@ -84,8 +84,8 @@ class SDXL:
         return VaeCodec(self.vae)
 
 
-class SDXLDenoiser(FrameDenoiser):
-    """SDXL's UNet on every frame, ``batch_size`` frames per call, as StableDiffusionXLPipeline calls it.
+class SDXLConditions:
+    """What conditions an SDXL UNet, for a denoiser over it (frame by frame, or AnimateDiff-SDXL's motion UNet).
 
     ``condition`` holds both prompts' embeddings (1, 77, 2048) and pooled embeddings (1, 1280), the
     negative ones zero where the negative prompt is empty and the pipeline forces zeros for it (SDXL
@@ -93,8 +93,7 @@ class SDXLDenoiser(FrameDenoiser):
     conditioning is the frame size, uncropped: original size = target size = (H, W).
     """
 
-    def __init__(self, sdxl: SDXL, batch_size: int | None = None):
-        super().__init__(sdxl.unet, sdxl.scheduler, sdxl.tokenizer, sdxl.text_encoder, batch_size)
+    def _take_text(self, sdxl: SDXL) -> None:
         self.tokenizer_2 = sdxl.tokenizer_2
         self.text_encoder_2 = sdxl.text_encoder_2
         self.zeros_for_empty_prompt = sdxl.zeros_for_empty_prompt
@@ -128,7 +127,8 @@ class SDXLDenoiser(FrameDenoiser):
         return Conditioning(text=text.to(self.dtype), negative=negative.to(self.dtype), extras=extras)
 
     def added_conditions(self, x: torch.Tensor, cond: Conditioning, cfg: bool) -> dict:
-        """``added_cond_kwargs`` for the batch ``x`` (negatives first when ``cfg``): pooled text and time ids."""
+        """``added_cond_kwargs`` for the batch ``x`` (N, C, [F,] h, w), negatives first when ``cfg``: pooled text and
+        time ids, one per batch entry (a motion UNet repeats them over frames itself)."""
         n = x.shape[0] // 2 if cfg else x.shape[0]
         pooled = cond.extras["pooled"].expand(n, -1)
         if cfg:
@@ -136,6 +136,14 @@ class SDXLDenoiser(FrameDenoiser):
         h, w = (side * self.vae_factor for side in x.shape[-2:])
         time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=pooled.dtype, device=x.device).expand(x.shape[0], -1)
         return {"text_embeds": pooled.to(x.device), "time_ids": time_ids}
+
+
+class SDXLDenoiser(SDXLConditions, FrameDenoiser):
+    """SDXL's UNet on every frame, ``batch_size`` frames per call, as StableDiffusionXLPipeline calls it."""
+
+    def __init__(self, sdxl: SDXL, batch_size: int | None = None):
+        super().__init__(sdxl.unet, sdxl.scheduler, sdxl.tokenizer, sdxl.text_encoder, batch_size)
+        self._take_text(sdxl)
 
     def unet_kwargs(self, x, t, embeddings, frames: slice, cond: Conditioning, cfg: bool) -> dict:
         return {"added_cond_kwargs": self.added_conditions(x, cond, cfg)}

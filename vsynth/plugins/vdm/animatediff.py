@@ -1,8 +1,9 @@
-"""AnimateDiff and AnimateDiff-Lightning: SD1.5 (or a finetune) with motion modules.
+"""AnimateDiff and AnimateDiff-Lightning: SD1.5 (or a finetune) with motion modules; AnimateDiff-SDXL: SDXL with its own.
 
 The motion UNet is built from the SD1.5 base and a MotionAdapter, as AnimateDiffPipeline builds it,
 on the base's own weight tensors. It shares SD1.5's VAE and text encoder, and wants text
-embeddings per frame.
+embeddings per frame. AnimateDiff-SDXL does the same on SDXL base (AnimateDiffSDXLPipeline), with
+SDXL's two text encoders and added conditions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from vsynth.core.diffusion.components import VaeCodec, load
 from vsynth.core.diffusion.models import VideoModel
 from vsynth.errors import VsynthInputError, WeightsUnavailableError
+from vsynth.plugins.idm.sdxl import SDXL, SDXLConditions
 from vsynth.plugins.idm.stable_diffusion import SD15
 from vsynth.plugins.vdm import LIGHTNING_FILE
 from vsynth.plugins.vdm.unet3d import ClipDenoiser
@@ -113,3 +115,48 @@ class AnimateDiffLightning(AnimateDiff):
             adapter = MotionAdapter(**config)
         adapter.load_state_dict({k: v.to(runtime.dtype) for k, v in load_file(str(path)).items()}, strict=True, assign=True)
         return adapter.to(runtime.dtype)  # buffers built with the module
+
+
+class SDXLMotionDenoiser(SDXLConditions, MotionDenoiser):
+    """AnimateDiff-SDXL's motion UNet over whole clips, conditioned as AnimateDiffSDXLPipeline conditions it: both
+    text encoders' states per frame, the pooled embedding and the size ids once per clip (the UNet repeats them)."""
+
+    def __init__(self, unet, scheduler, sdxl):
+        super().__init__(unet, scheduler, sdxl.tokenizer, sdxl.text_encoder)
+        self._take_text(sdxl)
+
+    def unet_kwargs(self, latents: torch.Tensor, cond, cfg: bool) -> dict:
+        return {"added_cond_kwargs": self.added_conditions(latents, cond, cfg)}
+
+
+class AnimateDiffSDXL(AnimateDiff):
+    """guoyww's SDXL motion adapter (beta) on SDXL base or a finetune, with DDIM as diffusers' example samples it
+    (SDXL's training schedule with linear betas, linspace spacing). Its UNet holds the tensors of the SDXL UNet
+    that an SDXL image model of the run loads (one SDXL UNet in memory, not two), its VAE and text encoders are
+    that model's too: its latents are SDXL's, so Mixed Inversion mixes both inversions with SDXL IDMs."""
+
+    @staticmethod
+    def scheduler(sdxl):
+        from diffusers import DDIMScheduler
+
+        from vsynth.core.diffusion.schedules import SDXL_EULER
+
+        # from the repo's scheduler config, as DDIMScheduler.from_pretrained(SDXL base, subfolder="scheduler", ...) reads it
+        return DDIMScheduler.from_config(SDXL_EULER, beta_schedule="linear", clip_sample=False, timestep_spacing="linspace", steps_offset=1)
+
+    @classmethod
+    def load(cls, spec, params, sources, runtime):
+        sdxl = SDXL.load(sources["base"], runtime)
+        adapter = cls.load_adapter(sources[spec.weights[0].role], params, runtime)
+        unet = motion_unet(sdxl.unet, adapter).to(runtime.home, runtime.dtype)
+        model = cls(spec, params)
+        model.denoiser = model.motion = SDXLMotionDenoiser(unet, cls.scheduler(sdxl), sdxl)  # motion: unwrapped by windows
+        model.codec = VaeCodec(sdxl.vae, params.decode_batch_size)
+        return model
+
+    def offload_units(self) -> dict[str, list[torch.nn.Module]]:
+        """The second text encoder is a unit of its own for ``--offload model``, after the first."""
+        units = super().offload_units()
+        first = list(units).index("text_encoder") + 1
+        items = list(units.items())
+        return dict(items[:first] + [("text_encoder_2", [self.motion.text_encoder_2])] + items[first:])

@@ -22,6 +22,10 @@ class ClipDenoiser(Denoiser):
     def frame_embeddings(self, embeddings: torch.Tensor, frames: int) -> torch.Tensor:
         return embeddings
 
+    def unet_kwargs(self, latents: torch.Tensor, cond: Conditioning, cfg: bool) -> dict:
+        """Extra UNet arguments for the batch ``latents`` (doubled when ``cfg``): AnimateDiff-SDXL's added conditions."""
+        return {}
+
     @torch.no_grad()
     def predict(self, latents: torch.Tensor, t, cond: Conditioning, guidance: float) -> torch.Tensor:
         b, frames = latents.shape[0], latents.shape[2]
@@ -30,7 +34,8 @@ class ClipDenoiser(Denoiser):
         if cfg:
             latents = torch.cat([latents, latents])
             embeddings = torch.cat([cond.negative.expand(b, -1, -1), embeddings])
-        eps = self.unet(latents, t, encoder_hidden_states=self.frame_embeddings(embeddings, frames), return_dict=False)[0]
+        kwargs = self.unet_kwargs(latents, cond, cfg)
+        eps = self.unet(latents, t, encoder_hidden_states=self.frame_embeddings(embeddings, frames), return_dict=False, **kwargs)[0]
         if cfg:
             uncond, text = eps.chunk(2)
             eps = uncond + guidance * (text - uncond)

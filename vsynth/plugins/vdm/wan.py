@@ -180,6 +180,7 @@ class WanVideoModel(VideoModel):
 
     denoiser_class = WanDenoiser
     transformer_class = "WanTransformer3DModel"
+    gguf = True  # --vdm-weights FILE.gguf: a GGUF transformer (diffusers' from_single_file; the rest from the pipeline folder)
 
     @classmethod
     def load(cls, spec, params, sources, runtime):
@@ -191,7 +192,11 @@ class WanVideoModel(VideoModel):
         index = pipeline_index(source)
         transformer_cls = getattr(diffusers, cls.transformer_class)
         experts = [load(transformer_cls, source, what=what, subfolder=name, **kw).to(runtime.home)
-                   for name in ("transformer", "transformer_2") if index.get(name, [None])[0] is not None]  # fmt: skip
+                   for name in ("transformer", "transformer_2") if index.get(name, [None])[0] is not None and "gguf" not in sources]  # fmt: skip
+        if "gguf" in sources:  # checked while planning (vsynth.core.diffusion.gguf): one transformer, this family's
+            from vsynth.core.diffusion.gguf import load_transformer
+
+            experts = [load_transformer(transformer_cls, sources["gguf"], source, runtime.dtype).to(runtime.home)]
         model = cls(spec, params)
         model.denoiser = cls.denoiser_class(
             experts[0],
@@ -217,7 +222,7 @@ class WanVideoModel(VideoModel):
     def configure(self, inputs) -> None:
         """Encode the run's prompts now and release UMT5 from the GPU before any transformer call; hold TI2V's first
         frame at the source's first frame where the params ask for it."""
-        for prompt in {inputs.prompt, inputs.negative_prompt}:
+        for prompt in {inputs.prompt, inputs.negative_prompt, inputs.sources.source_prompt} - {None}:  # the source's: flow-edit
             self.wan.encode_prompt(prompt)
         self.wan.release_text_encoder()
         self.wan.first_frame = None
@@ -266,36 +271,78 @@ class VaceDenoiser(WanDenoiser):
         return {"control_hidden_states": control.expand(latents.shape[0], -1, -1, -1, -1), "control_hidden_states_scale": self.control_scale}
 
 
+class VaceCodec(WanCodec):
+    """WanCodec with VACE's reference slot: with a reference image the clip's latents start with one latent frame of
+    their own (the reference's, as WanVACEPipeline prepends it), which encode() puts first and decode() drops."""
+
+    reference: torch.Tensor | None = None  # (1, C, 1, h, w), normalized as the clip's latents
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        b, c, f, h, w = super().latent_shape(frames, height, width)
+        return (b, c, f + (self.reference is not None), h, w)
+
+    def encode(self, frames: np.ndarray, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:
+        latents = super().encode(frames, generator, scaled=scaled)
+        if self.reference is None or not scaled:
+            return latents
+        return torch.cat([self.reference.to(latents.device, latents.dtype), latents], dim=2)
+
+    def decode(self, latents: torch.Tensor, advance=None) -> np.ndarray:
+        return super().decode(latents if self.reference is None else latents[:, :, 1:], advance)
+
+
 class WanVaceModel(WanVideoModel):
-    """Wan 2.1 VACE: a VDM that takes controls natively (canny maps of the source video, precomputed maps
-    from --condition-video, or the source itself with --mask / --outpaint to fill), the trained alternative
-    to composing an image model's control with a video model."""
+    """Wan 2.1 VACE: a VDM that takes controls natively (canny, depth or pose maps of the source video made by the
+    IDMs' own detectors, precomputed maps from --condition-video, or the source itself with --mask / --outpaint to
+    fill) and a reference image: the trained alternative to composing an image model's control with a video model."""
 
     denoiser_class = VaceDenoiser
     transformer_class = "WanVACETransformer3DModel"
+    gguf = False  # diffusers converts Wan's original keys, not VACE's control blocks
+
+    @classmethod
+    def load(cls, spec, params, sources, runtime):
+        model = super().load(spec, params, sources, runtime)
+        model.codec = VaceCodec(model.codec.vae)
+        model.codec.dtype = runtime.dtype
+        model.detector_sources = dict(sources)
+        return model
+
+    def control_maps(self, video: np.ndarray) -> np.ndarray:
+        """The maps -o control asks for, from the same detectors as the ControlNet IDMs (loaded now, released after)."""
+        from vsynth.plugins.idm.detectors import map_maker
+
+        params = self.params
+        if params.control == "video":
+            return video
+        kind = {"pose": "openpose"}.get(params.control, params.control)
+        return map_maker(kind, params, self.detector_sources, self.wan.device)(video)
 
     def configure(self, inputs) -> None:
         from PIL import Image
 
         super().configure(inputs)
-        from vsynth.plugins.idm.detectors import canny_maps
-
         sources, params = inputs.sources, self.params
         video, mask = None, None
         if sources.condition is not None:
             video = sources.condition
-        elif sources.video is not None and sources.mask is None and params.control == "canny":
-            video = canny_maps(sources.video, params.low_threshold, params.high_threshold)
+        elif sources.video is not None and sources.mask is None:
+            video = self.control_maps(sources.video)
         elif sources.video is not None:
             video = sources.video
         if sources.mask is not None:
             mask = np.repeat(sources.mask[..., None], 3, axis=-1)
         self.condition_frames = video
+        reference = None
+        if params.reference is not None:
+            from vsynth.core.media.video import read_image
+
+            reference = Image.fromarray(read_image(params.reference))
         pipe = self.pipeline()
         device = self.wan.device
         as_images = lambda frames: None if frames is None else [Image.fromarray(f) for f in frames]  # noqa: E731
         video_t, mask_t, references = pipe.preprocess_conditions(
-            as_images(video), as_images(mask), None, 1, inputs.height, inputs.width, inputs.frames, torch.float32, device
+            as_images(video), as_images(mask), reference, 1, inputs.height, inputs.width, inputs.frames, torch.float32, device
         )
         with torch.no_grad():
             latents = pipe.prepare_video_latents(video_t, mask_t, references, None, device)
@@ -304,6 +351,8 @@ class WanVaceModel(WanVideoModel):
         d.control = torch.cat([latents, masks], dim=1).to(d.unet.dtype)
         layers = len(d.unet.config.vace_layers)
         d.control_scale = torch.full((layers,), params.conditioning_scale, device=device, dtype=d.unet.dtype)
+        # the reference's own latent (the first half of its control slot) starts the clip's latents
+        self.codec.reference = latents[:, : self.codec.channels, :1].float() if reference is not None else None
 
     def pipeline(self):
         """A WanVACEPipeline over this model's own modules, for its condition preprocessing (nothing is copied)."""

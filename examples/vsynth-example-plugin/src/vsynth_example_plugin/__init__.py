@@ -1,4 +1,4 @@
-"""vsynth-example-plugin: an image model, a video model and a bridge, registered the way every vsynth plugin does.
+"""vsynth-example-plugin: an image model, a video model, a bridge and a metric, registered the way every vsynth plugin does.
 
 This module is what the entry point names. It registers specs only (metadata: no torch), so
 ``vsynth --help`` and ``vsynth models`` stay fast; the modules named by ``impl`` are imported
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from vsynth import hookimpl
-from vsynth.core.host.specs import BridgeSpec, ModelSpec, Params, WeightsSpec
+from vsynth.core.host.specs import BridgeSpec, MetricSpec, ModelSpec, Params, WeightsSpec
 from vsynth.plugins.idm import SD15, CannyParams
 from vsynth.plugins.vdm import ZeroScopeParams
 
@@ -73,5 +73,20 @@ def vsynth_register_bridges(registrar):
             paper="SDEdit, ICLR 2022 (arXiv:2108.01073)",
             params=SDEditParams,
             impl="vsynth_example_plugin.sdedit:SDEdit",
+        )
+    )
+
+
+@hookimpl
+def vsynth_register_metrics(registrar):
+    registrar.register_metric(
+        MetricSpec(
+            name="sharpness",
+            description="Variance of each frame's Laplacian (grey levels squared): low for blurred or washed-out frames.",
+            impl="vsynth_example_plugin.sharpness:Sharpness",
+            higher_is_better=True,
+            unit="grey levels squared",
+            # needs=("prompt",) / ("source",) / ("condition",) / ("truth",): what else it reads, from vsynth.core.run.measure.Sample
+            # default=True would measure it on every run; without it, `--metrics default,sharpness` asks for it
         )
     )

@@ -1,0 +1,130 @@
+"""LoRAs (--idm-lora, --vdm-lora, --fuse-lora) and the distillation presets, on LoRAs the tests make with peft for
+the tiny Wan transformer and the tiny SD1.5 UNet, saved as diffusers' save_lora_weights saves them."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import vsynth
+from vsynth.cli import cli
+from vsynth.core.diffusion import lora
+from vsynth.core.run.config import RunConfig
+from vsynth.core.run.pipeline import execute, plan_run
+from vsynth.errors import LoraError
+from vsynth.tiny import tiny_weights
+
+WAN = dict(vdm="wan2.1-t2v-1.3b", bridge="none", tiny=True, frames=5, height=64, width=64, steps=2, prompt="a red ball", seed=3)
+SD15 = dict(idm="sd15", vdm="zeroscope", bridge="mixed-inversion", tiny=True, frames=2, height=64, width=64, steps=2, prompt="a red ball")
+
+
+@pytest.fixture(scope="module")
+def loras(tmp_path_factory):
+    from vsynth.testing.loras import write_tiny_lora
+
+    root = tmp_path_factory.mktemp("loras")
+    return {name: write_tiny_lora(tiny, root / name) for name, tiny in (("wan", "wan2.1-t2v"), ("sd15", "sd15"))}
+
+
+def test_a_wan_lora_changes_the_output_as_diffusers_wan_pipeline_loads_it(loras):
+    from diffusers import WanPipeline
+
+    plain = vsynth.run(**WAN).latents
+    ours = vsynth.run(**WAN, vdm_lora=[f"{loras['wan']}:0.8"]).latents
+    assert not torch.allclose(ours, plain, atol=1e-3)  # the LoRA reaches the transformer
+    pipe = WanPipeline.from_pretrained(tiny_weights("wan2.1-t2v")).to(torch.float32)
+    pipe.load_lora_weights(str(loras["wan"]), adapter_name="style")
+    pipe.set_adapters(["style"], adapter_weights=[0.8])
+    theirs = pipe(prompt="a red ball", height=64, width=64, num_frames=5, num_inference_steps=2, output_type="latent",
+                  generator=torch.Generator().manual_seed(3)).frames  # fmt: skip
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    fused = execute(plan_run(RunConfig(**WAN, vdm_lora=[f"{loras['wan']}:0.8"], fuse_lora=True)), write=False)
+    torch.testing.assert_close(fused.latents, ours, rtol=1e-4, atol=1e-4)  # merged into the weights: the same model
+    transformer = fused.loaded.models["vdm"].unets()[0]
+    assert not any("lora" in name for name, _ in transformer.named_modules())  # no adapter left to run per step
+
+
+def test_the_cli_loads_an_sd15_lora_through_idm_lora_and_records_it(loras, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "lora"
+    result = runner.invoke(cli, ["run", *_flags(SD15), "--idm-lora", str(loras["sd15"]), "--save-latents", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    plain = tmp_path / "plain"
+    assert runner.invoke(cli, ["run", *_flags(SD15), "--save-latents", "--out", str(plain), "-q"]).exit_code == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["idm_lora"] == [str(loras["sd15"])]
+    assert record["accel"]["idm"]["loras"][0]["scale"] == 1.0 and record["accel"]["idm"]["loras"][0]["fused"] is False
+    from safetensors.torch import load_file
+
+    assert not torch.allclose(load_file(out / "latents.safetensors")["latents"], load_file(plain / "latents.safetensors")["latents"], atol=1e-3)
+
+
+def _flags(values: dict) -> list[str]:
+    flags = []
+    for key, value in values.items():
+        flag = f"--{key.replace('_', '-')}"
+        flags += [flag] if value is True else [flag, str(value)]
+    return flags
+
+
+def test_a_lora_for_another_architecture_exits_2_with_one_line_before_loading(loras, tmp_path, monkeypatch):
+    from vsynth.core.run import pipeline
+
+    monkeypatch.setattr(pipeline, "load_models", lambda *a, **k: pytest.fail("loaded weights"))
+    result = CliRunner().invoke(cli, ["run", *_flags(WAN), "--vdm-lora", str(loras["sd15"]), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert "\n" not in line and "do not fit wan2.1-t2v-1.3b's WanTransformer3DModel" in line and "another architecture" in line
+    with pytest.raises(LoraError, match="do not fit sd15's UNet2DConditionModel"):
+        plan_run(RunConfig(**SD15, idm_lora=[str(loras["wan"])]))
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_model_without_a_lora_loader_and_bad_names_are_refused_before_loading(loras, tmp_path):
+    with pytest.raises(LoraError, match="zeroscope's UNet3DConditionModel has no LoRA loader"):
+        plan_run(RunConfig(**{**SD15, "idm": None, "bridge": "none"}, vdm_lora=[str(loras["sd15"])]))
+    with pytest.raises(LoraError, match="no such file or folder, nor a hub id"):
+        plan_run(RunConfig(**WAN, vdm_lora=[str(tmp_path / "missing.safetensors")]))
+    (tmp_path / "l.bin").write_bytes(b"x")
+    with pytest.raises(LoraError, match="from .safetensors files only"):
+        plan_run(RunConfig(**WAN, vdm_lora=[str(tmp_path / "l.bin")]))
+    with pytest.raises(Exception, match="--idm-lora is a LoRA of the image model, and this run has none"):
+        plan_run(RunConfig(**WAN, idm_lora=[str(loras["sd15"])]))
+    with pytest.raises(Exception, match="--fuse-lora fuses the run's LoRAs, and it has none"):
+        plan_run(RunConfig(**WAN, fuse_lora=True))
+    assert lora.parse("org/repo:0.5") == ("org/repo", 0.5) and lora.parse("a/b") == ("a/b", None)
+
+
+def test_a_distillation_preset_sets_solver_steps_and_guidance_unless_given(loras, monkeypatch):
+    # wan2.1-t2v-14b's tiny stand-in is the 1.3B's tiny transformer, so the tiny LoRA stands in for the preset's file
+    monkeypatch.setattr(lora, "_hub_file", lambda repo, filename, flag, text: str(loras["wan"]))
+    with pytest.warns(UserWarning, match="--vdm-lora lightx2v-4step: sampling as it was distilled"):
+        plan = plan_run(RunConfig(**{**WAN, "vdm": "wan2.1-t2v-14b", "steps": None}, vdm_lora=["lightx2v-4step"]))
+    assert (plan.sampling.vdm_steps, plan.sampling.vdm_guidance, plan.config.vdm_scheduler) == (4, 1.0, "euler")
+    assert plan.loras["vdm"][0].preset.name == "lightx2v-4step"
+    given = plan_run(RunConfig(**{**WAN, "vdm": "wan2.1-t2v-14b", "steps": 6}, vdm_lora=["lightx2v-4step:0.5"], vdm_scheduler="unipc"))
+    assert (given.sampling.vdm_steps, given.sampling.vdm_guidance, given.config.vdm_scheduler) == (6, 1.0, "unipc")
+    assert given.loras["vdm"][0].scale == 0.5
+    listed = CliRunner().invoke(cli, ["models", "wan2.1-t2v-14b"]).output
+    assert "LoRA presets (--vdm-lora NAME[:SCALE]):" in listed and "lightx2v-4step" in listed and "steps 4" in listed
+
+
+def test_fusing_an_idms_lora_leaves_the_sd15_unet_animatediff_shares_untouched(loras):
+    """The IDM and AnimateDiff hold one SD1.5 UNet's tensors: fusing writes into a copy of each LoRA layer's weight."""
+    from diffusers import UNet2DConditionModel
+
+    from vsynth.core.run.pipeline import load_models
+    from vsynth.core.run.progress import Stages
+
+    plan = plan_run(RunConfig(idm="sd15", vdm="animatediff", bridge="mixed-inversion", prompt="a ball", tiny=True, frames=2, height=64,
+                              width=64, steps=2, idm_lora=[str(loras["sd15"])], fuse_lora=True))  # fmt: skip
+    models = load_models(plan, Stages(None)).models
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"
+    plain = UNet2DConditionModel.from_pretrained(tiny_weights("sd15"), subfolder="unet").state_dict()[name]
+    idm = models["idm"].unets()[0].state_dict()[name]
+    vdm = models["vdm"].unets()[0].state_dict()[name]
+    assert not torch.allclose(idm, plain) and torch.equal(vdm, plain)
+    shared = "down_blocks.1.resnets.0.conv1.weight"  # a layer no LoRA touches stays one tensor for both
+    idm_params, vdm_params = dict(models["idm"].unets()[0].named_parameters()), dict(models["vdm"].unets()[0].named_parameters())
+    assert idm_params[shared].data_ptr() == vdm_params[shared].data_ptr()

@@ -1,0 +1,48 @@
+"""GGUF checkpoints of a model's transformer (``--vdm-weights FILE.gguf``), through diffusers' ``from_single_file``
+with ``GGUFQuantizationConfig``: the weights stay in the file's quantized types (Q8_0, Q4_K, ...) and are
+dequantized layer by layer to the run's dtype as they compute.
+
+A GGUF file holds the transformer alone, in the original trainers' names (diffusers converts them). The rest of
+the pipeline (VAE, text encoder, tokenizer, scheduler) and the transformer's config come from the model's own
+weights (its hub id, or ``--tiny``); their transformer files are neither needed nor counted. A model reads GGUF
+where its implementation says so (``gguf = True``: Wan 2.1 and 2.2 TI2V, one transformer); others refuse in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vsynth.errors import InvalidWeightsError, QuantizationError, VsynthInputError
+
+MAGIC = b"GGUF"
+
+
+def is_gguf(source: str | None) -> bool:
+    return source is not None and str(source).lower().endswith(".gguf")
+
+
+def check(spec, impl, path: str, flag: str, experts: int) -> Path:
+    """The GGUF file ``path`` exists, is a GGUF file, and ``spec``'s implementation reads one; else one line."""
+    import importlib.util
+
+    if not getattr(impl, "gguf", False):
+        raise VsynthInputError(f"{flag} {path}: {spec.name} does not read GGUF checkpoints (Wan 2.1 and Wan 2.2 TI2V do); pass a diffusers folder")
+    if experts > 1:
+        raise VsynthInputError(f"{flag} {path}: {spec.name} has {experts} expert transformers, and a GGUF file holds one")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise VsynthInputError(f"{flag} {path}: no such GGUF file")
+    with file.open("rb") as handle:
+        if handle.read(4) != MAGIC:
+            raise InvalidWeightsError(f"{flag} {path}: not a GGUF file (it does not start with GGUF); re-download it")
+    if importlib.util.find_spec("gguf") is None:
+        raise QuantizationError(f"{flag} {path}: reading GGUF needs the gguf package: pip install 'vsynth[quantize]'")
+    return file
+
+
+def load_transformer(cls, path: str, config_source: str, dtype):
+    """``cls.from_single_file`` on the GGUF file, its config from ``config_source``'s transformer folder."""
+    from diffusers import GGUFQuantizationConfig
+
+    return cls.from_single_file(path, config=config_source, subfolder="transformer", torch_dtype=dtype,
+                                quantization_config=GGUFQuantizationConfig(compute_dtype=dtype))  # fmt: skip
