@@ -22,6 +22,12 @@ the T2I), to compare with the plain text-to-video row (the same generation befor
 
     python benchmarks/quality.py                       # 3 clips x 8 frames, 20 steps: about 5 minutes on 2 cores
     python benchmarks/quality.py --clips 8 --steps 50  # closer to the papers' settings, slower
+    python benchmarks/quality.py --vdm wan2.1-t2v-1.3b --motion   # the flow-matching Wan toy on moving clips
+
+``--motion`` uses clips of one shape crossing a white frame ("a red circle moving left on a white
+background", 9 frames) and adds direction and speed agreement with the prompt (vsynth.metrics.motion):
+the columns that show whether a result has the T2V model's motion. With a VDM of another latent space
+than the IDM's (Wan's), Mixed Inversion runs video-side only (mixing ratio 0).
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ METRICS = (
     ("mean_abs_frame_difference", "mean abs dF"),
     ("shape_speed", "speed px/f"),
     ("classifier_accuracy", "classifier ↑"),
+    ("direction_agreement", "direction ↑"),
+    ("speed_agreement", "speed agr ↑"),
 )
 
 
@@ -66,20 +74,25 @@ def rows(args) -> list[dict]:
         {"name": "idm-then-vdm", "bridge": "idm-then-vdm", "idm": canny},
         {"name": "vdm-then-idm", "bridge": "vdm-then-idm", "idm": canny},
         {"name": "encapsulated (EVS)", "bridge": "encapsulated", "idm": canny},
-        {"name": "encapsulated + SFI", "bridge": "encapsulated", "idm": canny, "options": {"injection": "sfi"}},
+        *([] if getattr(args, "vdm_transformer", False) else  # SFI injects into a UNet decoder's self-attention
+          [{"name": "encapsulated + SFI", "bridge": "encapsulated", "idm": canny, "options": {"injection": "sfi"}}]),
         {"name": "plain text-to-video", "bridge": "none", "idm": None, "source": False},
         {"name": "encapsulated on its T2V (EVS's setting)", "bridge": "encapsulated", "idm": "sd15", "source": False},
     ]
     return out
 
 
-def make_clips(folder: Path, count: int, frames: int) -> list[Path]:
+def make_clips(folder: Path, count: int, frames: int, motion: bool = False) -> list[Path]:
     from vsynth.toy.truth import save_clip
+    from vsynth.toy.world import DIRECTIONS
 
     paths = []
     for i in range(count):
         path = folder / f"clip{i}.mp4"
-        save_clip(path, 100 + i, frames=frames, n_shapes=1 + i % 2, background=("white", "gray", "black", "gradient")[i % 4])
+        if motion:
+            save_clip(path, 100 + i, generator="make_motion_clip", frames=frames, motion=DIRECTIONS[i % 4], background="white")
+        else:
+            save_clip(path, 100 + i, frames=frames, n_shapes=1 + i % 2, background=("white", "gray", "black", "gradient")[i % 4])
         paths.append(path)
     return paths
 
@@ -147,19 +160,28 @@ def markdown(results: list[dict], args) -> str:
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=None, help="default 8, or 9 with --motion")
+    parser.add_argument("--motion", action="store_true", help="clips of one shape moving as its caption says; direction and speed agreement")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of every model (default 20: the toy models need no more)")
-    parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 0.5, 0.0], help="mixing ratios of Mixed Inversion")
+    parser.add_argument("--ratios", type=float, nargs="+", default=None, help="mixing ratios of Mixed Inversion (default 1.0 0.5 0.0; 0.0 for a VDM of another latent space)")
     parser.add_argument("--vdm", default="zeroscope")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     args = parser.parse_args(argv)
+    args.frames = args.frames or (9 if args.motion else 8)
+    from vsynth.core.host.registry import get_registry
+
+    registry = get_registry()
+    args.vdm_transformer = registry.model(args.vdm).architecture == "transformer"
+    if args.ratios is None:
+        same = registry.model("controlnet-canny").latent_space == registry.model(args.vdm).latent_space
+        args.ratios = [1.0, 0.5, 0.0] if same else [0.0]
 
     shutil.rmtree(args.out, ignore_errors=True)
     (args.out / "grids").mkdir(parents=True)
-    clips = make_clips(args.out / "clips", args.clips, args.frames)
+    clips = make_clips(args.out / "clips", args.clips, args.frames, args.motion)
     captions = [json.loads(c.with_suffix(".json").read_text())["caption"] for c in clips]
     done: dict[str, list[dict]] = {}
     for row in rows(args):

@@ -35,7 +35,7 @@ def test_the_shipped_toy_weights_match_their_manifest_and_fit_the_budget():
     models = shipped.toy_models()
     assert {"sd15", "controlnet-canny", "zeroscope"} <= set(models)
     assert all(shipped.verify(name) == [] for name in models)
-    assert shipped.manifest()["total_bytes"] <= 25 * 2**20
+    assert shipped.manifest()["total_bytes"] <= 40 * 10**6  # all toy weights under 40 MB (issue 28)
     assert not shipped.manifest().get("smoke")
 
 

@@ -621,7 +621,8 @@ def toy():
 @click.option("--count", type=click.IntRange(1, 100), default=4, show_default=True, help="How many clips.")
 @click.option("--frames", type=click.IntRange(2, 256), default=16, show_default=True, help="Frames per clip.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the first clip.")
-def toy_examples(directory, count, frames, seed):
+@click.option("--motion", is_flag=True, help="Clips of one shape moving left, right, up, down or growing, as their captions say.")
+def toy_examples(directory, count, frames, seed, motion):
     """Write toy clips (NAME.mp4, with their ground truth in NAME.json) into DIRECTORY.
 
     A run on such a clip measures itself against the ground truth in run.json's metrics.
@@ -632,7 +633,10 @@ def toy_examples(directory, count, frames, seed):
     check_creatable(directory / "clip", f"cannot write into {directory}", "choose a writable DIRECTORY")
     for i in range(count):
         path = Path(directory) / f"toy{seed + i}.mp4"
-        clip = save_clip(path, seed + i, frames=frames, n_shapes=1 + i % 3)
+        if motion:
+            clip = save_clip(path, seed + i, generator="make_motion_clip", frames=frames)
+        else:
+            clip = save_clip(path, seed + i, frames=frames, n_shapes=1 + i % 3)
         click.echo(f"{path}\t{clip.caption}")
 
 

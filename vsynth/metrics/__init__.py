@@ -7,6 +7,7 @@ classifier in :mod:`vsynth.metrics.quality`.
 """
 
 from vsynth.metrics.control import edge_f1
+from vsynth.metrics.motion import direction_agreement, object_track, speed_agreement
 from vsynth.metrics.prompt import background_adherence, colour_adherence
 from vsynth.metrics.quality import classifier_accuracy
 from vsynth.metrics.temporal import background_flicker, mean_abs_frame_difference, warping_error
@@ -16,7 +17,10 @@ __all__ = [
     "background_flicker",
     "classifier_accuracy",
     "colour_adherence",
+    "direction_agreement",
     "edge_f1",
     "mean_abs_frame_difference",
+    "object_track",
+    "speed_agreement",
     "warping_error",
 ]

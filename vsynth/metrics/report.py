@@ -5,7 +5,8 @@ edges also gets the edge F1 of the IDM frames and of the final video against the
 run on a toy clip (ground truth beside it, see :mod:`vsynth.toy.truth`) also gets prompt
 adherence, warping error and background flicker under the known motion; a run whose prompt is in
 the toy vocabulary gets the ground-truth-free colour adherence and shape motion, and, when it
-names one shape and one colour, the toy classifier's accuracy (frame quality).
+names one shape and one colour, the toy classifier's accuracy (frame quality); a prompt that names a
+motion ("a red circle moving left ...") gets direction and speed agreement (:mod:`vsynth.metrics.motion`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,15 @@ def run_metrics(
             name: detected_colour_adherence(frames, colours, background or "gradient") for name, frames in named.items()
         }
         metrics["shape_speed"] = {name: centroid_speed(colour_masks(frames, colours)) for name, frames in named.items()}
+    from vsynth.metrics.motion import direction_agreement, speed_agreement
+    from vsynth.toy.world import parse_motion
+
+    motion = parse_motion(prompt)
+    if motion is not None:  # "a red circle moving left ...": does the prompted colour's object move that way?
+        metrics["direction_agreement"] = {name: direction_agreement(f, motion["motion"], motion["colour"]) for name, f in named.items()}
+        if motion["motion"] != "growing":
+            speed = motion["speed"] * next(iter(named.values())).shape[2] / 64 if named else motion["speed"]
+            metrics["speed_agreement"] = {name: speed_agreement(f, speed, motion["colour"]) for name, f in named.items()}
     subject = parse_toy_subject(prompt)
     if subject is not None and shipped_classifier() is not None:
         metrics["classifier_accuracy"] = {name: classifier_accuracy(frames, *subject) for name, frames in named.items()}

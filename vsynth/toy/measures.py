@@ -88,3 +88,29 @@ class ClassifierAccuracy(Metric):
 
     def measure(self, frames: np.ndarray, sample: Sample) -> float:
         return classifier_accuracy(frames, *self.subject)
+
+
+class _ToyMotion(Metric):
+    """A metric that reads the motion a toy prompt names ("a red circle moving left ...")."""
+
+    def applies(self, sample: Sample) -> str | None:
+        self.motion = world.parse_motion(sample.prompt or "")
+        return None if self.motion is not None else "the prompt names no toy motion"
+
+
+class DirectionAgreement(_ToyMotion):
+    def measure(self, frames: np.ndarray, sample: Sample) -> float:
+        from vsynth.metrics.motion import direction_agreement
+
+        return direction_agreement(frames, self.motion["motion"], self.motion["colour"])
+
+
+class SpeedAgreement(_ToyMotion):
+    def applies(self, sample: Sample) -> str | None:
+        why = super().applies(sample)
+        return why or ("growing has no speed along a path" if self.motion["motion"] == "growing" else None)
+
+    def measure(self, frames: np.ndarray, sample: Sample) -> float:
+        from vsynth.metrics.motion import speed_agreement
+
+        return speed_agreement(frames, self.motion["speed"] * frames.shape[2] / 64, self.motion["colour"])

@@ -31,6 +31,8 @@ def vsynth_register_metrics(registrar):
         ("detected_colour_adherence", ("prompt",), True, "Toy prompts: share of non-background pixels of a prompted colour."),
         ("shape_speed", ("prompt",), None, "Toy prompts: how far the prompted colours' centroids move per frame (pixels)."),
         ("classifier_accuracy", ("prompt",), True, "One-shape toy prompts: share of frames the toy classifier sees as prompted."),
+        ("direction_agreement", ("prompt",), True, "Toy motion prompts: 1 when the prompted object moves the prompted way."),
+        ("speed_agreement", ("prompt",), True, "Toy motion prompts: 1 - |measured - prompted speed| / prompted speed."),
     ):
         impl = "".join(part.title() for part in name.split("_"))
         registrar.register_metric(

@@ -3,6 +3,7 @@
     python -m vsynth.toy.train                 # everything (about two hours on 2 cores), two stages at a time
     python -m vsynth.toy.train --smoke         # a few steps per model, to check the pipeline end to end
     python -m vsynth.toy.train --stage t2i     # one stage (resumes from its checkpoint)
+    python -m vsynth.toy.train --wan ...       # the moving world's Wan-architecture T2V (vsynth.toy.train_wan)
 
 Stages and their dependencies (the driver runs two independent stages side by side):
 
@@ -1344,6 +1345,11 @@ def run_driver(ctx, args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--wan" in argv:  # the Wan-architecture text-to-video model of the moving toy world: its own trainer
+        from .train_wan import main as train_wan
+
+        return train_wan([a for a in argv if a != "--wan"])
     p = argparse.ArgumentParser(prog="vsynth toy train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).parent / "weights"), help="exported float16 model folders + manifest.json (default: the shipped ones, vsynth/toy/weights)")
     p.add_argument("--work", default=str(Path.home() / ".cache" / "vsynth" / "toy-train"), help="data cache, checkpoints, logs (default: ~/.cache/vsynth/toy-train)")

@@ -15,20 +15,23 @@ from pathlib import Path
 import numpy as np
 
 from vsynth.errors import GroundTruthError
-from vsynth.toy.world import Clip, make_clip, write_video
+from vsynth.toy.world import Clip, make_clip, make_motion_clip, write_video
 
 SIDECAR_KEY = "vsynth_toy_clip"
+MAKERS = {"make_clip": make_clip, "make_motion_clip": make_motion_clip}  # the sidecar's "generator" (default make_clip)
 DEFAULT_FRAMES = inspect.signature(make_clip).parameters["frames"].default
 DEFAULT_SIZE = inspect.signature(make_clip).parameters["size"].default
 
 
-def save_clip(path: str | Path, seed: int, fps: int = 8, **make_args) -> Clip:
-    """Make a clip, write it as ``path`` (mp4) and its ground truth as ``path.with_suffix('.json')``."""
+def save_clip(path: str | Path, seed: int, fps: int = 8, generator: str = "make_clip", **make_args) -> Clip:
+    """Make a clip (``generator``: "make_clip", or "make_motion_clip" for one shape moving as its caption says), write
+    it as ``path`` (mp4) and its ground truth as ``path.with_suffix('.json')``."""
     path = Path(path)
-    clip = make_clip(seed, **make_args)
+    clip = MAKERS[generator](seed, **make_args)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_video(path, clip.frames, fps=fps)
-    path.with_suffix(".json").write_text(json.dumps({SIDECAR_KEY: {"seed": seed, **make_args}, "caption": clip.caption}, indent=2) + "\n")
+    extra = {} if generator == "make_clip" else {"generator": generator}
+    path.with_suffix(".json").write_text(json.dumps({SIDECAR_KEY: {"seed": seed, **make_args}, **extra, "caption": clip.caption}, indent=2) + "\n")
     return clip
 
 
@@ -47,6 +50,7 @@ def check_ground_truth(video: str | Path, info) -> None:
     if not isinstance(data, dict) or SIDECAR_KEY not in data:
         return
     args = data[SIDECAR_KEY]
+    maker = MAKERS.get(data.get("generator", "make_clip"))
 
     def stale(why: str) -> GroundTruthError:
         return GroundTruthError(
@@ -56,14 +60,17 @@ def check_ground_truth(video: str | Path, info) -> None:
 
     if not isinstance(args, dict):
         raise stale(f"its {SIDECAR_KEY} must be a mapping of make_clip arguments")
-    unknown = set(args) - set(inspect.signature(make_clip).parameters)
+    if maker is None:
+        raise stale(f"unknown generator {data.get('generator')!r}: one of {', '.join(MAKERS)}")
+    unknown = set(args) - set(inspect.signature(maker).parameters)
     if unknown or not isinstance(args.get("seed"), int):
         raise stale(f"unknown arguments {', '.join(sorted(unknown))}" if unknown else "it has no whole-number seed")
-    clip_frames, clip_size = args.get("frames", DEFAULT_FRAMES), args.get("size", DEFAULT_SIZE)
+    defaults = inspect.signature(maker).parameters
+    clip_frames, clip_size = args.get("frames", defaults["frames"].default), args.get("size", defaults["size"].default)
     if (clip_frames, clip_size, clip_size) != (info.num_frames, info.width, info.height):
         raise stale(f"it describes {clip_frames} frames of {clip_size}x{clip_size}, the clip has {info.num_frames} of {info.width}x{info.height}")
     try:
-        make_clip(**{**args, "frames": 1})  # the other arguments' types and values, cheaply
+        maker(**{**args, "frames": 1})  # the other arguments' types and values, cheaply
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise stale(f"make_clip refuses its arguments ({type(exc).__name__}: {exc})") from None
 
@@ -77,10 +84,11 @@ def load_ground_truth(video: str | Path, *, frames: int, stride: int, size: tupl
     if not sidecar.is_file():
         return None
     try:
-        args = json.loads(sidecar.read_text())[SIDECAR_KEY]
+        data = json.loads(sidecar.read_text())
+        args, maker = data[SIDECAR_KEY], MAKERS[data.get("generator", "make_clip")]
     except (ValueError, KeyError, TypeError):
         return None
-    clip = make_clip(**args)
+    clip = maker(**args)
     return resample(clip, frames=frames, stride=stride, size=size)
 
 

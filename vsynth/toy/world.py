@@ -38,6 +38,12 @@ GRADIENT_RANGE = (40, 215)  # grey level at the top and at the bottom of a gradi
 FUNCTION_WORDS: tuple[str, ...] = ("a", "an", "and", "on", "background", "the")
 # Edit words (for an InstructPix2Pix-style model): "make the circle green", "turn the square into a circle".
 EDIT_WORDS: tuple[str, ...] = ("make", "turn", "into", "change", "to")
+# Motion words: "a red circle moving left on a white background", "a blue square growing quickly on ...".
+DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
+MOTIONS: tuple[str, ...] = DIRECTIONS + ("growing",)
+SPEED_WORDS: dict[str, float] = {"slowly": 2.0, "quickly": 6.0}  # pixels per frame at 64x64; unnamed: DEFAULT_SPEED
+DEFAULT_SPEED = 4.0
+DIRECTION_VECTORS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # (x, y), y down
 
 VOCABULARY: dict[str, tuple[str, ...]] = {
     "shapes": SHAPES,
@@ -45,10 +51,12 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "backgrounds": BACKGROUNDS,
     "function_words": FUNCTION_WORDS,
     "edits": EDIT_WORDS,
+    "motions": MOTIONS,
+    "speeds": tuple(SPEED_WORDS),
 }
 
 # Every word the toy models know, in a fixed order (the tokenizer's word ids follow it).
-WORDS: tuple[str, ...] = tuple(dict.fromkeys(SHAPES + COLOURS + BACKGROUNDS + FUNCTION_WORDS + EDIT_WORDS + ("shape", "shapes", "moving")))
+WORDS: tuple[str, ...] = tuple(dict.fromkeys(SHAPES + COLOURS + BACKGROUNDS + FUNCTION_WORDS + EDIT_WORDS + ("shape", "shapes", "moving") + MOTIONS + tuple(SPEED_WORDS)))
 
 # Colour distances, used to pick the nearest named colour of a pixel.
 NAMED_COLOURS: dict[str, tuple[int, int, int]] = {**PALETTE, **BACKGROUND_COLOURS}
@@ -202,6 +210,93 @@ def colour_fidelity(frames: np.ndarray, clip: Clip) -> float:
         hits += int((nearest[m] == names.index(colour)).sum())
         total += int(m.sum())
     return hits / max(total, 1)
+
+
+def motion_caption(shape: str, colour: str, motion: str, background: str, speed: str | None = None) -> str:
+    """"a red circle moving left on a white background"; "a blue square growing quickly on a black background"."""
+    verb = "growing" if motion == "growing" else f"moving {motion}"
+    return f"a {colour} {shape} {verb}{' ' + speed if speed else ''} on a {background} background"
+
+
+def parse_motion(prompt: str) -> dict | None:
+    """What a motion prompt asks for: {"motion", "speed" (px/frame at 64x64), "colour", "shape"}; None without a motion word."""
+    words = re.findall(r"[a-z]+", prompt.lower())
+    motion = next((w for w in words if w in MOTIONS), None)
+    if motion is None:
+        return None
+    speed = next((SPEED_WORDS[w] for w in words if w in SPEED_WORDS), DEFAULT_SPEED)
+    colour = next((w for w in words if w in COLOURS), None)
+    shape = next((w for w in words if w in SHAPES), None)
+    return {"motion": motion, "speed": speed, "colour": colour, "shape": shape}
+
+
+def make_motion_clip(
+    seed: int,
+    frames: int = 9,
+    size: int = 64,
+    shape: str | None = None,
+    colour: str | None = None,
+    motion: str | None = None,
+    background: str | None = None,
+    speed: str | None = None,
+    motions: tuple[str, ...] = MOTIONS,
+    backgrounds: tuple[str, ...] = BACKGROUNDS,
+) -> Clip:
+    """One shape that moves the prompted way (or grows) at a constant, prompted speed, and its caption saying so.
+
+    A moving shape starts in the trailing part of the frame (it crosses the frame, never bounces) at a
+    random position across the motion; a growing one starts small near the centre. The ground truth
+    (masks, centre positions, velocities, and ``extra``: motion, speed, radii per frame) is exact.
+    """
+    rng = np.random.default_rng(seed)
+    scale = size / 64
+    shape = shape or SHAPES[rng.integers(len(SHAPES))]
+    colour = colour or COLOURS[rng.integers(len(COLOURS))]
+    motion = motion or motions[rng.integers(len(motions))]
+    background = background or backgrounds[rng.integers(len(backgrounds))]
+    if speed is not None and speed not in SPEED_WORDS:
+        raise ValueError(f"unknown speed {speed!r}: one of {', '.join(SPEED_WORDS)}")
+    px = (SPEED_WORDS[speed] if speed else DEFAULT_SPEED) * scale
+    if motion == "growing":
+        r0 = rng.uniform(4.0, 6.0) * scale
+        growth = px / 2  # the radius grows by half the speed per frame
+        radii = [min(r0 + growth * t, size / 2 - 1) for t in range(frames)]
+        centre = np.array([rng.uniform(size * 0.4, size * 0.6), rng.uniform(size * 0.4, size * 0.6)])
+        pos = np.repeat(centre[None], frames, 0)
+        vel = np.zeros((frames, 2))
+    elif motion in DIRECTION_VECTORS:
+        r = float(rng.uniform(7.0, 10.0) * scale)
+        radii = [r] * frames
+        d = np.array(DIRECTION_VECTORS[motion], np.float64)
+        travel = px * (frames - 1)
+        axis = 0 if d[0] else 1
+        start = np.zeros(2)
+        # along the motion: start so that the whole path stays inside the frame when it can, else centred on it
+        room = size - 2 * r - travel
+        along = r + (rng.uniform(0, room) if room > 0 else room / 2)
+        start[axis] = along if d[axis] > 0 else size - along
+        start[1 - axis] = rng.uniform(r, size - r)
+        pos = start[None] + d[None] * px * np.arange(frames)[:, None]
+        vel = np.repeat((d * px)[None], frames, 0)
+    else:
+        raise ValueError(f"unknown motion {motion!r}: one of {', '.join(MOTIONS)}")
+    out_frames, out_masks = [], []
+    for t in range(frames):
+        img, masks = render([(shape, colour)], pos[t : t + 1], [radii[t]], background, size)
+        out_frames.append(img)
+        out_masks.append(masks)
+    return Clip(
+        frames=np.stack(out_frames),
+        masks=np.stack(out_masks).reshape(frames, 1, size, size),
+        positions=pos.reshape(frames, 1, 2).astype(np.float64),
+        velocities=vel.reshape(frames, 1, 2).astype(np.float64),
+        shapes=[(shape, colour)],
+        sizes=[float(radii[0])],
+        background=background,
+        caption=motion_caption(shape, colour, motion, background, speed),
+        seed=seed,
+        extra={"motion": motion, "speed": px, "radii": [float(x) for x in radii]},
+    )
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:

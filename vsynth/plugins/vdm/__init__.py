@@ -170,6 +170,7 @@ WAN_GUIDANCE = 5.0
 WAN_IMPL = "vsynth.plugins.vdm.wan:WanVideoModel"
 WAN21_LATENTS = LatentSpace(name="wan2.1-vae", channels=16, spatial=8, temporal=4, causal=True, size_multiple=16, scaling=1.0,
                             mean=tuple(WAN21_LATENTS_MEAN), std=tuple(WAN21_LATENTS_STD))  # fmt: skip
+WAN_TOY = {"wan2.1-t2v-1.3b": "wan2.1-t2v"}  # the moving toy world's Wan (vsynth/toy/train_wan.py): 8x VAE without temporal compression
 WAN22_LATENTS = LatentSpace(name="wan2.2-vae", channels=48, spatial=16, temporal=4, causal=True, size_multiple=32, scaling=1.0,
                             mean=tuple(WAN22_LATENTS_MEAN), std=tuple(WAN22_LATENTS_STD))  # fmt: skip
 # (name, hub id, download GB: the parameter counts in the dtypes diffusers' conversion script saves (transformers and
@@ -330,7 +331,7 @@ def vsynth_register_models(registrar):
                 name=name,
                 kind="vdm",
                 description=description,
-                weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny=tiny, files=layouts.wan_pipeline(experts)),),
+                weights=(WeightsSpec(role="vdm", id=hub_id, size_gb=size, tiny=tiny, toy=WAN_TOY.get(name), files=layouts.wan_pipeline(experts)),),
                 params=TI2VParams if "ti2v" in name else WanParams,
                 loras=WAN_LORAS.get(name, ()),
                 impl=WAN_IMPL,

@@ -1,0 +1,67 @@
+"""The moving toy world and the motion metrics: ground truth in, the prompted motion out (numpy only, fast)."""
+
+import numpy as np
+import pytest
+
+from vsynth.metrics.motion import direction_agreement, motion_report, object_track, speed_agreement
+from vsynth.metrics.report import run_metrics
+from vsynth.toy.world import DIRECTIONS, make_motion_clip, parse_motion, words_outside_vocabulary
+
+
+@pytest.mark.parametrize("motion", DIRECTIONS)
+def test_motion_clips_move_as_captioned_and_the_metrics_see_it(motion):
+    clip = make_motion_clip(7, motion=motion, background="black")
+    assert clip.caption.endswith(f"moving {motion} on a black background") and not words_outside_vocabulary(clip.caption)
+    colour = clip.shapes[0][1]
+    track = object_track(clip.frames, colour)
+    assert np.allclose(track[:, :2], clip.positions[:, 0], atol=0.6)  # the centroid is the ground-truth centre
+    assert direction_agreement(clip.frames, motion, colour) == 1.0
+    assert direction_agreement(clip.frames, motion, None) == 1.0  # found without a colour, as foreground
+    assert direction_agreement(clip.frames[::-1], motion, colour) == 0.0  # played backwards: the opposite way
+    assert direction_agreement(clip.frames[:1].repeat(9, 0), motion, colour) == 0.0  # a still object does not move
+    assert speed_agreement(clip.frames, clip.extra["speed"], colour) > 0.95
+    assert speed_agreement(clip.frames, 2 * clip.extra["speed"], colour) < 0.6
+
+
+def test_growing_speed_words_and_the_run_metrics():
+    grow = make_motion_clip(3, motion="growing", speed="quickly", background="white")
+    assert grow.caption == f"a {grow.shapes[0][1]} {grow.shapes[0][0]} growing quickly on a white background"
+    assert direction_agreement(grow.frames, "growing", grow.shapes[0][1]) == 1.0
+    assert direction_agreement(grow.frames[::-1], "growing", grow.shapes[0][1]) == 0.0
+    slow = make_motion_clip(4, motion="right", speed="slowly")
+    assert parse_motion(slow.caption) == {"motion": "right", "speed": 2.0, "colour": slow.shapes[0][1], "shape": slow.shapes[0][0]}
+    assert parse_motion("a red circle on a white background") is None
+    report = motion_report(slow.frames, slow.caption)
+    assert report["direction_agreement"] == 1.0 and report["speed_agreement"] > 0.9
+    metrics = run_metrics({"final": slow.frames, "idm": slow.frames[::-1].copy()}, prompt=slow.caption)
+    assert metrics["direction_agreement"] == {"final": 1.0, "idm": 0.0}
+
+
+def test_noise_does_not_move_the_prompted_way():
+    """Frames of noise have a 'red' centroid that jumps about: no direction, whichever is asked."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
+    assert all(direction_agreement(noise, m, "red") == 0.0 for m in DIRECTIONS)
+
+
+def test_motion_clips_keep_their_ground_truth_beside_them(tmp_path):
+    from vsynth.core.media.video import probe_video
+    from vsynth.toy.truth import check_ground_truth, load_ground_truth, save_clip
+
+    path = tmp_path / "clip.mp4"
+    clip = save_clip(path, 5, generator="make_motion_clip", frames=9, motion="down")
+    check_ground_truth(path, probe_video(path))
+    truth = load_ground_truth(path, frames=9, stride=1, size=(64, 64))
+    assert truth.caption == clip.caption and np.allclose(truth.positions, clip.positions)
+
+
+def test_toy_examples_writes_motion_clips(tmp_path):
+    from click.testing import CliRunner
+
+    from vsynth.cli import cli
+
+    result = CliRunner().invoke(cli, ["toy", "examples", str(tmp_path), "--motion", "--count", "1", "--frames", "5"])
+    assert result.exit_code == 0, result.output
+    path, caption = result.output.strip().split("\t")
+    assert " moving " in caption or " growing " in caption
+    assert parse_motion(caption)["motion"] in caption

@@ -1,0 +1,520 @@
+"""Train the toy world's Wan-architecture text-to-video model (the ``wan2.1-t2v-1.3b`` slot) on CPU, from fixed seeds.
+
+    python -m vsynth.toy.train_wan --work toywork-wan --out toy-wan        # vae, latents, t2v, export
+    python -m vsynth.toy.train_wan --stage t2v --minutes 60                # one stage (resumes from its checkpoint)
+    python -m vsynth.toy.train_wan --smoke                                 # a few steps of each, end to end
+
+What it builds, in WanPipeline's folder layout (vsynth's Wan loader reads it as it reads the real one):
+
+- ``vae``: an AutoencoderKLWan with Wan 2.1's 16 latent channels and 8x spatial compression, but no
+  temporal compression (``scale_factor_temporal=1``): each frame is its own latent frame. Its causal
+  convolutions' taps on earlier frames are held at zero, so it is trained on single frames; its loss
+  weighs colour (L1 plus a loss on 4x-pooled colours), the first toy VAE's weakness.
+- ``text_encoder`` / ``tokenizer``: a 2-layer UMT5 encoder over a word-level tokenizer of the toy
+  vocabulary (T5's special ids), trained jointly with the transformer.
+- ``transformer``: a WanTransformer3DModel (patches (1, 2, 2), 4 layers) trained by flow matching
+  (velocity = noise - x0) on 9-frame clips of one shape crossing a white frame left, right, up or down
+  ("a red circle moving left on a white background"), with 10% empty captions for classifier-free
+  guidance; an EMA of its weights is exported.
+- ``scheduler``: UniPC on flow sigmas, as Wan's.
+
+The stopping signal is the direction agreement on held-out seeds (sampled with guidance), logged with
+every checkpoint in ``--work``/logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+from . import world
+
+SIZE = 64
+FRAMES = 9
+TRAIN_MOTIONS = world.DIRECTIONS
+TRAIN_BACKGROUNDS = ("white",)
+EVAL_SEED = 20_000_000
+SEEDS = {"vae": 201, "t2v": 202, "data": 203}
+FLOW_SHIFT = 3.0
+
+VAE = dict(base_dim=12, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, False, False],
+           scale_factor_temporal=1, scale_factor_spatial=8)  # fmt: skip
+TEXT = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+            relative_attention_max_distance=16, feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
+            decoder_start_token_id=0, is_encoder_decoder=False)  # fmt: skip
+TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=24, in_channels=16, out_channels=16,
+                   text_dim=TEXT["d_model"], freq_dim=64, ffn_dim=256, num_layers=4, cross_attn_norm=True,
+                   qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=64)  # fmt: skip
+MAX_SEQUENCE_LENGTH = 512  # WanPipeline's (and vsynth's default): training pads as inference does
+
+RECIPE = {
+    "vae": dict(minutes=13, batch=16, lr=1e-3, warmup=50),
+    "vae-dec": dict(minutes=30, batch=16, lr=4e-4, warmup=20),
+    "latents": dict(clips=1600),
+    "t2v": dict(minutes=46, batch=16, lr=6e-4, warmup=100, drop=0.1, ema=0.998, eval_every=300, short=0.3),
+}
+
+
+def log(work: Path, *a):
+    line = time.strftime("%H:%M:%S") + " " + " ".join(str(x) for x in a)
+    print(line, flush=True)
+    with open(work / "logs" / "train_wan.log", "a") as f:
+        f.write(line + "\n")
+
+
+def _torch():
+    import torch
+
+    torch.set_num_threads(1)
+    return torch
+
+
+# ----------------------------------------------------------------------------------------------- tokenizer
+def tokenizer():
+    """Word-level UMT5 tokenizer of the toy vocabulary: pad 0, eos 1, unk 2, then world.WORDS; lower-cased."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(world.WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=MAX_SEQUENCE_LENGTH)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------- VAE
+def build_vae():
+    torch = _torch()
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(SEEDS["vae"])
+    vae = AutoencoderKLWan(**VAE)
+    zero_past_taps(vae)
+    return vae
+
+
+def zero_past_taps(vae):
+    """Zero the causal convolutions' taps on earlier frames: the VAE then codes each frame alone."""
+    import torch
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    with torch.no_grad():
+        for m in vae.modules():
+            if isinstance(m, WanCausalConv3d) and m.weight.shape[2] > 1:
+                m.weight[:, :, :-1] = 0
+
+
+def single_frame_convs():
+    """Run WanCausalConv3d on a one-frame input without cache as the 2D convolution it is (its causal padding adds
+    zero frames, which only the zeroed taps would see): the same numbers at a third of the cost."""
+    import torch.nn.functional as F
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    if getattr(WanCausalConv3d, "_toy_fast", False):
+        return
+    full = WanCausalConv3d.forward
+
+    def forward(self, x, cache_x=None):
+        if cache_x is not None or x.shape[2] != 1:
+            return full(self, x, cache_x)
+        p = self._padding
+        y = F.conv2d(F.pad(x[:, :, 0], p[:4]), self.weight[:, :, -1], self.bias, self.stride[1:])
+        return y.unsqueeze(2)
+
+    WanCausalConv3d.forward = forward
+    WanCausalConv3d._toy_fast = True
+
+
+def vae_frames(n: int, seed: int) -> np.ndarray:
+    """(n, 64, 64, 3) uint8: half frames of the first toy world (1-3 shapes, every background), half motion frames."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        s = int(rng.integers(1 << 30))
+        if i % 2:
+            clip = world.make_clip(s, frames=4, size=SIZE)
+        else:
+            clip = world.make_motion_clip(s, frames=FRAMES, size=SIZE)
+        out.append(clip.frames[rng.integers(len(clip.frames))])
+    return np.stack(out)
+
+
+def to_tensor(frames):
+    torch = _torch()
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float() / 127.5 - 1.0
+    return x.permute(0, 3, 1, 2).unsqueeze(2) if x.ndim == 4 else x.permute(0, 4, 1, 2, 3)  # (B, 3, 1, H, W) or (B, 3, F, H, W)
+
+
+def to_frames(x) -> np.ndarray:
+    """(B, 3, F, H, W) in [-1, 1] -> (B, F, H, W, 3) uint8."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+def vae_colour_check(vae, n=24) -> dict:
+    """Reconstruct held-out motion clips (every colour, every background): the share of object pixels whose nearest
+    named colour is the right one, per colour, and the PSNR."""
+    torch = _torch()
+    hits: dict[str, list[float]] = {}
+    psnr = []
+    with torch.no_grad():
+        for i in range(n):
+            colour = world.COLOURS[i % len(world.COLOURS)]
+            clip = world.make_motion_clip(EVAL_SEED + i, frames=FRAMES, size=SIZE, colour=colour)
+            rec = to_frames(vae.decode(vae.encode(to_tensor(clip.frames[None])).latent_dist.mean).sample)[0]
+            hits.setdefault(colour, []).append(world.colour_fidelity(rec, clip))
+            mse = np.mean((rec.astype(np.float32) - clip.frames.astype(np.float32)) ** 2)
+            psnr.append(10 * np.log10(255**2 / max(mse, 1e-6)))
+    per = {c: round(float(np.mean(v)), 3) for c, v in hits.items()}
+    return {"colour_share": per, "colour_share_min": min(per.values()), "psnr": round(float(np.mean(psnr)), 2)}
+
+
+def train_vae(args, work: Path, decoder_only: bool = False):
+    """The VAE; with ``decoder_only`` (stage vae-dec, run beside t2v) a fine-tune of its decoder alone, from the
+    vae stage's weights: the encoder, hence the latents the transformer learns, stays fixed."""
+    torch = _torch()
+    r = RECIPE["vae-dec" if decoder_only else "vae"]
+    ckpt = work / "ckpt" / ("vae_dec.pt" if decoder_only else "vae.pt")
+    vae = build_vae()
+    if decoder_only:
+        vae.load_state_dict(torch.load(work / "ckpt" / "vae.pt", weights_only=False)["model"])
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=r["lr"], weight_decay=0.0)
+    step = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    minutes = args.minutes or r["minutes"]
+    single_frame_convs()
+    cache = work / ("vae_frames_smoke.npy" if args.smoke else "vae_frames.npy")
+    if cache.exists():
+        pool = np.load(cache)
+    else:
+        pool = vae_frames(200 if args.smoke else 6000, SEEDS["data"])
+        np.save(cache, pool)
+    rng = np.random.default_rng(SEEDS["vae"] + step)
+    t0 = time.time()
+    last_save = time.time()
+    losses = []
+    log(work, f"vae{'-dec' if decoder_only else ''}: {sum(p.numel() for p in vae.parameters()) / 1e6:.3f} M params, {minutes} min from step {step}")
+    while True:
+        elapsed = (time.time() - t0) / 60
+        done = elapsed >= minutes or (args.smoke and step >= 3) or (args.steps and step >= args.steps)
+        lr = r["lr"] * min(1.0, (step + 1) / r["warmup"]) * (0.3 + 0.7 * max(0.0, 1 - elapsed / minutes))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if not done:
+            x = to_tensor(pool[rng.integers(len(pool), size=r["batch"])])
+            if decoder_only:
+                with torch.no_grad():
+                    dist = vae.encode(x).latent_dist
+            else:
+                dist = vae.encode(x).latent_dist
+            z = dist.mean
+            z = z + 0.1 * z.detach().std() * torch.randn_like(z)  # robustness to the diffusion model's small errors
+            y = vae.decode(z).sample
+            # the shapes are ~6% of the pixels: weigh them (anything far from the frame's border colour) 8x more
+            border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).median(-1).values
+            fg = ((x - border[..., None, None]).abs().amax(1, keepdim=True) > 0.3).float()
+            weight = 1 + 8 * fg
+            pooled = torch.nn.functional.avg_pool2d(((y - x) * weight)[:, :, 0], 4)
+            loss = ((y - x).abs() * weight).mean() + 4 * pooled.pow(2).mean() + 1e-4 * dist.mean.pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            zero_past_taps(vae)
+            losses.append(float(loss))
+            step += 1
+        if done or time.time() - last_save > 180:
+            torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            last_save = time.time()
+            vae.eval()
+            check = vae_colour_check(vae, n=6 if args.smoke else 12)
+            vae.train()
+            log(work, f"vae{'-dec' if decoder_only else ''} step {step} loss {np.mean(losses[-50:]) if losses else float('nan'):.4f} lr {lr:.2e} {json.dumps(check)}")
+            (work / "stats").mkdir(exist_ok=True)
+            (work / "stats" / ("vae-dec.json" if decoder_only else "vae.json")).write_text(json.dumps({"steps": step, "minutes": round((time.time() - t0) / 60, 1), **check}, indent=2))
+        if done:
+            break
+    return vae
+
+
+def load_vae(work: Path, decoder: bool = False):
+    """The trained VAE; with ``decoder``, its fine-tuned decoder when the vae-dec stage ran (what is exported)."""
+    torch = _torch()
+    vae = build_vae()
+    path = work / "ckpt" / ("vae_dec.pt" if decoder and (work / "ckpt" / "vae_dec.pt").exists() else "vae.pt")
+    vae.load_state_dict(torch.load(path, weights_only=False)["model"])
+    single_frame_convs()
+    return vae.eval()
+
+
+# ----------------------------------------------------------------------------------------------- latents
+def training_clip(seed: int, **kw):
+    return world.make_motion_clip(seed, frames=FRAMES, size=SIZE, motions=TRAIN_MOTIONS, backgrounds=TRAIN_BACKGROUNDS, **kw)
+
+
+def encode_latents(args, work: Path):
+    torch = _torch()
+    vae = load_vae(work)
+    n = 48 if args.smoke else RECIPE["latents"]["clips"]
+    latents, captions = [], []
+    with torch.no_grad():
+        for i in range(n):
+            clip = training_clip(SEEDS["data"] * 1_000_003 + i)
+            # frame by frame (the same numbers: the VAE's taps on earlier frames are zero), on the fast 2D path
+            latents.append(vae.encode(to_tensor(clip.frames)).latent_dist.mean[:, :, 0].permute(1, 0, 2, 3))
+            captions.append(clip.caption)
+    z = torch.stack(latents)  # (N, 16, F, 8, 8)
+    mean = z.mean(dim=(0, 2, 3, 4))
+    std = z.std(dim=(0, 2, 3, 4))
+    torch.save({"latents": z, "captions": captions, "mean": mean, "std": std}, work / "latents.pt")
+    log(work, f"latents: {tuple(z.shape)}, mean {mean.abs().mean():.3f} std {std.mean():.3f}")
+
+
+# ----------------------------------------------------------------------------------------------- t2v
+def build_t2v():
+    torch = _torch()
+    from diffusers import WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(SEEDS["t2v"])
+    text = UMT5EncoderModel(UMT5Config(vocab_size=3 + len(world.WORDS), **TEXT))
+    transformer = WanTransformer3DModel(**TRANSFORMER)
+    return text, transformer
+
+
+def encode_text(tok, text, captions, device="cpu"):
+    """WanPipeline's prompt states: UMT5 over the real tokens, zero-padded to MAX_SEQUENCE_LENGTH."""
+    torch = _torch()
+    t = tok(captions, padding="longest", return_tensors="pt", add_special_tokens=True)
+    states = text(t.input_ids, t.attention_mask).last_hidden_state * t.attention_mask[..., None]
+    pad = states.new_zeros(states.shape[0], MAX_SEQUENCE_LENGTH - states.shape[1], states.shape[2])
+    return torch.cat([states, pad], 1)
+
+
+def sample(transformer, text, tok, prompts, mean, std, vae, steps=20, guidance=5.0, seed=0, shift=FLOW_SHIFT):
+    """Euler on shifted flow sigmas with classifier-free guidance; decoded frames (B, F, H, W, 3)."""
+    torch = _torch()
+    g = torch.Generator().manual_seed(seed)
+    b = len(prompts)
+    x = torch.randn((b, 16, FRAMES, SIZE // 8, SIZE // 8), generator=g)
+    with torch.no_grad():
+        cond = encode_text(tok, text, prompts)
+        uncond = encode_text(tok, text, [""] * b)
+        s = torch.linspace(1, 0, steps + 1)
+        s = shift * s / (1 + (shift - 1) * s)
+        for i in range(steps):
+            t = (s[i] * 1000).expand(b)
+            v = transformer(hidden_states=torch.cat([x, x]), timestep=torch.cat([t, t]), encoder_hidden_states=torch.cat([cond, uncond]), return_dict=False)[0]
+            vc, vu = v.chunk(2)
+            v = vu + guidance * (vc - vu)
+            x = x + (s[i + 1] - s[i]) * v
+        z = x * std.view(1, -1, 1, 1, 1) + mean.view(1, -1, 1, 1, 1)
+        return to_frames(vae.decode(z).sample)
+
+
+def evaluate(transformer, text, tok, mean, std, vae, n=8, guidance=5.0) -> dict:
+    """Held-out prompts (every direction, seeds never trained on): direction agreement and colour share."""
+    from vsynth.metrics.motion import direction_agreement
+
+    prompts, asks = [], []
+    for i in range(n):
+        clip = training_clip(EVAL_SEED + i, motion=TRAIN_MOTIONS[i % len(TRAIN_MOTIONS)])
+        prompts.append(clip.caption)
+        asks.append((clip.extra["motion"], clip.shapes[0][1]))
+    frames = sample(transformer, text, tok, prompts, mean, std, vae, guidance=guidance, seed=EVAL_SEED)
+    agree = [direction_agreement(f, m, c) for f, (m, c) in zip(frames, asks)]
+    agree_any = [direction_agreement(f, m, None) for f, (m, _) in zip(frames, asks)]
+    colour = []
+    for f, (_, c) in zip(frames, asks):
+        from vsynth.metrics.motion import object_masks
+
+        fg = object_masks(f, None)
+        colour.append(float((object_masks(f, c) & fg).sum() / max(fg.sum(), 1)))
+    return {"direction_agreement": float(np.mean(agree)), "direction_agreement_fg": float(np.mean(agree_any)),
+            "colour_share": round(float(np.mean(colour)), 3), "n": n, "frames": frames}  # fmt: skip
+
+
+def train_t2v(args, work: Path):
+    torch = _torch()
+    r = RECIPE["t2v"]
+    data = torch.load(work / "latents.pt", weights_only=False)
+    mean, std = data["mean"], data["std"]
+    z = (data["latents"] - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+    captions = data["captions"]
+    tok = tokenizer()
+    text, transformer = build_t2v()
+    params = list(text.parameters()) + list(transformer.parameters())
+    opt = torch.optim.AdamW(params, lr=r["lr"], weight_decay=0.01)
+    ckpt = work / "ckpt" / "t2v.pt"
+    step, minutes_done = 0, 0.0
+    ema_t, ema_x = copy.deepcopy(transformer), copy.deepcopy(text)
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        transformer.load_state_dict(state["transformer"])
+        text.load_state_dict(state["text"])
+        ema_t.load_state_dict(state["ema_transformer"])
+        ema_x.load_state_dict(state["ema_text"])
+        opt.load_state_dict(state["opt"])
+        step, minutes_done = state["step"], state.get("minutes", 0.0)
+    for m in (ema_t, ema_x):
+        m.requires_grad_(False).eval()
+    vae = load_vae(work)
+    minutes = args.minutes or r["minutes"]
+    rng = np.random.default_rng(SEEDS["t2v"] + step)
+    g = torch.Generator().manual_seed(SEEDS["t2v"] + step)
+    t0 = time.time() - minutes_done * 60
+    last_save = time.time()
+    losses = []
+    n_params = sum(p.numel() for p in transformer.parameters()) / 1e6
+    log(work, f"t2v: transformer {n_params:.3f} M, text {sum(p.numel() for p in text.parameters()) / 1e6:.3f} M; {minutes} min from step {step}")
+    history = json.loads((work / "stats" / "t2v.json").read_text()).get("history", []) if (work / "stats" / "t2v.json").exists() else []
+    while True:
+        elapsed = (time.time() - t0) / 60
+        done = elapsed >= minutes or (args.smoke and step >= 3) or (args.steps and step >= args.steps)
+        lr = r["lr"] * min(1.0, (step + 1) / r["warmup"]) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / minutes))))
+        for gr in opt.param_groups:
+            gr["lr"] = lr
+        if not done:
+            idx = rng.integers(len(z), size=r["batch"])
+            x0 = z[idx]
+            if rng.random() < r["short"]:  # vsynth's default 8 frames run as 5 on Wan's 1 + 4k rule: train those too
+                x0 = x0[:, :, :5]
+            caps = [captions[i] if rng.random() >= r["drop"] else "" for i in idx]
+            # noise levels: logit-normal, shifted towards high noise like the sampler's sigmas
+            u = torch.sigmoid(torch.randn(len(idx), generator=g))
+            s = FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)
+            noise = torch.randn(x0.shape, generator=g)
+            xt = (1 - s.view(-1, 1, 1, 1, 1)) * x0 + s.view(-1, 1, 1, 1, 1) * noise
+            states = encode_text(tok, text, caps)
+            v = transformer(hidden_states=xt, timestep=s * 1000, encoder_hidden_states=states, return_dict=False)[0]
+            loss = (v - (noise - x0)).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            decay = min(r["ema"], (1 + step) / (10 + step))
+            with torch.no_grad():
+                for ema, live in ((ema_t, transformer), (ema_x, text)):
+                    for pe, pl in zip(ema.parameters(), live.parameters()):
+                        pe.mul_(decay).add_(pl.detach(), alpha=1 - decay)
+            losses.append(float(loss))
+            step += 1
+        if step % 25 == 0 and not done and losses:
+            log(work, f"t2v step {step} loss {np.mean(losses[-25:]):.4f} lr {lr:.2e} {elapsed:.1f} min")
+        if done or time.time() - last_save > 240 or (step % r["eval_every"] == 0 and step and not args.smoke):
+            torch.save({"transformer": transformer.state_dict(), "text": text.state_dict(), "ema_transformer": ema_t.state_dict(),
+                        "ema_text": ema_x.state_dict(), "opt": opt.state_dict(), "step": step, "minutes": (time.time() - t0) / 60}, ckpt)  # fmt: skip
+            last_save = time.time()
+            if done or step % r["eval_every"] == 0:
+                res = evaluate(ema_t, ema_x, tok, mean, std, vae, n=4 if args.smoke else 8)
+                frames = res.pop("frames")
+                np.save(work / "samples" / f"t2v_{step:06d}.npy", frames)
+                history.append({"step": step, "minutes": round((time.time() - t0) / 60, 1), "loss": round(float(np.mean(losses[-100:])), 4) if losses else None, **res})
+                log(work, f"t2v eval {json.dumps(history[-1])}")
+                (work / "stats" / "t2v.json").write_text(json.dumps({"history": history}, indent=2))
+        if done:
+            break
+
+
+# ----------------------------------------------------------------------------------------------- export
+def export(args, work: Path, out: Path):
+    """WanPipeline folder in float16 (the VAE too: it is loaded in float32 by vsynth's Wan loader)."""
+    torch = _torch()
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+
+    data = torch.load(work / "latents.pt", weights_only=False)
+    vae = load_vae(work, decoder=True)
+    vae.register_to_config(latents_mean=[float(v) for v in data["mean"]], latents_std=[float(v) for v in data["std"]])
+    text, transformer = build_t2v()
+    state = torch.load(work / "ckpt" / "t2v.pt", weights_only=False)
+    transformer.load_state_dict(state["ema_transformer"])
+    text.load_state_dict(state["ema_text"])
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
+    pipe = WanPipeline(tokenizer=tokenizer(), text_encoder=text.half(), vae=vae.half(), scheduler=scheduler, transformer=transformer.half())
+    pipe.save_pretrained(out)
+    log(work, f"export: {out} (step {state['step']}, {state.get('minutes', 0):.1f} min)")
+
+
+def ship(args, work: Path, out: Path, name: str = "wan2.1-t2v"):
+    """Copy the exported folder into the shipped weights (vsynth/toy/weights/NAME) and enter it in manifest.json
+    with its hashes, training time, measured figures and the command that made it."""
+    import hashlib
+    import shutil
+
+    from .shipped import WEIGHTS_DIR
+
+    target = WEIGHTS_DIR / name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(out, target)
+    manifest_path = WEIGHTS_DIR / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    stats = {p.stem: json.loads(p.read_text()) for p in (work / "stats").glob("*.json")}
+    files = [dict(path=str(f.relative_to(WEIGHTS_DIR)), sha256=hashlib.sha256(f.read_bytes()).hexdigest(), bytes=f.stat().st_size)
+             for f in sorted(target.rglob("*")) if f.is_file()]  # fmt: skip
+    history = stats.get("t2v", {}).get("history", [])
+    last = history[-1] if history else {}
+    manifest["models"][name] = dict(
+        files=files,
+        stages={"vae": {k: stats.get("vae", {}).get(k) for k in ("steps", "minutes")} | {"seed": SEEDS["vae"]},
+                "vae-dec": {k: stats.get("vae-dec", {}).get(k) for k in ("steps", "minutes")},
+                "t2v": {"steps": last.get("step"), "minutes": last.get("minutes"), "seed": SEEDS["t2v"], "final_loss": last.get("loss")}},  # fmt: skip
+        metrics={s: {k: v for k, v in stats.get(s, {}).items() if k not in ("steps", "minutes")} for s in ("vae", "vae-dec")} | {"t2v": {"history": history}},
+        size=SIZE,
+        frames=FRAMES,
+        command=f"vsynth toy train --wan --work {args.work}   (python -m vsynth.toy.train_wan; vae {RECIPE['vae']['minutes']} min, t2v "
+        f"{RECIPE['t2v']['minutes']} min of one CPU thread by default; vae-dec beside t2v)",
+        stage_command=" ; ".join(f"python -m vsynth.toy.train_wan --stage {s} --work {args.work}" for s in ("vae", "latents", "t2v", "vae-dec", "export", "ship")),
+    )
+    manifest["total_bytes"] = sum(f["bytes"] for m in manifest["models"].values() for f in m["files"])
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    log(work, f"shipped {name}: {sum(f['bytes'] for f in files) / 1e6:.2f} MB; all toy weights {manifest['total_bytes'] / 1e6:.2f} MB")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--work", default="toywork-wan")
+    p.add_argument("--out", default="toy-wan")
+    p.add_argument("--stage", choices=("all", "vae", "vae-dec", "latents", "t2v", "export", "ship"), default="all")
+    p.add_argument("--minutes", type=float, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--smoke", action="store_true")
+    args = p.parse_args(argv)
+    work, out = Path(args.work), Path(args.out)
+    for d in ("ckpt", "logs", "samples", "stats"):
+        (work / d).mkdir(parents=True, exist_ok=True)
+    stages = ("vae", "latents", "t2v", "export") if args.stage == "all" else (args.stage,)
+    for stage in stages:
+        t = time.time()
+        if stage == "vae":
+            train_vae(args, work)
+        elif stage == "vae-dec":
+            train_vae(args, work, decoder_only=True)
+        elif stage == "latents":
+            encode_latents(args, work)
+        elif stage == "t2v":
+            train_t2v(args, work)
+        elif stage == "export":
+            export(args, work, out)
+        else:
+            ship(args, work, out)
+        log(work, f"stage {stage} took {(time.time() - t) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
