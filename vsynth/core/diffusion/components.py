@@ -253,3 +253,21 @@ class VaeCodec:
             if advance:
                 advance(len(chunk))
         return out
+
+
+class ClipCodec(VaeCodec):
+    """A causal video VAE coding the whole clip at once (Wan, LTX-Video, CogVideoX): ``1 + (F - 1) / temporal``
+    latent frames of ``height / factor`` x ``width / factor``; subclasses set the three factors and ``channels``."""
+
+    factor: int
+    temporal: int
+    channels: int
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        return (1, self.channels, (frames - 1) // self.temporal + 1, height // self.factor, width // self.factor)
+
+    def clip_distribution(self, frames: np.ndarray):
+        """The VAE's latent distribution of uint8 (F, H, W, 3) frames, as one (1, 3, F, H, W) clip in [-1, 1]."""
+        device = execution_device(self.vae)
+        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
+        return self.vae.encode(video.to(device, self.vae.dtype)).latent_dist

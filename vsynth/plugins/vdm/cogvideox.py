@@ -19,7 +19,7 @@ import torch
 from diffusers import CogVideoXDDIMScheduler as _DiffusersDDIM
 from diffusers import CogVideoXDPMScheduler as _DiffusersDPM
 
-from vsynth.core.diffusion.components import VaeCodec, load
+from vsynth.core.diffusion.components import ClipCodec, load
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import VideoModel
@@ -98,7 +98,7 @@ def on_training_schedule(scheduler, base):
     return cls.from_config({**scheduler.config, "trained_betas": betas.tolist()})
 
 
-class CogVideoXCodec(VaeCodec):
+class CogVideoXCodec(ClipCodec):
     """uint8 frames (F, H, W, 3) <-> scaled latents (1, C, 1 + (F - 1) / 4, H / 8, W / 8) through AutoencoderKLCogVideoX:
     the whole clip at once (the VAE is causal over time, and batches frames itself).
 
@@ -113,15 +113,10 @@ class CogVideoXCodec(VaeCodec):
         self.temporal = int(vae.config.temporal_compression_ratio)
         self.channels = vae.config.latent_channels
 
-    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
-        return (1, self.channels, (frames - 1) // self.temporal + 1, height // self.factor, width // self.factor)
-
     @torch.no_grad()
     def encode(self, frames: np.ndarray, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:
         """The latent distribution's mean; with a generator, a sample, as CogVideoXVideoToVideoPipeline draws it."""
-        device = execution_device(self.vae)
-        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
-        dist = self.vae.encode(video.to(device, self.vae.dtype)).latent_dist
+        dist = self.clip_distribution(frames)
         latents = dist.mean
         if generator is not None:
             noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=latents.dtype)

@@ -24,7 +24,7 @@ import inspect
 import numpy as np
 import torch
 
-from vsynth.core.diffusion.components import VaeCodec, load
+from vsynth.core.diffusion.components import ClipCodec, load
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import VideoModel
@@ -55,7 +55,7 @@ def unpack(tokens: torch.Tensor, f: int, h: int, w: int, p: int, pt: int) -> tor
     return tokens.permute(0, 4, 1, 5, 2, 6, 3, 7).flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
 
-class LTXCodec(VaeCodec):
+class LTXCodec(ClipCodec):
     """uint8 frames (F, H, W, 3) <-> normalized latents (1, 128, 1 + (F - 1) / 8, H / 32, W / 32) through
     AutoencoderKLLTXVideo: the whole clip at once (the encoder is causal over time), then
     (z - mean) * scaling / std per channel, with the VAE's own ``latents_mean`` and ``latents_std``."""
@@ -72,15 +72,10 @@ class LTXCodec(VaeCodec):
         shape = (1, self.channels, 1, 1, 1)
         return self.vae.latents_mean.view(shape).to(device, dtype), self.vae.latents_std.view(shape).to(device, dtype)
 
-    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
-        return (1, self.channels, (frames - 1) // self.temporal + 1, height // self.factor, width // self.factor)
-
     @torch.no_grad()
     def encode(self, frames: np.ndarray, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:
         """The latent distribution's mean; with a generator, a sample (as the LTX pipelines' retrieve_latents)."""
-        device = execution_device(self.vae)
-        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
-        dist = self.vae.encode(video.to(device, self.vae.dtype)).latent_dist
+        dist = self.clip_distribution(frames)
         latents = dist.mean if generator is None else dist.sample(generator)
         self.passes["encoded_frames"] += len(frames)
         if scaled:

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import torch
 
-from vsynth.core.diffusion.components import VaeCodec, load
+from vsynth.core.diffusion.components import ClipCodec, load
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import VideoModel
@@ -37,7 +37,7 @@ def prompt_clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-class WanCodec(VaeCodec):
+class WanCodec(ClipCodec):
     """uint8 frames (F, H, W, 3) <-> normalized latents (1, C, 1 + (F - 1) / 4, H / f, W / f) through
     AutoencoderKLWan: the whole clip at once (the VAE is causal over time), then (z - mean) / std per channel."""
 
@@ -55,15 +55,10 @@ class WanCodec(VaeCodec):
         std = torch.tensor(config.latents_std).view(shape).to(device, dtype)
         return mean, std
 
-    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
-        return (1, self.channels, (frames - 1) // self.temporal + 1, height // self.factor, width // self.factor)
-
     @torch.no_grad()
     def encode(self, frames: np.ndarray, generator: torch.Generator | None = None, *, scaled: bool = True) -> torch.Tensor:
         """The latent distribution's mode (its mean), as WanVideoToVideoPipeline encodes ("argmax"); with a generator, a sample."""
-        device = execution_device(self.vae)
-        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
-        dist = self.vae.encode(video.to(device, self.vae.dtype)).latent_dist
+        dist = self.clip_distribution(frames)
         latents = dist.mean if generator is None else dist.mean + dist.std * torch.randn(
             dist.mean.shape, generator=generator, device=generator.device, dtype=dist.mean.dtype
         ).to(dist.mean.device)
