@@ -94,14 +94,15 @@ def stage(memory: Memory, row: dict):
     row.update(seconds=time.perf_counter() - start, peak_mb=memory.peak())
 
 
-def load_model(name: str, role: str, runtime):
-    """A registered model on its default hub weights, loaded and checked as ``vsynth run``'s loading stage does."""
+def load_model(name: str, role: str, runtime, weights: str | None = None):
+    """A registered model on its default hub weights (or ``weights``, as --idm/--vdm-weights), loaded and checked as
+    ``vsynth run``'s loading stage does."""
     from vsynth.core.diffusion.weights import resolve_sources
     from vsynth.core.host.registry import get_registry
     from vsynth.core.run.pipeline import _check_weights_finite
 
     spec = get_registry().model(name)
-    params, sources = spec.params.model_validate({}), resolve_sources(spec, None, {}, tiny=False)
+    params, sources = spec.params.model_validate({}), resolve_sources(spec, weights, {}, tiny=False)
     model = spec.load_impl().load(spec, params, sources, runtime)
     _check_weights_finite(role, model, sources)
     return model
@@ -157,18 +158,28 @@ def evaluate_networks(idm, vdm_name: str, vdm, runtime, memory: Memory, sizes, r
     rows, warmed = [], set()
     with torch.inference_mode():
         for height, width, frames in sizes:
-            for label, evaluate in networks(idm, vdm_name, vdm, runtime, height, width, frames).items():
-                if label not in warmed:  # first calls pay one-off costs (allocator, kernels, reading mapped weights)
-                    evaluate()
-                    warmed.add(label)
-                runs = []
-                for _ in range(repeat):
-                    run = {}
-                    with stage(memory, run):
-                        evaluate()
-                    runs.append(run)
-                seconds, peak = min(r["seconds"] for r in runs), max(r["peak_mb"] for r in runs)
-                rows.append({"network": label, "size": f"{height}x{width}", "frames": frames, "per_frame_s": seconds / frames, "peak_mb": peak})
+            evaluations = networks(idm, vdm_name, vdm, runtime, height, width, frames)
+            rows += time_evaluations(evaluations, memory, repeat, warmed, f"{height}x{width}", frames)
+    return rows
+
+
+def time_evaluations(evaluations: dict, memory: Memory, repeat: int, warmed: set, size: str, frames: int) -> list[dict]:
+    """One row per network: the fastest of ``repeat`` timed evaluations, per frame, and their peak memory; a network's
+    first call (``warmed`` remembers which ran) is an untimed warm-up: it pays one-off costs (allocator, kernels,
+    reading mapped weights)."""
+    rows = []
+    for label, evaluate in evaluations.items():
+        if label not in warmed:
+            evaluate()
+            warmed.add(label)
+        runs = []
+        for _ in range(repeat):
+            run = {}
+            with stage(memory, run):
+                evaluate()
+            runs.append(run)
+        seconds, peak = min(r["seconds"] for r in runs), max(r["peak_mb"] for r in runs)
+        rows.append({"network": label, "size": size, "frames": frames, "per_frame_s": seconds / frames, "peak_mb": peak})
     return rows
 
 
@@ -191,16 +202,9 @@ def measure_wan(runtime, memory: Memory, sizes: list[tuple[int, int, int]], repe
     """Wan 2.1 1.3B's load, then its transformer and VAE per size, as :func:`measure` does for the UNet models."""
     import torch
 
-    from vsynth.core.diffusion.weights import resolve_sources
-    from vsynth.core.host.registry import get_registry
-    from vsynth.core.run.pipeline import _check_weights_finite
-
-    spec = get_registry().model("wan2.1-t2v-1.3b")
     row = {"model": "wan2.1-t2v-1.3b (transformer, VAE; UMT5 cut to 2 layers)"}
     with stage(memory, row):
-        params, sources = spec.params.model_validate({}), resolve_sources(spec, str(folder), {}, tiny=False)
-        model = spec.load_impl().load(spec, params, sources, runtime)
-        _check_weights_finite("vdm", model, sources)
+        model = load_model("wan2.1-t2v-1.3b", "vdm", runtime, str(folder))
     loads = [{**row, "held_mb": memory.current()}]
     transformer, vae = model.wan.unet, model.codec.vae
     options = {"device": runtime.device, "dtype": runtime.dtype}
@@ -214,18 +218,7 @@ def measure_wan(runtime, memory: Memory, sizes: list[tuple[int, int, int]], repe
                 "Wan 2.1 1.3B transformer": lambda: transformer(latents, t, text, return_dict=False),
                 "Wan VAE decode": lambda: vae.decode(latents.to(vae.dtype), return_dict=False),
             }
-            for label, evaluate in evaluations.items():
-                if label not in warmed:
-                    evaluate()
-                    warmed.add(label)
-                runs = []
-                for _ in range(repeat):
-                    run = {}
-                    with stage(memory, run):
-                        evaluate()
-                    runs.append(run)
-                seconds, peak = min(r["seconds"] for r in runs), max(r["peak_mb"] for r in runs)
-                rows.append({"network": label, "size": f"{height}x{width}", "frames": frames, "per_frame_s": seconds / frames, "peak_mb": peak})
+            rows += time_evaluations(evaluations, memory, repeat, warmed, f"{height}x{width}", frames)
     return loads, rows
 
 
