@@ -645,7 +645,8 @@ def toy_examples(directory, count, frames, seed, motion):
 def toy_train(args):
     """Retrain the toy models from their seeds (about two hours on 2 CPU cores): python -m vsynth.toy.train ARGS.
 
-    `vsynth toy train --help` lists its options (--smoke, --stage, --out, ...).
+    `vsynth toy train --help` lists its options (--smoke, --stage, --out, ...); with --wan it trains the moving
+    world's Wan toy (vsynth.toy.train_wan), with --flux the FLUX toys flux-dev and flux-canny (vsynth.toy.train_flux).
     """
     from vsynth.toy.train import main as train
 

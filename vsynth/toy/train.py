@@ -4,6 +4,7 @@
     python -m vsynth.toy.train --smoke         # a few steps per model, to check the pipeline end to end
     python -m vsynth.toy.train --stage t2i     # one stage (resumes from its checkpoint)
     python -m vsynth.toy.train --wan ...       # the moving world's Wan-architecture T2V (vsynth.toy.train_wan)
+    python -m vsynth.toy.train --flux ...      # the FLUX-architecture flux-dev and flux-canny (vsynth.toy.train_flux)
 
 Stages and their dependencies (the driver runs two independent stages side by side):
 
@@ -1350,6 +1351,10 @@ def main(argv=None):
         from .train_wan import main as train_wan
 
         return train_wan([a for a in argv if a != "--wan"])
+    if "--flux" in argv:  # the FLUX-architecture image models (dev, canny): their own trainer
+        from .train_flux import main as train_flux
+
+        return train_flux([a for a in argv if a != "--flux"])
     p = argparse.ArgumentParser(prog="vsynth toy train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).parent / "weights"), help="exported float16 model folders + manifest.json (default: the shipped ones, vsynth/toy/weights)")
     p.add_argument("--work", default=str(Path.home() / ".cache" / "vsynth" / "toy-train"), help="data cache, checkpoints, logs (default: ~/.cache/vsynth/toy-train)")

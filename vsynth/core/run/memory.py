@@ -495,7 +495,7 @@ def _flux_activations(spec: ModelSpec, params: Params, transformer: dict, vae: d
     width_ = transformer["num_attention_heads"] * transformer.get("attention_head_dim", 128)
     image = _latent_pixels(vae, height, width) // (spec.latent_space.packing ** 2)
     image *= 2 if spec.task == "editing" else 1  # Kontext attends to the source frame's tokens too
-    tokens = image + getattr(params, "max_sequence_length", 512)
+    tokens = image + (getattr(params, "max_sequence_length", None) or 512)  # None: the tokenizer's, 512 in every FLUX.1 repo
     return FLUX_K * width_ * frames * tokens * size
 
 

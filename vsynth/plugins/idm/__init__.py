@@ -315,8 +315,13 @@ FLUX_SIZE_GB = 33.7
 FLUX_SAMPLER = "Euler (flow matching, FluxPipeline's sigmas shifted by the resolution's mu)"
 
 
+# The toy world's FLUX-architecture models (vsynth/toy/train_flux.py): the toy SD1.5 VAE (4 channels, 4x) and CLIP.
+FLUX_TOY = ("flux-dev", "flux-canny")
+
+
 def _flux_weights(repo: str, tiny: str) -> WeightsSpec:
-    return WeightsSpec(role="flux", id=f"black-forest-labs/{repo}", size_gb=FLUX_SIZE_GB, tiny=tiny, files=layouts.flux_pipeline())
+    return WeightsSpec(role="flux", id=f"black-forest-labs/{repo}", size_gb=FLUX_SIZE_GB, tiny=tiny, toy=tiny if tiny in FLUX_TOY else None,
+                       files=layouts.flux_pipeline())  # fmt: skip
 
 
 # Mixed Inversion mixes an image-side and a video-side inversion of one latent; FLUX's latent space is
@@ -325,7 +330,10 @@ _FLUX_MIXED_INVERSION = _mixing_ratio(0.0)
 
 
 class FluxParams(BatchParams):
-    max_sequence_length: int = Field(512, ge=1, le=512, description="T5 tokens the prompt is padded or cut to (the pipelines' 512).")
+    max_sequence_length: int | None = Field(
+        None, ge=1, le=512, description="T5 tokens the prompt is padded or cut to; default: the T5 tokenizer's model_max_length (512 in "
+        "every FLUX.1 repo, the pipelines' default)."
+    )
 
 
 class FluxGenerationParams(FluxParams):

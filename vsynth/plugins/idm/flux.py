@@ -234,7 +234,8 @@ class FluxModel(ImageModel):
 
     @classmethod
     def make_denoiser(cls, flux: Flux, params) -> FluxDenoiser:
-        return cls.denoiser_class(flux, params.batch_size, params.max_sequence_length)
+        length = params.max_sequence_length or min(512, flux.tokenizer_2.model_max_length)
+        return cls.denoiser_class(flux, params.batch_size, length)
 
     def offload_units(self) -> dict[str, list[torch.nn.Module]]:
         """Both text encoders run first, then the transformer, then the VAE."""

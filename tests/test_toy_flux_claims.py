@@ -1,0 +1,103 @@
+"""The claims on the toy FLUX models (``--toy --idm flux-dev`` / ``flux-canny``), alone and composed with the Wan toy.
+
+As in the first toy world's claim tests, each check reads the record of a real run of the shipped trained
+weights, with margins inside what these runs measure (docs/toy-world.md), and has a planted-bug counterpart
+that must fail: a check that cannot fail is caught here.
+"""
+
+import pytest
+
+import vsynth
+from vsynth.metrics import edge_f1
+from vsynth.metrics.control import canny_edges
+from vsynth.toy import shipped
+from vsynth.toy.truth import save_clip
+
+pytestmark = pytest.mark.skipif(
+    not {"flux-dev", "flux-canny", "wan2.1-t2v"} <= set(shipped.toy_models()), reason="the toy FLUX and Wan weights are not installed"
+)
+
+WAN = "wan2.1-t2v-1.3b"
+SMALL = dict(toy=True, frames=9, stride=1, steps=20, seed=42)
+# Margins, inside what these runs measured (docs/toy-world.md, "The FLUX toys"): flux-canny's edge F1 against the
+# source's edges 0.62 and flux-dev's (from noise, same prompt and seed) 0.17; Mixed Inversion into the Wan toy cut
+# flux-canny's background flicker from 0.040 to 0.012 (0.29x) and its warping error from 0.170 to 0.069.
+CONTROL_MARGIN = 0.2
+FLICKER_RATIO = 0.6
+COLOUR_KEPT = 0.5
+COLOURS = ("red", "blue", "green")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("toy") / "clip.mp4"
+    return path, save_clip(path, 7, generator="make_motion_clip", frames=9, motion="right", background="white", colour="red", shape="circle")
+
+
+def idm_only_f1(idm, clip) -> float:
+    path, truth = clip
+    options = {"bridge.strength": 1.0} | ({"idm.strength": 1.0} if idm == "flux-dev" else {})  # from noise: the source unused
+    result = vsynth.run(idm=idm, vdm=WAN, bridge="idm-only", video=path, prompt=truth.caption, options=options, **SMALL)
+    return edge_f1(result.frames, canny_edges(truth.frames))
+
+
+def check_control(f1_canny, f1_dev):
+    assert f1_canny > CONTROL_MARGIN + f1_dev, (f1_canny, f1_dev)
+
+
+@pytest.fixture(scope="module")
+def f1_dev(clip):
+    return idm_only_f1("flux-dev", clip)
+
+
+def test_flux_canny_follows_the_edges_that_flux_dev_does_not(clip, f1_dev):
+    check_control(idm_only_f1("flux-canny", clip), f1_dev)
+
+
+def test_planted_bug_flux_canny_without_its_control_tokens_fails_the_control_check(clip, f1_dev, monkeypatch):
+    """A FluxControl denoiser that feeds zeros where the Canny map's latents go follows no edges."""
+    import torch
+
+    from vsynth.plugins.idm.flux import FluxControlDenoiser, image_ids
+
+    monkeypatch.setattr(FluxControlDenoiser, "tokens", lambda self, x, frames, cond, h, w: (torch.cat([x, torch.zeros_like(x)], 2), image_ids(h, w, x.device, x.dtype)))
+    with pytest.raises(AssertionError):
+        check_control(idm_only_f1("flux-canny", clip), f1_dev)
+
+
+def colour_adherence(clip, colour) -> float:
+    path, truth = clip
+    prompt = truth.caption.replace("red", colour)
+    result = vsynth.run(idm="flux-dev", vdm=WAN, bridge="idm-only", video=path, prompt=prompt, options={"bridge.strength": 1.0, "idm.strength": 1.0},
+                        **SMALL)  # fmt: skip
+    return result.record["metrics"]["detected_colour_adherence"]["final"]
+
+
+def check_colours(clip):
+    adherence = {colour: colour_adherence(clip, colour) for colour in COLOURS}
+    assert min(adherence.values()) >= COLOUR_KEPT, adherence
+
+
+def test_flux_dev_paints_the_prompted_colour(clip):
+    check_colours(clip)
+
+
+def test_planted_bug_flux_dev_deaf_to_its_prompt_fails_the_colour_check(clip, monkeypatch):
+    """A FLUX denoiser that encodes every prompt as the empty one paints whatever colour its noise gives."""
+    from vsynth.plugins.idm.flux import FluxDenoiser
+
+    for name in ("encode_prompt", "encode_pooled"):
+        original = getattr(FluxDenoiser, name)
+        monkeypatch.setattr(FluxDenoiser, name, lambda self, prompt, _original=original: _original(self, ""))
+    with pytest.raises(AssertionError):
+        check_colours(clip)
+
+
+@pytest.mark.xfail(strict=True, reason="measured (docs/toy-world.md): the Wan toy's VAE and sampling add flicker to flux-canny's frames")
+def test_mixed_inversion_into_the_wan_toy_flickers_less_than_flux_canny_frame_by_frame(clip):
+    """Issue 28's second Done-when, not met: Mixed Inversion into the Wan toy raises flux-canny's background flicker
+    (0.011 to 0.027 at 20 steps, guidance 1) instead of lowering it. Strict: the day it holds, this fails and says so."""
+    path, truth = clip
+    record = vsynth.run(idm="flux-canny", vdm=WAN, video=path, prompt=truth.caption, bridge="mixed-inversion", **SMALL).record
+    m = record["metrics"]
+    assert m["background_flicker"]["final"] < FLICKER_RATIO * m["background_flicker"]["idm"], m["background_flicker"]
