@@ -241,11 +241,12 @@ def make_motion_clip(
     speed: str | None = None,
     motions: tuple[str, ...] = MOTIONS,
     backgrounds: tuple[str, ...] = BACKGROUNDS,
+    across: float | None = None,
 ) -> Clip:
     """One shape that moves the prompted way (or grows) at a constant, prompted speed, and its caption saying so.
 
     A moving shape starts in the trailing part of the frame (it crosses the frame, never bounces) at a
-    random position across the motion; a growing one starts small near the centre. The ground truth
+    random position across the motion (``across``, a fraction of the frame, fixes it); a growing one starts small near the centre. The ground truth
     (masks, centre positions, velocities, and ``extra``: motion, speed, radii per frame) is exact.
     """
     rng = np.random.default_rng(seed)
@@ -275,7 +276,7 @@ def make_motion_clip(
         room = size - 2 * r - travel
         along = r + (rng.uniform(0, room) if room > 0 else room / 2)
         start[axis] = along if d[axis] > 0 else size - along
-        start[1 - axis] = rng.uniform(r, size - r)
+        start[1 - axis] = rng.uniform(r, size - r) if across is None else float(np.clip(across * size, r, size - r))
         pos = start[None] + d[None] * px * np.arange(frames)[:, None]
         vel = np.repeat((d * px)[None], frames, 0)
     else:

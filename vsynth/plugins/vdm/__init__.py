@@ -60,7 +60,9 @@ class LightningParams(AnimateDiffParams):
 
 
 class WanParams(VideoParams):
-    max_sequence_length: PositiveInt = Field(512, le=512, description="Prompt tokens UMT5 encodes (WanPipeline's 512).")
+    max_sequence_length: PositiveInt | None = Field(
+        None, le=512, description="Prompt tokens UMT5 encodes, zero-padded; default: the tokenizer's model_max_length, at most WanPipeline's 512."
+    )
 
     def sampling(self, steps, guidance, *, shared_steps, shared_guidance):
         """Wan's pipelines default to 50 steps and guidance 5.0 (not SD's 7.5)."""

@@ -90,12 +90,13 @@ class WanDenoiser(Denoiser):
     declared_process = FLOW
 
     def __init__(self, transformer, scheduler, tokenizer, text_encoder, *, transformer_2=None, boundary_ratio=None,
-                 expand_timesteps=False, max_sequence_length=512):  # fmt: skip
+                 expand_timesteps=False, max_sequence_length=None):  # fmt: skip
         super().__init__(transformer, scheduler, tokenizer, text_encoder)
         self.transformer_2 = transformer_2
         self.boundary_ratio = boundary_ratio
         self.expand_timesteps = expand_timesteps
-        self.max_sequence_length = max_sequence_length
+        # WanPipeline's 512, or fewer where the tokenizer says so (the toy world's Wan: 16)
+        self.max_sequence_length = max_sequence_length or min(512, getattr(tokenizer, "model_max_length", 512))
         self.prompts: dict[str, torch.Tensor] = {}  # UMT5's states by prompt: each prompt is encoded once
         self.first_frame: torch.Tensor | None = None  # TI2V: the clean latent (1, C, 1, h, w) the first latent frame is held at
 
