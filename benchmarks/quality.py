@@ -23,6 +23,7 @@ the T2I), to compare with the plain text-to-video row (the same generation befor
     python benchmarks/quality.py                       # 3 clips x 8 frames, 20 steps: about 5 minutes on 2 cores
     python benchmarks/quality.py --clips 8 --steps 50  # closer to the papers' settings, slower
     python benchmarks/quality.py --vdm wan2.1-t2v-1.3b --motion   # the flow-matching Wan toy on moving clips
+    python benchmarks/quality.py --vdm wan2.1-t2v-1.3b --motion --idm flux-canny --t2i flux-dev   # flow models only
 
 ``--motion`` uses clips of one shape crossing a white frame ("a red circle moving left on a white
 background", 9 frames) and adds direction and speed agreement with the prompt (vsynth.metrics.motion):
@@ -62,9 +63,9 @@ METRICS = (
 
 def rows(args) -> list[dict]:
     """name, bridge, idm, options, which video of the run the row reads ("final" or "idm"), needs a source."""
-    canny = "controlnet-canny"
+    canny = args.idm
     out = [
-        {"name": "ControlNet frame-wise (BIVDiff stage 1)", "video": "idm", "reuse": f"mixed-inversion r={args.ratios[0]}"},
+        {"name": f"{canny} frame-wise (BIVDiff stage 1)", "video": "idm", "reuse": f"mixed-inversion r={args.ratios[0]}"},
     ]
     for ratio in args.ratios:
         out.append({"name": f"mixed-inversion r={ratio}", "bridge": "mixed-inversion", "idm": canny, "options": {"mixing_ratio": ratio}})
@@ -77,7 +78,7 @@ def rows(args) -> list[dict]:
         *([] if getattr(args, "vdm_transformer", False) else  # SFI injects into a UNet decoder's self-attention
           [{"name": "encapsulated + SFI", "bridge": "encapsulated", "idm": canny, "options": {"injection": "sfi"}}]),
         {"name": "plain text-to-video", "bridge": "none", "idm": None, "source": False},
-        {"name": "encapsulated on its T2V (EVS's setting)", "bridge": "encapsulated", "idm": "sd15", "source": False},
+        {"name": f"encapsulated on its T2V (EVS's setting, {args.t2i})", "bridge": "encapsulated", "idm": args.t2i, "source": False},
     ]
     return out
 
@@ -124,8 +125,18 @@ def run_row(row: dict, clip: Path, caption: str, args, out: Path) -> dict:
         "frame_evals": record["frame_evals"],  # {role or role.network: count}
         "timings": record["timings"],
         "wall": wall,
-        "stage1_frame_evals": record["sampling"]["steps"] * args.frames * (2 if record["sampling"]["guidance"] > 1 else 1) * 2,
+        "stage1_frame_evals": stage1_frame_evals(record, args),
     }
+
+
+def stage1_frame_evals(record: dict, args) -> int:
+    """Frame evaluations of a BIVDiff run's frame-wise stage: steps x frames, twice with classifier-free guidance (not
+    FLUX's distilled guidance), twice again for a ControlNet's own network."""
+    from vsynth.core.host.registry import get_registry
+
+    spec = get_registry().model(args.idm)
+    cfg = 2 if spec.guidance == "classifier-free" and record["sampling"]["guidance"] > 1 else 1
+    return record["sampling"]["steps"] * args.frames * cfg * (2 if spec.architecture != "transformer" else 1)
 
 
 def cost(result: dict, video: str) -> tuple[int, float]:
@@ -166,6 +177,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of every model (default 20: the toy models need no more)")
     parser.add_argument("--ratios", type=float, nargs="+", default=None, help="mixing ratios of Mixed Inversion (default 1.0 0.5 0.0; 0.0 for a VDM of another latent space)")
     parser.add_argument("--vdm", default="zeroscope")
+    parser.add_argument("--idm", default="controlnet-canny", help="the control IDM of the bridge rows (flux-canny: the FLUX toy)")
+    parser.add_argument("--t2i", default="sd15", help="the T2I of EVS's own setting (flux-dev: the FLUX toy)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
@@ -176,7 +189,7 @@ def main(argv=None) -> list[dict]:
     registry = get_registry()
     args.vdm_transformer = registry.model(args.vdm).architecture == "transformer"
     if args.ratios is None:
-        same = registry.model("controlnet-canny").latent_space == registry.model(args.vdm).latent_space
+        same = registry.model(args.idm).latent_space == registry.model(args.vdm).latent_space
         args.ratios = [1.0, 0.5, 0.0] if same else [0.0]
 
     shutil.rmtree(args.out, ignore_errors=True)

@@ -326,7 +326,7 @@ def test_toy_red_to_blue_edit_turns_the_circle_blue_keeps_its_track_and_costs_le
         original = fe.velocity_difference
         monkeypatch.setattr(fe, "velocity_difference", lambda *a: -original(*a))
     path = tmp_path / "clip.mp4"
-    truth = save_clip(path, 7, frames=9, shapes=[("circle", "red"), ("square", "green")], background="white")
+    truth = save_clip(path, 7, generator="make_motion_clip", frames=9, motion="right", background="white", colour="red", shape="circle")
     target = truth.caption.replace("red", "blue")
     small = dict(vdm="wan2.1-t2v-1.3b", video=path, prompt=target, toy=True, frames=9, stride=1, steps=20, seed=42)
     edit = vsynth.run(bridge="flow-edit", source_prompt=truth.caption, **small)
