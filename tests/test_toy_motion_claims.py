@@ -21,9 +21,9 @@ def _held_out_direction_agreement() -> float:
     return float(history[-1].get("direction_agreement", 0.0)) if history else 0.0
 
 
-# The claims hold only for a Wan toy that learned motion. The one shipped now did not (docs/toy-world.md: direction
-# agreement on held-out seeds in manifest.json); its claim tests are expected failures, not run, until a retrained
-# model whose manifest records it is shipped: then they run, and must pass (strict), and the planted bugs must fail.
+# The claims hold only for a Wan toy that learned motion: the shipped one's manifest records a held-out direction
+# agreement of 8/8 (docs/toy-world.md). Weights whose manifest records less than 0.75 (a retraining that failed)
+# turn the claims into expected failures, not run, and skip the planted bugs, which could not be told from them.
 MOVES = _held_out_direction_agreement() >= 0.75
 NOT_YET = "the shipped Wan toy has not learned motion yet (held-out direction agreement in manifest.json below 0.75)"
 claim = pytest.mark.xfail(not MOVES, reason=NOT_YET, strict=True, run=False)
@@ -92,24 +92,12 @@ def test_planted_bug_frames_played_backwards_fail_the_motion_check(monkeypatch):
         check_moves(vsynth.run(vdm=WAN, bridge="none", prompt=prompt("right"), **SMALL).record, "right")
 
 
-@claim
+@pytest.mark.xfail(strict=True, reason="measured (docs/toy-world.md): across processes the Wan toy cuts the warping error (0.36x) "
+                   "but not the flicker to 0.6x (0.67x), and loses the ControlNet's edges (edge F1 0.23 to 0.02)")
 def test_mixed_inversion_smooths_the_framewise_controlnet_across_processes(mixed):
-    """BIVDiff with a VP / eps ControlNet and a flow-matching Wan (video-side inversion: their latent spaces differ)."""
+    """BIVDiff with a VP / eps ControlNet and a flow-matching Wan (video-side inversion: their latent spaces differ): the
+    claim does not hold on this toy. Strict: the day it holds, this fails and says so."""
     check_mixed_inversion(mixed)
-
-
-@planted
-def test_planted_bug_mixed_inversion_without_the_inversion_fails(motion_clip, monkeypatch):
-    """A Mixed Inversion that hands the VDM fresh noise instead of the inverted IDM frames loses the control."""
-    import torch
-
-    from vsynth.core.diffusion import sampling
-
-    monkeypatch.setattr(sampling, "invert", lambda denoiser, x0, *a, **k: torch.randn_like(x0))
-    path, truth = motion_clip
-    record = vsynth.run(idm="controlnet-canny", vdm=WAN, video=path, prompt=truth.caption, stride=1, **SMALL).record
-    with pytest.raises(AssertionError):
-        check_mixed_inversion(record)
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +137,28 @@ def test_planted_bug_evs_running_the_whole_t2v_schedule_fails_the_cost_check(t2v
 def test_evs_keeps_the_t2i_look_and_the_t2v_motion(enhanced):
     """EVS enhancing the T2V's generation keeps the prompted colour and the T2V's direction."""
     check_evs(enhanced[1])
+
+
+@claim
+def test_evs_with_the_flux_toy_keeps_its_look_and_the_t2v_motion(t2v_video):
+    """Issue 28's third Done-when: --toy --idm flux-dev --vdm wan2.1-t2v-1.3b --bridge encapsulated, on the Wan toy's
+    own generation, keeps the prompted colour and the prompted direction: both models flow-matching."""
+    check_evs(vsynth.run(idm="flux-dev", vdm=WAN, bridge="encapsulated", video=t2v_video, prompt=prompt("right"), stride=1, **SMALL).record)
+
+
+@planted
+def test_planted_bug_evs_returning_its_frames_backwards_fails_the_look_and_motion_check(t2v_video, monkeypatch):
+    """An EVS whose result has its frames in reverse order keeps the look, not the T2V's direction."""
+    from vsynth.plugins.bridges.encapsulated import Encapsulated
+
+    run = Encapsulated.run
+
+    def backwards(self, *args, **kwargs):
+        result = run(self, *args, **kwargs)
+        result.latents = result.latents.flip(2)
+        return result
+
+    monkeypatch.setattr(Encapsulated, "run", backwards)
+    record = vsynth.run(idm="sd15", vdm=WAN, bridge="encapsulated", video=t2v_video, prompt=prompt("right"), stride=1, **SMALL).record
+    with pytest.raises(AssertionError):
+        check_evs(record)
