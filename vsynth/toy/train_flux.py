@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -40,7 +41,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
-from . import world
+from . import train_wan, world
+from .train_wan import _torch, ema_update, manifest_files
 
 SIZE = 64
 EVAL_SEED = 30_000_000
@@ -68,18 +70,7 @@ RECIPE = {
 }
 
 
-def log(work: Path, *a):
-    line = time.strftime("%H:%M:%S") + " " + " ".join(str(x) for x in a)
-    print(line, flush=True)
-    with open(work / "logs" / "train_flux.log", "a") as f:
-        f.write(line + "\n")
-
-
-def _torch():
-    import torch
-
-    torch.set_num_threads(1)
-    return torch
+log = functools.partial(train_wan.log, name="train_flux")
 
 
 def sd15_dir() -> Path:
@@ -139,9 +130,7 @@ def stage_data(args, work: Path):
 
 # ----------------------------------------------------------------------------------------------- models
 def t5_tokenizer():
-    from .train_wan import tokenizer
-
-    tok = tokenizer()
+    tok = train_wan.tokenizer()
     tok.model_max_length = MAX_SEQUENCE_LENGTH
     return tok
 
@@ -339,11 +328,7 @@ def train(args, work: Path, stage: str):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            decay = min(r["ema"], (1 + step) / (10 + step))
-            with torch.no_grad():
-                for ema, live in ((ema_t, transformer), (ema_5, t5)):
-                    for pe, pl in zip(ema.parameters(), live.parameters()):
-                        pe.mul_(decay).add_(pl.detach(), alpha=1 - decay)
+            ema_update(((ema_t, transformer), (ema_5, t5)), step, r["ema"])
             losses.append(float(loss.detach()))
             step += 1
             if step % 25 == 0:
@@ -385,7 +370,6 @@ def export(args, work: Path, out: Path):
 
 def ship(args, work: Path, out: Path):
     """Copy both folders into the shipped weights and enter them in manifest.json with hashes, figures and command."""
-    import hashlib
     import shutil
 
     from .shipped import WEIGHTS_DIR
@@ -397,8 +381,7 @@ def ship(args, work: Path, out: Path):
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(out / name, target)
-        files = [dict(path=str(f.relative_to(WEIGHTS_DIR)), sha256=hashlib.sha256(f.read_bytes()).hexdigest(), bytes=f.stat().st_size)
-                 for f in sorted(target.rglob("*")) if f.is_file()]  # fmt: skip
+        files = manifest_files(target)
         history = json.loads((work / "stats" / f"{stage}.json").read_text())["history"]
         last = history[-1]
         manifest["models"][name] = dict(

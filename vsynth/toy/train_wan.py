@@ -69,10 +69,10 @@ RECIPE = {
 }
 
 
-def log(work: Path, *a):
+def log(work: Path, *a, name: str = "train_wan"):
     line = time.strftime("%H:%M:%S") + " " + " ".join(str(x) for x in a)
     print(line, flush=True)
-    with open(work / "logs" / "train_wan.log", "a") as f:
+    with open(work / "logs" / f"{name}.log", "a") as f:
         f.write(line + "\n")
 
 
@@ -81,6 +81,26 @@ def _torch():
 
     torch.set_num_threads(1)
     return torch
+
+
+def ema_update(pairs, step: int, ceiling: float) -> None:
+    """Move each (ema, live) module pair's EMA weights toward the live ones, the decay warming up to ``ceiling``."""
+    torch = _torch()
+    decay = min(ceiling, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for ema, live in pairs:
+            for pe, pl in zip(ema.parameters(), live.parameters()):
+                pe.mul_(decay).add_(pl.detach(), alpha=1 - decay)
+
+
+def manifest_files(folder: Path) -> list[dict]:
+    """manifest.json's entries for the files of a shipped model folder: path under the weights, SHA-256, bytes."""
+    import hashlib
+
+    from .shipped import WEIGHTS_DIR
+
+    return [dict(path=str(f.relative_to(WEIGHTS_DIR)), sha256=hashlib.sha256(f.read_bytes()).hexdigest(), bytes=f.stat().st_size)
+            for f in sorted(folder.rglob("*")) if f.is_file()]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------- tokenizer
@@ -451,11 +471,7 @@ def train_t2v(args, work: Path):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            decay = min(r["ema"], (1 + step) / (10 + step))
-            with torch.no_grad():
-                for ema, live in ((ema_t, transformer), (ema_x, text)):
-                    for pe, pl in zip(ema.parameters(), live.parameters()):
-                        pe.mul_(decay).add_(pl.detach(), alpha=1 - decay)
+            ema_update(((ema_t, transformer), (ema_x, text)), step, r["ema"])
             losses.append(float(loss))
             step += 1
         if step % 25 == 0 and not done and losses:
@@ -499,7 +515,6 @@ def export(args, work: Path, out: Path):
 def ship(args, work: Path, out: Path, name: str = "wan2.1-t2v"):
     """Copy the exported folder into the shipped weights (vsynth/toy/weights/NAME) and enter it in manifest.json
     with its hashes, training time, measured figures and the command that made it."""
-    import hashlib
     import shutil
 
     from .shipped import WEIGHTS_DIR
@@ -511,8 +526,7 @@ def ship(args, work: Path, out: Path, name: str = "wan2.1-t2v"):
     manifest_path = WEIGHTS_DIR / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     stats = {p.stem: json.loads(p.read_text()) for p in (work / "stats").glob("*.json")}
-    files = [dict(path=str(f.relative_to(WEIGHTS_DIR)), sha256=hashlib.sha256(f.read_bytes()).hexdigest(), bytes=f.stat().st_size)
-             for f in sorted(target.rglob("*")) if f.is_file()]  # fmt: skip
+    files = manifest_files(target)
     history = stats.get("t2v", {}).get("history", [])
     last = history[-1] if history else {}
     manifest["models"][name] = dict(
