@@ -3,13 +3,15 @@
     python -m vsynth.toy.train_wan --work toywork-wan --out toy-wan        # vae, latents, t2v, export
     python -m vsynth.toy.train_wan --stage t2v --minutes 60                # one stage (resumes from its checkpoint)
     python -m vsynth.toy.train_wan --smoke                                 # a few steps of each, end to end
+    python -m vsynth.toy.train_wan --stage t2v --init W/ckpt/t2v.pt --recipe t2v-settle   # a fine-tune run
 
 What it builds, in WanPipeline's folder layout (vsynth's Wan loader reads it as it reads the real one):
 
 - ``vae``: an AutoencoderKLWan with Wan 2.1's 16 latent channels and 8x spatial compression, but no
   temporal compression (``scale_factor_temporal=1``): each frame is its own latent frame. Its causal
   convolutions' taps on earlier frames are held at zero, so it is trained on single frames; its loss
-  weighs colour (L1 plus a loss on 4x-pooled colours), the first toy VAE's weakness.
+  weighs colour (L1 plus a loss on 4x-pooled colours), the first toy VAE's weakness. Stages vae-dec and vae-ring
+  fine-tune its decoder alone (the latents stay as they are); export takes the last one that ran.
 - ``text_encoder`` / ``tokenizer``: a 2-layer UMT5 encoder over a word-level tokenizer of the toy
   vocabulary (T5's special ids), trained jointly with the transformer.
 - ``transformer``: a WanTransformer3DModel (patches (1, 2, 2), 4 layers) trained by flow matching
@@ -62,10 +64,16 @@ MAX_SEQUENCE_LENGTH = 16
 RECIPE = {
     "vae": dict(minutes=13, batch=16, lr=1e-3, warmup=50),
     "vae-dec": dict(minutes=30, batch=16, lr=4e-4, warmup=20),
+    # a second decoder fine-tune from vae-dec's, weighing a ring around each shape as much as the shape (below)
+    "vae-ring": dict(minutes=30, batch=16, lr=2e-4, warmup=20, ring=3),
     "latents": dict(clips=1600),
     "t2v": dict(minutes=46, batch=16, lr=6e-4, warmup=100, drop=0.1, ema=0.998, eval_every=300, short=0.3, centred=0.75),
     # a second run from the first's weights, on the re-encoded clips (most crossing the middle line)
     "t2v-tune": dict(minutes=60, batch=16, lr=4e-4, warmup=50, drop=0.1, ema=0.995, eval_every=600, short=0.3, high=0.1, forcing=0.8),
+    # then fewer clips with a clearer frame: sampling (and Mixed Inversion's smoothing) runs every frame at one level
+    "t2v-settle": dict(minutes=40, batch=16, lr=3e-4, warmup=50, drop=0.1, ema=0.995, eval_every=600, short=0.3, high=0.1, forcing=0.3),
+    # as t2v-settle with a quarter of the captions empty: the unconditional branch that classifier-free guidance subtracts
+    "t2v-settle-uncond": dict(minutes=40, batch=16, lr=3e-4, warmup=50, drop=0.25, ema=0.995, eval_every=600, short=0.3, high=0.1, forcing=0.3),
 }
 
 
@@ -190,8 +198,10 @@ def vae_colour_check(vae, n=24) -> dict:
     """Reconstruct held-out motion clips (every colour, every background): the share of object pixels whose nearest
     named colour is the right one, per colour, and the PSNR."""
     torch = _torch()
+    from vsynth.metrics.temporal import background_flicker
+
     hits: dict[str, list[float]] = {}
-    psnr = []
+    psnr, flicker = [], []
     with torch.no_grad():
         for i in range(n):
             colour = world.COLOURS[i % len(world.COLOURS)]
@@ -200,19 +210,38 @@ def vae_colour_check(vae, n=24) -> dict:
             hits.setdefault(colour, []).append(world.colour_fidelity(rec, clip))
             mse = np.mean((rec.astype(np.float32) - clip.frames.astype(np.float32)) ** 2)
             psnr.append(10 * np.log10(255**2 / max(mse, 1e-6)))
+            if clip.background == "white":  # the Wan toy's world; the source's own background flicker is 0
+                flicker.append(background_flicker(rec, clip.masks))
     per = {c: round(float(np.mean(v)), 3) for c, v in hits.items()}
-    return {"colour_share": per, "colour_share_min": min(per.values()), "psnr": round(float(np.mean(psnr)), 2)}
+    return {"colour_share": per, "colour_share_min": min(per.values()), "psnr": round(float(np.mean(psnr)), 2),
+            "bg_flicker_white": round(float(np.mean(flicker)), 4) if flicker else None}  # fmt: skip
 
 
-def train_vae(args, work: Path, decoder_only: bool = False):
-    """The VAE; with ``decoder_only`` (stage vae-dec, run beside t2v) a fine-tune of its decoder alone, from the
-    vae stage's weights: the encoder, hence the latents the transformer learns, stays fixed."""
+DECODER_STAGES = {"vae-dec": "vae_dec.pt", "vae-ring": "vae_ring.pt"}  # each starts from the last checkpoint before it
+
+
+def decoder_start(work: Path, stage: str) -> Path:
+    earlier = ["vae.pt", *list(DECODER_STAGES.values())[: list(DECODER_STAGES).index(stage)]]
+    return next(work / "ckpt" / n for n in reversed(earlier) if (work / "ckpt" / n).exists() or n == "vae.pt")
+
+
+def train_vae(args, work: Path, stage: str = "vae"):
+    """The VAE; stages vae-dec (run beside t2v) and vae-ring fine-tune its decoder alone, from the previous stage's
+    weights: the encoder, hence the latents the transformer learns, stays fixed.
+
+    Shapes are weighed 9x in the loss (they are ~6% of the pixels). With the weight on the shape's own pixels only,
+    painting a doubtful pixel in the shape's colour costs the decoder 9x less than leaving it white: its shapes came
+    out 2-3 pixels fatter, and that halo, moving with the shape, was most of the Wan toy's background flicker (0.027 in
+    a bare encode-decode of a clip whose background never changes). vae-ring weighs a ring of ``ring`` pixels around
+    each shape as much as the shape, so doubt costs the same both ways.
+    """
     torch = _torch()
-    r = RECIPE["vae-dec" if decoder_only else "vae"]
-    ckpt = work / "ckpt" / ("vae_dec.pt" if decoder_only else "vae.pt")
+    r = RECIPE[stage]
+    decoder_only = stage in DECODER_STAGES
+    ckpt = work / "ckpt" / (DECODER_STAGES[stage] if decoder_only else "vae.pt")
     vae = build_vae()
     if decoder_only:
-        vae.load_state_dict(torch.load(work / "ckpt" / "vae.pt", weights_only=False)["model"])
+        vae.load_state_dict(torch.load(decoder_start(work, stage), weights_only=False)["model"])
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=r["lr"], weight_decay=0.0)
@@ -234,7 +263,7 @@ def train_vae(args, work: Path, decoder_only: bool = False):
     t0 = time.time()
     last_save = time.time()
     losses = []
-    log(work, f"vae{'-dec' if decoder_only else ''}: {sum(p.numel() for p in vae.parameters()) / 1e6:.3f} M params, {minutes} min from step {step}")
+    log(work, f"{stage}: {sum(p.numel() for p in vae.parameters()) / 1e6:.3f} M params, {minutes} min from step {step}")
     while True:
         elapsed = (time.time() - t0) / 60
         done = elapsed >= minutes or (args.smoke and step >= 3) or (args.steps and step >= args.steps)
@@ -254,6 +283,9 @@ def train_vae(args, work: Path, decoder_only: bool = False):
             # the shapes are ~6% of the pixels: weigh them (anything far from the frame's border colour) 8x more
             border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).median(-1).values
             fg = ((x - border[..., None, None]).abs().amax(1, keepdim=True) > 0.3).float()
+            if r.get("ring"):
+                k = 2 * r["ring"] + 1
+                fg = torch.nn.functional.max_pool3d(fg, (1, k, k), stride=1, padding=(0, r["ring"], r["ring"]))
             weight = 1 + 8 * fg
             pooled = torch.nn.functional.avg_pool2d(((y - x) * weight)[:, :, 0], 4)
             loss = ((y - x).abs() * weight).mean() + 4 * pooled.pow(2).mean() + 1e-4 * dist.mean.pow(2).mean()
@@ -269,19 +301,20 @@ def train_vae(args, work: Path, decoder_only: bool = False):
             vae.eval()
             check = vae_colour_check(vae, n=6 if args.smoke else 12)
             vae.train()
-            log(work, f"vae{'-dec' if decoder_only else ''} step {step} loss {np.mean(losses[-50:]) if losses else float('nan'):.4f} lr {lr:.2e} {json.dumps(check)}")
+            log(work, f"{stage} step {step} loss {np.mean(losses[-50:]) if losses else float('nan'):.4f} lr {lr:.2e} {json.dumps(check)}")
             (work / "stats").mkdir(exist_ok=True)
-            (work / "stats" / ("vae-dec.json" if decoder_only else "vae.json")).write_text(json.dumps({"steps": step, "minutes": round((time.time() - t0) / 60, 1), **check}, indent=2))
+            (work / "stats" / f"{stage}.json").write_text(json.dumps({"steps": step, "minutes": round((time.time() - t0) / 60, 1), **check}, indent=2))
         if done:
             break
     return vae
 
 
 def load_vae(work: Path, decoder: bool = False):
-    """The trained VAE; with ``decoder``, its fine-tuned decoder when the vae-dec stage ran (what is exported)."""
+    """The trained VAE; with ``decoder``, its last fine-tuned decoder (vae-ring's, else vae-dec's): what is exported."""
     torch = _torch()
     vae = build_vae()
-    path = work / "ckpt" / ("vae_dec.pt" if decoder and (work / "ckpt" / "vae_dec.pt").exists() else "vae.pt")
+    names = ("vae_ring.pt", "vae_dec.pt", "vae.pt") if decoder else ("vae.pt",)
+    path = next(work / "ckpt" / n for n in names if (work / "ckpt" / n).exists() or n == "vae.pt")
     vae.load_state_dict(torch.load(path, weights_only=False)["model"])
     single_frame_convs()
     return vae.eval()
@@ -403,7 +436,7 @@ def per_frame_levels(s, frames: int, share: float, g):
 
 def train_t2v(args, work: Path):
     torch = _torch()
-    r = RECIPE["t2v-tune" if args.init else "t2v"]
+    r = RECIPE[args.recipe or ("t2v-tune" if args.init else "t2v")]
     data = torch.load(work / "latents.pt", weights_only=False)
     mean, std = data["mean"], data["std"]
     z = (data["latents"] - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
@@ -532,9 +565,9 @@ def ship(args, work: Path, out: Path, name: str = "wan2.1-t2v"):
     manifest["models"][name] = dict(
         files=files,
         stages={"vae": {k: stats.get("vae", {}).get(k) for k in ("steps", "minutes")} | {"seed": SEEDS["vae"]},
-                "vae-dec": {k: stats.get("vae-dec", {}).get(k) for k in ("steps", "minutes")},
+                **{d: {k: stats[d].get(k) for k in ("steps", "minutes")} for d in DECODER_STAGES if d in stats},
                 "t2v": {"steps": last.get("step"), "minutes": last.get("minutes"), "seed": SEEDS["t2v"], "final_loss": last.get("loss")}},  # fmt: skip
-        metrics={s: {k: v for k, v in stats.get(s, {}).items() if k not in ("steps", "minutes")} for s in ("vae", "vae-dec")} | {"t2v": {"history": history}},
+        metrics={s: {k: v for k, v in stats.get(s, {}).items() if k not in ("steps", "minutes")} for s in ("vae", *DECODER_STAGES) if s in stats} | {"t2v": {"history": history}},
         size=SIZE,
         frames=FRAMES,
         command=f"vsynth toy train --wan --work {args.work}   (python -m vsynth.toy.train_wan; vae {RECIPE['vae']['minutes']} min, t2v "
@@ -550,11 +583,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", default="toywork-wan")
     p.add_argument("--out", default="toy-wan")
-    p.add_argument("--stage", choices=("all", "vae", "vae-dec", "latents", "t2v", "export", "ship"), default="all")
+    p.add_argument("--stage", choices=("all", "vae", "vae-dec", "vae-ring", "latents", "t2v", "export", "ship"), default="all")
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--init", default=None, help="t2v stage: start from this t2v.pt's EMA weights (recipe t2v-tune)")
+    p.add_argument("--init", default=None, help="t2v stage: start from this t2v.pt's EMA weights (recipe t2v-tune unless --recipe)")
+    p.add_argument("--recipe", default=None, choices=[k for k in RECIPE if k.startswith("t2v")], help="t2v stage: the recipe to run")
     args = p.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     for d in ("ckpt", "logs", "samples", "stats"):
@@ -562,10 +596,8 @@ def main(argv=None):
     stages = ("vae", "latents", "t2v", "export") if args.stage == "all" else (args.stage,)
     for stage in stages:
         t = time.time()
-        if stage == "vae":
-            train_vae(args, work)
-        elif stage == "vae-dec":
-            train_vae(args, work, decoder_only=True)
+        if stage in ("vae", "vae-dec", "vae-ring"):
+            train_vae(args, work, stage)
         elif stage == "latents":
             encode_latents(args, work)
         elif stage == "t2v":
