@@ -65,3 +65,19 @@ def test_toy_examples_writes_motion_clips(tmp_path):
     path, caption = result.output.strip().split("\t")
     assert " moving " in caption or " growing " in caption
     assert parse_motion(caption)["motion"] in caption
+
+
+def test_the_wan_toy_flicker_benchmark_counts_ghost_objects():
+    """benchmarks/wan_toy_flicker.py's 'objects a frame': one per drawn shape, not counting specks under 6 pixels."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "wan_toy_flicker.py"
+    spec = importlib.util.spec_from_file_location("wan_toy_flicker", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    frames = np.full((2, 32, 32, 3), 255, np.uint8)
+    frames[:, 4:10, 4:10] = (230, 30, 30)  # the prompted object, in both frames
+    frames[1, 20:26, 20:26] = (200, 0, 200)  # a ghost in the second frame
+    frames[:, 30, 30] = (0, 0, 0)  # a speck
+    assert benchmark.objects_per_frame(frames) == 1.5
