@@ -349,20 +349,35 @@ def vsynth_register_bridges(registrar):
 """
 
 
-def test_a_plugin_raising_keyboard_interrupt_is_a_broken_plugin_not_a_ctrl_c(tmp_path):
-    """At import, test_plugins covers it; in a hook it made every command exit 130."""
+def _sigint(handler):
+    """A subprocess's SIGINT disposition at start, whatever the suite's own is (a background job's is 'ignored')."""
+    import signal
+
+    return lambda: signal.signal(signal.SIGINT, handler)
+
+
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_a_plugin_raising_keyboard_interrupt_is_a_broken_plugin_not_a_ctrl_c(tmp_path, sigint):
+    """At import, test_plugins covers it; in a hook it made every command exit 130. With SIGINT ignored (started by
+    nohup or `cmd &` in a script) no Ctrl-C can arrive, so it is the plugin's too."""
+    import signal
+
+    start = _sigint(signal.SIG_DFL if sigint == "default" else signal.SIG_IGN)
     env = _plugin_site(tmp_path, RUDE_HOOK)
-    listed = subprocess.run([sys.executable, "-c", CLI, "models", "--kind", "bridge", "--json"], env=env, capture_output=True, text=True)
+    listed = subprocess.run([sys.executable, "-c", CLI, "models", "--kind", "bridge", "--json"], env=env, capture_output=True, text=True, preexec_fn=start)
     assert listed.returncode == 0, listed.stderr
     assert "mixed-inversion" in {r["name"] for r in json.loads(listed.stdout)}
-    report = subprocess.run([sys.executable, "-c", CLI, "plugins", "--json"], env=env, capture_output=True, text=True)
+    report = subprocess.run([sys.executable, "-c", CLI, "plugins", "--json"], env=env, capture_output=True, text=True, preexec_fn=start)
     (rude,) = [r for r in json.loads(report.stdout) if r["name"] == "rude"]
     assert rude["status"] == "error" and "raised KeyboardInterrupt" in rude["error"]
 
 
 def test_a_real_ctrl_c_while_a_plugin_registers_stops_the_command(tmp_path):
+    import signal
+
     hook = RUDE_HOOK.replace("raise KeyboardInterrupt", "import os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(5)")
-    proc = subprocess.run([sys.executable, "-c", CLI, "models"], env=_plugin_site(tmp_path, hook), capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", CLI, "models"], env=_plugin_site(tmp_path, hook), capture_output=True, text=True,
+                          preexec_fn=_sigint(signal.SIG_DFL))  # fmt: skip
     assert proc.returncode == 130, proc.stderr
 
 
