@@ -42,7 +42,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 from . import train_wan, world
-from .train_wan import _torch, ema_update, manifest_files
+from .train_wan import _torch, add_eval, ema_update, eval_history, manifest_files, schedule
 
 SIZE = 64
 EVAL_SEED = 30_000_000
@@ -303,14 +303,12 @@ def train(args, work: Path, stage: str):
     t0 = time.time() - minutes_done * 60
     last_save = time.time()
     losses = []
-    stats = work / "stats" / f"{stage}.json"
-    history = json.loads(stats.read_text())["history"] if stats.exists() else []
+    history = eval_history(work, stage)
     log(work, f"{stage}: transformer {sum(p.numel() for p in transformer.parameters()) / 1e6:.3f} M, t5 "
         f"{sum(p.numel() for p in t5.parameters()) / 1e6:.3f} M; {minutes} min from step {step}")  # fmt: skip
     while True:
         elapsed = (time.time() - t0) / 60
-        done = elapsed >= minutes or (args.smoke and step >= 3) or (args.steps and step >= args.steps)
-        lr = r["lr"] * min(1.0, (step + 1) / r["warmup"]) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / minutes))))
+        done, lr = schedule(args, r, step, elapsed, minutes)
         for gr in opt.param_groups:
             gr["lr"] = lr
         if not done:
@@ -318,7 +316,7 @@ def train(args, work: Path, stage: str):
             x0 = lat[idx]
             caps = [captions[i] for i in idx]
             u = torch.sigmoid(torch.randn(len(idx), generator=g))  # logit-normal levels at FLUX's resolution shift
-            s = math.exp(m) / (math.exp(m) + (1 / u - 1))
+            s = shifted(u, m)
             noise = torch.randn(x0.shape, generator=g)
             xt = (1 - s.view(-1, 1, 1, 1)) * x0 + s.view(-1, 1, 1, 1) * noise
             guidance = torch.rand(len(idx), generator=g) * 4 + 1
@@ -340,9 +338,7 @@ def train(args, work: Path, stage: str):
             if done or step % r["eval_every"] == 0:
                 res = evaluate(ema_t, ema_5, text, control, n=4 if args.smoke else 8)
                 np.save(work / "samples" / f"{stage}_{step:06d}.npy", res.pop("frames"))
-                history.append({"step": step, "minutes": round((time.time() - t0) / 60, 1), "loss": round(float(np.mean(losses[-100:])), 4) if losses else None, **res})
-                log(work, f"{stage} eval {json.dumps(history[-1])}")
-                stats.write_text(json.dumps({"history": history}, indent=2))
+                log(work, f"{stage} eval {json.dumps(add_eval(work, stage, history, step, t0, losses, res))}")
         if done:
             break
 
@@ -382,7 +378,7 @@ def ship(args, work: Path, out: Path):
             shutil.rmtree(target)
         shutil.copytree(out / name, target)
         files = manifest_files(target)
-        history = json.loads((work / "stats" / f"{stage}.json").read_text())["history"]
+        history = eval_history(work, stage)
         last = history[-1]
         manifest["models"][name] = dict(
             files=files,

@@ -101,6 +101,27 @@ def ema_update(pairs, step: int, ceiling: float) -> None:
                 pe.mul_(decay).add_(pl.detach(), alpha=1 - decay)
 
 
+def schedule(args, r: dict, step: int, elapsed: float, minutes: float):
+    """The flow trainers' (done, learning rate): done after ``minutes`` (or ``--steps``, or 3 steps with ``--smoke``); the
+    rate warms up over ``r["warmup"]`` steps, then follows a cosine over the minutes down to a tenth."""
+    done = elapsed >= minutes or (args.smoke and step >= 3) or (args.steps and step >= args.steps)
+    lr = r["lr"] * min(1.0, (step + 1) / r["warmup"]) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / minutes))))
+    return done, lr
+
+
+def eval_history(work: Path, stage: str) -> list[dict]:
+    """The held-out evaluations a stage logged so far (work/stats/STAGE.json), to resume with."""
+    path = work / "stats" / f"{stage}.json"
+    return json.loads(path.read_text()).get("history", []) if path.exists() else []
+
+
+def add_eval(work: Path, stage: str, history: list[dict], step: int, t0: float, losses: list[float], res: dict) -> dict:
+    """Append one held-out evaluation (with the step, minutes and recent loss) to ``history``, write it; the entry."""
+    history.append({"step": step, "minutes": round((time.time() - t0) / 60, 1), "loss": round(float(np.mean(losses[-100:])), 4) if losses else None, **res})
+    (work / "stats" / f"{stage}.json").write_text(json.dumps({"history": history}, indent=2))
+    return history[-1]
+
+
 def manifest_files(folder: Path) -> list[dict]:
     """manifest.json's entries for the files of a shipped model folder: path under the weights, SHA-256, bytes."""
     import hashlib
@@ -473,11 +494,10 @@ def train_t2v(args, work: Path):
     losses = []
     n_params = sum(p.numel() for p in transformer.parameters()) / 1e6
     log(work, f"t2v: transformer {n_params:.3f} M, text {sum(p.numel() for p in text.parameters()) / 1e6:.3f} M; {minutes} min from step {step}")
-    history = json.loads((work / "stats" / "t2v.json").read_text()).get("history", []) if (work / "stats" / "t2v.json").exists() else []
+    history = eval_history(work, "t2v")
     while True:
         elapsed = (time.time() - t0) / 60
-        done = elapsed >= minutes or (args.smoke and step >= 3) or (args.steps and step >= args.steps)
-        lr = r["lr"] * min(1.0, (step + 1) / r["warmup"]) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / minutes))))
+        done, lr = schedule(args, r, step, elapsed, minutes)
         for gr in opt.param_groups:
             gr["lr"] = lr
         if not done:
@@ -519,9 +539,7 @@ def train_t2v(args, work: Path):
                 low = evaluate(ema_t, ema_x, tok, mean, std, vae, n=4 if args.smoke else 8, guidance=1.0)  # without guidance
                 res |= {f"{k}_g1": v for k, v in low.items() if k in ("direction_agreement", "colour_share")}
                 np.save(work / "samples" / f"t2v_{step:06d}.npy", frames)
-                history.append({"step": step, "minutes": round((time.time() - t0) / 60, 1), "loss": round(float(np.mean(losses[-100:])), 4) if losses else None, **res})
-                log(work, f"t2v eval {json.dumps(history[-1])}")
-                (work / "stats" / "t2v.json").write_text(json.dumps({"history": history}, indent=2))
+                log(work, f"t2v eval {json.dumps(add_eval(work, 't2v', history, step, t0, losses, res))}")
         if done:
             break
 
