@@ -1,8 +1,6 @@
 """EVS's encapsulated bridge, Selective Feature Injection and the composition baselines, on tiny models."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +9,7 @@ from click.testing import CliRunner
 from diffusers.models.attention_processor import Attention
 from pydantic import ValidationError
 
+from tests.benchmark_scripts import load_benchmark
 from tests.conftest import SAMPLE_VIDEO, load_tiny
 from vsynth.cli import cli
 from vsynth.core.diffusion import processes, sampling
@@ -389,10 +388,7 @@ def test_encapsulated_without_a_video_enhances_the_vdms_own_video(tmp_path):
 
 
 def test_benchmark_reports_the_evaluation_and_time_ratios(tmp_path, capsys):
-    path = Path(__file__).parents[1] / "benchmarks" / "evs_vs_bivdiff.py"
-    spec = importlib.util.spec_from_file_location("evs_vs_bivdiff", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark("evs_vs_bivdiff")
     figures = benchmark.main(["--frames", "2", "--size", "64", "--steps", "10", "--json", str(tmp_path / "f.json")])
     # EVS: 4 T2I steps + the re-run, guided; 4 of Lightning's 8 steps. BIVDiff: 10 guided steps (each with the
     # ControlNet), 10 inversion steps, 8 steps.

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.benchmark_scripts import load_benchmark
 from vsynth.core.host.registry import get_registry
 from vsynth.testing import run_cli, sample_frames
 from vsynth.testing.fake_hub import build_fake_hub, layouts, offline_hub, real_config, snapshot_dir
@@ -145,12 +146,7 @@ def test_fake_snapshot_has_the_real_file_names_and_configs(tmp_path):
 
 def test_real_scale_benchmark_measures_every_stage(tmp_path, capsys):
     """benchmarks/real_scale.py on a reduced-scale cache (the full size is its job, not the suite's)."""
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "benchmarks" / "real_scale.py"
-    spec = importlib.util.spec_from_file_location("real_scale", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark("real_scale")
     cache = build_fake_hub(tmp_path / "hub", benchmark.REPOS)
     figures = benchmark.main(["--cache", str(cache), "--device", "cpu", "--sizes", "32x32x2"])
     assert [row["model"].split()[0] for row in figures["loads"]] == ["controlnet-canny", "zeroscope", "animatediff"]

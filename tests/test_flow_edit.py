@@ -18,6 +18,7 @@ import torch
 from click.testing import CliRunner
 from diffusers import FlowMatchEulerDiscreteScheduler
 
+from tests.benchmark_scripts import load_benchmark
 from vsynth.cli import cli
 from vsynth.core.diffusion import processes, sampling, solvers
 from vsynth.core.diffusion.denoiser import Denoiser
@@ -281,23 +282,11 @@ def test_the_source_prompt_is_required():
     assert result.exit_code == 2 and "bridge 'flow-edit' needs --source-prompt" in result.output
 
 
-def load_benchmark():
-    """benchmarks/flow_edit.py as a module."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "flow_edit.py"
-    spec = importlib.util.spec_from_file_location("flow_edit_benchmark", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    return benchmark
-
-
 def test_the_benchmark_scores_a_perfect_edit_high_and_the_unedited_source_low():
     """benchmarks/flow_edit.py's measures, on the source itself and on the same clip rendered with a blue circle."""
     from vsynth.toy.world import make_clip
 
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("flow_edit")
     args = dict(frames=5, background="gray")
     truth = make_clip(3, shapes=[("circle", "red"), ("square", "green")], **args)
     edited = make_clip(3, shapes=[("circle", "blue"), ("square", "green")], **args).frames
@@ -313,7 +302,7 @@ BLUE_SHARE, TRACK = 0.5, 0.75
 
 
 def toy_flow_models_missing() -> list[str]:
-    return load_benchmark().toy_models_missing()
+    return load_benchmark("flow_edit").toy_models_missing()
 
 
 @pytest.mark.skipif(bool(toy_flow_models_missing()), reason="needs the toy flow models (--toy wan2.1-t2v-1.3b, flux-canny)")
@@ -330,7 +319,7 @@ def test_toy_red_to_blue_edit_turns_the_circle_blue_keeps_its_track_and_costs_le
     target = truth.caption.replace("red", "blue")
     small = dict(vdm="wan2.1-t2v-1.3b", video=path, prompt=target, toy=True, frames=9, stride=1, steps=20, seed=42)
     edit = vsynth.run(bridge="flow-edit", source_prompt=truth.caption, **small)
-    scores = load_benchmark().measure(edit.frames, truth)
+    scores = load_benchmark("flow_edit").measure(edit.frames, truth)
     assert (scores["blue_share"] > BLUE_SHARE and scores["track"] >= TRACK) != broken, scores
     if not broken:
         mixed = vsynth.run(idm="flux-canny", bridge="mixed-inversion", **small)

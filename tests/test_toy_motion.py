@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests.benchmark_scripts import load_benchmark
 from vsynth.metrics.motion import direction_agreement, motion_report, object_track, speed_agreement
 from vsynth.metrics.report import run_metrics
 from vsynth.toy.world import DIRECTIONS, make_motion_clip, parse_motion, words_outside_vocabulary
@@ -69,13 +70,7 @@ def test_toy_examples_writes_motion_clips(tmp_path):
 
 def test_the_wan_toy_flicker_benchmark_counts_ghost_objects():
     """benchmarks/wan_toy_flicker.py's 'objects a frame': one per drawn shape, not counting specks under 6 pixels."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "wan_toy_flicker.py"
-    spec = importlib.util.spec_from_file_location("wan_toy_flicker", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark("wan_toy_flicker")
     frames = np.full((2, 32, 32, 3), 255, np.uint8)
     frames[:, 4:10, 4:10] = (230, 30, 30)  # the prompted object, in both frames
     frames[1, 20:26, 20:26] = (200, 0, 200)  # a ghost in the second frame

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from tests.benchmark_scripts import load_benchmark
 from tests.conftest import load_tiny
 from vsynth.core.diffusion import sampling
 from vsynth.core.diffusion.windows import WindowedDenoiser, blend_weights, spans
@@ -102,13 +103,7 @@ def test_64_frames_run_in_windows_and_run_json_records_them(args, windows, tmp_p
 
 
 def test_long_video_benchmark_measures_each_length_in_its_own_process(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "long_videos.py"
-    spec = importlib.util.spec_from_file_location("long_videos", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark("long_videos")
     figures = benchmark.main(["--frames", "18", "--size", "32", "--steps", "1", "--device", "cpu", "--json", str(tmp_path / "f.json")])
     (result,) = figures["results"]
     assert (result["frames"], result["windows"]) == (18, 2)  # AnimateDiff: windows of 16
