@@ -36,15 +36,22 @@ CLIPS = (("right", "red", 7), ("left", "blue", 8), ("up", "green", 9))
 RUN = dict(toy=True, frames=9, stride=1, steps=20, seed=42)
 
 
-def encode_decode(folder: Path, frames: np.ndarray) -> np.ndarray:
-    """``frames`` through the Wan toy's VAE alone (posterior mean), frame by frame as its codec does."""
+def load_vae(folder: Path):
     import torch
     from diffusers import AutoencoderKLWan
 
-    from vsynth.toy.train_wan import single_frame_convs, to_frames, to_tensor
+    from vsynth.toy.train_wan import single_frame_convs
 
-    vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32).eval()
     single_frame_convs()
+    return AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32).eval()
+
+
+def encode_decode(vae, frames: np.ndarray) -> np.ndarray:
+    """``frames`` through the Wan toy's VAE alone (posterior mean), frame by frame as its codec does."""
+    import torch
+
+    from vsynth.toy.train_wan import to_frames, to_tensor
+
     with torch.no_grad():
         return to_frames(vae.decode(vae.encode(to_tensor(frames)).latent_dist.mean).sample)[:, 0]
 
@@ -78,6 +85,9 @@ def main(argv=None):
             ghosts.append(objects_per_frame(vsynth.run(vdm=VDM, bridge="none", prompt=prompt, **RUN, **weights).frames))
     print(f"own text-to-video at guidance 5: {np.mean(ghosts):.2f} objects a frame (per prompt {np.round(ghosts, 2).tolist()})")
 
+    import imageio.v3 as iio
+
+    vae = load_vae(folder)
     print("| clip | encode-decode: source | flux-canny frames | MI guidance | bg flicker IDM → final | warping error IDM → final | edge F1 IDM → final |")
     print("|---|---|---|---|---|---|---|")
     for motion, colour, seed in CLIPS:
@@ -87,12 +97,10 @@ def main(argv=None):
             result = vsynth.run(idm="flux-canny", vdm=VDM, bridge="mixed-inversion", video=path, prompt=truth.caption, vdm_guidance=guidance,
                                 out=tmp / f"{motion}-{guidance:g}", **RUN, **weights)  # fmt: skip
             m = result.record["metrics"]
-            if guidance == 5.0:
-                import imageio.v3 as iio
-
+            if guidance == 5.0:  # the encode-decode columns, once a clip: the source's and this run's IDM frames
                 idm = iio.imread(tmp / f"{motion}-5" / "idm_frames.mp4")[: len(truth.frames)]
-                roundtrip = (f"{background_flicker(truth.frames, truth.masks):.4f} → {background_flicker(encode_decode(folder, truth.frames), truth.masks):.4f}",
-                             f"{background_flicker(idm, truth.masks):.4f} → {background_flicker(encode_decode(folder, idm), truth.masks):.4f}")  # fmt: skip
+                roundtrip = tuple(f"{background_flicker(f, truth.masks):.4f} → {background_flicker(encode_decode(vae, f), truth.masks):.4f}"
+                                  for f in (truth.frames, idm))  # fmt: skip
             else:
                 roundtrip = ("", "")
             cells = [f"{m[k]['idm']:.4f} → {m[k]['final']:.4f}" for k in ("background_flicker", "warping_error", "edge_f1")]

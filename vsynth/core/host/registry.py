@@ -277,11 +277,11 @@ def _plugin_interrupts(doing: str) -> Iterator[None]:
 @contextmanager
 def _user_interrupts() -> Iterator[Callable[[], bool]]:
     """Yield a check: did a real SIGINT (the user's Ctrl-C) arrive, as opposed to a plugin raising KeyboardInterrupt?"""
-    main = threading.current_thread() is threading.main_thread()
-    if main and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    handler = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if handler is signal.SIG_IGN:
         yield lambda: False  # started with SIGINT ignored (nohup, `cmd &` in a script): no Ctrl-C can arrive
         return
-    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if handler is not signal.default_int_handler:
         yield lambda: True  # no handler of ours to tell them apart: treat it as the user's
         return
     received = []
