@@ -76,3 +76,14 @@ def test_the_wan_toy_flicker_benchmark_counts_ghost_objects():
     frames[1, 20:26, 20:26] = (200, 0, 200)  # a ghost in the second frame
     frames[:, 30, 30] = (0, 0, 0)  # a speck
     assert benchmark.objects_per_frame(frames) == 1.5
+
+
+def test_the_guided_loss_target_puts_the_guided_prediction_on_the_data():
+    """train_wan.guided_target: the conditional velocity whose guided combination at Wan's 5 is the data's velocity."""
+    import torch
+
+    from vsynth.toy.train_wan import GUIDANCE, guided_target
+
+    velocity, uncond = torch.randn(2, 16, 3, 4, 4).unbind(0)
+    cond = guided_target(velocity, uncond)
+    torch.testing.assert_close(uncond + GUIDANCE * (cond - uncond), velocity)
