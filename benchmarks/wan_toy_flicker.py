@@ -1,7 +1,7 @@
 """Where Mixed Inversion into the Wan toy gets its flicker: the VAE, guidance, the transformer.
 
 Issue 28's second claim (Mixed Inversion from flux-canny into the Wan toy flickers less than flux-canny frame by
-frame) fails on the shipped toy. This measures the parts, for the shipped Wan toy or any exported folder
+frame) failed on the run-7 toy and holds on these three clips with the shipped run 11. This measures the parts, for the shipped Wan toy or any exported folder
 (``python -m vsynth.toy.train_wan --stage export --out DIR``), on three moving clips (a circle moving right, left,
 up on white, 9 frames):
 
@@ -15,7 +15,7 @@ up on white, 9 frames):
     python benchmarks/wan_toy_flicker.py                       # the shipped toy weights
     python benchmarks/wan_toy_flicker.py --vdm-weights DIR     # an exported Wan toy folder
 
-docs/toy-world.md ("Third session") has its figures. Needs the toy FLUX and Wan weights; about 3 minutes.
+docs/toy-world.md ("Third session", "Fourth session") has its figures. Needs the toy FLUX and Wan weights; about 3 minutes.
 """
 
 from __future__ import annotations
