@@ -1,6 +1,6 @@
 """Does every toy colour keep its colour and its direction through the Wan toy's own generation?
 
-"a COLOUR circle moving DIRECTION on a white background" for the six toy colours and four directions, 9 frames,
+"a COLOUR circle moving DIRECTION on a white background" for every toy colour and direction (vsynth.toy.world), 9 frames,
 20 steps, seed 42, at the default guidance: the detected colour adherence and the direction agreement of each run
 (run.json's metrics), as a table, for the shipped Wan toy or an exported folder. Issue 28's item 5 for the new
 family; docs/toy-world.md has its figures. Needs the toy Wan weights; about 2 minutes.
@@ -16,9 +16,7 @@ import numpy as np
 
 import vsynth
 from vsynth.toy import shipped
-
-COLOURS = ("red", "green", "blue", "yellow", "purple", "cyan")
-DIRECTIONS = ("right", "left", "up", "down")
+from vsynth.toy.world import COLOURS, DIRECTIONS
 
 
 def main(argv=None):

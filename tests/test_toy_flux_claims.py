@@ -94,8 +94,7 @@ def test_planted_bug_flux_dev_deaf_to_its_prompt_fails_the_colour_check(clip, mo
         check_colours(clip)
 
 
-@pytest.fixture(scope="module")
-def flux_mixed(clip):
+def mixed_record(clip) -> dict:
     path, truth = clip
     return vsynth.run(idm="flux-canny", vdm=WAN, video=path, prompt=truth.caption, bridge="mixed-inversion", **SMALL).record
 
@@ -106,10 +105,10 @@ def check_mixed_inversion(record):
     assert m["edge_f1"]["final"] > EDGE_KEPT * m["edge_f1"]["idm"], m["edge_f1"]
 
 
-def test_mixed_inversion_into_the_wan_toy_flickers_less_than_flux_canny_frame_by_frame(flux_mixed):
+def test_mixed_inversion_into_the_wan_toy_flickers_less_than_flux_canny_frame_by_frame(clip):
     """Issue 28's second Done-when, every model flow-matching, at Wan's default guidance 5: flux-canny's frames
     flicker 0.0107 and come out of the Wan toy at 0.0055, with more of the source's edges (edge F1 0.43 to 0.87)."""
-    check_mixed_inversion(flux_mixed)
+    check_mixed_inversion(mixed_record(clip))
 
 
 def test_planted_bug_smoothing_from_fresh_noise_fails_the_mixed_inversion_check(clip, monkeypatch):
@@ -119,6 +118,5 @@ def test_planted_bug_smoothing_from_fresh_noise_fails_the_mixed_inversion_check(
     from vsynth.core.diffusion import sampling
 
     monkeypatch.setattr(sampling, "invert", lambda schedule, x0, *args, **kwargs: torch.randn_like(x0))
-    path, truth = clip
     with pytest.raises(AssertionError):
-        check_mixed_inversion(vsynth.run(idm="flux-canny", vdm=WAN, video=path, prompt=truth.caption, bridge="mixed-inversion", **SMALL).record)
+        check_mixed_inversion(mixed_record(clip))

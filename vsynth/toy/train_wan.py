@@ -40,6 +40,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
+from vsynth.plugins.vdm import WAN_GUIDANCE
+
 from . import world
 
 SIZE = 64
@@ -83,8 +85,8 @@ RECIPE = {
     "t2v-guided-all": dict(minutes=20, batch=16, lr=2e-4, warmup=50, drop=0.1, ema=0.995, eval_every=600, short=0.3, high=0.1, forcing=0.3,
                            guided_weight=8.0, guided_below=1.01),
 }
-# Wan's default guidance (vsynth.plugins.vdm.WAN_GUIDANCE, WanPipeline's 5.0): the scale the guided loss trains for
-GUIDANCE = 5.0
+# Wan's default guidance (WanPipeline's 5.0): the scale the guided loss trains for
+GUIDANCE = WAN_GUIDANCE
 
 
 def log(work: Path, *a, name: str = "train_wan"):
@@ -344,7 +346,7 @@ def load_vae(work: Path, decoder: bool = False):
     """The trained VAE; with ``decoder``, its last fine-tuned decoder (vae-ring's, else vae-dec's): what is exported."""
     torch = _torch()
     vae = build_vae()
-    names = ("vae_ring.pt", "vae_dec.pt", "vae.pt") if decoder else ("vae.pt",)
+    names = (*reversed(DECODER_STAGES.values()), "vae.pt") if decoder else ("vae.pt",)
     path = next(work / "ckpt" / n for n in names if (work / "ckpt" / n).exists() or n == "vae.pt")
     vae.load_state_dict(torch.load(path, weights_only=False)["model"])
     single_frame_convs()
@@ -554,9 +556,10 @@ def train_t2v(args, work: Path):
             tokens = (x0.shape[3] // TRANSFORMER["patch_size"][1]) * (x0.shape[4] // TRANSFORMER["patch_size"][2])
             timestep = (s * 1000).repeat_interleave(tokens, dim=1)  # per token (Wan 2.2's form): equal ones = one per clip
             v = transformer(hidden_states=xt, timestep=timestep, encoder_hidden_states=states, return_dict=False)[0]
-            loss = (v - (noise - x0)).pow(2).mean()
+            velocity = noise - x0
+            loss = (v - velocity).pow(2).mean()
             if r.get("guided_weight"):
-                loss = loss + r["guided_weight"] * guided_loss(transformer, text, tok, xt, timestep, v, noise - x0, caps, s, r["guided_below"])
+                loss = loss + r["guided_weight"] * guided_loss(transformer, text, tok, xt, timestep, v, velocity, caps, s, r["guided_below"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
