@@ -87,3 +87,24 @@ def test_the_guided_loss_target_puts_the_guided_prediction_on_the_data():
     velocity, uncond = torch.randn(2, 16, 3, 4, 4).unbind(0)
     cond = guided_target(velocity, uncond)
     torch.testing.assert_close(uncond + GUIDANCE * (cond - uncond), velocity)
+
+
+def test_oversampled_clips_are_drawn_that_many_times_as_often():
+    """train_wan.clip_weights: a recipe's ``oversample`` word makes its clips that many times likelier than the rest."""
+    from vsynth.toy.train_wan import clip_weights
+
+    p = clip_weights(["a purple circle moving left", "a red square moving up", "a purple square moving up"], {"purple": 3.0})
+    assert p.sum() == pytest.approx(1.0)
+    assert p[0] == pytest.approx(3 * p[1]) and p[2] == pytest.approx(p[0])
+
+
+def test_the_colour_benchmark_measures_purple_closest_to_white_in_the_wan_toys_latents():
+    """benchmarks/wan_toy_colours.py's latent contrast, which docs/toy-world.md gives as why purple loses its motion:
+    on the shipped Wan toy's VAE, red's object lies far from the white background, purple's closest of all."""
+    from vsynth.toy import shipped
+
+    if "wan2.1-t2v" not in shipped.toy_models():
+        pytest.skip("needs the toy Wan weights")
+    benchmark = load_benchmark("wan_toy_colours")
+    contrast = {colour: benchmark.latent_contrast(None, colour, clips=1) for colour in ("red", "blue", "purple")}
+    assert contrast["red"] > 10 * contrast["purple"] and contrast["blue"] > contrast["purple"] > 0, contrast
