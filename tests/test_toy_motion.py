@@ -108,3 +108,14 @@ def test_the_colour_benchmark_measures_purple_closest_to_white_in_the_wan_toys_l
     benchmark = load_benchmark("wan_toy_colours")
     contrast = {colour: benchmark.latent_contrast(None, colour, clips=1) for colour in ("red", "blue", "purple")}
     assert contrast["red"] > 10 * contrast["purple"] and contrast["blue"] > contrast["purple"] > 0, contrast
+
+
+def test_moving_a_colours_latents_away_from_white_keeps_white_and_scales_the_difference():
+    """vsynth.toy.amplify_colour.away_from_white: white stays where it is, an object's distance from it is scaled."""
+    import torch
+
+    from vsynth.toy.amplify_colour import away_from_white
+
+    white, z = torch.randn(2, 1, 16, 1, 8, 8).unbind(0)
+    torch.testing.assert_close(away_from_white(white, white, 2.5), white)
+    torch.testing.assert_close(away_from_white(z, white, 2.5) - white, 2.5 * (z - white))

@@ -1,0 +1,110 @@
+"""The fifth session's test of why the Wan toy's purple loses its motion (docs/toy-world.md): move one colour's latents
+away from the white background's, and teach the decoder to read them, without touching the encoder.
+
+    python -m vsynth.toy.amplify_colour latents --src W11 --work W --factor 2.5    # W/latents.pt, purple clips moved
+    python -m vsynth.toy.amplify_colour decoder --src W11 --work W --factor 2.5    # W/ckpt/vae_ring.pt, 12 min
+
+then ``python -m vsynth.toy.train_wan --stage t2v --init W11/ckpt/t2v.pt --recipe t2v-guided-all --minutes 16 --work W``
+and ``--stage export``. A colour's latent ``z`` becomes ``z_white + factor * (z - z_white)``, ``z_white`` the latent of a
+white frame; the other colours' latents, and the normalisation, are unchanged. The encoder still gives purple's old
+latents: this tests the diagnosis on the toy's own generation, it is not a model to ship (that needs the encoder
+fine-tuned to the moved latents, and every figure re-measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+from . import train_wan, world
+
+
+def away_from_white(z, z_white, factor: float):
+    """``z`` moved ``factor`` times as far from the white frame's latent ``z_white``."""
+    return z_white + factor * (z - z_white)
+
+
+def white_latent(vae):
+    torch = train_wan._torch()
+    with torch.no_grad():
+        return vae.encode(train_wan.to_tensor(np.full((1, train_wan.SIZE, train_wan.SIZE, 3), 255, np.uint8))).latent_dist.mean
+
+
+def move_latents(src: Path, work: Path, colour: str, factor: float) -> int:
+    """Write work/latents.pt: src's clips, those captioned with ``colour`` moved away from white; their count."""
+    torch = train_wan._torch()
+    z_white = white_latent(train_wan.load_vae(src))
+    data = torch.load(src / "latents.pt", weights_only=False)
+    z = data["latents"].clone()
+    picked = [i for i, caption in enumerate(data["captions"]) if colour in caption.split()]
+    z[picked] = away_from_white(z[picked], z_white, factor)
+    torch.save({**data, "latents": z}, work / "latents.pt")
+    return len(picked)
+
+
+def train_decoder(src: Path, work: Path, colour: str, factor: float, minutes: float, frames: int = 3000) -> int:
+    """Fine-tune src's exported decoder on single motion frames on white, ``colour``'s latents moved; its steps."""
+    torch = train_wan._torch()
+    train_wan.single_frame_convs()
+    vae = train_wan.load_vae(src, decoder=True)
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    z_white = white_latent(vae)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=2e-4)
+    rng = np.random.default_rng(5)
+    pool, moved = [], []
+    for i in range(frames):
+        c = world.COLOURS[i % len(world.COLOURS)]
+        clip = world.make_motion_clip(int(rng.integers(1 << 30)), frames=train_wan.FRAMES, size=train_wan.SIZE, colour=c, background="white")
+        pool.append(clip.frames[rng.integers(train_wan.FRAMES)])
+        moved.append(c == colour)
+    pool, moved = np.stack(pool), torch.tensor(moved)
+    ring = train_wan.RECIPE["vae-ring"]["ring"]
+    t0, step = time.time(), 0
+    while (time.time() - t0) / 60 < minutes:
+        idx = rng.integers(len(pool), size=16)
+        x = train_wan.to_tensor(pool[idx])
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean
+            z = torch.where(moved[idx].view(-1, 1, 1, 1, 1), away_from_white(z, z_white, factor), z)
+        z = z + 0.1 * z.std() * torch.randn_like(z)
+        y = vae.decode(z).sample
+        # vae-ring's loss on a white background: the shape and a ring around it weighed 9x
+        fg = ((x - 1).abs().amax(1, keepdim=True) > 0.3).float()
+        fg = torch.nn.functional.max_pool3d(fg, (1, 2 * ring + 1, 2 * ring + 1), stride=1, padding=(0, ring, ring))
+        weight = 1 + 8 * fg
+        pooled = torch.nn.functional.avg_pool2d(((y - x) * weight)[:, :, 0], 4)
+        loss = ((y - x).abs() * weight).mean() + 4 * pooled.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        train_wan.zero_past_taps(vae)
+        step += 1
+    (work / "ckpt").mkdir(parents=True, exist_ok=True)
+    torch.save({"model": vae.state_dict(), "step": step}, work / "ckpt" / "vae_ring.pt")
+    return step
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("stage", choices=("latents", "decoder"))
+    p.add_argument("--src", type=Path, required=True, help="the Wan toy's work folder to start from (run 11's)")
+    p.add_argument("--work", type=Path, required=True, help="the new work folder (copy src's ckpt/vae*.pt into it first)")
+    p.add_argument("--colour", default="purple", choices=world.COLOURS)
+    p.add_argument("--factor", type=float, default=2.5)
+    p.add_argument("--minutes", type=float, default=12.0, help="decoder: training minutes")
+    args = p.parse_args(argv)
+    if args.stage == "latents":
+        print(f"moved {move_latents(args.src, args.work, args.colour, args.factor)} clips")
+    else:
+        print(f"decoder: {train_decoder(args.src, args.work, args.colour, args.factor, args.minutes)} steps")
+
+
+if __name__ == "__main__":
+    main()
