@@ -3,6 +3,7 @@ away from the white background's, and teach the decoder to read them, without to
 
     python -m vsynth.toy.amplify_colour latents --src W11 --work W --factor 2.5    # W/latents.pt, purple clips moved
     python -m vsynth.toy.amplify_colour decoder --src W11 --work W --factor 2.5    # W/ckpt/vae_ring.pt, 12 min
+    python -m vsynth.toy.amplify_colour encoder --src W11 --work W --factor 2.5    # then its encoder, to give them
 
 then ``python -m vsynth.toy.train_wan --stage t2v --init W11/ckpt/t2v.pt --recipe t2v-guided-all --minutes 16 --work W``
 and ``--stage export``. A colour's latent ``z`` becomes ``z_white + factor * (z - z_white)``, ``z_white`` the latent of a
@@ -48,6 +49,49 @@ def move_latents(src: Path, work: Path, colour: str, factor: float) -> int:
     return len(picked)
 
 
+def motion_frames(colour: str, frames: int = 3000):
+    """Single frames of motion clips on white, the colours in turn, and which of them are ``colour``."""
+    rng = np.random.default_rng(5)
+    pool, moved = [], []
+    for i in range(frames):
+        c = world.COLOURS[i % len(world.COLOURS)]
+        clip = world.make_motion_clip(int(rng.integers(1 << 30)), frames=train_wan.FRAMES, size=train_wan.SIZE, colour=c, background="white")
+        pool.append(clip.frames[rng.integers(train_wan.FRAMES)])
+        moved.append(c == colour)
+    return np.stack(pool), np.array(moved), rng
+
+
+def train_encoder(src: Path, work: Path, colour: str, factor: float, minutes: float) -> int:
+    """Fine-tune the encoder of work's decoder checkpoint to give src's encoder's latents, ``colour``'s moved; its steps."""
+    torch = train_wan._torch()
+    train_wan.single_frame_convs()
+    old = train_wan.load_vae(src)
+    vae = train_wan.build_vae()
+    path = work / "ckpt" / "vae_ring.pt"
+    vae.load_state_dict(torch.load(path, weights_only=False)["model"])
+    vae.decoder.requires_grad_(False)
+    vae.post_quant_conv.requires_grad_(False)
+    z_white = white_latent(old)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=2e-4)
+    pool, moved, rng = motion_frames(colour)
+    moved = torch.from_numpy(moved)
+    t0, step = time.time(), 0
+    while (time.time() - t0) / 60 < minutes:
+        idx = rng.integers(len(pool), size=16)
+        x = train_wan.to_tensor(pool[idx])
+        with torch.no_grad():
+            target = old.encode(x).latent_dist.mean
+            target = torch.where(moved[idx].view(-1, 1, 1, 1, 1), away_from_white(target, z_white, factor), target)
+        loss = (vae.encode(x).latent_dist.mean - target).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        train_wan.zero_past_taps(vae)
+        step += 1
+    torch.save({"model": vae.state_dict(), "step": step}, path)
+    return step
+
+
 def train_decoder(src: Path, work: Path, colour: str, factor: float, minutes: float, frames: int = 3000) -> int:
     """Fine-tune src's exported decoder on single motion frames on white, ``colour``'s latents moved; its steps."""
     torch = train_wan._torch()
@@ -57,14 +101,8 @@ def train_decoder(src: Path, work: Path, colour: str, factor: float, minutes: fl
     vae.quant_conv.requires_grad_(False)
     z_white = white_latent(vae)
     opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=2e-4)
-    rng = np.random.default_rng(5)
-    pool, moved = [], []
-    for i in range(frames):
-        c = world.COLOURS[i % len(world.COLOURS)]
-        clip = world.make_motion_clip(int(rng.integers(1 << 30)), frames=train_wan.FRAMES, size=train_wan.SIZE, colour=c, background="white")
-        pool.append(clip.frames[rng.integers(train_wan.FRAMES)])
-        moved.append(c == colour)
-    pool, moved = np.stack(pool), torch.tensor(moved)
+    pool, moved, rng = motion_frames(colour, frames)
+    moved = torch.from_numpy(moved)
     ring = train_wan.RECIPE["vae-ring"]["ring"]
     t0, step = time.time(), 0
     while (time.time() - t0) / 60 < minutes:
@@ -93,17 +131,19 @@ def train_decoder(src: Path, work: Path, colour: str, factor: float, minutes: fl
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=("latents", "decoder"))
+    p.add_argument("stage", choices=("latents", "decoder", "encoder"))
     p.add_argument("--src", type=Path, required=True, help="the Wan toy's work folder to start from (run 11's)")
     p.add_argument("--work", type=Path, required=True, help="the new work folder (copy src's ckpt/vae*.pt into it first)")
     p.add_argument("--colour", default="purple", choices=world.COLOURS)
     p.add_argument("--factor", type=float, default=2.5)
-    p.add_argument("--minutes", type=float, default=12.0, help="decoder: training minutes")
+    p.add_argument("--minutes", type=float, default=12.0, help="decoder, encoder: training minutes")
     args = p.parse_args(argv)
     if args.stage == "latents":
         print(f"moved {move_latents(args.src, args.work, args.colour, args.factor)} clips")
-    else:
+    elif args.stage == "decoder":
         print(f"decoder: {train_decoder(args.src, args.work, args.colour, args.factor, args.minutes)} steps")
+    else:
+        print(f"encoder: {train_encoder(args.src, args.work, args.colour, args.factor, args.minutes)} steps")
 
 
 if __name__ == "__main__":
