@@ -119,3 +119,23 @@ def test_moving_a_colours_latents_away_from_white_keeps_white_and_scales_the_dif
     white, z = torch.randn(2, 1, 16, 1, 8, 8).unbind(0)
     torch.testing.assert_close(away_from_white(white, white, 2.5), white)
     torch.testing.assert_close(away_from_white(z, white, 2.5) - white, 2.5 * (z - white))
+
+
+def test_a_work_folder_rebuilt_from_the_shipped_wan_toy_exports_the_same_weights(tmp_path):
+    """train_wan --stage from-shipped: the folder a further fine-tune starts from holds the shipped weights, and its export
+    (what --stage ship would copy back) gives them unchanged."""
+    import torch
+    from safetensors.torch import load_file
+
+    from vsynth.toy import shipped, train_wan
+
+    if "wan2.1-t2v" not in shipped.toy_models():
+        pytest.skip("needs the toy Wan weights")
+    work, out = tmp_path / "work", tmp_path / "out"
+    train_wan.main(["--stage", "from-shipped", "--work", str(work), "--smoke"])
+    train_wan.main(["--stage", "export", "--work", str(work), "--out", str(out)])
+    for part in ("vae", "transformer", "text_encoder"):
+        before = load_file(next((shipped.WEIGHTS_DIR / "wan2.1-t2v" / part).glob("*.safetensors")))
+        after = load_file(next((out / part).glob("*.safetensors")))
+        assert before.keys() == after.keys(), part
+        assert all(torch.equal(before[k], after[k]) for k in before), part

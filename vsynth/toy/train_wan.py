@@ -4,6 +4,7 @@
     python -m vsynth.toy.train_wan --stage t2v --minutes 60                # one stage (resumes from its checkpoint)
     python -m vsynth.toy.train_wan --smoke                                 # a few steps of each, end to end
     python -m vsynth.toy.train_wan --stage t2v --init W/ckpt/t2v.pt --recipe t2v-settle   # a fine-tune run
+    python -m vsynth.toy.train_wan --stage from-shipped --work W           # a work folder from the shipped weights
 
 What it builds, in WanPipeline's folder layout (vsynth's Wan loader reads it as it reads the real one):
 
@@ -623,6 +624,31 @@ def export(args, work: Path, out: Path):
     log(work, f"export: {out} (step {state['step']}, {state.get('minutes', 0):.1f} min)")
 
 
+def from_shipped(args, work: Path, name: str = "wan2.1-t2v"):
+    """Rebuild a work folder (ckpt/vae.pt, vae_ring.pt, t2v.pt as EMA weights, latents.pt) from the shipped float16 Wan toy,
+    to fine-tune it further (``--stage t2v --init W/ckpt/t2v.pt``): the training runs' own folders are not shipped. The
+    clips are re-encoded by the shipped encoder and normalised by its config's latents_mean / latents_std, as it was trained."""
+    torch = _torch()
+    from safetensors.torch import load_file
+
+    from .shipped import WEIGHTS_DIR
+
+    folder = WEIGHTS_DIR / name
+    weights = {part: {k: v.float() for k, v in load_file(next((folder / part).glob("*.safetensors"))).items()}
+               for part in ("vae", "transformer", "text_encoder")}  # fmt: skip
+    text = weights["text_encoder"]
+    text.setdefault("encoder.embed_tokens.weight", text["shared.weight"])  # tied to the shared embedding, saved once
+    for ckpt in ("vae.pt", *DECODER_STAGES.values()):
+        torch.save({"model": weights["vae"], "step": 0}, work / "ckpt" / ckpt)
+    torch.save({"ema_transformer": weights["transformer"], "ema_text": text, "step": 0}, work / "ckpt" / "t2v.pt")
+    encode_latents(args, work)
+    config = json.loads((folder / "vae" / "config.json").read_text())
+    data = torch.load(work / "latents.pt", weights_only=False)
+    data["mean"], data["std"] = torch.tensor(config["latents_mean"]), torch.tensor(config["latents_std"])
+    torch.save(data, work / "latents.pt")
+    log(work, f"from-shipped: {folder} into {work}")
+
+
 def ship(args, work: Path, out: Path, name: str = "wan2.1-t2v"):
     """Copy the exported folder into the shipped weights (vsynth/toy/weights/NAME) and enter it in manifest.json
     with its hashes, training time, measured figures and the command that made it."""
@@ -661,7 +687,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", default="toywork-wan")
     p.add_argument("--out", default="toy-wan")
-    p.add_argument("--stage", choices=("all", "vae", "vae-dec", "vae-ring", "latents", "t2v", "export", "ship"), default="all")
+    p.add_argument("--stage", choices=("all", "vae", "vae-dec", "vae-ring", "latents", "t2v", "export", "ship", "from-shipped"), default="all")
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--smoke", action="store_true")
@@ -682,6 +708,8 @@ def main(argv=None):
             train_t2v(args, work)
         elif stage == "export":
             export(args, work, out)
+        elif stage == "from-shipped":
+            from_shipped(args, work)
         else:
             ship(args, work, out)
         log(work, f"stage {stage} took {(time.time() - t) / 60:.1f} min")
