@@ -1,15 +1,15 @@
-"""The fifth session's test of why the Wan toy's purple loses its motion (docs/toy-world.md): move one colour's latents
-away from the white background's, and teach the decoder to read them, without touching the encoder.
+"""Move one colour's latents away from the white background's, and teach the Wan toy's VAE to give and read them: why
+purple (and blue) kept their motion in runs 12-13 of the Wan toy (docs/toy-world.md, "Sixth session").
 
-    python -m vsynth.toy.amplify_colour latents --src W11 --work W --factor 2.5    # W/latents.pt, purple clips moved
-    python -m vsynth.toy.amplify_colour decoder --src W11 --work W --factor 2.5    # W/ckpt/vae_ring.pt, 12 min
-    python -m vsynth.toy.amplify_colour encoder --src W11 --work W --factor 2.5    # then its encoder, to give them
+    python -m vsynth.toy.amplify_colour latents --src W11 --work W12 --factor 2.5    # W12/latents.pt, purple clips moved
+    python -m vsynth.toy.amplify_colour decoder --src W11 --work W12 --factor 2.5    # W12/ckpt/vae_ring.pt, 12 min
+    python -m vsynth.toy.amplify_colour encoder --src W11 --work W12 --factor 2.5    # then its encoder, 10 min
 
-then ``python -m vsynth.toy.train_wan --stage t2v --init W11/ckpt/t2v.pt --recipe t2v-guided-all --minutes 16 --work W``
-and ``--stage export``. A colour's latent ``z`` becomes ``z_white + factor * (z - z_white)``, ``z_white`` the latent of a
-white frame; the other colours' latents, and the normalisation, are unchanged. The encoder still gives purple's old
-latents: this tests the diagnosis on the toy's own generation, it is not a model to ship (that needs the encoder
-fine-tuned to the moved latents, and every figure re-measured).
+then ``python -m vsynth.toy.train_wan --stage t2v --init W11/ckpt/t2v.pt --recipe t2v-guided-all --minutes 24 --work W12``
+(it may run beside the decoder and encoder: it reads only the latents), and ``--stage export``. A colour's latent ``z``
+becomes ``z_white + factor * (z - z_white)``, ``z_white`` the latent of a white frame; the other colours' latents, and
+the normalisation, are unchanged. Each stage reads src's exported VAE (``ckpt/vae_ring.pt``, encoder and decoder), so
+runs chain: run 13 moved blue 2x from run 12 (``--src W12 --work W13 --colour blue --factor 2``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def white_latent(vae):
 def move_latents(src: Path, work: Path, colour: str, factor: float) -> int:
     """Write work/latents.pt: src's clips, those captioned with ``colour`` moved away from white; their count."""
     torch = train_wan._torch()
-    z_white = white_latent(train_wan.load_vae(src))
+    z_white = white_latent(train_wan.load_vae(src, decoder=True))
     data = torch.load(src / "latents.pt", weights_only=False)
     z = data["latents"].clone()
     picked = [i for i, caption in enumerate(data["captions"]) if colour in caption.split()]
@@ -62,10 +62,11 @@ def motion_frames(colour: str, frames: int = 3000):
 
 
 def train_encoder(src: Path, work: Path, colour: str, factor: float, minutes: float) -> int:
-    """Fine-tune the encoder of work's decoder checkpoint to give src's encoder's latents, ``colour``'s moved; its steps."""
+    """Fine-tune the encoder of work's new decoder checkpoint (decoder frozen) to give src's encoder's latents, ``colour``'s
+    moved, so that what the shipped encoder hands the transformer is what it learnt; its steps."""
     torch = train_wan._torch()
     train_wan.single_frame_convs()
-    old = train_wan.load_vae(src)
+    old = train_wan.load_vae(src, decoder=True)
     vae = train_wan.build_vae()
     path = work / "ckpt" / "vae_ring.pt"
     vae.load_state_dict(torch.load(path, weights_only=False)["model"])
