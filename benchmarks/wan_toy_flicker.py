@@ -1,9 +1,9 @@
 """Where Mixed Inversion into the Wan toy gets its flicker: the VAE, guidance, the transformer.
 
 Issue 28's second claim (Mixed Inversion from flux-canny into the Wan toy flickers less than flux-canny frame by
-frame) failed on the run-7 toy and holds on these three clips with the shipped run 11. This measures the parts, for the shipped Wan toy or any exported folder
-(``python -m vsynth.toy.train_wan --stage export --out DIR``), on three moving clips (a circle moving right, left,
-up on white, 9 frames):
+frame) failed on the run-7 toy and holds on two of these three clips with the shipped run 13 (all three with run 11).
+This measures the parts, for the shipped Wan toy or any exported folder (``python -m vsynth.toy.train_wan --stage export
+--out DIR``), on three moving clips (a circle moving right, left, up on white, 9 frames):
 
 - encode-decode: the background flicker (vsynth.metrics.temporal.background_flicker) of the source clip and of
   flux-canny's frames after the Wan VAE alone, against theirs before;

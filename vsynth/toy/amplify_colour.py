@@ -133,7 +133,7 @@ def train_decoder(src: Path, work: Path, colour: str, factor: float, minutes: fl
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("stage", choices=("latents", "decoder", "encoder"))
-    p.add_argument("--src", type=Path, required=True, help="the Wan toy's work folder to start from (run 11's)")
+    p.add_argument("--src", type=Path, required=True, help="the Wan toy's work folder to start from (its ckpt/vae_ring.pt and latents.pt)")
     p.add_argument("--work", type=Path, required=True, help="the new work folder (copy src's ckpt/vae*.pt into it first)")
     p.add_argument("--colour", default="purple", choices=world.COLOURS)
     p.add_argument("--factor", type=float, default=2.5)

@@ -82,7 +82,8 @@ RECIPE = {
     # as t2v-settle, plus the guided loss below the level 0.7 (guided_target): guidance 5 at low noise paints ghost objects
     "t2v-guided": dict(minutes=30, batch=16, lr=3e-4, warmup=50, drop=0.1, ema=0.995, eval_every=600, short=0.3, high=0.1, forcing=0.3,
                        guided_weight=4.0, guided_below=0.7),
-    # then at every level and twice the weight (the shipped run 11; below 0.7 alone the object came out too big)
+    # then at every level and twice the weight (run 11; below 0.7 alone the object came out too big); runs 12-13 (shipped)
+    # ran it on latents with purple's and blue's moved away from white (vsynth.toy.amplify_colour)
     "t2v-guided-all": dict(minutes=20, batch=16, lr=2e-4, warmup=50, drop=0.1, ema=0.995, eval_every=600, short=0.3, high=0.1, forcing=0.3,
                            guided_weight=8.0, guided_below=1.01),
     # two trials for purple's motion (fifth session, not shipped): its object lies 50x closer to the white background in the
