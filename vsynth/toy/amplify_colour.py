@@ -61,6 +61,14 @@ def motion_frames(colour: str, frames: int = 3000):
     return np.stack(pool), np.array(moved), rng
 
 
+def moved_latents(vae, x, moved, z_white, factor: float):
+    """``vae``'s latents of the frames ``x``, those marked in ``moved`` moved away from white: what the VAE is taught."""
+    torch = train_wan._torch()
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mean
+    return torch.where(moved.view(-1, 1, 1, 1, 1), away_from_white(z, z_white, factor), z)
+
+
 def train_encoder(src: Path, work: Path, colour: str, factor: float, minutes: float) -> int:
     """Fine-tune the encoder of work's new decoder checkpoint (decoder frozen) to give src's encoder's latents, ``colour``'s
     moved, so that what the shipped encoder hands the transformer is what it learnt; its steps."""
@@ -80,10 +88,7 @@ def train_encoder(src: Path, work: Path, colour: str, factor: float, minutes: fl
     while (time.time() - t0) / 60 < minutes:
         idx = rng.integers(len(pool), size=16)
         x = train_wan.to_tensor(pool[idx])
-        with torch.no_grad():
-            target = old.encode(x).latent_dist.mean
-            target = torch.where(moved[idx].view(-1, 1, 1, 1, 1), away_from_white(target, z_white, factor), target)
-        loss = (vae.encode(x).latent_dist.mean - target).pow(2).mean()
+        loss = (vae.encode(x).latent_dist.mean - moved_latents(old, x, moved[idx], z_white, factor)).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -109,9 +114,7 @@ def train_decoder(src: Path, work: Path, colour: str, factor: float, minutes: fl
     while (time.time() - t0) / 60 < minutes:
         idx = rng.integers(len(pool), size=16)
         x = train_wan.to_tensor(pool[idx])
-        with torch.no_grad():
-            z = vae.encode(x).latent_dist.mean
-            z = torch.where(moved[idx].view(-1, 1, 1, 1, 1), away_from_white(z, z_white, factor), z)
+        z = moved_latents(vae, x, moved[idx], z_white, factor)
         z = z + 0.1 * z.std() * torch.randn_like(z)
         y = vae.decode(z).sample
         # vae-ring's loss on a white background: the shape and a ring around it weighed 9x
