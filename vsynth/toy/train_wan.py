@@ -652,7 +652,9 @@ def from_shipped(args, work: Path, name: str = "wan2.1-t2v"):
 
 def ship(args, work: Path, out: Path, name: str = "wan2.1-t2v"):
     """Copy the exported folder into the shipped weights (vsynth/toy/weights/NAME) and enter it in manifest.json
-    with its hashes, training time, measured figures and the command that made it."""
+    with its hashes, training time, measured figures and the command that made it. A fine-tune's work folder holds
+    only its own stages: the entry it replaces keeps the rest (the VAE stages, ``lineage`` and the commands, which
+    the shipper extends with the new run by hand)."""
     import shutil
 
     from .shipped import WEIGHTS_DIR
@@ -663,21 +665,26 @@ def ship(args, work: Path, out: Path, name: str = "wan2.1-t2v"):
     shutil.copytree(out, target)
     manifest_path = WEIGHTS_DIR / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
+    previous = manifest["models"].get(name, {})
     stats = {p.stem: json.loads(p.read_text()) for p in (work / "stats").glob("*.json")}
     files = manifest_files(target)
     history = stats.get("t2v", {}).get("history", [])
     last = history[-1] if history else {}
+    vae_stages = [s for s in ("vae", *DECODER_STAGES) if s in stats]
+    stages = {s: {k: stats[s].get(k) for k in ("steps", "minutes")} | ({"seed": SEEDS["vae"]} if s == "vae" else {}) for s in vae_stages}
+    stages["t2v"] = {"steps": last.get("step"), "minutes": last.get("minutes"), "seed": SEEDS["t2v"], "final_loss": last.get("loss")}
+    metrics = {s: {k: v for k, v in stats[s].items() if k not in ("steps", "minutes")} for s in vae_stages} | {"t2v": {"history": history}}
     manifest["models"][name] = dict(
         files=files,
-        stages={"vae": {k: stats.get("vae", {}).get(k) for k in ("steps", "minutes")} | {"seed": SEEDS["vae"]},
-                **{d: {k: stats[d].get(k) for k in ("steps", "minutes")} for d in DECODER_STAGES if d in stats},
-                "t2v": {"steps": last.get("step"), "minutes": last.get("minutes"), "seed": SEEDS["t2v"], "final_loss": last.get("loss")}},  # fmt: skip
-        metrics={s: {k: v for k, v in stats.get(s, {}).items() if k not in ("steps", "minutes")} for s in ("vae", *DECODER_STAGES) if s in stats} | {"t2v": {"history": history}},
+        stages={k: v for k, v in previous.get("stages", {}).items() if k not in stages} | stages,
+        metrics={k: v for k, v in previous.get("metrics", {}).items() if k not in metrics} | metrics,
         size=SIZE,
         frames=FRAMES,
-        command=f"vsynth toy train --wan --work {args.work}   (python -m vsynth.toy.train_wan; vae {RECIPE['vae']['minutes']} min, t2v "
-        f"{RECIPE['t2v']['minutes']} min of one CPU thread by default; vae-dec beside t2v)",
-        stage_command=" ; ".join(f"python -m vsynth.toy.train_wan --stage {s} --work {args.work}" for s in ("vae", "latents", "t2v", "vae-dec", "export", "ship")),
+        command=previous.get("command") or f"vsynth toy train --wan --work {args.work}   (python -m vsynth.toy.train_wan; vae "
+        f"{RECIPE['vae']['minutes']} min, t2v {RECIPE['t2v']['minutes']} min of one CPU thread by default; vae-dec beside t2v)",
+        stage_command=previous.get("stage_command") or " ; ".join(f"python -m vsynth.toy.train_wan --stage {s} --work {args.work}"
+                                                                   for s in ("vae", "latents", "t2v", "vae-dec", "export", "ship")),
+        **({"lineage": previous["lineage"]} if "lineage" in previous else {}),
     )
     manifest["total_bytes"] = sum(f["bytes"] for m in manifest["models"].values() for f in m["files"])
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
