@@ -5,7 +5,7 @@ background (the first toy world's clips, 8 frames), the toy ControlNet frame by 
 the ZeroScope-slot toy (``--toy --idm controlnet-canny --vdm zeroscope --bridge mixed-inversion --stride 1``, 20
 steps, seed 42). For the IDM's frames and the final video: the share of the shapes' ground-truth pixels whose
 nearest named colour is the prompted one, and the colour most of the others turned to. docs/toy-world.md has its
-figures ("The blue that the old toy VDM loses"). Needs the toy ControlNet and ZeroScope weights; about 3 minutes.
+figures ("The blue that the old toy VDM loses"). Needs the toy ControlNet and ZeroScope weights; about 2 minutes.
 
     python benchmarks/zeroscope_toy_colours.py
 """
