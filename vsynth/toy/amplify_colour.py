@@ -116,13 +116,7 @@ def train_decoder(src: Path, work: Path, colour: str, factor: float, minutes: fl
         x = train_wan.to_tensor(pool[idx])
         z = moved_latents(vae, x, moved[idx], z_white, factor)
         z = z + 0.1 * z.std() * torch.randn_like(z)
-        y = vae.decode(z).sample
-        # vae-ring's loss on a white background: the shape and a ring around it weighed 9x
-        fg = ((x - 1).abs().amax(1, keepdim=True) > 0.3).float()
-        fg = torch.nn.functional.max_pool3d(fg, (1, 2 * ring + 1, 2 * ring + 1), stride=1, padding=(0, ring, ring))
-        weight = 1 + 8 * fg
-        pooled = torch.nn.functional.avg_pool2d(((y - x) * weight)[:, :, 0], 4)
-        loss = ((y - x).abs() * weight).mean() + 4 * pooled.pow(2).mean()
+        loss = train_wan.reconstruction_loss(x, vae.decode(z).sample, ring)  # vae-ring's loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -264,6 +264,20 @@ def vae_colour_check(vae, n=24) -> dict:
 DECODER_STAGES = {"vae-dec": "vae_dec.pt", "vae-ring": "vae_ring.pt"}  # each starts from the last checkpoint before it
 
 
+def reconstruction_loss(x, y, ring: int = 0):
+    """The VAE's loss of the decoded ``y`` against the frames ``x`` (B, 3, 1, H, W): L1 with the shapes (~6% of the
+    pixels: anything far from the frame's border colour), and a ring of ``ring`` pixels around them, weighed 9x, plus
+    a loss on 4x-pooled colours (the first toy VAE learned shapes long before colours)."""
+    torch = _torch()
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).median(-1).values
+    fg = ((x - border[..., None, None]).abs().amax(1, keepdim=True) > 0.3).float()
+    if ring:
+        fg = torch.nn.functional.max_pool3d(fg, (1, 2 * ring + 1, 2 * ring + 1), stride=1, padding=(0, ring, ring))
+    weight = 1 + 8 * fg
+    pooled = torch.nn.functional.avg_pool2d(((y - x) * weight)[:, :, 0], 4)
+    return ((y - x).abs() * weight).mean() + 4 * pooled.pow(2).mean()
+
+
 def decoder_start(work: Path, stage: str) -> Path:
     earlier = ["vae.pt", *list(DECODER_STAGES.values())[: list(DECODER_STAGES).index(stage)]]
     return next(work / "ckpt" / n for n in reversed(earlier) if (work / "ckpt" / n).exists() or n == "vae.pt")
@@ -324,15 +338,7 @@ def train_vae(args, work: Path, stage: str = "vae"):
             z = dist.mean
             z = z + 0.1 * z.detach().std() * torch.randn_like(z)  # robustness to the diffusion model's small errors
             y = vae.decode(z).sample
-            # the shapes are ~6% of the pixels: weigh them (anything far from the frame's border colour) 8x more
-            border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).median(-1).values
-            fg = ((x - border[..., None, None]).abs().amax(1, keepdim=True) > 0.3).float()
-            if r.get("ring"):
-                k = 2 * r["ring"] + 1
-                fg = torch.nn.functional.max_pool3d(fg, (1, k, k), stride=1, padding=(0, r["ring"], r["ring"]))
-            weight = 1 + 8 * fg
-            pooled = torch.nn.functional.avg_pool2d(((y - x) * weight)[:, :, 0], 4)
-            loss = ((y - x).abs() * weight).mean() + 4 * pooled.pow(2).mean() + 1e-4 * dist.mean.pow(2).mean()
+            loss = reconstruction_loss(x, y, r.get("ring", 0)) + 1e-4 * dist.mean.pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
