@@ -29,6 +29,7 @@ def latent_contrast(weights: str | None, colour: str, clips: int = 4) -> float:
     import torch
     from diffusers import AutoencoderKLWan
 
+    from vsynth.toy.train_wan import to_tensor
     from vsynth.toy.world import make_motion_clip
 
     vae = AutoencoderKLWan.from_pretrained(f"{weights or shipped.toy_weights('wan2.1-t2v')}/vae", torch_dtype=torch.float32)
@@ -36,9 +37,8 @@ def latent_contrast(weights: str | None, colour: str, clips: int = 4) -> float:
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
 
     def encode(frames):  # frame by frame: the toy VAE has no temporal compression
-        x = torch.from_numpy(np.ascontiguousarray(frames)).float().permute(0, 3, 1, 2).unsqueeze(2) / 127.5 - 1
         with torch.no_grad():
-            return (vae.encode(x).latent_dist.mean - mean) / std
+            return (vae.encode(to_tensor(frames)).latent_dist.mean - mean) / std
 
     white = encode(np.full((1, 64, 64, 3), 255, np.uint8))
     peaks = []

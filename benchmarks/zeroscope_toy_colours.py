@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import vsynth
+from vsynth.metrics.prompt import colour_adherence
 from vsynth.toy import shipped
 from vsynth.toy.truth import load_ground_truth, save_clip
 from vsynth.toy.world import COLOURS, NAMED_COLOURS, nearest_colour_names
@@ -32,9 +33,8 @@ def shares(frames: np.ndarray, masks: np.ndarray, colour: str) -> tuple[float, s
     """The prompted colour's share of the shapes' pixels, and the named colour most of the rest are nearest."""
     names = tuple(NAMED_COLOURS)
     nearest = nearest_colour_names(frames, names)[masks.any(axis=1)]
-    hit = float((nearest == names.index(colour)).mean())
     rest = Counter(names[i] for i in nearest[nearest != names.index(colour)].tolist())
-    return hit, (rest.most_common(1)[0][0] if rest else "-")
+    return colour_adherence(frames, masks, [colour] * masks.shape[1]), (rest.most_common(1)[0][0] if rest else "-")
 
 
 def main(argv=None):
