@@ -1,0 +1,177 @@
+"""Fine-tune the shipped ZeroScope-slot toy T2V for the guidance it is sampled with (issue 28, item 5).
+
+The old family's toy T2V loses green and purple (and blue on black): the IDM's frames have the colour, the final
+video does not (benchmarks/zeroscope_toy_colours.py). Its predictions of the clean video are right below t=500
+and wrong above t=750 under classifier-free guidance: the guided prediction at high noise, which decides the
+layout and the colours, pushes away from them, while the conditional one alone is weak there. Uniform training
+steps (stop 34's 25-minute fine-tune) did not move that. This stage samples half of its timesteps from the top
+40% of the schedule and adds, there, the guided loss of the Wan toy (vsynth.toy.train_wan.guided_loss): the
+conditional prediction is pulled towards the one whose guided combination at vsynth's default guidance (7.5) is
+the true noise, the unconditional one held fixed. A trial, not shipped: docs/toy-world.md ("Seventh session") has
+its figures (it did not bring the colours back).
+
+    python -m vsynth.toy.tune_zeroscope --work W --minutes 65     # W/unet-<step>/ (float16 EMA) every --export-every steps
+
+It starts from the shipped slot (``vsynth/toy/weights/zeroscope``) and tokenizes with the slot's own tokenizer (its
+vocabulary is the one the shipped text encoder was trained with). Resumes from ``W/ckpt.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+from . import world
+from .shipped import WEIGHTS_DIR
+
+SLOT = WEIGHTS_DIR / "zeroscope"
+GUIDANCE = 7.5  # vsynth's default guidance (cli --guidance), which the ZeroScope slot is sampled with
+HIGH_FROM = 600  # timesteps from here up are "high noise": half the batch is drawn there, and the guided loss applies
+RECIPE = dict(clips=1500, batch=4, lr=1e-4, warmup=20, offset=0.1, drop=0.1, high_share=0.5, guided_weight=4.0, ema=0.995, seed=206)
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def load_slot():
+    """The slot's UNet3D, VAE, text encoder and tokenizer, in float32."""
+    import torch
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    torch.set_num_threads(1)
+    unet = UNet3DConditionModel.from_pretrained(SLOT / "unet").float()
+    vae = AutoencoderKL.from_pretrained(SLOT / "vae").float().eval()
+    te = CLIPTextModel.from_pretrained(SLOT / "text_encoder").float().eval().requires_grad_(False)
+    return unet, vae, te, AutoTokenizer.from_pretrained(SLOT / "tokenizer")
+
+
+def encode_clips(vae, n: int, seed: int):
+    """``n`` clips of the first toy world (8 frames, 64x64), their scaled latents (N, 4, F, h, w) and captions."""
+    import torch
+
+    lat, captions = [], []
+    with torch.no_grad():
+        for i in range(n):
+            clip = world.make_clip(seed * 10_000_000 + i, frames=8, size=64)
+            x = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+            lat.append(vae.encode(x).latent_dist.mean * vae.config.scaling_factor)
+            captions.append(clip.caption)
+    return torch.stack(lat).permute(0, 2, 1, 3, 4).contiguous(), captions
+
+
+def timesteps(rng, batch: int, share: float):
+    """Uniform timesteps, a ``share`` of them drawn from HIGH_FROM..999 instead."""
+    t = rng.integers(0, 1000, batch)
+    high = rng.random(batch) < share
+    t[high] = rng.integers(HIGH_FROM, 1000, int(high.sum()))
+    return t
+
+
+def guided_target(eps, uncond, guidance: float = GUIDANCE):
+    """The conditional noise prediction whose guided combination ``uncond + guidance * (cond - uncond)`` is ``eps``."""
+    return uncond + (eps - uncond) / guidance
+
+
+def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["clips"]):
+    import torch
+    import torch.nn.functional as F
+    from diffusers import DDIMScheduler
+    from diffusers.models.attention_processor import AttnProcessor
+
+    from .train import DDIM, EMA
+
+    r = RECIPE
+    unet, vae, te, tok = load_slot()
+    unet.set_attn_processor(AttnProcessor())  # faster than SDPA on CPU
+    data = work / "latents.pt"
+    if not data.exists():
+        lat, captions = encode_clips(vae, clips, r["seed"])
+        torch.save({"latents": lat, "captions": captions}, data)
+        log(f"encoded {len(captions)} clips -> {data}")
+    d = torch.load(data)
+    lat, ids = d["latents"], tok(d["captions"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    empty = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+    with torch.no_grad():
+        empty_cond = te(empty[None])[0]
+    acp = DDIMScheduler(**DDIM).alphas_cumprod
+    ema = EMA(unet, r["ema"])
+    opt = torch.optim.AdamW(unet.parameters(), lr=r["lr"], weight_decay=0.0)
+    step, seconds = 0, 0.0
+    ckpt = work / "ckpt.pt"
+    if ckpt.exists():
+        s = torch.load(ckpt, weights_only=False)
+        unet.load_state_dict(s["unet"]), opt.load_state_dict(s["opt"])
+        ema.shadow, step, seconds = s["ema"], s["step"], s["seconds"]
+        log(f"resumed at step {step}")
+    t0, losses = time.time() - seconds, []
+    while time.time() - t0 < minutes * 60:
+        rng = np.random.default_rng(r["seed"] * 1_000_003 + step)
+        torch.manual_seed(r["seed"] * 1_000_003 + step)
+        for g in opt.param_groups:
+            g["lr"] = r["lr"] * min(1.0, (step + 1) / r["warmup"])
+        clip = rng.integers(len(lat), size=r["batch"])
+        x0 = lat[clip]
+        tokens = ids[clip].clone()
+        tokens[torch.from_numpy(rng.random(len(tokens)) < r["drop"])] = empty
+        with torch.no_grad():
+            cond = te(tokens)[0]
+        t = torch.from_numpy(timesteps(rng, r["batch"], r["high_share"]))
+        eps = torch.randn_like(x0) + r["offset"] * torch.randn(*x0.shape[:-2], 1, 1)
+        a = acp[t].view(-1, 1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        pred = unet(xt, t, cond).sample
+        loss = F.mse_loss(pred, eps)
+        high = (t >= HIGH_FROM) & (tokens != empty).any(1)
+        if high.any():
+            with torch.no_grad():
+                uncond = unet(xt[high], t[high], empty_cond.expand(int(high.sum()), -1, -1)).sample
+            loss = loss + r["guided_weight"] * F.mse_loss(pred[high], guided_target(eps[high], uncond))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.update(unet, step)
+        losses.append(loss.item())
+        step += 1
+        if step % 25 == 0:
+            log(f"step {step} loss {np.mean(losses[-25:]):.4f} {(time.time() - t0) / 60:.1f} min")
+        if step % export_every == 0:
+            torch.save({"unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "step": step,
+                        "seconds": time.time() - t0}, ckpt.with_suffix(".tmp"))
+            ckpt.with_suffix(".tmp").replace(ckpt)
+            save_ema(unet, ema, work / f"unet-{step}")
+            log(f"checkpoint and EMA at step {step}")
+    log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min")
+
+
+def save_ema(unet, ema, folder: Path):
+    import copy
+
+    import torch
+
+    u = copy.deepcopy(unet)
+    ema.copy_to(u)
+    u.to(torch.float16).save_pretrained(folder)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--export-every", type=int, default=200)
+    p.add_argument("--clips", type=int, default=RECIPE["clips"], help="training clips (fewer for a smoke run)")
+    a = p.parse_args(argv)
+    a.work.mkdir(parents=True, exist_ok=True)
+    train(a.work, a.minutes, a.export_every, a.clips)
+
+
+if __name__ == "__main__":
+    main()
