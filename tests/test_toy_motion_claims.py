@@ -22,7 +22,7 @@ def _held_out_direction_agreement() -> float:
 
 
 # The claims hold only for a Wan toy that learned motion: the shipped one's manifest records a held-out direction
-# agreement of 7/8 at guidance 5 (run 13, docs/toy-world.md). Weights whose manifest records less than 0.75 (a retraining that failed)
+# agreement of 8/8 at guidance 5 (run 15, docs/toy-world.md). Weights whose manifest records less than 0.75 (a retraining that failed)
 # turn the claims into expected failures, not run, and skip the planted bugs, which could not be told from them.
 MOVES = _held_out_direction_agreement() >= 0.75
 NOT_YET = "the shipped Wan toy has not learned motion yet (held-out direction agreement in manifest.json below 0.75)"

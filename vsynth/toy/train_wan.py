@@ -95,6 +95,10 @@ RECIPE = {
     "t2v-guided-layout": dict(minutes=12, batch=16, lr=2e-4, warmup=50, drop=0.1, ema=0.995, eval_every=600, short=0.3, high=0.1,
                               forcing=0.3, guided_weight=8.0, guided_below=0.7, guided_weight_above=8.0, guided_scale_above=2.5,
                               oversample={"purple": 3.0}),
+    # t2v-guided-all on clips over every toy background (--backgrounds white,white,black,gray,gradient): trained on white
+    # alone, the toy turned any background white under Mixed Inversion and its objects stopped (seventh session)
+    "t2v-backgrounds": dict(minutes=50, batch=16, lr=2e-4, warmup=50, drop=0.1, ema=0.995, eval_every=1200, short=0.3, high=0.1,
+                            forcing=0.3, guided_weight=8.0, guided_below=1.01),
 }
 # Wan's default guidance (WanPipeline's 5.0): the scale the guided loss trains for
 GUIDANCE = WAN_GUIDANCE
@@ -381,7 +385,8 @@ def training_clip(seed: int, **kw):
     rng = np.random.default_rng([seed, 7])
     if "across" not in kw and rng.random() < RECIPE["t2v"]["centred"]:
         kw["across"] = float(rng.uniform(0.42, 0.58))
-    return world.make_motion_clip(seed, frames=FRAMES, size=SIZE, motions=TRAIN_MOTIONS, backgrounds=TRAIN_BACKGROUNDS, **kw)
+    kw.setdefault("backgrounds", TRAIN_BACKGROUNDS)
+    return world.make_motion_clip(seed, frames=FRAMES, size=SIZE, motions=TRAIN_MOTIONS, **kw)
 
 
 def encode_latents(args, work: Path):
@@ -391,7 +396,7 @@ def encode_latents(args, work: Path):
     latents, captions = [], []
     with torch.no_grad():
         for i in range(n):
-            clip = training_clip(SEEDS["data"] * 1_000_003 + i)
+            clip = training_clip(SEEDS["data"] * 1_000_003 + i, backgrounds=args.backgrounds)
             # frame by frame (the same numbers: the VAE's taps on earlier frames are zero), on the fast 2D path
             latents.append(vae.encode(to_tensor(clip.frames)).latent_dist.mean[:, :, 0].permute(1, 0, 2, 3))
             captions.append(clip.caption)
@@ -530,16 +535,16 @@ def train_t2v(args, work: Path):
     ckpt = work / "ckpt" / "t2v.pt"
     step, minutes_done = 0, 0.0
     ema_t, ema_x = copy.deepcopy(transformer), copy.deepcopy(text)
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=False) if ckpt.exists() else {}
+    if "opt" in state:  # resume (from-shipped's t2v.pt holds EMA weights only: a start, as --init)
         transformer.load_state_dict(state["transformer"])
         text.load_state_dict(state["text"])
         ema_t.load_state_dict(state["ema_transformer"])
         ema_x.load_state_dict(state["ema_text"])
         opt.load_state_dict(state["opt"])
         step, minutes_done = state["step"], state.get("minutes", 0.0)
-    elif args.init:  # a new run (its own schedule and optimizer) from another run's EMA weights
-        state = torch.load(args.init, weights_only=False)
+    elif args.init or state:  # a new run (its own schedule and optimizer) from another run's EMA weights
+        state = torch.load(args.init, weights_only=False) if args.init else state
         for m in (transformer, ema_t):
             m.load_state_dict(state["ema_transformer"])
         for m in (text, ema_x):
@@ -706,6 +711,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--init", default=None, help="t2v stage: start from this t2v.pt's EMA weights (recipe t2v-tune unless --recipe)")
+    p.add_argument("--backgrounds", type=lambda v: tuple(v.split(",")), default=TRAIN_BACKGROUNDS,
+                   help="latents and from-shipped stages: the training clips' backgrounds, comma-separated (repeat one to weigh it)")
     p.add_argument("--recipe", default=None, choices=[k for k in RECIPE if k.startswith("t2v")], help="t2v stage: the recipe to run")
     args = p.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
