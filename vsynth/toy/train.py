@@ -617,8 +617,8 @@ def alphas_cumprod():
     return DDIMScheduler(**DDIM).alphas_cumprod
 
 
-def noised(x0, acp, offset=0.0):
-    """x_t at uniform random timesteps, with the noise; ``offset`` adds "offset noise" (Guttenberg, 2023).
+def noised(x0, acp, offset=0.0, t=None):
+    """x_t at timesteps ``t`` (uniform random ones by default), with the noise; ``offset`` adds "offset noise" (Guttenberg, 2023).
 
     SD1.5's schedule leaves 7% of the signal at t=999 (no zero terminal SNR), so a model learns to
     read the leaked flat background and layout there, which sampling from pure noise never has:
@@ -626,7 +626,8 @@ def noised(x0, acp, offset=0.0):
     added to the noise (per frame, for videos) drowns that leak and makes the model decide them.
     """
     torch = _torch()
-    t = torch.randint(0, len(acp), (x0.shape[0],))
+    if t is None:
+        t = torch.randint(0, len(acp), (x0.shape[0],))
     eps = torch.randn_like(x0)
     if offset:
         eps = eps + offset * torch.randn(*x0.shape[:-2], 1, 1)

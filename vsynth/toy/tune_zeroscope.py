@@ -5,7 +5,7 @@ video does not (benchmarks/zeroscope_toy_colours.py). Its predictions of the cle
 and wrong above t=750 under classifier-free guidance: the guided prediction at high noise, which decides the
 layout and the colours, pushes away from them, while the conditional one alone is weak there. Uniform training
 steps (stop 34's 25-minute fine-tune) did not move that. This stage samples half of its timesteps from the top
-40% of the schedule and adds, there, the guided loss of the Wan toy (vsynth.toy.train_wan.guided_loss): the
+40% of the schedule and adds, there, the guided loss of the Wan toy (vsynth.toy.train_wan.guided_target): the
 conditional prediction is pulled towards the one whose guided combination at vsynth's default guidance (7.5) is
 the true noise, the unconditional one held fixed. A trial, not shipped: docs/toy-world.md ("Seventh session") has
 its figures (it did not bring the colours back).
@@ -29,15 +29,13 @@ import numpy as np
 
 from . import world
 from .shipped import WEIGHTS_DIR
+from .train import dropped_captions, log, noised, to_tensor
+from .train_wan import guided_target
 
 SLOT = WEIGHTS_DIR / "zeroscope"
 GUIDANCE = 7.5  # vsynth's default guidance (cli --guidance), which the ZeroScope slot is sampled with
 HIGH_FROM = 600  # timesteps from here up are "high noise": half the batch is drawn there, and the guided loss applies
 RECIPE = dict(clips=1500, batch=4, lr=1e-4, warmup=20, offset=0.1, drop=0.1, high_share=0.5, guided_weight=4.0, ema=0.995, seed=206)
-
-
-def log(*a):
-    print(time.strftime("%H:%M:%S"), *a, flush=True)
 
 
 def load_slot():
@@ -61,8 +59,7 @@ def encode_clips(vae, n: int, seed: int):
     with torch.no_grad():
         for i in range(n):
             clip = world.make_clip(seed * 10_000_000 + i, frames=8, size=64)
-            x = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float() / 127.5 - 1
-            lat.append(vae.encode(x).latent_dist.mean * vae.config.scaling_factor)
+            lat.append(vae.encode(to_tensor(clip.frames)).latent_dist.mean * vae.config.scaling_factor)
             captions.append(clip.caption)
     return torch.stack(lat).permute(0, 2, 1, 3, 4).contiguous(), captions
 
@@ -73,11 +70,6 @@ def timesteps(rng, batch: int, share: float):
     high = rng.random(batch) < share
     t[high] = rng.integers(HIGH_FROM, 1000, int(high.sum()))
     return t
-
-
-def guided_target(eps, uncond, guidance: float = GUIDANCE):
-    """The conditional noise prediction whose guided combination ``uncond + guidance * (cond - uncond)`` is ``eps``."""
-    return uncond + (eps - uncond) / guidance
 
 
 def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["clips"]):
@@ -108,7 +100,8 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
     ckpt = work / "ckpt.pt"
     if ckpt.exists():
         s = torch.load(ckpt, weights_only=False)
-        unet.load_state_dict(s["unet"]), opt.load_state_dict(s["opt"])
+        unet.load_state_dict(s["unet"])
+        opt.load_state_dict(s["opt"])
         ema.shadow, step, seconds = s["ema"], s["step"], s["seconds"]
         log(f"resumed at step {step}")
     t0, losses = time.time() - seconds, []
@@ -119,21 +112,17 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
             g["lr"] = r["lr"] * min(1.0, (step + 1) / r["warmup"])
         clip = rng.integers(len(lat), size=r["batch"])
         x0 = lat[clip]
-        tokens = ids[clip].clone()
-        tokens[torch.from_numpy(rng.random(len(tokens)) < r["drop"])] = empty
+        tokens = dropped_captions(rng, ids[clip], empty, r["drop"])
         with torch.no_grad():
             cond = te(tokens)[0]
-        t = torch.from_numpy(timesteps(rng, r["batch"], r["high_share"]))
-        eps = torch.randn_like(x0) + r["offset"] * torch.randn(*x0.shape[:-2], 1, 1)
-        a = acp[t].view(-1, 1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        xt, t, eps = noised(x0, acp, r["offset"], torch.from_numpy(timesteps(rng, r["batch"], r["high_share"])))
         pred = unet(xt, t, cond).sample
         loss = F.mse_loss(pred, eps)
         high = (t >= HIGH_FROM) & (tokens != empty).any(1)
         if high.any():
             with torch.no_grad():
                 uncond = unet(xt[high], t[high], empty_cond.expand(int(high.sum()), -1, -1)).sample
-            loss = loss + r["guided_weight"] * F.mse_loss(pred[high], guided_target(eps[high], uncond))
+            loss = loss + r["guided_weight"] * F.mse_loss(pred[high], guided_target(eps[high], uncond, GUIDANCE))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
