@@ -630,7 +630,7 @@ def noised(x0, acp, offset=0.0, t=None):
         t = torch.randint(0, len(acp), (x0.shape[0],))
     eps = torch.randn_like(x0)
     if offset:
-        eps = eps + offset * torch.randn(*x0.shape[:-2], 1, 1)
+        eps = eps + offset * torch.randn(*x0.shape[:-2], 1, 1, device=x0.device)
     a = acp[t].view(-1, *([1] * (x0.dim() - 1)))
     return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
 

@@ -5,6 +5,7 @@
     python -m vsynth.toy.train_wan --smoke                                 # a few steps of each, end to end
     python -m vsynth.toy.train_wan --stage t2v --init W/ckpt/t2v.pt --recipe t2v-settle   # a fine-tune run
     python -m vsynth.toy.train_wan --stage from-shipped --work W           # a work folder from the shipped weights
+    python -m vsynth.toy.train_wan --stage t2v --work W --device cuda --recipe t2v-backgrounds-gpu   # on a GPU
 
 What it builds, in WanPipeline's folder layout (vsynth's Wan loader reads it as it reads the real one):
 
@@ -99,6 +100,9 @@ RECIPE = {
     # alone, the toy turned any background white under Mixed Inversion and its objects stopped (seventh session)
     "t2v-backgrounds": dict(minutes=50, batch=16, lr=2e-4, warmup=50, drop=0.1, ema=0.995, eval_every=1200, short=0.3, high=0.1,
                             forcing=0.3, guided_weight=8.0, guided_below=1.01),
+    # the same on a GPU (--device cuda), where a step of 64 clips costs what one of 16 does (the toy's kernels are tiny)
+    "t2v-backgrounds-gpu": dict(minutes=7, batch=64, lr=3e-4, warmup=100, drop=0.1, ema=0.998, eval_every=2000, short=0.3, high=0.1,
+                                forcing=0.3, guided_weight=8.0, guided_below=1.01),
 }
 # Wan's default guidance (WanPipeline's 5.0): the scale the guided loss trains for
 GUIDANCE = WAN_GUIDANCE
@@ -391,14 +395,14 @@ def training_clip(seed: int, **kw):
 
 def encode_latents(args, work: Path):
     torch = _torch()
-    vae = load_vae(work)
-    n = 48 if args.smoke else RECIPE["latents"]["clips"]
+    vae = load_vae(work).to(args.device)
+    n = 48 if args.smoke else args.clips or RECIPE["latents"]["clips"]
     latents, captions = [], []
     with torch.no_grad():
         for i in range(n):
             clip = training_clip(SEEDS["data"] * 1_000_003 + i, backgrounds=args.backgrounds)
             # frame by frame (the same numbers: the VAE's taps on earlier frames are zero), on the fast 2D path
-            latents.append(vae.encode(to_tensor(clip.frames)).latent_dist.mean[:, :, 0].permute(1, 0, 2, 3))
+            latents.append(vae.encode(to_tensor(clip.frames).to(args.device)).latent_dist.mean[:, :, 0].permute(1, 0, 2, 3).cpu())
             captions.append(clip.caption)
     z = torch.stack(latents)  # (N, 16, F, 8, 8)
     mean = z.mean(dim=(0, 2, 3, 4))
@@ -419,10 +423,10 @@ def build_t2v():
     return text, transformer
 
 
-def encode_text(tok, text, captions, device="cpu"):
+def encode_text(tok, text, captions):
     """WanPipeline's prompt states: UMT5 over the real tokens, zero-padded to MAX_SEQUENCE_LENGTH."""
     torch = _torch()
-    t = tok(captions, padding="longest", return_tensors="pt", add_special_tokens=True)
+    t = tok(captions, padding="longest", return_tensors="pt", add_special_tokens=True).to(text.device)
     states = text(t.input_ids, t.attention_mask).last_hidden_state * t.attention_mask[..., None]
     pad = states.new_zeros(states.shape[0], MAX_SEQUENCE_LENGTH - states.shape[1], states.shape[2])
     return torch.cat([states, pad], 1)
@@ -433,11 +437,11 @@ def sample(transformer, text, tok, prompts, mean, std, vae, steps=20, guidance=5
     torch = _torch()
     g = torch.Generator().manual_seed(seed)
     b = len(prompts)
-    x = torch.randn((b, 16, FRAMES, SIZE // 8, SIZE // 8), generator=g)
+    x = torch.randn((b, 16, FRAMES, SIZE // 8, SIZE // 8), generator=g).to(transformer.device)
     with torch.no_grad():
         cond = encode_text(tok, text, prompts)
         uncond = encode_text(tok, text, [""] * b)
-        s = torch.linspace(1, 0, steps + 1)
+        s = torch.linspace(1, 0, steps + 1, device=x.device)
         s = shift * s / (1 + (shift - 1) * s)
         for i in range(steps):
             t = (s[i] * 1000).expand(b)
@@ -445,8 +449,8 @@ def sample(transformer, text, tok, prompts, mean, std, vae, steps=20, guidance=5
             vc, vu = v.chunk(2)
             v = vu + guidance * (vc - vu)
             x = x + (s[i + 1] - s[i]) * v
-        z = x * std.view(1, -1, 1, 1, 1) + mean.view(1, -1, 1, 1, 1)
-        return to_frames(vae.decode(z).sample)
+        z = x * std.to(x.device).view(1, -1, 1, 1, 1) + mean.to(x.device).view(1, -1, 1, 1, 1)
+        return to_frames(vae.decode(z.to(vae.device)).sample)
 
 
 def evaluate(transformer, text, tok, mean, std, vae, n=8, guidance=5.0) -> dict:
@@ -506,13 +510,18 @@ def guided_loss(transformer, text, tok, xt, timestep, v, velocity, caps, s, belo
     :func:`guided_target`; the unconditional prediction is held fixed (no gradient): the loss moves the conditional
     branch only."""
     torch = _torch()
-    pick = torch.tensor([bool(c) for c in caps]) & (s.amax(1) < below) & (s.amax(1) >= above)
+    pick = torch.tensor([bool(c) for c in caps], device=s.device) & (s.amax(1) < below) & (s.amax(1) >= above)
     if not pick.any():
         return v.new_zeros(())
     with torch.no_grad():
         empty = encode_text(tok, text, [""] * int(pick.sum()))
         uncond = transformer(hidden_states=xt[pick], timestep=timestep[pick], encoder_hidden_states=empty, return_dict=False)[0]
     return (v[pick] - guided_target(velocity[pick], uncond, guidance)).pow(2).mean()
+
+
+def cpu(state: dict) -> dict:
+    """A state dict's tensors on the CPU: checkpoints from a GPU run load on any machine."""
+    return {k: v.cpu() for k, v in state.items()}
 
 
 def clip_weights(captions: list[str], oversample: dict[str, float]) -> np.ndarray:
@@ -526,16 +535,19 @@ def train_t2v(args, work: Path):
     r = RECIPE[args.recipe or ("t2v-tune" if args.init else "t2v")]
     data = torch.load(work / "latents.pt", weights_only=False)
     mean, std = data["mean"], data["std"]
-    z = (data["latents"] - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+    dev = torch.device(args.device)
+    z = ((data["latents"] - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)).to(dev)
     captions = data["captions"]
     tok = tokenizer()
     text, transformer = build_t2v()
+    text, transformer = text.to(dev), transformer.to(dev)
+    torch.backends.cuda.matmul.allow_tf32 = True
     params = list(text.parameters()) + list(transformer.parameters())
     opt = torch.optim.AdamW(params, lr=r["lr"], weight_decay=0.01)
     ckpt = work / "ckpt" / "t2v.pt"
     step, minutes_done = 0, 0.0
     ema_t, ema_x = copy.deepcopy(transformer), copy.deepcopy(text)
-    state = torch.load(ckpt, weights_only=False) if ckpt.exists() else {}
+    state = torch.load(ckpt, weights_only=False, map_location=dev) if ckpt.exists() else {}
     if "opt" in state:  # resume (from-shipped's t2v.pt holds EMA weights only: a start, as --init)
         transformer.load_state_dict(state["transformer"])
         text.load_state_dict(state["text"])
@@ -544,14 +556,14 @@ def train_t2v(args, work: Path):
         opt.load_state_dict(state["opt"])
         step, minutes_done = state["step"], state.get("minutes", 0.0)
     elif args.init or state:  # a new run (its own schedule and optimizer) from another run's EMA weights
-        state = torch.load(args.init, weights_only=False) if args.init else state
+        state = torch.load(args.init, weights_only=False, map_location=dev) if args.init else state
         for m in (transformer, ema_t):
             m.load_state_dict(state["ema_transformer"])
         for m in (text, ema_x):
             m.load_state_dict(state["ema_text"])
     for m in (ema_t, ema_x):
         m.requires_grad_(False).eval()
-    vae = load_vae(work, decoder=True)  # the exported decoder: the first one's backgrounds are tinted
+    vae = load_vae(work, decoder=True).to(dev)  # the exported decoder: the first one's backgrounds are tinted
     minutes = args.minutes or r["minutes"]
     rng = np.random.default_rng(SEEDS["t2v"] + step)
     g = torch.Generator().manual_seed(SEEDS["t2v"] + step)
@@ -569,7 +581,7 @@ def train_t2v(args, work: Path):
             gr["lr"] = lr
         if not done:
             idx = rng.choice(len(z), size=r["batch"], p=draw) if draw is not None else rng.integers(len(z), size=r["batch"])
-            x0 = z[idx]
+            x0 = z[torch.from_numpy(idx).to(dev)]
             if rng.random() < r["short"]:  # vsynth's default 8 frames run as 5 on Wan's 1 + 4k rule: train those too
                 x0 = x0[:, :, :5]
             caps = [captions[i] if rng.random() >= r["drop"] else "" for i in idx]
@@ -579,7 +591,8 @@ def train_t2v(args, work: Path):
             high = torch.rand(len(idx), generator=g) < r.get("high", 0.0)  # where the layout and the direction are decided
             s = torch.where(high, 0.8 + 0.2 * torch.rand(len(idx), generator=g), s)
             s = per_frame_levels(s, x0.shape[2], r.get("forcing", 0.0), g)  # (B, F)
-            noise = torch.randn(x0.shape, generator=g)
+            noise = torch.randn(x0.shape, generator=g).to(dev)
+            s = s.to(dev)
             level = s[:, None, :, None, None]
             xt = (1 - level) * x0 + level * noise
             states = encode_text(tok, text, caps)
@@ -603,8 +616,8 @@ def train_t2v(args, work: Path):
         if step % 25 == 0 and not done and losses:
             log(work, f"t2v step {step} loss {np.mean(losses[-25:]):.4f} lr {lr:.2e} {elapsed:.1f} min")
         if done or time.time() - last_save > 240 or (step % r["eval_every"] == 0 and step and not args.smoke):
-            torch.save({"transformer": transformer.state_dict(), "text": text.state_dict(), "ema_transformer": ema_t.state_dict(),
-                        "ema_text": ema_x.state_dict(), "opt": opt.state_dict(), "step": step, "minutes": (time.time() - t0) / 60}, ckpt)  # fmt: skip
+            torch.save({"transformer": cpu(transformer.state_dict()), "text": cpu(text.state_dict()), "ema_transformer": cpu(ema_t.state_dict()),
+                        "ema_text": cpu(ema_x.state_dict()), "opt": opt.state_dict(), "step": step, "minutes": (time.time() - t0) / 60}, ckpt)  # fmt: skip
             last_save = time.time()
             if done or step % r["eval_every"] == 0:
                 res = evaluate(ema_t, ema_x, tok, mean, std, vae, n=4 if args.smoke else 8)
@@ -713,6 +726,8 @@ def main(argv=None):
     p.add_argument("--init", default=None, help="t2v stage: start from this t2v.pt's EMA weights (recipe t2v-tune unless --recipe)")
     p.add_argument("--backgrounds", type=lambda v: tuple(v.split(",")), default=TRAIN_BACKGROUNDS,
                    help="latents and from-shipped stages: the training clips' backgrounds, comma-separated (repeat one to weigh it)")
+    p.add_argument("--device", default="cpu", help="latents, from-shipped and t2v stages: torch device (cuda where there is one)")
+    p.add_argument("--clips", type=int, default=None, help=f"latents and from-shipped stages: clips to encode (default {RECIPE['latents']['clips']})")
     p.add_argument("--recipe", default=None, choices=[k for k in RECIPE if k.startswith("t2v")], help="t2v stage: the recipe to run")
     args = p.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
