@@ -390,7 +390,8 @@ def training_clip(seed: int, **kw):
     if "across" not in kw and rng.random() < RECIPE["t2v"]["centred"]:
         kw["across"] = float(rng.uniform(0.42, 0.58))
     kw.setdefault("backgrounds", TRAIN_BACKGROUNDS)
-    return world.make_motion_clip(seed, frames=FRAMES, size=SIZE, motions=TRAIN_MOTIONS, **kw)
+    kw.setdefault("motions", TRAIN_MOTIONS)
+    return world.make_motion_clip(seed, frames=FRAMES, size=SIZE, **kw)
 
 
 def encode_latents(args, work: Path):
@@ -400,7 +401,7 @@ def encode_latents(args, work: Path):
     latents, captions = [], []
     with torch.no_grad():
         for i in range(n):
-            clip = training_clip(SEEDS["data"] * 1_000_003 + i, backgrounds=args.backgrounds)
+            clip = training_clip(SEEDS["data"] * 1_000_003 + i, backgrounds=args.backgrounds, motions=args.motions)
             # frame by frame (the same numbers: the VAE's taps on earlier frames are zero), on the fast 2D path
             latents.append(vae.encode(to_tensor(clip.frames).to(args.device)).latent_dist.mean[:, :, 0].permute(1, 0, 2, 3).cpu())
             captions.append(clip.caption)
@@ -726,6 +727,8 @@ def main(argv=None):
     p.add_argument("--init", default=None, help="t2v stage: start from this t2v.pt's EMA weights (recipe t2v-tune unless --recipe)")
     p.add_argument("--backgrounds", type=lambda v: tuple(v.split(",")), default=TRAIN_BACKGROUNDS,
                    help="latents and from-shipped stages: the training clips' backgrounds, comma-separated (repeat one to weigh it)")
+    p.add_argument("--motions", type=lambda v: tuple(v.split(",")), default=TRAIN_MOTIONS,
+                   help="latents and from-shipped stages: the training clips' motions, comma-separated (add growing)")
     p.add_argument("--device", default="cpu", help="latents, from-shipped and t2v stages: torch device (cuda where there is one)")
     p.add_argument("--clips", type=int, default=None, help=f"latents and from-shipped stages: clips to encode (default {RECIPE['latents']['clips']})")
     p.add_argument("--recipe", default=None, choices=[k for k in RECIPE if k.startswith("t2v")], help="t2v stage: the recipe to run")
