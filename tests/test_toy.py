@@ -2,9 +2,11 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from vsynth.cli import cli
+from vsynth.toy import world
 from vsynth.toy.world import make_clip, words_outside_vocabulary
 
 
@@ -28,3 +30,31 @@ def test_toy_examples_writes_clips_with_their_ground_truth(tmp_path):
     path, caption = lines[0].split("\t")
     assert json.loads((tmp_path / "clips" / "toy0.json").read_text())["caption"] == caption == make_clip(0, frames=4, n_shapes=1).caption
     assert (tmp_path / "clips" / "toy1.mp4").is_file()
+
+
+def test_the_controlnet_fine_tune_keeps_its_edges_and_exports_a_controlnet(tmp_path):
+    """vsynth.toy.tune_controlnet: the edge maps stored as bits come back as the canny maps they were made from, and a
+    run of a few steps from the shipped slot exports a ControlNet that loads (the shipped fine-tune's command, shortened)."""
+    pytest.importorskip("cv2")
+    from vsynth.toy import shipped, tune_controlnet
+    from vsynth.toy.train import canny
+
+    if "controlnet-canny" not in shipped.toy_models():
+        pytest.skip("the toy ControlNet weights are not installed")
+    tune_controlnet.main(["--work", str(tmp_path), "--clips", "1", "--steps", "2", "--batch", "2", "--export-every", "100"])
+    import torch
+    from diffusers import ControlNetModel
+
+    frames = torch.load(tmp_path / "frames.pt")
+    clip = world.make_clip(tune_controlnet.RECIPE["seed"] * 10_000_000, frames=8, size=64)
+    expected = torch.from_numpy(canny(clip.frames)).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(tune_controlnet.edge_maps(frames["edges"], frames["size"]), expected)
+    assert frames["latents"].shape == (8, 4, 16, 16) and frames["captions"] == [clip.caption] * 8
+    from safetensors.torch import load_file
+
+    exported = tmp_path / "controlnet-2"
+    def config(folder):
+        return {k: v for k, v in ControlNetModel.load_config(folder).items() if not k.startswith("_")}
+
+    assert config(exported) == config(shipped.WEIGHTS_DIR / "controlnet-canny")
+    assert {t.dtype for t in load_file(exported / "diffusion_pytorch_model.safetensors").values()} == {torch.float16}  # shipped as float16
