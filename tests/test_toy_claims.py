@@ -13,11 +13,11 @@ from vsynth.toy.truth import save_clip
 
 STEPS = 20  # the toy models sample well in 20 DDIM steps; 50 would cost 2.5x the time
 # Margins, inside what these runs measure (benchmarks/quality.py has the full table). On this clip,
-# Mixed Inversion at r=0.5 cut the frame-wise ControlNet's warping error to 0.13x and its background
-# flicker to 0.17x, keeping 95% of its edge F1 (the ZeroScope slot of 2026-12-04; the one before it:
-# 0.46x, 0.31x, 60%); a bridge that ignored the IDM frames would keep about 22% (plain text-to-video's
-# edge F1 against the same edges is 0.18, the IDM's 0.81). ControlNet's
-# edge F1 was about 0.67 against plain SD1.5's 0.19 in training's check.
+# Mixed Inversion at r=0.5 cut the frame-wise ControlNet's warping error to 0.08x and its background
+# flicker to 0.06x, keeping 73% of its edge F1 (the ZeroScope slot and the ControlNet of 2026-12-04; the
+# ControlNet before: 0.13x, 0.17x, 95%); a bridge that ignored the IDM frames would keep about 10% (plain
+# text-to-video's edge F1 against the same edges is 0.075, the IDM's 0.72). ControlNet's edge F1 in
+# bridge idm-only at full strength is 0.78 against plain SD1.5's 0.005 here.
 MIXING_RATIO = 0.5  # r=1.0 smooths more but keeps 28-83% of the edges, clip by clip
 WARP_RATIO = 0.6
 FLICKER_RATIO = 0.6
