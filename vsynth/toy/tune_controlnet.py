@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
-from . import world
+from . import fine_tune, world
+from .fine_tune import GUIDANCE, timesteps
 from .shipped import WEIGHTS_DIR
 from .train import canny, dropped_captions, log, noised, to_tensor
-from .train_wan import guided_target
-from .tune_zeroscope import GUIDANCE, HIGH_FROM, save_ema, timesteps
 
 SD15 = WEIGHTS_DIR / "sd15"
 SLOT = WEIGHTS_DIR / "controlnet-canny"
@@ -80,10 +78,9 @@ def edge_maps(packed, size: int):
 
 def train(work: Path, minutes: float, export_every: int, device: str = "cpu", steps: int | None = None, init: Path | None = None, **override):
     import torch
-    import torch.nn.functional as F
     from diffusers import ControlNetModel, DDIMScheduler
 
-    from .train import DDIM, EMA
+    from .train import DDIM
 
     r = RECIPE | {k: v for k, v in override.items() if v is not None}
     unet, vae, te, tok = load_sd15(device)
@@ -99,56 +96,25 @@ def train(work: Path, minutes: float, export_every: int, device: str = "cpu", st
     with torch.no_grad():
         empty_cond = te(empty[None].to(device))[0]
     acp = DDIMScheduler(**DDIM).alphas_cumprod.to(device)
-    ema = EMA(cn, r["ema"])
-    opt = torch.optim.AdamW(cn.parameters(), lr=r["lr"], weight_decay=0.0)
 
     def predict(xt, t, cond, control):
         down, mid = cn(xt, t, cond, controlnet_cond=control, return_dict=False)
         return unet(xt, t, cond, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
 
-    step, seconds = 0, 0.0
-    ckpt = work / "ckpt.pt"
-    if ckpt.exists():
-        s = torch.load(ckpt, weights_only=False, map_location=device)
-        cn.load_state_dict(s["cn"])
-        opt.load_state_dict(s["opt"])
-        ema.shadow, step, seconds = s["ema"], s["step"], s["seconds"]
-        log(f"resumed at step {step}")
-    t0, losses = time.time() - seconds, []
-    while time.time() - t0 < minutes * 60 and not (steps and step >= steps):
-        rng = np.random.default_rng(r["seed"] * 1_000_003 + step)
-        torch.manual_seed(r["seed"] * 1_000_003 + step)
-        for g in opt.param_groups:
-            g["lr"] = r["lr"] * min(1.0, (step + 1) / r["warmup"])
+    def loss_fn(rng, step):
         pick = torch.from_numpy(rng.integers(len(lat), size=r["batch"])).to(device)
         tokens = dropped_captions(rng, ids[pick.cpu()], empty, r["drop"])
         with torch.no_grad():
             cond = te(tokens.to(device))[0]
         xt, t, eps = noised(lat[pick], acp, 0.0, torch.from_numpy(timesteps(rng, r["batch"], r["high_share"])).to(device))
         pred = predict(xt, t, cond, edges[pick])
-        loss = F.mse_loss(pred, eps)
-        high = (t >= HIGH_FROM) & (tokens != empty).any(1).to(device)
-        if high.any():
-            with torch.no_grad():
-                uncond = predict(xt[high], t[high], empty_cond.expand(int(high.sum()), -1, -1), edges[pick][high])
-            loss = loss + r["guided_weight"] * F.mse_loss(pred[high], guided_target(eps[high], uncond, GUIDANCE))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(cn.parameters(), 1.0)
-        opt.step()
-        ema.update(cn, step)
-        losses.append(loss.item())
-        step += 1
-        if step % 25 == 0:
-            log(f"step {step} loss {np.mean(losses[-25:]):.4f} {(time.time() - t0) / 60:.1f} min")
-        if step % export_every == 0:
-            torch.save({"cn": cn.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "step": step, "seconds": time.time() - t0}, ckpt.with_suffix(".tmp"))
-            ckpt.with_suffix(".tmp").replace(ckpt)
-            save_ema(cn, ema, work / f"controlnet-{step}")
-            log(f"checkpoint and EMA at step {step}")
-    if step % export_every:
-        save_ema(cn, ema, work / f"controlnet-{step}")
-    log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min")
+
+        def uncond(high):
+            return predict(xt[high], t[high], empty_cond.expand(int(high.sum()), -1, -1), edges[pick][high])
+
+        return fine_tune.noise_loss(pred, eps, t, tokens, empty, uncond, r["guided_weight"])
+
+    fine_tune.run(cn, "controlnet", work, r, loss_fn, minutes, steps, export_every, device)
 
 
 def check(cn_dir: Path, device: str = "cpu") -> list[float]:

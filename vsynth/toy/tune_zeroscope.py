@@ -23,21 +23,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np
-
-from . import world
+from . import fine_tune, world
+from .fine_tune import timesteps
 from .shipped import WEIGHTS_DIR
 from .train import dropped_captions, log, noised, to_tensor
-from .train_wan import guided_target
 
 SLOT = WEIGHTS_DIR / "zeroscope"
-GUIDANCE = 7.5  # vsynth's default guidance (cli --guidance), which the ZeroScope slot is sampled with
-HIGH_FROM = 600  # timesteps from here up are "high noise": half the batch is drawn there, and the guided loss applies
 RECIPE = dict(clips=1500, batch=4, lr=1e-4, warmup=20, offset=0.1, drop=0.1, high_share=0.5, guided_weight=4.0, ema=0.995, seed=206)
 
 
@@ -67,22 +62,13 @@ def encode_clips(vae, n: int, seed: int):
     return torch.stack(lat).permute(0, 2, 1, 3, 4).contiguous(), captions
 
 
-def timesteps(rng, batch: int, share: float):
-    """Uniform timesteps, a ``share`` of them drawn from HIGH_FROM..999 instead."""
-    t = rng.integers(0, 1000, batch)
-    high = rng.random(batch) < share
-    t[high] = rng.integers(HIGH_FROM, 1000, int(high.sum()))
-    return t
-
-
 def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["clips"], device: str = "cpu", steps: int | None = None,
           init: Path | None = None, **override):
     import torch
-    import torch.nn.functional as F
     from diffusers import DDIMScheduler
     from diffusers.models.attention_processor import AttnProcessor
 
-    from .train import DDIM, EMA
+    from .train import DDIM
 
     r = RECIPE | {k: v for k, v in override.items() if v is not None}
     unet, vae, te, tok = load_slot(device, init)
@@ -100,22 +86,8 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
     with torch.no_grad():
         empty_cond = te(empty[None].to(device))[0]
     acp = DDIMScheduler(**DDIM).alphas_cumprod.to(device)
-    ema = EMA(unet, r["ema"])
-    opt = torch.optim.AdamW(unet.parameters(), lr=r["lr"], weight_decay=0.0)
-    step, seconds = 0, 0.0
-    ckpt = work / "ckpt.pt"
-    if ckpt.exists():
-        s = torch.load(ckpt, weights_only=False, map_location=device)
-        unet.load_state_dict(s["unet"])
-        opt.load_state_dict(s["opt"])
-        ema.shadow, step, seconds = s["ema"], s["step"], s["seconds"]
-        log(f"resumed at step {step}")
-    t0, losses = time.time() - seconds, []
-    while time.time() - t0 < minutes * 60 and not (steps and step >= steps):
-        rng = np.random.default_rng(r["seed"] * 1_000_003 + step)
-        torch.manual_seed(r["seed"] * 1_000_003 + step)
-        for g in opt.param_groups:
-            g["lr"] = r["lr"] * min(1.0, (step + 1) / r["warmup"])
+
+    def loss_fn(rng, step):
         clip = rng.integers(len(lat), size=r["batch"])
         x0 = lat[torch.from_numpy(clip).to(device)]
         tokens = dropped_captions(rng, ids[clip], empty, r["drop"])
@@ -123,40 +95,13 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
             cond = te(tokens.to(device))[0]
         xt, t, eps = noised(x0, acp, r["offset"], torch.from_numpy(timesteps(rng, r["batch"], r["high_share"])).to(device))
         pred = unet(xt, t, cond).sample
-        loss = F.mse_loss(pred, eps)
-        high = (t >= HIGH_FROM) & (tokens != empty).any(1).to(device)
-        if high.any():
-            with torch.no_grad():
-                uncond = unet(xt[high], t[high], empty_cond.expand(int(high.sum()), -1, -1)).sample
-            loss = loss + r["guided_weight"] * F.mse_loss(pred[high], guided_target(eps[high], uncond, GUIDANCE))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        ema.update(unet, step)
-        losses.append(loss.item())
-        step += 1
-        if step % 25 == 0:
-            log(f"step {step} loss {np.mean(losses[-25:]):.4f} {(time.time() - t0) / 60:.1f} min")
-        if step % export_every == 0:
-            torch.save({"unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "step": step,
-                        "seconds": time.time() - t0}, ckpt.with_suffix(".tmp"))
-            ckpt.with_suffix(".tmp").replace(ckpt)
-            save_ema(unet, ema, work / f"unet-{step}")
-            log(f"checkpoint and EMA at step {step}")
-    if step % export_every:
-        save_ema(unet, ema, work / f"unet-{step}")
-    log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min")
 
+        def uncond(high):
+            return unet(xt[high], t[high], empty_cond.expand(int(high.sum()), -1, -1)).sample
 
-def save_ema(unet, ema, folder: Path):
-    import copy
+        return fine_tune.noise_loss(pred, eps, t, tokens, empty, uncond, r["guided_weight"])
 
-    import torch
-
-    u = copy.deepcopy(unet)
-    ema.copy_to(u)
-    u.to(torch.float16).save_pretrained(folder)
+    fine_tune.run(unet, "unet", work, r, loss_fn, minutes, steps, export_every, device)
 
 
 def main(argv=None):
