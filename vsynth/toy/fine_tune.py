@@ -1,11 +1,11 @@
 """The loop that fine-tunes a shipped toy model of the old family for the guidance it is sampled with.
 
 :mod:`vsynth.toy.tune_zeroscope` (the ZeroScope slot's UNet3D) and :mod:`vsynth.toy.tune_controlnet` (the toy
-ControlNet) share it: half of the timesteps come from the top 40% of the schedule (:func:`timesteps`), where the
-layout and the colours are decided, and their losses add there the guided loss of the Wan toy
+ControlNet) share it: half of the timesteps are drawn from 600-999 (:func:`timesteps`; the rest uniformly), where
+the layout and the colours are decided, and their losses add there the guided loss of the Wan toy
 (vsynth.toy.train_wan.guided_target) for vsynth's default guidance. The loop around each model's loss is the same:
 seeded steps, warm-up, gradient clipping, an EMA exported in float16 every ``export_every`` steps, and a checkpoint
-written on the CPU's terms (``map_location`` on resume) so that a GPU run resumes anywhere.
+loaded with ``map_location`` on resume, so that a GPU run's checkpoint resumes on a CPU.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from .train import log
 
 GUIDANCE = 7.5  # vsynth's default guidance (cli --guidance), which the old family is sampled with
-HIGH_FROM = 600  # timesteps from here up are "high noise": half the batch is drawn there, and the guided loss applies
+HIGH_FROM = 600  # timesteps from here up are "high noise": half the batch is drawn there (the rest uniformly), and the guided loss applies
 
 
 def timesteps(rng, batch: int, share: float):

@@ -76,7 +76,8 @@ def edge_maps(packed, size: int):
     return torch.from_numpy(bits).float().expand(-1, 3, -1, -1)
 
 
-def train(work: Path, minutes: float, export_every: int, device: str = "cpu", steps: int | None = None, init: Path | None = None, **override):
+def train(work: Path, minutes: float, export_every: int, device: str = "cpu", steps: int | None = None, init: Path | None = None,
+          encode_only: bool = False, **override):
     import torch
     from diffusers import ControlNetModel, DDIMScheduler
 
@@ -89,6 +90,8 @@ def train(work: Path, minutes: float, export_every: int, device: str = "cpu", st
     if not data.exists():
         torch.save(encode_frames(vae, r["clips"], r["seed"]), data)
         log(f"encoded {r['clips']} clips -> {data}")
+    if encode_only:
+        return
     d = torch.load(data)
     lat, edges = d["latents"].float().to(device), edge_maps(d["edges"], d["size"]).contiguous().to(device)
     ids = tok(d["captions"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
@@ -163,7 +166,7 @@ def main(argv=None):
     if not a.work:
         p.error("--work is needed to train")
     a.work.mkdir(parents=True, exist_ok=True)
-    train(a.work, 0 if a.encode_only else a.minutes, a.export_every, a.device, a.steps, a.init, clips=a.clips, batch=a.batch, lr=a.lr, guided_weight=a.guided_weight)
+    train(a.work, a.minutes, a.export_every, a.device, a.steps, a.init, a.encode_only, clips=a.clips, batch=a.batch, lr=a.lr, guided_weight=a.guided_weight)
 
 
 if __name__ == "__main__":
