@@ -10,8 +10,6 @@ package's own suite.
 
 import json
 import os
-import shutil
-import site
 import subprocess
 import sys
 from importlib import metadata

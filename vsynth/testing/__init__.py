@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np

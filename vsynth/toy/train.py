@@ -22,7 +22,6 @@ weights and ``manifest.json`` in ``--out``, in the layouts vsynth's loaders read
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import math
@@ -795,8 +794,6 @@ def stage_controlnet(ctx):
     ema = EMA(cn)
     ids = tokenize(data["captions"])
     empty = tokenize([""])[0]
-    with torch.no_grad():
-        uniq = {}
     acp = alphas_cumprod()
     N = lat.shape[0]
 
@@ -1022,7 +1019,6 @@ def stage_motion(ctx):
     train_loop(ctx, "motion", {"unet": unet}, {"unet": ema}, params, step_fn)
     ema.copy_to(unet)
     # MotionAdapter's own modules from the motion UNet
-    adapter_sd = {}
     for i, block in enumerate(unet.down_blocks):
         adapter.down_blocks[i].motion_modules.load_state_dict(block.motion_modules.state_dict())
     for i, block in enumerate(unet.up_blocks):

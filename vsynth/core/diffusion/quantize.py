@@ -94,8 +94,6 @@ def _skip_lora(module, name: str) -> bool:
 
 def apply(networks, scheme: str, dtype) -> dict:
     """Quantize every linear layer of ``networks`` in place; returns what run.json records."""
-    import torch
-
     unique = list({id(n): n for n in networks}.values())
     before = sum(_linear_bytes(n) for n in unique)
     if scheme in ("int8", "fp8"):
