@@ -5,6 +5,8 @@
     python -m vsynth.toy.train --stage t2i     # one stage (resumes from its checkpoint)
     python -m vsynth.toy.train --wan ...       # the moving world's Wan-architecture T2V (vsynth.toy.train_wan)
     python -m vsynth.toy.train --flux ...      # the FLUX-architecture flux-dev and flux-canny (vsynth.toy.train_flux)
+    python -m vsynth.toy.tune_zeroscope ...    # the shipped ZeroScope slot's and ControlNet's fine-tunes for guidance 7.5,
+    python -m vsynth.toy.tune_controlnet ...   # run after this (manifest.json's lineage has each one's command)
 
 Stages and their dependencies (the driver runs two independent stages side by side):
 
