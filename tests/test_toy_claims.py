@@ -18,7 +18,7 @@ STEPS = 20  # the toy models sample well in 20 DDIM steps; 50 would cost 2.5x th
 # ControlNet before: 0.13x, 0.17x, 95%); a bridge that ignored the IDM frames would keep about 10% (plain
 # text-to-video's edge F1 against the same edges is 0.075, the IDM's 0.72). ControlNet's edge F1 in
 # bridge idm-only at full strength is 0.78 against plain SD1.5's 0.005 here.
-MIXING_RATIO = 0.5  # r=1.0 smooths more but keeps 28-83% of the edges, clip by clip
+MIXING_RATIO = 0.5  # r=1.0 smooths more but keeps fewer of the edges (47% on this clip; 28-83% clip by clip before)
 WARP_RATIO = 0.6
 FLICKER_RATIO = 0.6
 EDGE_KEPT = 0.4
