@@ -8,6 +8,7 @@ nearest named colour is the prompted one, and the colour most of the others turn
 figures ("The blue that the old toy VDM loses"). Needs the toy ControlNet and ZeroScope weights; about 2 minutes.
 
     python benchmarks/zeroscope_toy_colours.py
+    python benchmarks/zeroscope_toy_colours.py --seed 0     # another run seed (the clips stay the same)
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def shares(frames: np.ndarray, masks: np.ndarray, colour: str) -> tuple[float, s
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.parse_args(argv)
+    p.add_argument("--seed", type=int, default=RUN["seed"], help=f"the runs' seed (default {RUN['seed']})")
+    args = p.parse_args(argv)
     if not {"controlnet-canny", "zeroscope"} <= set(shipped.toy_models()):
         raise SystemExit("needs the toy ControlNet and ZeroScope weights")
     tmp = Path(tempfile.mkdtemp(prefix="zeroscope-toy-colours-"))
@@ -54,7 +56,8 @@ def main(argv=None):
             path = tmp / f"{colour}-{background}.mp4"
             save_clip(path, 300 + i, frames=8, shapes=[("circle", colour), ("square", colour)], background=background)
             out = tmp / f"{colour}-{background}"
-            result = session.run(video=path, prompt=f"a {colour} circle and a {colour} square on a {background} background", out=out, **RUN)
+            result = session.run(video=path, prompt=f"a {colour} circle and a {colour} square on a {background} background", out=out,
+                                 **(RUN | {"seed": args.seed}))
             truth = load_ground_truth(path, frames=8, stride=1, size=(64, 64))
             idm = shares(iio.imread(out / "idm_frames.mp4")[: len(truth.frames)], truth.masks, colour)[0]
             final, other = shares(result.frames, truth.masks, colour)

@@ -38,6 +38,16 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+def _writing(partial: Path) -> bool:
+    """``partial`` holds more than vsynth's marker: the build is writing its files, so the marker, written first, is
+    complete. (A kill while the marker itself is half-written leaves a folder no one can prove is vsynth's, which the
+    next build rightly keeps: the tests below kill a build midway, not in that window.)"""
+    try:
+        return any(c.name != outputs.PARTIAL_MARKER for c in partial.iterdir())
+    except OSError:
+        return False
+
+
 def _wait_for(condition, proc, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline and proc.poll() is None:
@@ -104,7 +114,7 @@ def test_a_tiny_model_build_killed_midway_is_swept_by_the_next_build(tmp_path, m
     env = {**os.environ, "VSYNTH_CACHE": str(cache)}
     code = "from vsynth.tiny import tiny_weights; tiny_weights('zeroscope')"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: root.is_dir() and any(p.name.startswith(".zeroscope") and any(p.iterdir()) for p in root.iterdir()), proc)
+    _wait_for(lambda: root.is_dir() and any(p.name.startswith(".zeroscope") and _writing(p) for p in root.iterdir()), proc)
     proc.kill()
     proc.wait()
     assert [p.name for p in root.iterdir() if p.name.startswith(".zeroscope")]  # what SIGKILL left
@@ -121,7 +131,7 @@ def test_a_fake_hub_build_killed_midway_is_swept_by_the_next_build(tmp_path):
     code = f"from vsynth.testing.fake_hub import build_fake_hub; build_fake_hub({str(cache)!r}, [{killed!r}])"
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     snapshots = snapshot_dir(cache, killed).parent
-    _wait_for(lambda: snapshots.is_dir() and any(any(p.iterdir()) for p in snapshots.iterdir()), proc)
+    _wait_for(lambda: snapshots.is_dir() and any(_writing(p) for p in snapshots.iterdir()), proc)
     proc.kill()
     proc.wait()
     assert _leftovers(snapshots)  # what SIGKILL left
