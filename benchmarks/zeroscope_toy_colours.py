@@ -24,9 +24,10 @@ import vsynth
 from vsynth.metrics.prompt import colour_adherence
 from vsynth.toy import shipped
 from vsynth.toy.truth import load_ground_truth, save_clip
+from vsynth.toy.tune_controlnet import CELL_BACKGROUNDS as BACKGROUNDS
+from vsynth.toy.tune_controlnet import colour_cell  # the cells tune_controlnet --check measures on the ControlNet alone
 from vsynth.toy.world import COLOURS, NAMED_COLOURS, nearest_colour_names
 
-BACKGROUNDS = ("white", "black")
 RUN = dict(idm="controlnet-canny", vdm="zeroscope", bridge="mixed-inversion", toy=True, frames=8, stride=1, steps=20, seed=42)
 
 
@@ -52,12 +53,12 @@ def main(argv=None):
     session = vsynth.Session(display=False)  # the models load once
     for colour in COLOURS:
         cells = []
-        for i, background in enumerate(BACKGROUNDS):
+        for background in BACKGROUNDS:
             path = tmp / f"{colour}-{background}.mp4"
-            save_clip(path, 300 + i, frames=8, shapes=[("circle", colour), ("square", colour)], background=background)
+            seed, make_args, prompt = colour_cell(colour, background)
+            save_clip(path, seed, **make_args)
             out = tmp / f"{colour}-{background}"
-            result = session.run(video=path, prompt=f"a {colour} circle and a {colour} square on a {background} background", out=out,
-                                 **(RUN | {"seed": args.seed}))
+            result = session.run(video=path, prompt=prompt, out=out, **(RUN | {"seed": args.seed}))
             truth = load_ground_truth(path, frames=8, stride=1, size=(64, 64))
             idm = shares(iio.imread(out / "idm_frames.mp4")[: len(truth.frames)], truth.masks, colour)[0]
             final, other = shares(result.frames, truth.masks, colour)

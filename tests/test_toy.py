@@ -41,20 +41,20 @@ def test_the_controlnet_fine_tune_keeps_its_edges_and_exports_a_controlnet(tmp_p
 
     if "controlnet-canny" not in shipped.toy_models():
         pytest.skip("the toy ControlNet weights are not installed")
-    tune_controlnet.main(["--work", str(tmp_path), "--clips", "1", "--steps", "2", "--batch", "2", "--export-every", "100"])
     import torch
     from diffusers import ControlNetModel
+    from safetensors.torch import load_file
 
+    tune_controlnet.main(["--work", str(tmp_path), "--clips", "1", "--steps", "2", "--batch", "2", "--export-every", "100"])
     frames = torch.load(tmp_path / "frames.pt")
     clip = world.make_clip(tune_controlnet.RECIPE["seed"] * 10_000_000, frames=8, size=64)
     expected = torch.from_numpy(canny(clip.frames)).permute(0, 3, 1, 2).float() / 255
     assert torch.equal(tune_controlnet.edge_maps(frames["edges"], frames["size"]), expected)
     assert frames["latents"].shape == (8, 4, 16, 16) and frames["captions"] == [clip.caption] * 8
-    from safetensors.torch import load_file
 
-    exported = tmp_path / "controlnet-2"
     def config(folder):
         return {k: v for k, v in ControlNetModel.load_config(folder).items() if not k.startswith("_")}
 
+    exported = tmp_path / "controlnet-2"
     assert config(exported) == config(shipped.WEIGHTS_DIR / "controlnet-canny")
     assert {t.dtype for t in load_file(exported / "diffusion_pytorch_model.safetensors").values()} == {torch.float16}  # shipped as float16

@@ -37,7 +37,15 @@ from .train import canny, dropped_captions, log, noised, to_tensor
 SD15 = WEIGHTS_DIR / "sd15"
 SLOT = WEIGHTS_DIR / "controlnet-canny"
 RECIPE = dict(clips=3000, batch=24, lr=1e-4, warmup=20, drop=0.1, high_share=0.5, guided_weight=4.0, ema=0.995, seed=207)
-CHECK_CELLS = [(colour, background) for colour in world.COLOURS for background in ("white", "black")]
+CELL_BACKGROUNDS = ("white", "black")
+CHECK_CELLS = [(colour, background) for colour in world.COLOURS for background in CELL_BACKGROUNDS]
+
+
+def colour_cell(colour: str, background: str) -> tuple[int, dict, str]:
+    """One cell of benchmarks/zeroscope_toy_colours.py, which ``--check`` measures too: the clip's seed, its
+    make_clip arguments (a circle and a square of ``colour`` over ``background``, 8 frames) and the prompt."""
+    shapes = [("circle", colour), ("square", colour)]
+    return 300 + CELL_BACKGROUNDS.index(background), dict(frames=8, shapes=shapes, background=background), world.caption_of(shapes, background)
 
 
 def load_sd15(device: str = "cpu"):
@@ -110,10 +118,11 @@ def train(work: Path, minutes: float, export_every: int, device: str = "cpu", st
         with torch.no_grad():
             cond = te(tokens.to(device))[0]
         xt, t, eps = noised(lat[pick], acp, 0.0, torch.from_numpy(timesteps(rng, r["batch"], r["high_share"])).to(device))
-        pred = predict(xt, t, cond, edges[pick])
+        control = edges[pick]
+        pred = predict(xt, t, cond, control)
 
         def uncond(high):
-            return predict(xt[high], t[high], empty_cond.expand(int(high.sum()), -1, -1), edges[pick][high])
+            return predict(xt[high], t[high], empty_cond.expand(int(high.sum()), -1, -1), control[high])
 
         return fine_tune.noise_loss(pred, eps, t, tokens, empty, uncond, r["guided_weight"])
 
@@ -134,9 +143,8 @@ def check(cn_dir: Path, device: str = "cpu") -> list[float]:
     pipe.set_progress_bar_config(disable=True)
     shares = []
     for colour, background in CHECK_CELLS:
-        i = ("white", "black").index(background)
-        clip = world.make_clip(300 + i, frames=8, size=64, shapes=[("circle", colour), ("square", colour)], background=background)  # the benchmark's clips
-        prompt = f"a {colour} circle and a {colour} square on a {background} background"
+        seed, make_args, prompt = colour_cell(colour, background)
+        clip = world.make_clip(seed, **make_args)
         images = pipe([prompt] * len(clip.frames), image=[Image.fromarray(c) for c in canny(clip.frames)], num_inference_steps=20,
                       guidance_scale=GUIDANCE, generator=torch.Generator(device).manual_seed(42), output_type="np").images
         shares.append(colour_adherence((images * 255).round().astype(np.uint8), clip.masks, [colour] * clip.masks.shape[1]))
