@@ -12,6 +12,7 @@ docs/toy-world.md ("Seventh session", "Ninth session") has its figures. Needs th
 
     python benchmarks/wan_toy_backgrounds.py                       # the shipped toy weights
     python benchmarks/wan_toy_backgrounds.py --vdm-weights DIR     # an exported Wan toy folder
+    python benchmarks/wan_toy_backgrounds.py --frames 8            # the CLI's default --frames (run as 5 on Wan's 1 + 4k rule)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import vsynth
 from vsynth.toy import shipped
 from vsynth.toy.truth import save_clip
 
-RUN = dict(toy=True, idm="flux-canny", vdm="wan2.1-t2v-1.3b", frames=9, stride=1, seed=42)
+RUN = dict(toy=True, idm="flux-canny", vdm="wan2.1-t2v-1.3b", stride=1, seed=42)
 BRIDGES = ("mixed-inversion", "idm-only")
 KEYS = ("background_flicker", "flicker", "warping_error", "background_adherence", "direction_agreement")
 TEMPORAL = ("background_flicker", "flicker", "warping_error")
@@ -36,6 +37,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--vdm-weights", default=None, help="an exported Wan toy folder (default: the shipped one)")
     p.add_argument("--count", type=int, default=8, help="clips (`vsynth toy examples --motion --count N`, seed 0)")
+    p.add_argument("--frames", type=int, default=9, help="--frames of the runs (the CLI's default 8 runs as 5 on Wan's 1 + 4k rule)")
     args = p.parse_args(argv)
     if not {"wan2.1-t2v", "flux-canny"} <= set(shipped.toy_models()):
         raise SystemExit("the toy Wan and FLUX weights are not installed")
@@ -46,8 +48,8 @@ def main(argv=None):
     wins = {k: [] for k in TEMPORAL}
     for i in range(args.count):  # the clips `vsynth toy examples --motion --frames 9` writes
         path = tmp / f"toy{i}.mp4"
-        caption = save_clip(path, i, generator="make_motion_clip", frames=9).caption
-        m = {b: session.run(video=path, prompt=caption, bridge=b, out=tmp / f"{path.stem}-{b}", **RUN, **weights).record["metrics"] for b in BRIDGES}
+        caption = save_clip(path, i, generator="make_motion_clip", frames=max(args.frames, 9)).caption
+        m = {b: session.run(video=path, prompt=caption, bridge=b, out=tmp / f"{path.stem}-{b}", frames=args.frames, **RUN, **weights).record["metrics"] for b in BRIDGES}
         for k in TEMPORAL:
             wins[k].append(m["mixed-inversion"][k]["final"] < m["idm-only"][k]["final"])
         cells = [" / ".join(f"{m[b][k]['final']:.4f}" if k in TEMPORAL else f"{m[b][k]['final']:.2f}" for b in BRIDGES) for k in KEYS]

@@ -9,6 +9,7 @@ figures ("The blue that the old toy VDM loses"). Needs the toy ControlNet and Ze
 
     python benchmarks/zeroscope_toy_colours.py
     python benchmarks/zeroscope_toy_colours.py --seed 0     # another run seed (the clips stay the same)
+    python benchmarks/zeroscope_toy_colours.py --vdm-weights DIR   # a ZeroScope-slot folder (a fine-tune's UNet in a copy of the slot)
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def shares(frames: np.ndarray, masks: np.ndarray, colour: str) -> tuple[float, s
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=RUN["seed"], help=f"the runs' seed (default {RUN['seed']})")
+    p.add_argument("--vdm-weights", default=None, help="a ZeroScope-slot folder (default: the shipped one)")
     args = p.parse_args(argv)
+    weights = {"vdm_weights": args.vdm_weights} if args.vdm_weights else {}
     if not {"controlnet-canny", "zeroscope"} <= set(shipped.toy_models()):
         raise SystemExit("needs the toy ControlNet and ZeroScope weights")
     tmp = Path(tempfile.mkdtemp(prefix="zeroscope-toy-colours-"))
@@ -58,7 +61,7 @@ def main(argv=None):
             seed, make_args, prompt = colour_cell(colour, background)
             save_clip(path, seed, **make_args)
             out = tmp / f"{colour}-{background}"
-            result = session.run(video=path, prompt=prompt, out=out, **(RUN | {"seed": args.seed}))
+            result = session.run(video=path, prompt=prompt, out=out, **(RUN | {"seed": args.seed}), **weights)
             truth = load_ground_truth(path, frames=8, stride=1, size=(64, 64))
             idm = shares(iio.imread(out / "idm_frames.mp4")[: len(truth.frames)], truth.masks, colour)[0]
             final, other = shares(result.frames, truth.masks, colour)
