@@ -103,6 +103,11 @@ RECIPE = {
     # the same on a GPU (--device cuda), where a step of 64 clips costs what one of 16 does (the toy's kernels are tiny)
     "t2v-backgrounds-gpu": dict(minutes=7, batch=64, lr=3e-4, warmup=100, drop=0.1, ema=0.998, eval_every=2000, short=0.3, high=0.1,
                                 forcing=0.3, guided_weight=8.0, guided_below=1.01),
+    # t2v-backgrounds-gpu plus the inversion loss (:func:`inversion_loss`): guided sampling from the toy's own inversion of a
+    # clip returns the clip, which Mixed Inversion's smoothing relies on (tenth session's trial, not shipped: docs/toy-world.md)
+    "t2v-inversion-gpu": dict(minutes=7, batch=64, lr=2e-4, warmup=50, drop=0.1, ema=0.998, eval_every=10**9, short=0.3, high=0.1,
+                              forcing=0.3, guided_weight=8.0, guided_below=1.01, invert_weight=1.0, invert_clips=1024, invert_every=250,
+                              invert_steps=50),
 }
 # Wan's default guidance (WanPipeline's 5.0): the scale the guided loss trains for
 GUIDANCE = WAN_GUIDANCE
@@ -520,6 +525,59 @@ def guided_loss(transformer, text, tok, xt, timestep, v, velocity, caps, s, belo
     return (v[pick] - guided_target(velocity[pick], uncond, guidance)).pow(2).mean()
 
 
+def inversion_sigmas(steps: int):
+    """The flow levels of the exported UniPC scheduler set to ``steps`` steps (``steps + 1`` values, 1 down to 0): where
+    vsynth's denoising steps start, and so where Mixed Inversion's video-side inversion stops on its way up."""
+    from diffusers import UniPCMultistepScheduler
+
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
+    scheduler.set_timesteps(steps)
+    return scheduler.sigmas.float()
+
+
+def invert_clips(transformer, text, tok, x0, sigmas, batch: int = 256):
+    """(N, steps, C, F, H, W): each clip's latent at the start of every denoising step, from Mixed Inversion's video side
+    as vsynth runs it (:func:`vsynth.core.diffusion.sampling.invert`; its default ``inversion_prompt=negative``, the empty
+    prompt, without guidance): the reverse Euler step x + (s_k - s_prev) * v, v evaluated at step k's timestep."""
+    torch = _torch()
+    steps = len(sigmas) - 1
+    out = x0.new_empty((len(x0), steps, *x0.shape[1:]))
+    with torch.no_grad():
+        for i in range(0, len(x0), batch):
+            x = x0[i : i + batch].clone()
+            empty = encode_text(tok, text, [""] * len(x))
+            level = 0.0
+            for k in reversed(range(steps)):
+                t = (sigmas[k] * 1000).expand(len(x)).to(x.device)
+                v = transformer(hidden_states=x, timestep=t, encoder_hidden_states=empty, return_dict=False)[0]
+                x = x + (float(sigmas[k]) - level) * v
+                level = float(sigmas[k])
+                out[i : i + batch, k] = x
+    return out
+
+
+def inversion_loss(transformer, text, tok, x0, inverted, sigmas, captions, batch: int, g):
+    """The guided loss (:func:`guided_target`) at points of the clips' own inversion rather than of the forward process.
+
+    Mixed Inversion inverts the IDM's frames without guidance (the empty prompt) and denoises the result with guidance 5;
+    in the toy's 8x8 latent grid that path did not lead back: the object was redrawn larger, a one-latent-pixel ghost
+    of another colour wandered beside it, or it moved to the middle (ninth session). Here the conditional branch is pulled
+    towards the velocity that takes each inverted point to its clean clip, (x_k - x0) / s_k, under guidance; the
+    unconditional one, which did the inverting, is held fixed."""
+    torch = _torch()
+    idx = torch.randint(len(x0), (batch,), generator=g).to(x0.device)
+    k = torch.randint(len(sigmas) - 1, (batch,), generator=g).to(x0.device)
+    xk, s = inverted[idx, k], sigmas.to(x0.device)[k]
+    target = (xk - x0[idx]) / s.view(-1, 1, 1, 1, 1)
+    tokens = (x0.shape[3] // TRANSFORMER["patch_size"][1]) * (x0.shape[4] // TRANSFORMER["patch_size"][2])
+    timestep = (s * 1000)[:, None].repeat(1, x0.shape[2] * tokens)
+    caps = [captions[i] for i in idx.tolist()]
+    v = transformer(hidden_states=xk, timestep=timestep, encoder_hidden_states=encode_text(tok, text, caps), return_dict=False)[0]
+    with torch.no_grad():
+        uncond = transformer(hidden_states=xk, timestep=timestep, encoder_hidden_states=encode_text(tok, text, [""] * batch), return_dict=False)[0]
+    return (v - guided_target(target, uncond)).pow(2).mean()
+
+
 def cpu(state: dict) -> dict:
     """A state dict's tensors on the CPU: checkpoints from a GPU run load on any machine."""
     return {k: v.cpu() for k, v in state.items()}
@@ -575,6 +633,13 @@ def train_t2v(args, work: Path):
     log(work, f"t2v: transformer {n_params:.3f} M, text {sum(p.numel() for p in text.parameters()) / 1e6:.3f} M; {minutes} min from step {step}")
     history = eval_history(work, "t2v")
     draw = clip_weights(captions, r["oversample"]) if r.get("oversample") else None
+    invert_weight = args.invert_weight if args.invert_weight is not None else r.get("invert_weight", 0.0)
+    if invert_weight:  # a fixed draw of clips, 9 frames and (a third of them) vsynth's default 8 frames run as 5
+        sigmas = inversion_sigmas(r["invert_steps"])
+        n_inv = min(len(z), 48 if args.smoke else r["invert_clips"])
+        pick = torch.from_numpy(np.random.default_rng(SEEDS["t2v"]).choice(len(z), size=n_inv, replace=False)).to(dev)
+        inv_sets = [(z[pick], [captions[i] for i in pick.tolist()]), (z[pick[: n_inv // 3], :, :5], [captions[i] for i in pick[: n_inv // 3].tolist()])]
+        inverted = None
     while True:
         elapsed = (time.time() - t0) / 60
         done, lr = schedule(args, r, step, elapsed, minutes)
@@ -607,6 +672,11 @@ def train_t2v(args, work: Path):
             if r.get("guided_weight_above"):  # a second weight for the levels from guided_below up
                 loss = loss + r["guided_weight_above"] * guided_loss(transformer, text, tok, xt, timestep, v, velocity, caps, s, 1.01, r["guided_below"],
                                                                        r.get("guided_scale_above", GUIDANCE))
+            if invert_weight:
+                if inverted is None or step % r["invert_every"] == 0:  # the EMA weights' inversion, as the exported model inverts
+                    inverted = [invert_clips(ema_t, ema_x, tok, x, sigmas) for x, _ in inv_sets]
+                j = int(rng.random() < r["short"])
+                loss = loss + invert_weight * inversion_loss(transformer, text, tok, inv_sets[j][0], inverted[j], sigmas, inv_sets[j][1], r["batch"], g)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -616,6 +686,8 @@ def train_t2v(args, work: Path):
             step += 1
         if step % 25 == 0 and not done and losses:
             log(work, f"t2v step {step} loss {np.mean(losses[-25:]):.4f} lr {lr:.2e} {elapsed:.1f} min")
+        if args.snapshot_every and step and not done and step % args.snapshot_every == 0:
+            torch.save({"ema_transformer": cpu(ema_t.state_dict()), "ema_text": cpu(ema_x.state_dict()), "step": step}, work / "ckpt" / f"t2v-{step:06d}.pt")
         if done or time.time() - last_save > 240 or (step % r["eval_every"] == 0 and step and not args.smoke):
             torch.save({"transformer": cpu(transformer.state_dict()), "text": cpu(text.state_dict()), "ema_transformer": cpu(ema_t.state_dict()),
                         "ema_text": cpu(ema_x.state_dict()), "opt": opt.state_dict(), "step": step, "minutes": (time.time() - t0) / 60}, ckpt)  # fmt: skip
@@ -731,6 +803,8 @@ def main(argv=None):
                    help="latents and from-shipped stages: the training clips' motions, comma-separated (add growing)")
     p.add_argument("--device", default="cpu", help="latents, from-shipped and t2v stages: torch device (cuda where there is one)")
     p.add_argument("--clips", type=int, default=None, help=f"latents and from-shipped stages: clips to encode (default {RECIPE['latents']['clips']})")
+    p.add_argument("--invert-weight", type=float, default=None, help="t2v stage: the inversion loss's weight (default: the recipe's)")
+    p.add_argument("--snapshot-every", type=int, default=None, help="t2v stage: also keep the EMA weights every N steps (ckpt/t2v-STEP.pt)")
     p.add_argument("--recipe", default=None, choices=[k for k in RECIPE if k.startswith("t2v")], help="t2v stage: the recipe to run")
     args = p.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
