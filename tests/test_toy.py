@@ -58,3 +58,32 @@ def test_the_controlnet_fine_tune_keeps_its_edges_and_exports_a_controlnet(tmp_p
     exported = tmp_path / "controlnet-2"
     assert config(exported) == config(shipped.WEIGHTS_DIR / "controlnet-canny")
     assert {t.dtype for t in load_file(exported / "diffusion_pytorch_model.safetensors").values()} == {torch.float16}  # shipped as float16
+
+
+def test_the_zeroscope_fine_tunes_inversion_points_are_mixed_inversions_own():
+    """vsynth.toy.tune_zeroscope --invert-weight trains at the latents of Mixed Inversion's image side: its trajectory
+    ends where vsynth's BIVDiff inversion (the toy SD1.5, the empty prompt) ends, and names the timesteps the smoothing
+    evaluates each latent at (the next one up; the last, re-noised to 998, at the first smoothing step's)."""
+    from vsynth.toy import shipped
+
+    if not {"sd15", "zeroscope"} <= set(shipped.toy_models()):
+        pytest.skip("the toy SD1.5 and ZeroScope weights are not installed")
+    import torch
+    from diffusers import DDIMScheduler
+
+    from vsynth.core.diffusion import sampling
+    from vsynth.core.diffusion.inputs import Conditioning
+    from vsynth.plugins.idm.stable_diffusion import FrameDenoiser
+    from vsynth.toy import tune_zeroscope
+    from vsynth.toy.train import DDIM
+    from vsynth.toy.tune_controlnet import load_sd15
+
+    unet, _, te, tok = load_sd15()
+    scheduler = DDIMScheduler(**DDIM)
+    empty = te(tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids)[0].detach()
+    latents = torch.randn((1, 4, 2, 16, 16), generator=torch.Generator().manual_seed(0))
+    trajectory, evaluated = tune_zeroscope.bivdiff_trajectories(unet, empty, latents, scheduler.alphas_cumprod, steps=5)
+    expected = sampling.bivdiff_invert(FrameDenoiser(unet, scheduler, tok, te), latents, Conditioning(text=empty), steps=5)
+    assert trajectory.shape == (1, 5, 4, 2, 16, 16)
+    torch.testing.assert_close(trajectory[:, -1], expected, atol=1e-4, rtol=1e-4)
+    assert evaluated.tolist() == [201, 401, 601, 801, 801]

@@ -13,7 +13,12 @@ its figures: on one CPU thread it did not bring the colours back in 65 minutes. 
 
     python -m vsynth.toy.tune_zeroscope --work W --minutes 65     # W/unet-<step>/ (float16 EMA) every --export-every steps
     python -m vsynth.toy.tune_zeroscope --work W --device cuda --batch 64 --lr 1e-4 --clips 6000 --steps 1083 \
-        --init OLD_UNET_DIR                                       # the shipped slot's fine-tune, from the slot before it
+        --init OLD_UNET_DIR                                       # the eighth session's fine-tune, from the slot before it
+    python -m vsynth.toy.tune_zeroscope --work W2 --device cuda --batch 64 --lr 1e-4 --clips 3000 --steps 265 \
+        --invert-weight 4 --init UNET_9880ED5                     # the tenth session's (shipped), from the eighth's
+
+``--invert-weight`` adds the guided loss at the points of Mixed Inversion's image side (:func:`bivdiff_trajectories`):
+the slot learns to return to the clip from the latents the bridge hands it, not only from the forward process's.
 
 It starts from the shipped slot's UNet (``vsynth/toy/weights/zeroscope/unet``, or ``--init``) and tokenizes with the
 slot's own tokenizer (its vocabulary is the one the shipped text encoder was trained with). Resumes from ``W/ckpt.pt``.
@@ -62,8 +67,34 @@ def encode_clips(vae, n: int, seed: int):
     return torch.stack(lat).permute(0, 2, 1, 3, 4).contiguous(), captions
 
 
+def bivdiff_trajectories(sd_unet, empty_cond, lat, acp, steps: int = 50, batch: int = 2048):
+    """(N, steps, C, F, h, w): the clips' latents after each step of Mixed Inversion's image side as vsynth runs it for
+    this slot (the official loop, :func:`vsynth.core.diffusion.sampling.bivdiff_invert`: the toy SD1.5 UNet frame by
+    frame, the empty prompt, no guidance, each clean prediction at e re-noised to min(998, e + 20)), and the timestep at
+    which the smoothing evaluates each: step i's latent is the one the denoiser sees at e_(i+1), the last at e_49 (981)."""
+    import torch
+
+    stride = 1000 // steps
+    ascending = [1 + stride * i for i in range(steps)]  # DDIM, leading spacing, steps_offset 1: 1, 21, ..., 981
+    n, c, f, h, w = lat.shape
+    frames = lat.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
+    out = frames.new_empty((n * f, steps, c, h, w))
+    with torch.no_grad():
+        for b in range(0, len(frames), batch):
+            x = frames[b : b + batch].clone()
+            text = empty_cond.expand(len(x), -1, -1)
+            for i, e in enumerate(ascending):
+                eps = sd_unet(x, e, text).sample
+                a_e, a_n = acp[e], acp[min(998, e + stride)]
+                x0 = (x - (1 - a_e).sqrt() * eps) / a_e.sqrt()
+                x = a_n.sqrt() * x0 + (1 - a_n).sqrt() * eps
+                out[b : b + batch, i] = x
+    evaluated = torch.tensor(ascending[1:] + ascending[-1:])
+    return out.reshape(n, f, steps, c, h, w).permute(0, 2, 3, 1, 4, 5).contiguous(), evaluated
+
+
 def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["clips"], device: str = "cpu", steps: int | None = None,
-          init: Path | None = None, **override):
+          init: Path | None = None, invert_weight: float = 0.0, **override):
     import torch
     from diffusers import DDIMScheduler
     from diffusers.models.attention_processor import AttnProcessor
@@ -86,6 +117,14 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
     with torch.no_grad():
         empty_cond = te(empty[None].to(device))[0]
     acp = DDIMScheduler(**DDIM).alphas_cumprod.to(device)
+    if invert_weight:  # the trajectories of Mixed Inversion's image side (the SD1.5 toy is frozen: computed once)
+        from .tune_controlnet import load_sd15
+
+        sd_unet = load_sd15(device)[0]
+        trajectories, evaluated = bivdiff_trajectories(sd_unet, empty_cond, lat, acp)
+        evaluated = evaluated.to(device)
+        del sd_unet
+        log(f"inverted {len(lat)} clips: {tuple(trajectories.shape)}")
 
     def loss_fn(rng, step):
         clip = rng.integers(len(lat), size=r["batch"])
@@ -99,7 +138,26 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
         def uncond(high):
             return unet(xt[high], t[high], empty_cond.expand(int(high.sum()), -1, -1)).sample
 
-        return fine_tune.noise_loss(pred, eps, t, tokens, empty, uncond, r["guided_weight"])
+        loss = fine_tune.noise_loss(pred, eps, t, tokens, empty, uncond, r["guided_weight"])
+        if invert_weight:
+            loss = loss + invert_weight * inversion_loss(rng)
+        return loss
+
+    def inversion_loss(rng):
+        """The guided loss at points of the clips' Mixed Inversion (image side) rather than of the forward process:
+        the conditional prediction is pulled towards the one whose guided combination takes each inverted latent
+        to its clean clip, (x - sqrt(abar_t) x0) / sqrt(1 - abar_t) at the timestep the smoothing evaluates it."""
+        from .train_wan import guided_target
+
+        clip = torch.from_numpy(rng.integers(len(lat), size=r["batch"])).to(device)
+        k = torch.from_numpy(rng.integers(trajectories.shape[1], size=r["batch"])).to(device)
+        x, t = trajectories[clip, k], evaluated[k]
+        a = acp[t].view(-1, 1, 1, 1, 1)
+        target = (x - a.sqrt() * lat[clip]) / (1 - a).sqrt()
+        with torch.no_grad():
+            cond = te(ids[clip.cpu()].to(device))[0]
+            u = unet(x, t, empty_cond.expand(len(x), -1, -1)).sample
+        return torch.nn.functional.mse_loss(unet(x, t, cond).sample, guided_target(target, u, fine_tune.GUIDANCE))
 
     fine_tune.run(unet, "unet", work, r, loss_fn, minutes, steps, export_every, device)
 
@@ -115,9 +173,11 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="torch device: cuda where there is one (the recipe was measured on one CPU thread)")
     p.add_argument("--batch", type=int, default=None, help=f"clips a step (recipe: {RECIPE['batch']})")
     p.add_argument("--lr", type=float, default=None, help=f"learning rate (recipe: {RECIPE['lr']})")
+    p.add_argument("--invert-weight", type=float, default=0.0,
+                   help="weight of the guided loss at the points of Mixed Inversion's image side (the shipped slot's last fine-tune: 4; 0: off)")
     a = p.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
-    train(a.work, a.minutes, a.export_every, a.clips, a.device, a.steps, a.init, batch=a.batch, lr=a.lr)
+    train(a.work, a.minutes, a.export_every, a.clips, a.device, a.steps, a.init, a.invert_weight, batch=a.batch, lr=a.lr)
 
 
 if __name__ == "__main__":
