@@ -86,4 +86,7 @@ def test_the_zeroscope_fine_tunes_inversion_points_are_mixed_inversions_own():
     expected = sampling.bivdiff_invert(FrameDenoiser(unet, scheduler, tok, te), latents, Conditioning(text=empty), steps=5)
     assert trajectory.shape == (1, 5, 4, 2, 16, 16)
     torch.testing.assert_close(trajectory[:, -1], expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(trajectory[:, 0], sampling.bivdiff_invert(FrameDenoiser(unet, scheduler, tok, te), latents, Conditioning(text=empty), steps=1,
+                                                                          max_timestep=201), atol=1e-4, rtol=1e-4)  # the first step alone: 1 to 201
     assert evaluated.tolist() == [201, 401, 601, 801, 801]
+    torch.testing.assert_close(tune_zeroscope.bivdiff_trajectories(unet, empty, latents, scheduler.alphas_cumprod, steps=5, batch=1)[0], trajectory)

@@ -526,16 +526,17 @@ def guided_loss(transformer, text, tok, xt, timestep, v, velocity, caps, s, belo
 
 
 def inversion_sigmas(steps: int):
-    """The flow levels of the exported UniPC scheduler set to ``steps`` steps (``steps + 1`` values, 1 down to 0): where
-    vsynth's denoising steps start, and so where Mixed Inversion's video-side inversion stops on its way up."""
+    """The exported UniPC scheduler set to ``steps`` steps: its flow levels (``steps + 1`` values, 1 down to 0), where
+    vsynth's denoising steps start and so where Mixed Inversion's video-side inversion stops on its way up, and the
+    model timestep of each step (the scheduler's, whole numbers: not quite level * 1000)."""
     from diffusers import UniPCMultistepScheduler
 
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
     scheduler.set_timesteps(steps)
-    return scheduler.sigmas.float()
+    return scheduler.sigmas.float(), scheduler.timesteps.float()
 
 
-def invert_clips(transformer, text, tok, x0, sigmas, batch: int = 256):
+def invert_clips(transformer, text, tok, x0, sigmas, timesteps, batch: int = 256):
     """(N, steps, C, F, H, W): each clip's latent at the start of every denoising step, from Mixed Inversion's video side
     as vsynth runs it (:func:`vsynth.core.diffusion.sampling.invert`; its default ``inversion_prompt=negative``, the empty
     prompt, without guidance): the reverse Euler step x + (s_k - s_prev) * v, v evaluated at step k's timestep."""
@@ -548,7 +549,7 @@ def invert_clips(transformer, text, tok, x0, sigmas, batch: int = 256):
             empty = encode_text(tok, text, [""] * len(x))
             level = 0.0
             for k in reversed(range(steps)):
-                t = (sigmas[k] * 1000).expand(len(x)).to(x.device)
+                t = timesteps[k].expand(len(x)).to(x.device)
                 v = transformer(hidden_states=x, timestep=t, encoder_hidden_states=empty, return_dict=False)[0]
                 x = x + (float(sigmas[k]) - level) * v
                 level = float(sigmas[k])
@@ -556,7 +557,7 @@ def invert_clips(transformer, text, tok, x0, sigmas, batch: int = 256):
     return out
 
 
-def inversion_loss(transformer, text, tok, x0, inverted, sigmas, captions, batch: int, g):
+def inversion_loss(transformer, text, tok, x0, inverted, sigmas, timesteps, captions, batch: int, g):
     """The guided loss (:func:`guided_target`) at points of the clips' own inversion rather than of the forward process.
 
     Mixed Inversion inverts the IDM's frames without guidance (the empty prompt) and denoises the result with guidance 5;
@@ -570,7 +571,7 @@ def inversion_loss(transformer, text, tok, x0, inverted, sigmas, captions, batch
     xk, s = inverted[idx, k], sigmas.to(x0.device)[k]
     target = (xk - x0[idx]) / s.view(-1, 1, 1, 1, 1)
     tokens = (x0.shape[3] // TRANSFORMER["patch_size"][1]) * (x0.shape[4] // TRANSFORMER["patch_size"][2])
-    timestep = (s * 1000)[:, None].repeat(1, x0.shape[2] * tokens)
+    timestep = timesteps.to(x0.device)[k][:, None].repeat(1, x0.shape[2] * tokens)
     caps = [captions[i] for i in idx.tolist()]
     v = transformer(hidden_states=xk, timestep=timestep, encoder_hidden_states=encode_text(tok, text, caps), return_dict=False)[0]
     with torch.no_grad():
@@ -635,8 +636,8 @@ def train_t2v(args, work: Path):
     draw = clip_weights(captions, r["oversample"]) if r.get("oversample") else None
     invert_weight = args.invert_weight if args.invert_weight is not None else r.get("invert_weight", 0.0)
     if invert_weight:  # a fixed draw of clips, 9 frames and (a third of them) vsynth's default 8 frames run as 5
-        sigmas = inversion_sigmas(r["invert_steps"])
-        n_inv = min(len(z), 48 if args.smoke else r["invert_clips"])
+        sigmas, inv_timesteps = inversion_sigmas(r.get("invert_steps", 50))
+        n_inv = min(len(z), 48 if args.smoke else r.get("invert_clips", 1024))
         pick = torch.from_numpy(np.random.default_rng(SEEDS["t2v"]).choice(len(z), size=n_inv, replace=False)).to(dev)
         inv_sets = [(z[pick], [captions[i] for i in pick.tolist()]), (z[pick[: n_inv // 3], :, :5], [captions[i] for i in pick[: n_inv // 3].tolist()])]
         inverted = None
@@ -673,10 +674,11 @@ def train_t2v(args, work: Path):
                 loss = loss + r["guided_weight_above"] * guided_loss(transformer, text, tok, xt, timestep, v, velocity, caps, s, 1.01, r["guided_below"],
                                                                        r.get("guided_scale_above", GUIDANCE))
             if invert_weight:
-                if inverted is None or step % r["invert_every"] == 0:  # the EMA weights' inversion, as the exported model inverts
-                    inverted = [invert_clips(ema_t, ema_x, tok, x, sigmas) for x, _ in inv_sets]
+                if inverted is None or step % r.get("invert_every", 250) == 0:  # the EMA weights' inversion, as the exported model inverts
+                    inverted = [invert_clips(ema_t, ema_x, tok, x, sigmas, inv_timesteps) for x, _ in inv_sets]
                 j = int(rng.random() < r["short"])
-                loss = loss + invert_weight * inversion_loss(transformer, text, tok, inv_sets[j][0], inverted[j], sigmas, inv_sets[j][1], r["batch"], g)
+                loss = loss + invert_weight * inversion_loss(transformer, text, tok, inv_sets[j][0], inverted[j], sigmas, inv_timesteps,
+                                                             inv_sets[j][1], r["batch"], g)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -803,7 +805,8 @@ def main(argv=None):
                    help="latents and from-shipped stages: the training clips' motions, comma-separated (add growing)")
     p.add_argument("--device", default="cpu", help="latents, from-shipped and t2v stages: torch device (cuda where there is one)")
     p.add_argument("--clips", type=int, default=None, help=f"latents and from-shipped stages: clips to encode (default {RECIPE['latents']['clips']})")
-    p.add_argument("--invert-weight", type=float, default=None, help="t2v stage: the inversion loss's weight (default: the recipe's)")
+    p.add_argument("--invert-weight", type=float, default=None, help="t2v stage: the inversion loss's weight, with any recipe (default: the recipe's, "
+                   "t2v-inversion-gpu's 1; the others' 0)")
     p.add_argument("--snapshot-every", type=int, default=None, help="t2v stage: also keep the EMA weights every N steps (ckpt/t2v-STEP.pt)")
     p.add_argument("--recipe", default=None, choices=[k for k in RECIPE if k.startswith("t2v")], help="t2v stage: the recipe to run")
     args = p.parse_args(argv)

@@ -120,10 +120,12 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
     if invert_weight:  # the trajectories of Mixed Inversion's image side (the SD1.5 toy is frozen: computed once)
         from .tune_controlnet import load_sd15
 
-        sd_unet = load_sd15(device)[0]
-        trajectories, evaluated = bivdiff_trajectories(sd_unet, empty_cond, lat, acp)
+        sd_unet, _, sd_te, sd_tok = load_sd15(device)  # SD1.5's own text encoder for its empty prompt (the toy slots share one)
+        with torch.no_grad():
+            sd_empty = sd_te(sd_tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids.to(device))[0]
+        trajectories, evaluated = bivdiff_trajectories(sd_unet, sd_empty, lat, acp)
         evaluated = evaluated.to(device)
-        del sd_unet
+        del sd_unet, sd_te
         log(f"inverted {len(lat)} clips: {tuple(trajectories.shape)}")
 
     def loss_fn(rng, step):
