@@ -103,6 +103,9 @@ RECIPE = {
     # the same on a GPU (--device cuda), where a step of 64 clips costs what one of 16 does (the toy's kernels are tiny)
     "t2v-backgrounds-gpu": dict(minutes=7, batch=64, lr=3e-4, warmup=100, drop=0.1, ema=0.998, eval_every=2000, short=0.3, high=0.1,
                                 forcing=0.3, guided_weight=8.0, guided_below=1.01),
+    # t2v-backgrounds with the cyan clips drawn 3x as often: under Mixed Inversion cyan on black turned blue (tenth session's trial)
+    "t2v-backgrounds-cyan": dict(minutes=25, batch=16, lr=2e-4, warmup=50, drop=0.1, ema=0.995, eval_every=10**9, short=0.3, high=0.1,
+                                 forcing=0.3, guided_weight=8.0, guided_below=1.01, oversample={"cyan": 3.0}),
     # t2v-backgrounds-gpu plus the inversion loss (:func:`inversion_loss`): guided sampling from the toy's own inversion of a
     # clip returns the clip, which Mixed Inversion's smoothing relies on (tenth session's trial, not shipped: docs/toy-world.md)
     "t2v-inversion-gpu": dict(minutes=7, batch=64, lr=2e-4, warmup=50, drop=0.1, ema=0.998, eval_every=10**9, short=0.3, high=0.1,
