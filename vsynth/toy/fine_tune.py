@@ -49,6 +49,18 @@ def noise_loss(pred, eps, t, tokens, empty, uncond: Callable, guided_weight: flo
     return loss
 
 
+def text_inputs(tok, te, captions: list[str], device: str):
+    """The captions' CLIP token ids (padded to 77, on the CPU, as :func:`vsynth.toy.train.dropped_captions` takes them),
+    the empty prompt's ids, and its embedding on ``device``: the unconditional branch's text."""
+    import torch
+
+    ids = tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    empty = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+    with torch.no_grad():
+        empty_cond = te(empty[None].to(device))[0]
+    return ids, empty, empty_cond
+
+
 def save_ema(module, ema, folder: Path):
     """``module`` with the EMA's weights, saved in float16 (as shipped) into ``folder``."""
     import copy

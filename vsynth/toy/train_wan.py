@@ -552,7 +552,7 @@ def invert_clips(transformer, text, tok, x0, sigmas, timesteps, batch: int = 256
             empty = encode_text(tok, text, [""] * len(x))
             level = 0.0
             for k in reversed(range(steps)):
-                t = timesteps[k].expand(len(x)).to(x.device)
+                t = timesteps[k].expand(len(x))
                 v = transformer(hidden_states=x, timestep=t, encoder_hidden_states=empty, return_dict=False)[0]
                 x = x + (float(sigmas[k]) - level) * v
                 level = float(sigmas[k])
@@ -571,10 +571,10 @@ def inversion_loss(transformer, text, tok, x0, inverted, sigmas, timesteps, capt
     torch = _torch()
     idx = torch.randint(len(x0), (batch,), generator=g).to(x0.device)
     k = torch.randint(len(sigmas) - 1, (batch,), generator=g).to(x0.device)
-    xk, s = inverted[idx, k], sigmas.to(x0.device)[k]
+    xk, s = inverted[idx, k], sigmas[k]
     target = (xk - x0[idx]) / s.view(-1, 1, 1, 1, 1)
     tokens = (x0.shape[3] // TRANSFORMER["patch_size"][1]) * (x0.shape[4] // TRANSFORMER["patch_size"][2])
-    timestep = timesteps.to(x0.device)[k][:, None].repeat(1, x0.shape[2] * tokens)
+    timestep = timesteps[k][:, None].repeat(1, x0.shape[2] * tokens)
     caps = [captions[i] for i in idx.tolist()]
     v = transformer(hidden_states=xk, timestep=timestep, encoder_hidden_states=encode_text(tok, text, caps), return_dict=False)[0]
     with torch.no_grad():
@@ -639,10 +639,11 @@ def train_t2v(args, work: Path):
     draw = clip_weights(captions, r["oversample"]) if r.get("oversample") else None
     invert_weight = args.invert_weight if args.invert_weight is not None else r.get("invert_weight", 0.0)
     if invert_weight:  # a fixed draw of clips, 9 frames and (a third of them) vsynth's default 8 frames run as 5
-        sigmas, inv_timesteps = inversion_sigmas(r.get("invert_steps", 50))
+        sigmas, inv_timesteps = (v.to(dev) for v in inversion_sigmas(r.get("invert_steps", 50)))
         n_inv = min(len(z), 48 if args.smoke else r.get("invert_clips", 1024))
-        pick = torch.from_numpy(np.random.default_rng(SEEDS["t2v"]).choice(len(z), size=n_inv, replace=False)).to(dev)
-        inv_sets = [(z[pick], [captions[i] for i in pick.tolist()]), (z[pick[: n_inv // 3], :, :5], [captions[i] for i in pick[: n_inv // 3].tolist()])]
+        pick = np.random.default_rng(SEEDS["t2v"]).choice(len(z), size=n_inv, replace=False)
+        inv_z, inv_caps = z[torch.from_numpy(pick).to(dev)], [captions[i] for i in pick]
+        inv_sets = [(inv_z, inv_caps), (inv_z[: n_inv // 3, :, :5], inv_caps[: n_inv // 3])]
         inverted = None
     while True:
         elapsed = (time.time() - t0) / 60

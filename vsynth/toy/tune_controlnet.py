@@ -102,10 +102,7 @@ def train(work: Path, minutes: float, export_every: int, device: str = "cpu", st
         return
     d = torch.load(data)
     lat, edges = d["latents"].float().to(device), edge_maps(d["edges"], d["size"]).contiguous().to(device)
-    ids = tok(d["captions"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-    empty = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
-    with torch.no_grad():
-        empty_cond = te(empty[None].to(device))[0]
+    ids, empty, empty_cond = fine_tune.text_inputs(tok, te, d["captions"], device)
     acp = DDIMScheduler(**DDIM).alphas_cumprod.to(device)
 
     def predict(xt, t, cond, control):

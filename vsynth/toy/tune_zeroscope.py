@@ -112,17 +112,13 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
         log(f"encoded {len(captions)} clips -> {data}")
     d = torch.load(data)
     lat = d["latents"].to(device)
-    ids = tok(d["captions"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-    empty = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
-    with torch.no_grad():
-        empty_cond = te(empty[None].to(device))[0]
+    ids, empty, empty_cond = fine_tune.text_inputs(tok, te, d["captions"], device)
     acp = DDIMScheduler(**DDIM).alphas_cumprod.to(device)
     if invert_weight:  # the trajectories of Mixed Inversion's image side (the SD1.5 toy is frozen: computed once)
         from .tune_controlnet import load_sd15
 
         sd_unet, _, sd_te, sd_tok = load_sd15(device)  # SD1.5's own text encoder for its empty prompt (the toy slots share one)
-        with torch.no_grad():
-            sd_empty = sd_te(sd_tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids.to(device))[0]
+        sd_empty = fine_tune.text_inputs(sd_tok, sd_te, [""], device)[2]
         trajectories, evaluated = bivdiff_trajectories(sd_unet, sd_empty, lat, acp)
         evaluated = evaluated.to(device)
         del sd_unet, sd_te
@@ -151,13 +147,13 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
         to its clean clip, (x - sqrt(abar_t) x0) / sqrt(1 - abar_t) at the timestep the smoothing evaluates it."""
         from .train_wan import guided_target
 
-        clip = torch.from_numpy(rng.integers(len(lat), size=r["batch"])).to(device)
+        clip = rng.integers(len(lat), size=r["batch"])
         k = torch.from_numpy(rng.integers(trajectories.shape[1], size=r["batch"])).to(device)
-        x, t = trajectories[clip, k], evaluated[k]
+        x, t = trajectories[torch.from_numpy(clip).to(device), k], evaluated[k]
         a = acp[t].view(-1, 1, 1, 1, 1)
-        target = (x - a.sqrt() * lat[clip]) / (1 - a).sqrt()
+        target = (x - a.sqrt() * lat[torch.from_numpy(clip).to(device)]) / (1 - a).sqrt()
         with torch.no_grad():
-            cond = te(ids[clip.cpu()].to(device))[0]
+            cond = te(ids[clip].to(device))[0]
             u = unet(x, t, empty_cond.expand(len(x), -1, -1)).sample
         return torch.nn.functional.mse_loss(unet(x, t, cond).sample, guided_target(target, u, fine_tune.GUIDANCE))
 
