@@ -61,11 +61,35 @@ def test_toy_examples_writes_motion_clips(tmp_path):
 
     from vsynth.cli import cli
 
-    result = CliRunner().invoke(cli, ["toy", "examples", str(tmp_path), "--motion", "--count", "1", "--frames", "5"])
+    from vsynth.core.media.video import probe_video
+    from vsynth.toy.truth import load_ground_truth
+
+    result = CliRunner().invoke(cli, ["toy", "examples", str(tmp_path), "--motion", "--count", "3"])
     assert result.exit_code == 0, result.output
-    path, caption = result.output.strip().split("\t")
-    assert " moving " in caption or " growing " in caption
-    assert parse_motion(caption)["motion"] in caption
+    for line in result.output.strip().splitlines():
+        path, caption = line.split("\t")
+        assert " moving " in caption or " growing " in caption
+        assert parse_motion(caption)["motion"] in caption
+        truth = load_ground_truth(path, frames=9, stride=1, size=(64, 64))  # 9 frames by default, the Wan toy's length
+        area = truth.masks.sum(axis=(1, 2, 3))
+        if "growing" not in caption:
+            assert area.min() == area.max(), "the shape crosses the frame whole, never half outside it"
+        assert probe_video(path).num_frames == 9
+
+
+def test_toy_runs_default_to_every_source_frame(tmp_path):
+    """The toy models learnt motion frame by frame: --toy samples at stride 1 unless told, other runs at BIVDiff's 4."""
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+    from vsynth.toy.truth import save_clip
+
+    path = tmp_path / "clip.mp4"
+    caption = save_clip(path, 2, generator="make_motion_clip", frames=9).caption
+    run = dict(vdm="wan2.1-t2v-1.3b", idm="flux-canny", video=path, prompt=caption, frames=9)
+    assert plan_run(RunConfig(toy=True, out=tmp_path / "a", **run)).config.stride == 1
+    assert plan_run(RunConfig(toy=True, stride=2, **{**run, "frames": 5}, out=tmp_path / "b")).config.stride == 2
+    with pytest.raises(Exception, match="at stride 4"):
+        plan_run(RunConfig(tiny=True, out=tmp_path / "c", **run))
 
 
 def test_the_wan_toy_flicker_benchmark_counts_ghost_objects():

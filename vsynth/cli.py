@@ -122,6 +122,9 @@ def cli():
 
 # Below this width the models table keeps name, kind, plugin and description (`vsynth models NAME` has the rest).
 WIDE_TABLE = 120
+# `vsynth toy examples --motion`: at the default speed (4 px a frame) a shape stays inside the 64-pixel frame for
+# 9 frames, the length the Wan toy learnt motion on (1 + 4k); longer clips start and end it half outside
+MOTION_FRAMES = 9
 UNBOUNDED = 10_000  # a console width no row reaches: rich then neither wraps nor truncates
 
 
@@ -443,7 +446,7 @@ RUN_FIELDS = (
 @click.option("--outpaint", metavar="horizontal|vertical|T,R,B,L", help="Outpainting: regenerate the top and bottom quarter, the left and right quarter, or given margin fractions.")
 @click.option("--source-prompt", help="What the source video shows (prompt2prompt and --bridge flow-edit edit it into --prompt).")
 @click.option("--frames", type=int, help="Frames to generate, at most 256 (or the VDM's frame window)  [default: 8]")
-@click.option("--stride", type=int, help="Take every K-th source frame  [default: 4]")
+@click.option("--stride", type=int, help="Take every K-th source frame  [default: 4; 1 with --toy]")
 @click.option("--height", type=int, help="Height in pixels, at most 2048, rounded down to a multiple of 8  [default: 512 with --idm, else the VDM's native size]")
 @click.option("--width", type=int, help="Width in pixels, at most 2048, rounded down to a multiple of 8  [default: as --height]")
 @click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own; at most the models' train steps (1000)  [default: 50]")
@@ -619,7 +622,11 @@ def toy():
 @toy.command("examples")
 @click.argument("directory", type=HomePath(path_type=Path))
 @click.option("--count", type=click.IntRange(1, 100), default=4, show_default=True, help="How many clips.")
-@click.option("--frames", type=click.IntRange(2, 256), default=16, show_default=True, help="Frames per clip.")
+@click.option(
+    "--frames",
+    type=click.IntRange(2, 256),
+    help=f"Frames per clip.  [default: 16; {MOTION_FRAMES} with --motion, where a shape crosses the frame at the default speed]",
+)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the first clip.")
 @click.option("--motion", is_flag=True, help="Clips of one shape moving left, right, up, down or growing, as their captions say.")
 def toy_examples(directory, count, frames, seed, motion):
@@ -631,6 +638,7 @@ def toy_examples(directory, count, frames, seed, motion):
     from vsynth.toy.truth import save_clip
 
     check_creatable(directory / "clip", f"cannot write into {directory}", "choose a writable DIRECTORY")
+    frames = frames or (MOTION_FRAMES if motion else 16)
     for i in range(count):
         path = Path(directory) / f"toy{seed + i}.mp4"
         if motion:

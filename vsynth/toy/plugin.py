@@ -21,6 +21,7 @@ def vsynth_register_metrics(registrar):
             "the trained 64x64 toy models (`vsynth run --toy`).",
             impl=f"{IMPL}:ToyWorld",
             size=(64, 64),
+            stride=1,
         )
     )
     for name, needs, higher, description in (

@@ -380,3 +380,6 @@ class WorldSpec(_Spec):
 
     kind: Literal["world"] = "world"
     size: tuple[int, int] | None = Field(None, description="(height, width) its weights were trained at: a run's default size with them.")
+    stride: int | None = Field(
+        None, ge=1, description="The source stride its weights were trained at (clips whose motion is per frame): a run's default stride with them."
+    )

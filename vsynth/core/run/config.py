@@ -50,7 +50,9 @@ class RunConfig(BaseModel):
     idm_prompt: str | None = Field(None, description="Prompt of the image model; default: prompt.")
     negative_prompt: str = ""
     frames: int = Field(8, ge=1, le=MAX_FRAMES)
-    stride: int = Field(4, ge=1)
+    stride: int | None = Field(
+        None, ge=1, description="Take every K-th source frame; default 4 (as BIVDiff), 1 with toy (its models learnt motion frame by frame)."
+    )
     height: int | None = Field(
         None, ge=1, le=MAX_SIDE, description="Default: 512 with an IDM (as BIVDiff), else the VDM's native size."
     )

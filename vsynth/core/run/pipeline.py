@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from vsynth.core.run.memory import MemoryEstimate
 
 BIVDIFF_SIZE = (512, 512)
+BIVDIFF_STRIDE = 4
 DEFAULT_FPS = 8.0
 GIF_MAX_FRAMES = 48  # longer runs get every k-th frame in video.gif; video.mp4 has them all
 
@@ -124,6 +125,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     toy = registry.world("toy") if config.toy else None
     if toy is not None:
         _check_toy(config, [s for s in (idm, vdm) if s is not None], toy.load_impl()())
+    if config.stride is None:
+        config = config.model_copy(update={"stride": toy.stride if toy is not None and toy.stride else BIVDIFF_STRIDE})
 
     models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
