@@ -7,7 +7,7 @@ frames → the final video: the colour adherence on the ground-truth mask (the s
 prompted colour: an object drawn smaller than the source's scores low even in the right colour), the detected colour
 adherence (the share of the detected object's pixels nearest it: the colour whatever the size), and the final
 video's direction agreement. benchmarks/zeroscope_toy_colours.py is the old family's; docs/toy-world.md has the
-figures. Needs the toy FLUX and Wan weights; about 6 minutes.
+figures. Needs the toy FLUX and Wan weights; under a minute on one quiet CPU thread.
 
     python benchmarks/wan_toy_mi_colours.py [--vdm-weights DIR] [--seed N] [--steps N]
 """
