@@ -81,6 +81,7 @@ def test_toy_runs_default_to_every_source_frame(tmp_path):
     """The toy models learnt motion frame by frame: --toy samples at stride 1 unless told, other runs at BIVDiff's 4."""
     from vsynth.core.run.config import RunConfig
     from vsynth.core.run.pipeline import plan_run
+    from vsynth.errors import VideoError
     from vsynth.toy.truth import save_clip
 
     path = tmp_path / "clip.mp4"
@@ -88,7 +89,7 @@ def test_toy_runs_default_to_every_source_frame(tmp_path):
     run = dict(vdm="wan2.1-t2v-1.3b", idm="flux-canny", video=path, prompt=caption, frames=9)
     assert plan_run(RunConfig(toy=True, out=tmp_path / "a", **run)).config.stride == 1
     assert plan_run(RunConfig(toy=True, stride=2, **{**run, "frames": 5}, out=tmp_path / "b")).config.stride == 2
-    with pytest.raises(Exception, match="at stride 4"):
+    with pytest.raises(VideoError, match="at stride 4"):
         plan_run(RunConfig(tiny=True, out=tmp_path / "c", **run))
 
 
