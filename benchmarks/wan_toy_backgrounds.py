@@ -1,14 +1,16 @@
 """Does Mixed Inversion into the Wan toy flicker less than flux-canny frame by frame on every toy background?
 
-Issue 28's second Done-when at the CLI's defaults (50 steps, guidance 5; ``--stride 1 --frames 9``), on the clips a
-user gets from ``vsynth toy examples --motion`` (one shape moving left, right, up or down over any toy background):
+Issue 28's second Done-when at the CLI's defaults (50 steps, guidance 5, every source frame under ``--toy``) with
+``--frames 9`` (``--frames 8``, the CLI's default, runs as 5), on the clips a user gets from ``vsynth toy examples
+--motion`` (one shape moving left, right, up or down over any toy background):
 ``--toy --idm flux-canny --vdm wan2.1-t2v-1.3b --bridge mixed-inversion`` against ``--bridge idm-only`` with the
 same models and seed. For each: the final video's background flicker, its brightness flicker (run.json's
 ``flicker``: the change of the frames' mean brightness) and warping error (the shape's own change under the known
 motion), its background adherence (the share of background pixels nearest the prompted background) and its
 direction agreement, from run.json's metrics; the last lines count the clips where Mixed Inversion is below
 idm-only on each of the three temporal measures.
-docs/toy-world.md ("Seventh session", "Ninth session") has its figures. Needs the toy FLUX and Wan weights; about 8 minutes.
+docs/toy-world.md ("Seventh session", "Ninth session", "Eleventh session") has its figures. Needs the toy FLUX and Wan
+weights; about 8 minutes (3 at ``--frames 8``).
 
     python benchmarks/wan_toy_backgrounds.py                       # the shipped toy weights
     python benchmarks/wan_toy_backgrounds.py --vdm-weights DIR     # an exported Wan toy folder
