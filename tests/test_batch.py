@@ -83,9 +83,12 @@ def test_jobs_sharing_a_model_set_load_it_once(tmp_path, monkeypatch):
     real_load = pipeline.load_models
     monkeypatch.setattr(pipeline, "load_models", lambda plan, stages: loads.append(1) or real_load(plan, stages))
     jobs = [{"prompt": "a corgi"}, {"prompt": "a cat"}, {"prompt": "a dog", "seed": 3}]
-    result = CliRunner().invoke(cli, ["batch", str(write_jobs(tmp_path, jobs)), "--out", str(tmp_path / "o"), "-q"])
+    defaults = {**DEFAULTS, "height": 60}  # every job is planned twice (grouping, running) and warns that it runs 56x64
+    result = CliRunner().invoke(cli, ["batch", str(write_jobs(tmp_path, jobs, defaults)), "--out", str(tmp_path / "o"), "-q"])
     assert result.exit_code == 0, result.output
     assert loads == [1] and sorted(p.name for p in (tmp_path / "o").iterdir() if p.is_dir()) == ["job-001", "job-002", "job-003"]
+    warned = [line for line in result.stderr.splitlines() if "running 56x64" in line]
+    assert warned == ["Warning: --height 60 --width 64: zeroscope needs multiples of 8 pixels; running 56x64"]  # once, as `run` says it
 
 
 def test_ctrl_c_keeps_finished_jobs_and_leaves_no_half_written_folder(tmp_path, monkeypatch):

@@ -44,6 +44,37 @@ def _one_line(message: str) -> str:
     return "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
 
+class _WarningLines:
+    """vsynth's warnings raised while jobs are planned and run, as `vsynth run` prints them: one 'Warning: ...' line
+    each, once however many jobs raise it (through ``console`` while a progress bar is live), not in Python's form
+    with a file, line number and source line."""
+
+    def __init__(self):
+        self.console, self.seen = None, set()
+
+    @contextmanager
+    def shown(self):
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, VsynthWarning):
+                return original(message, category, filename, lineno, file, line)
+            text = f"Warning: {_one_line(str(message))}"
+            if text in self.seen:
+                return
+            self.seen.add(text)
+            if self.console is not None:
+                self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            else:
+                click.echo(text, err=True)
+
+        warnings.showwarning = show
+        try:
+            yield self
+        finally:
+            warnings.showwarning = original
+
+
 class Terminated(BaseException):
     """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so that every ``finally`` (the partial output) cleans up."""
 
@@ -681,12 +712,17 @@ def batch(jobs_file, out, ray_address, quiet):
     Exit code: 0 all jobs ok, 1 some failed, 2 a bad jobs file.
     """
     from vsynth.batch.runner import prepare_batch
-    from vsynth.batch.summary import markdown_table
 
     out = out if out is not None else Path("outputs") / jobs_file.stem
     _quiet_libraries()
     _registry()
-    prepared = prepare_batch(jobs_file, out)
+    with _WarningLines().shown() as lines:
+        return _run_batch(prepare_batch(jobs_file, out), ray_address, quiet, lines)
+
+
+def _run_batch(prepared, ray_address, quiet, lines: _WarningLines) -> int:
+    from vsynth.batch.summary import markdown_table
+
     reused = sum(r.status == "skipped" for r in prepared.results.values())
     if reused:
         click.echo(f"{reused} of {len(prepared.results)} jobs are complete in {prepared.out_root} from an earlier run: "
@@ -701,6 +737,7 @@ def batch(jobs_file, out, ray_address, quiet):
 
             columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=Console(stderr=True)) as progress:
+                lines.console = progress.console
                 bar = progress.add_task("jobs", total=prepared.todo)
                 results = prepared.run(**run_kwargs, on_result=lambda r: progress.update(bar, advance=1, description=f"{r.name}: {r.status}"))
     except KeyboardInterrupt:
@@ -754,7 +791,8 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
             raise VsynthInputError("--suite runs its own jobs: give no PATHS and no --compare with it")
         from vsynth.suite import run_suite
 
-        record = run_suite(suite, out, metrics=names, tiny=tiny)
+        with _WarningLines().shown():
+            record = run_suite(suite, out, metrics=names, tiny=tiny)
         for job, error in record["failed"].items():
             click.echo(f"failed: {job}: {_one_line(error or '')}", err=True)
         click.echo(json.dumps(record, indent=2) if as_json else record["markdown"], nl=as_json)
