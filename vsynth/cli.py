@@ -68,11 +68,10 @@ class _WarningLines:
             else:
                 click.echo(text, err=True)
 
-        warnings.showwarning = show
-        try:
+        with warnings.catch_warnings():  # restores showwarning and the filters on the way out
+            warnings.simplefilter("always", VsynthWarning)  # as `run`: shown whatever -W says; `seen` keeps them once
+            warnings.showwarning = show
             yield self
-        finally:
-            warnings.showwarning = original
 
 
 class Terminated(BaseException):
