@@ -149,9 +149,10 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
 
         clip = rng.integers(len(lat), size=r["batch"])
         k = torch.from_numpy(rng.integers(trajectories.shape[1], size=r["batch"])).to(device)
-        x, t = trajectories[torch.from_numpy(clip).to(device), k], evaluated[k]
+        picked = torch.from_numpy(clip).to(device)
+        x, t = trajectories[picked, k], evaluated[k]
         a = acp[t].view(-1, 1, 1, 1, 1)
-        target = (x - a.sqrt() * lat[torch.from_numpy(clip).to(device)]) / (1 - a).sqrt()
+        target = (x - a.sqrt() * lat[picked]) / (1 - a).sqrt()
         with torch.no_grad():
             cond = te(ids[clip].to(device))[0]
             u = unet(x, t, empty_cond.expand(len(x), -1, -1)).sample
