@@ -15,11 +15,16 @@ weights; about 8 minutes (3 at ``--frames 8``).
     python benchmarks/wan_toy_backgrounds.py                       # the shipped toy weights
     python benchmarks/wan_toy_backgrounds.py --vdm-weights DIR     # an exported Wan toy folder
     python benchmarks/wan_toy_backgrounds.py --frames 8            # the CLI's default --frames (run as 5 on Wan's 1 + 4k rule)
+    python benchmarks/wan_toy_backgrounds.py --frames 8 --source-as-idm-frames   # the Wan toy's own floor (below)
+
+``--source-as-idm-frames`` hands Mixed Inversion the source clip itself as flux-canny's frames (frames that do not
+flicker and show the object exactly): what is left of its flicker is the Wan toy's inversion and regeneration.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -35,11 +40,25 @@ KEYS = ("background_flicker", "flicker", "warping_error", "background_adherence"
 TEMPORAL = ("background_flicker", "flicker", "warping_error")
 
 
+@contextlib.contextmanager
+def source_as_idm_frames():
+    """flux-canny's generation replaced by the source clip's latents (the frames a flawless IDM would draw)."""
+    from vsynth.plugins.idm.flux import FluxControl
+
+    generate = FluxControl.generate
+    FluxControl.generate = lambda self, inputs, generator, advance=None: self.codec.encode(inputs.sources.video)
+    try:
+        yield
+    finally:
+        FluxControl.generate = generate
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--vdm-weights", default=None, help="an exported Wan toy folder (default: the shipped one)")
     p.add_argument("--count", type=int, default=8, help="clips (`vsynth toy examples --motion --count N`, seed 0)")
     p.add_argument("--frames", type=int, default=9, help="--frames of the runs (the CLI's default 8 runs as 5 on Wan's 1 + 4k rule)")
+    p.add_argument("--source-as-idm-frames", action="store_true", help="Mixed Inversion gets the source clip as flux-canny's frames")
     args = p.parse_args(argv)
     if not {"wan2.1-t2v", "flux-canny"} <= set(shipped.toy_models()):
         raise SystemExit("the toy Wan and FLUX weights are not installed")
@@ -51,7 +70,10 @@ def main(argv=None):
     for i in range(args.count):  # the clips `vsynth toy examples --motion --frames 9` writes
         path = tmp / f"toy{i}.mp4"
         caption = save_clip(path, i, generator="make_motion_clip", frames=max(args.frames, 9)).caption
-        m = {b: session.run(video=path, prompt=caption, bridge=b, out=tmp / f"{path.stem}-{b}", frames=args.frames, **RUN, **weights).record["metrics"] for b in BRIDGES}
+        m = {}
+        for b in BRIDGES:
+            with source_as_idm_frames() if args.source_as_idm_frames and b == "mixed-inversion" else contextlib.nullcontext():
+                m[b] = session.run(video=path, prompt=caption, bridge=b, out=tmp / f"{path.stem}-{b}", frames=args.frames, **RUN, **weights).record["metrics"]
         for k in TEMPORAL:
             wins[k].append(m["mixed-inversion"][k]["final"] < m["idm-only"][k]["final"])
         cells = [" / ".join(f"{m[b][k]['final']:.4f}" if k in TEMPORAL else f"{m[b][k]['final']:.2f}" for b in BRIDGES) for k in KEYS]

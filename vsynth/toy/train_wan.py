@@ -387,15 +387,15 @@ def load_vae(work: Path, decoder: bool = False):
 
 
 # ----------------------------------------------------------------------------------------------- latents
-def training_clip(seed: int, **kw):
-    """A training clip; three in four cross the frame near its middle line (within 8% of it), the rest anywhere.
+def training_clip(seed: int, centred: float | None = None, **kw):
+    """A training clip; three in four (``centred``) cross the frame near its middle line (within 8% of it), the rest anywhere.
 
     With the offset across the motion uniform, the 0.6 M transformer's samples from pure noise did not settle on
     one object (objects jumped between frames, direction agreement 0/8 after 60 min) although it denoised
     noised clips the right way from 90% noise: the prompt's mean clip was a smear over the whole frame.
     """
     rng = np.random.default_rng([seed, 7])
-    if "across" not in kw and rng.random() < RECIPE["t2v"]["centred"]:
+    if "across" not in kw and rng.random() < (RECIPE["t2v"]["centred"] if centred is None else centred):
         kw["across"] = float(rng.uniform(0.42, 0.58))
     kw.setdefault("backgrounds", TRAIN_BACKGROUNDS)
     kw.setdefault("motions", TRAIN_MOTIONS)
@@ -409,7 +409,7 @@ def encode_latents(args, work: Path):
     latents, captions = [], []
     with torch.no_grad():
         for i in range(n):
-            clip = training_clip(SEEDS["data"] * 1_000_003 + i, backgrounds=args.backgrounds, motions=args.motions)
+            clip = training_clip(SEEDS["data"] * 1_000_003 + i, args.centred, backgrounds=args.backgrounds, motions=args.motions)
             # frame by frame (the same numbers: the VAE's taps on earlier frames are zero), on the fast 2D path
             latents.append(vae.encode(to_tensor(clip.frames).to(args.device)).latent_dist.mean[:, :, 0].permute(1, 0, 2, 3).cpu())
             captions.append(clip.caption)
@@ -807,6 +807,8 @@ def main(argv=None):
                    help="latents and from-shipped stages: the training clips' backgrounds, comma-separated (repeat one to weigh it)")
     p.add_argument("--motions", type=lambda v: tuple(v.split(",")), default=TRAIN_MOTIONS,
                    help="latents and from-shipped stages: the training clips' motions, comma-separated (add growing)")
+    p.add_argument("--centred", type=float, default=None, help="latents and from-shipped stages: the share of clips crossing the "
+                   f"frame near its middle line (default {RECIPE['t2v']['centred']}; the rest anywhere, as `vsynth toy examples --motion`)")
     p.add_argument("--device", default="cpu", help="latents, from-shipped and t2v stages: torch device (cuda where there is one)")
     p.add_argument("--clips", type=int, default=None, help=f"latents and from-shipped stages: clips to encode (default {RECIPE['latents']['clips']})")
     p.add_argument("--invert-weight", type=float, default=None, help="t2v stage: the inversion loss's weight, with any recipe (default: the recipe's, "
