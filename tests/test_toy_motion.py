@@ -166,3 +166,26 @@ def test_a_work_folder_rebuilt_from_the_shipped_wan_toy_exports_the_same_weights
         after = load_file(next((out / part).glob("*.safetensors")))
         assert before.keys() == after.keys(), part
         assert all(torch.equal(before[k], after[k]) for k in before), part
+
+
+def test_training_clips_cross_the_middle_line_as_often_as_centred_says():
+    """train_wan --centred: 1 puts every training clip's path within 8% of the middle line, 0 leaves them where
+    `vsynth toy examples --motion` would put them (anywhere), and the default keeps the recipe's three in four."""
+    import numpy as np
+
+    from vsynth.toy import train_wan, world
+
+    def offsets(centred):
+        out = []
+        for seed in range(40):
+            clip = train_wan.training_clip(seed, centred)
+            axis = 1 if clip.extra["motion"] in ("left", "right") else 0  # across the motion
+            out.append(clip.positions[0, 0, axis] / 64)
+        return np.array(out)
+
+    assert np.all(np.abs(offsets(1.0) - 0.5) <= 0.08 + 1e-9)
+    anywhere = world.make_motion_clip(3, frames=train_wan.FRAMES, size=train_wan.SIZE, motions=train_wan.TRAIN_MOTIONS,
+                                      backgrounds=train_wan.TRAIN_BACKGROUNDS)  # fmt: skip
+    np.testing.assert_array_equal(train_wan.training_clip(3, 0.0).frames, anywhere.frames)
+    assert np.mean(np.abs(offsets(0.0) - 0.5) > 0.08) > 0.5
+    np.testing.assert_array_equal(offsets(None), offsets(train_wan.RECIPE["t2v"]["centred"]))
