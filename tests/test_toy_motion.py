@@ -189,3 +189,32 @@ def test_training_clips_cross_the_middle_line_as_often_as_centred_says():
     np.testing.assert_array_equal(train_wan.training_clip(3, 0.0).frames, anywhere.frames)
     assert np.mean(np.abs(offsets(0.0) - 0.5) > 0.08) > 0.5
     np.testing.assert_array_equal(offsets(None), offsets(train_wan.RECIPE["t2v"]["centred"]))
+
+
+def test_toy_examples_fix_the_words_their_captions_say(tmp_path):
+    """`vsynth toy examples --motion --moving left --speed quickly --background black ...`: every clip says and does
+    that (its ground truth reloads with it); a word outside the vocabulary, or a motion word without --motion, is one
+    line and exit 2 before anything is written; the help lists the whole vocabulary."""
+    from click.testing import CliRunner
+
+    from vsynth.cli import cli
+    from vsynth.toy import world
+    from vsynth.toy.truth import load_ground_truth
+
+    fixed = ["--moving", "up", "--speed", "slowly", "--background", "black", "--shape", "square", "--colour", "cyan"]
+    result = CliRunner().invoke(cli, ["toy", "examples", str(tmp_path / "m"), "--motion", "--count", "2", *fixed])
+    assert result.exit_code == 0, result.output
+    for line in result.output.strip().splitlines():
+        path, caption = line.split("\t")
+        assert caption == "a cyan square moving up slowly on a black background"
+        truth = load_ground_truth(path, frames=9, stride=1, size=(64, 64))
+        assert truth.caption == caption and np.allclose(truth.velocities[..., 1], -2.0)  # up, 2 px a frame
+    still = CliRunner().invoke(cli, ["toy", "examples", str(tmp_path / "s"), "--background", "gradient", "--count", "2"])
+    assert still.exit_code == 0 and all(line.endswith("on a gradient background") for line in still.output.strip().splitlines())
+    for bad in (["--motion", "--colour", "pink"], ["--moving", "left"]):
+        result = CliRunner().invoke(cli, ["toy", "examples", str(tmp_path / "bad"), *bad])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+        assert not (tmp_path / "bad").exists()
+    help_text = " ".join(CliRunner().invoke(cli, ["toy", "examples", "--help"]).output.split())
+    for word in world.BACKGROUNDS + world.MOTIONS + tuple(world.SPEED_WORDS) + world.SHAPES + world.COLOURS:
+        assert word in help_text, word

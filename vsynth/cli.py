@@ -659,23 +659,48 @@ def toy():
 )
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the first clip.")
 @click.option("--motion", is_flag=True, help="Clips of one shape moving left, right, up, down or growing, as their captions say.")
-def toy_examples(directory, count, frames, seed, motion):
+@click.option("--background", metavar="NAME", help="Every clip's background: white, black, gray or gradient.  [default: any]")
+@click.option("--moving", metavar="MOTION", help="--motion: what the shape does: left, right, up, down or growing.  [default: any]")
+@click.option("--speed", metavar="WORD", help="--motion: slowly (2 px a frame) or quickly (6), as the caption says.  [default: 4, unsaid]")
+@click.option("--shape", metavar="NAME", help="--motion: circle, square or triangle.  [default: any]")
+@click.option("--colour", metavar="NAME", help="--motion: red, green, blue, yellow, purple or cyan.  [default: any]")
+def toy_examples(directory, count, frames, seed, motion, **fixed):
     """Write toy clips (NAME.mp4, with their ground truth in NAME.json) into DIRECTORY.
 
-    A run on such a clip measures itself against the ground truth in run.json's metrics.
+    A run on such a clip measures itself against the ground truth in run.json's metrics. The clips differ by
+    seed; --background (and with --motion, --moving, --speed, --shape, --colour) fix what their captions say:
+
+      vsynth toy examples toys/ --motion --moving left --speed quickly --background black
     """
     from vsynth.core.run.validate import check_creatable
     from vsynth.toy.truth import save_clip
 
+    fixed = _toy_words({k: v for k, v in fixed.items() if v is not None}, motion)
     check_creatable(directory / "clip", f"cannot write into {directory}", "choose a writable DIRECTORY")
     frames = frames or (MOTION_FRAMES if motion else 16)
     for i in range(count):
         path = Path(directory) / f"toy{seed + i}.mp4"
         if motion:
-            clip = save_clip(path, seed + i, generator="make_motion_clip", frames=frames)
+            clip = save_clip(path, seed + i, generator="make_motion_clip", frames=frames, **fixed)
         else:
-            clip = save_clip(path, seed + i, frames=frames, n_shapes=1 + i % 3)
+            clip = save_clip(path, seed + i, frames=frames, n_shapes=1 + i % 3, **fixed)
         click.echo(f"{path}\t{clip.caption}")
+
+
+def _toy_words(fixed: dict, motion: bool) -> dict:
+    """toy examples' fixed words, checked against the toy vocabulary, as the clip makers' keyword arguments."""
+    from vsynth.toy import world
+
+    words = {"background": world.BACKGROUNDS, "moving": world.MOTIONS, "speed": tuple(world.SPEED_WORDS), "shape": world.SHAPES,
+             "colour": world.COLOURS}  # fmt: skip
+    for name, value in fixed.items():
+        if name != "background" and not motion:
+            raise click.UsageError(f"--{name} is for --motion clips (one shape); still clips take --background only")
+        if value not in words[name]:
+            raise click.BadParameter(f"{value!r} is not one of {', '.join(words[name])}", param_hint=f"'--{name}'")
+    if "moving" in fixed:
+        fixed["motion"] = fixed.pop("moving")
+    return fixed
 
 
 @toy.command("train", context_settings={"ignore_unknown_options": True, "help_option_names": []})
