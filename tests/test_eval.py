@@ -249,3 +249,12 @@ def test_a_plugins_metric_failing_is_one_line_naming_it_and_cannot_shadow_a_buil
     # a run's video is made by then: it records the failure and measures the others
     kept = measure.measure([registry.metric("faulty"), registry.metric("flicker")], {"final": frames}, measure.Sample(), registry, keep_going=True)
     assert kept.failed["faulty"].startswith("plugin vsynth-faulty 1.0: metric 'faulty' failed") and kept.values["flicker"] == {"final": 0.0}
+
+
+def test_compare_charts_label_their_axis_ends_apart():
+    """Frame consistency runs 99.97 to 100: at 3 significant digits both ends of its axis read "100"."""
+    from vsynth.evaluation import axis_labels
+
+    assert axis_labels(0.0001, 0.0197) == ("0.0197", "0.0001")
+    assert axis_labels(99.97, 99.9998) == ("100", "99.97")
+    assert axis_labels(5.0, 5.0000001) == ("5", "5")  # beyond 6 digits: left as is, the chart spreads its curve anyway

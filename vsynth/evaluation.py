@@ -156,6 +156,16 @@ def compare_png(evaluations: Sequence[Evaluation], targets: Sequence[Target], ou
     return out
 
 
+def axis_labels(low: float, high: float) -> tuple[str, str]:
+    """The top and bottom of a chart's axis, with as few significant digits (3 to 6) as tell them apart:
+    frame consistency near 100 read "100" at both ends at 3."""
+    for digits in range(3, 7):
+        labels = f"{high:.{digits}g}", f"{low:.{digits}g}"
+        if labels[0] != labels[1]:
+            break
+    return labels
+
+
 def _chart(draw, font, origin: tuple[int, int], title: str, curves: list[tuple[int, list[float]]]) -> None:
     """A line chart of ``curves`` (target index, values per frame) in one panel."""
     left, top = origin
@@ -170,8 +180,9 @@ def _chart(draw, font, origin: tuple[int, int], title: str, curves: list[tuple[i
     if high - low < 1e-9:
         low, high = low - 0.5, high + 0.5
     longest = max(len(c) for _, c in curves)
-    draw.text((x0 - 4, y0), f"{high:.3g}", fill="black", font=font, anchor="rt")
-    draw.text((x0 - 4, y1), f"{low:.3g}", fill="black", font=font, anchor="rb")
+    high_label, low_label = axis_labels(low, high)
+    draw.text((x0 - 4, y0), high_label, fill="black", font=font, anchor="rt")
+    draw.text((x0 - 4, y1), low_label, fill="black", font=font, anchor="rb")
     draw.text(((x0 + x1) / 2, y1 + 4), "frame", fill="black", font=font, anchor="mt")
     for index, curve in curves:
         points = [
