@@ -55,7 +55,9 @@ def parse(text: str) -> tuple[str, float | None]:
         try:
             scale = float(tail)
         except ValueError:
-            return text, None
+            if Path(text).expanduser().exists():  # a file whose name has a ':'
+                return text, None
+            raise LoraError(f"{text}: the scale after ':' must be a number") from None
         if not math.isfinite(scale):
             raise LoraError(f"{text}: the scale after ':' must be a finite number")
         return source, scale
@@ -80,10 +82,21 @@ def resolve(spec: ModelSpec, text: str, flag: str) -> LoraRequest:
         return LoraRequest(text, flag, str(_in_folder(path, flag, text)), 1.0 if scale is None else scale)
     presets = f"; {spec.name}'s presets: {', '.join(p.name for p in spec.loras)}" if spec.loras else ""
     parts = source.split("/")
-    if source.startswith((".", "/", "~")) or len(parts) < 2 or not all(parts):
+    if len(parts) == 1 and (owners := _preset_owners(source)):
+        raise LoraError(f"{flag} {shorten(text)}: is a preset of {', '.join(owners)}, not of {spec.name}{presets}")
+    # a path that names a local folder, or a .safetensors file beside org/repo, is a file that is not there, not a hub id
+    local = Path(parts[0]).expanduser().is_dir() or (len(parts) == 2 and source.endswith(".safetensors"))
+    if source.startswith((".", "/", "~")) or len(parts) < 2 or not all(parts) or local:
         raise LoraError(f"{flag} {shorten(text)}: no such file or folder, nor a hub id (org/repo[/file.safetensors]){presets}")
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or LORA_FILE
     return LoraRequest(text, flag, _hub_file(repo, filename, flag, text), 1.0 if scale is None else scale)
+
+
+def _preset_owners(name: str) -> list[str]:
+    """The registered models that have a LoRA preset called ``name``."""
+    from vsynth.core.host.registry import get_registry
+
+    return sorted({spec.name for spec in get_registry().models.values() if any(p.name == name for p in spec.loras)})
 
 
 def _in_folder(folder: Path, flag: str, text: str) -> Path:
@@ -122,13 +135,12 @@ def _hub_file(repo: str, filename: str, flag: str, text: str) -> str:
 
 def header(path: str | Path) -> dict[str, list[int]]:
     """Tensor names and shapes of a safetensors file, from its header alone."""
-    try:
-        with open(path, "rb") as file:
-            size = int.from_bytes(file.read(8), "little")
-            entries = json.loads(file.read(size))
-    except (OSError, ValueError) as exc:
-        raise LoraError(f"cannot read the safetensors header of {path}: {exc}") from None
-    return {name: entry["shape"] for name, entry in entries.items() if name != "__metadata__"}
+    from vsynth.core.diffusion.weights import safetensors_header
+
+    entries = safetensors_header(path)
+    if entries is None:
+        raise LoraError(f"{path} is not a readable safetensors file (truncated or corrupt); re-download or re-export the LoRA")
+    return {name: entry["shape"] for name, entry in entries.items()}
 
 
 def _loader(class_name: str):

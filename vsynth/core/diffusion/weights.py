@@ -234,7 +234,7 @@ def _check_readable(file: Path, what: str) -> None:
         except (OSError, ValueError, RecursionError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "truncated or not JSON"
             raise InvalidWeightsError(f"{what}: {file} cannot be read ({reason}); re-download or re-export the weights") from None
-    elif file.suffix == ".safetensors" and not _safetensors_header_reads(file):
+    elif file.suffix == ".safetensors" and safetensors_header(file) is None:
         raise InvalidWeightsError(f"{what}: {file} is not a readable safetensors file (truncated or corrupt); re-download or re-export the weights")
 
 
@@ -312,16 +312,23 @@ def _class_name(config) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _safetensors_header_reads(path: Path) -> bool:
-    """The format starts with a little-endian u64 header length and that many bytes of JSON, whose tensors'
-    data offsets end within the file (a download cut short has the whole header and part of the data)."""
+def safetensors_header(path: str | Path) -> dict | None:
+    """The header of a readable safetensors file ({tensor name: entry}, "__metadata__" left out), or None.
+
+    The format starts with a little-endian u64 header length and that many bytes of JSON, whose tensors'
+    data offsets end within the file (a download cut short has the whole header and part of the data; a
+    git-lfs pointer or a saved error page has none)."""
+    path = Path(path)
     try:
         with path.open("rb") as file:
             size = int.from_bytes(file.read(8), "little")
             if not 0 < size <= min(path.stat().st_size - 8, 100 * 2**20):
-                return False
+                return None
             header = json.loads(file.read(size))
-        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
-        return max(ends, default=0) <= path.stat().st_size - 8 - size
+        entries = {name: entry for name, entry in header.items() if name != "__metadata__"}
+        ends = [entry["data_offsets"][1] for entry in entries.values()]
+        if not all(isinstance(entry["shape"], list) for entry in entries.values()):
+            return None
+        return entries if max(ends, default=0) <= path.stat().st_size - 8 - size else None
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
-        return False
+        return None
