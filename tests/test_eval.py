@@ -148,6 +148,26 @@ def test_bad_metric_requests_are_one_line_and_exit_2(args, line):
     assert result.exit_code == 2 and line in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.output
 
 
+def test_eval_checks_where_it_writes_before_measuring(toy_runs, tmp_path, monkeypatch):
+    """--csv a folder, --png of a type PIL cannot write, or in a place no folder can be made: one line and exit 2,
+    before any metric runs (they crashed with a traceback after measuring); a missing parent folder is made."""
+    from vsynth import evaluation
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured before checking the output files")
+
+    clip, run = toy_runs
+    (tmp_path / "blocker").write_text("a file")
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation, "evaluate", no_measuring)
+        for args, line in [(["--csv", tmp_path], "is a folder"), (["--compare", clip, "--png", tmp_path / "c.txt"], "name a file ending in .png"),
+                           (["--csv", tmp_path / "blocker" / "m.csv"], "is a file, not a folder")]:  # fmt: skip
+            result = run_cli("eval", run, "--tiny", "--metrics", "flicker", *args)
+            assert result.exit_code == 2 and line in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.output
+    result = run_cli("eval", run, "--tiny", "--metrics", "flicker", "--csv", tmp_path / "new" / "m.csv")
+    assert result.exit_code == 0 and (tmp_path / "new" / "m.csv").read_text().startswith("path,video,metric,value")
+
+
 def test_metric_weights_that_cannot_be_had_are_one_line_or_skipped_when_nobody_named_them(toy_runs, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))

@@ -832,6 +832,12 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
     from vsynth.core.run.progress import library_progress_bars
 
     check_device(device)
+    if csv_file is not None:
+        _check_output_file(csv_file, "--csv", ())
+    if compare:
+        from PIL import Image
+
+        _check_output_file(png, "--png", tuple(ext for ext, kind in Image.registered_extensions().items() if kind in Image.SAVE))
     sample = measure.Sample(device=device, tiny=tiny, weights=weights)
     targets = [load_target(registry, Path(p), prompt=prompt, source=source, sample=sample) for p in paths]
     with library_progress_bars(False):
@@ -840,6 +846,7 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
     if csv_file is not None:
         import csv
 
+        csv_file.parent.mkdir(parents=True, exist_ok=True)
         with open(csv_file, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=["path", "video", "metric", "value"])
             writer.writeheader()
@@ -851,6 +858,23 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
         click.echo(json.dumps(records, indent=2))
         return
     _print_eval_table(records, specs)
+
+
+def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
+    """A file eval writes after measuring: its name, type (``suffixes``, if any) and folder checked before the measuring starts."""
+    from vsynth.core.run.validate import check_creatable
+
+    if path.is_dir():
+        raise VsynthInputError(f"{flag} {path} is a folder: name a file in it")
+    if suffixes and path.suffix.lower() not in suffixes:
+        common = [s for s in (".png", ".jpg", ".webp") if s in suffixes]
+        shown = ", ".join(common) + (" or another image format" if len(suffixes) > len(common) else "")
+        raise VsynthInputError(f"{flag} {path}: name a file ending in {shown}")
+    if path.exists():  # a file to overwrite, or /dev/stdout
+        if not os.access(path, os.W_OK):
+            raise VsynthInputError(f"{flag} {path}: not writable; choose another {flag}")
+        return
+    check_creatable(path, f"{flag} {path}", f"choose another {flag}")
 
 
 def _print_eval_table(records: list[dict], specs) -> None:
