@@ -72,6 +72,24 @@ def test_vace_with_a_reference_image_equals_wan_vace_pipeline(tmp_path):
         vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", options={"reference": str(tmp_path / "none.png")}, **TINY)
 
 
+@pytest.mark.parametrize(
+    ("inputs", "line"),
+    [
+        (dict(outpaint="horizontal"), "mark what VACE regenerates in the source frames: give --video"),
+        (dict(video=SAMPLE_VIDEO, outpaint="horizontal", options={"control": "depth"}), "-o control=depth is what VACE follows without"),
+        (dict(video=SAMPLE_VIDEO, condition_video=SAMPLE_VIDEO), "leaves --video unused"),
+    ],
+    ids=["a fill without a source", "control with a fill", "maps and a source"],
+)
+def test_vace_refuses_inputs_it_would_leave_unused_before_loading(inputs, line):
+    """These ran: an outpainting of nothing, a control ignored by the fill, a --video ignored beside --condition-video."""
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+
+    with pytest.raises(vsynth.errors.InvalidParamsError, match=line):
+        plan_run(RunConfig(vdm="wan2.1-vace-1.3b", bridge="none", **inputs, **TINY))
+
+
 def test_vace_follows_depth_from_the_idms_own_detector():
     from vsynth.plugins.idm.detectors import DepthEstimator
 
@@ -183,6 +201,8 @@ def test_ti2v_holding_the_source_first_frame_equals_wan_image_to_video_pipeline(
 
 
 def test_mixed_inversion_feeds_ti2v_the_idms_first_frame():
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
     from vsynth.plugins.vdm.wan import WanDenoiser
 
     held = []
@@ -200,5 +220,7 @@ def test_mixed_inversion_feeds_ti2v_the_idms_first_frame():
         plain = vsynth.run(**settings)
     assert all(held_with) and not any(held)
     assert not torch.allclose(fed.latents, plain.latents, atol=1e-3)
-    with pytest.raises(vsynth.errors.InvalidParamsError, match="first_frame=source holds the first frame at --video's"):
-        vsynth.run(vdm="wan2.2-ti2v-5b", bridge="none", options={"first_frame": "source"}, **TINY)
+    with pytest.raises(vsynth.errors.InvalidParamsError, match="first_frame=source holds the first frames at --video's"):
+        plan_run(RunConfig(vdm="wan2.2-ti2v-5b", bridge="none", options={"first_frame": "source"}, **TINY))  # before loading
+    with pytest.raises(vsynth.errors.InvalidParamsError, match="first_frame=idm holds the image model's first frames, and this run has none"):
+        plan_run(RunConfig(vdm="wan2.2-ti2v-5b", bridge="vdm-only", video=SAMPLE_VIDEO, options={"first_frame": "idm"}, **TINY))

@@ -43,6 +43,15 @@ class Params(BaseModel):
         the user ``given``. Unchanged by default."""
         return self
 
+    def check_inputs(self, inputs: set[str], idm: ModelSpec | None, given: set[str]) -> None:
+        """Check these params against the run's inputs (``inputs``: which of "video", "condition_video", "mask"
+        it has; ``--outpaint`` counts as "mask"), before any weights load; ``given`` are the options the user set.
+        Raise :class:`~vsynth.errors.VsynthInputError` with one line, or warn of an input these params leave
+        unused. Nothing by default.
+
+        For an option whose value needs an input: -o first_frame=source holds --video's first frame.
+        """
+
     def check_models(self, idm: ModelSpec | None, vdm: ModelSpec) -> None:
         """Check these params against the run's models (their process, latent space, architecture), before
         any weights load; raise :class:`~vsynth.errors.VsynthInputError` with one line. Nothing by default.

@@ -147,9 +147,12 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         raise VsynthInputError("--idm-scheduler is the image model's solver, and this run has none: drop it, or add --idm")
     solvers.check(config.vdm_scheduler, vdm, "--vdm-scheduler", sampling.vdm_steps)
     params = {role: p.for_models(idm, vdm, set(routed[role])) for role, p in params.items()}
-    for role_params in params.values():
+    inputs = {name for name in ("video", "condition_video", "mask") if getattr(config, name) is not None}
+    inputs |= {"mask"} if config.outpaint is not None else set()
+    for role, role_params in params.items():
         role_params.check_plan(sampling)
         role_params.check_models(idm, vdm)
+        role_params.check_inputs(inputs, idm, set(routed[role]))
 
     _check_window(config, vdm, params["vdm"])
     validate.check_device(config.device)

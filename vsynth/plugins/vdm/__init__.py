@@ -70,11 +70,23 @@ class WanParams(VideoParams):
         return super().sampling(steps, WAN_GUIDANCE if guidance is None else guidance, shared_steps=shared_steps, shared_guidance=None)
 
 
+def check_first_frame(first_frame: str, inputs: set[str], idm) -> None:
+    """-o first_frame=source needs the source, =idm an image model whose frames the bridge hands over."""
+    if first_frame == "source" and "video" not in inputs:
+        raise InvalidParamsError("-o first_frame=source holds the first frames at --video's: give --video, or -o first_frame=none")
+    if first_frame == "idm" and idm is None:
+        raise InvalidParamsError("-o first_frame=idm holds the image model's first frames, and this run has none: add --idm (with "
+                                 "--bridge mixed-inversion or flow-edit), or use -o first_frame=source")  # fmt: skip
+
+
 class TI2VParams(WanParams):
     first_frame: Literal["none", "source", "idm"] = Field(
         "none", description="Image-to-video: hold the first frame at --video's first frame, or at the IDM's first generated frame "
         "(mixed-inversion), as WanImageToVideoPipeline does for Wan 2.2 TI2V; none: text-to-video."
     )
+
+    def check_inputs(self, inputs, idm, given) -> None:
+        check_first_frame(self.first_frame, inputs, idm)
 
 
 class VaceParams(WanParams):
@@ -103,6 +115,17 @@ class VaceParams(WanParams):
         if self.window is not None:
             raise ValueError("VACE's control follows the whole clip (at most 81 frames): it runs without -o window")
         return self
+
+    def check_inputs(self, inputs, idm, given) -> None:
+        """With --mask/--outpaint VACE fills the source frames: there must be some, and -o control has no say."""
+        if "mask" in inputs and "video" not in inputs:
+            raise InvalidParamsError("--mask/--outpaint mark what VACE regenerates in the source frames: give --video")
+        if "mask" in inputs and "control" in given:
+            raise InvalidParamsError(f"-o control={self.control} is what VACE follows without --mask/--outpaint; with them it fills "
+                                     "the source frames themselves: drop one")  # fmt: skip
+        if {"video", "condition_video"} <= inputs and "mask" not in inputs and idm is None:
+            raise InvalidParamsError("VACE follows --condition-video's maps and leaves --video unused: drop one (--video alone makes "
+                                     "the maps -o control names)")  # fmt: skip
 
     @model_validator(mode="after")
     def _reference_is_an_image(self):
@@ -140,6 +163,9 @@ class LTXParams(VideoParams):
         if self.keyframe_stride and self.first_frame == "none":
             raise ValueError("-o keyframe_stride takes its keyframes from the frames -o first_frame names: set -o first_frame=source or idm")
         return self
+
+    def check_inputs(self, inputs, idm, given) -> None:
+        check_first_frame(self.first_frame, inputs, idm)
 
     @model_validator(mode="after")
     def _no_windows_when_held(self):

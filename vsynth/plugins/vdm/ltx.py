@@ -30,7 +30,6 @@ from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import VideoModel
 from vsynth.core.diffusion.offload import execution_device
 from vsynth.core.diffusion.processes import FLOW
-from vsynth.errors import InvalidParamsError
 
 
 def calculate_shift(tokens: int, config) -> float:
@@ -273,9 +272,7 @@ class LTXVideoModel(VideoModel):
             self.ltx._encode(prompt)
         self.ltx.release_text_encoder()
         self.ltx.held, self.ltx.keyframes = None, []
-        if self.params.first_frame == "source":
-            if inputs.sources.video is None:
-                raise InvalidParamsError("-o first_frame=source holds the first frames at --video's: give --video, or -o first_frame=none")
+        if self.params.first_frame == "source":  # with --video: LTXParams.check_inputs, before loading
             self.condition_on_frames(inputs.sources.video, source=True)
 
     def condition_on_frames(self, frames, source: bool = False) -> None:

@@ -22,7 +22,6 @@ from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import VideoModel
 from vsynth.core.diffusion.offload import execution_device
 from vsynth.core.diffusion.processes import FLOW
-from vsynth.errors import InvalidParamsError
 
 
 def prompt_clean(text: str) -> str:
@@ -222,9 +221,7 @@ class WanVideoModel(VideoModel):
             self.wan.encode_prompt(prompt)
         self.wan.release_text_encoder()
         self.wan.first_frame = None
-        if getattr(self.params, "first_frame", "none") == "source":
-            if inputs.sources.video is None:
-                raise InvalidParamsError("-o first_frame=source holds the first frame at --video's: give --video, or -o first_frame=none")
+        if getattr(self.params, "first_frame", "none") == "source":  # with --video: TI2VParams.check_inputs, before loading
             self.condition_on_frames(inputs.sources.video, source=True)
 
     def condition_on_frames(self, frames, source: bool = False) -> None:
