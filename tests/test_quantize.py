@@ -158,3 +158,14 @@ def test_a_gguf_file_for_a_model_that_cannot_read_one_is_refused_in_one_line(tmp
     (tmp_path / "y.gguf").write_bytes(b"PK\x03\x04")
     with pytest.raises(VsynthInputError, match="not a GGUF file"):
         plan_run(RunConfig(**WAN, vdm_weights=str(tmp_path / "y.gguf")))
+
+
+def test_a_cut_gguf_download_is_refused_in_one_line_before_loading(tmp_path):
+    """Only the magic was checked: half a GGUF file (a download cut short) loaded the models, then crashed in a traceback."""
+    need("gguf", INSTALL)
+    from vsynth.testing.gguf import write_tiny_wan_gguf
+
+    data = write_tiny_wan_gguf(tmp_path / "whole.gguf").read_bytes()
+    (tmp_path / "half.gguf").write_bytes(data[: len(data) // 2])
+    with pytest.raises(VsynthInputError, match="not a readable GGUF file"):
+        plan_run(RunConfig(**WAN, vdm_weights=str(tmp_path / "half.gguf")))

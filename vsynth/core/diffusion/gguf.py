@@ -10,9 +10,10 @@ where its implementation says so (``gguf = True``: Wan 2.1 and 2.2 TI2V, one tra
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from vsynth.errors import InvalidWeightsError, QuantizationError, VsynthInputError
+from vsynth.errors import InvalidWeightsError, QuantizationError, VsynthInputError, shorten
 
 MAGIC = b"GGUF"
 
@@ -37,6 +38,12 @@ def check(spec, impl, path: str, flag: str, experts: int) -> Path:
             raise InvalidWeightsError(f"{flag} {path}: not a GGUF file (it does not start with GGUF); re-download it")
     if importlib.util.find_spec("gguf") is None:
         raise QuantizationError(f"{flag} {path}: reading GGUF needs the gguf package: pip install 'vsynth[quantize]'")
+    from gguf import GGUFReader
+
+    try:  # the header and every tensor's place in the file (memory-mapped: no data is read); a cut download fails here
+        GGUFReader(file)
+    except Exception as exc:  # noqa: BLE001 - gguf's own reasons (ValueError, IndexError, ...) for a damaged file
+        raise InvalidWeightsError(f"{flag} {path}: not a readable GGUF file (truncated or corrupt: {shorten(str(exc))}); re-download it") from None
     return file
 
 
@@ -44,5 +51,12 @@ def load_transformer(cls, path: str, config_source: str, dtype):
     """``cls.from_single_file`` on the GGUF file, its config from ``config_source``'s transformer folder."""
     from diffusers import GGUFQuantizationConfig
 
-    return cls.from_single_file(path, config=config_source, subfolder="transformer", torch_dtype=dtype,
-                                quantization_config=GGUFQuantizationConfig(compute_dtype=dtype))  # fmt: skip
+    try:
+        return cls.from_single_file(path, config=config_source, subfolder="transformer", torch_dtype=dtype,
+                                    quantization_config=GGUFQuantizationConfig(compute_dtype=dtype))  # fmt: skip
+    except ValueError as exc:  # another model size's checkpoint: "Cannot load ... expected shape ..., but got ..."
+        if "expected shape" not in str(exc):
+            raise
+        found = re.search(r"because (\S+) expected shape torch.Size\((\[[^\]]*\])\), but got torch.Size\((\[[^\]]*\])\)", str(exc))
+        reason = f"{found[1]} is {found[3]} in the file, {found[2]} in the model" if found else shorten(str(exc))
+        raise InvalidWeightsError(f"{path}: does not fit this model's transformer ({reason}); pass the GGUF of this model and size") from None
