@@ -245,6 +245,10 @@ def test_output_folder_that_holds_files_is_refused(tmp_path):
     result = invoke("run", *_run_args(tmp_path))
     assert result.exit_code == 2 and "not empty" in result.stderr
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+    (tmp_path / "out").rename(tmp_path / "kept")
+    (tmp_path / "out").write_text("a file")  # said as such, not as a folder that is not empty
+    result = invoke("run", *_run_args(tmp_path))
+    assert result.exit_code == 2 and "is a file, not a folder" in result.stderr and (tmp_path / "out").read_text() == "a file"
 
 
 def test_missing_weights_without_tiny_is_one_line(tmp_path, monkeypatch):

@@ -68,8 +68,13 @@ def test_vace_with_a_reference_image_equals_wan_vace_pipeline(tmp_path):
     assert result.latents.shape[2] == 3  # the reference's latent frame, then the clip's two
     torch.testing.assert_close(result.latents, theirs, rtol=1e-4, atol=1e-4)
     assert result.frames.shape == (5, 64, 64, 3)
-    with pytest.raises(vsynth.errors.InvalidParamsError, match="-o reference=.*no such image file"):
+    with pytest.raises(vsynth.errors.InvalidParamsError, match=r"^-o reference=\S+: no such image file$"):  # said once
         vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", options={"reference": str(tmp_path / "none.png")}, **TINY)
+    (tmp_path / "page.png").write_text("<html>not found</html>")  # a saved error page: refused before loading
+    with pytest.raises(vsynth.errors.InvalidParamsError, match="cannot be read as an image"):
+        vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", options={"reference": str(tmp_path / "page.png")}, **TINY)
+    with pytest.raises(vsynth.errors.InvalidParamsError, match="-o window=5: VACE's control follows the whole clip"):
+        vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", options={"window": 5}, **TINY)
 
 
 @pytest.mark.parametrize(

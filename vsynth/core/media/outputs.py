@@ -39,7 +39,9 @@ def choose_out_dir(out: Path | None, label: str) -> Path:
     """``out`` if given (it must not hold files), else ``outputs/<time>-<label>`` (made unique when claimed)."""
     if out is not None:
         out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out.exists() and not out.is_dir():
+            raise OutputExistsError(f"--out {out} is a file, not a folder: choose another --out")
+        if out.exists() and any(out.iterdir()):
             raise OutputExistsError(f"output folder {out} already exists and is not empty: choose another --out")
         return out
     return DEFAULT_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"

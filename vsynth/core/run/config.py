@@ -264,7 +264,7 @@ def _explain(err: dict, field) -> str:
     if kind == "literal_error":
         return f"must be one of {err['ctx']['expected']}"
     message = err["msg"].removeprefix("Value error, ")
-    return message[:1].lower() + message[1:]
+    return message if message[1:2].isupper() else message[:1].lower() + message[1:]  # "VACE's ..." stays
 
 
 def _number(value: float) -> str:

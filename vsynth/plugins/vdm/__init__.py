@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from vsynth import hookimpl
 from vsynth.core.host import layouts
@@ -127,17 +127,25 @@ class VaceParams(WanParams):
             raise InvalidParamsError("VACE follows --condition-video's maps and leaves --video unused: drop one (--video alone makes "
                                      "the maps -o control names)")  # fmt: skip
 
-    @model_validator(mode="after")
-    def _reference_is_an_image(self):
-        if self.reference is not None:
+    @field_validator("reference")
+    @classmethod
+    def _reference_is_an_image(cls, reference):
+        if reference is not None:
             from pathlib import Path
 
-            path = Path(self.reference).expanduser()
+            path = Path(reference).expanduser()
             if not path.is_file():
-                raise ValueError(f"-o reference={self.reference}: no such image file")
+                raise ValueError("no such image file")
             if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp", ".bmp"}:
-                raise ValueError(f"-o reference={self.reference}: not an image (.png, .jpg, .jpeg, .webp or .bmp)")
-        return self
+                raise ValueError("not an image (.png, .jpg, .jpeg, .webp or .bmp)")
+            from PIL import Image, UnidentifiedImageError
+
+            try:  # before loading: the header and the file's structure, not its pixels
+                with Image.open(path) as image:
+                    image.verify()
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+                raise ValueError("cannot be read as an image (truncated, or not an image despite its name)") from None
+        return reference
 
 
 class LTXParams(VideoParams):
