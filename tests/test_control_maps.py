@@ -170,5 +170,23 @@ def test_pose_weights_missing_offline_are_one_line(tmp_path):
     from vsynth.plugins.idm.openpose import load_body_model
     from vsynth.testing.fake_hub import offline_hub
 
-    with offline_hub(tmp_path), pytest.raises(WeightsUnavailableError, match=r"body_pose_model.pth from lllyasviel/Annotators: .*-o detector="):
+    with offline_hub(tmp_path), pytest.raises(WeightsUnavailableError, match=r"body_pose_model.pth from lllyasviel/Annotators is not in the hub cache .*-o detector="):
+        load_body_model("lllyasviel/Annotators")
+
+
+def test_pose_weights_are_not_fetched_when_the_hub_cannot_be_reached(tmp_path, monkeypatch):
+    """Offline without HF_HUB_OFFLINE, huggingface_hub retried for half a minute (6 lookups, 5 retries) before failing."""
+    import huggingface_hub
+
+    from vsynth.core.diffusion import weights
+    from vsynth.errors import WeightsUnavailableError
+    from vsynth.plugins.idm.openpose import load_body_model
+
+    def download(repo, filename, local_files_only=False, **kwargs):
+        assert local_files_only, "tried the hub"
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(weights, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(WeightsUnavailableError, match="not in the hub cache and the hub cannot be reached"):
         load_body_model("lllyasviel/Annotators")

@@ -84,13 +84,19 @@ def load_body_model(source: str) -> BodyPoseModel:
 
         from vsynth.errors import WeightsUnavailableError
 
-        try:
-            path = Path(hf_hub_download(source, WEIGHTS_FILE))
-        except Exception as exc:
-            raise WeightsUnavailableError(
-                f"cannot get the pose detector's {WEIGHTS_FILE} from {source}: {str(exc).splitlines()[0]}; pass a folder or "
-                "file with -o detector=, or precomputed poses with --condition-video"
-            ) from None
+        from vsynth.core.diffusion.weights import hub_reachable
+
+        fix = "pass a folder or file with -o detector=, or precomputed poses with --condition-video"
+        try:  # the cache first; the hub only when one short connection reaches it (no retries for half a minute offline)
+            path = Path(hf_hub_download(source, WEIGHTS_FILE, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError), or a malformed id: said below
+            if not hub_reachable():
+                raise WeightsUnavailableError(f"the pose detector's {WEIGHTS_FILE} from {source} is not in the hub cache and the hub "
+                                              f"cannot be reached: {fix}") from None  # fmt: skip
+            try:
+                path = Path(hf_hub_download(source, WEIGHTS_FILE))
+            except Exception as exc:
+                raise WeightsUnavailableError(f"cannot get the pose detector's {WEIGHTS_FILE} from {source}: {str(exc).splitlines()[0]}; {fix}") from None
     model = BodyPoseModel()
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, even from a trusted pickle
