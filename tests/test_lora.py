@@ -105,7 +105,7 @@ def test_a_model_without_a_lora_loader_and_bad_names_are_refused_before_loading(
 @pytest.mark.parametrize(
     "content",
     [b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n", b"\x02\x00\x00\x00\x00\x00\x00\x00[]",
-     b"\x0d\x00\x00\x00\x00\x00\x00\x00{\"w\": {\"a\": 1}}"],
+     b"\x2f\x00\x00\x00\x00\x00\x00\x00{\"w\": {\"dtype\": \"F32\", \"data_offsets\": [0, 0]}}"],
     ids=["git-lfs pointer", "header a list", "entry without shape"],
 )  # fmt: skip
 def test_a_lora_file_that_is_not_safetensors_is_one_error_before_loading(tmp_path, content):

@@ -80,14 +80,13 @@ def test_vace_with_a_reference_image_equals_wan_vace_pipeline(tmp_path):
 @pytest.mark.parametrize(
     ("inputs", "line"),
     [
-        (dict(outpaint="horizontal"), "mark what VACE regenerates in the source frames: give --video"),
+        (dict(outpaint="horizontal"), "mark what VACE regenerates in the frames: give --video"),
         (dict(video=SAMPLE_VIDEO, outpaint="horizontal", options={"control": "depth"}), "-o control=depth is what VACE follows without"),
-        (dict(video=SAMPLE_VIDEO, condition_video=SAMPLE_VIDEO), "leaves --video unused"),
     ],
-    ids=["a fill without a source", "control with a fill", "maps and a source"],
+    ids=["a fill without frames", "control with a fill"],
 )
 def test_vace_refuses_inputs_it_would_leave_unused_before_loading(inputs, line):
-    """These ran: an outpainting of nothing, a control ignored by the fill, a --video ignored beside --condition-video."""
+    """These ran: an outpainting of nothing, a control the fill ignored."""
     from vsynth.core.run.config import RunConfig
     from vsynth.core.run.pipeline import plan_run
 

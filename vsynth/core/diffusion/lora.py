@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vsynth.core.host.specs import LoraPreset, ModelSpec
-from vsynth.errors import LoraError, VsynthWarning, shorten
+from vsynth.errors import InvalidWeightsError, LoraError, VsynthWarning, shorten
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
 NETWORK_FOLDERS = ("unet", "transformer", "transformer_2")  # where a pipeline folder keeps its denoising networks
@@ -55,7 +55,7 @@ def parse(text: str) -> tuple[str, float | None]:
         try:
             scale = float(tail)
         except ValueError:
-            if Path(text).expanduser().exists():  # a file whose name has a ':'
+            if Path(text).expanduser().exists() or "/" in tail or "\\" in tail or len(source) == 1:  # a path with a ':' (C:\...)
                 return text, None
             raise LoraError(f"{text}: the scale after ':' must be a number") from None
         if not math.isfinite(scale):
@@ -84,8 +84,8 @@ def resolve(spec: ModelSpec, text: str, flag: str) -> LoraRequest:
     parts = source.split("/")
     if len(parts) == 1 and (owners := _preset_owners(source)):
         raise LoraError(f"{flag} {shorten(text)}: is a preset of {', '.join(owners)}, not of {spec.name}{presets}")
-    # a path that names a local folder, or a .safetensors file beside org/repo, is a file that is not there, not a hub id
-    local = Path(parts[0]).expanduser().is_dir() or (len(parts) == 2 and source.endswith(".safetensors"))
+    # folder/name.safetensors is a file that is not there: a hub id's file comes third (org/repo/file.safetensors)
+    local = len(parts) == 2 and source.endswith(".safetensors")
     if source.startswith((".", "/", "~")) or len(parts) < 2 or not all(parts) or local:
         raise LoraError(f"{flag} {shorten(text)}: no such file or folder, nor a hub id (org/repo[/file.safetensors]){presets}")
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or LORA_FILE
@@ -133,13 +133,14 @@ def _hub_file(repo: str, filename: str, flag: str, text: str) -> str:
 # ---------------------------------------------------------------------------- reading and converting keys
 
 
-def header(path: str | Path) -> dict[str, list[int]]:
-    """Tensor names and shapes of a safetensors file, from its header alone."""
+def header(path: str | Path, what: str = "the LoRA") -> dict[str, list[int]]:
+    """Tensor names and shapes of a safetensors file, from its header alone (``what`` it is, for the error)."""
     from vsynth.core.diffusion.weights import safetensors_header
 
     entries = safetensors_header(path)
     if entries is None:
-        raise LoraError(f"{path} is not a readable safetensors file (truncated or corrupt); re-download or re-export the LoRA")
+        error = LoraError if what == "the LoRA" else InvalidWeightsError
+        raise error(f"{path} is not a readable safetensors file (truncated or corrupt); re-download or re-export {what}")
     return {name: entry["shape"] for name, entry in entries.items()}
 
 
@@ -283,14 +284,14 @@ def _network_on_disk(sources: dict[str, str]) -> tuple[str, dict[str, list[int]]
                 found = True
                 class_name = class_name or json.loads(config.read_text()).get("_class_name", "")
                 for file in (folder / sub).glob("*.safetensors"):
-                    shapes.update(header(file))
+                    shapes.update(header(file, "the model's weights"))
         if not found:
             roots += list(folder.glob("*.safetensors"))
     if class_name is None:
         return None
     for file in roots:
         if file.suffix == ".safetensors":
-            shapes.update(header(file))
+            shapes.update(header(file, "the model's weights"))
     return class_name, shapes
 
 

@@ -82,6 +82,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     """One TCP connection to the hub endpoint (its host and port): cheap, and no retries."""
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # through a proxy a direct connection says nothing: let huggingface_hub try
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:

@@ -117,15 +117,13 @@ class VaceParams(WanParams):
         return self
 
     def check_inputs(self, inputs, idm, given) -> None:
-        """With --mask/--outpaint VACE fills the source frames: there must be some, and -o control has no say."""
-        if "mask" in inputs and "video" not in inputs:
-            raise InvalidParamsError("--mask/--outpaint mark what VACE regenerates in the source frames: give --video")
+        """With --mask/--outpaint VACE fills frames (--condition-video's, else --video's): there must be some, and
+        -o control has no say."""
+        if "mask" in inputs and not inputs & {"video", "condition_video"}:
+            raise InvalidParamsError("--mask/--outpaint mark what VACE regenerates in the frames: give --video (or --condition-video)")
         if "mask" in inputs and "control" in given:
             raise InvalidParamsError(f"-o control={self.control} is what VACE follows without --mask/--outpaint; with them it fills "
-                                     "the source frames themselves: drop one")  # fmt: skip
-        if {"video", "condition_video"} <= inputs and "mask" not in inputs and idm is None:
-            raise InvalidParamsError("VACE follows --condition-video's maps and leaves --video unused: drop one (--video alone makes "
-                                     "the maps -o control names)")  # fmt: skip
+                                     "the frames themselves: drop one")  # fmt: skip
 
     @field_validator("reference")
     @classmethod
