@@ -228,3 +228,5 @@ def test_mixed_inversion_feeds_ti2v_the_idms_first_frame():
         plan_run(RunConfig(vdm="wan2.2-ti2v-5b", bridge="none", options={"first_frame": "source"}, **TINY))  # before loading
     with pytest.raises(vsynth.errors.InvalidParamsError, match="first_frame=idm holds the image model's first frames, and this run has none"):
         plan_run(RunConfig(vdm="wan2.2-ti2v-5b", bridge="vdm-only", video=SAMPLE_VIDEO, options={"first_frame": "idm"}, **TINY))
+    with pytest.raises(vsynth.errors.InvalidParamsError, match="which bridge 'idm-then-vdm' does not hand to the video model"):
+        plan_run(RunConfig(**{**settings, "bridge": "idm-then-vdm"}, options={"vdm.first_frame": "idm"}))

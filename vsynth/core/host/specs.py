@@ -43,9 +43,10 @@ class Params(BaseModel):
         the user ``given``. Unchanged by default."""
         return self
 
-    def check_inputs(self, inputs: set[str], idm: ModelSpec | None, given: set[str]) -> None:
+    def check_inputs(self, inputs: set[str], idm: ModelSpec | None, bridge: BridgeSpec, given: set[str]) -> None:
         """Check these params against the run's inputs (``inputs``: which of "video", "condition_video", "mask"
-        it has; ``--outpaint`` counts as "mask"), before any weights load; ``given`` are the options the user set.
+        it has; ``--outpaint`` counts as "mask"), its IDM and bridge, before any weights load; ``given`` are the
+        options the user set.
         Raise :class:`~vsynth.errors.VsynthInputError` with one line, or warn of an input these params leave
         unused. Nothing by default.
 
@@ -351,6 +352,10 @@ class BridgeSpec(_Spec):
     task: str | None = Field(None, description="The task when the bridge defines it (e.g. text-to-video); else the IDM's.")
     image_inversion: bool = Field(
         True, description="Whether the bridge uses the IDM's inversion_denoiser; when not, weights only it needs are not loaded."
+    )
+    hands_frames: bool = Field(
+        False, description="Whether the bridge hands the IDM's frames to the VDM (VideoModel.condition_on_frames), which a VDM "
+        "that holds frames (-o first_frame=idm) needs."
     )
 
 

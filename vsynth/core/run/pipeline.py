@@ -152,7 +152,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     for role, role_params in params.items():
         role_params.check_plan(sampling)
         role_params.check_models(idm, vdm)
-        role_params.check_inputs(inputs, idm, set(routed[role]))
+        role_params.check_inputs(inputs, idm, bridge, set(routed[role]))
 
     _check_window(config, vdm, params["vdm"])
     validate.check_device(config.device)

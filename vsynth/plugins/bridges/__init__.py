@@ -189,6 +189,7 @@ def vsynth_register_bridges(registrar):
             paper="BIVDiff, CVPR 2024 (arXiv:2312.02813)",
             params=MixedInversionParams,
             impl="vsynth.plugins.bridges.mixed_inversion:MixedInversion",
+            hands_frames=True,
         )
     )
     registrar.register_bridge(
@@ -215,6 +216,7 @@ def vsynth_register_bridges(registrar):
             paper="FlowEdit, Kulikov et al., ICCV 2025 (arXiv:2412.08629)",
             params=FlowEditParams,
             impl="vsynth.plugins.bridges.flow_edit:FlowEdit",
+            hands_frames=True,
             needs_idm=False,
             accepts_idm=True,
             needs=("source_prompt",),

@@ -70,13 +70,16 @@ class WanParams(VideoParams):
         return super().sampling(steps, WAN_GUIDANCE if guidance is None else guidance, shared_steps=shared_steps, shared_guidance=None)
 
 
-def check_first_frame(first_frame: str, inputs: set[str], idm) -> None:
+def check_first_frame(first_frame: str, inputs: set[str], idm, bridge) -> None:
     """-o first_frame=source needs the source, =idm an image model whose frames the bridge hands over."""
     if first_frame == "source" and "video" not in inputs:
         raise InvalidParamsError("-o first_frame=source holds the first frames at --video's: give --video, or -o first_frame=none")
     if first_frame == "idm" and idm is None:
         raise InvalidParamsError("-o first_frame=idm holds the image model's first frames, and this run has none: add --idm (with "
                                  "--bridge mixed-inversion or flow-edit), or use -o first_frame=source")  # fmt: skip
+    if first_frame == "idm" and not bridge.hands_frames:
+        raise InvalidParamsError(f"-o first_frame=idm holds the image model's first frames, which bridge '{bridge.name}' does not "
+                                 "hand to the video model: use --bridge mixed-inversion or flow-edit, or -o first_frame=source")  # fmt: skip
 
 
 class TI2VParams(WanParams):
@@ -85,8 +88,8 @@ class TI2VParams(WanParams):
         "(mixed-inversion), as WanImageToVideoPipeline does for Wan 2.2 TI2V; none: text-to-video."
     )
 
-    def check_inputs(self, inputs, idm, given) -> None:
-        check_first_frame(self.first_frame, inputs, idm)
+    def check_inputs(self, inputs, idm, bridge, given) -> None:
+        check_first_frame(self.first_frame, inputs, idm, bridge)
 
 
 class VaceParams(WanParams):
@@ -116,7 +119,7 @@ class VaceParams(WanParams):
             raise ValueError("VACE's control follows the whole clip (at most 81 frames): it runs without -o window")
         return self
 
-    def check_inputs(self, inputs, idm, given) -> None:
+    def check_inputs(self, inputs, idm, bridge, given) -> None:
         """With --mask/--outpaint VACE fills frames (--condition-video's, else --video's): there must be some, and
         -o control has no say."""
         if "mask" in inputs and not inputs & {"video", "condition_video"}:
@@ -170,8 +173,8 @@ class LTXParams(VideoParams):
             raise ValueError("-o keyframe_stride takes its keyframes from the frames -o first_frame names: set -o first_frame=source or idm")
         return self
 
-    def check_inputs(self, inputs, idm, given) -> None:
-        check_first_frame(self.first_frame, inputs, idm)
+    def check_inputs(self, inputs, idm, bridge, given) -> None:
+        check_first_frame(self.first_frame, inputs, idm, bridge)
 
     @model_validator(mode="after")
     def _no_windows_when_held(self):
