@@ -149,3 +149,37 @@ def test_bad_jobs_file_is_one_line_exit_2(tmp_path, text, words):
 def test_missing_jobs_file_is_exit_2(tmp_path):
     result = CliRunner().invoke(cli, ["batch", str(tmp_path / "nowhere.yaml")])
     assert result.exit_code == 2 and "jobs file not found" in result.stderr
+
+
+def test_jobs_files_as_editors_write_them_and_their_silent_losses(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM (the first column read as '\\ufeffname'); a row with more cells than the
+    header (an unquoted comma) lost the extra text; a column or YAML key named twice kept the last. The first reads,
+    the others are one error naming the line or key."""
+    from vsynth.errors import JobsFileError
+
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffname,prompt,vdm,tiny\r\nfirst,hello,zeroscope,true\r\n".encode())
+    (job,) = read_jobs(bom, tmp_path / "out")
+    assert job.name == "first" and job.config.prompt == "hello"
+    for name, text, line in [
+        ("ragged.csv", "# {vdm: zeroscope, tiny: true}\nname,prompt\nz,a red ball, bouncing\n", "line 3: 1 more cell.s. than the header.s columns"),
+        ("twice.csv", "name,prompt,name\na,b,c\n", "the header names column 'name' twice"),
+        ("twice.yaml", "defaults: {vdm: zeroscope}\ndefaults: {vdm: modelscope}\njobs: [{prompt: a}]\n", "key 'defaults' appears twice"),
+    ]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(JobsFileError, match=line):
+            read_jobs(tmp_path / name, tmp_path / "out")
+
+
+def test_a_batch_folder_through_a_link_to_a_missing_disk_is_refused_before_making_it(tmp_path):
+    """Resolving --out first followed the link and made the missing disk's folders."""
+    from vsynth.errors import OutputFolderError
+
+    (tmp_path / "outputs").symlink_to(tmp_path / "unmounted" / "outputs")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("[{vdm: zeroscope, tiny: true, prompt: a}]\n")
+    result = CliRunner().invoke(cli, ["batch", str(jobs), "--out", str(tmp_path / "outputs" / "b")])
+    assert result.exit_code == 2 and "which does not exist (or loops)" in result.output, result.output
+    assert not (tmp_path / "unmounted").exists()
+    with pytest.raises(OutputFolderError, match="is a link to"):
+        pipeline.plan_run(pipeline.RunConfig(vdm="zeroscope", tiny=True, prompt="a", out=tmp_path / "outputs" / "run"))

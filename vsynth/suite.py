@@ -34,8 +34,10 @@ def suite_path(name: str | Path) -> Path:
 
 
 def read_suite(path: Path) -> dict:
+    from vsynth.core.run.config import load_yaml
+
     try:
-        suite = yaml.safe_load(path.read_text(encoding="utf-8"))
+        suite = load_yaml(path.read_text(encoding="utf-8-sig"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise VsynthInputError(f"cannot parse suite {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(suite, dict) or not suite.get("configurations") or not suite.get("prompts"):

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from vsynth.core.run.config import DOCUMENT_ERRORS, RunConfig, document_error, make_config
+from vsynth.core.run.config import DOCUMENT_ERRORS, RunConfig, document_error, load_yaml, make_config
 from vsynth.errors import JobsFileError, VsynthInputError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -61,10 +60,12 @@ def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
     if not path.is_file():
         raise JobsFileError(f"jobs file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
         defaults, entries = _PARSERS.get(path.suffix.lower(), _parse_yaml)(text)
     except DOCUMENT_ERRORS as exc:
         raise JobsFileError(f"cannot parse jobs file {path}: {document_error(exc)}") from None
+    except JobsFileError as exc:
+        raise JobsFileError(f"jobs file {path}: {exc}") from None
     if not isinstance(defaults, dict):
         raise JobsFileError(f"jobs file {path}: defaults must be a mapping of run settings")
     if not isinstance(defaults.get("options") or {}, dict):
@@ -112,7 +113,7 @@ def _merge(defaults: dict, entry: dict) -> dict:
 
 
 def _parse_yaml(text: str) -> tuple[dict, list]:
-    data = yaml.safe_load(text)
+    data = load_yaml(text)
     if isinstance(data, list):
         return {}, data
     if not isinstance(data, dict) or set(data) - {"defaults", "jobs"} or not isinstance(data.get("jobs"), list):
@@ -132,13 +133,21 @@ def _parse_csv(text: str) -> tuple[dict, list]:
     top = 0
     while top < len(lines) and lines[top].startswith("#"):
         top += 1
-    defaults = yaml.safe_load("".join(line[1:] for line in lines[:top])) or {}
+    defaults = load_yaml("".join(line[1:] for line in lines[:top])) or {}
     entries = []
-    for row in csv.DictReader(io.StringIO("".join(lines[top:]))):
+    reader = csv.DictReader(io.StringIO("".join(lines[top:])))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    twice = sorted({c for c in columns if columns.count(c) > 1 and c})
+    if twice:
+        raise JobsFileError(f"the header names column {twice[0]!r} twice")
+    for row in reader:
+        if None in row:  # cells beyond the header's columns
+            raise JobsFileError(f"line {top + reader.line_num}: {len(row[None])} more cell(s) than the header's columns "
+                                "(a comma inside a value? put the value in double quotes)")  # fmt: skip
         entry: dict[str, Any] = {}
         for column, cell in row.items():
-            if column is None or cell is None or cell.strip() == "":
-                continue  # an empty cell (or a surplus one) leaves the setting unset
+            if cell is None or cell.strip() == "":
+                continue  # an empty cell leaves the setting unset
             key, dot, option = column.strip().partition(".")
             if dot and key == "options":
                 entry.setdefault("options", {})[option] = cell  # typed by the params model, as -o values are

@@ -60,8 +60,9 @@ def prepare_batch(jobs_file: str | Path, out_root: str | Path) -> Batch:
     from vsynth.core.run.pipeline import model_key, plan_run
     from vsynth.core.run.validate import check_creatable
 
-    out_root = Path(out_root).expanduser().resolve()
+    out_root = Path(out_root).expanduser()
     check_creatable(out_root / "job", f"batch folder {out_root} (--out)", "choose another --out")  # before the jobs' own checks
+    out_root = out_root.resolve()  # after: resolving would follow a link to a missing disk, and make its folders
     results: dict[str, JobResult] = {}
     groups: dict[tuple, list[Job]] = {}
     for job in read_jobs(jobs_file, out_root):

@@ -289,6 +289,26 @@ def make_config(values: dict[str, Any]) -> RunConfig:
 DOCUMENT_ERRORS = (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError, RecursionError)
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping that names one key twice: YAML says it is an error, PyYAML keeps the last silently."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise DuplicateKeyError(f"key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1})")
+            seen.add(key) if isinstance(key, (str, int, float, bool)) else None
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str):
+    """yaml.safe_load, refusing a key given twice in one mapping (as TOML does) instead of keeping the last."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def document_error(exc: Exception) -> str:
     """Why a document did not parse, in a few words."""
     if isinstance(exc, RecursionError):
@@ -308,8 +328,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigFileError(f"config file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8-sig")  # Windows editors start UTF-8 files with a BOM
+        data = tomllib.loads(text) if path.suffix == ".toml" else load_yaml(text)
     except DOCUMENT_ERRORS as exc:
         raise ConfigFileError(f"cannot parse config file {path}: {document_error(exc)}") from None
     if data is None:

@@ -153,6 +153,8 @@ def check_creatable(path: Path, what: str, fix: str) -> None:
         raise OutputFolderError(f"{what}: {exc}") from None
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
+        if ancestor.is_symlink():  # a link to an unmounted disk, or a loop: folders cannot be made through it
+            raise OutputFolderError(f"{what}: {ancestor} is a link to {os.readlink(ancestor)}, which does not exist (or loops); {fix}")
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise OutputFolderError(f"{what}: {ancestor} is a file, not a folder; {fix}")
