@@ -161,6 +161,12 @@ def test_jobs_files_as_editors_write_them_and_their_silent_losses(tmp_path):
     bom.write_bytes("\ufeffname,prompt,vdm,tiny\r\nfirst,hello,zeroscope,true\r\n".encode())
     (job,) = read_jobs(bom, tmp_path / "out")
     assert job.name == "first" and job.config.prompt == "hello"
+    merged = tmp_path / "merged.yaml"  # a key a merge brings in may be written again: that is an override, not a twin
+    merged.write_text("base: &base {vdm: zeroscope, tiny: true, prompt: a}\njobs: [{<<: *base, prompt: b}]\n")
+    with pytest.raises(JobsFileError, match="mapping with `jobs:`"):  # `base:` is not a jobs-file key; the merge itself parses
+        read_jobs(merged, tmp_path / "out")
+    merged.write_text("- &base {vdm: zeroscope, tiny: true, prompt: a, name: one}\n- {<<: *base, prompt: b, name: two}\n")
+    assert [j.config.prompt for j in read_jobs(merged, tmp_path / "out")] == ["a", "b"]
     for name, text, line in [
         ("ragged.csv", "# {vdm: zeroscope, tiny: true}\nname,prompt\nz,a red ball, bouncing\n", "line 3: 1 more cell.s. than the header.s columns"),
         ("twice.csv", "name,prompt,name\na,b,c\n", "the header names column 'name' twice"),

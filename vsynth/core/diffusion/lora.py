@@ -111,35 +111,26 @@ def _in_folder(folder: Path, flag: str, text: str) -> Path:
 
 def _hub_file(repo: str, filename: str, flag: str, text: str) -> str:
     """The LoRA file from the hub cache, else downloaded (a LoRA is small beside the model); one line when neither works."""
-    from huggingface_hub import hf_hub_download
-
-    from vsynth.core.diffusion.weights import hub_reachable
+    from vsynth.core.diffusion.weights import hub_file
+    from vsynth.errors import WeightsUnavailableError
 
     try:
-        return hf_hub_download(repo, filename, local_files_only=True)
-    except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError, or a malformed id)
-        pass
-    if hub_reachable():
-        try:
-            return hf_hub_download(repo, filename)
-        except Exception as exc:  # noqa: BLE001 - the hub's own reasons: unknown repo, gated, missing file
-            raise LoraError(f"{flag} {shorten(text)}: cannot download {filename} from {repo}: {str(exc).splitlines()[0]}") from None
-    raise LoraError(
-        f"{flag} {shorten(text)}: {repo}/{filename} is not in the hub cache and the hub cannot be reached: download the file "
-        "and pass its path"
-    )
+        return hub_file(repo, filename)
+    except WeightsUnavailableError as exc:
+        raise LoraError(f"{flag} {shorten(text)}: {exc}; download the file and pass its path") from None
 
 
 # ---------------------------------------------------------------------------- reading and converting keys
 
 
-def header(path: str | Path, what: str = "the LoRA") -> dict[str, list[int]]:
-    """Tensor names and shapes of a safetensors file, from its header alone (``what`` it is, for the error)."""
+def header(path: str | Path, model: bool = False) -> dict[str, list[int]]:
+    """Tensor names and shapes of a safetensors file, from its header alone: a LoRA's, or (``model``) one of the model's
+    own weight files, which the error then blames instead."""
     from vsynth.core.diffusion.weights import safetensors_header
 
     entries = safetensors_header(path)
     if entries is None:
-        error = LoraError if what == "the LoRA" else InvalidWeightsError
+        error, what = (InvalidWeightsError, "the model's weights") if model else (LoraError, "the LoRA")
         raise error(f"{path} is not a readable safetensors file (truncated or corrupt); re-download or re-export {what}")
     return {name: entry["shape"] for name, entry in entries.items()}
 
@@ -284,14 +275,14 @@ def _network_on_disk(sources: dict[str, str]) -> tuple[str, dict[str, list[int]]
                 found = True
                 class_name = class_name or json.loads(config.read_text()).get("_class_name", "")
                 for file in (folder / sub).glob("*.safetensors"):
-                    shapes.update(header(file, "the model's weights"))
+                    shapes.update(header(file, model=True))
         if not found:
             roots += list(folder.glob("*.safetensors"))
     if class_name is None:
         return None
     for file in roots:
         if file.suffix == ".safetensors":
-            shapes.update(header(file, "the model's weights"))
+            shapes.update(header(file, model=True))
     return class_name, shapes
 
 

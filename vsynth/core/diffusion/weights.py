@@ -93,6 +93,23 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def hub_file(repo: str, filename: str) -> str:
+    """One file of a hub repo: from the cache, else downloaded when one short connection reaches the hub (offline,
+    huggingface_hub retries for half a minute); :class:`WeightsUnavailableError` with one line when neither works."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(repo, filename, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError), or a malformed id: said below
+        pass
+    if not hub_reachable():
+        raise WeightsUnavailableError(f"{filename} from {repo} is not in the hub cache and the hub cannot be reached")
+    try:
+        return hf_hub_download(repo, filename)
+    except Exception as exc:  # noqa: BLE001 - the hub's own reasons: unknown repo, gated, missing file
+        raise WeightsUnavailableError(f"cannot download {filename} from {repo}: {str(exc).splitlines()[0]}") from None
+
+
 def needs_hub(sources: dict[str, dict[str, str]]) -> bool:
     """Whether any located source is a hub id rather than a local folder or file."""
     return any(not Path(source).exists() for role in sources.values() for source in role.values())

@@ -295,12 +295,17 @@ class DuplicateKeyError(yaml.YAMLError):
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
+        """The keys the mapping writes out, each once; a merge (``<<: *base``) may still be overridden by them."""
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # a sequence or mapping as a key: SafeLoader's own error says so
+            if key in seen:
                 raise DuplicateKeyError(f"key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1})")
-            seen.add(key) if isinstance(key, (str, int, float, bool)) else None
+            seen.add(key)
         return super().construct_mapping(node, deep)
 
 

@@ -80,23 +80,14 @@ def load_body_model(source: str) -> BodyPoseModel:
     if path.is_dir():
         path = path / WEIGHTS_FILE
     elif not path.is_file():
-        from huggingface_hub import hf_hub_download
-
+        from vsynth.core.diffusion.weights import hub_file
         from vsynth.errors import WeightsUnavailableError
 
-        from vsynth.core.diffusion.weights import hub_reachable
-
-        fix = "pass a folder or file with -o detector=, or precomputed poses with --condition-video"
-        try:  # the cache first; the hub only when one short connection reaches it (no retries for half a minute offline)
-            path = Path(hf_hub_download(source, WEIGHTS_FILE, local_files_only=True))
-        except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError), or a malformed id: said below
-            if not hub_reachable():
-                raise WeightsUnavailableError(f"the pose detector's {WEIGHTS_FILE} from {source} is not in the hub cache and the hub "
-                                              f"cannot be reached: {fix}") from None  # fmt: skip
-            try:
-                path = Path(hf_hub_download(source, WEIGHTS_FILE))
-            except Exception as exc:
-                raise WeightsUnavailableError(f"cannot get the pose detector's {WEIGHTS_FILE} from {source}: {str(exc).splitlines()[0]}; {fix}") from None
+        try:
+            path = Path(hub_file(source, WEIGHTS_FILE))
+        except WeightsUnavailableError as exc:
+            raise WeightsUnavailableError(f"cannot get the pose detector's weights: {exc}; pass a folder or file with -o detector=, "
+                                          "or precomputed poses with --condition-video") from None  # fmt: skip
     model = BodyPoseModel()
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, even from a trusted pickle
