@@ -16,7 +16,7 @@ from vsynth.core.run.config import RunConfig, make_config
 from vsynth.core.run.progress import check_display
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """What one run produced."""
 
@@ -24,6 +24,20 @@ class RunResult:
     latents: Any  # torch (1, C, F, h, w): the final latent video, before decoding
     record: dict  # what run.json holds (written there when out_dir is set)
     out_dir: Path | None  # the output folder, or None when the run was not written
+
+    def __repr__(self) -> str:
+        """Shapes, models and metrics, not the tensors' and the record's thousands of values (a notebook prints it)."""
+        models = ", ".join(f"{role}={m['name']}" for role, m in self.record.get("models", {}).items())
+        bridge = (self.record.get("bridge") or {}).get("name")
+        metrics = {k: v.get("final", v) if isinstance(v, dict) else v for k, v in self.record.get("metrics", {}).items()}
+        parts = [f"frames={_shape(self.frames)}", f"latents={_shape(self.latents)}", models, f"bridge={bridge}" if bridge else "",
+                 f"metrics={metrics}" if metrics else "", f"out_dir={str(self.out_dir)!r}" if self.out_dir else "out_dir=None"]
+        return f"RunResult({', '.join(p for p in parts if p)})"
+
+
+def _shape(array) -> str:
+    shape = getattr(array, "shape", None)
+    return f"{type(array).__name__}{tuple(shape)}" if shape is not None else repr(array)
 
 
 class Session:
@@ -56,12 +70,15 @@ class Session:
         from vsynth.core.run.pipeline import execute, model_key, plan_run
         from vsynth.core.run.progress import shown
 
+        from vsynth.core.diffusion.quantize import quiet_imports
+
         check_display(display)
-        plan = plan_run(config)
-        if self._loaded is not None and self._loaded.key != model_key(plan):
-            self._loaded = None  # free the old set before the new one loads
-        with shown(display if display is not None else self.display) as progress:
-            report = execute(plan, progress, loaded=self._loaded, write=config.out is not None)
+        with quiet_imports():
+            plan = plan_run(config)
+            if self._loaded is not None and self._loaded.key != model_key(plan):
+                self._loaded = None  # free the old set before the new one loads
+            with shown(display if display is not None else self.display) as progress:
+                report = execute(plan, progress, loaded=self._loaded, write=config.out is not None)
         self._loaded = report.loaded
         return RunResult(frames=report.frames, latents=report.latents, record=report.record, out_dir=report.out_dir)
 

@@ -61,8 +61,10 @@ def check(scheme: str, device: str) -> None:
 
 
 # Loggers of the quantization backends that diffusers imports with its models once they are installed: the CUDA
-# kernels a CPU build cannot load, a missing optional package, and the enum registrations torch warns about.
-NOISY = ("torchao", "bitsandbytes", "torch.utils._pytree")
+# kernels a CPU build cannot load, a missing optional package, the enum registrations torch warns about, and
+# diffusers' note that a newer torchao lacks the tensor classes of checkpoints serialized with torchao (vsynth
+# quantizes after loading and never reads such checkpoints).
+NOISY = ("torchao", "bitsandbytes", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer")
 
 
 def quiet_backends() -> None:
@@ -72,16 +74,19 @@ def quiet_backends() -> None:
 
 
 @contextmanager
-def _quiet_import():
-    """torchao logs the optional CUDA kernels a CPU build cannot load, and bitsandbytes its missing kernels package."""
-    loggers = [logging.getLogger(name) for name in ("torchao", "bitsandbytes", "root")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
+def quiet_imports(root: bool = False):
+    """Only errors from the backends' loggers while vsynth imports and loads models for a library caller, then as
+    they were; a logger whose level the caller set is left alone (the CLI silences them for good: quiet_backends).
+    ``root`` too while a backend quantizes (bitsandbytes logs its missing kernels package on the root logger)."""
+    loggers = [logging.getLogger(name) for name in NOISY]
+    chosen = [logger for logger in loggers if logger.level == logging.NOTSET] + ([logging.getLogger()] if root else [])
+    levels = [logger.level for logger in chosen]
+    for logger in chosen:
         logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(chosen, levels):
             logger.setLevel(level)
 
 
@@ -97,7 +102,7 @@ def apply(networks, scheme: str, dtype) -> dict:
     unique = list({id(n): n for n in networks}.values())
     before = sum(_linear_bytes(n) for n in unique)
     if scheme in ("int8", "fp8"):
-        with _quiet_import():
+        with quiet_imports(root=True):
             from torchao.quantization import Float8WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
         config = Int8WeightOnlyConfig() if scheme == "int8" else Float8WeightOnlyConfig()
         for network in unique:
@@ -126,7 +131,7 @@ def to_nf4(network, dtype) -> None:
     as diffusers' bitsandbytes quantizer builds them; the weights quantize when the layer reaches its device."""
     import torch
 
-    with _quiet_import():
+    with quiet_imports(root=True):
         import bitsandbytes as bnb
 
     for parent in list(network.modules()):
