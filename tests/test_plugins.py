@@ -432,11 +432,36 @@ def fake_pip(plugins, monkeypatch):
     return calls
 
 
-def test_install_runs_pip_and_shows_the_added_plugin(fake_pip):
-    result = run_cli("install", "-U", "vsynth-new", "-e", "./local-plugin")
+def test_install_runs_pip_and_shows_the_added_plugin(fake_pip, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "local-plugin").mkdir()
+    (tmp_path / "local-plugin" / "pyproject.toml").write_text("[project]\nname = 'vsynth-local'\n")
+    result = run_cli("install", "-U", "vsynth-new", "-e", "./local-plugin[extra]", "-e", "git+https://example.org/p.git#egg=p")
     assert result.exit_code == 0, result.output
-    assert fake_pip == [["install", "--upgrade", "vsynth-new", "-e", "./local-plugin"]]
+    assert fake_pip == [["install", "--upgrade", "vsynth-new", "-e", "./local-plugin[extra]", "-e", "git+https://example.org/p.git#egg=p"]]
     assert result.stdout.strip() == "added plugin 'new' (vsynth-new 1.0)"
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (("install", "-e", "missing-plugin"), "-e missing-plugin: no such folder"),
+        (("install", "-e", "empty"), "-e empty: not a Python project (no pyproject.toml or setup.py in it)"),
+        (("uninstall", "vsynth-foo", "torch", "-y"), "torch is one of vsynth's own dependencies, not a plugin: removing it would break "
+         "vsynth; if you mean it, run `python -m pip uninstall torch`"),
+        (("uninstall", "Diffusers==0.42"), "Diffusers==0.42 is one of vsynth's own dependencies"),
+        (("uninstall", "vsynth-foo"), "vsynth uninstall asks before removing, and there is no terminal to ask on: add -y"),
+    ],
+)
+def test_install_and_uninstall_refuse_what_pip_would_fail_on_or_regret(fake_pip, tmp_path, monkeypatch, args, line):
+    """pip's own answers were many lines and exit 1 (a missing -e folder), a removed torch (vsynth broken), or an
+    EOFError traceback (its question, asked with no terminal)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    result = run_cli(*args)
+    assert result.exit_code == 2 and fake_pip == [], result.output
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith(f"Error: {line}"), message
 
 
 def test_uninstall_works_with_a_broken_plugin_even_in_strict_mode(plugins, fake_pip, monkeypatch):

@@ -378,6 +378,8 @@ def install(packages, upgrade, editables):
     """
     if not packages and not editables:
         raise click.UsageError("name at least one package, or -e PATH")
+    for path in editables:
+        _check_editable(path)
     editable_args = [arg for path in editables for arg in ("-e", path)]
     _pip_and_report(["install", *(["--upgrade"] if upgrade else []), *packages, *editable_args])
 
@@ -393,7 +395,37 @@ def uninstall(packages, yes):
     """
     if any(_normalized(p) == "vsynth" for p in packages):
         raise VsynthInputError("vsynth uninstall removes plugins, not vsynth itself: run `python -m pip uninstall vsynth`")
+    needed = _base_requirements()
+    for package in packages:
+        if _normalized(package) in needed:
+            raise VsynthInputError(f"{package} is one of vsynth's own dependencies, not a plugin: removing it would break vsynth; "
+                                   f"if you mean it, run `python -m pip uninstall {package}`")
+    if not yes and not sys.stdin.isatty():  # pip's "Proceed (Y/n)?" would meet the end of input: an EOFError traceback
+        raise VsynthInputError("vsynth uninstall asks before removing, and there is no terminal to ask on: add -y")
     _pip_and_report(["uninstall", *packages, *(["--yes"] if yes else [])])
+
+
+def _check_editable(path: str) -> None:
+    """A local -e PATH is a folder with a Python project in it (pip says so in many lines, and exits 1); VCS URLs pass."""
+    import re
+
+    if "://" in path or re.match(r"^(git|hg|svn|bzr)\+", path):
+        return
+    folder = Path(re.sub(r"\[[^\]]*\]$", "", path)).expanduser()  # ./plugin[extra]
+    if not folder.is_dir():
+        raise VsynthInputError(f"-e {path}: {'is not a folder' if folder.exists() else 'no such folder'}")
+    if not any((folder / name).is_file() for name in ("pyproject.toml", "setup.py", "setup.cfg")):
+        raise VsynthInputError(f"-e {path}: not a Python project (no pyproject.toml or setup.py in it)")
+
+
+def _base_requirements() -> set[str]:
+    """The distributions vsynth itself needs (its extras' are optional, and may go)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        return {_normalized(r) for r in requires("vsynth") or [] if "extra ==" not in r}
+    except PackageNotFoundError:  # run from a source tree without being installed
+        return set()
 
 
 def _normalized(package: str) -> str:
