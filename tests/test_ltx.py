@@ -92,6 +92,23 @@ def test_keyframes_equal_ltx_condition_pipeline(pipe, monkeypatch):
     assert not torch.allclose(ours, sampling.sample(d, noise, cond, steps=3, guidance=3.0), atol=1e-3)  # the keyframe steers
 
 
+@pytest.mark.parametrize("requested, held, why", [(20, 9, "the clip has 9"), (5, 1, "whole latent frames are 1 + 8k"), (9, 9, None)])
+def test_condition_frames_it_cannot_hold_are_said(requested, held, why):
+    """-o condition_frames above the clip's frames, or between whole latent frames, was cut without a word."""
+    import warnings
+
+    from vsynth.testing import load_tiny_model
+
+    frames = read_video(SAMPLE_VIDEO, frames=9, stride=2, size=(64, 64)).frames
+    model = load_tiny_model("ltx-video", first_frame="idm", condition_frames=requested)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.condition_on_frames(frames)
+    assert model.ltx.held.shape[2] == 1 + (held - 1) // 8
+    said = [str(w.message) for w in caught if issubclass(w.category, vsynth.errors.VsynthWarning)]
+    assert said == ([f"ltx-video: -o condition_frames={requested} holds the first {held} frame{'s' * (held > 1)} ({why})"] if why else [])
+
+
 @pytest.mark.parametrize(
     "idm, bridge, video", [(None, "none", False), ("controlnet-canny", "mixed-inversion", True), ("sd15", "encapsulated", False)]
 )

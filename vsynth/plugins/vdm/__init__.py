@@ -160,7 +160,7 @@ class LTXParams(VideoParams):
         "none", description="Image-to-video: hold the first frames at --video's, or at the IDM's generated frames (mixed-inversion), "
         "as LTXImageToVideoPipeline holds its image (and LTXConditionPipeline a condition at frame 0); none: text-to-video."
     )
-    condition_frames: PositiveInt = Field(1, description="How many frames -o first_frame holds (rounded down to 1 + 8k: whole latent frames).")
+    condition_frames: PositiveInt = Field(1, description="How many frames -o first_frame holds (rounded down to 1 + 8k, whole latent frames, and to the clip's length, with a warning).")
     keyframe_stride: NonNegativeInt = Field(
         0, description="With -o first_frame, also condition on every Nth of those frames as a keyframe at its own position, as "
         "LTXConditionPipeline conditions on images at frame indices (for LTX-Video 0.9.5 and later, e.g. --vdm-weights "

@@ -20,6 +20,7 @@ timestep 0, whose predictions are dropped.
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import VideoModel
 from vsynth.core.diffusion.offload import execution_device
 from vsynth.core.diffusion.processes import FLOW
+from vsynth.errors import VsynthWarning
 
 
 def calculate_shift(tokens: int, config) -> float:
@@ -281,8 +283,13 @@ class LTXVideoModel(VideoModel):
         ``keyframe_stride`` N, frames N, 2N, ... of them are keyframes, each encoded alone (LTXConditionPipeline's
         image conditions at frame indices)."""
         if self.params.first_frame == ("source" if source else "idm"):
-            count = min(self.params.condition_frames, len(frames))
+            requested = self.params.condition_frames
+            count = min(requested, len(frames))
             count = 1 + (count - 1) // self.codec.temporal * self.codec.temporal
+            if count != requested:  # a clip shorter than asked, or a count between whole latent frames
+                why = f"the clip has {len(frames)}" if requested > len(frames) else f"whole latent frames are 1 + {self.codec.temporal}k"
+                warnings.warn(f"ltx-video: -o condition_frames={requested} holds the first {count} frame{'s' * (count > 1)} ({why})",
+                              VsynthWarning, stacklevel=2)
             self.ltx.held = self.codec.encode(frames[:count])
             stride = self.params.keyframe_stride
             self.ltx.keyframes = [(i, self.codec.encode(frames[i : i + 1])) for i in range(stride, len(frames), stride)] if stride else []
