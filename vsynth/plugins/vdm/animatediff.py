@@ -15,7 +15,7 @@ import torch
 
 from vsynth.core.diffusion.components import VaeCodec, load
 from vsynth.core.diffusion.models import VideoModel
-from vsynth.errors import VsynthInputError, WeightsUnavailableError
+from vsynth.errors import VsynthInputError
 from vsynth.plugins.idm.sdxl import SDXL, SDXLConditions
 from vsynth.plugins.idm.stable_diffusion import SD15
 from vsynth.plugins.vdm import LIGHTNING_FILE
@@ -101,12 +101,9 @@ class AnimateDiffLightning(AnimateDiff):
             if not path.is_file():
                 raise VsynthInputError(f"{source} has no {filename}: download it, or pick another -o checkpoint_steps")
         elif not path.is_file():
-            from huggingface_hub import hf_hub_download
+            from vsynth.core.diffusion.weights import hub_file
 
-            try:
-                path = Path(hf_hub_download(source, filename))
-            except Exception as exc:
-                raise WeightsUnavailableError(f"cannot get {filename} from {source}: {str(exc).splitlines()[0]}") from None
+            path = Path(hub_file(source, filename))  # the cache, else the hub if reachable: one line when neither
         config_file = path.parent / "config.json"
         config = {}
         if config_file.is_file():

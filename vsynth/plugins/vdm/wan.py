@@ -242,9 +242,9 @@ def pipeline_index(source: str) -> dict:
     folder = _folder(source)
     path = folder / "model_index.json" if folder is not None else None
     if path is None or not path.is_file():
-        from huggingface_hub import hf_hub_download
+        from vsynth.core.diffusion.weights import hub_file
 
-        path = Path(hf_hub_download(source, "model_index.json"))
+        path = Path(hub_file(source, "model_index.json"))  # the cache, else the hub if reachable: one line when neither
     return json.loads(path.read_text())
 
 
