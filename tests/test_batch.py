@@ -2,13 +2,14 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from tests.conftest import SAMPLE_VIDEO
-from vsynth.batch.jobs import read_jobs
+from vsynth.batch.jobs import changed_settings, read_jobs
 from vsynth.cli import cli
 from vsynth.core.media import video as videoio
 from vsynth.core.run import pipeline
@@ -133,17 +134,55 @@ def test_yaml_jsonl_and_csv_jobs_files_read_the_same(tmp_path):
         ("jobs: []", "holds no jobs"),
         ("runs: [{prompt: a}]", "`jobs:`"),
         ("[{name: a, prompt: x}, {name: a, prompt: y}]", "two jobs are named 'a'"),
-        ("[{name: ../up, prompt: x}]", "job name '../up'"),
+        ("[{name: ../up, prompt: x}]", "job 1: name '../up' must be letters"),
         ("[{prompt: x, out: elsewhere}]", "sets out"),
         ("[just a prompt]", "job 1 must be a mapping"),
+        # a name that is not text (YAML wrote the folder True/ or None/), or cannot be a folder everywhere: refused as read
+        ("[{prompt: x}, {name: true, prompt: y}]", "job 2: name true is not text; quote the name, or leave it out for job-002"),
+        ("[{name: null, prompt: x}]", "job 1: name null is not text"),
+        ("[{name: 1.5, prompt: x}]", "job 1: name 1.5 is not text"),
+        ("[{name: [a], prompt: x}]", "job 1: name ['a'] is not text"),
+        (f"[{{name: {'n' * 300}, prompt: x}}]", "job 1: name 'nnn"),
+        (f"[{{name: {'n' * 232}, prompt: x}}]", "is too long (232 characters; at most 231"),
+        ("[{name: '', prompt: x}]", "job 1: name '' must be letters"),
+        ("[{name: ., prompt: x}]", "name '.' must be letters"),
+        ("[{name: .., prompt: x}]", "name '..' must be letters"),
+        ("[{name: a/b, prompt: x}]", "name 'a/b' must be letters"),
+        ('[{name: "a\\0b", prompt: x}]', "name 'a\\x00b' must be letters"),
+        ('[{name: "a\\tb", prompt: x}]', "name 'a\\tb' must be letters"),
+        ("[{name: .hidden, prompt: x}]", "must be letters"),
+        ("[{name: v1., prompt: x}]", "not ending with '.'"),
+        ("[{name: CON, prompt: x}]", "name 'CON' is a device name on Windows"),
+        ("[{name: nul.mp4, prompt: x}]", "name 'nul.mp4' is a device name on Windows"),
+        ("[{name: Lpt1, prompt: x}]", "is a device name on Windows"),
+        ("[{name: Corgi, prompt: x}, {name: corgi, prompt: y}]", "two jobs are named 'Corgi' and 'corgi', one folder where names ignore case"),
+        # a bad key of the defaults fails the file once, naming it, not every job
+        ("{defaults: {framez: 2, colour: red}, jobs: [{prompt: a}, {prompt: b}]}",
+         "jobs file JOBS: defaults: unknown settings 'framez' (did you mean 'frames'?), 'colour'"),
+        ("{defaults: {promt: a}, jobs: [{vdm: zeroscope}]}", "defaults: unknown setting 'promt' (did you mean 'prompt'?)"),
+        ("{defaults: {name: a}, jobs: [{prompt: a}]}", "defaults: name is each job's own"),
+        ("{defaults: {out: elsewhere}, jobs: [{prompt: a}]}", "defaults: out is the batch's"),
     ],
 )
 def test_bad_jobs_file_is_one_line_exit_2(tmp_path, text, words):
     path = tmp_path / "jobs.yaml"
     path.write_text(text)
     result = CliRunner().invoke(cli, ["batch", str(path), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.exit_code == 2 and words.replace("JOBS", str(path)) in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_number_as_a_job_name_is_its_text_and_a_csv_header_is_checked_once(tmp_path):
+    """YAML and JSON read `name: 2024` as a number: the job is 2024/. A CSV column that is no setting failed every row."""
+    from vsynth.errors import JobsFileError
+
+    (tmp_path / "jobs.yaml").write_text("defaults: {vdm: zeroscope}\njobs: [{name: 2024, prompt: a}]\n")
+    (tmp_path / "jobs.jsonl").write_text('{"name": 7, "vdm": "zeroscope", "prompt": "a"}\n')
+    assert [j.name for f in ("jobs.yaml", "jobs.jsonl") for j in read_jobs(tmp_path / f, tmp_path / "o")] == ["2024", "7"]
+    (tmp_path / "jobs.csv").write_text("# vdm: zeroscope\nname,promt,Frames,options.x,\na,b,2,1,\n")
+    with pytest.raises(JobsFileError, match="the header: unknown settings 'promt' .did you mean 'prompt'.., 'Frames' .did you mean 'frames'..$"):
+        read_jobs(tmp_path / "jobs.csv", tmp_path / "o")
 
 
 def test_missing_jobs_file_is_exit_2(tmp_path):
@@ -189,3 +228,72 @@ def test_a_batch_folder_through_a_link_to_a_missing_disk_is_refused_before_makin
     assert not (tmp_path / "unmounted").exists()
     with pytest.raises(OutputFolderError, match="is a link to"):
         pipeline.plan_run(pipeline.RunConfig(vdm="zeroscope", tiny=True, prompt="a", out=tmp_path / "outputs" / "run"))
+
+
+def test_a_rerun_refuses_a_job_whose_settings_changed_and_reruns_it_when_asked(tmp_path, monkeypatch):
+    """A rerun skipped every job with a run.json: after editing a prompt the old video came back silently."""
+    out = tmp_path / "out"
+    jobs = [{"name": "corgi", "prompt": "a corgi"}, {"name": "cat", "prompt": "a cat"}]
+    first = CliRunner().invoke(cli, ["batch", str(write_jobs(tmp_path, jobs)), "--out", str(out), "-q"])
+    assert first.exit_code == 0, first.output
+    before = {name: (out / name / "run.json").read_text() for name in ("corgi", "cat")}
+
+    monkeypatch.setattr(pipeline, "load_models", pytest.fail)  # refused before any model loads
+    edited = write_jobs(tmp_path, [{**jobs[0], "prompt": "a corgi on the beach", "seed": 7}, jobs[1]])
+    result = CliRunner().invoke(cli, ["batch", str(edited), "--out", str(out), "-q"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"Error: batch folder {out}: job 'corgi' (prompt, seed) changed since its folder was written; "
+        "pass --rerun-changed to run it again, replacing its folder, or remove the folder"
+    )
+    assert {name: (out / name / "run.json").read_text() for name in ("corgi", "cat")} == before
+    assert sorted(p.name for p in out.iterdir()) == ["cat", "corgi", "summary.csv", "summary.json", "summary.md"]
+
+    monkeypatch.undo()
+    again = CliRunner().invoke(cli, ["batch", str(edited), "--out", str(out), "-q", "--rerun-changed"])
+    assert again.exit_code == 0, again.output
+    assert f"running 1 of 2 jobs in {out} again: their settings changed since their run" in again.stderr
+    assert [row["status"] for row in json.loads((out / "summary.json").read_text())] == ["ok", "skipped"]
+    assert json.loads((out / "corgi" / "run.json").read_text())["config"]["prompt"] == "a corgi on the beach"
+    assert (out / "cat" / "run.json").read_text() == before["cat"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(pipeline, "load_models", pytest.fail)
+    resumed = CliRunner().invoke(cli, ["batch", str(edited), "--out", str(out), "-q"])  # nothing changed since: all skipped
+    assert resumed.exit_code == 0 and "2 of 2 jobs are complete" in resumed.stderr
+
+
+def test_a_rerun_compares_what_the_job_sets_not_how_the_run_resolved_it(tmp_path, monkeypatch):
+    """run.json records the config as the run resolved it: input paths absolute, the stride filled in, frames rounded
+    to the video model's latent frames, the job's own folder. None of that is a change; what the user edits is."""
+    first, moved = tmp_path / "first", tmp_path / "moved"  # the batch run again from another folder, or a moved project
+    for folder in (first, moved):
+        (folder / "clips").mkdir(parents=True)
+        shutil.copy(SAMPLE_VIDEO, folder / "clips" / "in.mp4")
+    job = {"name": "canny", "idm": "controlnet-canny", "video": "clips/in.mp4", "prompt": "a red ball", "options": {"mixing_ratio": 0.5}}
+    monkeypatch.chdir(first)
+    (done,) = read_jobs(write_jobs(tmp_path, [job]), tmp_path / "out")
+    recorded = json.loads(pipeline.plan_run(done.config).config.model_dump_json())  # run.json's "config", as the run writes it
+    assert recorded["stride"] == 4 and recorded["video"] == str(first / "clips" / "in.mp4")
+    done.out_dir.mkdir(parents=True)
+    (done.out_dir / "run.json").write_text(json.dumps({"config": recorded}))
+    monkeypatch.chdir(moved)
+
+    def changes(edits=None, defaults=DEFAULTS, out=tmp_path / "out"):
+        (again,) = read_jobs(write_jobs(tmp_path, [{**job, **(edits or {})}], defaults), out)
+        return changed_settings(again)
+
+    assert changes({"seed": 42}, {**DEFAULTS, "offload": "model", "memory_check": False}) == []  # how it ran is no change
+    assert changes({"video": str(first / "clips" / "in.mp4")}) == []
+    assert changes({"video": "clips/other.mp4"}) == ["video"]
+    assert changes({"prompt": "a blue ball", "stride": 2, "options": {"mixing_ratio": 0.7}}) == ["prompt", "stride", "options.mixing_ratio"]
+    assert changes({"options": {}}, {**DEFAULTS, "steps": 2}) == ["steps", "options.mixing_ratio"]
+    shutil.move(tmp_path / "out", tmp_path / "elsewhere")  # a batch folder moved with its jobs: --out is no setting
+    assert changes(out=tmp_path / "elsewhere") == []
+
+    ltx = {"name": "ltx", "vdm": "ltx-video", "prompt": "a", "frames": 10}  # its latent frames hold 9; stride left unset
+    (job_ltx,) = read_jobs(write_jobs(tmp_path, [ltx], {"tiny": True}), tmp_path / "o")
+    job_ltx.out_dir.mkdir(parents=True)
+    for frames, stride, changed in [(9, 4, []), (5, 4, ["frames"]), (9, 2, ["stride"])]:  # an explicit stride removed since
+        record = {**json.loads(job_ltx.config.model_dump_json()), "frames": frames, "stride": stride}
+        (job_ltx.out_dir / "run.json").write_text(json.dumps({"config": record}))
+        assert changed_settings(job_ltx) == changed

@@ -211,6 +211,12 @@ def test_a_suite_runs_through_batch_and_aggregates_per_configuration(tmp_path):
     assert table["zeroscope"]["metrics"]["flicker"] == pytest.approx(sum(finals) / 2, abs=1e-4)
     assert set(table["modelscope"]["metrics"]) == {"flicker", "mean_abs_frame_difference"}
     assert "| flicker |" in (tmp_path / "out" / "suite.md").read_text()
+    # a rerun with other --metrics changes every job: refused, then run again when asked (the batch's --rerun-changed)
+    again = run_cli("eval", "--suite", suite, "--tiny", "--out", tmp_path / "out", "--metrics", "flicker")
+    assert again.exit_code == 2 and "changed since" in again.stderr and "pass --rerun-changed" in again.stderr, again.output
+    again = run_cli("eval", "--suite", suite, "--tiny", "--out", tmp_path / "out", "--metrics", "flicker", "--rerun-changed", "--json")
+    assert again.exit_code == 0, again.output
+    assert set(json.loads(again.stdout)["configurations"]["zeroscope"]["metrics"]) == {"flicker"}
 
 
 def test_the_shipped_suite_plans_every_job_on_the_tiny_models(tmp_path):

@@ -757,16 +757,18 @@ def toy_train(args):
 @click.option("--out", type=click.Path(path_type=Path), help="Batch folder: one folder per job, and the summary  [default: outputs/<JOBS name>]")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
               help="Run on Ray (pip install 'vsynth[ray]'): a cluster's ADDRESS, or alone for a local Ray.")  # fmt: skip
+@click.option("--rerun-changed", is_flag=True, help="Run again the complete jobs whose settings changed since, replacing their folders.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; print only the summary table.")
-def batch(jobs_file, out, ray_address, quiet):
+def batch(jobs_file, out, ray_address, rerun_changed, quiet):
     """Run a YAML, JSONL or CSV file of jobs, here or on Ray.
 
     \b
     Each job is a run config, as --config takes; `defaults` at the top apply to all.
     Writes OUT/<job name>/ per job and OUT/summary.{json,csv,md}: each job's status, seconds,
     frame evaluations and metrics. Jobs with the same models share one load. A rerun skips jobs
-    whose folder is complete; a failed job is recorded and the others go on.
-    Exit code: 0 all jobs ok, 1 some failed, 2 a bad jobs file.
+    whose folder is complete, and refuses those whose settings changed since (--rerun-changed
+    runs them again); a failed job is recorded and the others go on.
+    Exit code: 0 all jobs ok, 1 some failed, 2 a bad jobs file or changed jobs.
     """
     from vsynth.batch.runner import prepare_batch
 
@@ -774,7 +776,7 @@ def batch(jobs_file, out, ray_address, quiet):
     _quiet_libraries()
     _registry()
     with _WarningLines().shown() as lines:
-        return _run_batch(prepare_batch(jobs_file, out), ray_address, quiet, lines)
+        return _run_batch(prepare_batch(jobs_file, out, rerun_changed=rerun_changed), ray_address, quiet, lines)
 
 
 def _run_batch(prepared, ray_address, quiet, lines: _WarningLines) -> int:
@@ -784,6 +786,9 @@ def _run_batch(prepared, ray_address, quiet, lines: _WarningLines) -> int:
     if reused:
         click.echo(f"{reused} of {len(prepared.results)} jobs are complete in {prepared.out_root} from an earlier run: "
                    "reusing their outputs (remove a job's folder to run it again)", err=True)  # fmt: skip
+    if prepared.replaced:
+        click.echo(f"running {len(prepared.replaced)} of {len(prepared.results)} jobs in {prepared.out_root} again: their settings "
+                   "changed since their run (--rerun-changed), and their folders are replaced", err=True)  # fmt: skip
     run_kwargs = {"ray": ray_address is not None, "ray_address": ray_address or None}
     try:
         if quiet:
@@ -821,9 +826,10 @@ def _run_batch(prepared, ray_address, quiet, lines: _WarningLines) -> int:
 @click.option("--suite", type=click.Path(path_type=Path), help="Run a prompt suite (YAML) through `vsynth batch` and aggregate its metrics per configuration; 'default' is the shipped one.")
 @click.option("--out", type=click.Path(path_type=Path), help="--suite: the batch folder  [default: outputs/suite-<SUITE name>]")
 @click.option("--tiny", is_flag=True, help="The metrics' offline tiny random-weight networks (and, with --suite, the tiny models).")
+@click.option("--rerun-changed", is_flag=True, help="--suite: run again the jobs complete in --out whose settings changed since (e.g. other --metrics), replacing their folders.")
 @click.option("--metric-weights", "metric_weights", multiple=True, metavar="ROLE=PATH_OR_ID", help="Replace a metric network's weights (clip=..., raft=...; METRIC.ROLE for one metric); repeatable.")
 @click.option("--device", default="cpu", show_default=True, help="Where the metric networks run: cpu, cuda, cuda:N or mps.")
-def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite, out, tiny, metric_weights, device):
+def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite, out, tiny, rerun_changed, metric_weights, device):
     """Measure run folders or videos with the registered metrics: text alignment (CLIP), frame consistency
     (CLIP), flow warping error (RAFT), flicker, control adherence, and any a plugin adds.
 
@@ -846,10 +852,13 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
     if suite is not None:
         if paths or compare:
             raise VsynthInputError("--suite runs its own jobs: give no PATHS and no --compare with it")
+    elif rerun_changed:
+        raise VsynthInputError("--rerun-changed reruns a --suite's jobs: give it with --suite")
+    if suite is not None:
         from vsynth.suite import run_suite
 
         with _WarningLines().shown():
-            record = run_suite(suite, out, metrics=names, tiny=tiny)
+            record = run_suite(suite, out, metrics=names, tiny=tiny, rerun_changed=rerun_changed)
         for job, error in record["failed"].items():
             click.echo(f"failed: {job}: {_one_line(error or '')}", err=True)
         click.echo(json.dumps(record, indent=2) if as_json else record["markdown"], nl=as_json)

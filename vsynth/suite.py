@@ -104,8 +104,11 @@ def markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_suite(name: str | Path, out: Path | None, *, metrics: Sequence[str] | None = None, tiny: bool = False, on_result=None) -> dict:
-    """Run the suite through the batch machinery into ``out`` and aggregate; writes ``out/suite.{json,md}``."""
+def run_suite(name: str | Path, out: Path | None, *, metrics: Sequence[str] | None = None, tiny: bool = False, on_result=None,
+              rerun_changed: bool = False) -> dict:
+    """Run the suite through the batch machinery into ``out`` and aggregate; writes ``out/suite.{json,md}``.
+    A job complete in ``out`` is reused; one whose settings changed since (other --metrics, an edited suite) is
+    refused, or with ``rerun_changed`` run again (:func:`vsynth.batch.runner.prepare_batch`)."""
     from vsynth.batch.runner import prepare_batch
 
     path = suite_path(name)
@@ -114,7 +117,7 @@ def run_suite(name: str | Path, out: Path | None, *, metrics: Sequence[str] | No
     out.mkdir(parents=True, exist_ok=True)
     jobs_file = out / "suite-jobs.yaml"
     jobs_file.write_text(yaml.safe_dump(jobs_of(suite, path.parent, metrics=metrics, tiny=tiny), sort_keys=False))
-    results = prepare_batch(jobs_file, out).run(on_result=on_result)
+    results = prepare_batch(jobs_file, out, rerun_changed=rerun_changed).run(on_result=on_result)
     table = aggregate(suite, results)
     failed = {r.name: r.error for r in results if r.status == "failed"}
     record = {"suite": str(path), "out": str(out), "configurations": table, "failed": failed, "markdown": markdown(table)}

@@ -11,27 +11,38 @@ JSONL: one job object a line; a first line ``{"defaults": {...}}`` holds the def
 CSV: ``#`` lines above the header hold the defaults as YAML; columns are run settings, ``name``,
 and ``options.KEY``; an empty cell leaves a setting unset.
 
-A file that cannot be read as jobs raises :class:`~vsynth.errors.JobsFileError`; a job whose
-settings are wrong is kept, with its error, so that the others still run.
+A file that cannot be read as jobs raises :class:`~vsynth.errors.JobsFileError`: a job name that
+cannot be a folder, an unknown setting in the defaults or a CSV header (one error for the file, not
+one per job). A job whose own settings are wrong is kept, with its error, so that the others still run.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
 from vsynth.core.run.config import DOCUMENT_ERRORS, RunConfig, document_error, load_yaml, make_config
-from vsynth.errors import JobsFileError, VsynthInputError
+from vsynth.core.run.validate import NAME_MAX, PARTIAL_NAME_EXTRA
+from vsynth.errors import JobsFileError, VsynthError, VsynthInputError, shorten
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# A job's folder name, on every common file system: no separator, not hidden, no trailing '.' (Windows drops it),
+# not a device name Windows reserves (whatever the extension), and room for `.NAME.vsynth-partial-PID` beside it.
+NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9_-])?")
+RESERVED_NAME = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
+NAME_LIMIT = NAME_MAX - PARTIAL_NAME_EXTRA
+SETTINGS = [name for name in RunConfig.model_fields if name != "out"]  # what defaults and CSV columns may set
 PATH_FIELDS = ("video", "condition_video", "mask")
 COMPLETE_MARKER = "run.json"  # written last into a folder that appears whole: its presence means done
+# Not compared with an earlier run: where and how it ran, not what it made (frames are compared as they ran).
+NOT_COMPARED = ("out", "fit", "offload", "compile", "memory_check", "trust_pickles")
+LORA_PRESET_FIELDS = ("steps", "guidance", "vdm_steps", "vdm_guidance", "idm_scheduler", "vdm_scheduler")
 
 
 @dataclass
@@ -40,6 +51,7 @@ class Job:
     out_dir: Path
     config: RunConfig | None  # None when the job's settings are invalid
     error: str | None = None
+    paths: dict[str, str] = field(default_factory=dict)  # input paths as the jobs file writes them
 
     @property
     def complete(self) -> bool:
@@ -72,33 +84,123 @@ def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
         raise JobsFileError(f"jobs file {path}: defaults: options must be a mapping of key: value (got {defaults['options']!r})")
     if not entries:
         raise JobsFileError(f"jobs file {path} holds no jobs")
-    jobs, seen = [], set()
-    for index, entry in enumerate(entries, start=1):
-        if not isinstance(entry, dict):
-            raise JobsFileError(f"jobs file {path}: job {index} must be a mapping of run settings, got {entry!r}")
-        values = _merge(defaults, entry)
-        name = str(values.pop("name", f"job-{index:03d}"))
-        if not NAME.fullmatch(name):
-            raise JobsFileError(f"jobs file {path}: job name {name!r} must be letters, digits, '.', '_' or '-'")
-        if name in seen:
-            raise JobsFileError(f"jobs file {path}: two jobs are named {name!r}")
-        if "out" in values:
-            raise JobsFileError(f"jobs file {path}: job {name!r} sets out; each job writes to the batch folder's {name}/")
-        seen.add(name)
-        jobs.append(_job(name, values, Path(out_root).expanduser().resolve() / name))
+    jobs, seen = [], {}
+    try:
+        check_settings(defaults, "defaults")
+        for index, entry in enumerate(entries, start=1):
+            if not isinstance(entry, dict):
+                raise JobsFileError(f"job {index} must be a mapping of run settings, got {entry!r}")
+            values = _merge(defaults, entry)
+            name = job_name(values.pop("name", f"job-{index:03d}"), index)
+            if name.lower() in seen:
+                twin = seen[name.lower()]
+                raise JobsFileError(f"two jobs are named {name!r}" if twin == name else
+                                    f"two jobs are named {twin!r} and {name!r}, one folder where names ignore case (macOS, Windows)")  # fmt: skip
+            if "out" in values:
+                raise JobsFileError(f"job {name!r} sets out; each job writes to the batch folder's {name}/")
+            seen[name.lower()] = name
+            jobs.append(_job(name, values, Path(out_root).expanduser().resolve() / name))
+    except JobsFileError as exc:
+        raise JobsFileError(f"jobs file {path}: {exc}") from None
     return jobs
 
 
+def job_name(name: Any, index: int) -> str:
+    """The job's folder name, checked here so that a bad one fails the file at once rather than its job at run
+    time. A whole number is its text (YAML and JSON read ``name: 2024`` as one); true, null or 1.5 are mistakes."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        name = str(name)
+    if not isinstance(name, str):
+        shown = json.dumps(name) if name is None or isinstance(name, (bool, float)) else str(name)
+        raise JobsFileError(f"job {index}: name {shorten(shown)} is not text; quote the name, or leave it out for job-{index:03d}")
+    if not NAME.fullmatch(name):
+        raise JobsFileError(f"job {index}: name {shorten(name)!r} must be letters, digits, '.', '_' or '-', "
+                            "starting with a letter or digit and not ending with '.'")  # fmt: skip
+    if len(name) > NAME_LIMIT:
+        raise JobsFileError(f"job {index}: name {shorten(name)!r} is too long ({len(name)} characters; at most {NAME_LIMIT}, "
+                            f"as folder names hold {NAME_MAX} and vsynth writes .NAME.vsynth-partial-PID beside the job's)")  # fmt: skip
+    if RESERVED_NAME.fullmatch(name):
+        raise JobsFileError(f"job {index}: name {name!r} is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9, "
+                            "with any extension): choose another")  # fmt: skip
+    return name
+
+
+def check_settings(keys, where: str) -> None:
+    """Keys of ``where`` (the defaults, a CSV header) that no job can hold: one error for the file, not one per job."""
+    keys = [str(key).replace("-", "_") for key in keys]
+    if "name" in keys:
+        raise JobsFileError(f"{where}: name is each job's own: set it in the jobs")
+    if "out" in keys:
+        raise JobsFileError(f"{where}: out is the batch's: each job writes to the batch folder's NAME/ (--out sets it)")
+    unknown = [key for key in keys if key not in SETTINGS]
+    said = [f"'{shorten(key)}'" + "".join(f" (did you mean '{close}'?)" for close in difflib.get_close_matches(key, SETTINGS, n=1))
+            for key in unknown]  # fmt: skip
+    if unknown:
+        raise JobsFileError(f"{where}: unknown setting{'s' * (len(unknown) > 1)} {', '.join(said)}")
+
+
+def changed_settings(job: Job) -> list[str]:
+    """The settings of a complete job that differ from those its run.json records (``options.KEY`` for an option),
+    so that a rerun does not silently keep a video made from other settings; [] when the record has none.
+
+    Compared as the run records them: frames rounded to what the video model holds, an unset stride filled in;
+    a setting the job leaves unset that a LoRA preset fills (steps, guidance, solver) is not compared, nor is a
+    relative input path that ends the recorded one (the batch ran from another folder) or :data:`NOT_COMPARED`."""
+    try:
+        old = json.loads((job.out_dir / COMPLETE_MARKER).read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(old, dict) or job.config is None:
+        return []
+    new, loras = _as_recorded(job.config), job.config.idm_lora or job.config.vdm_lora
+    changed = []
+    for key, spec in RunConfig.model_fields.items():
+        was, now = old.get(key, spec.get_default(call_default_factory=True)), new[key]
+        if key in NOT_COMPARED or was == now or (now is None and loras and key in LORA_PRESET_FIELDS):
+            continue
+        if key == "options" and isinstance(was, dict):
+            changed += [f"options.{k}" for k in sorted({*was, *now}) if was.get(k, ...) != now.get(k, ...)]
+        elif not (key in job.paths and isinstance(was, str) and _ends_with(was, job.paths[key])):
+            changed.append(key)
+    return changed
+
+
+def _as_recorded(config: RunConfig) -> dict[str, Any]:
+    """``config`` as run.json would record it: the run rounds the frames down to what the video model holds, and
+    fills in an unset stride (the toy world's, else BIVDiff's)."""
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run.pipeline import BIVDIFF_STRIDE
+
+    values = json.loads(config.model_dump_json())
+    try:
+        registry = get_registry()
+        values["frames"] = registry.model(config.vdm, "vdm").latent_space.fit_frames(config.frames)
+        toy = registry.world("toy") if config.toy else None
+    except VsynthError:
+        return values  # an unknown model or world: planning refuses the job
+    if config.stride is None:
+        values["stride"] = toy.stride if toy is not None and toy.stride else BIVDIFF_STRIDE
+    return values
+
+
+def _ends_with(recorded: str, written: str) -> bool:
+    """A relative path as the jobs file writes it, which the recorded (resolved) path ends with."""
+    written_path = Path(written).expanduser()
+    return not written_path.is_absolute() and Path(recorded).parts[-len(written_path.parts):] == written_path.parts
+
+
 def _job(name: str, values: dict[str, Any], out_dir: Path) -> Job:
-    for field in PATH_FIELDS:
-        if isinstance(values.get(field), str) and values[field]:  # anything else is RunConfig's to refuse
-            values[field] = Path(values[field]).expanduser().resolve()
+    paths = {}
+    for key in PATH_FIELDS:
+        if isinstance(values.get(key), str) and values[key]:  # anything else is RunConfig's to refuse
+            paths[key] = values[key]
+            values[key] = Path(values[key]).expanduser().resolve()
     try:
         if not isinstance(values.get("options") or {}, dict):
             raise VsynthInputError(f"options must be a mapping of key: value (got {values['options']!r})")
-        return Job(name, out_dir, make_config({**values, "out": out_dir}))
+        return Job(name, out_dir, make_config({**values, "out": out_dir}), paths=paths)
     except VsynthInputError as exc:
-        return Job(name, out_dir, None, str(exc))
+        return Job(name, out_dir, None, str(exc), paths)
 
 
 def _merge(defaults: dict, entry: dict) -> dict:
@@ -140,6 +242,7 @@ def _parse_csv(text: str) -> tuple[dict, list]:
     twice = sorted({c for c in columns if columns.count(c) > 1 and c})
     if twice:
         raise JobsFileError(f"the header names column {twice[0]!r} twice")
+    check_settings([c for c in columns if c and c != "name" and not c.startswith("options.")], "the header")
     for row in reader:
         if None in row:  # cells beyond the header's columns
             raise JobsFileError(f"line {top + reader.line_num}: {len(row[None])} more cell(s) than the header's columns "
