@@ -109,6 +109,17 @@ def test_condition_frames_it_cannot_hold_are_said(requested, held, why):
     assert said == ([f"ltx-video: -o condition_frames={requested} holds the first {held} frame{'s' * (held > 1)} ({why})"] if why else [])
 
 
+def test_a_warning_raised_while_the_model_runs_is_one_line_of_the_cli(tmp_path):
+    """`vsynth run` printed a model's warning in Python's form (file, line, source line) when it came after planning."""
+    from vsynth.testing import run_cli
+
+    result = run_cli("run", "--tiny", "--vdm", "ltx-video", "--bridge", "none", "--video", SAMPLE_VIDEO, "-o", "first_frame=source",
+                     "-o", "condition_frames=20", "--frames", "9", "--stride", "2", "--height", "64", "--width", "64", "--steps", "2",
+                     "--prompt", "a ball", "--out", tmp_path / "out", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines() == ["Warning: ltx-video: -o condition_frames=20 holds the first 9 frames (the clip has 9)"]
+
+
 @pytest.mark.parametrize(
     "idm, bridge, video", [(None, "none", False), ("controlnet-canny", "mixed-inversion", True), ("sd15", "encapsulated", False)]
 )

@@ -584,17 +584,19 @@ def run(ctx, config_file, options, quiet, **flags):
     for warning in caught:
         if issubclass(warning.category, VsynthWarning):
             click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
-    if quiet:
-        report = execute(plan)
-        click.echo(str(report.out_dir))
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    with _WarningLines().shown() as lines:  # a model's warning while it runs: one line too, above the live bars
+        if quiet:
+            report = execute(plan)
+            click.echo(str(report.out_dir))
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        report = execute(plan, display=progress)
+        console = Console(stderr=True)
+        columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            lines.console = console
+            report = execute(plan, display=progress)
     _print_summary(console, report)
 
 
