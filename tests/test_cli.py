@@ -268,3 +268,18 @@ def test_config_file_values_are_used_and_flags_override_them(tmp_path):
     config.write_text("idm: controlnet-canny\nvdm: zeroscope\nprompt: a ball\nframes: 3\noptions:\n  mixing_ratio: 0.5\n")
     result = invoke("run", "--config", config, "--video", SAMPLE, "--frames", 99, "--tiny", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "fewer than the 99 requested" in result.stderr
+
+
+@pytest.mark.parametrize("args, usage", [((), " [OPTIONS] COMMAND"), (("toy",), " toy [OPTIONS] COMMAND")])
+def test_a_group_alone_shows_its_help_not_one_squashed_error_line(args, usage):
+    """`vsynth` alone, a new user's first command, printed the help flattened into one 'Error: Usage: ...; ...' line."""
+    result = invoke(*args)
+    first = result.stderr.splitlines()[0]
+    assert result.exit_code == 2 and first.startswith("Usage: ") and usage in first and "Commands:" in result.stderr
+    assert "Error" not in result.stderr
+
+
+def test_a_missing_choice_option_lists_its_choices_on_one_readable_line():
+    result = invoke("new-plugin", "foo")
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("Error: Missing option '--kind'. Choose from: idm, vdm, bridge (see '"), result.stderr

@@ -41,7 +41,12 @@ def _shortened(message: str, args) -> str:
 
 
 def _one_line(message: str) -> str:
-    return "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+    """Lines joined by '; ', except a list click breaks over lines ("Choose from:", "idm,", "vdm,"), which reads on."""
+    text = ""
+    for line in (line.strip() for line in message.strip().splitlines()):
+        if line:
+            text += line if not text else (" " if text.endswith((",", ":")) else "; ") + line
+    return text
 
 
 class _WarningLines:
@@ -115,6 +120,9 @@ class VsynthGroup(click.Group):
                 result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except Terminated as exc:
             self._fail(f"{TERMINATING[exc.signum]}: stopped, and removed the unfinished output", 128 + exc.signum)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `vsynth`, `vsynth toy` alone: the help itself, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             self._fail(_shortened(exc.format_message(), args) + hint, exc.exit_code)
