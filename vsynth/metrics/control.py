@@ -5,6 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 EDGE_TOLERANCE = 2  # pixels: an edge found this close to a condition edge counts as following it
+# A drawn pixel of a map (an edge, a limb) is over half the full scale: maps are drawn at 255 (a limb's colour has a
+# channel of 170 or more), and a map read back from a run's condition.mp4 carries the codec's noise around its lines
+# (a few grey levels; counted as edges it made 4x more "edges" than the map has, and `vsynth eval` disagreed with run.json)
+DRAWN = 127
+
+
+def drawn(maps: np.ndarray) -> np.ndarray:
+    """bool (F, H, W): the drawn pixels of uint8 (F, H, W, 3) maps; bool maps as they are."""
+    return maps if maps.dtype == bool else (maps.max(axis=-1) if maps.ndim == 4 else maps) > DRAWN
 
 
 def canny_edges(frames: np.ndarray, low: int = 100, high: int = 200) -> np.ndarray:
@@ -17,12 +26,12 @@ def canny_edges(frames: np.ndarray, low: int = 100, high: int = 200) -> np.ndarr
 def edge_f1(frames: np.ndarray, condition: np.ndarray, *, tolerance: int = EDGE_TOLERANCE, low: int = 100, high: int = 200) -> float:
     """F1 of the frames' Canny edges against the condition's edges, each matched within ``tolerance`` pixels.
 
-    ``condition`` is the control maps (uint8 (F, H, W, 3) or bool (F, H, W)): an edge pixel is any
-    non-zero pixel. Precision: the share of output edges near a condition edge; recall: the share
+    ``condition`` is the control maps (uint8 (F, H, W, 3) or bool (F, H, W)): an edge pixel is a
+    drawn one (:func:`drawn`). Precision: the share of output edges near a condition edge; recall: the share
     of condition edges near an output edge. Averaged over frames; a frame with no edges on either
     side counts as 1 (nothing to follow, nothing invented), on one side only as 0.
     """
-    wanted = (condition.max(axis=-1) if condition.ndim == 4 else condition) > 0
+    wanted = drawn(condition)
     return float(np.mean(map_f1(canny_edges(frames, low, high), wanted, tolerance=tolerance)))
 
 
@@ -56,6 +65,6 @@ def redetected_adherence(maps: np.ndarray, condition: np.ndarray, kind: str) -> 
     """
     if kind in ("canny", "openpose"):
         tolerance = EDGE_TOLERANCE if kind == "canny" else POSE_TOLERANCE
-        return map_f1(maps.max(axis=-1) > 0, condition.max(axis=-1) > 0, tolerance=tolerance)
+        return map_f1(drawn(maps), drawn(condition), tolerance=tolerance)
     diff = np.abs(maps.astype(np.float32) - condition.astype(np.float32)).reshape(len(maps), -1).mean(axis=1) / 255.0
     return [float(1.0 - d) for d in diff]
