@@ -451,13 +451,16 @@ def test_install_runs_pip_and_shows_the_added_plugin(fake_pip, tmp_path, monkeyp
          "vsynth; if you mean it, run `python -m pip uninstall torch`"),
         (("uninstall", "Diffusers==0.42"), "Diffusers==0.42 is one of vsynth's own dependencies"),
         (("uninstall", "vsynth-foo"), "vsynth uninstall asks before removing, and there is no terminal to ask on: add -y"),
+        (("uninstall", "vsynth-nowhere", "-y"), "vsynth-nowhere is not installed (`vsynth plugins` lists the plugins with their packages)"),
+        (("uninstall", "new", "-y"), "new is a plugin's name; its package is vsynth-new: run `vsynth uninstall vsynth-new`"),
     ],
 )
-def test_install_and_uninstall_refuse_what_pip_would_fail_on_or_regret(fake_pip, tmp_path, monkeypatch, args, line):
+def test_install_and_uninstall_refuse_what_pip_would_fail_on_or_regret(plugins, fake_pip, tmp_path, monkeypatch, args, line):
     """pip's own answers were many lines and exit 1 (a missing -e folder), a removed torch (vsynth broken), or an
     EOFError traceback (its question, asked with no terminal)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
+    plugins("vsynth-new", IDM_PLUGIN.format(names=["new-idm"]))
     result = run_cli(*args)
     assert result.exit_code == 2 and fake_pip == [], result.output
     (message,) = result.stderr.strip().splitlines()

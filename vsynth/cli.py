@@ -410,6 +410,7 @@ def uninstall(packages, yes):
                                    f"if you mean it, run `python -m pip uninstall {package}`")
     if not yes and not sys.stdin.isatty():  # pip's "Proceed (Y/n)?" would meet the end of input: an EOFError traceback
         raise VsynthInputError("vsynth uninstall asks before removing, and there is no terminal to ask on: add -y")
+    _check_installed(packages)
     _pip_and_report(["uninstall", *packages, *(["--yes"] if yes else [])])
 
 
@@ -424,6 +425,27 @@ def _check_editable(path: str) -> None:
         raise VsynthInputError(f"-e {path}: {'is not a folder' if folder.exists() else 'no such folder'}")
     if not any((folder / name).is_file() for name in ("pyproject.toml", "setup.py", "setup.cfg")):
         raise VsynthInputError(f"-e {path}: not a Python project (no pyproject.toml or setup.py in it)")
+
+
+def _check_installed(packages) -> None:
+    """pip only warns about a package that is not installed, and exits 0; a plugin's own name (the first column of
+    `vsynth plugins`) is the usual slip: say which package holds it."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from vsynth.core.host import installer
+
+    plugins = None
+    for package in packages:
+        try:
+            distribution(_normalized(package))
+            continue
+        except PackageNotFoundError:
+            pass
+        plugins = installer.installed_plugins() if plugins is None else plugins
+        owner = next((p.dist for p in sorted(plugins) if _normalized(p.name) == _normalized(package)), None)
+        if owner is not None:
+            raise VsynthInputError(f"{package} is a plugin's name; its package is {owner}: run `vsynth uninstall {owner}`")
+        raise VsynthInputError(f"{package} is not installed (`vsynth plugins` lists the plugins with their packages)")
 
 
 def _base_requirements() -> set[str]:
