@@ -324,3 +324,14 @@ def test_toy_red_to_blue_edit_turns_the_circle_blue_keeps_its_track_and_costs_le
     if not broken:
         mixed = vsynth.run(idm="flux-canny", bridge="mixed-inversion", **small)
         assert sum(edit.record["frame_evals"].values()) < sum(mixed.record["frame_evals"].values())
+
+
+def test_a_second_order_solver_runs_the_edit_to_its_last_level():
+    """Heun lists each later timestep twice: the level where its last step lands was read one past the schedule's end
+    (an IndexError from every flow-edit run with --vdm-scheduler heun)."""
+    d = ExactFlow()
+    d.scheduler = solvers.build("heun", FlowMatchEulerDiscreteScheduler(shift=3.0))
+    schedule = sampling.Schedule(d, 10)
+    assert schedule.order == 2 and float(schedule.level(10)) == 0.0 and float(schedule.level(9)) > 0
+    x, out = edit(source=RED, target=RED, steps=10, n_max=8, denoiser=d)
+    assert (out - x).abs().max() < 1e-4

@@ -67,8 +67,12 @@ class Schedule:
         return self._scheduler.timesteps[:: self.order][: self.steps]
 
     def level(self, k: int) -> torch.Tensor:
-        """The noise-to-signal ratio at the start of step k (float64); k == steps: where the last step lands."""
-        return processes.entry_level(self.process, self._scheduler, k * self.order)
+        """The noise-to-signal ratio at the start of step k (float64); k == steps: where the last step lands.
+
+        A second-order solver lists each later timestep twice (Heun: 2 * steps - 1 of them), so the end is not
+        ``steps * order`` but one past its last timestep, as :func:`processes.entry_level` takes it."""
+        index = k * self.order if k < self.steps else len(self._scheduler.timesteps)
+        return processes.entry_level(self.process, self._scheduler, index)
 
     def sdedit_start(self, strength: float) -> int:
         """The step SDEdit at ``strength`` (in [0, 1]) starts at: it runs the last int(steps * strength)
