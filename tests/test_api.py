@@ -51,6 +51,14 @@ def test_a_run_from_python_prints_no_loading_bars_nor_backend_chatter(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Loading" not in result.stderr and "it/s" not in result.stderr, result.stderr
     assert not any(word in result.stderr for word in ("Failed to load", "register_constant", "torchao")), result.stderr
+    assert "has been deprecated" not in result.stderr, result.stderr  # diffusers' notice on TextToVideoSDPipeline (ZeroScope)
+
+
+def test_a_warning_of_the_run_points_at_the_callers_line():
+    """Not at vsynth's own code (api.py), where a caller cannot tell which of their calls raised it."""
+    with pytest.warns(vsynth.errors.VsynthWarning, match="holds 1 \\+ 4k frames; running 5") as caught:
+        vsynth.run(vdm="wan2.1-t2v-1.3b", prompt="a ball", tiny=True, frames=8, height=64, width=64, steps=1)
+    assert {w.filename for w in caught if issubclass(w.category, vsynth.errors.VsynthWarning)} == {__file__}
 
 
 TINY = dict(tiny=True, frames=2, height=64, width=64, steps=1)

@@ -69,11 +69,10 @@ class Session:
         """One run of a validated config (as read from a YAML file or a batch job)."""
         from vsynth.core.run.pipeline import execute, model_key, plan_run
         from vsynth.core.run.progress import shown
-
-        from vsynth.core.diffusion.quantize import quiet_imports
+        from vsynth.core.run.quiet import as_library
 
         check_display(display)
-        with quiet_imports():
+        with as_library():
             plan = plan_run(config)
             if self._loaded is not None and self._loaded.key != model_key(plan):
                 self._loaded = None  # free the old set before the new one loads
