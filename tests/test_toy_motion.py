@@ -77,6 +77,29 @@ def test_toy_examples_writes_motion_clips(tmp_path):
         assert probe_video(path).num_frames == 9
 
 
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (("--motion", "--frames", "32"), "32: a shape moving 4 pixels a frame leaves the 64-pixel frame after 17 frames"),
+        (("--motion", "--frames", "12", "--speed", "quickly"), "12: a shape moving 6 pixels a frame leaves the 64-pixel frame after 11 frames"),
+        (("--count", "2"), "already holds toy1.json: toy examples never replaces a file"),
+    ],
+)
+def test_toy_examples_refuse_clips_without_their_shape_and_never_replace_a_file(tmp_path, args, line):
+    """--frames 32 wrote clips whose shape was out of the frame in 13 of 32 frames (a caption the clip did not show),
+    and an existing toy1.json was replaced without a word."""
+    from click.testing import CliRunner
+
+    from vsynth.cli import cli
+
+    (tmp_path / "toy1.json").write_text("mine")
+    result = CliRunner().invoke(cli, ["toy", "examples", str(tmp_path), "--seed", "1", *args])
+    assert result.exit_code == 2 and line in result.stderr, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy1.json"] and (tmp_path / "toy1.json").read_text() == "mine"
+    growing = CliRunner().invoke(cli, ["toy", "examples", str(tmp_path / "g"), "--motion", "--moving", "growing", "--frames", "17", "--count", "1"])
+    assert growing.exit_code == 0, growing.output  # in place: no path to leave the frame by
+
+
 def test_toy_runs_default_to_every_source_frame(tmp_path):
     """The toy models learnt motion frame by frame: --toy samples at stride 1 unless told, other runs at BIVDiff's 4."""
     from vsynth.core.run.config import RunConfig

@@ -29,6 +29,8 @@ class HomePath(click.Path):
     The run's paths, config files and jobs files expand it themselves, for Python callers too."""
 
     def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():  # Path("") is the current folder: an unset variable, not a choice
+            self.fail("is empty: name a folder", param, ctx)
         return super().convert(Path(value).expanduser() if isinstance(value, str) else value, param, ctx)
 
 
@@ -740,9 +742,20 @@ def toy_examples(directory, count, frames, seed, motion, **fixed):
     from vsynth.core.run.validate import check_creatable
     from vsynth.toy.truth import save_clip
 
+    from vsynth.toy import world
+
     fixed = _toy_words({k: v for k, v in fixed.items() if v is not None}, motion)
     check_creatable(directory / "clip", f"cannot write into {directory}", "choose a writable DIRECTORY")
     frames = frames or (MOTION_FRAMES if motion else 16)
+    speed = world.SPEED_WORDS.get(fixed.get("speed"), world.DEFAULT_SPEED)
+    if motion and fixed.get("motion") != "growing" and speed * (frames - 1) > 64:  # the path is centred on the frame
+        raise click.BadParameter(f"{frames}: a shape moving {speed:g} pixels a frame leaves the 64-pixel frame after "
+                                 f"{int(64 // speed) + 1} frames, and the rest would show no shape; lower --frames, or --speed slowly",
+                                 param_hint="'--frames'")  # fmt: skip
+    taken = [p.name for i in range(count) for p in (Path(directory) / f"toy{seed + i}.mp4", Path(directory) / f"toy{seed + i}.json") if p.exists()]
+    if taken:
+        raise click.UsageError(f"{directory} already holds {', '.join(taken[:3])}{' ...' * (len(taken) > 3)}: toy examples never "
+                               "replaces a file; choose another DIRECTORY or --seed")  # fmt: skip
     for i in range(count):
         path = Path(directory) / f"toy{seed + i}.mp4"
         if motion:
