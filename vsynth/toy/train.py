@@ -1355,14 +1355,16 @@ def main(argv=None):
 
         return train_flux([a for a in argv if a != "--flux"])
     p = argparse.ArgumentParser(prog="vsynth toy train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(Path(__file__).parent / "weights"), help="exported float16 model folders + manifest.json (default: the shipped ones, vsynth/toy/weights)")
+    p.add_argument("--out", default=None, help="exported float16 model folders + manifest.json (default: the shipped ones, vsynth/toy/weights; "
+                   "with --smoke WORK/smoke-weights, so that a check of the pipeline never replaces them)")
     p.add_argument("--work", default=str(Path.home() / ".cache" / "vsynth" / "toy-train"), help="data cache, checkpoints, logs (default: ~/.cache/vsynth/toy-train)")
     p.add_argument("--samples", default=None, help="sample grids (PNG) and clips (default: WORK/samples)")
     p.add_argument("--stage", choices=list(STAGES), help="run one stage only (default: the whole pipeline)")
     p.add_argument("--smoke", action="store_true", help="a few steps per model on a few clips")
     p.add_argument("--stretch", action="store_true", help="also train MotionAdapter, inpainting and InstructPix2Pix UNets")
-    p.add_argument("--steps", type=int, help="override the stage's step count")
+    p.add_argument("--steps", type=_positive, help="override the stage's step count")
     args = p.parse_args(argv)
+    args.out = args.out or str(Path(args.work) / "smoke-weights" if args.smoke else Path(__file__).parent / "weights")
     torch = _torch()
     ctx = Ctx(args)
     if args.stage:
@@ -1372,6 +1374,13 @@ def main(argv=None):
         log(f"stage {args.stage} done in {(time.time() - t) / 60:.1f} min")
     else:
         run_driver(ctx, args)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1 or more")
+    return number
 
 
 if __name__ == "__main__":
