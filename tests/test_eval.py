@@ -288,3 +288,22 @@ def test_compare_charts_label_their_axis_ends_apart():
     assert axis_labels(0.0001, 0.0197) == ("0.0197", "0.0001")
     assert axis_labels(99.97, 99.9998) == ("100", "99.97")
     assert axis_labels(5.0, 5.0000001) == ("5", "5")  # beyond 6 digits: left as is, the chart spreads its curve anyway
+
+
+def test_a_one_frame_video_has_no_motion_to_measure_and_a_short_source_names_eval_s_fix(tmp_path):
+    """One frame: frame difference, speed and the motion agreements are 'not measurable' (they read 0, as if measured);
+    a source shorter than the video: the fix is eval's, not a run's --frames / --stride."""
+    import imageio.v3 as iio
+
+    frame = np.full((1, 64, 64, 3), 255, np.uint8)
+    frame[0, 20:30, 20:30] = (230, 30, 30)
+    iio.imwrite(tmp_path / "one.mp4", np.repeat(frame, 2, axis=0)[:1], fps=8)
+    result = run_cli("eval", tmp_path / "one.mp4", "--tiny", "--json", "--prompt", "a red circle moving left on a white background",
+                     "--metrics", "mean_abs_frame_difference,shape_speed,direction_agreement,speed_agreement")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["metrics"] == {} and set(record["skipped"].values()) == {"not measurable on these videos"}
+    iio.imwrite(tmp_path / "three.mp4", np.repeat(frame, 3, axis=0), fps=8)
+    iio.imwrite(tmp_path / "eight.mp4", np.repeat(frame, 8, axis=0), fps=8)
+    result = run_cli("eval", tmp_path / "eight.mp4", "--source", tmp_path / "three.mp4", "--tiny", "--metrics", "flicker")
+    assert result.exit_code == 2 and "--source must have a frame for each of" in result.stderr and "--frames" not in result.stderr

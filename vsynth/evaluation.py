@@ -57,7 +57,8 @@ def load_target(
     target = Target(path, {"final": frames}, measure.Sample(prompt=prompt, device=sample.device, tiny=sample.tiny, weights=sample.weights))
     size = frames.shape[1:3]
     if source is not None:
-        target.sample.source = videoio.read_video(source, frames=len(frames), size=size).frames
+        fewer = f"--source must have a frame for each of {path}'s {len(frames)}: give the source it was made from"
+        target.sample.source = videoio.read_video(source, frames=len(frames), size=size, fewer=fewer).frames
     target.sample.truth = measure.ground_truth(list(registry.worlds.values()), path, frames=len(frames), stride=1, size=size)
     return target
 

@@ -76,6 +76,8 @@ class DetectedColourAdherence(_ToyPrompt):
 
 class ShapeSpeed(_ToyPrompt):
     def measure(self, frames: np.ndarray, sample: Sample) -> float:
+        if len(frames) < 2:
+            return float("nan")  # motion needs two frames: "not measurable", not a speed of 0
         return centroid_speed(colour_masks(frames, self.parsed[0]))
 
 
@@ -97,9 +99,13 @@ class _ToyMotion(Metric):
         self.motion = world.parse_motion(sample.prompt or "")
         return None if self.motion is not None else "the prompt names no toy motion"
 
+    def measure(self, frames: np.ndarray, sample: Sample) -> float:
+        """NaN ("not measurable") for one frame, where a motion has no direction or speed, rather than a 0 agreement."""
+        return self.agreement(frames) if len(frames) > 1 else float("nan")
+
 
 class DirectionAgreement(_ToyMotion):
-    def measure(self, frames: np.ndarray, sample: Sample) -> float:
+    def agreement(self, frames: np.ndarray) -> float:
         from vsynth.metrics.motion import direction_agreement
 
         return direction_agreement(frames, self.motion["motion"], self.motion["colour"])
@@ -110,7 +116,7 @@ class SpeedAgreement(_ToyMotion):
         why = super().applies(sample)
         return why or ("growing has no speed along a path" if self.motion["motion"] == "growing" else None)
 
-    def measure(self, frames: np.ndarray, sample: Sample) -> float:
+    def agreement(self, frames: np.ndarray) -> float:
         from vsynth.metrics.motion import speed_agreement
 
         return speed_agreement(frames, self.motion["speed"] * frames.shape[2] / 64, self.motion["colour"])

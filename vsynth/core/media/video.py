@@ -108,8 +108,10 @@ def read_video(
     stride: int = 1,
     start: int = 0,
     size: tuple[int, int] | None = None,
+    fewer: str = "lower --frames or --stride",
 ) -> Video:
-    """Read frames ``start, start + stride, ...`` of a video file or an image folder.
+    """Read frames ``start, start + stride, ...`` of a video file or an image folder; ``fewer`` is what the error
+    for a source with fewer than ``frames`` tells the caller to do (a run's flags by default).
 
     ``frames`` is how many to return (``None``: all that the source has); ``size`` is an exact
     ``(height, width)`` to resize every frame to with Lanczos filtering (callers round it first,
@@ -141,14 +143,15 @@ def read_video(
         origin = f" from frame {start}" if start else ""
         raise VideoError(
             f"{path} has {total} frames; at stride {stride}{origin} that gives {len(taken)}, "
-            f"fewer than the {frames} requested: lower --frames or --stride"
+            f"fewer than the {frames} requested: {fewer}"
         )
     if not taken:
         if not total:
             raise VideoError(f"{path} contains no video frames: use a video with at least one frame")
         raise VideoError(f"{path} has {total} frames, none at or after start frame {start}: lower the start")
     if size is None and len({frame.shape for frame in taken}) > 1:
-        raise VideoError(f"the images in {path} differ in size: resize them to one size or pass a size")
+        sizes = sorted({f"{frame.shape[1]}x{frame.shape[0]}" for frame in taken})
+        raise VideoError(f"the images in {path} differ in size ({', '.join(sizes[:3])}): resize them to one size")
     return Video(np.stack(taken), fps / stride if fps else None)
 
 

@@ -10,6 +10,8 @@ from vsynth.metrics import clip, control, flow, temporal
 
 class FrameDifference(Metric):
     def measure(self, frames: np.ndarray, sample: Sample) -> float:
+        if len(frames) < 2:
+            return float("nan")  # no pair of frames: "not measurable", not a difference of 0
         return temporal.mean_abs_frame_difference(frames)
 
 
