@@ -686,7 +686,7 @@ def tiny():
 @tiny.command("export")
 @click.argument("directory", type=HomePath(path_type=Path))
 def tiny_export(directory):
-    """Write every tiny model as a diffusers-format folder under DIRECTORY (about 21 MB).
+    """Write every tiny model as a diffusers-format folder under DIRECTORY (about 50 MB).
 
     \b
     One folder per model (DIRECTORY/sd15, DIRECTORY/controlnet-canny, DIRECTORY/zeroscope, ...), the
