@@ -138,3 +138,10 @@ def test_a_session_s_reused_windowed_vdm_gives_what_a_fresh_one_gives():
         again = session.run(**settings)
     assert again.record["windows"] == fresh.record["windows"] and len(fresh.record["windows"]) > 1
     np.testing.assert_array_equal(again.frames, fresh.frames)
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_is_said():
+    """diffusers' pipelines cut it at 77 CLIP tokens and log that at a level vsynth quiets: it was dropped silently."""
+    long = "a red ball on a wooden table " * 20
+    with pytest.warns(vsynth.errors.VsynthWarning, match=r"CLIPTextModel reads 77 tokens of a prompt of \d+: the rest of"):
+        vsynth.run(vdm="zeroscope", prompt=long, tiny=True, frames=2, height=64, width=64, steps=1)

@@ -7,6 +7,7 @@ VAE codec between uint8 frames and latent videos of shape (B, C, F, H, W).
 from __future__ import annotations
 
 import re
+import warnings
 import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from vsynth.core.diffusion.offload import execution_device
-from vsynth.errors import VsynthInputError
+from vsynth.errors import VsynthInputError, VsynthWarning, shorten
 
 # Frames with a side above this many pixels go through the VAE in tiles. Every default model's native
 # size and BIVDiff's 512 are below it, so their runs decode whole, exactly as the reference pipelines;
@@ -145,9 +146,22 @@ def _identity(source: str, subfolder: str | None) -> tuple[tuple[str, str], ...]
     return tuple((name, real.name if real.parent.name == "blobs" else str(real)) for name, real in files)
 
 
+def warn_if_cut(tokenizer, prompt: str, max_length: int, encoder) -> None:
+    """A prompt longer than its text encoder reads is cut, as diffusers' pipelines cut it; they log that (at a level
+    vsynth quiets), so vsynth says it: a long prompt's end, often what sets the scene apart, is silently dropped."""
+    if not prompt:
+        return
+    count = len(tokenizer(prompt, truncation=False).input_ids)
+    if count > max_length:
+        warnings.warn(f"{type(encoder).__name__} reads {max_length} tokens of a prompt of {count}: the rest of "
+                      f"{shorten(prompt, 60)!r} is dropped", VsynthWarning, stacklevel=3)  # fmt: skip
+
+
 @torch.no_grad()
 def encode_text(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
     """(len(prompts), max_length, D) embeddings, tokenized and encoded as StableDiffusionPipeline does."""
+    for prompt in prompts:
+        warn_if_cut(tokenizer, prompt, tokenizer.model_max_length, text_encoder)
     tokens = tokenizer(
         prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )

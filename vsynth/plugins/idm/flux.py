@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from vsynth.core.diffusion import sampling
-from vsynth.core.diffusion.components import TENSORS, VaeCodec, load
+from vsynth.core.diffusion.components import TENSORS, VaeCodec, load, warn_if_cut
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning, FrameInputs, Runtime, Sources
 from vsynth.core.diffusion.models import ImageModel
@@ -153,7 +153,9 @@ class FluxDenoiser(Denoiser):
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """T5 embeddings (1, max_sequence_length, D), as FluxPipeline._get_t5_prompt_embeds."""
+        """T5 embeddings (1, max_sequence_length, D), as FluxPipeline._get_t5_prompt_embeds (CLIP's 77 tokens feed only the
+        pooled vector, as in the pipeline: the T5's length is the one that cuts a prompt)."""
+        warn_if_cut(self.tokenizer_2, prompt, self.max_sequence_length, self.text_encoder_2)
         tokens = self.tokenizer_2(
             [prompt], padding="max_length", max_length=self.max_sequence_length, truncation=True, return_tensors="pt"
         )

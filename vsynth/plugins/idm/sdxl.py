@@ -102,8 +102,10 @@ class SDXLConditions:
     @torch.no_grad()
     def encode_prompts(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, L, D1 + D2) penultimate hidden states of both encoders, and (1, P) the second's pooled projection."""
+        from vsynth.core.diffusion.components import warn_if_cut
         from vsynth.core.diffusion.offload import execution_device
 
+        warn_if_cut(self.tokenizer, prompt, self.tokenizer.model_max_length, self.text_encoder)  # both read 77
         states, pooled = [], None
         for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
             ids = tokenizer([prompt], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import torch
 
-from vsynth.core.diffusion.components import ClipCodec, load
+from vsynth.core.diffusion.components import ClipCodec, load, warn_if_cut
 from vsynth.core.diffusion.denoiser import Denoiser
 from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import VideoModel
@@ -126,6 +126,7 @@ class WanDenoiser(Denoiser):
         return self.prompts[prompt].to(self.device)
 
     def _encode(self, prompt: str) -> torch.Tensor:
+        warn_if_cut(self.tokenizer, prompt_clean(prompt), self.max_sequence_length, self.text_encoder)
         tokens = self.tokenizer([prompt_clean(prompt)], padding="max_length", max_length=self.max_sequence_length, truncation=True,
                                 add_special_tokens=True, return_attention_mask=True, return_tensors="pt")  # fmt: skip
         device = execution_device(self.text_encoder)
