@@ -145,3 +145,10 @@ def test_a_prompt_longer_than_the_text_encoder_reads_is_said():
     long = "a red ball on a wooden table " * 20
     with pytest.warns(vsynth.errors.VsynthWarning, match=r"CLIPTextModel reads 77 tokens of a prompt of \d+: the rest of"):
         vsynth.run(vdm="zeroscope", prompt=long, tiny=True, frames=2, height=64, width=64, steps=1)
+
+
+@pytest.mark.parametrize("given, size", [({"width": 416}, (240, 416)), ({"height": 256}, (256, 432)), ({}, (480, 832))])
+def test_one_side_given_alone_keeps_the_default_size_s_aspect(given, size):
+    """--width 416 on Wan (480x832 by default) ran 480x416, a squeezed frame no one asked for."""
+    plan = plan_run(RunConfig(vdm="wan2.1-t2v-1.3b", prompt="a ball", tiny=True, **given))
+    assert (plan.height, plan.width) == size

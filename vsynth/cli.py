@@ -543,7 +543,8 @@ RUN_FIELDS = (
 @click.option("--stride", type=int, help="Take every K-th source frame  [default: 4; 1 with --toy]")
 @click.option("--height", type=int, help="Height in pixels, at most 2048; rounded down to a multiple the models hold (8 to 32 by model; "
               "at least one), with a notice  [default: 512 with --idm, else the VDM's native size]")
-@click.option("--width", type=int, help="Width in pixels, at most 2048; rounded as --height  [default: as --height]")
+@click.option("--width", type=int, help="Width in pixels, at most 2048; rounded as --height. Either given alone, the other keeps the "
+              "default size's aspect  [default: as --height]")
 @click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own; at most the models' train steps (1000)  [default: 50]")
 @click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own; above 0, at most 50  [default: 7.5]")
 @click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")

@@ -109,6 +109,17 @@ class LoadedModels:
     accel: dict = field(default_factory=dict)  # by role: LoRAs, quantization, compilation applied (run.json's "accel")
 
 
+def _size(config: RunConfig, default: tuple[int, int]) -> tuple[int, int]:
+    """(height, width): the default size's unless given; one side given alone keeps the default's aspect (--width 416
+    on Wan's 480x832 is 240x416, not 480x416; --height 256 with an IDM's 512x512 is 256x256)."""
+    height, width = config.height, config.width
+    if height is None and width is not None:
+        height = max(1, round(width * default[0] / default[1]))
+    elif width is None and height is not None:
+        width = max(1, round(height * default[1] / default[0]))
+    return height or default[0], width or default[1]
+
+
 def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     """Validate a run before any weights load; raises a typed one-line error (vsynth.errors).
 
@@ -168,9 +179,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     if config.video is not None:
         measure.check_ground_truth(registry, config.video, info)  # a stale sidecar would fail the metrics after the whole run
     default_size = toy.size if toy is not None and toy.size else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
-    frames, height, width, notices = validate.fit_to_latents(
-        config.frames, config.height or default_size[0], config.width or default_size[1], models, config.fit
-    )
+    frames, height, width, notices = validate.fit_to_latents(config.frames, *_size(config, default_size), models, config.fit)
     for notice in notices:
         warnings.warn(notice, VsynthWarning, stacklevel=2)
     config = config.model_copy(update={"frames": frames})
