@@ -283,3 +283,8 @@ def test_a_missing_choice_option_lists_its_choices_on_one_readable_line():
     result = invoke("new-plugin", "foo")
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("Error: Missing option '--kind'. Choose from: idm, vdm, bridge (see '"), result.stderr
+
+
+def test_a_config_path_that_is_a_folder_says_so(tmp_path):
+    result = invoke("run", "--config", tmp_path)
+    assert result.exit_code == 2 and result.stderr.strip() == f"Error: config file {tmp_path} is a folder: give a .yaml or .toml file"

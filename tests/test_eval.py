@@ -307,3 +307,8 @@ def test_a_one_frame_video_has_no_motion_to_measure_and_a_short_source_names_eva
     iio.imwrite(tmp_path / "eight.mp4", np.repeat(frame, 8, axis=0), fps=8)
     result = run_cli("eval", tmp_path / "eight.mp4", "--source", tmp_path / "three.mp4", "--tiny", "--metrics", "flicker")
     assert result.exit_code == 2 and "--source must have a frame for each of" in result.stderr and "--frames" not in result.stderr
+
+
+def test_png_without_compare_is_refused_rather_than_ignored(tmp_path):
+    result = run_cli("eval", tmp_path, "--png", tmp_path / "x.png", "--metrics", "flicker")
+    assert result.exit_code == 2 and result.stderr.strip() == "Error: --png is where --compare draws: add --compare (or drop --png)"

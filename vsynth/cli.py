@@ -914,6 +914,8 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
         raise VsynthInputError("give run folders or videos to measure (or --suite FILE)")
     if compare and len(paths) < 2:
         raise VsynthInputError("--compare needs at least two PATHS")
+    if not compare and click.get_current_context().get_parameter_source("png") is click.core.ParameterSource.COMMANDLINE:
+        raise VsynthInputError("--png is where --compare draws: add --compare (or drop --png)")
     from vsynth.core.run.validate import check_device
     from vsynth.evaluation import compare_png, csv_rows, evaluate, load_target
 

@@ -331,7 +331,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except ValueError as exc:
         raise ConfigFileError(f"config file {path}: {exc}") from None
     if not path.is_file():
-        raise ConfigFileError(f"config file not found: {path}")
+        raise ConfigFileError(f"config file {path} is a folder: give a .yaml or .toml file" if path.is_dir() else f"config file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8-sig")  # Windows editors start UTF-8 files with a BOM
         data = tomllib.loads(text) if path.suffix == ".toml" else load_yaml(text)
