@@ -103,3 +103,19 @@ def test_run_metrics_adds_frame_quality_for_a_one_shape_prompt():
     metrics = run_metrics({"source": clip.frames, "final": noise}, prompt=clip.caption)
     assert metrics["classifier_accuracy"] == {"source": 1.0, "final": 0.0}
     assert "classifier_accuracy" not in run_metrics({"final": noise}, prompt="a red circle and a blue square")
+
+
+def test_an_edit_s_source_is_measured_against_the_source_prompt():
+    """A red circle moving left, edited to blue: measured against the target prompt its motion read 0 (no blue moves)."""
+    from vsynth.core.host.registry import get_registry
+    from vsynth.core.run import measure
+    from vsynth.toy import world
+
+    clip = world.make_motion_clip(3, frames=9, motion="left", colour="red", shape="circle", background="white")
+    specs = measure.choose(get_registry(), ["direction_agreement"])
+    target = "a blue circle moving left on a white background"
+    edit = measure.Sample(prompt=target, source_prompt="a red circle moving left on a white background", source=clip.frames)
+    result = measure.measure(specs, {"source": clip.frames, "final": clip.frames}, edit)
+    assert result.values["direction_agreement"] == {"source": 1.0, "final": 0.0}  # the final is still red: no blue to follow
+    plain = measure.measure(specs, {"source": clip.frames}, measure.Sample(prompt=target, source=clip.frames))
+    assert plain.values["direction_agreement"] == {"source": 0.0}

@@ -73,7 +73,8 @@ def _run_target(registry: Registry, folder: Path, *, prompt: str | None, source:
     if "final" not in videos:
         raise VsynthInputError(f"{folder} has run.json but no video.mp4: an unfinished or edited run folder")
     frames, size = len(videos["final"]), videos["final"].shape[1:3]
-    target = Target(folder, videos, measure.Sample(prompt=prompt or config.get("prompt"), device=sample.device, tiny=sample.tiny, weights=sample.weights))
+    target = Target(folder, videos, measure.Sample(prompt=prompt or config.get("prompt"), source_prompt=config.get("source_prompt"),
+                                                   device=sample.device, tiny=sample.tiny, weights=sample.weights))  # fmt: skip
     source = source or (Path(config["video"]) if config.get("video") else None)
     stride = 1 if source is not None and source != Path(config.get("video") or "") else int(config.get("stride") or 1)
     if source is not None:

@@ -10,7 +10,7 @@ whether a source video is one of its own.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -37,6 +37,7 @@ class Sample:
     """
 
     prompt: str | None = None
+    source_prompt: str | None = None  # what the source shows, where a run edits it (--source-prompt): the source is measured against it
     source: np.ndarray | None = None
     condition: np.ndarray | None = None
     detector: dict | None = None
@@ -211,10 +212,16 @@ def _measure_one(spec: MetricSpec, videos: dict, sample: Sample, registry: Regis
         if reason:
             result.skipped[spec.name] = reason
             return
+        current = sample
         for name, frames in named.items():
             if name == "source" and {"source", "condition"} & set(spec.needs):
                 continue
-            value = impl.measure(frames, sample)
+            own = replace(sample, prompt=sample.source_prompt) if name == "source" and sample.source_prompt else sample
+            if own is not current:  # the source of an edit, against what it shows (a red circle's motion, not the blue one's)
+                current, reason = own, impl.applies(own)
+                if reason:
+                    continue
+            value = impl.measure(frames, own)
             mean, curve = _summarize(value)
             if math.isnan(mean):
                 continue

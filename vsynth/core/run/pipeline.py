@@ -677,6 +677,7 @@ def _measure(plan: RunPlan, videos: dict, idm, record: dict, runtime) -> None:
         detector = {"kind": getattr(idm, "kind", ""), "maps": idm.control_maps, **plan.params["idm"].model_dump()}
     sample = measure.Sample(
         prompt=config.prompt,
+        source_prompt=config.source_prompt,
         source=videos["source"],
         condition=videos["condition"],
         detector=detector,
