@@ -26,6 +26,7 @@ GOOD = dict(idm="controlnet-canny", vdm="zeroscope", video=SAMPLE_VIDEO, prompt=
         ({"guidance": float("nan")}, "--guidance nan: must be a finite number"),
         ({"options": 5}, "--options 5: must be a mapping"),
         ({"idm": ""}, '--idm "": is empty'),
+        ({"options": {None: 1}}, "--options: the key None must be text"),
     ],
 )
 def test_a_bad_config_raises_a_typed_one_line_error(values, expected):

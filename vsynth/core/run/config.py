@@ -212,6 +212,8 @@ def describe(exc: ValidationError, model: type[BaseModel], option: bool = False,
     err = exc.errors()[0]
     if not err["loc"]:
         return f"{_cross_field_label(err, role, typed)}: {_explain(err, None)}"
+    if len(err["loc"]) >= 2 and err["loc"][-1] == "[key]":  # a mapping's key that is not text: {None: 1}
+        return f"--{err['loc'][0]}: the key {shorten(repr(err['input']))} must be text (a name, as in -o KEY=VALUE)"
     where = ".".join(str(p) for p in err["loc"])
     where = typed.get(where, where) if option else where
     if err["type"] == "missing":
