@@ -241,3 +241,12 @@ def test_toy_examples_fix_the_words_their_captions_say(tmp_path):
     help_text = " ".join(CliRunner().invoke(cli, ["toy", "examples", "--help"]).output.split())
     for word in world.BACKGROUNDS + world.MOTIONS + tuple(world.SPEED_WORDS) + world.SHAPES + world.COLOURS:
         assert word in help_text, word
+
+
+def test_a_toy_run_at_another_size_than_the_toys_learnt_is_warned(tmp_path):
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+    from vsynth.errors import VsynthWarning
+
+    with pytest.warns(VsynthWarning, match="--toy at 128x128: the toy models learnt at 64x64"):
+        plan_run(RunConfig(toy=True, vdm="wan2.1-t2v-1.3b", prompt="a red circle moving right", frames=5, height=128, out=tmp_path / "a"))

@@ -136,6 +136,10 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     toy = registry.world("toy") if config.toy else None
     if toy is not None:
         _check_toy(config, [s for s in (idm, vdm) if s is not None], toy.load_impl()())
+        given = _size(config, toy.size) if toy.size else None
+        if given is not None and given != tuple(toy.size):
+            warnings.warn(f"--toy at {given[0]}x{given[1]}: the toy models learnt at {toy.size[0]}x{toy.size[1]}, and at "
+                          "another size their pictures, and the metrics on them, mean little", VsynthWarning, stacklevel=2)  # fmt: skip
     if config.stride is None:
         config = config.model_copy(update={"stride": toy.stride if toy is not None and toy.stride else BIVDIFF_STRIDE})
 
