@@ -197,6 +197,8 @@ def test_make_grid_mixed_sizes_and_short_rows():
         [("wide", numbered_frames(8, 32, 64)), ("short", numbered_frames(2, 32, 32))], columns=4, cell_height=16
     )
     assert grid.width >= 4 * 32 and grid.height >= 2 * 16
+    two = make_grid([("final", numbered_frames(2, 32, 32))], columns=4, cell_height=16)  # a 2-frame run: no empty columns
+    assert two.width < make_grid([("final", numbered_frames(4, 32, 32))], columns=4, cell_height=16).width - 2 * 16
 
 
 def test_mean_abs_frame_difference():

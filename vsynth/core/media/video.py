@@ -222,6 +222,7 @@ def make_grid(rows: list[tuple[str, np.ndarray]], *, columns: int = 4, cell_heig
     if not rows:
         raise ValueError("make_grid needs at least one row")
     rows = [(label, _checked_frames(frames)) for label, frames in rows]
+    columns = min(columns, max(len(frames) for _, frames in rows))  # a 2-frame run: 2 columns, not 2 empty ones beside them
     font = ImageFont.load_default(size=max(10, cell_height // 9))
     picks = [_grid_indices(len(frames), columns) for _, frames in rows]
     cell_widths = [max(1, round(frames.shape[2] * cell_height / frames.shape[1])) for _, frames in rows]
