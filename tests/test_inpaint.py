@@ -117,3 +117,23 @@ def test_outpaint_explicit_margins():
     assert (mask[:5] == 255).all() and (mask[:, -20:] == 255).all() and (mask[:, :8] == 255).all()
     assert (mask[5:, 8:-20] == 0).all()
     assert (outpaint_mask(parse_outpaint("0.25,0,0.25,0"), 1, 64, 64) == outpaint_mask(parse_outpaint("horizontal"), 1, 64, 64)).all()
+
+
+def test_one_image_masks_every_frame_and_a_bad_one_is_refused_at_planning(tmp_path):
+    """A still region (a logo, a watermark) is the common mask: a PNG was refused ('unsupported type')."""
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+    from vsynth.errors import VideoError
+
+    still = np.zeros((100, 100), np.uint8)
+    still[30:70, 30:70] = 255
+    Image.fromarray(still).save(tmp_path / "mask.png")
+    mask = read_mask(tmp_path / "mask.png", frames=3, stride=4, size=(64, 64))
+    assert mask.shape == (3, 64, 64) and (mask == mask[:1]).all() and set(np.unique(mask)) == {0, 255}
+    assert 0.12 < (mask[0] > 0).mean() < 0.2  # the middle 40% square: 16% of the frame
+    settings = dict(idm="sd-inpaint", vdm="zeroscope", video=Path(__file__).parents[1] / "examples" / "shapes.mp4", prompt="a ball",
+                    tiny=True, frames=2, height=64, width=64, out=tmp_path / "out")  # fmt: skip
+    assert plan_run(RunConfig(mask=tmp_path / "mask.png", **settings)).frames.mask.shape == (2, 64, 64)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(VideoError, match="bad.png cannot be read as an image"):
+        plan_run(RunConfig(mask=tmp_path / "bad.png", **settings))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vsynth.core.media.video import read_video
-from vsynth.errors import VsynthInputError, shorten
+from vsynth.core.media.video import IMAGE_EXTENSIONS, read_video
+from vsynth.errors import VideoError, VsynthInputError, shorten
 
 # BIVDiff's outpainting: "horizontal" regenerates the top and bottom quarter, "vertical" the left and
 # right quarter (REFERENCE.md). As margins: (top, right, bottom, left) fractions of the frame.
@@ -39,7 +39,22 @@ def outpaint_mask(margins: tuple[float, float, float, float], frames: int, heigh
     return np.repeat(mask[None], frames, axis=0)
 
 
+def is_still(path: str | Path) -> bool:
+    """A single image file as a mask: the same region in every frame (a logo, a watermark, a fixed object)."""
+    path = Path(path)
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
 def read_mask(path: str | Path, *, frames: int, stride: int, size: tuple[int, int]) -> np.ndarray:
-    """A mask video, resized to the run's size like the source; white (> 127) = regenerate."""
+    """A mask video, or one image for every frame, resized to the run's size like the source; white (> 127) = regenerate."""
+    if is_still(path):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                still = np.asarray(image.convert("RGB").resize((size[1], size[0]), Image.Resampling.LANCZOS))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise VideoError(f"{path} cannot be read as an image ({type(exc).__name__}): give a PNG or JPEG mask") from None
+        return np.repeat(np.where(still.mean(axis=-1) > 127, 255, 0).astype(np.uint8)[None], frames, axis=0)
     video = read_video(path, frames=frames, stride=stride, size=size)
     return np.where(video.frames.mean(axis=-1) > 127, 255, 0).astype(np.uint8)

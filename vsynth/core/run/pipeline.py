@@ -22,6 +22,7 @@ from vsynth.core.diffusion import gguf, lora, quantize, solvers
 from vsynth.core.run import validate
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
+from vsynth.core.media.masks import is_still
 from vsynth.core.run.progress import Stages, compiling, library_progress_bars, quiet_library_fallbacks
 from vsynth.core.host.registry import Registry, get_registry, plugin_errors
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
@@ -178,7 +179,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     if config.quantize == "nf4" and config.offload in ("sequential", "group"):
         raise VsynthInputError(f"--quantize nf4 with --offload {config.offload}: bitsandbytes' 4-bit layers move whole; use --offload model")
     validate.warn_compile(config.compile, device)
-    infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask") if getattr(config, name)]
+    infos = [_probe(config, getattr(config, name)) for name in ("video", "condition_video", "mask")
+             if getattr(config, name) and not (name == "mask" and is_still(config.mask))]  # one image masks every frame
     info = infos[0] if infos else None
     if config.video is not None:
         measure.check_ground_truth(registry, config.video, info)  # a stale sidecar would fail the metrics after the whole run
