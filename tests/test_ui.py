@@ -26,6 +26,9 @@ QUICK = {"frames": 2, "height": 64, "width": 64, "steps": 1}
 
 
 def test_option_fields_follow_the_params_models_and_send_only_changes():
+    """A field whose default is None (the model's own) or set by the IDM (mixing_ratio) is an empty text box: as a
+    slider or number box it always held a number and sent it (batch_size 0, Wan's max_sequence_length 0, flow-edit's
+    guidance 0.0: every such run refused), and a mixing ratio of 1.0 typed by hand was dropped as 'the default'."""
     import gradio as gr
 
     from vsynth.core.host.registry import get_registry
@@ -34,20 +37,26 @@ def test_option_fields_follow_the_params_models_and_send_only_changes():
     registry = get_registry()
     with gr.Blocks():
         made = dict(
-            [(f.name, (f, c)) for f, c in option_components(gr, "bridge", "mixed-inversion", registry.bridge("mixed-inversion").params)]
+            [(f.name, (f, c)) for f, c in option_components(gr, "bridge", "mixed-inversion", registry.bridge("mixed-inversion").params,
+                                                            frozenset({"mixing_ratio"}))]
             + [(f.name, (f, c)) for f, c in option_components(gr, "idm", "controlnet-canny", registry.model("controlnet-canny", "idm").params)]
         )  # fmt: skip
+        encapsulated = dict((f.name, c) for f, c in option_components(gr, "bridge", "encapsulated", registry.bridge("encapsulated").params))
     kinds = {name: type(component).__name__ for name, (_, component) in made.items()}
-    assert kinds["mixing_ratio"] == "Slider" and (made["mixing_ratio"][1].minimum, made["mixing_ratio"][1].maximum) == (0.0, 1.0)
+    assert kinds["mixing_ratio"] == "Textbox" and "set by the image model" in made["mixing_ratio"][1].info
     assert kinds["inversion_prompt"] == "Dropdown" and kinds["reencode"] == "Checkbox"
     assert kinds["low_threshold"] == "Slider" and made["low_threshold"][1].step == 1
-    assert kinds["batch_size"] == "Number" and kinds["base"] == "Textbox"
+    assert kinds["batch_size"] == "Textbox" and kinds["base"] == "Textbox"
+    assert encapsulated["t2v_at"].maximum < 1  # a strict bound (t2v_at < 1) is not offered
     fields = [f for f, _ in made.values()]
-    values = {"mixing_ratio": 0.5, "reencode": True, "low_threshold": 100, "batch_size": None, "base": "", "conditioning_scale": 2.0}
+    values = {"mixing_ratio": "1", "reencode": True, "low_threshold": 100, "batch_size": "", "base": "", "conditioning_scale": 2.0}
     picked = {"idm": "controlnet-canny", "bridge": "mixed-inversion"}
-    sent = chosen_options(fields, [values.get(f.name, f.default) for f in fields], picked)
-    assert sent == {"bridge.mixing_ratio": 0.5, "idm.conditioning_scale": 2.0}
-    assert chosen_options(fields, [values.get(f.name, f.default) for f in fields], {**picked, "bridge": "none"}) == {"idm.conditioning_scale": 2.0}
+    sent = chosen_options(fields, [values.get(f.name, f.default if f.number is None else "") for f in fields], picked)
+    assert sent == {"bridge.mixing_ratio": 1.0, "idm.conditioning_scale": 2.0}
+    untouched = chosen_options(fields, [f.default if f.number is None else "" for f in fields], picked)
+    assert untouched == {}
+    typed = chosen_options(fields, ["2" if f.name == "batch_size" else f.default if f.number is None else "" for f in fields], picked)
+    assert typed == {"idm.batch_size": 2}
 
 
 def free_port() -> int:
@@ -141,4 +150,23 @@ def test_a_solver_chosen_in_the_page_is_the_one_the_run_uses(served, browser):
     record = json.loads((folder / "run.json").read_text())
     assert record["config"]["vdm_scheduler"] == "dpm++"
     assert record["models"]["vdm"]["sampling"]["scheduler"] == "DPMSolverMultistepScheduler"
+    page.close()
+
+
+def test_untouched_model_options_send_nothing_once_opened(served, browser):
+    """Opening 'model options' rendered Wan's max_sequence_length slider at its minimum 0 and its window box at 0,
+    and both were sent: every Wan run from the page was refused (and every IDM's batch_size=0)."""
+    import re
+
+    url, _ = served
+    page = browser.new_page()
+    page.goto(url)
+    page.get_by_text("model options", exact=True).click()
+    page.locator("#vdm input").click()
+    page.get_by_role("option", name="wan2.1-t2v-1.3b", exact=True).click()
+    page.locator("#option-vdm-wan2\\.1-t2v-1\\.3b-max_sequence_length").wait_for(timeout=30_000)
+    fill_form(page, "a corgi", {**QUICK, "frames": 5})
+    page.locator("#result video").wait_for(timeout=180_000)
+    folder = Path(re.search(r'"folder"\s*:\s*"([^"]+)"', page.locator("#summary").inner_text()).group(1))
+    assert json.loads((folder / "run.json").read_text())["config"]["options"] == {}
     page.close()

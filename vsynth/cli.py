@@ -996,7 +996,7 @@ def _print_eval_table(records: list[dict], specs) -> None:
 
 
 @cli.command()
-@click.option("--port", type=int, default=7860, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--tiny", is_flag=True, help="Start with the offline tiny models ticked and small quick settings.")
 @click.option("--out", type=HomePath(path_type=Path), default=Path("outputs/ui"), show_default=True, help="Folder of the runs' output folders.")
 def ui(port, tiny, out):
@@ -1007,7 +1007,17 @@ def ui(port, tiny, out):
     """
     from vsynth.ui.app import import_gradio, launch
 
+    import socket
+
+    from vsynth.core.run.validate import check_creatable
+
     import_gradio()  # a missing extra is one line before anything else starts
+    check_creatable(out / "run", f"--out {out}", "choose another --out")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # before the banner: Gradio's own failure is a traceback
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise VsynthInputError(f"--port {port}: {exc.strerror or exc} (another server holds it?); choose another --port") from None
     _quiet_libraries()
     _registry()
     click.echo(f"vsynth ui: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)

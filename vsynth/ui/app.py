@@ -115,7 +115,8 @@ def build_app(out_root: Path, tiny: bool = False):
                         for name, spec in specs.items():
                             with gr.Group(visible=False) as group:
                                 gr.Markdown(f"**{role} {name}**")
-                                for field, component in option_components(gr, role, name, spec.params):
+                                varying = frozenset(k for i in idms.values() for k in i.bridge_defaults.get(name, {})) if role == "bridge" else frozenset()
+                                for field, component in option_components(gr, role, name, spec.params, varying):
                                     fields.append(field)
                                     option_inputs.append(component)
                             groups[(role, name)] = group
@@ -138,6 +139,9 @@ def build_app(out_root: Path, tiny: bool = False):
 
         for dropdown in (idm, vdm, bridge):
             dropdown.change(show_options, [idm, vdm, bridge], list(groups.values()))
+        # tiny and toy both choose the weights: ticking one unticks the other (a run with both is refused)
+        use_tiny.input(lambda on: gr.update(value=False) if on else gr.update(), [use_tiny], [use_toy])
+        use_toy.input(lambda on: gr.update(value=False) if on else gr.update(), [use_toy], [use_tiny])
         app.load(show_options, [idm, vdm, bridge], list(groups.values()))
 
         def run(idm_name, vdm_name, bridge_name, tiny_on, toy_on, video_path, prompt_text, idm_text, source_text, negative_text,
