@@ -95,9 +95,10 @@ def build_app(out_root: Path, tiny: bool = False):
                 source_prompt = gr.Textbox(label="source prompt (what the video shows; prompt2prompt, flow-edit)")
                 negative_prompt = gr.Textbox(label="negative prompt")
                 with gr.Accordion("masks and control maps", open=False):
-                    mask = gr.Video(label="mask video (white = regenerate)", sources=["upload"], include_audio=True)
+                    mask = gr.File(label="mask: a video, or one image for every frame (white = regenerate)", file_types=["video", "image"],
+                                   type="filepath")
                     condition = gr.Video(label="control-map video", sources=["upload"], include_audio=True)
-                    outpaint = gr.Textbox(label="outpaint: horizontal, vertical or T,R,B,L fractions")
+                    outpaint = gr.Textbox(label="outpaint: horizontal, vertical, or four fractions TOP,RIGHT,BOTTOM,LEFT (e.g. 0.25,0,0.25,0)")
                 with gr.Accordion("solvers", open=False):
                     with gr.Row():
                         idm_solver = gr.Dropdown([OWN_SOLVER, *SOLVERS], value=OWN_SOLVER, label="IDM solver", elem_id="idm_scheduler")
