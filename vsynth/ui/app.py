@@ -99,6 +99,12 @@ def build_app(out_root: Path, tiny: bool = False):
                                    type="filepath")
                     condition = gr.Video(label="control-map video", sources=["upload"], include_audio=True)
                     outpaint = gr.Textbox(label="outpaint: horizontal, vertical, or four fractions TOP,RIGHT,BOTTOM,LEFT (e.g. 0.25,0,0.25,0)")
+                with gr.Accordion("weights", open=False):
+                    with gr.Row():
+                        idm_weights = gr.Textbox(label="IDM weights: a hub id or a folder (empty: the model's own)", elem_id="idm_weights")
+                        vdm_weights = gr.Textbox(label="VDM weights: a hub id or a folder (empty: the model's own)", elem_id="vdm_weights")
+                    trust_pickles = gr.Checkbox(value=False, label="trust pickle weights (.pth, .bin, .ckpt: loading one can run code)",
+                                                elem_id="trust_pickles")
                 with gr.Accordion("solvers", open=False):
                     with gr.Row():
                         idm_solver = gr.Dropdown([OWN_SOLVER, *SOLVERS], value=OWN_SOLVER, label="IDM solver", elem_id="idm_scheduler")
@@ -146,7 +152,8 @@ def build_app(out_root: Path, tiny: bool = False):
         app.load(show_options, [idm, vdm, bridge], list(groups.values()))
 
         def run(idm_name, vdm_name, bridge_name, tiny_on, toy_on, video_path, prompt_text, idm_text, source_text, negative_text,
-                mask_path, condition_path, outpaint_text, idm_solver_name, vdm_solver_name, *rest, progress=gr.Progress()):  # fmt: skip
+                mask_path, condition_path, outpaint_text, idm_solver_name, vdm_solver_name, idm_weights_text, vdm_weights_text,
+                trusted, *rest, progress=gr.Progress()):  # fmt: skip
             setting_values, option_values = rest[: len(SETTINGS)], rest[len(SETTINGS) :]
             picked = chosen(idm_name, vdm_name, bridge_name)
             values = {
@@ -156,6 +163,8 @@ def build_app(out_root: Path, tiny: bool = False):
                 "condition_video": condition_path, "outpaint": outpaint_text or None,
                 "idm_scheduler": None if idm_solver_name == OWN_SOLVER else idm_solver_name,
                 "vdm_scheduler": None if vdm_solver_name == OWN_SOLVER else vdm_solver_name,
+                "idm_weights": (idm_weights_text or "").strip() or None, "vdm_weights": (vdm_weights_text or "").strip() or None,
+                "trust_pickles": bool(trusted),
                 **{name: value for name, value in zip(SETTINGS, setting_values) if not unset(name, value)},
                 "out": new_folder(out_root, "-".join(filter(None, [picked["idm"], vdm_name]))),
             }  # fmt: skip
@@ -171,7 +180,7 @@ def build_app(out_root: Path, tiny: bool = False):
             return gr.update(value="\n\n".join(notes), visible=bool(notes)), str(done.out_dir / "video.mp4"), str(done.out_dir / "grid.png"), record
 
         inputs = [idm, vdm, bridge, use_tiny, use_toy, video, prompt, idm_prompt, source_prompt, negative_prompt, mask, condition, outpaint,
-                  idm_solver, vdm_solver]  # fmt: skip
+                  idm_solver, vdm_solver, idm_weights, vdm_weights, trust_pickles]  # fmt: skip
         generate.click(run, [*inputs, *settings, *option_inputs], [error, result, grid, summary])
     return app
 
