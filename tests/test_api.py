@@ -153,3 +153,11 @@ def test_one_side_given_alone_keeps_the_default_size_s_aspect(given, size):
     """--width 416 on Wan (480x832 by default) ran 480x416, a squeezed frame no one asked for."""
     plan = plan_run(RunConfig(vdm="wan2.1-t2v-1.3b", prompt="a ball", tiny=True, **given))
     assert (plan.height, plan.width) == size
+
+
+def test_none_is_the_default_of_any_setting_from_python(monkeypatch, tmp_path):
+    """seed=None, frames=None or negative_prompt=None were refused ('must be a whole number') while steps=None was taken."""
+    monkeypatch.chdir(tmp_path)
+    result = vsynth.run(vdm="zeroscope", prompt="a ball", tiny=True, seed=None, frames=None, negative_prompt=None, device=None,
+                        vdm_lora=None, height=64, width=64, steps=1)  # fmt: skip
+    assert (result.record["seed"], result.record["frames"], result.record["config"]["negative_prompt"]) == (42, 8, "")

@@ -62,7 +62,10 @@ class Session:
     def run(self, *, options: dict[str, Any] | None = None, display=None, **settings) -> RunResult:
         """One run: ``settings`` are RunConfig fields (``vdm``, ``prompt``, ``idm``, ``video``, ``frames``,
         ``tiny``, ``out``...), ``options`` the models' and bridge's params (as ``-o KEY=VALUE``), ``display``
-        this run's progress (as the Session's)."""
+        this run's progress (as the Session's). A setting given as None is its default, as Python's convention
+        has it (``seed=None`` runs with seed 42; it was refused while ``steps=None`` was taken)."""
+        fields = RunConfig.model_fields
+        settings = {k: v for k, v in settings.items() if v is not None or k not in fields or fields[k].default is None}
         return self.run_config(make_config({**settings, "options": options or {}}), display=display)
 
     def run_config(self, config: RunConfig, display=None) -> RunResult:
