@@ -133,21 +133,29 @@ def test_bad_input_shows_the_one_line_error_in_the_page(served, browser):
     page.close()
 
 
-def test_a_solver_chosen_in_the_page_is_the_one_the_run_uses(served, browser):
+def choose(page, accordion: str, dropdown: str, option: str) -> None:
+    """Open ``accordion`` and pick ``option`` in the dropdown ``#dropdown``."""
+    page.get_by_text(accordion, exact=True).click()
+    page.locator(f"#{dropdown} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def generated_record(page, settings: dict) -> dict:
+    """Generate with ``settings`` and read the run's run.json (the page's summary shows nested fields collapsed)."""
     import re
 
-    url, _ = served
-    page = browser.new_page()
-    page.goto(url)
-    page.get_by_text("solvers", exact=True).click()
-    page.locator("#vdm_scheduler input").click()
-    page.get_by_role("option", name="dpm++", exact=True).click()
-    assert page.locator("#vdm_scheduler input").input_value() == "dpm++"
-    fill_form(page, "a corgi", QUICK)
+    fill_form(page, "a corgi", settings)
     page.locator("#result video").wait_for(timeout=180_000)
-    summary = page.locator("#summary").inner_text()
-    folder = Path(re.search(r'"folder"\s*:\s*"([^"]+)"', summary).group(1))  # the page's summary shows nested fields collapsed
-    record = json.loads((folder / "run.json").read_text())
+    folder = Path(re.search(r'"folder"\s*:\s*"([^"]+)"', page.locator("#summary").inner_text()).group(1))
+    return json.loads((folder / "run.json").read_text())
+
+
+def test_a_solver_chosen_in_the_page_is_the_one_the_run_uses(served, browser):
+    page = browser.new_page()
+    page.goto(served[0])
+    choose(page, "solvers", "vdm_scheduler", "dpm++")
+    assert page.locator("#vdm_scheduler input").input_value() == "dpm++"
+    record = generated_record(page, QUICK)
     assert record["config"]["vdm_scheduler"] == "dpm++"
     assert record["models"]["vdm"]["sampling"]["scheduler"] == "DPMSolverMultistepScheduler"
     page.close()
@@ -156,17 +164,9 @@ def test_a_solver_chosen_in_the_page_is_the_one_the_run_uses(served, browser):
 def test_untouched_model_options_send_nothing_once_opened(served, browser):
     """Opening 'model options' rendered Wan's max_sequence_length slider at its minimum 0 and its window box at 0,
     and both were sent: every Wan run from the page was refused (and every IDM's batch_size=0)."""
-    import re
-
-    url, _ = served
     page = browser.new_page()
-    page.goto(url)
-    page.get_by_text("model options", exact=True).click()
-    page.locator("#vdm input").click()
-    page.get_by_role("option", name="wan2.1-t2v-1.3b", exact=True).click()
+    page.goto(served[0])
+    choose(page, "model options", "vdm", "wan2.1-t2v-1.3b")
     page.locator("#option-vdm-wan2\\.1-t2v-1\\.3b-max_sequence_length").wait_for(timeout=30_000)
-    fill_form(page, "a corgi", {**QUICK, "frames": 5})
-    page.locator("#result video").wait_for(timeout=180_000)
-    folder = Path(re.search(r'"folder"\s*:\s*"([^"]+)"', page.locator("#summary").inner_text()).group(1))
-    assert json.loads((folder / "run.json").read_text())["config"]["options"] == {}
+    assert generated_record(page, {**QUICK, "frames": 5})["config"]["options"] == {}
     page.close()
