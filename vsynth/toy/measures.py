@@ -75,9 +75,9 @@ class DetectedColourAdherence(_ToyPrompt):
 
 
 class ShapeSpeed(_ToyPrompt):
+    min_frames = 2  # motion needs two frames: "not measurable", not a speed of 0
+
     def measure(self, frames: np.ndarray, sample: Sample) -> float:
-        if len(frames) < 2:
-            return float("nan")  # motion needs two frames: "not measurable", not a speed of 0
         return centroid_speed(colour_masks(frames, self.parsed[0]))
 
 
@@ -93,19 +93,17 @@ class ClassifierAccuracy(Metric):
 
 
 class _ToyMotion(Metric):
-    """A metric that reads the motion a toy prompt names ("a red circle moving left ...")."""
+    """A metric that reads the motion a toy prompt names ("a red circle moving left ..."); one frame has none."""
+
+    min_frames = 2
 
     def applies(self, sample: Sample) -> str | None:
         self.motion = world.parse_motion(sample.prompt or "")
         return None if self.motion is not None else "the prompt names no toy motion"
 
-    def measure(self, frames: np.ndarray, sample: Sample) -> float:
-        """NaN ("not measurable") for one frame, where a motion has no direction or speed, rather than a 0 agreement."""
-        return self.agreement(frames) if len(frames) > 1 else float("nan")
-
 
 class DirectionAgreement(_ToyMotion):
-    def agreement(self, frames: np.ndarray) -> float:
+    def measure(self, frames: np.ndarray, sample: Sample) -> float:
         from vsynth.metrics.motion import direction_agreement
 
         return direction_agreement(frames, self.motion["motion"], self.motion["colour"])
@@ -116,7 +114,7 @@ class SpeedAgreement(_ToyMotion):
         why = super().applies(sample)
         return why or ("growing has no speed along a path" if self.motion["motion"] == "growing" else None)
 
-    def agreement(self, frames: np.ndarray) -> float:
+    def measure(self, frames: np.ndarray, sample: Sample) -> float:
         from vsynth.metrics.motion import speed_agreement
 
         return speed_agreement(frames, self.motion["speed"] * frames.shape[2] / 64, self.motion["colour"])

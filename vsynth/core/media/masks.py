@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vsynth.core.media.video import IMAGE_EXTENSIONS, read_video
-from vsynth.errors import VideoError, VsynthInputError, shorten
+from vsynth.core.media.video import IMAGE_EXTENSIONS, read_image, read_video
+from vsynth.errors import VsynthInputError, shorten
 
 # BIVDiff's outpainting: "horizontal" regenerates the top and bottom quarter, "vertical" the left and
 # right quarter (REFERENCE.md). As margins: (top, right, bottom, left) fractions of the frame.
@@ -48,13 +48,11 @@ def is_still(path: str | Path) -> bool:
 def read_mask(path: str | Path, *, frames: int, stride: int, size: tuple[int, int]) -> np.ndarray:
     """A mask video, or one image for every frame, resized to the run's size like the source; white (> 127) = regenerate."""
     if is_still(path):
-        from PIL import Image, UnidentifiedImageError
+        still = read_image(path, size, fix="give a PNG or JPEG mask")[None]
+        return np.repeat(_binary(still), frames, axis=0)
+    return _binary(read_video(path, frames=frames, stride=stride, size=size).frames)
 
-        try:
-            with Image.open(path) as image:
-                still = np.asarray(image.convert("RGB").resize((size[1], size[0]), Image.Resampling.LANCZOS))
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise VideoError(f"{path} cannot be read as an image ({type(exc).__name__}): give a PNG or JPEG mask") from None
-        return np.repeat(np.where(still.mean(axis=-1) > 127, 255, 0).astype(np.uint8)[None], frames, axis=0)
-    video = read_video(path, frames=frames, stride=stride, size=size)
-    return np.where(video.frames.mean(axis=-1) > 127, 255, 0).astype(np.uint8)
+
+def _binary(frames: np.ndarray) -> np.ndarray:
+    """uint8 (F, H, W): 255 where the frames are white (> 127), else 0."""
+    return np.where(frames.mean(axis=-1) > 127, 255, 0).astype(np.uint8)

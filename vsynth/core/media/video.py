@@ -393,17 +393,18 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda file: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", file.name)])
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """One image file as uint8 RGB (H, W, 3), with the same size guard and error as a folder of frames."""
-    return _load_image(Path(path).expanduser())
+def read_image(path: str | Path, size: tuple[int, int] | None = None, fix: str = "check the file") -> np.ndarray:
+    """One image file as uint8 RGB (H, W, 3), with the same size guard and error as a folder of frames; resized to
+    ``size`` (height, width) as they are; ``fix`` ends the error for an unreadable one."""
+    return _resize(_load_image(Path(path).expanduser(), fix), size)
 
 
-def _load_image(file: Path) -> np.ndarray:
+def _load_image(file: Path, fix: str = "check the file or remove it from the folder") -> np.ndarray:
     try:
         with _open_image(file) as image:
             return _to_rgb(image)
     except OSError as err:
-        raise VideoError(f"{file} cannot be read as an image: check the file or remove it from the folder") from err
+        raise VideoError(f"{file} cannot be read as an image: {fix}") from err
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

@@ -61,6 +61,7 @@ class Metric:
     """
 
     note: str = ""  # how it measured, when that varies (which flow method): recorded beside the values
+    min_frames: int = 1  # a video with fewer is not measurable by it (motion and change need 2), rather than scored 0
 
     def __init__(self, spec: MetricSpec, weights: dict[str, str], device: str = "cpu"):
         self.spec = spec
@@ -214,7 +215,7 @@ def _measure_one(spec: MetricSpec, videos: dict, sample: Sample, registry: Regis
             return
         current = sample
         for name, frames in named.items():
-            if name == "source" and {"source", "condition"} & set(spec.needs):
+            if name == "source" and {"source", "condition"} & set(spec.needs) or len(frames) < impl.min_frames:
                 continue
             own = replace(sample, prompt=sample.source_prompt) if name == "source" and sample.source_prompt else sample
             if own is not current:  # the source of an edit, against what it shows (a red circle's motion, not the blue one's)

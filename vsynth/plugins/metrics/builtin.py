@@ -9,9 +9,9 @@ from vsynth.metrics import clip, control, flow, temporal
 
 
 class FrameDifference(Metric):
+    min_frames = 2  # no pair of frames: "not measurable", not a difference of 0
+
     def measure(self, frames: np.ndarray, sample: Sample) -> float:
-        if len(frames) < 2:
-            return float("nan")  # no pair of frames: "not measurable", not a difference of 0
         return temporal.mean_abs_frame_difference(frames)
 
 
@@ -61,6 +61,8 @@ class FrameConsistency(_Clip):
 class FlowWarpingError(Metric):
     """RAFT (torchvision) when torchvision imports; else OpenCV's DIS flow, said in ``note``."""
 
+    min_frames = 2
+
     @classmethod
     def uses_weights(cls) -> bool:
         return flow.import_torchvision() is not None
@@ -71,7 +73,5 @@ class FlowWarpingError(Metric):
         self.note = "RAFT (torchvision)" if self.model is not None else "OpenCV DIS flow: torchvision is not installed, RAFT unavailable"
 
     def measure(self, frames: np.ndarray, sample: Sample):
-        if len(frames) < 2:
-            return float("nan")
         flows = flow.raft_flows(frames, self.model) if self.model is not None else flow.dis_flows(frames)
         return flow.warping_errors(frames, *flows)
