@@ -741,9 +741,8 @@ def toy_examples(directory, count, frames, seed, motion, **fixed):
       vsynth toy examples toys/ --motion --moving left --speed quickly --background black
     """
     from vsynth.core.run.validate import check_creatable
-    from vsynth.toy.truth import save_clip
-
     from vsynth.toy import world
+    from vsynth.toy.truth import save_clip
 
     fixed = _toy_words({k: v for k, v in fixed.items() if v is not None}, motion)
     check_creatable(directory / "clip", f"cannot write into {directory}", "choose a writable DIRECTORY")
@@ -895,12 +894,11 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
     names = measure.parse_names(metrics)
     specs = measure.choose(registry, names if names is not None else ["all"])
     weights = {key: str(value) for key, value in (parse_option(o) for o in metric_weights)}
+    if suite is None and rerun_changed:
+        raise VsynthInputError("--rerun-changed reruns a --suite's jobs: give it with --suite")
     if suite is not None:
         if paths or compare:
             raise VsynthInputError("--suite runs its own jobs: give no PATHS and no --compare with it")
-    elif rerun_changed:
-        raise VsynthInputError("--rerun-changed reruns a --suite's jobs: give it with --suite")
-    if suite is not None:
         from vsynth.suite import run_suite
 
         with _WarningLines().shown():
@@ -1005,11 +1003,10 @@ def ui(port, tiny, out):
     Pick the models, bridge, inputs and options in a form; see each stage's progress, then the
     video, the grid and run.json. Only this machine can reach it.
     """
-    from vsynth.ui.app import import_gradio, launch
-
     import socket
 
     from vsynth.core.run.validate import check_creatable
+    from vsynth.ui.app import import_gradio, launch
 
     import_gradio()  # a missing extra is one line before anything else starts
     check_creatable(out / "run", f"--out {out}", "choose another --out")

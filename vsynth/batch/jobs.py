@@ -169,7 +169,7 @@ def _as_recorded(config: RunConfig) -> dict[str, Any]:
     """``config`` as run.json would record it: the run rounds the frames down to what the video model holds, and
     fills in an unset stride (the toy world's, else BIVDiff's)."""
     from vsynth.core.host.registry import get_registry
-    from vsynth.core.run.pipeline import BIVDIFF_STRIDE
+    from vsynth.core.run.pipeline import default_stride
 
     values = json.loads(config.model_dump_json())
     try:
@@ -179,7 +179,7 @@ def _as_recorded(config: RunConfig) -> dict[str, Any]:
     except VsynthError:
         return values  # an unknown model or world: planning refuses the job
     if config.stride is None:
-        values["stride"] = toy.stride if toy is not None and toy.stride else BIVDIFF_STRIDE
+        values["stride"] = default_stride(toy)
     return values
 
 

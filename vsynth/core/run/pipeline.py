@@ -110,6 +110,11 @@ class LoadedModels:
     accel: dict = field(default_factory=dict)  # by role: LoRAs, quantization, compilation applied (run.json's "accel")
 
 
+def default_stride(toy) -> int:
+    """The source stride of a run that names none: the toy world's (its weights learnt motion frame by frame), else BIVDiff's."""
+    return toy.stride if toy is not None and toy.stride else BIVDIFF_STRIDE
+
+
 def _size(config: RunConfig, default: tuple[int, int]) -> tuple[int, int]:
     """(height, width): the default size's unless given; one side given alone keeps the default's aspect (--width 416
     on Wan's 480x832 is 240x416, not 480x416; --height 256 with an IDM's 512x512 is 256x256)."""
@@ -137,12 +142,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     toy = registry.world("toy") if config.toy else None
     if toy is not None:
         _check_toy(config, [s for s in (idm, vdm) if s is not None], toy.load_impl()())
-        given = _size(config, toy.size) if toy.size else None
-        if given is not None and given != tuple(toy.size):
-            warnings.warn(f"--toy at {given[0]}x{given[1]}: the toy models learnt at {toy.size[0]}x{toy.size[1]}, and at "
-                          "another size their pictures, and the metrics on them, mean little", VsynthWarning, stacklevel=2)  # fmt: skip
     if config.stride is None:
-        config = config.model_copy(update={"stride": toy.stride if toy is not None and toy.stride else BIVDIFF_STRIDE})
+        config = config.model_copy(update={"stride": default_stride(toy)})
 
     models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
@@ -185,7 +186,11 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     if config.video is not None:
         measure.check_ground_truth(registry, config.video, info)  # a stale sidecar would fail the metrics after the whole run
     default_size = toy.size if toy is not None and toy.size else BIVDIFF_SIZE if idm else (vdm.native_size or BIVDIFF_SIZE)
-    frames, height, width, notices = validate.fit_to_latents(config.frames, *_size(config, default_size), models, config.fit)
+    size = _size(config, default_size)
+    if toy is not None and toy.size and size != tuple(toy.size):
+        warnings.warn(f"--toy at {size[0]}x{size[1]}: the toy models learnt at {toy.size[0]}x{toy.size[1]}, and at another "
+                      "size their pictures, and the metrics on them, mean little", VsynthWarning, stacklevel=2)  # fmt: skip
+    frames, height, width, notices = validate.fit_to_latents(config.frames, *size, models, config.fit)
     for notice in notices:
         warnings.warn(notice, VsynthWarning, stacklevel=2)
     config = config.model_copy(update={"frames": frames})
