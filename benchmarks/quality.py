@@ -188,6 +188,7 @@ def main(argv=None) -> list[dict]:
 
     registry = get_registry()
     args.vdm_transformer = registry.model(args.vdm).architecture == "transformer"
+    args.frames = registry.model(args.vdm).latent_space.fit_frames(args.frames)  # every row runs these (idm-only loads no VDM to round them)
     if args.ratios is None:
         same = registry.model(args.idm).latent_space == registry.model(args.vdm).latent_space
         args.ratios = [1.0, 0.5, 0.0] if same else [0.0]

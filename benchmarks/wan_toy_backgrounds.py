@@ -70,10 +70,11 @@ def main(argv=None):
     for i in range(args.count):  # the clips `vsynth toy examples --motion --frames 9` writes
         path = tmp / f"toy{i}.mp4"
         caption = save_clip(path, i, generator="make_motion_clip", frames=max(args.frames, 9)).caption
-        m = {}
-        for b in BRIDGES:
+        m, frames = {}, args.frames
+        for b in BRIDGES:  # idm-only runs the frames Mixed Inversion ran (it loads no Wan, whose 1 + 4k rule would round them)
             with source_as_idm_frames() if args.source_as_idm_frames and b == "mixed-inversion" else contextlib.nullcontext():
-                m[b] = session.run(video=path, prompt=caption, bridge=b, out=tmp / f"{path.stem}-{b}", frames=args.frames, **RUN, **weights).record["metrics"]
+                record = session.run(video=path, prompt=caption, bridge=b, out=tmp / f"{path.stem}-{b}", frames=frames, **RUN, **weights).record
+            m[b], frames = record["metrics"], record["frames"]
         for k in TEMPORAL:
             wins[k].append(m["mixed-inversion"][k]["final"] < m["idm-only"][k]["final"])
         cells = [" / ".join(f"{m[b][k]['final']:.4f}" if k in TEMPORAL else f"{m[b][k]['final']:.2f}" for b in BRIDGES) for k in KEYS]

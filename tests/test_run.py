@@ -116,3 +116,21 @@ def test_missing_local_weight_folder_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, [*ARGS, "--idm-weights", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "controlnet weights directory not found" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_idm_only_loads_no_video_model(tmp_path):
+    """idm-only is the IDM alone: no --vdm needed; a named one (with its settings and options) is said not to load,
+    and its frame rule does not apply (Wan holds 1 + 4k frames: 3 would have run as 1)."""
+    base = ["run", "--tiny", "--idm", "controlnet-canny", "--bridge", "idm-only", "--video", str(SAMPLE_VIDEO), "--prompt", "a red ball",
+            "--frames", "3", "--height", "64", "--width", "64", "--steps", "3"]  # fmt: skip
+    result = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "alone")])
+    assert result.exit_code == 0, result.output
+    named = CliRunner().invoke(cli, [*base, "--vdm", "wan2.1-t2v-1.3b", "--vdm-steps", "2", "-o", "window=4", "--out", str(tmp_path / "named")])
+    assert named.exit_code == 0, named.output
+    assert "Warning: bridge 'idm-only' uses no video model: --vdm wan2.1-t2v-1.3b, --vdm-steps, -o window not used" in named.output
+    for out in ("alone", "named"):
+        record = json.loads((tmp_path / out / "run.json").read_text())
+        assert list(record["models"]) == ["idm"] and "vdm" not in record["nfe"] and record["frames"] == 3
+        assert videoio.probe_video(tmp_path / out / "video.mp4").num_frames == 3
+    missing = CliRunner().invoke(cli, [*base[:5], "mixed-inversion", *base[6:]])
+    assert missing.exit_code == 2 and "missing --vdm" in missing.output and "bridge 'mixed-inversion' needs a video model" in missing.output

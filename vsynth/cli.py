@@ -529,7 +529,7 @@ RUN_FIELDS = (
 
 @cli.command()
 @click.option("--idm", help="Image diffusion model (see `vsynth models --kind idm`); leave out for plain text-to-video.")
-@click.option("--vdm", help="Video diffusion model (see `vsynth models --kind vdm`).")
+@click.option("--vdm", help="Video diffusion model (see `vsynth models --kind vdm`); not needed with --bridge idm-only.")
 @click.option("--bridge", help="Bridging strategy  [default: mixed-inversion with --idm, none without]")
 @click.option("--video", type=click.Path(path_type=Path), help="Source video: mp4, gif or a folder of frames.")
 @click.option("--prompt", help="Prompt of the video model (and of the image model unless --idm-prompt).")

@@ -138,6 +138,9 @@ def build_app(out_root: Path, tiny: bool = False):
             idm_name = None if idm_name == NO_IDM else idm_name
             if bridge_name == BRIDGE_BY_DEFAULT:
                 bridge_name = DEFAULT_BRIDGE if idm_name else PLAIN_BRIDGE
+            spec = bridges.get(bridge_name)
+            if spec is not None and not spec.needs_vdm:  # idm-only: no VDM is loaded, and its settings are not sent
+                vdm_name = None
             return {"idm": idm_name, "vdm": vdm_name, "bridge": bridge_name}
 
         def show_options(idm_name, vdm_name, bridge_name):
@@ -157,16 +160,16 @@ def build_app(out_root: Path, tiny: bool = False):
             setting_values, option_values = rest[: len(SETTINGS)], rest[len(SETTINGS) :]
             picked = chosen(idm_name, vdm_name, bridge_name)
             values = {
-                "idm": picked["idm"], "vdm": vdm_name, "bridge": None if bridge_name == BRIDGE_BY_DEFAULT else bridge_name,
+                "idm": picked["idm"], "vdm": picked["vdm"], "bridge": None if bridge_name == BRIDGE_BY_DEFAULT else bridge_name,
                 "tiny": tiny_on, "toy": toy_on, "video": video_path, "prompt": prompt_text or None, "idm_prompt": idm_text or None,
                 "source_prompt": source_text or None, "negative_prompt": negative_text or "", "mask": mask_path,
                 "condition_video": condition_path, "outpaint": outpaint_text or None,
                 "idm_scheduler": None if idm_solver_name == OWN_SOLVER else idm_solver_name,
-                "vdm_scheduler": None if vdm_solver_name == OWN_SOLVER else vdm_solver_name,
-                "idm_weights": (idm_weights_text or "").strip() or None, "vdm_weights": (vdm_weights_text or "").strip() or None,
+                "vdm_scheduler": None if vdm_solver_name == OWN_SOLVER or picked["vdm"] is None else vdm_solver_name,
+                "idm_weights": (idm_weights_text or "").strip() or None, "vdm_weights": ((vdm_weights_text or "").strip() or None) if picked["vdm"] else None,
                 "trust_pickles": bool(trusted),
                 **{name: value for name, value in zip(SETTINGS, setting_values) if not unset(name, value)},
-                "out": new_folder(out_root, "-".join(filter(None, [picked["idm"], vdm_name]))),
+                "out": new_folder(out_root, "-".join(filter(None, [picked["idm"], picked["vdm"]]))),
             }  # fmt: skip
             options = chosen_options(fields, list(option_values), picked)
             try:

@@ -34,10 +34,10 @@ class Bridge(ABC):
 
     @abstractmethod
     def run(
-        self, idm: ImageModel | None, vdm: VideoModel, inputs: BridgeInputs, generator: torch.Generator, stages: Stages
+        self, idm: ImageModel | None, vdm: VideoModel | None, inputs: BridgeInputs, generator: torch.Generator, stages: Stages
     ) -> BridgeResult:
         """Return the final latent video; time and report each stage through ``stages``.
 
         ``idm`` is None exactly when the spec says ``needs_idm=False`` (or, with ``accepts_idm=True``, when the
-        run gives none).
+        run gives none); ``vdm`` exactly when it says ``needs_vdm=False``.
         """

@@ -345,6 +345,9 @@ class BridgeSpec(_Spec):
     accepts_idm: bool = Field(
         False, description="With needs_idm false: an image model may still be given, and the bridge composes it when it is (flow-edit)."
     )
+    needs_vdm: bool = Field(
+        True, description="Whether the bridge uses a video model; when not (idm-only), --vdm may be left out, and a given one is not loaded."
+    )
     needs: tuple[str, ...] = Field((), description="Run inputs the bridge itself requires (e.g. source_prompt); 'a|b' means either.")
     video: Literal["required", "optional", "unused"] = Field(
         "optional", description="Whether the bridge itself needs a source video; 'optional' leaves it to the IDM."

@@ -39,7 +39,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     idm: str | None = Field(None, description="Image diffusion model name; none for plain text-to-video.")
-    vdm: str = Field(description="Video diffusion model name.")
+    vdm: str | None = Field(None, description="Video diffusion model name; none only with a bridge that uses no video model (idm-only).")
     bridge: str | None = Field(None, description="Bridging strategy; default: mixed-inversion with an IDM, else none.")
     video: Path | None = Field(None, description="Source video: mp4, gif or a folder of frames.")
     prompt: str = Field(description="Prompt of the video model, and of the image model unless idm_prompt is set.")

@@ -55,7 +55,7 @@ class RunPlan:
 
     config: RunConfig
     idm: ModelSpec | None
-    vdm: ModelSpec
+    vdm: ModelSpec | None  # None with a bridge that uses no video model (idm-only)
     bridge: BridgeSpec
     params: dict[str, Params]  # by role: "idm" (when there is one), "vdm", "bridge"
     sources: dict[str, dict[str, str]]  # by role, then weights role -> folder or hub id
@@ -79,8 +79,13 @@ class RunPlan:
     def fps(self) -> float:
         """Output frame rate: the source's divided by the stride, else a default."""
         if self.video is None or not self.video.fps:
-            return self.vdm.fps or DEFAULT_FPS
+            return (self.vdm and self.vdm.fps) or DEFAULT_FPS
         return self.video.fps / self.config.stride
+
+    @property
+    def specs(self) -> dict[str, ModelSpec]:
+        """The models the run loads, by role: "idm" (when there is one), "vdm" (unless the bridge uses none)."""
+        return {role: spec for role, spec in (("idm", self.idm), ("vdm", self.vdm)) if spec is not None}
 
     @property
     def task(self) -> str | None:
@@ -134,8 +139,9 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     """
     registry = registry or get_registry()
     idm = registry.model(config.idm, "idm") if config.idm else None
-    vdm = registry.model(config.vdm, "vdm")
+    named_vdm = registry.model(config.vdm, "vdm") if config.vdm else None
     bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
+    vdm = _video_model(named_vdm, bridge)
     _check_inputs(config, idm, vdm, bridge)
     config = _with_lora_presets(config, idm, vdm)
     metrics = measure.choose(registry, config.metrics)
@@ -145,24 +151,29 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     if config.stride is None:
         config = config.model_copy(update={"stride": default_stride(toy)})
 
-    models = {"idm": idm, "vdm": vdm} if idm else {"vdm": vdm}
+    models = {role: spec for role, spec in (("idm", idm), ("vdm", vdm)) if spec is not None}
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
-    caches, model_options, cache_notices = step_caches.plan(config.cache, config.idm_cache, config.vdm_cache, models, config.options)
+    caches, model_options, cache_notices = step_caches.plan(config.cache, config.idm_cache, config.vdm_cache if vdm else None, models, config.options)
     for notice in cache_notices:
         warnings.warn(notice, VsynthWarning, stacklevel=2)
-    routed = route_options(model_options, {**{r: s.params for r, s in models.items()}, "bridge": bridge.params}, weight_keys)
+    unused = {"vdm": named_vdm} if vdm is None and named_vdm is not None else {}  # its options route to it, and are dropped
+    routed = route_options(model_options, {**{r: s.params for r, s in {**models, **unused}.items()}, "bridge": bridge.params},
+                           {**weight_keys, **{r: weights_options(s) for r, s in unused.items()}})  # fmt: skip
+    if vdm is None:
+        _warn_unused_vdm(config, named_vdm, bridge, routed.pop("vdm", {}))
     overrides = {role: {key: routed[role].pop(key) for key in weight_keys[role] if key in routed[role]} for role in models}
     params = {role: validate_params(spec.params, routed[role], role, config.options) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge", config.options)
-    sampling = _resolve_sampling(config, params["vdm"], idm)
+    sampling = _resolve_sampling(config, params.get("vdm"), idm)
     vdm_flag = "--vdm-steps" if config.vdm_steps is not None else "--steps"  # the one the user typed
     validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
     if idm is not None:
         solvers.check(config.idm_scheduler, idm, "--idm-scheduler", sampling.steps)
     elif config.idm_scheduler is not None:
         raise VsynthInputError("--idm-scheduler is the image model's solver, and this run has none: drop it, or add --idm")
-    solvers.check(config.vdm_scheduler, vdm, "--vdm-scheduler", sampling.vdm_steps)
+    if vdm is not None:
+        solvers.check(config.vdm_scheduler, vdm, "--vdm-scheduler", sampling.vdm_steps)
     params = {role: p.for_models(idm, vdm, set(routed[role])) for role, p in params.items()}
     inputs = {name for name in ("video", "condition_video", "mask") if getattr(config, name) is not None}
     inputs |= {"mask"} if config.outpaint is not None else set()
@@ -171,7 +182,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
         role_params.check_models(idm, vdm)
         role_params.check_inputs(inputs, idm, bridge, set(routed[role]))
 
-    _check_window(config, vdm, params["vdm"])
+    if vdm is not None:
+        _check_window(config, vdm, params["vdm"])
     validate.check_device(config.device)
     device = validate.resolve_device(config.device)
     dtype = validate.resolve_dtype(config.dtype, device)
@@ -242,7 +254,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
                    loras, metrics, list(registry.worlds.values()), caches)  # fmt: skip
 
 
-def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec) -> RunConfig:
+def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec | None) -> RunConfig:
     """A LoRA preset distilled for few steps (``vsynth models NAME`` lists them) sets its model's solver, steps and
     guidance, each unless the user gave it; a notice says what it set. ``--idm-lora`` needs an IDM."""
     if config.idm_lora and idm is None:
@@ -279,7 +291,30 @@ INPUT_FLAGS = {
 }
 
 
-def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec, bridge: BridgeSpec) -> None:
+VDM_SETTINGS = ("vdm_steps", "vdm_guidance", "vdm_scheduler", "vdm_weights", "vdm_lora", "vdm_cache")
+
+
+def _video_model(named: ModelSpec | None, bridge: BridgeSpec) -> ModelSpec | None:
+    """The run's video model: the one named, which the bridge needs, or None for a bridge that uses none (idm-only)."""
+    if not bridge.needs_vdm:
+        return None
+    if named is None:
+        raise VsynthInputError(f"missing --vdm (or `vdm:` in a --config file): bridge '{bridge.name}' needs a video model "
+                               "(see `vsynth models --kind vdm`)")  # fmt: skip
+    return named
+
+
+def _warn_unused_vdm(config: RunConfig, named: ModelSpec | None, bridge: BridgeSpec, options: dict) -> None:
+    """A bridge that uses no video model still takes one named, with its settings and -o options (a script that compares
+    bridges on one command line), and says in one line that they are not used."""
+    given = [f"--vdm {named.name}"] if named is not None else []
+    given += [f"--{name.replace('_', '-')}" for name in VDM_SETTINGS if getattr(config, name) not in (None, [])]
+    given += [f"-o {key}" for key in options]
+    if given:
+        warnings.warn(f"bridge '{bridge.name}' uses no video model: {', '.join(given)} not used (no VDM is loaded)", VsynthWarning, stacklevel=3)
+
+
+def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec | None, bridge: BridgeSpec) -> None:
     """The bridge and the IDM (its task) get the inputs they need, and no input goes unused."""
     if bridge.needs_idm and idm is None:
         raise VsynthInputError(f"bridge '{bridge.name}' needs an image model: add --idm (see `vsynth models --kind idm`)")
@@ -296,9 +331,10 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec, brid
         if all(getattr(config, choice) is None for choice in choices):
             flags = " or ".join(INPUT_FLAGS[c] for c in choices)
             raise VsynthInputError(f"{idm.name} ({idm.task}) needs {flags}")
-    used = {c for need in (*needs, *bridge.needs) for c in need.split("|")} | set(idm.accepts if idm else ()) | set(vdm.accepts)
+    vdm_accepts = set(vdm.accepts) if vdm else set()
+    used = {c for need in (*needs, *bridge.needs) for c in need.split("|")} | set(idm.accepts if idm else ()) | vdm_accepts
     used |= {"video"} if bridge.video == "required" else set()
-    if bridge.video == "unused" and "video" not in vdm.accepts:
+    if bridge.video == "unused" and "video" not in vdm_accepts:
         used.discard("video")
     for name, flag in INPUT_FLAGS.items():
         if getattr(config, name) is not None and name not in used:
@@ -402,7 +438,7 @@ def _runtime(plan: RunPlan):
 def model_key(plan: RunPlan) -> tuple:
     """What the loaded models of a plan depend on: names, params, weights, device, dtype, offload and
     compilation; equal keys share models."""
-    specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
+    specs = plan.specs
     return (plan.device, plan.dtype, plan.config.offload, plan.config.compile, plan.config.quantize, plan.config.fuse_lora) + tuple(
         (role, spec.qualified_name, plan.params[role].model_dump_json(), tuple(sorted(plan.sources[role].items())),
          getattr(plan.config, f"{role}_scheduler"), tuple((r.path, r.scale) for r in plan.loras.get(role, ())))
@@ -418,7 +454,7 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
     from vsynth.core.diffusion.windows import windowed
 
     runtime = _runtime(plan)
-    specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
+    specs = plan.specs
     models = {}
     accel: dict[str, dict] = {}  # by role: the LoRAs, quantization and compilation applied, for run.json
     with stages.stage("loading models", total=len(specs)) as advance, placement((plan.device, plan.config.offload)):
@@ -445,7 +481,8 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
     if plan.config.compile:
         for role, model in models.items():
             accel.setdefault(role, {})["compiled"] = [compile_network(unet) for unet in model.unets()]
-    models["vdm"].denoiser = windowed(models["vdm"].denoiser, plan.params["vdm"])  # the window is a VDM param: part of the key
+    if "vdm" in models:
+        models["vdm"].denoiser = windowed(models["vdm"].denoiser, plan.params["vdm"])  # the window is a VDM param: part of the key
     return LoadedModels(model_key(plan), runtime, models, offload, accel)
 
 
@@ -498,7 +535,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     runtime, models = loaded.runtime, loaded.models
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
-    idm, vdm = models.get("idm"), models["vdm"]
+    idm, vdm = models.get("idm"), models.get("vdm")
     for model in models.values():
         tiled = model.codec.set_tiling(plan.height, plan.width)  # the same for every codec: it depends on the size alone
         model.codec.set_batch(plan.memory.vae_batch)
@@ -643,7 +680,7 @@ def _record(plan: RunPlan, runtime, counter) -> dict:
     from vsynth.core.diffusion.windows import window_spans
 
     config = plan.config
-    specs = {"idm": plan.idm, "vdm": plan.vdm} if plan.idm else {"vdm": plan.vdm}
+    specs = plan.specs
     return {
         "vsynth": __version__,
         "task": plan.task,
@@ -666,7 +703,7 @@ def _record(plan: RunPlan, runtime, counter) -> dict:
         "nfe": dict(counter.calls),
         "frame_evals": dict(counter.frame_evals),
         # the VDM's [start, stop) windows, in latent frames (frames, unless its VAE compresses time)
-        "windows": window_spans(plan.params["vdm"], plan.vdm.latent_space.latent_frames(config.frames)),
+        "windows": window_spans(plan.params["vdm"], plan.vdm.latent_space.latent_frames(config.frames)) if plan.vdm else None,
         "versions": _versions(),
     }
 

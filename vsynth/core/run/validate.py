@@ -34,8 +34,8 @@ def fit_to_latents(frames: int, height: int, width: int, models: dict[str, Model
     """Frames and size that every model's latent space holds: rounded down (``fit='round'``, with the
     notices to show) or refused in one line (``fit='strict'``)."""
     multiple = max(spec.latent_space.size_multiple for spec in models.values())
-    vdm = models["vdm"]
-    fitted = (vdm.latent_space.fit_frames(frames), *(max(multiple, side // multiple * multiple) for side in (height, width)))
+    vdm = models.get("vdm")  # none with a bridge that uses no video model: an image model takes any number of frames
+    fitted = (vdm.latent_space.fit_frames(frames) if vdm else frames, *(max(multiple, side // multiple * multiple) for side in (height, width)))
     notices = []
     if fitted[0] != frames:
         notices.append(f"--frames {frames}: {vdm.name}'s latent space holds {vdm.latent_space.frame_rule()}; running {fitted[0]}")

@@ -226,7 +226,7 @@ def vsynth_register_bridges(registrar):
         )
     )
     for name, description, params, impl, needs_idm in (
-        ("idm-only", "Baseline T2I: frame-wise T2I SDEdit of the source video with the IDM alone.", T2IParams, "IdmOnly", True),
+        ("idm-only", "Baseline T2I: frame-wise T2I SDEdit of the source video with the IDM alone (no video model).", T2IParams, "IdmOnly", True),
         ("vdm-only", "Baseline T2V: T2V SDEdit of the source video with the VDM alone.", T2VParams, "VdmOnly", False),
         ("idm-then-vdm", "Baseline T2I+T2V: full T2I SDEdit, then full T2V SDEdit of its result.", CompositionParams, "IdmThenVdm", True),
         ("vdm-then-idm", "Baseline T2V+T2I: full T2V SDEdit, then full T2I SDEdit of its result.", CompositionParams, "VdmThenIdm", True),
@@ -234,11 +234,12 @@ def vsynth_register_bridges(registrar):
         registrar.register_bridge(
             BridgeSpec(
                 name=name,
-                description=description + " Models meet through clean latents.",
+                description=description + ("" if name == "idm-only" else " Models meet through clean latents."),
                 paper="EVS, CVPR 2025 (composition baselines)",
                 params=params,
                 impl=f"vsynth.plugins.bridges.composition:{impl}",
                 needs_idm=needs_idm,
+                needs_vdm=name != "idm-only",
                 video="required",
                 task=ENHANCE,
                 image_inversion=False,
