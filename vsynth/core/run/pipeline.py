@@ -299,7 +299,7 @@ def _video_model(named: ModelSpec | None, bridge: BridgeSpec) -> ModelSpec | Non
     if not bridge.needs_vdm:
         return None
     if named is None:
-        raise VsynthInputError(f"missing --vdm (or `vdm:` in a --config file): bridge '{bridge.name}' needs a video model "
+        raise VsynthInputError(f"missing --vdm (`vdm:` in a config or jobs file): bridge '{bridge.name}' needs a video model "
                                "(see `vsynth models --kind vdm`)")  # fmt: skip
     return named
 
