@@ -180,3 +180,17 @@ def test_attention_control_is_removed_after_generation(source_frames):
     assert processors() == before
     edit(p2p, source_frames[:1], SOURCE, SAME_LENGTH)
     assert processors() == before and p2p.inversion_denoiser is p2p.denoiser
+
+
+@pytest.mark.parametrize("bridge", ["encapsulated", "idm-only", "idm-then-vdm"])
+def test_a_bridge_that_refines_by_sdedit_is_refused(tmp_path, bridge):
+    """Its edit is its own frame-wise generation (inversion with the source prompt, attention control), which the SDEdit
+    bridges never run: --source-prompt and -o cross_replace would do nothing there, silently."""
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+    from vsynth.testing import write_sample_video
+
+    video = write_sample_video(tmp_path / "in.mp4", frames=2)
+    config = RunConfig(idm="prompt2prompt", vdm="zeroscope", bridge=bridge, video=video, source_prompt=SOURCE, prompt=LONGER, tiny=True)
+    with pytest.raises(InvalidParamsError, match=f"bridge '{bridge}' does not run .*use --bridge mixed-inversion"):
+        plan_run(config)

@@ -37,7 +37,7 @@ class Params(BaseModel):
         fit within the VDM's steps. Nothing to check by default.
         """
 
-    def for_models(self, idm: ModelSpec | None, vdm: ModelSpec, given: set[str]) -> Params:
+    def for_models(self, idm: ModelSpec | None, vdm: ModelSpec | None, given: set[str]) -> Params:
         """These params as they apply to the run's models, before :meth:`check_models`: a default that cannot
         work with them may be changed (with a :class:`~vsynth.errors.VsynthWarning` saying so), never a value
         the user ``given``. Unchanged by default."""
@@ -53,9 +53,10 @@ class Params(BaseModel):
         For an option whose value needs an input: -o first_frame=source holds --video's first frame.
         """
 
-    def check_models(self, idm: ModelSpec | None, vdm: ModelSpec) -> None:
+    def check_models(self, idm: ModelSpec | None, vdm: ModelSpec | None) -> None:
         """Check these params against the run's models (their process, latent space, architecture), before
         any weights load; raise :class:`~vsynth.errors.VsynthInputError` with one line. Nothing by default.
+        ``vdm`` (as in :meth:`for_models`) is None with a bridge that uses no video model (idm-only).
 
         For a bridge option that needs what an architecture lacks: feature injection needs a UNet's
         decoder features, which a transformer does not have.

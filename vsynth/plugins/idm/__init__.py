@@ -9,6 +9,7 @@ from pydantic import Field, PositiveInt
 from vsynth import hookimpl
 from vsynth.core.host import layouts
 from vsynth.core.host.specs import LatentSpace, ModelSpec, Params, WeightsSpec
+from vsynth.errors import InvalidParamsError
 from vsynth.plugins.loras import HYPER_FLUX, LCM_SD15, LCM_SDXL
 
 # Sizes are the files a run reads (float32; the fp16 variants a float16 run prefers are about half):
@@ -84,6 +85,15 @@ class Prompt2PromptParams(BatchParams):
     )
     cross_replace: float = Field(0.4, ge=0.0, le=1.0, description="Fraction of steps whose cross-attention maps are edited.")
     self_replace: float = Field(0.4, ge=0.0, le=1.0, description="Fraction of steps whose self-attention maps come from the source.")
+
+    def check_inputs(self, inputs, idm, bridge, given) -> None:
+        """The edit is the model's own frame-wise generation (inversion with --source-prompt, then attention control),
+        which a bridge that refines the source by SDEdit with the IDM's denoiser alone never runs."""
+        if not bridge.image_inversion:
+            raise InvalidParamsError(
+                f"prompt2prompt edits by inverting the source frames with --source-prompt and controlling attention, which "
+                f"bridge '{bridge.name}' does not run (it refines the source with --prompt alone): use --bridge mixed-inversion"
+            )
 
 
 class InpaintParams(BatchParams):
