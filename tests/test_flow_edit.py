@@ -270,6 +270,8 @@ def test_with_all_levels_to_the_idm_the_run_returns_the_idms_frame_wise_flow_edi
         (("--vdm", "wan2.1-t2v-1.3b", "-o", "strength=0.5"), "strength"),
         (("--vdm", "wan2.1-t2v-1.3b", "-o", "idm_levels=0.3"), "this run has none: add --idm"),
         (("--vdm", "wan2.1-t2v-1.3b", "--idm", "sd15"), "sd15 is a vp-eps"),
+        (("--vdm", "wan2.1-t2v-1.3b", "--idm", "flux-dev", "--steps", "2"), "idm_levels 0.5 (its default) of the 1 editing level(s) at 2 VDM "
+         "steps rounds to none"),  # the IDM's edit would run for nothing
     ],
 )
 def test_bad_runs_exit_2_with_one_line_before_loading(red_clip, args, message):

@@ -137,7 +137,7 @@ class FlowEdit(Bridge):
             with stages.stage("encoding IDM frames", total=1) as advance:  # into the VDM's latent space, through pixels
                 x_e = z_idm if shares_latents(idm.codec, vdm.codec) else vdm.codec.encode(intermediates["idm_frames"])
                 advance(1)
-            levels = round(p.idm_levels * (plan.n_max - plan.n_min))
+            levels = p.idm_level_count(plan)
             s_max, s = flow_s(schedule.level(begin)), flow_s(schedule.level(begin + levels))
             z, begin = toward_target(x_src, x_e.float(), s_max, s), begin + levels
             record["idm_levels"] = levels

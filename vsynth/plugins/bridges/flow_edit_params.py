@@ -111,6 +111,7 @@ class FlowEditParams(Params):
     )
 
     _vdm_family: FamilyDefaults | None = PrivateAttr(None)
+    _has_idm: bool = PrivateAttr(False)
 
     @model_validator(mode="after")
     def _n_min_below_n_max(self):
@@ -122,7 +123,12 @@ class FlowEditParams(Params):
         """Keep the VDM's family, so that :meth:`check_plan` checks the levels the run will take."""
         params = self.model_copy()
         params._vdm_family = family_of(vdm) if vdm.process == "flow" else None
+        params._has_idm = idm is not None
         return params
+
+    def idm_level_count(self, plan: EditPlan) -> int:
+        """The editing levels whose target is the IDM's edit: ``idm_levels`` of them, rounded."""
+        return round(self.idm_levels * (plan.n_max - plan.n_min))
 
     def plan(self, family: FamilyDefaults, steps: int) -> EditPlan:
         """The settings a run of ``steps`` steps takes: the values given, the family's for the others."""
@@ -145,7 +151,13 @@ class FlowEditParams(Params):
 
     def check_plan(self, sampling) -> None:
         if self._vdm_family is not None:
-            self.plan(self._vdm_family, sampling.vdm_steps)
+            plan = self.plan(self._vdm_family, sampling.vdm_steps)
+            if self._has_idm and self.idm_levels > 0 and self.idm_level_count(plan) == 0:
+                label = f"-o idm_levels={self.idm_levels:g}" if "idm_levels" in self.model_fields_set else f"idm_levels {self.idm_levels:g} (its default)"
+                raise InvalidParamsError(
+                    f"{label} of the {plan.n_max - plan.n_min} editing level(s) at {sampling.vdm_steps} VDM "
+                    "steps rounds to none, leaving the IDM's edit unused: raise the steps or idm_levels, or drop --idm"
+                )
         elif self.n_max is not None and self.n_max > sampling.vdm_steps:
             raise InvalidParamsError(f"-o n_max={self.n_max} exceeds the VDM's {sampling.vdm_steps} steps: lower n_max, or raise --vdm-steps")
 
