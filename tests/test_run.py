@@ -134,3 +134,12 @@ def test_idm_only_loads_no_video_model(tmp_path):
         assert videoio.probe_video(tmp_path / out / "video.mp4").num_frames == 3
     missing = CliRunner().invoke(cli, [*base[:5], "mixed-inversion", *base[6:]])
     assert missing.exit_code == 2 and "missing --vdm" in missing.output and "bridge 'mixed-inversion' needs a video model" in missing.output
+
+
+def test_a_stride_without_a_source_video_is_said_unused(tmp_path):
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+    from vsynth.errors import VsynthWarning
+
+    with pytest.warns(VsynthWarning, match="--stride 2 is not used: this run reads no source video"):
+        plan_run(RunConfig(vdm="zeroscope", prompt="a ball", tiny=True, stride=2, out=tmp_path / "out"))

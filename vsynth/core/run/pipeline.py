@@ -340,6 +340,8 @@ def _check_inputs(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec | Non
         if getattr(config, name) is not None and name not in used:
             user = f"{idm.name} with bridge '{bridge.name}'" if idm else f"bridge '{bridge.name}'"
             raise VsynthInputError(f"{flag} is not used by {user}: drop it, or choose a model that uses it")
+    if config.stride is not None and all(getattr(config, name) is None for name in ("video", "condition_video", "mask")):
+        warnings.warn(f"--stride {config.stride} is not used: this run reads no source video", VsynthWarning, stacklevel=3)
     if idm is None and config.idm_prompt is not None:
         raise VsynthInputError("--idm-prompt is the image model's prompt, and this run has none: drop it, or add --idm")
     if config.mask is not None and config.outpaint is not None:
