@@ -595,8 +595,9 @@ RUN_FIELDS = (
 def run(ctx, config_file, options, quiet, **flags):
     """Synthesize a video with an IDM, a VDM and a bridge, or with a VDM alone from the prompt.
 
-    Writes video.mp4, video.gif, idm_frames.mp4 (when there is an IDM), condition.mp4 (when the IDM
-    uses control maps), grid.png and run.json into one folder, which appears whole or not at all.
+    Writes video.mp4, video.gif, idm_frames.mp4 (when the bridge decodes the IDM's frames), condition.mp4
+    (control maps, or the masked source of inpainting), grid.png and run.json into one folder, which
+    appears whole or not at all.
     """
     from vsynth.core.run.config import load_config_file, make_config, parse_option
 
