@@ -143,3 +143,19 @@ def test_a_stride_without_a_source_video_is_said_unused(tmp_path):
 
     with pytest.warns(VsynthWarning, match="--stride 2 is not used: this run reads no source video"):
         plan_run(RunConfig(vdm="zeroscope", prompt="a ball", tiny=True, stride=2, out=tmp_path / "out"))
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--idm", "prompt2prompt", "--video", str(SAMPLE_VIDEO), "--source-prompt", ""], '--source-prompt "": is empty: say what the source video shows'),
+        (["--idm", "sd-inpaint", "--video", str(SAMPLE_VIDEO), "--outpaint", "0,0,0,0"], "fractions in [0, 0.5), at least one above 0"),
+        (["--vdm", "wan2.1-vace-1.3b", "-o", f"reference={SAMPLE_VIDEO.parent}"], "is a folder: name one image file in it"),
+        (["--out", ""], '--out "": is empty: name a folder, or drop --out'),
+    ],
+    ids=["empty source prompt", "no outpaint margin", "reference folder", "empty out"],
+)
+def test_bad_input_says_what_to_do(args, line):
+    vdm = [] if "--vdm" in args else ["--vdm", "zeroscope"]
+    result = CliRunner().invoke(cli, ["run", "--tiny", *vdm, "--prompt", "a ball", *args])
+    assert result.exit_code == 2 and line in result.output and len(result.output.strip().splitlines()) == 1, result.output

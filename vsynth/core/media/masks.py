@@ -24,7 +24,8 @@ def parse_outpaint(value: str) -> tuple[float, float, float, float]:
         margins = ()
     if len(margins) != 4 or not all(0 <= m < 0.5 for m in margins) or not any(margins):
         raise VsynthInputError(
-            f"--outpaint '{shorten(value)}': use horizontal, vertical or TOP,RIGHT,BOTTOM,LEFT fractions in [0, 0.5), e.g. 0.25,0,0.25,0"
+            f"--outpaint '{shorten(value)}': use horizontal, vertical or TOP,RIGHT,BOTTOM,LEFT fractions in [0, 0.5), at least one "
+            "above 0, e.g. 0.25,0,0.25,0"
         )
     return margins
 

@@ -112,7 +112,7 @@ class RunConfig(BaseModel):
         except ValidationError as exc:
             raise InvalidParamsError(describe(exc, type(self))) from None
 
-    @field_validator("idm", "vdm", "bridge", "out", mode="before")
+    @field_validator("idm", "vdm", "bridge", "out", "source_prompt", mode="before")
     @classmethod
     def _not_empty(cls, value: Any, info) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -176,7 +176,8 @@ EMPTY_HINTS = {
     "idm": "name an image model (see `vsynth models --kind idm`), or leave --idm out for text-to-video",
     "vdm": "name a video model (see `vsynth models --kind vdm`)",
     "bridge": "name a bridge (see `vsynth models --kind bridge`), or leave --bridge out for the default",
-    "out": "name a folder, or leave --out out for a new folder under outputs/",
+    "source_prompt": "say what the source video shows (the edit changes it into --prompt)",
+    "out": "name a folder, or drop --out for a new folder under outputs/",
 }
 
 

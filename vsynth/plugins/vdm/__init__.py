@@ -135,6 +135,8 @@ class VaceParams(WanParams):
             from pathlib import Path
 
             path = Path(reference).expanduser()
+            if path.is_dir():
+                raise ValueError("is a folder: name one image file in it")
             if not path.is_file():
                 raise ValueError("no such image file")
             if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp", ".bmp"}:
