@@ -82,8 +82,12 @@ def test_vace_with_a_reference_image_equals_wan_vace_pipeline(tmp_path):
     [
         (dict(outpaint="horizontal"), "mark what VACE regenerates in the frames: give --video"),
         (dict(video=SAMPLE_VIDEO, outpaint="horizontal", options={"control": "depth"}), "-o control=depth is what VACE follows without"),
+        (dict(condition_video=SAMPLE_VIDEO, options={"control": "depth"}), "-o control says how VACE makes its control maps from --video, "
+         "and --condition-video gives the maps precomputed"),
+        (dict(video=SAMPLE_VIDEO, outpaint="horizontal", options={"low_threshold": 10}), "-o low_threshold says how .* fills the frames"),
+        (dict(video=SAMPLE_VIDEO, options={"control": "depth", "high_threshold": 90}), "-o high_threshold is for -o control=canny"),
     ],
-    ids=["a fill without frames", "control with a fill"],
+    ids=["a fill without frames", "control with a fill", "control with given maps", "thresholds with a fill", "thresholds with depth"],
 )
 def test_vace_refuses_inputs_it_would_leave_unused_before_loading(inputs, line):
     """These ran: an outpainting of nothing, a control the fill ignored."""

@@ -92,6 +92,10 @@ class TI2VParams(WanParams):
         check_first_frame(self.first_frame, inputs, idm, bridge)
 
 
+# VACE's options that make its control maps from --video, and the control each is for (None: any)
+VACE_DETECTOR_OPTIONS = {"control": None, "low_threshold": "canny", "high_threshold": "canny", "depth_estimator": "depth", "detector": "pose"}
+
+
 class VaceParams(WanParams):
     control: Literal["canny", "depth", "pose", "video"] = Field(
         "canny", description="What VACE follows from --video: its canny edges, its depth or its poses (the IDMs' own detectors), "
@@ -127,6 +131,14 @@ class VaceParams(WanParams):
         if "mask" in inputs and "control" in given:
             raise InvalidParamsError(f"-o control={self.control} is what VACE follows without --mask/--outpaint; with them it fills "
                                      "the frames themselves: drop one")  # fmt: skip
+        detecting = sorted(given & set(VACE_DETECTOR_OPTIONS))
+        if detecting and inputs & {"mask", "condition_video"}:
+            why = "with --mask/--outpaint VACE fills the frames themselves" if "mask" in inputs else "--condition-video gives the maps precomputed"
+            raise InvalidParamsError(f"-o {detecting[0]} says how VACE makes its control maps from --video, and {why}: drop one")
+        for option in detecting:
+            if VACE_DETECTOR_OPTIONS[option] not in (None, self.control):
+                raise InvalidParamsError(f"-o {option} is for -o control={VACE_DETECTOR_OPTIONS[option]}, and this run's control is "
+                                         f"{self.control}: drop it, or choose that control")  # fmt: skip
 
     @field_validator("reference")
     @classmethod
