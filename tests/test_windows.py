@@ -75,6 +75,18 @@ def test_freenoise_repeats_shuffled_noise_of_one_window_earlier(zeroscope):
     assert not torch.equal(sampling.initial_noise(independent, (1, 4, 9, 8, 8), torch.Generator().manual_seed(0))[:, :, 4:6], noise[:, :, 4:6])
 
 
+def test_freenoise_under_mixed_inversion_is_said_unused(tmp_path):
+    """Mixed Inversion starts the VDM from the inverted IDM frames, so the noise schedule cannot change it (seams.py's equal rows)."""
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+    from vsynth.errors import VsynthWarning
+
+    video = write_sample_video(tmp_path / "in.mp4", frames=4)
+    config = RunConfig(idm="controlnet-canny", vdm="animatediff", video=video, prompt=PROMPT, tiny=True, options={"noise": "freenoise"})
+    with pytest.warns(VsynthWarning, match="-o noise=freenoise is not used: bridge 'mixed-inversion' starts the VDM from an inversion"):
+        plan_run(config)
+
+
 @pytest.mark.parametrize("option, message", [("window=33", "at most 32 frames at once: lower -o window=33 to 32 or less"), ("overlap=16", "overlap 16 must be smaller than window 16")])
 def test_a_window_the_model_cannot_take_is_refused_in_one_line(option, message, tmp_path):
     result = run_cli("run", "--tiny", "--vdm", "animatediff", "--prompt", PROMPT, "--frames", 64, "-o", option, "--out", tmp_path / "o")

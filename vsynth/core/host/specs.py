@@ -357,6 +357,10 @@ class BridgeSpec(_Spec):
     image_inversion: bool = Field(
         True, description="Whether the bridge uses the IDM's inversion_denoiser; when not, weights only it needs are not loaded."
     )
+    video_noise: bool = Field(
+        True, description="Whether the VDM starts from noise the bridge draws (its -o noise shapes it); false when it starts "
+        "from an inversion (mixed-inversion), where -o noise=freenoise is said unused."
+    )
     hands_frames: bool = Field(
         False, description="Whether the bridge hands the IDM's frames to the VDM (VideoModel.condition_on_frames), which a VDM "
         "that holds frames (-o first_frame=idm) needs."

@@ -184,6 +184,9 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
 
     if vdm is not None:
         _check_window(config, vdm, params["vdm"])
+        if not bridge.video_noise and getattr(params["vdm"], "noise", "independent") != "independent":
+            warnings.warn(f"-o noise={params['vdm'].noise} is not used: bridge '{bridge.name}' starts the VDM from an inversion, "
+                          "not from drawn noise", VsynthWarning, stacklevel=2)  # fmt: skip
     validate.check_device(config.device)
     device = validate.resolve_device(config.device)
     dtype = validate.resolve_dtype(config.dtype, device)

@@ -190,6 +190,7 @@ def vsynth_register_bridges(registrar):
             params=MixedInversionParams,
             impl="vsynth.plugins.bridges.mixed_inversion:MixedInversion",
             hands_frames=True,
+            video_noise=False,
         )
     )
     registrar.register_bridge(
