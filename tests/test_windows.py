@@ -82,7 +82,8 @@ def test_freenoise_under_mixed_inversion_is_said_unused(tmp_path):
     from vsynth.errors import VsynthWarning
 
     video = write_sample_video(tmp_path / "in.mp4", frames=4)
-    config = RunConfig(idm="controlnet-canny", vdm="animatediff", video=video, prompt=PROMPT, tiny=True, options={"noise": "freenoise"})
+    config = RunConfig(idm="controlnet-canny", vdm="animatediff", video=video, prompt=PROMPT, tiny=True, frames=4, stride=1,
+                       options={"noise": "freenoise"})
     with pytest.warns(VsynthWarning, match="-o noise=freenoise is not used: bridge 'mixed-inversion' starts the VDM from an inversion"):
         plan_run(config)
 
