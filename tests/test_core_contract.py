@@ -49,6 +49,13 @@ def test_every_bridge_runs_with_multistep_solvers_on_both_models(bridge):
     assert result.latents.isfinite().all() and result.frames.std() > 0
 
 
+def test_mixed_inversion_with_heun_on_two_flow_models_inverts_by_flow():
+    """Two flow schedulers of one config (Heun's has few keys) share a schedule, but BIVDiff's own inversion is VP's:
+    the flow inversion runs (it crashed)."""
+    result = vsynth.run(idm="flux-canny", vdm="wan2.1-t2v-1.3b", idm_scheduler="heun", vdm_scheduler="heun", **{**VIDEO, "frames": 5})
+    assert result.latents.isfinite().all() and result.record["nfe"]["vdm"] > 0
+
+
 @pytest.mark.parametrize("solver", ["euler-a", "heun", "lcm"])
 def test_stochastic_and_second_order_solvers_run_with_lightning_and_repeat_per_seed(solver):
     settings = dict(idm="controlnet-canny", vdm="animatediff-lightning", idm_scheduler=solver, vdm_scheduler=solver, **VIDEO)

@@ -82,7 +82,7 @@ class MixedInversion(Bridge):
 
         inverter, video = idm.inversion_denoiser, vdm.denoiser
         smoothing = sampling.Schedule(video, vdm_steps)
-        official = sampling.shares_schedule(inverter, video)
+        official = inverter.process.family == "vp" and sampling.shares_schedule(inverter, video)  # BIVDiff's own inversion is VP's
         start = None if official else smoothing.level(0)
 
         negative = params.inversion_prompt == "negative"
