@@ -115,3 +115,18 @@ def test_windows_and_frame_batches_keep_their_own_states():
                         **{**TINY, "frames": 4, "steps": 3, "vdm_guidance": 1.0})  # fmt: skip
     record = result.record["caches"]["vdm"]
     assert record["forwards"] == 3 * 3 and record["full_forwards"] == 3  # three windows, each full at the first step only
+
+
+def test_cache_options_that_would_do_nothing_are_refused():
+    both = specs(idm="flux-dev", vdm="wan2.1-t2v-1.3b")
+    with pytest.raises(InvalidParamsError, match="-o vdm.cache.skip: the video model runs no cache: add --vdm-cache"):
+        caches.plan(None, "pab", None, both, {"vdm.cache.skip": 2})
+    with pytest.raises(InvalidParamsError, match=r"-o cache.high: must be above low \(900\)"):
+        caches.plan("pab", None, None, both, {"cache.low": 900, "cache.high": 100})
+
+
+def test_fastercache_on_a_sequence_that_begins_inside_its_range():
+    """idm-only's SDEdit starts FLUX at t 400, inside FasterCache's range: its hook skipped with nothing cached (a crash)."""
+    result = vsynth.run(idm="flux-dev", bridge="idm-only", video=SAMPLE_VIDEO, idm_cache="fastercache", **{**TINY, "steps": 10})
+    record = result.record["caches"]["idm"]
+    assert record["cached_forwards"] > 0 and result.latents.isfinite().all()

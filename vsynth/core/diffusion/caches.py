@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
 
@@ -63,11 +63,21 @@ class MagCacheParams(CacheParams):
     retention: float = Field(0.2, ge=0, le=1, description="Fraction of each sequence's first steps never skipped.")
 
 
+def _above_low(high: int, info) -> int:
+    """A timestep range low < t < high that holds some step."""
+    low = info.data.get("low")
+    if low is not None and high <= low:
+        raise ValueError(f"must be above low ({low}): the range low < t < high would hold no step")
+    return high
+
+
 class PabParams(CacheParams):
     skip: int = Field(2, ge=1, description="Self-attention is computed every skip-th step inside the timestep range, broadcast between.")
     cross_skip: int = Field(0, ge=0, description="The same for cross-attention; 0: always computed.")
     low: int = Field(100, description="Timestep range (0-1000, exclusive) where attention may be reused.")
     high: int = Field(800)
+
+    _high_above_low = field_validator("high")(_above_low)
 
 
 class FasterCacheParams(CacheParams):
@@ -75,6 +85,8 @@ class FasterCacheParams(CacheParams):
     low: int = Field(-1, description="Timestep range (0-1000, exclusive) where attention may be extrapolated.")
     high: int = Field(681)
     weight: float = Field(0.5, ge=0, description="Weight of the extrapolation: out_t + weight * (out_t - out_t-2).")
+
+    _high_above_low = field_validator("high")(_above_low)
 
 
 class DeepCacheParams(CacheParams):
@@ -164,7 +176,12 @@ def plan(
             choices[role] = CacheChoice(name, kind.params.model_validate(given))
         except ValidationError as exc:  # one line naming the option
             first = exc.errors()[0]
-            raise InvalidParamsError(f"-o cache.{first['loc'][0]}: {first['msg']} ({name})") from None
+            raise InvalidParamsError(f"-o cache.{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')} ({name})") from None
+    idle = [role for role in ("idm", "vdm") if values[role] and role not in choices]
+    if idle:
+        role = idle[0]
+        raise InvalidParamsError(f"-o {role}.cache.{sorted(values[role])[0]}: the {'image' if role == 'idm' else 'video'} model runs no cache: "
+                                 f"add --{role}-cache (or --cache), or drop it")  # fmt: skip
     shared = set(values["cache"]) - {k for role in choices for k in CACHES[choices[role].name].params.model_fields}
     if shared:
         raise InvalidParamsError(f"-o cache.{sorted(shared)[0]}: no cache of this run has that param" + ("" if choices else " (the run has no --cache)"))
@@ -303,6 +320,9 @@ class StepCache:
         track = self.tracks[id(network)]
         scale = 1000.0 if type(network).__name__.startswith("Flux") else 1.0  # FLUX's transformer takes t / 1000
         now = lambda: (track.timestep or 0.0) * scale  # noqa: E731  the current step's timestep, 0-1000
+        if name == "fastercache":  # its hook skips with an empty cache when a sequence begins inside its range (an SDEdit
+            # from t 400 crashed): the first step reads as outside it, so that every block computes and caches once
+            first, now = now, lambda: float("inf") if track.step <= 0 else first()  # noqa: E731
         config = _diffusers_config(name, p, now)
         network.enable_cache(config)
         if name == "magcache":
