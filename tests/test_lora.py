@@ -130,6 +130,18 @@ def test_a_distillation_preset_sets_solver_steps_and_guidance_unless_given(loras
     assert "LoRA presets (--vdm-lora NAME[:SCALE]):" in listed and "lightx2v-4step" in listed and "steps 4" in listed
 
 
+def test_an_idms_preset_leaves_the_video_models_steps_and_guidance_alone(loras, monkeypatch, tmp_path):
+    """--steps and --guidance are shared: the LCM preset on the IDM ran ZeroScope at 4 steps without guidance."""
+    from vsynth.testing import write_sample_video
+
+    monkeypatch.setattr(lora, "_hub_file", lambda repo, filename, flag, text: str(loras["sd15"]))
+    video = write_sample_video(tmp_path / "in.mp4", frames=2)
+    config = RunConfig(idm="sd15", vdm="zeroscope", video=video, prompt="a ball", tiny=True, frames=2, stride=1, idm_lora=["lcm-4step"])
+    with pytest.warns(UserWarning, match="--steps 4, --guidance 1.0 \\(the image model's; the video model keeps its own\\)"):
+        plan = plan_run(config)
+    assert (plan.sampling.steps, plan.sampling.guidance, plan.sampling.vdm_steps, plan.sampling.vdm_guidance) == (4, 1.0, 50, 7.5)
+
+
 def test_fusing_an_idms_lora_leaves_the_sd15_unet_animatediff_shares_untouched(loras):
     """The IDM and AnimateDiff hold one SD1.5 UNet's tensors: fusing writes into a copy of each LoRA layer's weight."""
     from diffusers import UNet2DConditionModel

@@ -143,7 +143,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
     vdm = _video_model(named_vdm, bridge)
     _check_inputs(config, idm, vdm, bridge)
-    config = _with_lora_presets(config, idm, vdm)
+    config, idm_preset = _with_lora_presets(config, idm, vdm)
     metrics = measure.choose(registry, config.metrics)
     toy = registry.world("toy") if config.toy else None
     if toy is not None:
@@ -165,7 +165,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     params = {role: validate_params(spec.params, routed[role], role, config.options) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge", config.options)
-    sampling = _resolve_sampling(config, params.get("vdm"), idm)
+    sampling = _resolve_sampling(config, params.get("vdm"), idm, not_shared=idm_preset)
     vdm_flag = "--vdm-steps" if config.vdm_steps is not None else "--steps"  # the one the user typed
     validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
     if idm is not None:
@@ -257,14 +257,18 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
                    loras, metrics, list(registry.worlds.values()), caches)  # fmt: skip
 
 
-def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec | None) -> RunConfig:
+def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec | None) -> tuple[RunConfig, set[str]]:
     """A LoRA preset distilled for few steps (``vsynth models NAME`` lists them) sets its model's solver, steps and
-    guidance, each unless the user gave it; a notice says what it set. ``--idm-lora`` needs an IDM."""
+    guidance, each unless the user gave it; a notice says what it set. ``--idm-lora`` needs an IDM.
+
+    Also returns the shared settings (``steps``, ``guidance``) that an IDM's preset set: they are the IDM's alone,
+    and the VDM keeps its own (an LCM LoRA on the IDM does not run ZeroScope at 4 steps without guidance)."""
     if config.idm_lora and idm is None:
         raise VsynthInputError("--idm-lora is a LoRA of the image model, and this run has none: drop it, or add --idm")
     if config.fuse_lora and not (config.idm_lora or config.vdm_lora):
         raise VsynthInputError("--fuse-lora fuses the run's LoRAs, and it has none: add --idm-lora or --vdm-lora, or drop --fuse-lora")
     update: dict = {}
+    idm_preset: set[str] = set()
     for role, spec in (("idm", idm), ("vdm", vdm)):
         for text in getattr(config, f"{role}_lora") if spec is not None else ():
             preset = next((p for p in spec.loras if p.name == lora.parse(text.strip())[0]), None)
@@ -281,8 +285,11 @@ def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec 
                     update[field_name] = chosen[field_name] = value
             if chosen:
                 said = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+                if role == "idm" and vdm is not None:
+                    idm_preset |= set(chosen) & {"steps", "guidance"}
+                    said += " (the image model's; the video model keeps its own)" if idm_preset else ""
                 warnings.warn(f"--{role}-lora {preset.name}: sampling as it was distilled: {said}", VsynthWarning, stacklevel=3)
-    return config.model_copy(update=update) if update else config
+    return (config.model_copy(update=update) if update else config), idm_preset
 
 
 INPUT_FLAGS = {
@@ -379,14 +386,17 @@ def _check_window(config: RunConfig, vdm: ModelSpec, params: Params) -> None:
     raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once: lower -o window={window} to {vdm.max_frames} or less")
 
 
-def _resolve_sampling(config: RunConfig, vdm_params: Params, idm: ModelSpec | None) -> Sampling:
-    """Without an IDM, --steps/--guidance are the VDM's own; with one, they are shared unless the VDM fixes its own.
-    Left out, the IDM's are its spec's defaults (FLUX's as its pipelines), else 50 and 7.5."""
+def _resolve_sampling(config: RunConfig, vdm_params: Params | None, idm: ModelSpec | None, not_shared: set[str] = frozenset()) -> Sampling:
+    """Without an IDM, --steps/--guidance are the VDM's own; with one, they are shared unless the VDM fixes its own
+    (or an IDM's LoRA preset set them: ``not_shared``). Left out, the IDM's are its spec's defaults (FLUX's as its
+    pipelines), else 50 and 7.5."""
     has_idm = idm is not None
     steps = config.vdm_steps if config.vdm_steps is not None or has_idm else config.steps
     guidance = config.vdm_guidance if config.vdm_guidance is not None or has_idm else config.guidance
     resolver = vdm_params if isinstance(vdm_params, VideoParams) else VideoParams()
-    vdm_steps, vdm_guidance = resolver.sampling(steps, guidance, shared_steps=config.steps, shared_guidance=config.guidance)
+    shared_steps = None if "steps" in not_shared else config.steps
+    shared_guidance = None if "guidance" in not_shared else config.guidance
+    vdm_steps, vdm_guidance = resolver.sampling(steps, guidance, shared_steps=shared_steps, shared_guidance=shared_guidance)
     return Sampling(
         steps=config.steps or (idm and idm.default_steps) or DEFAULT_STEPS,
         guidance=config.guidance if config.guidance is not None else _default_guidance(idm),
