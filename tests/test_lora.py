@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 import vsynth
+from tests.conftest import SAMPLE_VIDEO
 from vsynth.cli import cli
 from vsynth.core.diffusion import lora
 from vsynth.core.run.config import RunConfig
@@ -128,6 +129,25 @@ def test_a_distillation_preset_sets_solver_steps_and_guidance_unless_given(loras
     assert given.loras["vdm"][0].scale == 0.5
     listed = CliRunner().invoke(cli, ["models", "wan2.1-t2v-14b"]).output
     assert "LoRA presets (--vdm-lora NAME[:SCALE]):" in listed and "lightx2v-4step" in listed and "steps 4" in listed
+
+
+def test_a_kohya_sd15_lora_loads_as_its_peft_twin(loras, tmp_path):
+    """kohya's keys (lora_unet_..._to_q.lora_down.weight, .alpha) convert to the old attention-processor names, which
+    the fit check did not read: a valid file was refused as holding no layer for the UNet."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    kohya = {}
+    for key, tensor in load_file(str(loras["sd15"])).items():
+        module, part = key.removeprefix("unet.").rsplit(".lora_", 1)
+        name = "lora_unet_" + module.replace(".", "_")
+        kohya[f"{name}.lora_{'down' if part.startswith('A') else 'up'}.weight"] = tensor
+        kohya[f"{name}.alpha"] = torch.tensor(float(tensor.shape[0] if part.startswith("A") else tensor.shape[1]))
+    save_file(kohya, str(tmp_path / "kohya.safetensors"))
+    settings = dict(idm="sd15", bridge="idm-only", video=SAMPLE_VIDEO, prompt="a ball", tiny=True, frames=2, height=64, width=64, steps=4)
+    peft = vsynth.run(**settings, idm_lora=[str(loras["sd15"])]).latents
+    converted = vsynth.run(**settings, idm_lora=[str(tmp_path / "kohya.safetensors")]).latents
+    torch.testing.assert_close(converted, peft)
 
 
 def test_an_idms_preset_leaves_the_video_models_steps_and_guidance_alone(loras, monkeypatch, tmp_path):

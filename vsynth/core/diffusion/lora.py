@@ -177,6 +177,10 @@ def pairs(state: dict, prefix: str) -> tuple[dict[str, tuple[list[int], list[int
     layers belong elsewhere (the text encoders')."""
     layers: dict[str, dict[str, list[int]]] = {}
     elsewhere = set()
+    if any("_lora.down." in key or "_lora.up." in key for key in state):  # SD's kohya keys convert to the old attention-
+        from diffusers.utils import convert_unet_state_dict_to_peft  # processor names, which the UNet's loader renames
+
+        state = convert_unet_state_dict_to_peft(state)
     for key, tensor in state.items():
         shape = list(getattr(tensor, "shape", tensor))
         for part in ("lora_A", "lora_B"):
