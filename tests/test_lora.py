@@ -95,8 +95,8 @@ def test_a_model_without_a_lora_loader_and_bad_names_are_refused_before_loading(
     with pytest.raises(Exception, match="--fuse-lora fuses the run's LoRAs, and it has none"):
         plan_run(RunConfig(**WAN, fuse_lora=True))
     assert lora.parse("org/repo:0.5") == ("org/repo", 0.5) and lora.parse("a/b") == ("a/b", None)
-    with pytest.raises(LoraError, match="the scale after ':' must be a number"):
-        lora.parse(f"{loras['wan']}:abc")
+    with pytest.raises(LoraError, match="^--vdm-lora .*:abc: the scale after ':' must be a number"):
+        plan_run(RunConfig(**WAN, vdm_lora=[f"{loras['wan']}:abc"]))
     with pytest.raises(LoraError, match="no such file or folder"):  # not the hub repo tmp_path/missing.safetensors
         plan_run(RunConfig(**WAN, vdm_lora=[f"{loras['wan'].parent.name}/missing.safetensors"]))
     with pytest.raises(LoraError, match="is a preset of wan2.1-t2v-14b, not of wan2.1-t2v-1.3b"):
@@ -113,7 +113,7 @@ def test_a_lora_file_that_is_not_safetensors_is_one_error_before_loading(tmp_pat
     """A git-lfs pointer read its first 8 bytes as a header length of 8e18 (MemoryError); other headers crashed on their keys."""
     path = tmp_path / "l.safetensors"
     path.write_bytes(content)
-    with pytest.raises(LoraError, match="is not a readable safetensors file"):
+    with pytest.raises(LoraError, match="^--vdm-lora .* is not a readable safetensors file"):
         plan_run(RunConfig(**WAN, vdm_lora=[str(path)]))
 
 

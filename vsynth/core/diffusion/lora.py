@@ -48,8 +48,8 @@ class LoraRequest:
         return {"lora": self.text, "file": self.path, "scale": self.scale, "preset": self.preset.name if self.preset else None}
 
 
-def parse(text: str) -> tuple[str, float | None]:
-    """``PATH_OR_ID[:SCALE]`` -> (source, scale or None)."""
+def parse(text: str, flag: str = "") -> tuple[str, float | None]:
+    """``PATH_OR_ID[:SCALE]`` -> (source, scale or None); ``flag`` (--idm-lora) begins an error's line."""
     source, sep, tail = text.rpartition(":")
     if sep and source:
         try:
@@ -57,16 +57,16 @@ def parse(text: str) -> tuple[str, float | None]:
         except ValueError:
             if Path(text).expanduser().exists() or "/" in tail or "\\" in tail or len(source) == 1:  # a path with a ':' (C:\...)
                 return text, None
-            raise LoraError(f"{text}: the scale after ':' must be a number") from None
+            raise LoraError(f"{flag} {text}: the scale after ':' must be a number".lstrip()) from None
         if not math.isfinite(scale):
-            raise LoraError(f"{text}: the scale after ':' must be a finite number")
+            raise LoraError(f"{flag} {text}: the scale after ':' must be a finite number".lstrip())
         return source, scale
     return text, None
 
 
 def resolve(spec: ModelSpec, text: str, flag: str) -> LoraRequest:
     """Locate ``text`` for ``spec``: a preset, a file, a folder or a hub repo; one line when it cannot be found."""
-    source, scale = parse(text.strip())
+    source, scale = parse(text.strip(), flag)
     if not source:
         raise LoraError(f'{flag} "": is empty: name a .safetensors file, a folder, a hub id or a preset of {spec.name}')
     preset = next((p for p in spec.loras if p.name == source), None)
@@ -123,7 +123,7 @@ def _hub_file(repo: str, filename: str, flag: str, text: str) -> str:
 # ---------------------------------------------------------------------------- reading and converting keys
 
 
-def header(path: str | Path, model: bool = False) -> dict[str, list[int]]:
+def header(path: str | Path, model: bool = False, flag: str = "") -> dict[str, list[int]]:
     """Tensor names and shapes of a safetensors file, from its header alone: a LoRA's, or (``model``) one of the model's
     own weight files, which the error then blames instead."""
     from vsynth.core.diffusion.weights import safetensors_header
@@ -131,7 +131,7 @@ def header(path: str | Path, model: bool = False) -> dict[str, list[int]]:
     entries = safetensors_header(path)
     if entries is None:
         error, what = (InvalidWeightsError, "the model's weights") if model else (LoraError, "the LoRA")
-        raise error(f"{path} is not a readable safetensors file (truncated or corrupt); re-download or re-export {what}")
+        raise error(f"{flag} {path} is not a readable safetensors file (truncated or corrupt); re-download or re-export {what}".lstrip())
     return {name: entry["shape"] for name, entry in entries.items()}
 
 
@@ -243,7 +243,7 @@ def check_plan(spec: ModelSpec, request: LoraRequest, sources: dict[str, str]) -
     cls = getattr(diffusers, class_name, None)
     if isinstance(cls, type) and not issubclass(cls, PeftAdapterMixin):
         _refuse_no_loader(request.flag, spec, class_name)
-    names = header(request.path)
+    names = header(request.path, flag=request.flag)
     alphas = {}
     if any(k.endswith("alpha") for k in names):
         from safetensors import safe_open

@@ -271,7 +271,7 @@ def _with_lora_presets(config: RunConfig, idm: ModelSpec | None, vdm: ModelSpec 
     idm_preset: set[str] = set()
     for role, spec in (("idm", idm), ("vdm", vdm)):
         for text in getattr(config, f"{role}_lora") if spec is not None else ():
-            preset = next((p for p in spec.loras if p.name == lora.parse(text.strip())[0]), None)
+            preset = next((p for p in spec.loras if p.name == lora.parse(text.strip(), f"--{role}-lora")[0]), None)
             if preset is None:
                 continue
             own = ("steps", "guidance") if role == "idm" or idm is None else ("vdm_steps", "vdm_guidance")

@@ -107,7 +107,7 @@ def warn_compile(requested: bool, device: str) -> None:
     """torch.compile on the CPU generates C++ for every UNet: minutes before the first step, for a small gain."""
     if requested and device == "cpu":
         warnings.warn(
-            "--compile on the CPU: compiling each UNet takes minutes before its first step (a 'compiling' bar shows "
+            "--compile on the CPU: compiling each network (UNet or transformer) takes minutes before its first step (a 'compiling' bar shows "
             "it), and CPU runs gain little from it; leave --compile out for a quick run",
             VsynthWarning,
             stacklevel=3,
