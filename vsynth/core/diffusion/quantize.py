@@ -122,7 +122,8 @@ def _linear_bytes(network) -> int:
 
 
 def _quantized(module) -> bool:
-    weight = getattr(module, "weight", None)
+    """A layer holding a quantized weight of its own (a peft LoRA wrapper's ``weight`` is its base layer's: not counted twice)."""
+    weight = module._parameters.get("weight") if hasattr(module, "_parameters") else None
     return weight is not None and type(weight).__module__.split(".")[0] in ("torchao", "bitsandbytes")
 
 
