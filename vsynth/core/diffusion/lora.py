@@ -321,10 +321,12 @@ def apply(model, requests: list[LoraRequest], fuse: bool) -> list[dict]:
             own = any(k.startswith(f"{prefix}.") for k in state)
             name = f"lora{index}"
             try:
-                network.load_lora_adapter(
-                    state, prefix=prefix if own else None, adapter_name=name,
-                    network_alphas=alphas if own else None, metadata=None if alphas else metadata,
-                )  # fmt: skip
+                with warnings.catch_warnings():  # a second adapter: peft's "Already found a peft_config ... know what you are doing"
+                    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+                    network.load_lora_adapter(
+                        state, prefix=prefix if own else None, adapter_name=name,
+                        network_alphas=alphas if own else None, metadata=None if alphas else metadata,
+                    )  # fmt: skip
             except (ValueError, RuntimeError, KeyError) as exc:  # what diffusers and peft raise on a LoRA they cannot take
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise LoraError(f"{request.flag} {shorten(request.text)}: diffusers cannot load it into {spec.name}'s {class_name}: {reason}") from None
