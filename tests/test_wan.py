@@ -98,6 +98,18 @@ def test_vace_refuses_inputs_it_would_leave_unused_before_loading(inputs, line):
         plan_run(RunConfig(vdm="wan2.1-vace-1.3b", bridge="none", **inputs, **TINY))
 
 
+@pytest.mark.parametrize(
+    ("inputs", "task"),
+    [(dict(), "text-to-video"), (dict(video=SAMPLE_VIDEO), "controllable-generation"), (dict(video=SAMPLE_VIDEO, outpaint="horizontal"), "outpainting")],
+)
+def test_vace_records_the_task_its_inputs_make(inputs, task):
+    """run.json said text-to-video for every VACE run: its bridge is none, and the VDM alone fills or follows."""
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+
+    assert plan_run(RunConfig(vdm="wan2.1-vace-1.3b", bridge="none", **inputs, **TINY)).task == task
+
+
 def test_vace_follows_depth_from_the_idms_own_detector():
     from vsynth.plugins.idm.detectors import DepthEstimator
 

@@ -90,6 +90,14 @@ class RunPlan:
     @property
     def task(self) -> str | None:
         """The bridge's task if it defines one, else the IDM's; inpainting with --outpaint is outpainting."""
+        if self.bridge.task == "text-to-video" and self.vdm is not None:  # a VDM alone that takes the inputs (VACE, TI2V, LTX)
+            config, vdm_params = self.config, self.params.get("vdm")
+            if config.mask is not None or config.outpaint is not None:
+                return "outpainting" if config.outpaint is not None else "inpainting"
+            if getattr(vdm_params, "first_frame", "none") == "source":
+                return "image-to-video"
+            if config.condition_video is not None or (config.video is not None and hasattr(vdm_params, "control")):
+                return "controllable-generation"
         if self.bridge.task or self.idm is None:
             return self.bridge.task
         return "outpainting" if self.idm.task == "inpainting" and self.config.outpaint else self.idm.task
