@@ -191,14 +191,35 @@ def test_install_warns_about_a_name_a_builtin_has(pip_installs):
 # ---------------------------------------------------------------------------- spec errors in plain words
 
 
+PARAMS_PLUGIN = """
+from pydantic import Field
+from vsynth import hookimpl
+from vsynth.core.host.specs import BridgeSpec, Params
+
+class P(Params):
+    {field}
+
+@hookimpl
+def vsynth_register_bridges(registrar):
+    registrar.register_bridge(BridgeSpec(name="tuned", description="a test bridge", params=P, impl="x.y:Z"))
+"""
+
+
 @pytest.mark.parametrize(
     "source, error",
     [
         (SLASH_NAME, "idm spec 'a/b': name 'a/b' may hold only letters, digits"),
         (IDM_PLUGIN.format(names=["sizeless"]).replace(", size_gb=0.1", ""), "weights spec 'controlnet': size_gb is missing (Approximate download size, in GB.)"),
         (BRIDGE_PLUGIN.format(name="dotless").replace('"x.y:Z"', '"nowhere"'), "bridge spec 'dotless': impl must look like 'package.module:ClassName', got 'nowhere'"),
+        (BRIDGE_PLUGIN.format(name="typo").replace('impl="x.y:Z"', 'impl="x.y:Z", neds_vdm=False'),
+         "bridge spec 'typo': neds_vdm: no such field (did you mean 'needs_vdm'?)"),
+        (BRIDGE_PLUGIN.format(name="needy").replace('impl="x.y:Z"', 'impl="x.y:Z", needs=("vidoe",)'),
+         "bridge spec 'needy': 'vidoe' is not a run input; inputs are video, condition_video, mask, outpaint, source_prompt"),
+        (PARAMS_PLUGIN.format(field="strength: float = Field(2.0, ge=0, le=1)"),
+         "bridge spec 'tuned': params P: the default of strength fails its own check: input should be less than or equal to 1"),
+        (PARAMS_PLUGIN.format(field="strength: float = Field(ge=0, le=1)"), "bridge spec 'tuned': params P: strength has no default"),
     ],
-    ids=["name", "weights", "impl"],
+    ids=["name", "weights", "impl", "no such field", "no such input", "default out of bounds", "no default"],
 )
 def test_a_spec_error_reads_in_plain_words_in_vsynth_plugins(plugins, source, error):
     plugins("vsynth-wrong", source)

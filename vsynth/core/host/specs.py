@@ -119,6 +119,11 @@ def _describe_spec_error(cls: type[BaseModel], values: dict[str, Any], exc: Vali
                 f"name {shown} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit "
                 "(no '/': users type plugin/name to pick one plugin's)"
             )
+        elif err["type"] == "extra_forbidden":
+            import difflib
+
+            close = difflib.get_close_matches(field, list(cls.model_fields), n=1)
+            clauses.append(f"{field}: no such field" + (f" (did you mean {close[0]!r}?)" if close else ""))
         elif err["type"] == "literal_error":
             clauses.append(f"{field} {shown} must be one of {err['ctx']['expected']}")
         elif err["type"] == "value_error":
@@ -252,8 +257,41 @@ def _check_impl(value: str) -> str:
     return value
 
 
+RUN_INPUTS = ("video", "condition_video", "mask", "outpaint", "source_prompt")  # what a spec's needs / accepts may name
+
+
+def _check_inputs_named(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``needs`` / ``accepts`` name run inputs, ``a|b`` for either: a typo would fail every run, not the plugin's loading."""
+    for need in names:
+        for name in need.split("|"):
+            if name not in RUN_INPUTS:
+                raise ValueError(f"{name!r} is not a run input; inputs are {', '.join(RUN_INPUTS)} ('a|b' for either)")
+    return names
+
+
+def _check_param_defaults(params: type) -> type:
+    """Every param has a default that its own constraints take: a run without -o is validated by them only when given."""
+    from pydantic_core import PydanticUndefined
+
+    fields = getattr(params, "model_fields", {})
+    bare = [name for name, f in fields.items() if f.default is PydanticUndefined and f.default_factory is None]
+    if bare:
+        raise ValueError(f"params {params.__name__}: {', '.join(bare)} has no default (each param needs one: runs leave it out)")
+    from pydantic import TypeAdapter
+
+    for name, f in fields.items():
+        try:
+            TypeAdapter(f.rebuild_annotation()).validate_python(f.get_default(call_default_factory=True))
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ValueError(f"params {params.__name__}: the default of {name} fails its own check: {reason[:1].lower()}{reason[1:]}") from None
+        except Exception:  # noqa: BLE001 - a type pydantic cannot build an adapter for alone: the model checks it
+            continue
+    return params
+
+
 class _Spec(_PlainErrors):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="Short name users type, e.g. 'controlnet-canny'; no '/'.")
     description: str
@@ -262,6 +300,7 @@ class _Spec(_PlainErrors):
     plugin: str = Field("", description="Filled in by the registrar: the plugin that registered it.")
 
     _validate_impl = field_validator("impl")(classmethod(lambda cls, v: _check_impl(v)))
+    _validate_params = field_validator("params")(classmethod(lambda cls, v: _check_param_defaults(v)))
 
     @property
     def qualified_name(self) -> str:
@@ -302,6 +341,7 @@ class ModelSpec(_Spec):
         description="Run inputs an IDM requires (video, condition_video, mask, outpaint, source_prompt); 'a|b' means either.",
     )
     accepts: tuple[str, ...] = Field((), description="Run inputs an IDM uses when given, besides those it needs.")
+    _inputs_named = field_validator("needs", "accepts")(classmethod(lambda cls, v: _check_inputs_named(v)))
     native_size: tuple[int, int] | None = Field(None, description="(height, width) the model was trained at.")
     max_frames: int | None = Field(None, description="Most frames the model can denoise at once: caps its window, or without one the clip.")
     fps: float | None = Field(None, description="Frame rate it was trained at: a text-to-video run's output rate (a source video's otherwise).")
@@ -350,6 +390,7 @@ class BridgeSpec(_Spec):
         True, description="Whether the bridge uses a video model; when not (idm-only), --vdm may be left out, and a given one is not loaded."
     )
     needs: tuple[str, ...] = Field((), description="Run inputs the bridge itself requires (e.g. source_prompt); 'a|b' means either.")
+    _inputs_named = field_validator("needs")(classmethod(lambda cls, v: _check_inputs_named(v)))
     video: Literal["required", "optional", "unused"] = Field(
         "optional", description="Whether the bridge itself needs a source video; 'optional' leaves it to the IDM."
     )
