@@ -371,9 +371,23 @@ class Boom(Bridge):
         raise RuntimeError("the flux capacitor is empty")
 
 
+MODE = "tensor"  # what Misfit returns: the bare latents, a latent of no batch, a cropped latent, or NaN latents
+
+
+class Misfit(Bridge):
+    def run(self, idm, vdm, inputs, generator, stages):
+        import torch
+        from vsynth.core.diffusion.bridge import BridgeResult
+
+        z = torch.zeros(inputs.latent_shape(vdm.codec))
+        return {"tensor": z, "batch": BridgeResult(latents=z[0], codec=vdm.codec),
+                "crop": BridgeResult(latents=z[..., :3], codec=vdm.codec), "nan": BridgeResult(latents=z * float("nan"), codec=vdm.codec)}[MODE]
+
+
 @hookimpl
 def vsynth_register_bridges(registrar):
     registrar.register_bridge(BridgeSpec(name="boom", description="fails", needs_idm=False, impl="vsynth_boom:Boom"))
+    registrar.register_bridge(BridgeSpec(name="misfit", description="returns wrong results", needs_idm=False, impl="vsynth_boom:Misfit"))
 
 
 from vsynth.core.diffusion.models import VideoModel
@@ -434,6 +448,26 @@ def test_an_exception_inside_a_plugin_bridge_names_the_plugin(tmp_path, boom_plu
     with pytest.raises(PluginRunError) as caught:
         vsynth.run(**API, bridge="boom")
     assert isinstance(caught.value.__cause__, RuntimeError)  # the plugin's own traceback, for its authors
+
+
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("tensor", "'misfit' failed: TypeError: run() returned Tensor, not a BridgeResult"),
+        ("batch", "'misfit' failed: ValueError: BridgeResult.latents is (4, 2, 8, 8); it must be one latent video"),
+        ("crop", "'misfit' failed: ValueError: its latents decode to 2 frames of 64x24, and the run asked for 2 of 64x64"),
+        ("nan", "bridge 'misfit' returned latents holding NaN or infinite values"),
+    ],
+)
+def test_what_a_plugin_bridge_returns_is_checked_before_anything_is_written(tmp_path, boom_plugin, mode, message):
+    """These decoded into an AttributeError traceback, a misleading 'batch of 4', a 64x24 video, and a black one."""
+    import vsynth_boom
+
+    vsynth_boom.MODE = mode
+    out = tmp_path / "runs" / "out"
+    line = one_line(invoke(*T2V, "--bridge", "misfit", "--out", out, "--quiet"), code=1 if mode == "nan" else 2)  # NaN: a failure, not input
+    assert message in line, line
+    assert entries(out.parent) == []
 
 
 # ---------------------------------------------------------------------------- the tiny-model cache

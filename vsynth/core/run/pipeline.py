@@ -24,7 +24,7 @@ from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, rout
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
 from vsynth.core.media.masks import is_still
 from vsynth.core.run.progress import Stages, compiling, library_progress_bars, quiet_library_fallbacks
-from vsynth.core.host.registry import Registry, get_registry, plugin_errors
+from vsynth.core.host.registry import BUILTIN, Registry, get_registry, plugin_errors
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
 from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, refuse_pickles, resolve_sources, weight_flags, weights_options
@@ -605,8 +605,16 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         step_caches.detach(caches)
     counter.detach()
 
-    with stages.stage("decoding", total=config.frames) as advance:
+    with plugin_errors(plan.bridge):
+        _check_bridge_result(result)
+    if not torch.isfinite(result.latents).all():  # decoded, they would be a black video, and every metric would read it
+        raise NonFiniteError(f"bridge '{plan.bridge.name}' returned latents holding NaN or infinite values; the run stopped "
+                             "(lower --guidance, or check the weights for NaN values)")  # fmt: skip
+    with stages.stage("decoding", total=config.frames) as advance, plugin_errors(plan.bridge):
         frames = result.codec.decode(result.latents, advance)
+        if plan.bridge.plugin != BUILTIN and tuple(frames.shape[:3]) != (config.frames, plan.height, plan.width):
+            raise ValueError(f"its latents decode to {frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]}, and the run "
+                             f"asked for {config.frames} of {plan.height}x{plan.width}")  # fmt: skip
     if loaded.offload is not None:
         loaded.offload.release()
 
@@ -696,6 +704,21 @@ def _write_files(folder: Path, videos: dict, fps: float, latents, stages: Stages
 
             save_file({"latents": latents.float().cpu().contiguous()}, str(folder / "latents.safetensors"))
             advance(1)
+
+
+def _check_bridge_result(result) -> None:
+    """What a bridge returns is a BridgeResult holding one latent video (1, C, F, h, w) and its codec: a third-party
+    bridge's mistake is then one line naming it (:func:`plugin_errors`), not an AttributeError while decoding."""
+    import torch
+
+    from vsynth.core.diffusion.bridge import BridgeResult
+
+    if not isinstance(result, BridgeResult):
+        raise TypeError(f"run() returned {type(result).__name__}, not a BridgeResult(latents=..., codec=...)")
+    latents = result.latents
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or latents.shape[0] != 1:
+        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise ValueError(f"BridgeResult.latents is {shape}; it must be one latent video, (1, channels, frames, height, width)")
 
 
 def _record(plan: RunPlan, runtime, counter) -> dict:
