@@ -312,3 +312,60 @@ def test_a_one_frame_video_has_no_motion_to_measure_and_a_short_source_names_eva
 def test_png_without_compare_is_refused_rather_than_ignored(tmp_path):
     result = run_cli("eval", tmp_path, "--png", tmp_path / "x.png", "--metrics", "flicker")
     assert result.exit_code == 2 and result.stderr.strip() == "Error: --png is where --compare draws: add --compare (or drop --png)"
+
+
+INFINITE = """
+from vsynth import hookimpl
+from vsynth.core.host.specs import MetricSpec
+from vsynth.core.run.measure import Metric
+
+
+class Faulty(Metric):
+    def measure(self, frames, sample):
+        raise ZeroDivisionError("no frames to divide by")
+
+
+class Endless(Metric):
+    def measure(self, frames, sample):
+        return [float("inf")] * len(frames)
+
+
+@hookimpl
+def vsynth_register_metrics(registrar):
+    registrar.register_metric(MetricSpec(name="faulty", description="always fails", impl="vsynth_endless:Faulty"))
+    registrar.register_metric(MetricSpec(name="endless", description="infinite", impl="vsynth_endless:Endless"))
+"""
+
+
+def test_eval_measures_the_other_metrics_when_a_plugins_fails_and_writes_valid_json(tmp_path, monkeypatch):
+    """One raising metric stopped `vsynth eval` for every metric (exit 2, nothing measured); an infinite value was
+    printed as JSON's invalid Infinity."""
+    import importlib
+    import json
+    import sys
+
+    from click.testing import CliRunner
+
+    from vsynth.cli import cli
+    from vsynth.core.host.registry import get_registry
+    from vsynth.testing import write_sample_video
+
+    (tmp_path / "vsynth_endless.py").write_text(INFINITE)
+    info = tmp_path / "vsynth_endless-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vsynth-endless\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[vsynth]\nendless = vsynth_endless\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    get_registry.cache_clear()
+    try:
+        video = write_sample_video(tmp_path / "v.mp4", frames=3)
+        result = CliRunner().invoke(cli, ["eval", str(video), "--metrics", "faulty,endless,flicker", "--json"])
+    finally:
+        sys.modules.pop("vsynth_endless", None)
+        get_registry.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "Warning: faulty failed on" in result.stderr and "ZeroDivisionError: no frames to divide by" in result.stderr
+    (record,) = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))  # no Infinity or NaN
+    assert "flicker" in record["metrics"] and "endless" not in record["metrics"] and "faulty" in record["failed"]
+    assert record["skipped"]["endless"] == "not measurable on these videos"

@@ -882,6 +882,7 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
     \b
     A run folder brings its prompt, source, condition maps and detector; a plain video takes --prompt and
     --source. Each metric measures what its inputs allow; the others are listed as skipped, with why.
+    A metric that fails (a plugin's) is one warning line and the others are measured; the exit code is then 1.
     \b
       vsynth eval outputs/run-1 --json
       vsynth eval --compare outputs/bridge-a outputs/bridge-b --png ab.png
@@ -943,10 +944,14 @@ def eval_(paths, metrics, prompt, source, as_json, csv_file, compare, png, suite
     if compare:
         labels = [Path(p).name or str(p) for p in paths]
         click.echo(f"wrote {compare_png(evaluations, targets, png, labels)}", err=True)
+    for r in records:  # a metric that raised (a plugin's): the others are measured and shown, and the exit code says so
+        for metric, error in r["failed"].items():
+            click.echo(f"Warning: {metric} failed on {r['path']}: {_one_line(error)}", err=True)
     if as_json:
         click.echo(json.dumps(records, indent=2))
-        return
-    _print_eval_table(records, specs)
+    else:
+        _print_eval_table(records, specs)
+    return 1 if any(r["failed"] for r in records) else 0
 
 
 def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:

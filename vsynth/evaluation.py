@@ -42,7 +42,8 @@ class Evaluation:
 
     def record(self) -> dict:
         r = self.result
-        return {"path": str(self.path), "metrics": r.values, "skipped": r.skipped, "notes": {**r.notes, **({"inputs": self.notes} if self.notes else {})}}
+        return {"path": str(self.path), "metrics": r.values, "skipped": r.skipped, "failed": r.failed,
+                "notes": {**r.notes, **({"inputs": self.notes} if self.notes else {})}}  # fmt: skip
 
 
 def load_target(
@@ -111,7 +112,8 @@ def _detector(registry: Registry, record: dict, sample: measure.Sample) -> dict 
 
 def evaluate(registry: Registry, targets: Sequence[Target], specs, *, named: bool = True) -> list[Evaluation]:
     """Each target measured; metrics nobody ``named`` (the default: all) are skipped when their weights cannot be had."""
-    return [Evaluation(t.path, measure.measure(specs, t.videos, t.sample, registry, skip_unavailable=not named), t.notes) for t in targets]
+    return [Evaluation(t.path, measure.measure(specs, t.videos, t.sample, registry, skip_unavailable=not named, record_failures=True), t.notes)
+            for t in targets]  # fmt: skip
 
 
 def csv_rows(evaluations: Sequence[Evaluation]) -> list[dict]:

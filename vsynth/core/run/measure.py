@@ -169,13 +169,14 @@ def metric_weights(spec: MetricSpec, sample: Sample) -> dict[str, str]:
 
 def measure(
     specs: Sequence[MetricSpec], videos: dict[str, np.ndarray | None], sample: Sample, registry: Registry | None = None,
-    *, keep_going: bool = False, skip_unavailable: bool = False,
+    *, keep_going: bool = False, skip_unavailable: bool = False, record_failures: bool = False,
 ) -> Measurement:  # fmt: skip
     """Measure every video of ``videos`` (name -> uint8 (F, H, W, 3), or None) with every spec whose needs
     ``sample`` meets. A metric that compares with the source or the condition is not measured on the source.
 
     A metric that raises stops the measurement (a plugin's error as one line naming it), or, with
-    ``keep_going`` (a run, whose video is already made), is recorded in ``failed`` and the others go on. With
+    ``keep_going`` (a run, whose video is already made), is recorded in ``failed`` and the others go on;
+    ``record_failures`` (eval) does so too, but a metric whose weights cannot be had still stops it. With
     ``skip_unavailable`` (metrics nobody named), one whose weights cannot be had is skipped with the reason."""
     from vsynth.errors import WeightsUnavailableError, one_line
 
@@ -188,7 +189,7 @@ def measure(
                 raise
             (result.skipped if skip_unavailable else result.failed)[spec.name] = str(exc)
         except Exception as exc:
-            if not keep_going:
+            if not (keep_going or record_failures):
                 raise
             result.values.pop(spec.name, None)
             result.curves.pop(spec.name, None)
@@ -224,11 +225,11 @@ def _measure_one(spec: MetricSpec, videos: dict, sample: Sample, registry: Regis
                     continue
             value = impl.measure(frames, own)
             mean, curve = _summarize(value)
-            if math.isnan(mean):
+            if not math.isfinite(mean):  # NaN: not measurable; infinite: no number JSON (run.json, --json) can hold
                 continue
             result.values.setdefault(spec.name, {})[name] = round(mean, DIGITS)
             if curve is not None:
-                result.curves.setdefault(spec.name, {})[name] = [round(v, DIGITS) for v in curve]
+                result.curves.setdefault(spec.name, {})[name] = [round(v, DIGITS) if math.isfinite(v) else None for v in curve]  # JSON has no NaN
     if spec.name not in result.values and spec.name not in result.skipped:
         result.skipped[spec.name] = "not measurable on these videos"
 
