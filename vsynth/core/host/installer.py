@@ -89,7 +89,7 @@ def plugin_checks(names: list[list[str]]) -> list[dict]:
             problems += [] if lost_its_name else [info.error]
         else:
             own = [s for s in specs if s.plugin == info.name]
-            problems += [] if own else ["registers no model, bridge or metric (its hooks vsynth_register_models, vsynth_register_bridges and vsynth_register_metrics registered nothing)"]
+            problems += [] if own else ["registers no model, bridge or metric (its hooks vsynth_register_models, vsynth_register_bridges and vsynth_register_metrics registered nothing: are they decorated with @hookimpl, from vsynth import hookimpl?)"]
             problems += [problem for problem in map(impl_problem, own) if problem]
             for spec in own:
                 for other in sorted(s.plugin for s in specs if (s.name, s.kind) == (spec.name, spec.kind) and s.plugin != info.name):

@@ -28,7 +28,7 @@ from vsynth.core.host.registry import BUILTIN, Registry, get_registry, plugin_er
 from vsynth.core.host.specs import BridgeSpec, DEFAULT_GUIDANCE, DEFAULT_STEPS, ModelSpec, Params, VideoParams
 from vsynth.core.run.memory import check_fits, estimate as estimate_memory, fit_vae_batch
 from vsynth.core.diffusion.weights import hub_offline, hub_reachable, locate, needs_hub, refuse_pickles, resolve_sources, weight_flags, weights_options
-from vsynth.errors import NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
+from vsynth.errors import InvalidParamsError, NonFiniteError, OutputWriteError, VideoError, VsynthInputError, VsynthWarning
 from vsynth.core.run import measure
 
 if TYPE_CHECKING:
@@ -172,6 +172,11 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     overrides = {role: {key: routed[role].pop(key) for key in weight_keys[role] if key in routed[role]} for role in models}
     params = {role: validate_params(spec.params, routed[role], role, config.options) for role, spec in models.items()}
     bridge_defaults = idm.bridge_defaults.get(bridge.name, {}) if idm else {}
+    odd = sorted(set(bridge_defaults) - set(bridge.params.model_fields))
+    if odd:  # the IDM's spec asks its bridge for a param it has not: the user typed none of it
+        raise InvalidParamsError(f"{idm.name} ({'plugin ' + idm.plugin if idm.plugin != BUILTIN else 'built-in'}) sets bridge_defaults "
+                                 f"{bridge.name}.{odd[0]}, which bridge '{bridge.name}' has no param of: report it to its authors, or "
+                                 "choose another --bridge")  # fmt: skip
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge", config.options)
     sampling = _resolve_sampling(config, params.get("vdm"), idm, not_shared=idm_preset)
     vdm_flag = "--vdm-steps" if config.vdm_steps is not None else "--steps"  # the one the user typed
