@@ -140,4 +140,4 @@ def test_a_bridge_default_the_bridge_has_no_param_of_names_the_model():
     """A spec's typo in bridge_defaults read as the user's: "unknown setting 'mixng_ratio'", naming neither."""
     registry = registry_with(typo=("controlnet-canny", {"bridge_defaults": {"mixed-inversion": {"mixng_ratio": 1.0}}}))
     with pytest.raises(InvalidParamsError, match=r"^typo \(built-in\) sets bridge_defaults mixed-inversion.mixng_ratio, which bridge"):
-        plan_run(RunConfig(idm="typo", vdm="zeroscope", prompt="a ball", **VIDEO), registry)
+        plan_run(RunConfig(idm="typo", vdm="zeroscope", **VIDEO), registry)
