@@ -141,3 +141,12 @@ def test_a_bridge_default_the_bridge_has_no_param_of_names_the_model():
     registry = registry_with(typo=("controlnet-canny", {"bridge_defaults": {"mixed-inversion": {"mixng_ratio": 1.0}}}))
     with pytest.raises(InvalidParamsError, match=r"^typo \(built-in\) sets bridge_defaults mixed-inversion.mixng_ratio, which bridge"):
         plan_run(RunConfig(idm="typo", vdm="zeroscope", **VIDEO), registry)
+
+
+def test_a_tiny_name_vsynth_does_not_build_is_one_line_naming_the_model():
+    """A plugin spec's WeightsSpec(tiny="sd15-typo") was a KeyError traceback from the tiny builder (and stopped a batch)."""
+    base = get_registry().model("controlnet-canny")
+    weights = tuple(w.model_copy(update={"tiny": "sd15-typo"}) if w.role == "base" else w for w in base.weights)
+    registry = registry_with(typo=("controlnet-canny", {"weights": weights}))
+    with pytest.raises(VsynthInputError, match=r"^typo \(vsynth\) names tiny model 'sd15-typo' for its base weights, which vsynth does not build"):
+        plan_run(RunConfig(idm="typo", vdm="zeroscope", **VIDEO), registry)

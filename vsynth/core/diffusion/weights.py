@@ -56,6 +56,11 @@ def resolve_sources(spec: ModelSpec, primary: str | None, options: dict[str, obj
         elif tiny:
             if weights.tiny is None:
                 raise VsynthInputError(f"{spec.name} has no tiny form for its {weights.role} weights")
+            from vsynth.tiny.build import TINY_MODELS
+
+            if weights.tiny not in TINY_MODELS:  # a plugin spec's typo: one line naming it, not a KeyError from the builder
+                raise VsynthInputError(f"{spec.name} ({spec.plugin}) names tiny model {weights.tiny!r} for its {weights.role} weights, "
+                                       f"which vsynth does not build; it builds {', '.join(TINY_MODELS)}")  # fmt: skip
             sources[weights.role] = str(tiny_weights(weights.tiny))
         elif toy is not None:
             if weights.toy is None:
