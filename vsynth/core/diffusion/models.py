@@ -94,7 +94,13 @@ class ImageModel(Model):
 
 
 class VideoModel(Model):
-    """A VDM: a denoiser over whole clips."""
+    """A VDM: a denoiser over whole clips.
+
+    ``condition_frames``: the control maps a VDM that follows controls itself (VACE) made in :meth:`configure`,
+    uint8 (F, H, W, 3); a run without an IDM writes them to condition.mp4 and the grid. None otherwise.
+    """
+
+    condition_frames = None
 
     def condition_on_frames(self, frames) -> None:
         """Frames a bridge generated (uint8 (F, H, W, 3), e.g. the IDM's) that a VDM able to follow given frames

@@ -626,7 +626,7 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
     videos = {
         "source": sources.video,
         "T2V": result.intermediates.get("t2v_frames"),  # a source the VDM generated first (EVS without --video)
-        "condition": frame_inputs.condition_frames,
+        "condition": frame_inputs.condition_frames if idm is not None else getattr(vdm, "condition_frames", None),  # VACE's own maps
         "IDM": result.intermediates.get("idm_frames"),
         "final": frames,
     }
@@ -774,6 +774,8 @@ def _measure(plan: RunPlan, videos: dict, idm, record: dict, runtime) -> None:
     detector = None
     if idm is not None and getattr(idm, "control_maps", None) is not None:  # a control family: its own detector re-detects
         detector = {"kind": getattr(idm, "kind", ""), "maps": idm.control_maps, **plan.params["idm"].model_dump()}
+    elif idm is None and videos["condition"] is not None and getattr(plan.params.get("vdm"), "control", None):  # VACE: edge F1 on canny
+        detector = {"kind": plan.params["vdm"].control, **plan.params["vdm"].model_dump()}
     sample = measure.Sample(
         prompt=config.prompt,
         source_prompt=config.source_prompt,

@@ -326,7 +326,8 @@ class WanVaceModel(WanVideoModel):
             video = sources.video
         if sources.mask is not None:
             mask = np.repeat(sources.mask[..., None], 3, axis=-1)
-        self.condition_frames = video
+        # the control maps it follows, written to condition.mp4 (not the frames a fill regenerates, nor -o control=video's)
+        self.condition_frames = video if sources.mask is None and (sources.condition is not None or params.control != "video") else None
         reference = None
         if params.reference is not None:
             from vsynth.core.media.video import read_image
