@@ -593,7 +593,8 @@ RUN_FIELDS = (
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary; print only the output folder.")
 @click.pass_context
 def run(ctx, config_file, options, quiet, **flags):
-    """Synthesize a video with an IDM, a VDM and a bridge, or with a VDM alone from the prompt.
+    """Synthesize a video with an IDM, a VDM and a bridge, with a VDM alone from the prompt, or with an
+    IDM alone frame by frame (--bridge idm-only).
 
     Writes video.mp4, video.gif, idm_frames.mp4 (when the bridge decodes the IDM's frames), condition.mp4
     (control maps, or the masked source of inpainting), grid.png and run.json into one folder, which
