@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.test_plugins import plugins  # noqa: F401 - a fixture
 from vsynth.testing import run_cli
 
 CORE = Path(__file__).parents[1] / "vsynth" / "core"
@@ -337,33 +338,17 @@ def vsynth_register_metrics(registrar):
 """
 
 
-def test_eval_measures_the_other_metrics_when_a_plugins_fails_and_writes_valid_json(tmp_path, monkeypatch):
+def test_eval_measures_the_other_metrics_when_a_plugins_fails_and_writes_valid_json(tmp_path, plugins):
     """One raising metric stopped `vsynth eval` for every metric (exit 2, nothing measured); an infinite value was
     printed as JSON's invalid Infinity."""
-    import importlib
-    import json
-    import sys
-
     from click.testing import CliRunner
 
     from vsynth.cli import cli
-    from vsynth.core.host.registry import get_registry
     from vsynth.testing import write_sample_video
 
-    (tmp_path / "vsynth_endless.py").write_text(INFINITE)
-    info = tmp_path / "vsynth_endless-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vsynth-endless\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[vsynth]\nendless = vsynth_endless\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    get_registry.cache_clear()
-    try:
-        video = write_sample_video(tmp_path / "v.mp4", frames=3)
-        result = CliRunner().invoke(cli, ["eval", str(video), "--metrics", "faulty,endless,flicker", "--json"])
-    finally:
-        sys.modules.pop("vsynth_endless", None)
-        get_registry.cache_clear()
+    plugins("vsynth-endless", INFINITE)
+    video = write_sample_video(tmp_path / "v.mp4", frames=3)
+    result = CliRunner().invoke(cli, ["eval", str(video), "--metrics", "faulty,endless,flicker", "--json"])
     assert result.exit_code == 1, result.output
     assert "Warning: faulty failed on" in result.stderr and "ZeroDivisionError: no frames to divide by" in result.stderr
     (record,) = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))  # no Infinity or NaN
