@@ -7,6 +7,7 @@ library runs silently without one.
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -66,9 +67,18 @@ def compiling(stages: Stages, enabled: bool) -> Iterator[None]:
     on a CPU) show as one bar counting the graphs compiled, so that a long first step shows its reason.
 
     Not timed as a stage: it happens inside the stages that run the UNets."""
-    if not enabled or stages.display is None:
+    if not enabled:
         yield
         return
+    with warnings.catch_warnings():  # torchao's quantized tensors tell torch.compile's cache they cannot be hashed, per graph
+        warnings.filterwarnings("ignore", message=".*does not implement _stable_hash_for_caching", category=UserWarning)
+        if stages.display is None:
+            yield
+            return
+        yield from _compile_bar(stages)
+
+
+def _compile_bar(stages: Stages) -> Iterator[None]:
     from torch._dynamo.callback import callback_handler
 
     task, compiled = None, 0
