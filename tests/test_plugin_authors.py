@@ -173,6 +173,20 @@ def test_install_checks_that_the_new_plugin_loads_and_registers(pip_installs, so
     assert "validation error" not in line and line.endswith("remove it with `vsynth uninstall vsynth-new`")
 
 
+def test_install_refuses_a_plugin_named_as_the_builtins(plugins, monkeypatch):
+    """It was reported "added", then never loaded; the fix offered was to uninstall the built-ins."""
+
+    def run_pip(args):
+        plugins("vsynth-new", IDM_PLUGIN.format(names=["new-idm"]), entry="vsynth")
+        return 0
+
+    monkeypatch.setattr(installer, "run_pip", run_pip)
+    result = run_cli("install", "vsynth-new")
+    assert result.exit_code == 1 and "added" not in result.stdout, result.output
+    assert "the plugin name 'vsynth' is taken by the built-ins; rename the entry point in the group 'vsynth'" in result.stderr
+    assert "uninstall one of the two" not in result.stderr
+
+
 def test_install_warns_about_a_short_name_another_plugin_has(plugins, pip_installs):
     plugins("vsynth-other", IDM_PLUGIN.format(names=["new-idm"]))
     result = run_cli("install", "vsynth-new")

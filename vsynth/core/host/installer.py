@@ -85,7 +85,7 @@ def plugin_checks(names: list[list[str]]) -> list[dict]:
         if info.disabled_by:
             warnings.append(f"plugin '{info.name}' is disabled by {info.disabled_by}")
         elif info.error:
-            lost_its_name = any(p.name == info.name and p is not info and not p.error for p in registry.plugins)
+            lost_its_name = any(p.name == info.name and p is not info and not p.error and not p.builtin for p in registry.plugins)
             problems += [] if lost_its_name else [info.error]
         else:
             own = [s for s in specs if s.plugin == info.name]

@@ -222,10 +222,8 @@ def _load_entry_point(pm: pluggy.PluginManager, registry: Registry, ep: metadata
     holder = next((p for p in registry.plugins if p.name == ep.name and not p.disabled_by), None)
     if holder is not None:
         by = "the built-ins" if holder.builtin else f"{holder.dist} (plugins load sorted by distribution name)"
-        raise NameTakenError(
-            f"the plugin name '{ep.name}' is taken by {by}; rename the entry point in the group '{ENTRY_POINT_GROUP}', "
-            f"or uninstall one of the two"
-        )
+        fix = "" if holder.builtin else ", or uninstall one of the two"  # the built-ins cannot be uninstalled
+        raise NameTakenError(f"the plugin name '{ep.name}' is taken by {by}; rename the entry point in the group '{ENTRY_POINT_GROUP}'{fix}")
     with _plugin_interrupts("being imported"):
         module = _import_plugin(ep, info)
     with _plugin_interrupts("registering"):
