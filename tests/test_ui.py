@@ -15,6 +15,7 @@ import pytest
 from tests.extras import need, skip_unless_required
 from vsynth.core.run.config import RunConfig
 from vsynth.errors import VsynthInputError
+from vsynth.ui.wording import in_form_words
 
 need("gradio", "pip install 'vsynth[ui]'")
 sync_api = need("playwright.sync_api", "pip install 'vsynth[browser-test]'")
@@ -23,6 +24,13 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
 QUICK = {"frames": 2, "height": 64, "width": 64, "steps": 1}
+
+
+def test_errors_name_the_forms_fields_not_cli_flags():
+    """The page has no --idm or -o: a line names the field, and keeps quoted commands as they are."""
+    line = "bridge 'x' needs an image model: add --idm (see `vsynth models --kind idm`); -o detector=y; missing --vdm (`vdm:` in a config or jobs file)"
+    assert in_form_words(line) == ("bridge 'x' needs an image model: add 'image model (IDM)' (see `vsynth models --kind idm`); "
+                                   "model option detector=y; missing 'video model (VDM)'")  # fmt: skip
 
 
 def test_option_fields_follow_the_params_models_and_send_only_changes():
@@ -128,7 +136,7 @@ def test_bad_input_shows_the_one_line_error_in_the_page(served, browser):
     error.wait_for(timeout=60_000)
     with pytest.raises(VsynthInputError) as refused:  # the check behind the CLI's one-line error
         RunConfig(vdm="zeroscope", prompt="a corgi", frames=0)
-    assert f"Error: {refused.value}" in error.inner_text()
+    assert f"Error: {in_form_words(str(refused.value))}" in error.inner_text() and "'frames' 0" in error.inner_text()
     assert page.locator("#result video").count() == 0
     page.close()
 

@@ -3,9 +3,9 @@
 The form holds a run config: models and bridge from the registry (third-party plugins included),
 the input videos, prompts, settings, and each chosen model's options generated from its params
 model. "Generate" runs it on one :class:`vsynth.Session` (models stay loaded between runs), shows
-each stage's progress, then the video, the grid and run.json's summary; bad input shows the same
-one-line error the CLI prints, and a run's warnings (a word outside the toy models' vocabulary) show
-above the result.
+each stage's progress, then the video, the grid and run.json's summary; bad input shows the CLI's
+one-line error, its flags named as the form's fields (vsynth.ui.wording), and a run's warnings (a word
+outside the toy models' vocabulary) show above the result.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from vsynth.core.diffusion.solvers import SOLVERS
 from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig
 from vsynth.errors import MissingExtraError, VsynthWarning, one_line
+from vsynth.ui.wording import in_form_words
 from vsynth.ui.params import chosen_options, option_components
 
 NO_IDM = "(none: text-to-video)"
@@ -177,8 +178,8 @@ def build_app(out_root: Path, tiny: bool = False):
                     warnings.simplefilter("always", VsynthWarning)
                     done = session.run(options=options, display=StageProgress(progress), **values)
             except Exception as exc:  # noqa: BLE001 - every failure is shown in the page, in one line
-                return gr.update(value=f"**Error:** {one_line(exc)}", visible=True), None, None, None
-            notes = [f"**Warning:** {' '.join(str(w.message).split())}" for w in caught if issubclass(w.category, VsynthWarning)]
+                return gr.update(value=f"**Error:** {in_form_words(one_line(exc))}", visible=True), None, None, None
+            notes = [f"**Warning:** {in_form_words(' '.join(str(w.message).split()))}" for w in caught if issubclass(w.category, VsynthWarning)]
             record = {key: done.record[key] for key in SUMMARY_KEYS if key in done.record} | {"folder": str(done.out_dir)}
             return gr.update(value="\n\n".join(notes), visible=bool(notes)), str(done.out_dir / "video.mp4"), str(done.out_dir / "grid.png"), record
 
