@@ -119,3 +119,23 @@ def test_an_edit_s_source_is_measured_against_the_source_prompt():
     assert result.values["direction_agreement"] == {"source": 1.0, "final": 0.0}  # the final is still red: no blue to follow
     plain = measure.measure(specs, {"source": clip.frames}, measure.Sample(prompt=target, source=clip.frames))
     assert plain.values["direction_agreement"] == {"source": 0.0}
+
+
+def test_raft_downloads_say_so_on_stderr_so_that_eval_json_stays_json(monkeypatch, capsys):
+    """torch.hub writes "Downloading: ..." to stdout, which `vsynth eval --json` printed before its JSON."""
+    import urllib.error
+
+    from torchvision.models import optical_flow
+
+    from vsynth.errors import WeightsUnavailableError
+    from vsynth.metrics.flow import load_raft
+
+    def offline(weights=None, progress=False):
+        print(f'Downloading: "{weights.url}" to the cache')
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(optical_flow, "raft_large", offline)
+    with pytest.raises(WeightsUnavailableError, match="cannot get raft weights"):
+        load_raft("torchvision:raft_large")
+    out = capsys.readouterr()
+    assert out.out == "" and "Downloading" in out.err

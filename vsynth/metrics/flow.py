@@ -7,7 +7,9 @@ border) are left out, with Sundaram et al.'s consistency test, as the video-edit
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,8 +38,9 @@ def load_raft(source: str, device: str = "cpu"):
         if arch not in ("raft_large", "raft_small"):
             raise VsynthInputError(f"unknown torchvision flow model {arch!r}: raft_large or raft_small")
         weights = getattr(optical_flow, "Raft_Large_Weights" if arch == "raft_large" else "Raft_Small_Weights").DEFAULT
-        try:
-            model = getattr(optical_flow, arch)(weights=weights, progress=False)
+        try:  # torch.hub says "Downloading: ..." on stdout, which `vsynth eval --json` keeps for JSON alone
+            with contextlib.redirect_stdout(sys.stderr):
+                model = getattr(optical_flow, arch)(weights=weights, progress=False)
         except OSError as exc:  # URLError is an OSError: no network, no cache
             raise WeightsUnavailableError(
                 f"cannot get raft weights ({weights.url.rsplit('/', 1)[-1]}, about 20 MB): not in torch's cache and the "
