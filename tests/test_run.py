@@ -159,3 +159,31 @@ def test_bad_input_says_what_to_do(args, line):
     vdm = [] if "--vdm" in args else ["--vdm", "zeroscope"]
     result = CliRunner().invoke(cli, ["run", "--tiny", *vdm, "--prompt", "a ball", *args])
     assert result.exit_code == 2 and line in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("010", 10), ("1e1", 10.0), ("1:00", "1:00"), ("0x10", "0x10"), ("None", None), ("null", None), ("yes", True),
+     ("my #1.png", "my #1.png"), ("2020-01-01", "2020-01-01"), ('"a b"', "a b")],
+)  # fmt: skip
+def test_an_option_value_reads_as_typed(text, value):
+    """YAML 1.1 read 010 as octal 8, 1:00 as 60, 0x10 as 16, '#' as a comment, and None as the text 'None'."""
+    from vsynth.core.run.config import parse_option
+
+    assert parse_option(f"k={text}") == ("k", value)
+
+
+def test_options_refuse_a_bool_for_a_number_a_param_set_twice_and_nest_like_a_config_file(tmp_path):
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+    from vsynth.errors import InvalidParamsError, UnknownNameError
+
+    settings = dict(idm="controlnet-canny", vdm="zeroscope", video=SAMPLE_VIDEO, prompt="a ball", tiny=True, out=tmp_path / "o")
+    with pytest.raises(InvalidParamsError, match="-o window=True: must be a number or a choice, not true or false"):
+        plan_run(RunConfig(**settings, options={"window": True}))  # it ran with a window of 1 frame
+    with pytest.raises(UnknownNameError, match="sets idm.conditioning_scale, which another -o .* sets too: give it once"):
+        plan_run(RunConfig(**settings, options={"conditioning_scale": 0.3, "idm.conditioning_scale": 0.6}))
+    nested = plan_run(RunConfig(**settings, options={"idm": {"batch_size": 3}}))
+    assert nested.params["idm"].batch_size == 3
+    result = CliRunner().invoke(cli, ["run", "--tiny", "--idm", "controlnet-canny", "--vdm", "zeroscope", "--prompt", "a", "--video="])
+    assert result.exit_code == 2 and '--video "": is empty' in result.output

@@ -42,9 +42,9 @@ def check_ground_truth(video: str | Path, info) -> None:
 
     Nothing to check when ``video`` has no sidecar, or its JSON is not vsynth's (no ``vsynth_toy_clip`` key).
     """
-    sidecar = Path(video).with_suffix(".json")
+    sidecar = _sidecar(video)
     try:
-        data = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else None
+        data = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar is not None and sidecar.is_file() else None
     except (OSError, ValueError):
         return  # not JSON at all: a user's own file, never vsynth's
     if not isinstance(data, dict) or SIDECAR_KEY not in data:
@@ -75,13 +75,19 @@ def check_ground_truth(video: str | Path, info) -> None:
         raise stale(f"make_clip refuses its arguments ({type(exc).__name__}: {exc})") from None
 
 
+def _sidecar(video: str | Path) -> Path | None:
+    """The ground-truth file beside a clip; None for a folder of frames without a name of its own ('.')."""
+    path = Path(video)
+    return path.with_suffix(".json") if path.name else None
+
+
 def load_ground_truth(video: str | Path, *, frames: int, stride: int, size: tuple[int, int]) -> Clip | None:
     """The ground truth of a toy clip at a run's frames, stride and (height, width); None if ``video`` has none.
 
     A run checks it first, with :func:`check_ground_truth`.
     """
-    sidecar = Path(video).with_suffix(".json")
-    if not sidecar.is_file():
+    sidecar = _sidecar(video)
+    if sidecar is None or not sidecar.is_file():
         return None
     try:
         data = json.loads(sidecar.read_text())

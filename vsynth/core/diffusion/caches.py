@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from vsynth.core.host.specs import refuse_bool_number
 from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class CacheParams(BaseModel):
     """A cache's parameters, set with ``-o cache.KEY=VALUE`` (both models) or ``-o idm.cache.KEY=...`` / ``vdm.cache.KEY=...``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    _no_bool_for_a_number = field_validator("*", mode="before")(classmethod(lambda cls, v, info: refuse_bool_number(cls, v, info)))
 
 
 class FirstBlockParams(CacheParams):

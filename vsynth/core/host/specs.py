@@ -23,11 +23,32 @@ DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 7.5
 
 
+def _takes_bool(annotation) -> bool:
+    import typing
+
+    if annotation is bool or annotation is Any or annotation is True or annotation is False:
+        return True
+    return any(_takes_bool(arg) for arg in typing.get_args(annotation))
+
+
+def refuse_bool_number(model: type[BaseModel], value: Any, info) -> Any:
+    """pydantic takes true for 1: ``-o window=true`` ran with a window of 1 frame. A bool goes only where one is taken."""
+    if isinstance(value, bool):
+        field = model.model_fields.get(info.field_name)
+        if field is not None and not _takes_bool(field.annotation):
+            from pydantic_core import PydanticCustomError
+
+            raise PydanticCustomError("bool_not_number", "must be a number or a choice, not true or false")
+    return value
+
+
 class Params(BaseModel):
     """Base class of every params model: unknown keys are an error, never silently ignored, and
     every float is finite (an ``inf`` strength or ratio would silently give a black video)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    _no_bool_for_a_number = field_validator("*", mode="before")(classmethod(lambda cls, v, info: refuse_bool_number(cls, v, info)))
 
     def check_plan(self, sampling) -> None:
         """Check these params against the run's resolved sampling (steps, guidance of both models),

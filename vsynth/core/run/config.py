@@ -106,13 +106,15 @@ class RunConfig(BaseModel):
 
     def __init__(self, **values: Any):
         """Python callers get the same typed, one-line error as the CLI, not pydantic's report."""
+        if isinstance(values.get("options"), dict):  # options={"idm": {"batch_size": 2}}, as a config file may nest them
+            values["options"] = flatten_options(values["options"])
         _check_text(values)
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise InvalidParamsError(describe(exc, type(self))) from None
 
-    @field_validator("idm", "vdm", "bridge", "out", "source_prompt", mode="before")
+    @field_validator("idm", "vdm", "bridge", "out", "source_prompt", "video", "condition_video", "mask", mode="before")
     @classmethod
     def _not_empty(cls, value: Any, info) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -177,6 +179,9 @@ EMPTY_HINTS = {
     "vdm": "name a video model (see `vsynth models --kind vdm`)",
     "bridge": "name a bridge (see `vsynth models --kind bridge`), or leave --bridge out for the default",
     "source_prompt": "say what the source video shows (the edit changes it into --prompt)",
+    "video": "name a video file or a folder of frames ('.' for the current one)",
+    "condition_video": "name a video of control maps, or drop --condition-video",
+    "mask": "name a mask video or image, or drop --mask",
     "out": "name a folder, or drop --out for a new folder under outputs/",
 }
 
@@ -337,7 +342,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigFileError(f"config file {path} is a folder: give a .yaml or .toml file" if path.is_dir() else f"config file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8-sig")  # Windows editors start UTF-8 files with a BOM
-        data = tomllib.loads(text) if path.suffix == ".toml" else load_yaml(text)
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else load_yaml(text)
     except DOCUMENT_ERRORS as exc:
         raise ConfigFileError(f"cannot parse config file {path}: {document_error(exc)}") from None
     if data is None:
@@ -346,10 +351,25 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise VsynthInputError(f"config file {path} must hold a mapping of run settings")
     _check_keys(data, path, "")
     options = data.get("options", {})
+    if options is None:  # every entry commented out
+        options = data["options"] = {}
     if not isinstance(options, dict):
         raise VsynthInputError(f"config file {path}: options must be a mapping of key: value (got {options!r})")
     _check_keys(options, path, "options.")
+    data["options"] = flatten_options(options)
     return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def flatten_options(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested option mappings as dotted keys: ``{idm: {batch_size: 2}}`` (YAML) and TOML's ``idm.batch_size = 2``
+    under ``[options]`` are ``idm.batch_size``, as ``-o idm.batch_size=2`` writes it."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, dict) and isinstance(key, str):
+            flat.update(flatten_options(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}" if prefix else key] = value  # a key that is not text is refused as it was given
+    return flat
 
 
 def _check_keys(mapping: dict, path: Path, prefix: str) -> None:
@@ -358,16 +378,42 @@ def _check_keys(mapping: dict, path: Path, prefix: str) -> None:
             raise VsynthInputError(f"config file {path}: key {prefix}{key!r} must be a name (text), e.g. {prefix}frames")
 
 
+_DECIMAL = re.compile(r"[-+]?\d+")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def parse_option(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as a YAML scalar (0.5, true, null, text)."""
+    """``key=value`` with the value read as a number (as Python reads it: 010 is 10, 1e1 is 10.0), a YAML
+    bool or null (true, no, null; ``None`` as ``vsynth models`` shows it), else the text as typed.
+
+    YAML 1.1's other readings would surprise: 010 is octal 8, 1:00 is 60, 0x10 is 16, ``#`` starts a comment
+    (``my #1.png`` read as ``my``), 2020-01-01 is a date; those stay text, which a number param then refuses."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise VsynthInputError(f"option '{shorten(text)}' must look like key=value")
+    return key.strip(), parse_value(raw)
+
+
+def parse_value(raw: str) -> Any:
+    """An option's value from its text (:func:`parse_option`)."""
+    text = raw.strip()
+    if not text:
+        return ""
+    if _DECIMAL.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if text == "None":
+        return None
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError):  # not a YAML scalar (or nested thousands deep): the text itself
-        value = raw
-    return key.strip(), value
+        return raw
+    if isinstance(value, bool) or (value is None and text in ("null", "Null", "NULL", "~")) or isinstance(value, float):
+        return value  # true/yes/off; null; .inf and .nan (refused later as not finite)
+    if isinstance(value, (list, dict)) or (isinstance(value, str) and text[:1] in "'\""):
+        return value  # a list, a mapping, or text the user quoted
+    return text
 
 
 def route_options(
@@ -393,6 +439,8 @@ def route_options(
             raise UnknownNameError(
                 f"option '{key}' is a parameter of {' and '.join(owners)}: write {' or '.join(f'{o}.{key}' for o in owners)}"
             )
+        if name in routed[owners[0]]:  # KEY and ROLE.KEY both given: which one won depended on the mapping's order
+            raise UnknownNameError(f"option '{key}' sets {owners[0]}.{name}, which another -o (or the config file's options) sets too: give it once")
         routed[owners[0]][name] = value
     return routed
 
