@@ -45,7 +45,7 @@ _TAG = "_vsynth_step_cache"  # the attribute on a hooked network that leads to i
 class CacheParams(BaseModel):
     """A cache's parameters, set with ``-o cache.KEY=VALUE`` (both models) or ``-o idm.cache.KEY=...`` / ``vdm.cache.KEY=...``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     _no_bool_for_a_number = field_validator("*", mode="before")(classmethod(lambda cls, v, info: refuse_bool_number(cls, v, info)))
 
@@ -177,11 +177,9 @@ def plan(
             raise InvalidParamsError(f"-o {role}.cache.{unknown[0]}: {name} has no such param; its params: {', '.join(kind.params.model_fields)}")
         try:
             choices[role] = CacheChoice(name, kind.params.model_validate(given))
-        except ValidationError as exc:  # one line naming the option as typed, in the run options' words
-            from vsynth.core.run.config import describe
-
-            typed = {key: f"{role}.cache.{key}" if key in values[role] else f"cache.{key}" for key in given}
-            raise InvalidParamsError(f"{describe(exc, kind.params, option=True, typed=typed)} ({name})") from None
+        except ValidationError as exc:  # one line naming the option
+            first = exc.errors()[0]
+            raise InvalidParamsError(f"-o cache.{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')} ({name})") from None
     idle = [role for role in ("idm", "vdm") if values[role] and role not in choices]
     if idle:
         role = idle[0]
