@@ -45,7 +45,7 @@ _TAG = "_vsynth_step_cache"  # the attribute on a hooked network that leads to i
 class CacheParams(BaseModel):
     """A cache's parameters, set with ``-o cache.KEY=VALUE`` (both models) or ``-o idm.cache.KEY=...`` / ``vdm.cache.KEY=...``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a NaN threshold read as "greater than 0"
 
     _no_bool_for_a_number = field_validator("*", mode="before")(classmethod(lambda cls, v, info: refuse_bool_number(cls, v, info)))
 
