@@ -169,13 +169,13 @@ def _as_recorded(config: RunConfig) -> dict[str, Any]:
     """``config`` as run.json would record it: the run rounds the frames down to what the video model holds (when the
     bridge uses one), and fills in an unset stride (the toy world's, else BIVDiff's)."""
     from vsynth.core.host.registry import get_registry
-    from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE
+    from vsynth.core.run.config import chosen_bridge
     from vsynth.core.run.pipeline import default_stride
 
     values = json.loads(config.model_dump_json())
     try:
         registry = get_registry()
-        if config.vdm is not None and registry.bridge(config.bridge or (DEFAULT_BRIDGE if config.idm else PLAIN_BRIDGE)).needs_vdm:
+        if config.vdm is not None and registry.bridge(chosen_bridge(config.bridge, config.idm)).needs_vdm:
             values["frames"] = registry.model(config.vdm, "vdm").latent_space.fit_frames(config.frames)
         toy = registry.world("toy") if config.toy else None
     except VsynthError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -76,8 +77,8 @@ def check_ground_truth(video: str | Path, info) -> None:
 
 
 def _sidecar(video: str | Path) -> Path | None:
-    """The ground-truth file beside a clip; None for a folder of frames without a name of its own ('.')."""
-    path = Path(video)
+    """The ground-truth file beside a clip: a folder of frames named '.' is the folder it names (None for '/')."""
+    path = Path(os.path.abspath(Path(video).expanduser()))  # '.' and '..' named, links kept (the sidecar sits beside the link)
     return path.with_suffix(".json") if path.name else None
 
 

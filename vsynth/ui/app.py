@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from vsynth.core.diffusion.solvers import SOLVERS
-from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig
+from vsynth.core.run.config import RunConfig, chosen_bridge
 from vsynth.errors import MissingExtraError, VsynthWarning, one_line
 from vsynth.ui.wording import in_form_words
 from vsynth.ui.params import chosen_options, option_components
@@ -137,8 +137,7 @@ def build_app(out_root: Path, tiny: bool = False):
 
         def chosen(idm_name, vdm_name, bridge_name) -> dict[str, str | None]:
             idm_name = None if idm_name == NO_IDM else idm_name
-            if bridge_name == BRIDGE_BY_DEFAULT:
-                bridge_name = DEFAULT_BRIDGE if idm_name else PLAIN_BRIDGE
+            bridge_name = chosen_bridge(None if bridge_name == BRIDGE_BY_DEFAULT else bridge_name, idm_name)
             spec = bridges.get(bridge_name)
             if spec is not None and not spec.needs_vdm:  # idm-only: no VDM is loaded, and its settings are not sent
                 vdm_name = None

@@ -42,7 +42,7 @@ class OptionField:
             return value
         text = str(value).strip()
         try:
-            return self.number(text) if self.number is int else float(text)
+            return self.number(text)
         except ValueError:
             return text
 

@@ -25,6 +25,11 @@ from vsynth.errors import ConfigFileError, InvalidParamsError, UnknownNameError,
 DEFAULT_BRIDGE = "mixed-inversion"
 PLAIN_BRIDGE = "none"
 
+
+def chosen_bridge(bridge: str | None, idm: str | None) -> str:
+    """The bridge a run takes: the one named, else Mixed Inversion with an IDM and plain text-to-video without."""
+    return bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE)
+
 # Limits of a run, said in --help and in the error: beyond them a run cannot fit in memory or
 # the models were never meant for it (SD-family UNets are trained at 512-768 pixels).
 MAX_SIDE = 2048

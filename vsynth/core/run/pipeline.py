@@ -20,7 +20,7 @@ from vsynth.core.media import video as videoio
 from vsynth.core.diffusion import caches as step_caches
 from vsynth.core.diffusion import gguf, lora, quantize, solvers
 from vsynth.core.run import validate
-from vsynth.core.run.config import DEFAULT_BRIDGE, PLAIN_BRIDGE, RunConfig, route_options, validate_params
+from vsynth.core.run.config import RunConfig, chosen_bridge, route_options, validate_params
 from vsynth.core.media.outputs import PARTIAL_MARKER, OutputFolder, choose_out_dir, output_folder
 from vsynth.core.media.masks import is_still
 from vsynth.core.run.progress import Stages, compiling, library_progress_bars, quiet_library_fallbacks
@@ -85,7 +85,7 @@ class RunPlan:
     @property
     def specs(self) -> dict[str, ModelSpec]:
         """The models the run loads, by role: "idm" (when there is one), "vdm" (unless the bridge uses none)."""
-        return {role: spec for role, spec in (("idm", self.idm), ("vdm", self.vdm)) if spec is not None}
+        return by_role(self.idm, self.vdm)
 
     @property
     def task(self) -> str | None:
@@ -123,6 +123,11 @@ class LoadedModels:
     accel: dict = field(default_factory=dict)  # by role: LoRAs, quantization, compilation applied (run.json's "accel")
 
 
+def by_role(idm: ModelSpec | None, vdm: ModelSpec | None) -> dict[str, ModelSpec]:
+    """The run's models by role, those it has: "idm" and "vdm" (a bridge may use only one of them)."""
+    return {role: spec for role, spec in (("idm", idm), ("vdm", vdm)) if spec is not None}
+
+
 def default_stride(toy) -> int:
     """The source stride of a run that names none: the toy world's (its weights learnt motion frame by frame), else BIVDiff's."""
     return toy.stride if toy is not None and toy.stride else BIVDIFF_STRIDE
@@ -148,7 +153,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     registry = registry or get_registry()
     idm = registry.model(config.idm, "idm") if config.idm else None
     named_vdm = registry.model(config.vdm, "vdm") if config.vdm else None
-    bridge = registry.bridge(config.bridge or (DEFAULT_BRIDGE if idm else PLAIN_BRIDGE))
+    bridge = registry.bridge(chosen_bridge(config.bridge, config.idm))
     vdm = _video_model(named_vdm, bridge)
     _check_inputs(config, idm, vdm, bridge)
     config, idm_preset = _with_lora_presets(config, idm, vdm)
@@ -159,7 +164,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     if config.stride is None:
         config = config.model_copy(update={"stride": default_stride(toy)})
 
-    models = {role: spec for role, spec in (("idm", idm), ("vdm", vdm)) if spec is not None}
+    models = by_role(idm, vdm)
     weight_keys = {role: weights_options(spec) for role, spec in models.items()}
     caches, model_options, cache_notices = step_caches.plan(config.cache, config.idm_cache, config.vdm_cache if vdm else None, models, config.options)
     for notice in cache_notices:
