@@ -47,8 +47,10 @@ def test_cache_params_are_options_of_both_models_or_of_one():
         caches.plan("deepcache", None, None, both, {"vdm.cache.threshold": 1})
     with pytest.raises(InvalidParamsError, match="-o cache.threshold: no cache of this run has that param"):
         caches.plan("deepcache", None, None, both, {"cache.threshold": 1})
-    with pytest.raises(InvalidParamsError, match="cache.interval"):
+    with pytest.raises(InvalidParamsError, match=r"^-o cache.interval=0: must be at least 1 \(deepcache\)$"):
         caches.plan("deepcache", None, None, both, {"cache.interval": 0})
+    with pytest.raises(InvalidParamsError, match=r"^-o vdm.cache.interval=2.5: must be a whole number \(deepcache\)$"):
+        caches.plan("deepcache", None, None, both, {"vdm.cache.interval": 2.5})  # pydantic's "Input should be a valid integer..."
     mixed = specs(idm="controlnet-canny", vdm="wan2.1-t2v-1.3b")
     choices, _, notices = caches.plan("taylorseer", None, None, mixed, {})
     assert set(choices) == {"vdm"} and notices == ["--cache taylorseer does not apply to controlnet-canny, which runs uncached (its caches: deepcache, tome)"]
@@ -121,7 +123,7 @@ def test_cache_options_that_would_do_nothing_are_refused():
     both = specs(idm="flux-dev", vdm="wan2.1-t2v-1.3b")
     with pytest.raises(InvalidParamsError, match="-o vdm.cache.skip: the video model runs no cache: add --vdm-cache"):
         caches.plan(None, "pab", None, both, {"vdm.cache.skip": 2})
-    with pytest.raises(InvalidParamsError, match=r"-o cache.high: must be above low \(900\)"):
+    with pytest.raises(InvalidParamsError, match=r"-o cache.high=100: must be above low \(900\)"):
         caches.plan("pab", None, None, both, {"cache.low": 900, "cache.high": 100})
 
 

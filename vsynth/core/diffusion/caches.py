@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from vsynth.core.host.param_errors import describe
 from vsynth.core.host.specs import refuse_bool_number
 from vsynth.errors import InvalidParamsError, UnknownNameError, VsynthInputError
 
@@ -177,9 +178,9 @@ def plan(
             raise InvalidParamsError(f"-o {role}.cache.{unknown[0]}: {name} has no such param; its params: {', '.join(kind.params.model_fields)}")
         try:
             choices[role] = CacheChoice(name, kind.params.model_validate(given))
-        except ValidationError as exc:  # one line naming the option
-            first = exc.errors()[0]
-            raise InvalidParamsError(f"-o cache.{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')} ({name})") from None
+        except ValidationError as exc:  # one line naming the option as typed, in the run options' words
+            typed = {key: f"{role}.cache.{key}" if key in values[role] else f"cache.{key}" for key in given}
+            raise InvalidParamsError(f"{describe(exc, kind.params, option=True, typed=typed)} ({name})") from None
     idle = [role for role in ("idm", "vdm") if values[role] and role not in choices]
     if idle:
         role = idle[0]
