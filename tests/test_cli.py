@@ -288,3 +288,12 @@ def test_a_missing_choice_option_lists_its_choices_on_one_readable_line():
 def test_a_config_path_that_is_a_folder_says_so(tmp_path):
     result = invoke("run", "--config", tmp_path)
     assert result.exit_code == 2 and result.stderr.strip() == f"Error: config file {tmp_path} is a folder: give a .yaml or .toml file"
+
+
+@pytest.mark.parametrize("text", ["save-latents: true\nsave_latents: false\n", "save_latents = true\nsave-latents = false\n"])
+def test_a_setting_spelt_with_a_dash_and_an_underscore_in_one_file_is_refused(tmp_path, text):
+    """Both spellings name one setting; one of them was dropped without a word (which one: the file's order)."""
+    path = tmp_path / ("run.toml" if "=" in text else "run.yaml")
+    path.write_text(text)
+    result = invoke("run", "--config", path)
+    assert result.exit_code == 2 and "are one setting; keep one" in result.stderr, result.stderr

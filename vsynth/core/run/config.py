@@ -286,7 +286,14 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise VsynthInputError(f"config file {path}: options must be a mapping of key: value (got {options!r})")
     _check_keys(options, path, "options.")
     data["options"] = flatten_options(options)
-    return {key.replace("-", "_"): value for key, value in data.items()}
+    settings: dict[str, Any] = {}
+    for key, value in data.items():  # save-latents and save_latents are one setting: both in one file is one too many
+        name = key.replace("-", "_") if isinstance(key, str) else key
+        if name in settings:
+            twin = next(k for k in data if k != key and (k.replace("-", "_") if isinstance(k, str) else k) == name)
+            raise ConfigFileError(f"config file {path}: '{twin}' and '{key}' are one setting; keep one")
+        settings[name] = value
+    return settings
 
 
 def flatten_options(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
