@@ -179,7 +179,7 @@ def test_options_refuse_a_bool_for_a_number_a_param_set_twice_and_nest_like_a_co
     from vsynth.errors import InvalidParamsError, UnknownNameError
 
     settings = dict(idm="controlnet-canny", vdm="zeroscope", video=SAMPLE_VIDEO, prompt="a ball", tiny=True, out=tmp_path / "o")
-    with pytest.raises(InvalidParamsError, match="-o window=True: must be a number or a choice, not true or false"):
+    with pytest.raises(InvalidParamsError, match="-o window=true: must be a number or a choice, not true or false"):
         plan_run(RunConfig(**settings, options={"window": True}))  # it ran with a window of 1 frame
     with pytest.raises(UnknownNameError, match="sets idm.conditioning_scale, which another -o .* sets too: give it once"):
         plan_run(RunConfig(**settings, options={"conditioning_scale": 0.3, "idm.conditioning_scale": 0.6}))

@@ -32,6 +32,7 @@ def describe(exc: ValidationError, model: type[BaseModel], option: bool = False,
         return f"unknown setting '{shorten(where)}'" + (f": did you mean '{close[0]}'?" if close else "")
     value = err["input"]
     value = '""' if isinstance(value, str) and not value.strip() else value
+    value = str(value).lower() if option and isinstance(value, bool) else value  # yes, on, True: an option's true, as written
     shown = "" if isinstance(value, (dict, list)) else (f"={shorten(value)}" if option else f" {shorten(value)}")
     label = f"-o {where}{shown}" if option else f"--{where.replace('_', '-')}{shown}"
     return f"{label}: {_explain(err, model.model_fields.get(str(err['loc'][0])) if err['loc'] else None)}"
