@@ -114,6 +114,7 @@ def test_vace_writes_the_maps_it_follows_and_is_measured_against_them(tmp_path):
     """Its canny maps went unwritten (no condition.mp4, no grid row) and unmeasured (no edge F1)."""
     result = vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", video=SAMPLE_VIDEO, out=tmp_path / "out", **TINY)
     assert (tmp_path / "out" / "condition.mp4").is_file() and "final" in result.record["metrics"]["edge_f1"]
+    assert result.record["codecs"]["vdm"]["encoded_frames"] == 10  # the kept and regenerated parts of 5 frames (it read 0)
     filled = vsynth.run(vdm="wan2.1-vace-1.3b", bridge="none", video=SAMPLE_VIDEO, outpaint="horizontal", out=tmp_path / "fill", **TINY)
     assert not (tmp_path / "fill" / "condition.mp4").exists() and "edge_f1" not in filled.record["metrics"]
 

@@ -342,6 +342,9 @@ class WanVaceModel(WanVideoModel):
         with torch.no_grad():
             latents = pipe.prepare_video_latents(video_t, mask_t, references, None, device)
             masks = pipe.prepare_masks(mask_t, references, None)
+        # its helpers encode the clip twice (the kept and the regenerated parts, the whole clip where nothing is masked),
+        # then the reference image
+        self.codec.passes["encoded_frames"] += 2 * video_t.shape[2] + (reference is not None)
         d = self.wan
         d.control = torch.cat([latents, masks], dim=1).to(d.unet.dtype)
         layers = len(d.unet.config.vace_layers)
