@@ -18,7 +18,7 @@ from pathlib import Path
 from vsynth.core.diffusion.solvers import SOLVERS
 from vsynth.core.run.config import RunConfig, chosen_bridge
 from vsynth.errors import MissingExtraError, VsynthWarning, one_line
-from vsynth.ui.wording import in_form_words
+from vsynth.ui.wording import FIELDS, in_form_words
 from vsynth.ui.params import chosen_options, option_components
 
 NO_IDM = "(none: text-to-video)"
@@ -83,33 +83,33 @@ def build_app(out_root: Path, tiny: bool = False):
         with gr.Row():
             with gr.Column():
                 with gr.Row():
-                    idm = gr.Dropdown([NO_IDM, *idms], value=NO_IDM, label="image model (IDM)", elem_id="idm")
-                    vdm = gr.Dropdown(list(vdms), value="zeroscope" if "zeroscope" in vdms else next(iter(vdms)), label="video model (VDM)", elem_id="vdm")
-                    bridge = gr.Dropdown([BRIDGE_BY_DEFAULT, *bridges], value=BRIDGE_BY_DEFAULT, label="bridge", elem_id="bridge")
+                    idm = gr.Dropdown([NO_IDM, *idms], value=NO_IDM, label=FIELDS["idm"], elem_id="idm")
+                    vdm = gr.Dropdown(list(vdms), value="zeroscope" if "zeroscope" in vdms else next(iter(vdms)), label=FIELDS["vdm"], elem_id="vdm")
+                    bridge = gr.Dropdown([BRIDGE_BY_DEFAULT, *bridges], value=BRIDGE_BY_DEFAULT, label=FIELDS["bridge"], elem_id="bridge")
                 with gr.Row():
-                    use_tiny = gr.Checkbox(value=tiny, label="tiny models (offline, random weights: for trying the app)", elem_id="tiny")
-                    use_toy = gr.Checkbox(value=False, label="toy models (shipped, trained on the toy world: 64x64, a small vocabulary)", elem_id="toy")
-                video = gr.Video(label="source video", sources=["upload"], include_audio=True, elem_id="video")
+                    use_tiny = gr.Checkbox(value=tiny, label=FIELDS["tiny"] + " (offline, random weights: for trying the app)", elem_id="tiny")
+                    use_toy = gr.Checkbox(value=False, label=FIELDS["toy"] + " (shipped, trained on the toy world: 64x64, a small vocabulary)", elem_id="toy")
+                video = gr.Video(label=FIELDS["video"], sources=["upload"], include_audio=True, elem_id="video")
                 gr.Examples([[str(sample)]], inputs=[video], label="sample video")
                 prompt = gr.Textbox(label="prompt", elem_id="prompt")
-                idm_prompt = gr.Textbox(label="IDM prompt (e.g. an editing instruction; default: the prompt)")
-                source_prompt = gr.Textbox(label="source prompt (what the video shows; prompt2prompt, flow-edit)")
-                negative_prompt = gr.Textbox(label="negative prompt")
+                idm_prompt = gr.Textbox(label=FIELDS["idm-prompt"] + " (e.g. an editing instruction; default: the prompt)")
+                source_prompt = gr.Textbox(label=FIELDS["source-prompt"] + " (what the video shows; prompt2prompt, flow-edit)")
+                negative_prompt = gr.Textbox(label=FIELDS["negative-prompt"])
                 with gr.Accordion("masks and control maps", open=False):
-                    mask = gr.File(label="mask: a video, or one image for every frame (white = regenerate)", file_types=["video", "image"],
+                    mask = gr.File(label=FIELDS["mask"] + ": a video, or one image for every frame (white = regenerate)", file_types=["video", "image"],
                                    type="filepath")
-                    condition = gr.Video(label="control-map video", sources=["upload"], include_audio=True)
-                    outpaint = gr.Textbox(label="outpaint: horizontal, vertical, or four fractions TOP,RIGHT,BOTTOM,LEFT (e.g. 0.25,0,0.25,0)")
+                    condition = gr.Video(label=FIELDS["condition-video"], sources=["upload"], include_audio=True)
+                    outpaint = gr.Textbox(label=FIELDS["outpaint"] + ": horizontal, vertical, or four fractions TOP,RIGHT,BOTTOM,LEFT (e.g. 0.25,0,0.25,0)")
                 with gr.Accordion("weights", open=False):
                     with gr.Row():
-                        idm_weights = gr.Textbox(label="IDM weights: a hub id or a folder (empty: the model's own)", elem_id="idm_weights")
-                        vdm_weights = gr.Textbox(label="VDM weights: a hub id or a folder (empty: the model's own)", elem_id="vdm_weights")
-                    trust_pickles = gr.Checkbox(value=False, label="trust pickle weights (.pth, .bin, .ckpt: loading one can run code)",
+                        idm_weights = gr.Textbox(label=FIELDS["idm-weights"] + ": a hub id or a folder (empty: the model's own)", elem_id="idm_weights")
+                        vdm_weights = gr.Textbox(label=FIELDS["vdm-weights"] + ": a hub id or a folder (empty: the model's own)", elem_id="vdm_weights")
+                    trust_pickles = gr.Checkbox(value=False, label=FIELDS["trust-pickles"] + " (.pth, .bin, .ckpt: loading one can run code)",
                                                 elem_id="trust_pickles")
                 with gr.Accordion("solvers", open=False):
                     with gr.Row():
-                        idm_solver = gr.Dropdown([OWN_SOLVER, *SOLVERS], value=OWN_SOLVER, label="IDM solver", elem_id="idm_scheduler")
-                        vdm_solver = gr.Dropdown([OWN_SOLVER, *SOLVERS], value=OWN_SOLVER, label="VDM solver", elem_id="vdm_scheduler")
+                        idm_solver = gr.Dropdown([OWN_SOLVER, *SOLVERS], value=OWN_SOLVER, label=FIELDS["idm-scheduler"], elem_id="idm_scheduler")
+                        vdm_solver = gr.Dropdown([OWN_SOLVER, *SOLVERS], value=OWN_SOLVER, label=FIELDS["vdm-scheduler"], elem_id="vdm_scheduler")
                 with gr.Accordion("settings (0 where there is no default: the models' own)", open=True):
                     with gr.Row():
                         settings = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-# the form's field for each flag a message may name; a setting's own name is its field's label (frames, steps...)
+# the form's field for each flag a message may name, and the start of its label in the form (ui.app); a setting's own
+# name is its field's label (frames, steps...)
 FIELDS = {
     "idm": "image model (IDM)",
     "vdm": "video model (VDM)",
