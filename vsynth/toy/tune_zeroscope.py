@@ -32,6 +32,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np
+
 from . import fine_tune, world
 from .fine_tune import timesteps
 from .shipped import WEIGHTS_DIR
@@ -54,14 +56,27 @@ def load_slot(device: str = "cpu", unet_dir: Path | None = None):
     return unet, vae, te, AutoTokenizer.from_pretrained(SLOT / "tokenizer")
 
 
-def encode_clips(vae, n: int, seed: int):
-    """``n`` clips of the first toy world (8 frames, 64x64), their scaled latents (N, 4, F, h, w) and captions."""
+def extra_clips(extra: dict[str, int], seed: int) -> list:
+    """Clips added to the training set for a colour on a background (``{"blue:black": 400}``): one or two shapes of that
+    colour (two, as the colour benchmark draws a circle and a square of it), the rest of each clip as the world draws it."""
+    clips = []
+    for k, (pair, count) in enumerate(sorted(extra.items())):
+        colour, background = pair.split(":")
+        for i in range(count):
+            rng = np.random.default_rng([seed, k, i])
+            shapes = [(world.SHAPES[j], colour) for j in rng.choice(len(world.SHAPES), size=int(rng.integers(1, 3)), replace=False)]
+            clips.append(world.make_clip(seed * 10_000_000 + 5_000_000 + 10_000 * k + i, frames=8, size=64, shapes=shapes, background=background))
+    return clips
+
+
+def encode_clips(vae, n: int, seed: int, extra: dict[str, int] | None = None):
+    """``n`` clips of the first toy world (8 frames, 64x64), and the ``extra`` ones, their scaled latents (N, 4, F, h, w) and captions."""
     import torch
 
     lat, captions = [], []
+    clips = (world.make_clip(seed * 10_000_000 + i, frames=8, size=64) for i in range(n))
     with torch.no_grad():
-        for i in range(n):
-            clip = world.make_clip(seed * 10_000_000 + i, frames=8, size=64)
+        for clip in [*clips, *extra_clips(extra or {}, seed)]:
             lat.append((vae.encode(to_tensor(clip.frames).to(vae.device)).latent_dist.mean * vae.config.scaling_factor).cpu())
             captions.append(clip.caption)
     return torch.stack(lat).permute(0, 2, 1, 3, 4).contiguous(), captions
@@ -94,7 +109,7 @@ def bivdiff_trajectories(sd_unet, empty_cond, lat, acp, steps: int = 50, batch: 
 
 
 def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["clips"], device: str = "cpu", steps: int | None = None,
-          init: Path | None = None, invert_weight: float = 0.0, **override):
+          init: Path | None = None, invert_weight: float = 0.0, extra: dict[str, int] | None = None, **override):
     import torch
     from diffusers import DDIMScheduler
     from diffusers.models.attention_processor import AttnProcessor
@@ -107,7 +122,7 @@ def train(work: Path, minutes: float, export_every: int, clips: int = RECIPE["cl
         unet.set_attn_processor(AttnProcessor())  # faster than SDPA on CPU
     data = work / "latents.pt"
     if not data.exists():
-        lat, captions = encode_clips(vae, clips, r["seed"])
+        lat, captions = encode_clips(vae, clips, r["seed"], extra)
         torch.save({"latents": lat, "captions": captions}, data)
         log(f"encoded {len(captions)} clips -> {data}")
     d = torch.load(data)
@@ -174,9 +189,11 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=None, help=f"learning rate (recipe: {RECIPE['lr']})")
     p.add_argument("--invert-weight", type=float, default=0.0,
                    help="weight of the guided loss at the points of Mixed Inversion's image side (the shipped slot's last fine-tune: 4; 0: off)")
+    p.add_argument("--extra", default="", help="more clips of a colour on a background: blue:black=400,cyan:black=200 (one or two shapes of it)")
     a = p.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
-    train(a.work, a.minutes, a.export_every, a.clips, a.device, a.steps, a.init, a.invert_weight, batch=a.batch, lr=a.lr)
+    extra = {k: int(v) for k, _, v in (e.partition("=") for e in a.extra.split(",") if e)}
+    train(a.work, a.minutes, a.export_every, a.clips, a.device, a.steps, a.init, a.invert_weight, extra, batch=a.batch, lr=a.lr)
 
 
 if __name__ == "__main__":
