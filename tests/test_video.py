@@ -216,3 +216,14 @@ def test_shipped_sample_video():
     video = read_video(EXAMPLES / "shapes.mp4", frames=8, stride=4)
     assert video.frames.shape == (8, 256, 256, 3) and video.fps == 2.0
     assert mean_abs_frame_difference(video.frames) > 0
+
+
+def test_a_relative_path_with_a_colon_is_a_file_to_ffmpeg_and_its_failures_raise(tmp_path, monkeypatch):
+    """ffmpeg read 'run:1/video.mp4' as a URL of the protocol 'run': every MP4 of `--out run:1` was lost, exit 0."""
+    monkeypatch.chdir(tmp_path)
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    write_mp4("run:1/video.mp4", frames, 8)
+    assert probe_video("run:1/video.mp4").num_frames == 3 and len(read_video("run:1/video.mp4").frames) == 3
+    (tmp_path / "taken.mp4").mkdir()  # ffmpeg cannot open a folder as its output
+    with pytest.raises(OSError, match="ffmpeg wrote no video"):
+        write_mp4("taken.mp4", frames, 8)

@@ -72,14 +72,14 @@ def probe_video(path: str | Path) -> VideoInfo:
     if path.suffix.lower() == ".gif":
         with _open_gif(path) as gif:
             return VideoInfo(path, sum(1 for _ in _gif_frames(path, gif)), _gif_fps(gif), gif.width, gif.height)
-    reader = imageio_ffmpeg.read_frames(str(path))
+    reader = imageio_ffmpeg.read_frames(_ffmpeg_path(path))
     try:
         meta = _ffmpeg_header(path, reader)
     finally:
         reader.close()
     _check_pixels(path, *meta["size"])  # before counting the frames, which decodes them all
     try:
-        num_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+        num_frames, _ = imageio_ffmpeg.count_frames_and_secs(_ffmpeg_path(path))
     except Exception as err:  # ffmpeg failed to decode: corrupt or truncated file
         raise _unreadable(path) from err
     if not num_frames:
@@ -171,7 +171,7 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = imageio_ffmpeg.write_frames(
-        str(path),
+        _ffmpeg_path(path),
         (width + width % 2, height + height % 2),
         fps=fps,
         codec="libx264",
@@ -187,6 +187,14 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> None:
             writer.send(np.ascontiguousarray(np.pad(frame, pad, mode="edge") if height % 2 or width % 2 else frame))
     finally:
         writer.close()
+    if not path.is_file() or not path.stat().st_size:  # imageio-ffmpeg does not say when ffmpeg could not open the output
+        raise OSError(f"ffmpeg wrote no video to {path}")
+
+
+def _ffmpeg_path(path: Path) -> str:
+    """``path`` as ffmpeg must be given it: absolute, since it reads a relative ``run:1/video.mp4`` as a URL
+    of the protocol 'run' (and fails, or opens something else)."""
+    return str(Path(path).absolute())
 
 
 def write_gif(path: str | Path, frames: np.ndarray, fps: float, *, max_frames: int | None = None) -> None:
@@ -297,7 +305,7 @@ def _frame_source(path: Path) -> Iterator[tuple[float | None, Iterator[Any], Cal
         with _open_gif(path) as gif:
             yield _gif_fps(gif), _gif_frames(path, gif), np.asarray
     else:
-        reader = imageio_ffmpeg.read_frames(str(path))  # rgb24 frames as raw bytes, after a metadata dict
+        reader = imageio_ffmpeg.read_frames(_ffmpeg_path(path))  # rgb24 frames as raw bytes, after a metadata dict
         try:
             meta = _ffmpeg_header(path, reader)
             width, height = meta["size"]
