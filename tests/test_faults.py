@@ -210,3 +210,38 @@ def test_nan_weights_are_found_at_load(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert f"the vdm weights hold NaN or infinite values (UNet3DConditionModel.{first}" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_folder_that_cannot_be_replaced_is_filled(tmp_path, monkeypatch):
+    """`--out` naming an empty mount point (a container's volume): renaming onto it fails with EBUSY, which crashed
+    with a traceback after the whole run; an immutable folder (EPERM) too."""
+    from vsynth.errors import OutputWriteError
+
+    real_rename = os.rename
+
+    def busy(src, dst):
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(outputs.os, "rename", busy)
+    (tmp_path / "volume").mkdir()
+    with outputs.output_folder(tmp_path / "volume", exact=True) as out:
+        (out.partial / "video.mp4").write_bytes(b"v")
+        (out.partial / "run.json").write_text("{}")
+    assert sorted(p.name for p in (tmp_path / "volume").iterdir()) == ["run.json", "video.mp4"]
+    assert not list(tmp_path.glob(".volume*"))
+
+    (tmp_path / "locked").mkdir()
+    moves = []
+
+    def refused_after_one(src, dst):
+        if moves:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        moves.append(dst)
+        real_rename(src, dst)
+
+    monkeypatch.setattr(outputs.shutil, "move", refused_after_one)
+    with pytest.raises(OutputWriteError, match="cannot write the output folder .*locked: Operation not permitted; nothing was left in it"):
+        with outputs.output_folder(tmp_path / "locked", exact=True) as out:
+            (out.partial / "a.mp4").write_bytes(b"v")
+            (out.partial / "b.json").write_text("{}")
+    assert moves and not list((tmp_path / "locked").iterdir()) and not list(tmp_path.glob(".locked*"))

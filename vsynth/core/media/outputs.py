@@ -74,12 +74,33 @@ def output_folder(final: Path, *, exact: bool) -> Iterator[OutputFolder]:
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
                 raise OutputExistsError(f"output folder {final} was filled by someone else meanwhile: choose another --out") from None
-            raise
+            if not final.is_dir():
+                raise
+            _fill(final, partial)  # an empty folder that cannot be replaced: a mount point (a container's volume)
+            partial.rmdir()
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     finally:
         lock.unlink(missing_ok=True)
+
+
+def _fill(final: Path, partial: Path) -> None:
+    """Move what ``partial`` holds into the empty folder ``final``, which the rename could not replace (EBUSY for a
+    mount point, EPERM for an immutable folder); on failure, take out what was moved, so that ``final`` stays empty."""
+    from vsynth.errors import OutputWriteError
+
+    moved = []
+    try:
+        if any(final.iterdir()):
+            raise OutputExistsError(f"output folder {final} was filled by someone else meanwhile: choose another --out")
+        for item in sorted(partial.iterdir()):
+            moved.append(final / item.name)
+            shutil.move(item, final / item.name)
+    except OSError as exc:
+        for item in moved:
+            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+        raise OutputWriteError(f"cannot write the output folder {final}: {exc.strerror or exc}; nothing was left in it: choose another --out") from None
 
 
 def _follow_link(path: Path) -> Path:
