@@ -227,3 +227,14 @@ def test_a_relative_path_with_a_colon_is_a_file_to_ffmpeg_and_its_failures_raise
     (tmp_path / "taken.mp4").mkdir()  # ffmpeg cannot open a folder as its output
     with pytest.raises(OSError, match="ffmpeg wrote no video"):
         write_mp4("taken.mp4", frames, 8)
+
+
+def test_sixteen_bit_grayscale_frames_are_scaled_not_clipped_to_white(tmp_path):
+    """16-bit depth maps (`--condition-video` of PNGs) read as 98% white: Pillow's conversion clips above 255."""
+    ramp = np.tile(np.arange(0, 256, 4, dtype=np.uint16), (8, 1))  # 0..252, 64 wide
+    folder = tmp_path / "depth16"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(ramp * 257).save(folder / f"{i:03d}.png")  # Pillow writes (and reads) mode I;16
+    frames = read_video(folder).frames
+    assert frames.shape == (2, 8, 64, 3) and np.array_equal(frames[0, :, :, 0], ramp.astype(np.uint8))
