@@ -245,3 +245,25 @@ def test_an_empty_folder_that_cannot_be_replaced_is_filled(tmp_path, monkeypatch
             (out.partial / "a.mp4").write_bytes(b"v")
             (out.partial / "b.json").write_text("{}")
     assert moves and not list((tmp_path / "locked").iterdir()) and not list(tmp_path.glob(".locked*"))
+
+
+def test_a_ctrl_c_that_a_library_swallows_still_stops_the_run(tmp_path):
+    """Ctrl-C raised inside a finalizer or a library's `except BaseException` was lost: the run finished, exit 0."""
+    out = tmp_path / "out"
+    code = (
+        "import os, signal, sys\n"
+        "from vsynth.core.media import video\n"
+        "write_gif = video.write_gif\n"
+        "def swallowing(*a, **k):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    except BaseException:\n"
+        "        pass\n"
+        "    return write_gif(*a, **k)\n"
+        "video.write_gif = swallowing\n"
+        "from vsynth.cli import main; sys.argv = ['vsynth', *sys.argv[1:]]; main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *ARGS, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["Error: aborted"]
+    assert _leftovers(tmp_path) == []

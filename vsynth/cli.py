@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from vsynth import __version__
+from vsynth import __version__, interrupts
 from vsynth.errors import ECHO_LIMIT, VsynthError, VsynthInputError, VsynthWarning, shorten
 
 KINDS = ("idm", "vdm", "bridge")
@@ -95,7 +95,8 @@ TERMINATING = {signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hung up (
 
 @contextmanager
 def _sigterm_unwinds():
-    """Turn SIGTERM and SIGHUP into :class:`Terminated` while a command runs (main thread only: signals need it)."""
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while a command runs, and remember Ctrl-C (vsynth.interrupts)
+    (main thread only: signals need it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -103,7 +104,9 @@ def _sigterm_unwinds():
     def terminate(signum, frame):
         raise Terminated(signum)
 
+    interrupts.reset()
     previous = {signum: signal.signal(signum, terminate) for signum in TERMINATING}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupts.interrupt)  # remembered: see vsynth.interrupts
     try:
         yield
     finally:
@@ -120,6 +123,7 @@ class VsynthGroup(click.Group):
         try:
             with _sigterm_unwinds():
                 result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+                interrupts.check()  # a Ctrl-C that a library swallowed still ends the command as one
         except Terminated as exc:
             self._fail(f"{TERMINATING[exc.signum]}: stopped, and removed the unfinished output", 128 + exc.signum)
         except click.exceptions.NoArgsIsHelpError as exc:  # `vsynth`, `vsynth toy` alone: the help itself, as click shows it
@@ -130,7 +134,7 @@ class VsynthGroup(click.Group):
             self._fail(_shortened(exc.format_message(), args) + hint, exc.exit_code)
         except click.ClickException as exc:
             self._fail(_shortened(exc.format_message(), args), exc.exit_code)
-        except click.Abort:
+        except (click.Abort, KeyboardInterrupt):
             self._fail("aborted", 130)
         except VsynthInputError as exc:
             self._fail(str(exc), 2)

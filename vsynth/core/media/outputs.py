@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from vsynth import interrupts
 from vsynth.errors import OutputExistsError
 
 DEFAULT_ROOT = Path("outputs")
@@ -68,6 +69,7 @@ def output_folder(final: Path, *, exact: bool) -> Iterator[OutputFolder]:
     try:
         create_partial(partial)
         yield OutputFolder(final, partial)
+        interrupts.check()  # a Ctrl-C swallowed on the way (a library's finalizer) stops the run before it is put in place
         (partial / PARTIAL_MARKER).unlink()
         try:
             os.rename(partial, final)  # atomic; replaces only a missing or empty folder

@@ -11,6 +11,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from vsynth import interrupts
 from vsynth.errors import InvalidArgumentError, NonFiniteError
 
 Advance = Callable[[int], None]
@@ -39,9 +40,11 @@ class Stages:
     @contextmanager
     def stage(self, name: str, total: int | None = None) -> Iterator[Advance]:
         """Time the block under ``name``; the yielded ``advance(n)`` moves its bar by n units."""
+        interrupts.check()
         task = self.display.add_task(name, total=total) if self.display is not None else None
 
         def advance(n: int = 1) -> None:
+            interrupts.check()
             if task is not None:
                 self.display.update(task, advance=n)
 
