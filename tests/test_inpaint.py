@@ -137,3 +137,20 @@ def test_one_image_masks_every_frame_and_a_bad_one_is_refused_at_planning(tmp_pa
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(VideoError, match="bad.png cannot be read as an image"):
         plan_run(RunConfig(mask=tmp_path / "bad.png", **settings))
+
+
+def test_a_mask_that_regenerates_nothing_is_refused_and_one_drawn_as_transparency_is_read(tmp_path):
+    """An all-black mask, or outpaint margins under a pixel, ran to the end and regenerated nothing; a mask drawn in
+    the alpha channel (black pixels, the region opaque) read as all black."""
+    from vsynth.errors import VsynthInputError
+
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "black.png")
+    with pytest.raises(VsynthInputError, match=r"--mask .*black.png is black everywhere at 64x64, so nothing would be regenerated"):
+        read_mask(tmp_path / "black.png", frames=2, stride=1, size=(64, 64))
+    with pytest.raises(VsynthInputError, match=r"--outpaint 0.001,0,0,0: under one pixel at 64x64"):
+        outpaint_mask(parse_outpaint("0.001,0,0,0"), 2, 64, 64)
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[8:24, 8:24, 3] = 255  # the region only in the alpha channel
+    Image.fromarray(rgba).save(tmp_path / "alpha.png")
+    mask = read_mask(tmp_path / "alpha.png", frames=2, stride=1, size=(64, 64))
+    assert 0.2 < (mask[0] > 0).mean() < 0.3 and mask[0, 32, 32] == 255 and mask[0, 0, 0] == 0

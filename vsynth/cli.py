@@ -540,7 +540,7 @@ RUN_FIELDS = (
 @click.option("--idm-prompt", help="Prompt of the image model (e.g. an editing instruction).")
 @click.option("--negative-prompt", help="Negative prompt of both models  [default: empty]")
 @click.option("--condition-video", type=click.Path(), help="Precomputed control maps (pose, edges, depth) for ControlNet / T2I-Adapter IDMs.")
-@click.option("--mask", type=click.Path(), help="Inpainting mask: a video, or one image for every frame; white = regenerate (resized to the run's size).")
+@click.option("--mask", type=click.Path(), help="Inpainting mask: a video, or one image for every frame; white = regenerate (or, with one colour everywhere, opaque alpha), resized to the run's size.")
 @click.option("--outpaint", metavar="horizontal|vertical|T,R,B,L", help="Outpainting: regenerate the top and bottom quarter, the left and right quarter, or given margin fractions.")
 @click.option("--source-prompt", help="What the source video shows (prompt2prompt and --bridge flow-edit edit it into --prompt).")
 @click.option("--frames", type=int, help="Frames to generate, at most 256 (or the VDM's frame window)  [default: 8]")

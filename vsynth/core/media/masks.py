@@ -32,6 +32,9 @@ def parse_outpaint(value: str) -> tuple[float, float, float, float]:
 
 def outpaint_mask(margins: tuple[float, float, float, float], frames: int, height: int, width: int) -> np.ndarray:
     top, right, bottom, left = (round(m * size) for m, size in zip(margins, (height, width, height, width)))
+    if not any((top, right, bottom, left)):
+        shown = ",".join(f"{m:g}" for m in margins)
+        raise VsynthInputError(f"--outpaint {shown}: under one pixel at {width}x{height}, so nothing would be outpainted; widen a margin")
     mask = np.zeros((height, width), dtype=np.uint8)
     mask[:top] = 255
     mask[height - bottom :] = 255
@@ -49,9 +52,34 @@ def is_still(path: str | Path) -> bool:
 def read_mask(path: str | Path, *, frames: int, stride: int, size: tuple[int, int]) -> np.ndarray:
     """A mask video, or one image for every frame, resized to the run's size like the source; white (> 127) = regenerate."""
     if is_still(path):
-        still = read_image(path, size, fix="give a PNG or JPEG mask")[None]
-        return np.repeat(_binary(still), frames, axis=0)
-    return _binary(read_video(path, frames=frames, stride=stride, size=size).frames)
+        still = _alpha_drawn(path, size)
+        still = read_image(path, size, fix="give a PNG or JPEG mask")[None] if still is None else still[None]
+        mask = np.repeat(_binary(still), frames, axis=0)
+    else:
+        mask = _binary(read_video(path, frames=frames, stride=stride, size=size).frames)
+    if not mask.any():
+        raise VsynthInputError(
+            f"--mask {path} is black everywhere at {size[1]}x{size[0]}, so nothing would be regenerated: "
+            "white (above 127) marks what is regenerated"
+        )
+    return mask
+
+
+def _alpha_drawn(path: str | Path, size: tuple[int, int]) -> np.ndarray | None:
+    """A mask drawn as transparency (one colour everywhere, the region in the alpha channel), as the alpha; else None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if "A" not in image.getbands() and "transparency" not in image.info:
+                return None
+            rgba = np.asarray(image.convert("RGBA"))
+    except OSError:
+        return None  # read_image says why
+    if not (rgba[..., :3] == rgba[:1, :1, :3]).all() or (rgba[..., 3] == rgba[0, 0, 3]).all():
+        return None
+    alpha = np.asarray(Image.fromarray(rgba[..., 3]).resize((size[1], size[0]), Image.Resampling.LANCZOS))
+    return np.repeat(alpha[..., None], 3, axis=-1)
 
 
 def _binary(frames: np.ndarray) -> np.ndarray:
