@@ -779,7 +779,8 @@ def _measure(plan: RunPlan, videos: dict, idm, record: dict, runtime) -> None:
     detector = None
     if idm is not None and getattr(idm, "control_maps", None) is not None:  # a control family: its own detector re-detects
         detector = {"kind": getattr(idm, "kind", ""), "maps": idm.control_maps, **plan.params["idm"].model_dump()}
-    elif idm is None and videos["condition"] is not None and getattr(plan.params.get("vdm"), "control", None):  # VACE: edge F1 on canny
+    elif idm is None and videos["condition"] is not None and plan.frames.mask is None and getattr(plan.params.get("vdm"), "control", None):
+        # VACE following its control maps (not a fill, whose condition.mp4 is the masked source): edge F1 on canny
         detector = {"kind": plan.params["vdm"].control, **plan.params["vdm"].model_dump()}
     sample = measure.Sample(
         prompt=config.prompt,
