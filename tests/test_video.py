@@ -238,3 +238,18 @@ def test_sixteen_bit_grayscale_frames_are_scaled_not_clipped_to_white(tmp_path):
         Image.fromarray(ramp * 257).save(folder / f"{i:03d}.png")  # Pillow writes (and reads) mode I;16
     frames = read_video(folder).frames
     assert frames.shape == (2, 8, 64, 3) and np.array_equal(frames[0, :, :, 0], ramp.astype(np.uint8))
+
+
+def test_a_phone_videos_rotation_is_read_upright_without_imageio_noise(tmp_path, caplog):
+    """A portrait phone clip (rotation metadata) printed imageio-ffmpeg's size warning on stderr, past --quiet."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    write_mp4(tmp_path / "wide.mp4", np.zeros((2, 16, 32, 3), np.uint8), 8)
+    rotated = tmp_path / "phone.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-display_rotation", "90", "-i", str(tmp_path / "wide.mp4"),
+                    "-c", "copy", str(rotated)], check=True)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        assert read_video(rotated).frames.shape == (2, 32, 16, 3)
+    assert not caplog.records

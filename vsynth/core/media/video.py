@@ -9,6 +9,7 @@ no ffmpeg or Pillow traceback reaches the user for bad input. This module never 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import re
 import warnings
@@ -22,6 +23,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageSequence
 
 from vsynth.errors import VideoError
+
+
+def _not_rotation(record: logging.LogRecord) -> bool:
+    """imageio-ffmpeg warns, on stderr and past --quiet, that a phone video's frames (turned upright by ffmpeg, as
+    its rotation metadata says) are not the size its stream stores: that is the rotation done, not a fault."""
+    return "is different from the source frame size" not in record.getMessage()
+
+
+logging.getLogger("imageio_ffmpeg").addFilter(_not_rotation)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
