@@ -19,7 +19,6 @@ from vsynth.plugins.idm.stable_diffusion import SD15, FrameDenoiser, unfold
 MASKED_GRAY = 128  # what the masked part of a frame looks like to the UNet (0 in [-1, 1]), shown in condition.mp4
 
 
-@torch.no_grad()
 class InpaintDenoiser(FrameDenoiser):
     """The inpainting UNet: per frame, the latents with the mask and the masked image's latents as extra channels."""
 
