@@ -106,7 +106,8 @@ def _sigterm_unwinds():
 
     interrupts.reset()
     previous = {signum: signal.signal(signum, terminate) for signum in TERMINATING}
-    previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupts.interrupt)  # remembered: see vsynth.interrupts
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (nohup, `cmd &` in a script)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupts.interrupt)  # remembered: see vsynth.interrupts
     try:
         yield
     finally:
@@ -543,13 +544,13 @@ RUN_FIELDS = (
 @click.option("--mask", type=click.Path(), help="Inpainting mask: a video, or one image for every frame; white = regenerate (or, with one colour everywhere, opaque alpha), resized to the run's size.")
 @click.option("--outpaint", metavar="horizontal|vertical|T,R,B,L", help="Outpainting: regenerate the top and bottom quarter, the left and right quarter, or given margin fractions.")
 @click.option("--source-prompt", help="What the source video shows (prompt2prompt and --bridge flow-edit edit it into --prompt).")
-@click.option("--frames", type=int, help="Frames to generate, at most 256 (or the VDM's frame window)  [default: 8]")
+@click.option("--frames", type=int, help="Frames to generate, at most 257 (or the VDM's frame window)  [default: 8]")
 @click.option("--stride", type=int, help="Take every K-th source frame  [default: 4; 1 with --toy]")
 @click.option("--height", type=int, help="Height in pixels, at most 2048; rounded down to a multiple the models hold (8 to 32 by model; "
               "at least one), with a notice  [default: 512 with --idm, else the VDM's native size]")
 @click.option("--width", type=int, help="Width in pixels, at most 2048; rounded as --height. Either given alone, the other keeps the "
               "default size's aspect  [default: as --height]")
-@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own; at most the models' train steps (1000)  [default: 50]")
+@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own; at most the models' train steps (999 on VP models, 1000 on flow models)  [default: 50]")
 @click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own; above 0, at most 50  [default: 7.5]")
 @click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")
 @click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")

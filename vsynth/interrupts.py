@@ -19,6 +19,11 @@ def interrupt(signum=None, frame=None) -> None:
     raise KeyboardInterrupt
 
 
+def pending() -> bool:
+    """Whether a Ctrl-C arrived (through :func:`interrupt`), as opposed to code raising KeyboardInterrupt itself."""
+    return _pending
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if one arrived and was swallowed on its way up."""
     if _pending:

@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator
 
 import pluggy
 
+import vsynth.interrupts as interrupts
 from vsynth.version import __version__
 from vsynth.core.host import hookspecs
 from vsynth.core.host.markers import PROJECT
@@ -278,6 +279,9 @@ def _user_interrupts() -> Iterator[Callable[[], bool]]:
     handler = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
     if handler is signal.SIG_IGN:
         yield lambda: False  # started with SIGINT ignored (nohup, `cmd &` in a script): no Ctrl-C can arrive
+        return
+    if handler is interrupts.interrupt:  # the CLI's: it remembers a real one
+        yield interrupts.pending
         return
     if handler is not signal.default_int_handler:
         yield lambda: True  # no handler of ours to tell them apart: treat it as the user's

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from vsynth import interrupts
+import vsynth.interrupts as interrupts
 from vsynth.errors import OutputExistsError
 
 DEFAULT_ROOT = Path("outputs")

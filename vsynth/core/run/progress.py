@@ -11,7 +11,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from vsynth import interrupts
+import vsynth.interrupts as interrupts
 from vsynth.errors import InvalidArgumentError, NonFiniteError
 
 Advance = Callable[[int], None]
