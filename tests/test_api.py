@@ -22,7 +22,7 @@ GOOD = dict(idm="controlnet-canny", vdm="zeroscope", video=SAMPLE_VIDEO, prompt=
 @pytest.mark.parametrize(
     "values, expected",
     [
-        ({"frames": 0}, "--frames 0: must be between 1 and 256"),
+        ({"frames": 0}, "--frames 0: must be between 1 and 257"),
         ({"guidance": float("nan")}, "--guidance nan: must be a finite number"),
         ({"options": 5}, "--options 5: must be a mapping"),
         ({"idm": ""}, '--idm "": is empty'),

@@ -275,15 +275,15 @@ def test_a_long_name_is_shortened_in_models_and_in_config_files(tmp_path):
 @pytest.mark.parametrize(
     "args, flag",
     [
-        (["--vdm", "zeroscope", "--steps", "1001"], "--steps 1001"),
+        (["--vdm", "zeroscope", "--steps", "1000"], "--steps 1000"),  # at 1000 its DDIM reached timestep 1000: an IndexError
         (["--vdm", "zeroscope", "--vdm-steps", "1001"], "--vdm-steps 1001"),
-        (["--idm", "controlnet-canny", "--video", SAMPLE_VIDEO, "--vdm", "zeroscope", "--steps", "1001"], "--steps 1001"),
+        (["--idm", "controlnet-canny", "--video", SAMPLE_VIDEO, "--vdm", "zeroscope", "--steps", "1000"], "--steps 1000"),
     ],
     ids=["text-to-video --steps", "text-to-video --vdm-steps", "with an idm --steps"],
 )
 def test_too_many_steps_names_the_flag_the_user_typed(args, flag):
     line = one_error_line(invoke("run", "--tiny", "--prompt", "a ball", *args))
-    assert f"Error: {flag}: " in line and "at most 1000 steps" in line
+    assert f"Error: {flag}: " in line and "1000 timesteps counted from timestep 1, so it samples with at most 999 steps" in line
 
 
 @pytest.mark.usefixtures("no_loading")

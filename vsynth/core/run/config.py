@@ -34,7 +34,7 @@ def chosen_bridge(bridge: str | None, idm: str | None) -> str:
 # Limits of a run, said in --help and in the error: beyond them a run cannot fit in memory or
 # the models were never meant for it (SD-family UNets are trained at 512-768 pixels).
 MAX_SIDE = 2048
-MAX_FRAMES = 256
+MAX_FRAMES = 257  # 1 + 256: the longest clip of LTX-Video (1 + 8k frames), and of the 1 + 4k rule (Wan, HunyuanVideo)
 MAX_GUIDANCE = 50.0
 MAX_SEED = 2**64 - 1  # torch's generator takes seeds in [0, 2**64); -1 is not "random": runs are reproducible
 

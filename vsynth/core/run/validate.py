@@ -19,14 +19,22 @@ from vsynth.errors import OutputFolderError, PluginError, VsynthInputError, Vsyn
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
+def max_steps(spec: ModelSpec) -> int:
+    """The most steps a model samples with: its train timesteps, one fewer for a VP model. SD's family counts its
+    schedule from timestep 1 (``steps_offset`` 1, leading spacing), so that at 1000 steps of 1000 its DDIM reaches
+    timestep 1000, past the end of its schedule (an IndexError in diffusers' own pipelines)."""
+    return spec.train_timesteps - (spec.process != "flow")
+
+
 def check_steps(steps: dict[str, tuple[int, str]], models: dict[str, ModelSpec]) -> None:
     """A scheduler cannot take more steps than the timesteps it was trained with; ``steps`` is role -> (steps, flag)."""
     for role, spec in models.items():
         value, flag = steps[role]
-        if value > spec.train_timesteps:
+        if value > max_steps(spec):
+            offset = " counted from timestep 1" if spec.process != "flow" else ""
             raise VsynthInputError(
-                f"{flag} {value}: {spec.name} was trained with {spec.train_timesteps} timesteps, "
-                f"so it samples with at most {spec.train_timesteps} steps"
+                f"{flag} {value}: {spec.name} was trained with {spec.train_timesteps} timesteps{offset}, "
+                f"so it samples with at most {max_steps(spec)} steps"
             )
 
 
