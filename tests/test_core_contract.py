@@ -52,8 +52,16 @@ def test_every_bridge_runs_with_multistep_solvers_on_both_models(bridge):
 def test_mixed_inversion_with_heun_on_two_flow_models_inverts_by_flow():
     """Two flow schedulers of one config (Heun's has few keys) share a schedule, but BIVDiff's own inversion is VP's:
     the flow inversion runs (it crashed)."""
-    result = vsynth.run(idm="flux-canny", vdm="wan2.1-t2v-1.3b", idm_scheduler="heun", vdm_scheduler="heun", **{**VIDEO, "frames": 5})
+    result = vsynth.run(idm="flux-schnell", vdm="wan2.1-t2v-1.3b", idm_scheduler="heun", vdm_scheduler="heun", **{**VIDEO, "frames": 5})
     assert result.latents.isfinite().all() and result.record["nfe"]["vdm"] > 0
+
+
+def test_a_solver_that_would_drop_the_models_schedule_is_refused():
+    """FlowMatchHeun has a static shift only: with FLUX dev's family (resolution-dependent shift) and LTX-Video (and its
+    terminal sigma) it sampled an unshifted schedule, recorded but unsaid; their diffusers pipelines refuse it too."""
+    with pytest.raises(VsynthInputError, match=r"^--idm-scheduler heun: its scheduler \(FlowMatchHeunDiscreteScheduler\) cannot keep "
+                       r"flux-canny's schedule \(use_dynamic_shifting\); these keep it: euler, dpm\+\+, unipc, lcm$"):
+        vsynth.run(idm="flux-canny", vdm="wan2.1-t2v-1.3b", idm_scheduler="heun", **{**VIDEO, "frames": 5})
 
 
 @pytest.mark.parametrize("solver", ["euler-a", "heun", "lcm"])

@@ -64,14 +64,41 @@ def check(name: str | None, spec, flag: str, steps: int | None = None) -> None:
         raise VsynthInputError(f"{flag} {name} samples with at most {MAX_STEPS[name]} steps, not {steps}: lower the steps")
 
 
-def build(name: str, base):
-    """A scheduler of solver ``name`` for the process of the model whose own scheduler is ``base``."""
+# Settings of a flow model's scheduler that shape its sigmas beyond the shift: FLUX's and LTX-Video's resolution-dependent
+# shift, LTX's terminal sigma, spaced sigmas. A solver whose scheduler has no such setting would drop it without a word.
+SCHEDULE_SETTINGS = ("use_dynamic_shifting", "shift_terminal", "invert_sigmas", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+
+
+def dropped_settings(name: str, base) -> list[str]:
+    """The schedule settings ``base`` (a model's own scheduler) uses that solver ``name``'s scheduler cannot take."""
+    import diffusers
+
+    from vsynth.core.diffusion.processes import infer_process
+
+    family = infer_process(base).family
+    if family not in SOLVERS[name]:
+        return []
+    accepted = inspect.signature(getattr(diffusers, SOLVERS[name][family][0]).__init__).parameters
+    return [key for key in SCHEDULE_SETTINGS if base.config.get(key) not in (None, False) and key not in accepted]
+
+
+def build(name: str, base, flag: str = "--scheduler", model: str = "the model"):
+    """A scheduler of solver ``name`` for the process of the model whose own scheduler is ``base``; one that would drop
+    a setting of its schedule is refused (FlowMatchHeun has a static shift only: FLUX's and LTX-Video's schedules are
+    not its, as their diffusers pipelines refuse it too)."""
     import diffusers
 
     from vsynth.core.diffusion.processes import infer_process
 
     family = infer_process(base).family
     class_name, overrides = SOLVERS[name][family]
+    dropped = dropped_settings(name, base)
+    if dropped:
+        keep = [other for other in SOLVERS if family in SOLVERS[other] and not dropped_settings(other, base)]
+        raise VsynthInputError(
+            f"{flag} {name}: its scheduler ({class_name}) cannot keep {model}'s schedule ({', '.join(dropped)}); "
+            f"these keep it: {', '.join(keep)}"
+        )
     cls = getattr(diffusers, class_name)
     config = {k: v for k, v in dict(base.config).items() if not k.startswith("_")}
     config |= _shift(config, family)

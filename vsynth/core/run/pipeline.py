@@ -499,7 +499,7 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
             models[role].codec.space = spec.latent_space
             solver = getattr(plan.config, f"{role}_scheduler")
             if solver is not None:  # the model's main denoiser; an IDM's inversion denoiser keeps its own (DDIM)
-                models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler)
+                models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler, f"--{role}-scheduler", spec.name)
             advance(1)
         # Once every model is loaded (and holds the tensors it shares with the other: SD1.5's UNet under an SD1.5 IDM
         # and AnimateDiff), so that a fused layer's copy leaves the other model sharing the rest. LoRAs before
