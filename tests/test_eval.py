@@ -123,8 +123,9 @@ def test_eval_on_a_toy_run_measures_the_fields_metrics_and_control_adherence(toy
     assert result.exit_code == 0, result.output
     (record,) = json.loads(result.stdout)
     metrics = record["metrics"]
-    for name in ("text_alignment", "frame_consistency", "flow_warping_error", "flicker", "control_adherence", "warping_error"):
-        assert set(metrics[name]) == {"final", "idm"}, name
+    for name in ("text_alignment", "frame_consistency", "flow_warping_error", "flicker", "warping_error"):
+        assert set(metrics[name]) == {"final", "idm", "source"}, name  # the source too, as run.json measures it
+    assert set(metrics["control_adherence"]) == {"final", "idm"}  # against the condition: not the source
     assert record["notes"]["flow_warping_error"] == "RAFT (torchvision)"
     # run.json's figure is of the maps and frames before encoding, eval's of condition.mp4 and video.mp4: within the
     # encoding's effect (0.97 / 0.47 against 0.92 / 0.52), not condition.mp4's codec noise counted as edges (0.81 / 0.55)

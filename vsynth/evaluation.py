@@ -76,11 +76,13 @@ def _run_target(registry: Registry, folder: Path, *, prompt: str | None, source:
     frames, size = len(videos["final"]), videos["final"].shape[1:3]
     target = Target(folder, videos, measure.Sample(prompt=prompt or config.get("prompt"), source_prompt=config.get("source_prompt"),
                                                    device=sample.device, tiny=sample.tiny, weights=sample.weights))  # fmt: skip
-    source = source or (Path(config["video"]) if config.get("video") else None)
-    stride = 1 if source is not None and source != Path(config.get("video") or "") else int(config.get("stride") or 1)
+    recorded = record.get("input_paths", {}).get("video") or config.get("video")  # absolute since 0.2: relative ones read from here
+    source = source or (Path(recorded) if recorded else None)
+    stride = 1 if source is not None and source != Path(recorded or "") else int(config.get("stride") or 1)
     if source is not None:
         try:
             target.sample.source = videoio.read_video(source, frames=frames, stride=stride, size=size).frames
+            target.videos = {**videos, "source": target.sample.source}  # measured too, as in run.json (its source column)
             target.sample.truth = measure.ground_truth(list(registry.worlds.values()), source, frames=frames, stride=stride, size=size)
         except (VideoError, OSError) as exc:
             target.notes.append(f"source video {source} unreadable, metrics that need it are skipped: {str(exc)[:120]}")

@@ -741,6 +741,9 @@ def _record(plan: RunPlan, runtime, counter) -> dict:
         "vsynth": __version__,
         "task": plan.task,
         "config": json.loads(config.model_dump_json()),
+        # the input files as typed in config, and here absolute: vsynth eval finds them from any folder
+        "input_paths": {name: str(Path(path).absolute()) for name in ("video", "condition_video", "mask")
+                        if (path := getattr(config, name)) is not None},  # fmt: skip
         "models": {
             role: {"name": spec.name, "plugin": spec.plugin, **plan.providers.get(role, {}), "params": plan.params[role].model_dump(), "weights": plan.sources[role]}
             for role, spec in specs.items()
