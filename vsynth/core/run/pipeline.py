@@ -749,7 +749,8 @@ def _record(plan: RunPlan, runtime, counter) -> dict:
             for role, spec in specs.items()
         },
         "bridge": {"name": plan.bridge.name, "plugin": plan.bridge.plugin, **plan.providers.get("bridge", {}), "params": plan.params["bridge"].model_dump()},
-        "sampling": vars(plan.sampling),
+        "sampling": {key: value for key, value in vars(plan.sampling).items()  # of the models that run: steps and
+                     if (plan.vdm if key.startswith("vdm_") else plan.idm) is not None},  # guidance are the IDM's  # fmt: skip
         "seed": config.seed,
         "frames": config.frames,
         "height": plan.height,
