@@ -355,3 +355,12 @@ def test_eval_measures_the_other_metrics_when_a_plugins_fails_and_writes_valid_j
     (record,) = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))  # no Infinity or NaN
     assert "flicker" in record["metrics"] and "endless" not in record["metrics"] and "faulty" in record["failed"]
     assert record["skipped"]["endless"] == "not measurable on these videos"
+
+
+def test_a_folder_that_is_no_run_and_holds_videos_says_so(tmp_path):
+    """It read 'holds no image files', as if a folder of frames were all eval takes."""
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"")
+    result = run_cli("eval", tmp_path / "clips", "--tiny")
+    assert result.exit_code == 2
+    assert "is neither a run folder (no run.json) nor a folder of frames (it holds a.mp4: give one of them)" in result.stderr

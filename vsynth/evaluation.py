@@ -54,6 +54,10 @@ def load_target(
         raise VsynthInputError(f"{path} does not exist: give run folders (with run.json) or video files")
     if path.is_dir() and (path / "run.json").is_file():
         return _run_target(registry, path, prompt=prompt, source=source, sample=sample)
+    if path.is_dir() and not any(p.suffix.lower() in videoio.IMAGE_EXTENSIONS for p in path.iterdir()):
+        videos = sorted(p.name for p in path.iterdir() if p.suffix.lower() in videoio.VIDEO_EXTENSIONS)
+        inside = f" (it holds {', '.join(videos[:3])}{', ...' if len(videos) > 3 else ''}: give one of them)" if videos else ""
+        raise VsynthInputError(f"{path} is neither a run folder (no run.json) nor a folder of frames{inside}")
     frames = videoio.read_video(path).frames
     target = Target(path, {"final": frames}, measure.Sample(prompt=prompt, device=sample.device, tiny=sample.tiny, weights=sample.weights))
     size = frames.shape[1:3]
