@@ -293,7 +293,7 @@ def test_compare_charts_label_their_axis_ends_apart():
 
 
 def test_a_one_frame_video_has_no_motion_to_measure_and_a_short_source_names_eval_s_fix(tmp_path):
-    """One frame: frame difference, speed and the motion agreements are 'not measurable' (they read 0, as if measured);
+    """One frame: frame difference, speed and the motion agreements are not measured, as they need 2 frames (they read 0, as if measured);
     a source shorter than the video: the fix is eval's, not a run's --frames / --stride."""
     import imageio.v3 as iio
 
@@ -304,7 +304,7 @@ def test_a_one_frame_video_has_no_motion_to_measure_and_a_short_source_names_eva
                      "--metrics", "mean_abs_frame_difference,shape_speed,direction_agreement,speed_agreement")  # fmt: skip
     assert result.exit_code == 0, result.output
     (record,) = json.loads(result.stdout)
-    assert record["metrics"] == {} and set(record["skipped"].values()) == {"not measurable on these videos"}
+    assert record["metrics"] == {} and set(record["skipped"].values()) == {"needs at least 2 frames"}
     iio.imwrite(tmp_path / "three.mp4", np.repeat(frame, 3, axis=0), fps=8)
     iio.imwrite(tmp_path / "eight.mp4", np.repeat(frame, 8, axis=0), fps=8)
     result = run_cli("eval", tmp_path / "eight.mp4", "--source", tmp_path / "three.mp4", "--tiny", "--metrics", "flicker")

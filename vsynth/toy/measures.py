@@ -39,11 +39,15 @@ class _ToyPrompt(Metric):
 
 
 class WarpingError(Metric):
+    min_frames = 2  # change between frames
+
     def measure(self, frames: np.ndarray, sample: Sample) -> float:
         return warping_error(frames, sample.truth.masks, sample.truth.positions)
 
 
 class BackgroundFlicker(Metric):
+    min_frames = 2  # change between frames
+
     def measure(self, frames: np.ndarray, sample: Sample) -> float:
         return background_flicker(frames, sample.truth.masks)
 

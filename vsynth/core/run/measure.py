@@ -231,7 +231,8 @@ def _measure_one(spec: MetricSpec, videos: dict, sample: Sample, registry: Regis
             if curve is not None:
                 result.curves.setdefault(spec.name, {})[name] = [round(v, DIGITS) if math.isfinite(v) else None for v in curve]  # JSON has no NaN
     if spec.name not in result.values and spec.name not in result.skipped:
-        result.skipped[spec.name] = "not measurable on these videos"
+        short = all(len(frames) < impl.min_frames for frames in named.values())
+        result.skipped[spec.name] = f"needs at least {impl.min_frames} frames" if short else "not measurable on these videos"
 
 
 def _summarize(value) -> tuple[float, list[float] | None]:

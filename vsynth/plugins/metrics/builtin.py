@@ -16,6 +16,8 @@ class FrameDifference(Metric):
 
 
 class Flicker(Metric):
+    min_frames = 2  # the change between frames
+
     def measure(self, frames: np.ndarray, sample: Sample):
         return temporal.brightness_flicker(frames)
 
@@ -54,6 +56,8 @@ class TextAlignment(_Clip):
 
 
 class FrameConsistency(_Clip):
+    min_frames = 2  # consecutive frames' similarity
+
     def measure(self, frames: np.ndarray, sample: Sample):
         return clip.frame_consistency(frames, self.model, self.processor) if len(frames) > 1 else float("nan")
 
