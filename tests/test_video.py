@@ -253,3 +253,9 @@ def test_a_phone_videos_rotation_is_read_upright_without_imageio_noise(tmp_path,
     with caplog.at_level("WARNING"):
         assert read_video(rotated).frames.shape == (2, 32, 16, 3)
     assert not caplog.records
+
+
+def test_a_url_is_said_to_be_one():
+    """It read 'https:/example.com/v.mp4 does not exist' (a Path folds the '//')."""
+    with pytest.raises(VideoError, match=r"^https://example.com/v.mp4 is a URL: vsynth reads files here; download it first$"):
+        probe_video("https://example.com/v.mp4")

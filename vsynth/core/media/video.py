@@ -286,10 +286,16 @@ def mean_abs_frame_difference(frames: np.ndarray) -> float:
 # --- sources ------------------------------------------------------------------------------------
 
 
+_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+:)/+")  # two letters at least: C:/ is a Windows drive
+
+
 def _source_path(path: str | Path) -> Path:
     """Return ``path`` as a Path after checking it exists and has a type this module reads."""
     path = Path(path)
     if not path.exists():
+        url = _URL.match(str(path))  # a Path has folded its '//' into '/'
+        if url:
+            raise VideoError(f"{url.group(1)}//{str(path)[url.end():]} is a URL: vsynth reads files here; download it first")
         raise VideoError(f"{path} does not exist: check the path")
     if not (path.is_file() or path.is_dir()):
         raise VideoError(f"{path} is not a regular file or a folder (a pipe or a device?): save the video to a file first")
