@@ -259,3 +259,19 @@ def test_a_url_is_said_to_be_one():
     """It read 'https:/example.com/v.mp4 does not exist' (a Path folds the '//')."""
     with pytest.raises(VideoError, match=r"^https://example.com/v.mp4 is a URL: vsynth reads files here; download it first$"):
         probe_video("https://example.com/v.mp4")
+
+
+def test_an_image_or_an_audio_file_given_as_a_video_says_what_it_is(tmp_path):
+    """'unsupported type .png: use a video or a folder of images' read as a contradiction; an audio-only .mp4 read as
+    'corrupt, incomplete or not a video'."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "still.png")
+    with pytest.raises(VideoError, match=r"still.png is one image: give a video, or a folder of images"):
+        probe_video(tmp_path / "still.png")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=0.2", "-c:a", "aac",
+                    str(tmp_path / "song.mp4")], check=True)  # fmt: skip
+    with pytest.raises(VideoError, match=r"song.mp4 holds no video stream \(only audio\)"):
+        probe_video(tmp_path / "song.mp4")

@@ -299,6 +299,8 @@ def _source_path(path: str | Path) -> Path:
         raise VideoError(f"{path} does not exist: check the path")
     if not (path.is_file() or path.is_dir()):
         raise VideoError(f"{path} is not a regular file or a folder (a pipe or a device?): save the video to a file first")
+    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise VideoError(f"{path} is one image: give a video, or a folder of images (one per frame, in name order)")
     if path.is_file() and path.suffix.lower() not in VIDEO_EXTENSIONS:
         raise VideoError(
             f"{path} has unsupported type '{path.suffix}': use a video ({', '.join(VIDEO_EXTENSIONS)}) "
@@ -339,7 +341,15 @@ def _ffmpeg_header(path: Path, reader: Iterator[Any]) -> dict[str, Any]:
     try:
         return next(reader)
     except Exception as err:  # no header: not a video, or a stream ffmpeg cannot parse
+        said = str(err)
+        if "Stream #" in said and "Video:" not in said:  # ffmpeg read the file and listed its streams: none is video
+            raise VideoError(f"{path} holds no video stream (only {_stream_kinds(said)}): give a file with video") from err
         raise _unreadable(path) from err
+
+
+def _stream_kinds(ffmpeg_log: str) -> str:
+    kinds = sorted({m.lower() for m in re.findall(r"Stream #\S+.*?: (Audio|Subtitle|Data|Attachment):", ffmpeg_log)})
+    return " and ".join(kinds) or "other streams"
 
 
 def _ffmpeg_frames(path: Path, reader: Iterator[bytes]) -> Iterator[bytes]:
