@@ -432,9 +432,11 @@ def _probe(config: RunConfig, path: Path) -> videoio.VideoInfo:
     needed = (config.frames - 1) * config.stride + 1
     if info.num_frames < needed:
         available = (info.num_frames - 1) // config.stride + 1
+        # maps or a mask made from the sampled source have its frames already: the stride applies to them too
+        beside = f" (--stride reads {'the mask' if path == config.mask else 'the control maps'} as it reads the source)" if path != config.video else ""
         raise VideoError(
             f"{path} has {info.num_frames} frames; at stride {config.stride} that gives {available}, "
-            f"fewer than the {config.frames} requested: lower --frames or --stride"
+            f"fewer than the {config.frames} requested: lower --frames or --stride{beside}"
         )
     return info
 
