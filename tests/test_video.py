@@ -106,6 +106,9 @@ def test_gif_round_trip(tmp_path: Path):
     np.testing.assert_allclose(frame_levels(video.frames), frame_levels(frames)[[0, 2, 4]], atol=2)
     with Image.open(path) as gif:
         assert gif.info["loop"] == 0  # loops forever
+    write_gif(tmp_path / "fast.gif", numbered_frames(24, height=8, width=8), fps=240)  # a GIF's shortest delay is 2 cs
+    fast = probe_video(tmp_path / "fast.gif")
+    assert (fast.num_frames, fast.fps) == (5, pytest.approx(50))  # every 5th frame: it plays as long as the clip (0.1 s)
 
 
 def test_folder_of_images_in_natural_name_order(tmp_path: Path):

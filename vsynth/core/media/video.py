@@ -213,14 +213,16 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float, *, max_frames: i
     GIF delays are whole hundredths of a second and browsers slow down delays under 0.02 s, so the
     delay is rounded to centiseconds and clamped to at least 2. Pillow merges consecutive identical
     frames into one longer frame: playback timing is kept, the stored frame count may shrink.
-    A clip longer than ``max_frames`` keeps every k-th frame (the smallest k that fits) at fps / k,
-    so the GIF stays small and plays the whole clip at its real speed.
+    A clip longer than ``max_frames``, or faster than 50 fps (a 2 cs delay), keeps every k-th frame (the smallest k
+    that fits) at fps / k, so the GIF stays small and plays the whole clip at its real speed.
     """
     frames = _checked_frames(frames)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    step = math.ceil(fps / 50)  # faster than a GIF's 2 cs delay: every k-th frame, so that it plays at the clip's speed
     if max_frames is not None and len(frames) > max_frames:
-        step = math.ceil(len(frames) / max_frames)
+        step = max(step, math.ceil(len(frames) / max_frames))
+    if step > 1:
         frames, fps = frames[::step], fps / step
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
