@@ -275,15 +275,15 @@ def test_a_long_name_is_shortened_in_models_and_in_config_files(tmp_path):
 @pytest.mark.parametrize(
     "args, flag",
     [
-        (["--vdm", "zeroscope", "--steps", "1000"], "--steps 1000"),  # at 1000 its DDIM reached timestep 1000: an IndexError
+        (["--vdm", "zeroscope", "--steps", "1001"], "--steps 1001"),
         (["--vdm", "zeroscope", "--vdm-steps", "1001"], "--vdm-steps 1001"),
-        (["--idm", "controlnet-canny", "--video", SAMPLE_VIDEO, "--vdm", "zeroscope", "--steps", "1000"], "--steps 1000"),
+        (["--idm", "controlnet-canny", "--video", SAMPLE_VIDEO, "--vdm", "zeroscope", "--steps", "1001"], "--steps 1001"),
     ],
     ids=["text-to-video --steps", "text-to-video --vdm-steps", "with an idm --steps"],
 )
 def test_too_many_steps_names_the_flag_the_user_typed(args, flag):
     line = one_error_line(invoke("run", "--tiny", "--prompt", "a ball", *args))
-    assert f"Error: {flag}: " in line and "1000 timesteps counted from timestep 1, so it samples with at most 999 steps" in line
+    assert f"Error: {flag}: " in line and "at most 1000 steps" in line
 
 
 @pytest.mark.usefixtures("no_loading")
@@ -428,3 +428,22 @@ def test_a_compilation_shows_as_a_stage_while_it_runs():
     (shown,) = seen[0]
     assert shown["description"].startswith("compiling") and shown["total"] is None  # an open bar while it compiles
     assert [t["completed"] for t in display.tasks.values()] == [1] and display.tasks[0]["total"] == 1
+
+
+def test_a_thousand_steps_on_sds_ddim_is_refused_and_on_cogvideox_runs(monkeypatch):
+    """SD's DDIM counts from timestep 1: at 1000 of its 1000 steps it reached timestep 1000, diffusers' IndexError
+    (ZeroScope, ModelScope, the SD1.5 IDMs). CogVideoX's trailing spacing takes 1000."""
+    from diffusers import CogVideoXDDIMScheduler, DDIMScheduler
+
+    from vsynth.core.diffusion.schedules import SD15_DDIM
+    from vsynth.core.run import validate
+    from vsynth.errors import VsynthInputError
+
+    with pytest.raises(VsynthInputError, match=r"^--steps 1000: zeroscope's schedule \(DDIMScheduler, leading spacing from timestep 1\) "
+                       r"reaches timestep 1000 at that many steps, past its 1000; at most 999$"):
+        validate.check_schedule_reach(DDIMScheduler(**SD15_DDIM), 1000, "--steps", "zeroscope")
+    validate.check_schedule_reach(DDIMScheduler(**SD15_DDIM), 999, "--steps", "zeroscope")
+    validate.check_schedule_reach(CogVideoXDDIMScheduler(timestep_spacing="trailing"), 1000, "--steps", "cogvideox-2b")
+    line = one_error_line(invoke("run", "--tiny", "--prompt", "a ball", "--vdm", "zeroscope", "--steps", "1000", "--frames", "1",
+                                 "--height", "32", "--width", "32", "--quiet"))  # fmt: skip
+    assert line.startswith("Error: --steps 1000: zeroscope's schedule (DDIMScheduler")

@@ -550,7 +550,7 @@ RUN_FIELDS = (
               "at least one), with a notice  [default: 512 with --idm, else the VDM's native size]")
 @click.option("--width", type=int, help="Width in pixels, at most 2048; rounded as --height. Either given alone, the other keeps the "
               "default size's aspect  [default: as --height]")
-@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own; at most the models' train steps (999 on VP models, 1000 on flow models)  [default: 50]")
+@click.option("--steps", type=int, help="Denoising and inversion steps of both models, unless the VDM fixes its own; at most the models' train steps (1000; 999 on SD's DDIM)  [default: 50]")
 @click.option("--guidance", type=float, help="Classifier-free guidance of both models, unless the VDM fixes its own; above 0, at most 50  [default: 7.5]")
 @click.option("--vdm-steps", type=int, help="Steps of the VDM alone (animatediff-lightning: its checkpoint's).")
 @click.option("--vdm-guidance", type=float, help="Guidance of the VDM alone (animatediff-lightning: 1.0).")

@@ -423,6 +423,13 @@ def _resolve_sampling(config: RunConfig, vdm_params: Params | None, idm: ModelSp
     )
 
 
+def _steps_of(plan: RunPlan, role: str) -> tuple[int, str]:
+    """A model's steps, and the flag that set them (the one the user typed)."""
+    if role == "idm":
+        return plan.sampling.steps, "--steps"
+    return plan.sampling.vdm_steps, "--vdm-steps" if plan.config.vdm_steps is not None else "--steps"
+
+
 def _default_guidance(idm: ModelSpec | None) -> float:
     return idm.default_guidance if idm is not None and idm.default_guidance is not None else DEFAULT_GUIDANCE
 
@@ -502,6 +509,11 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
             solver = getattr(plan.config, f"{role}_scheduler")
             if solver is not None:  # the model's main denoiser; an IDM's inversion denoiser keeps its own (DDIM)
                 models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler, f"--{role}-scheduler", spec.name)
+            if spec.process != "flow":
+                steps, flag = _steps_of(plan, role)
+                for d in (models[role].denoiser, getattr(models[role], "inversion_denoiser", None)):
+                    if d is not None and hasattr(getattr(d, "scheduler", None), "set_timesteps"):
+                        validate.check_schedule_reach(d.scheduler, steps, flag, spec.name)
             advance(1)
         # Once every model is loaded (and holds the tensors it shares with the other: SD1.5's UNet under an SD1.5 IDM
         # and AnimateDiff), so that a fused layer's copy leaves the other model sharing the rest. LoRAs before

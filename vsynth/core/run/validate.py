@@ -19,23 +19,34 @@ from vsynth.errors import OutputFolderError, PluginError, VsynthInputError, Vsyn
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def max_steps(spec: ModelSpec) -> int:
-    """The most steps a model samples with: its train timesteps, one fewer for a VP model. SD's family counts its
-    schedule from timestep 1 (``steps_offset`` 1, leading spacing), so that at 1000 steps of 1000 its DDIM reaches
-    timestep 1000, past the end of its schedule (an IndexError in diffusers' own pipelines)."""
-    return spec.train_timesteps - (spec.process != "flow")
-
-
 def check_steps(steps: dict[str, tuple[int, str]], models: dict[str, ModelSpec]) -> None:
     """A scheduler cannot take more steps than the timesteps it was trained with; ``steps`` is role -> (steps, flag)."""
     for role, spec in models.items():
         value, flag = steps[role]
-        if value > max_steps(spec):
-            offset = " counted from timestep 1" if spec.process != "flow" else ""
+        if value > spec.train_timesteps:
             raise VsynthInputError(
-                f"{flag} {value}: {spec.name} was trained with {spec.train_timesteps} timesteps{offset}, "
-                f"so it samples with at most {max_steps(spec)} steps"
+                f"{flag} {value}: {spec.name} was trained with {spec.train_timesteps} timesteps, "
+                f"so it samples with at most {spec.train_timesteps} steps"
             )
+
+
+def check_schedule_reach(scheduler, steps: int, flag: str, model: str) -> None:
+    """Once a VP model's scheduler is known: its timesteps at ``steps`` stay within its training schedule. SD's DDIM counts
+    from timestep 1 (leading spacing, ``steps_offset`` 1), so at 1000 steps of 1000 it reaches timestep 1000, one past the
+    end (an IndexError in diffusers' own pipelines); CogVideoX's trailing spacing does not."""
+    import copy
+
+    total = int(scheduler.config.num_train_timesteps)
+    probe = copy.deepcopy(scheduler)
+    probe.set_timesteps(steps)
+    last = int(probe.timesteps.max())
+    if last >= total:
+        most = steps - (last - total + 1)
+        raise VsynthInputError(
+            f"{flag} {steps}: {model}'s schedule ({type(scheduler).__name__}, {probe.config.get('timestep_spacing', 'leading')} spacing "
+            f"from timestep {probe.config.get('steps_offset', 0)}) reaches timestep {last} at that many steps, past its {total}; "
+            f"at most {most}"
+        )
 
 
 def fit_to_latents(frames: int, height: int, width: int, models: dict[str, ModelSpec], fit: str) -> tuple[int, int, int, list[str]]:
