@@ -82,7 +82,8 @@ def _run_target(registry: Registry, folder: Path, *, prompt: str | None, source:
                                                    device=sample.device, tiny=sample.tiny, weights=sample.weights))  # fmt: skip
     recorded = record.get("input_paths", {}).get("video") or config.get("video")  # absolute since 0.2: relative ones read from here
     source = source or (Path(recorded) if recorded else None)
-    stride = 1 if source is not None and source != Path(recorded or "") else int(config.get("stride") or 1)
+    own = source is not None and recorded is not None and Path(source).expanduser().absolute() == Path(recorded).expanduser().absolute()
+    stride = int(config.get("stride") or 1) if own else 1  # the run's own source at its stride; another one frame by frame
     if source is not None:
         try:
             target.sample.source = videoio.read_video(source, frames=frames, stride=stride, size=size).frames

@@ -69,8 +69,10 @@ def _alpha_drawn(path: str | Path, size: tuple[int, int]) -> np.ndarray | None:
     """A mask drawn as transparency (one colour everywhere, the region in the alpha channel), as the alpha; else None."""
     from PIL import Image
 
+    from vsynth.core.media.video import _open_image
+
     try:
-        with Image.open(path) as image:
+        with _open_image(Path(path).expanduser()) as image:  # its size guard: a decompression bomb is one line
             if "A" not in image.getbands() and "transparency" not in image.info:
                 return None
             rgba = np.asarray(image.convert("RGBA"))
