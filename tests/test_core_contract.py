@@ -62,6 +62,16 @@ def test_a_solver_that_would_drop_the_models_schedule_is_refused():
     with pytest.raises(VsynthInputError, match=r"^--idm-scheduler heun: its scheduler \(FlowMatchHeunDiscreteScheduler\) cannot keep "
                        r"flux-canny's schedule \(use_dynamic_shifting\); these keep it: euler, dpm\+\+, unipc, lcm$"):
         vsynth.run(idm="flux-canny", vdm="wan2.1-t2v-1.3b", idm_scheduler="heun", **{**VIDEO, "frames": 5})
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from vsynth.core.diffusion import solvers
+    from vsynth.plugins.vdm.ltx import calculate_shift
+
+    ltx = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
+                                          max_image_seq_len=4096, shift_terminal=0.1)  # fmt: skip
+    assert solvers.dropped_settings("dpm++", ltx) == ["shift_terminal"] and not solvers.dropped_settings("unipc", ltx)
+    # UniPC takes no shift anchors of its own: LTX-Video's are carried, or its shift at 4096 tokens read FLUX's 1.15
+    assert calculate_shift(4096, solvers.build("unipc", ltx).config) == calculate_shift(4096, ltx.config) == pytest.approx(2.05)
 
 
 @pytest.mark.parametrize("solver", ["euler-a", "heun", "lcm"])

@@ -69,6 +69,9 @@ def check(name: str | None, spec, flag: str, steps: int | None = None) -> None:
 SCHEDULE_SETTINGS = ("use_dynamic_shifting", "shift_terminal", "invert_sigmas", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
 
 
+SHIFT_ANCHORS = ("base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len")
+
+
 def dropped_settings(name: str, base) -> list[str]:
     """The schedule settings ``base`` (a model's own scheduler) uses that solver ``name``'s scheduler cannot take."""
     import diffusers
@@ -104,7 +107,13 @@ def build(name: str, base, flag: str = "--scheduler", model: str = "the model"):
     config |= _shift(config, family)
     config |= overrides
     accepted = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in config.items() if k in accepted})
+    scheduler = cls(**{k: v for k, v in config.items() if k in accepted})
+    # the anchors a FLUX or LTX-Video denoiser computes its resolution-dependent shift from (calculate_shift reads them from
+    # the scheduler's config): UniPC and DPM++ take no such settings, and LTX-Video's are not the defaults
+    anchors = {k: config[k] for k in SHIFT_ANCHORS if k in config and k not in accepted}
+    if anchors and config.get("use_dynamic_shifting"):
+        scheduler.register_to_config(**anchors)
+    return scheduler
 
 
 def _shift(config: dict, family: str) -> dict:
