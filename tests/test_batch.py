@@ -210,6 +210,9 @@ def test_jobs_files_as_editors_write_them_and_their_silent_losses(tmp_path):
         ("ragged.csv", "# {vdm: zeroscope, tiny: true}\nname,prompt\nz,a red ball, bouncing\n", "line 3: 1 more cell.s. than the header.s columns"),
         ("twice.csv", "name,prompt,name\na,b,c\n", "the header names column 'name' twice"),
         ("twice.yaml", "defaults: {vdm: zeroscope}\ndefaults: {vdm: modelscope}\njobs: [{prompt: a}]\n", "key 'defaults' appears twice"),
+        # one setting spelt twice: which one won was the file's order
+        ("twins.yaml", "- {vdm: zeroscope, prompt: a, save-latents: true, save_latents: false}\n", "job 1: 'save-latents' and 'save_latents' are one setting"),
+        ("twins.csv", "# {vdm: zeroscope}\nprompt,save-latents,save_latents\na,true,false\n", "the header: 'save-latents' and 'save_latents' are one"),
     ]:
         (tmp_path / name).write_text(text)
         with pytest.raises(JobsFileError, match=line):

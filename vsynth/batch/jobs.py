@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 
-from vsynth.core.run.config import DOCUMENT_ERRORS, RunConfig, document_error, load_yaml, make_config
+from vsynth.core.run.config import DOCUMENT_ERRORS, RunConfig, document_error, load_yaml, make_config, underscored
 from vsynth.core.run.validate import NAME_MAX, PARTIAL_NAME_EXTRA
 from vsynth.errors import JobsFileError, VsynthError, VsynthInputError, shorten
 
@@ -90,7 +90,7 @@ def read_jobs(path: str | Path, out_root: str | Path) -> list[Job]:
         for index, entry in enumerate(entries, start=1):
             if not isinstance(entry, dict):
                 raise JobsFileError(f"job {index} must be a mapping of run settings, got {entry!r}")
-            values = _merge(defaults, entry)
+            values = _merge(underscored(defaults, "defaults", JobsFileError), underscored(entry, f"job {index}", JobsFileError))
             name = job_name(values.pop("name", f"job-{index:03d}"), index)
             if name.lower() in seen:
                 twin = seen[name.lower()]
@@ -244,6 +244,7 @@ def _parse_csv(text: str) -> tuple[dict, list]:
     twice = sorted({c for c in columns if columns.count(c) > 1 and c})
     if twice:
         raise JobsFileError(f"the header names column {twice[0]!r} twice")
+    underscored(dict.fromkeys(c for c in columns if c), "the header", JobsFileError)  # save-latents beside save_latents
     check_settings([c for c in columns if c and c != "name" and not c.startswith("options.")], "the header")
     for row in reader:
         if None in row:  # cells beyond the header's columns

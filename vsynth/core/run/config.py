@@ -286,12 +286,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise VsynthInputError(f"config file {path}: options must be a mapping of key: value (got {options!r})")
     _check_keys(options, path, "options.")
     data["options"] = flatten_options(options)
-    settings: dict[str, Any] = {}
-    for key, value in data.items():  # save-latents and save_latents are one setting: both in one file is one too many
+    return underscored(data, f"config file {path}", ConfigFileError)
+
+
+def underscored(data: dict, where: str, error: type[Exception] = ConfigFileError) -> dict:
+    """``data``'s settings under their Python names (``save-latents`` is ``save_latents``); both spellings of one
+    setting in one mapping are refused, as one of them was dropped silently (which one: the file's order)."""
+    settings: dict[Any, Any] = {}
+    for key, value in data.items():
         name = key.replace("-", "_") if isinstance(key, str) else key
         if name in settings:
             twin = next(k for k in data if k != key and (k.replace("-", "_") if isinstance(k, str) else k) == name)
-            raise ConfigFileError(f"config file {path}: '{twin}' and '{key}' are one setting; keep one")
+            raise error(f"{where}: '{twin}' and '{key}' are one setting; keep one")
         settings[name] = value
     return settings
 
