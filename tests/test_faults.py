@@ -222,6 +222,15 @@ def test_an_empty_folder_that_cannot_be_replaced_is_filled(tmp_path, monkeypatch
     def busy(src, dst):
         raise OSError(errno.EBUSY, "Device or resource busy")
 
+    def exists(src, dst):  # Windows: a rename onto any existing folder, empty or not
+        raise FileExistsError(errno.EEXIST, "File exists")
+
+    monkeypatch.setattr(outputs.os, "rename", exists)
+    (tmp_path / "windows").mkdir()
+    with outputs.output_folder(tmp_path / "windows", exact=True) as out:
+        (out.partial / "video.mp4").write_bytes(b"v")
+    assert [p.name for p in (tmp_path / "windows").iterdir()] == ["video.mp4"]
+
     monkeypatch.setattr(outputs.os, "rename", busy)
     (tmp_path / "volume").mkdir()
     with outputs.output_folder(tmp_path / "volume", exact=True) as out:

@@ -74,11 +74,14 @@ def output_folder(final: Path, *, exact: bool) -> Iterator[OutputFolder]:
         try:
             os.rename(partial, final)  # atomic; replaces only a missing or empty folder
         except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            empty = final.is_dir() and not final.is_symlink() and not any(final.iterdir())
+            if not empty and exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
                 raise OutputExistsError(f"output folder {final} was filled by someone else meanwhile: choose another --out") from None
-            if not final.is_dir():
+            if not empty:
                 raise
-            _fill(final, partial)  # an empty folder that cannot be replaced: a mount point (a container's volume)
+            # an empty folder the rename cannot replace: a mount point (a container's volume; EBUSY), an immutable
+            # folder (EPERM), any existing folder on Windows (EEXIST)
+            _fill(final, partial)
             partial.rmdir()
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -99,9 +102,11 @@ def _fill(final: Path, partial: Path) -> None:
         for item in sorted(partial.iterdir()):
             moved.append(final / item.name)
             shutil.move(item, final / item.name)
-    except OSError as exc:
+    except BaseException as exc:  # a failure, or Ctrl-C meanwhile: what was moved goes, so that the folder stays empty
         for item in moved:
             shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
         raise OutputWriteError(f"cannot write the output folder {final}: {exc.strerror or exc}; nothing was left in it: choose another --out") from None
 
 
