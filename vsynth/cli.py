@@ -141,10 +141,14 @@ class VsynthGroup(click.Group):
             self._fail(str(exc), 2)
         except VsynthError as exc:
             self._fail(str(exc), 1)
+        finally:
+            interrupts.reset()  # for what this process runs next (the Python API, a test's next command)
         sys.exit(result if isinstance(result, int) else 0)
 
     @staticmethod
     def _fail(message: str, code: int):
+        if interrupts.pending() and code not in (130, 143, 129):  # a library turned the Ctrl-C into its own error
+            message, code = "aborted", 130
         click.echo(f"Error: {_one_line(message)}", err=True)
         sys.exit(code)
 
