@@ -192,7 +192,16 @@ def main(argv=None):
     p.add_argument("--extra", default="", help="more clips of a colour on a background: blue:black=400,cyan:black=200 (one or two shapes of it)")
     a = p.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
-    extra = {k: int(v) for k, _, v in (e.partition("=") for e in a.extra.split(",") if e)}
+    extra = {}
+    for entry in filter(None, a.extra.split(",")):
+        pair, _, count = entry.partition("=")
+        colour, _, background = pair.partition(":")
+        if colour not in world.COLOURS or background not in world.BACKGROUNDS or not count.isdigit():
+            p.error(f"--extra {entry}: write COLOUR:BACKGROUND=N, colours {', '.join(world.COLOURS)}, backgrounds {', '.join(world.BACKGROUNDS)}")
+        extra[pair] = int(count)
+    saved = a.work / "latents.pt"
+    if extra and saved.exists():
+        p.error(f"--extra: {saved} holds the clips already encoded; give a new --work (or remove it) to add clips")
     train(a.work, a.minutes, a.export_every, a.clips, a.device, a.steps, a.init, a.invert_weight, extra, batch=a.batch, lr=a.lr)
 
 
