@@ -193,6 +193,7 @@ def measure(
                 raise
             result.values.pop(spec.name, None)
             result.curves.pop(spec.name, None)
+            result.notes.pop(spec.name, None)
             result.failed[spec.name] = one_line(exc)
     return result
 
@@ -234,7 +235,7 @@ def _measure_one(spec: MetricSpec, videos: dict, sample: Sample, registry: Regis
     if spec.name not in result.values:
         result.notes.pop(spec.name, None)  # how it measures (RAFT or its fallback) says nothing of a metric that did not
     if spec.name not in result.values and spec.name not in result.skipped:
-        short = all(len(frames) < impl.min_frames for frames in named.values())
+        short = any(len(frames) < impl.min_frames for frames in named.values())
         result.skipped[spec.name] = f"needs at least {impl.min_frames} frames" if short else "not measurable on these videos"
 
 
