@@ -448,7 +448,8 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
     Grayscale of more than 8 bits (16-bit PNG depth maps: Pillow's ``I;16``, or ``I``) is scaled to 8 bits, where
     Pillow's own conversion clips every value above 255 to white."""
-    if image.mode.startswith("I;16") or (image.mode == "I" and np.asarray(image).max() > 255):
+    sixteen = image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG")  # PNG's I: 16-bit gray (old Pillow)
+    if sixteen or (image.mode == "I" and np.asarray(image).max() > 255):  # another I (TIFF's 32 bits): by its values
         gray = np.clip(np.round(np.asarray(image, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     return np.asarray(image if image.mode == "RGB" else image.convert("RGBA").convert("RGB"))
