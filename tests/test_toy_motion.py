@@ -250,3 +250,15 @@ def test_a_toy_run_at_another_size_than_the_toys_learnt_is_warned(tmp_path):
 
     with pytest.warns(VsynthWarning, match="--toy at 128x128: the toy models learnt at 64x64"):
         plan_run(RunConfig(toy=True, vdm="wan2.1-t2v-1.3b", prompt="a red circle moving right", frames=5, height=128, out=tmp_path / "a"))
+
+
+def test_the_toy_wan_refuses_more_latent_frames_than_its_positions_in_one_line():
+    """Its VAE keeps every frame and its transformer places 64: 65 frames and more crashed on a reshape, exit 1."""
+    import vsynth
+    from vsynth.errors import VsynthInputError
+    from vsynth.toy import shipped
+
+    if "wan2.1-t2v" not in shipped.toy_models():
+        pytest.skip("the toy Wan weights are not installed")
+    with pytest.raises(VsynthInputError, match=r"^--frames 69: wan2.1-t2v-1.3b's transformer places at most 64 latent frames at once"):
+        vsynth.run(toy=True, vdm="wan2.1-t2v-1.3b", prompt="a red circle moving right on a white background", frames=69, steps=1)

@@ -22,6 +22,7 @@ from vsynth.core.diffusion.inputs import Conditioning
 from vsynth.core.diffusion.models import VideoModel
 from vsynth.core.diffusion.offload import execution_device
 from vsynth.core.diffusion.processes import FLOW
+from vsynth.errors import VsynthInputError
 
 
 def prompt_clean(text: str) -> str:
@@ -218,12 +219,27 @@ class WanVideoModel(VideoModel):
     def configure(self, inputs) -> None:
         """Encode the run's prompts now and release UMT5 from the GPU before any transformer call; hold TI2V's first
         frame at the source's first frame where the params ask for it."""
+        self._check_positions(inputs.frames)
         for prompt in {inputs.prompt, inputs.negative_prompt, inputs.sources.source_prompt} - {None}:  # the source's: flow-edit
             self.wan.encode_prompt(prompt)
         self.wan.release_text_encoder()
         self.wan.first_frame = None
         if getattr(self.params, "first_frame", "none") == "source":  # with --video: TI2VParams.check_inputs, before loading
             self.condition_on_frames(inputs.sources.video, source=True)
+
+    def _check_positions(self, frames: int) -> None:
+        """The latent frames one call sees stay within the transformer's rotary positions (``rope_max_seq_len``): 1024 for
+        the real checkpoints, 64 for the toy, whose VAE keeps every frame; beyond them the transformer crashed on a reshape."""
+        config = self.wan.experts[0].config
+        most = config.rope_max_seq_len * config.patch_size[0]
+        latent = (frames - 1) // self.codec.temporal + 1
+        window = getattr(self.params, "window", None)
+        if min(latent, window or latent) > most:
+            fitting = (most - 1) * self.codec.temporal + 1
+            raise VsynthInputError(
+                f"--frames {frames}: {self.spec.name}'s transformer places at most {most} latent frames at once, and these are {latent}; "
+                f"lower --frames to at most {fitting}, or set -o window (at most {most})"
+            )
 
     def condition_on_frames(self, frames, source: bool = False) -> None:
         """TI2V's image-to-video: the first frame held at ``frames[0]`` (encoded alone, as WanImageToVideoPipeline),
