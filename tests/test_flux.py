@@ -206,6 +206,9 @@ def test_memory_planner_says_flux_needs_sequential_offload_on_a_24gb_gpu():
     on_gpu = dataclasses.replace(plan, device="cuda:0", free=24 * GIB)
     with pytest.raises(InsufficientMemoryError, match=r"add --offload group \(about 4.98 GiB\)"):  # before sequential: as little, faster
         check_fits(on_gpu)
+    # the options it offers are the run's own: a text-to-video run has no IDM's batch_size ('unknown option' when followed)
+    with pytest.raises(InsufficientMemoryError, match=r"lower --frames, --height, --width or -o window; or pass"):
+        check_fits(dataclasses.replace(plan, free=GIB), ("window",))
     assert plan.peaks["sequential"] < plan.peaks["group"] < 24 * GIB
 
 

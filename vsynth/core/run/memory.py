@@ -221,8 +221,9 @@ def fit_vae_batch(plan_estimate, first: MemoryEstimate) -> MemoryEstimate:
     return estimate
 
 
-def check_fits(estimate: MemoryEstimate) -> None:
-    """Refuse, in one line, a run whose estimated peak exceeds the device's free memory, with what would fit."""
+def check_fits(estimate: MemoryEstimate, options: tuple[str, ...] = ("batch_size",)) -> None:
+    """Refuse, in one line, a run whose estimated peak exceeds the device's free memory, with what would fit;
+    ``options`` are the run's params that lower it (an IDM's batch_size, a VDM's window)."""
     if estimate.free is None or estimate.peak <= estimate.free:
         return
     fixes = []
@@ -235,7 +236,8 @@ def check_fits(estimate: MemoryEstimate) -> None:
         ][:1]
     if estimate.free_source == ADDRESS_SPACE:
         fixes.insert(0, "raise this process's address-space limit (ulimit -v)")
-    fixes.append("lower --frames, --height, --width or -o batch_size")
+    levers = ["--frames", "--height", "--width", *(f"-o {option}" for option in options)]
+    fixes.append(f"lower {', '.join(levers[:-1])} or {levers[-1]}")
     raise InsufficientMemoryError(
         f"this run needs about {_gib(estimate.peak):g} GiB on {estimate.device} (weights {_gib(estimate.weights):g}, "
         f"activations {_gib(estimate.activations):g}) and {_gib(estimate.free):g} GiB are free: {', or '.join(fixes)}; "

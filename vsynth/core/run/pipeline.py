@@ -268,7 +268,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     memory = plan_memory()
     if config.memory_check:
         memory = fit_vae_batch(plan_memory, memory)
-        check_fits(memory)
+        levers = tuple(name for name in ("batch_size", "window") if any(name in type(p).model_fields for p in params.values()))
+        check_fits(memory, levers)  # the params of this run's models that lower the peak
     providers = {role: registry.provider(spec) for role, spec in {**models, "bridge": bridge}.items()}
     providers.update({f"metric.{spec.name}": registry.provider(spec) for spec in metrics})
     return RunPlan(config, idm, vdm, bridge, params, sources, sampling, info, height, width, out_dir, frames, device, dtype, memory, offline, providers,
