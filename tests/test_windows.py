@@ -147,3 +147,13 @@ def test_a_delegating_denoiser_passes_everything_through(model, zeroscope, canny
     counter.attach(inner.unet, "model")
     eps = wrapper.predict(noise, 981, cond, 7.5)
     assert torch.equal(eps, inner.predict(noise, 981, cond, 7.5)) and counter.calls["model"] == 2
+
+
+def test_a_clip_beyond_the_frame_window_is_told_of_windows():
+    """'lower --frames' alone: -o window runs the whole clip."""
+    from vsynth.core.run.config import RunConfig
+    from vsynth.core.run.pipeline import plan_run
+    from vsynth.errors import VsynthInputError
+
+    with pytest.raises(VsynthInputError, match=r"at most 81 frames at once \(its frame window\); lower --frames or denoise it in windows \(-o window\)$"):
+        plan_run(RunConfig(vdm="wan2.1-t2v-1.3b", tiny=True, prompt="a ball", frames=85, height=32, width=32))

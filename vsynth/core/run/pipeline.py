@@ -401,7 +401,8 @@ def _check_window(config: RunConfig, vdm: ModelSpec, params: Params) -> None:
     if vdm.max_frames is None or (window or config.frames) <= vdm.max_frames:
         return
     if window is None:
-        raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames")
+        windows = " or denoise it in windows (-o window)" if "window" in type(params).model_fields else ""
+        raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once (its frame window); lower --frames{windows}")
     raise VsynthInputError(f"{vdm.name} denoises at most {vdm.max_frames} frames at once: lower -o window={window} to {vdm.max_frames} or less")
 
 
