@@ -139,3 +139,13 @@ def test_raft_downloads_say_so_on_stderr_so_that_eval_json_stays_json(monkeypatc
         load_raft("torchvision:raft_large")
     out = capsys.readouterr()
     assert out.out == "" and "Downloading" in out.err
+
+
+def test_background_adherence_of_a_run_that_is_not_square():
+    """A --toy run at --height 96 --width 128 failed the metric: 'background of (96, 96) for frames of (96, 128)'."""
+    from vsynth.metrics.prompt import background_adherence
+    from vsynth.toy.world import background_image
+
+    frames = np.repeat(background_image("gradient", 96, 128)[None], 2, axis=0)
+    masks = np.zeros((2, 1, 96, 128), bool)
+    assert background_adherence(frames, masks, "gradient") == 1.0 and background_adherence(frames, masks, "black") < 0.5

@@ -24,9 +24,7 @@ def colour_adherence(frames: np.ndarray, masks: np.ndarray, colours: list[str]) 
 
 def background_adherence(frames: np.ndarray, masks: np.ndarray, background: str, *, tolerance: float = 40.0) -> float:
     """Share of background pixels (outside every shape) within ``tolerance`` (RGB distance) of the prompted background."""
-    expected = background_image(background, frames.shape[1]).astype(np.float32)
-    if expected.shape[:2] != frames.shape[1:3]:
-        raise ValueError(f"background of {expected.shape[:2]} for frames of {frames.shape[1:3]}")
+    expected = background_image(background, frames.shape[1], frames.shape[2]).astype(np.float32)  # a run's size, square or not
     outside = ~masks.any(axis=1)  # (F, H, W)
     distance = np.linalg.norm(frames.astype(np.float32) - expected[None], axis=-1)
     return float((distance[outside] <= tolerance).mean()) if outside.any() else float("nan")

@@ -89,13 +89,15 @@ class Clip:
     extra: dict = field(default_factory=dict)
 
 
-def background_image(background: str, size: int) -> np.ndarray:
+def background_image(background: str, size: int, width: int | None = None) -> np.ndarray:
+    """The background alone, ``size`` high and ``width`` (default: ``size``) wide; a gradient runs top to bottom."""
+    width = size if width is None else width
     if background == "gradient":
         top, bottom = GRADIENT_RANGE
         ramp = np.linspace(top, bottom, size, dtype=np.float32)
-        img = np.repeat(ramp[:, None], size, axis=1)
+        img = np.repeat(ramp[:, None], width, axis=1)
         return np.repeat(np.round(img)[..., None], 3, axis=2).astype(np.uint8)
-    return np.broadcast_to(np.array(BACKGROUND_COLOURS[background], np.uint8), (size, size, 3)).copy()
+    return np.broadcast_to(np.array(BACKGROUND_COLOURS[background], np.uint8), (size, width, 3)).copy()
 
 
 def shape_mask(shape: str, cx: float, cy: float, r: float, size: int) -> np.ndarray:
