@@ -262,3 +262,7 @@ def test_the_toy_wan_refuses_more_latent_frames_than_its_positions_in_one_line()
         pytest.skip("the toy Wan weights are not installed")
     with pytest.raises(VsynthInputError, match=r"^--frames 69: wan2.1-t2v-1.3b's transformer places at most 64 latent frames at once"):
         vsynth.run(toy=True, vdm="wan2.1-t2v-1.3b", prompt="a red circle moving right on a white background", frames=69, steps=1)
+    # run.json's windows are the loaded VAE's: the toy's keeps every frame (they were counted in the real Wan's 4-frame steps)
+    windows = vsynth.run(toy=True, vdm="wan2.1-t2v-1.3b", prompt="a red circle moving right on a white background", frames=9, steps=1,
+                         options={"window": 5, "overlap": 2}).record["windows"]  # fmt: skip
+    assert tuple(windows[0]) == (0, 5) and windows[-1][1] == 9

@@ -658,6 +658,12 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         record["models"][role]["sampling"] = sampling_record(model.denoiser)
     record["caches"] = {role: cache.record() for role, cache in caches.items()}
     record["codecs"] = codec_record({role: model.codec for role, model in models.items()})
+    temporal = getattr(getattr(models.get("vdm"), "codec", None), "temporal", None)
+    if temporal and record["windows"] is not None and temporal != plan.vdm.latent_space.temporal:  # the loaded VAE's own
+        from vsynth.core.diffusion.windows import window_spans  # (the toy Wan's keeps every frame: its windows count frames)
+
+        latent = plan.vdm.latent_space.model_copy(update={"temporal": temporal}).latent_frames(plan.config.frames)
+        record["windows"] = window_spans(plan.params["vdm"], latent)
     record["vae_tiling"] = tiled
     record["accel"] = loaded.accel
     fps = plan.fps
