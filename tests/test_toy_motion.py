@@ -47,6 +47,7 @@ def test_noise_does_not_move_the_prompted_way():
 
 def test_motion_clips_keep_their_ground_truth_beside_them(tmp_path):
     from vsynth.core.media.video import probe_video
+    from vsynth.errors import GroundTruthError
     from vsynth.toy.truth import check_ground_truth, load_ground_truth, save_clip
 
     path = tmp_path / "clip.mp4"
@@ -54,6 +55,12 @@ def test_motion_clips_keep_their_ground_truth_beside_them(tmp_path):
     check_ground_truth(path, probe_video(path))
     truth = load_ground_truth(path, frames=9, stride=1, size=(64, 64))
     assert truth.caption == clip.caption and np.allclose(truth.positions, clip.positions)
+    # another clip's sidecar of the same size and length was accepted, and the metrics measured against its shapes
+    other = tmp_path / "other.mp4"
+    save_clip(other, 6, generator="make_motion_clip", frames=9, motion="left")
+    (tmp_path / "other.json").replace(tmp_path / "clip.json")
+    with pytest.raises(GroundTruthError, match=r"clip.json is not the ground truth of .*clip.mp4: the first frame it describes differs"):
+        check_ground_truth(path, probe_video(path))
 
 
 def test_toy_examples_writes_motion_clips(tmp_path):

@@ -36,6 +36,11 @@ def save_clip(path: str | Path, seed: int, fps: int = 8, generator: str = "make_
     return clip
 
 
+# Mean absolute difference (grey levels) between a clip's first frame and the one its sidecar describes, beyond which the
+# sidecar is another clip's: H.264 at CRF 18 leaves about 1-3 on the toy's flat colours; a shape elsewhere adds ~10 or more
+FIRST_FRAME_TOLERANCE = 8.0
+
+
 def check_ground_truth(video: str | Path, info) -> None:
     """Check ``video``'s ground truth against the clip as probed (``info``: a
     :class:`~vsynth.core.media.video.VideoInfo`) before a run: a sidecar left from another clip, or edited,
@@ -71,9 +76,16 @@ def check_ground_truth(video: str | Path, info) -> None:
     if (clip_frames, clip_size, clip_size) != (info.num_frames, info.width, info.height):
         raise stale(f"it describes {clip_frames} frames of {clip_size}x{clip_size}, the clip has {info.num_frames} of {info.width}x{info.height}")
     try:
-        maker(**{**args, "frames": 1})  # the other arguments' types and values, cheaply
+        first = maker(**args).frames[0]  # the other arguments' types and values (a toy clip is milliseconds to draw)
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise stale(f"make_clip refuses its arguments ({type(exc).__name__}: {exc})") from None
+    from vsynth.core.media.video import read_video
+
+    shown = read_video(video, frames=1).frames[0]
+    difference = float(np.abs(shown.astype(np.float32) - first.astype(np.float32)).mean())
+    if difference > FIRST_FRAME_TOLERANCE:  # another clip's sidecar, or an edited one: shapes, colours or background elsewhere
+        raise stale(f"the first frame it describes differs from the clip's by {difference:.0f} grey levels on average "
+                    f"(the encoding's own error is a few)")
 
 
 def _sidecar(video: str | Path) -> Path | None:
