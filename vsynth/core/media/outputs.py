@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 import vsynth.interrupts as interrupts
-from vsynth.errors import OutputExistsError
+from vsynth.errors import OutputExistsError, OutputWriteError
 
 DEFAULT_ROOT = Path("outputs")
 PARTIAL_MARKER = ".vsynth-partial"
@@ -76,7 +76,7 @@ def output_folder(final: Path, *, exact: bool) -> Iterator[OutputFolder]:
         except OSError as exc:
             empty = final.is_dir() and not final.is_symlink() and not any(final.iterdir())
             if not empty and exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-                raise OutputExistsError(f"output folder {final} was filled by someone else meanwhile: choose another --out") from None
+                raise _filled_meanwhile(final) from None
             if not empty:
                 raise
             # an empty folder the rename cannot replace: a mount point (a container's volume; EBUSY), an immutable
@@ -93,12 +93,10 @@ def output_folder(final: Path, *, exact: bool) -> Iterator[OutputFolder]:
 def _fill(final: Path, partial: Path) -> None:
     """Move what ``partial`` holds into the empty folder ``final``, which the rename could not replace (EBUSY for a
     mount point, EPERM for an immutable folder); on failure, take out what was moved, so that ``final`` stays empty."""
-    from vsynth.errors import OutputWriteError
-
     moved = []
     try:
         if any(final.iterdir()):
-            raise OutputExistsError(f"output folder {final} was filled by someone else meanwhile: choose another --out")
+            raise _filled_meanwhile(final)
         for item in sorted(partial.iterdir()):
             moved.append(final / item.name)
             shutil.move(item, final / item.name)
@@ -108,6 +106,10 @@ def _fill(final: Path, partial: Path) -> None:
         if not isinstance(exc, OSError):
             raise
         raise OutputWriteError(f"cannot write the output folder {final}: {exc.strerror or exc}; nothing was left in it: choose another --out") from None
+
+
+def _filled_meanwhile(final: Path) -> OutputExistsError:
+    return OutputExistsError(f"output folder {final} was filled by someone else meanwhile: choose another --out")
 
 
 def _follow_link(path: Path) -> Path:

@@ -193,8 +193,9 @@ def measure(
                 raise
             result.values.pop(spec.name, None)
             result.curves.pop(spec.name, None)
-            result.notes.pop(spec.name, None)
             result.failed[spec.name] = one_line(exc)
+        if spec.name not in result.values:  # how it measures (RAFT or its fallback) says nothing of a metric that did not
+            result.notes.pop(spec.name, None)
     return result
 
 
@@ -214,7 +215,6 @@ def _measure_one(spec: MetricSpec, videos: dict, sample: Sample, registry: Regis
         reason = impl.applies(sample)
         if reason:
             result.skipped[spec.name] = reason
-            result.notes.pop(spec.name, None)
             return
         current = sample
         for name, frames in named.items():
@@ -232,8 +232,6 @@ def _measure_one(spec: MetricSpec, videos: dict, sample: Sample, registry: Regis
             result.values.setdefault(spec.name, {})[name] = round(mean, DIGITS)
             if curve is not None:
                 result.curves.setdefault(spec.name, {})[name] = [round(v, DIGITS) if math.isfinite(v) else None for v in curve]  # JSON has no NaN
-    if spec.name not in result.values:
-        result.notes.pop(spec.name, None)  # how it measures (RAFT or its fallback) says nothing of a metric that did not
     if spec.name not in result.values and spec.name not in result.skipped:
         short = any(len(frames) < impl.min_frames for frames in named.values())
         result.skipped[spec.name] = f"needs at least {impl.min_frames} frames" if short else "not measurable on these videos"

@@ -184,8 +184,7 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
                                  "choose another --bridge")  # fmt: skip
     params["bridge"] = validate_params(bridge.params, {**bridge_defaults, **routed["bridge"]}, "bridge", config.options)
     sampling = _resolve_sampling(config, params.get("vdm"), idm, not_shared=idm_preset)
-    vdm_flag = "--vdm-steps" if config.vdm_steps is not None else "--steps"  # the one the user typed
-    validate.check_steps({"idm": (sampling.steps, "--steps"), "vdm": (sampling.vdm_steps, vdm_flag)}, models)
+    validate.check_steps({role: (getattr(sampling, STEPS[role]), _steps_flag(config, role)) for role in ("idm", "vdm")}, models)
     if idm is not None:
         solvers.check(config.idm_scheduler, idm, "--idm-scheduler", sampling.steps)
     elif config.idm_scheduler is not None:
@@ -425,11 +424,12 @@ def _resolve_sampling(config: RunConfig, vdm_params: Params | None, idm: ModelSp
     )
 
 
-def _steps_of(plan: RunPlan, role: str) -> tuple[int, str]:
-    """A model's steps, and the flag that set them (the one the user typed)."""
-    if role == "idm":
-        return plan.sampling.steps, "--steps"
-    return plan.sampling.vdm_steps, "--vdm-steps" if plan.config.vdm_steps is not None else "--steps"
+STEPS = {"idm": "steps", "vdm": "vdm_steps"}  # each model's steps in Sampling
+
+
+def _steps_flag(config: RunConfig, role: str) -> str:
+    """The flag that set a model's steps, as the user typed it: --vdm-steps where given, else the shared --steps."""
+    return "--vdm-steps" if role == "vdm" and config.vdm_steps is not None else "--steps"
 
 
 def _default_guidance(idm: ModelSpec | None) -> float:
@@ -512,7 +512,7 @@ def load_models(plan: RunPlan, stages: Stages) -> LoadedModels:
             if solver is not None:  # the model's main denoiser; an IDM's inversion denoiser keeps its own (DDIM)
                 models[role].denoiser.scheduler = solvers.build(solver, models[role].denoiser.scheduler, f"--{role}-scheduler", spec.name)
             if spec.process != "flow":
-                steps, flag = _steps_of(plan, role)
+                steps, flag = getattr(plan.sampling, STEPS[role]), _steps_flag(plan.config, role)
                 for d in (models[role].denoiser, getattr(models[role], "inversion_denoiser", None)):
                     if d is not None and hasattr(getattr(d, "scheduler", None), "set_timesteps"):
                         validate.check_schedule_reach(d.scheduler, steps, flag, spec.name)
@@ -651,19 +651,13 @@ def _synthesize(plan: RunPlan, display, out: OutputFolder | None, loaded: Loaded
         "IDM": result.intermediates.get("idm_frames"),
         "final": frames,
     }
-    record = _record(plan, runtime, counter)
+    record = _record(plan, runtime, counter, models.get("vdm"))
     if result.record:  # what the bridge resolved at run time (flow-edit: its levels and guidance for these models)
         record["bridge"]["resolved"] = result.record
     for role, model in models.items():
         record["models"][role]["sampling"] = sampling_record(model.denoiser)
     record["caches"] = {role: cache.record() for role, cache in caches.items()}
     record["codecs"] = codec_record({role: model.codec for role, model in models.items()})
-    temporal = getattr(getattr(models.get("vdm"), "codec", None), "temporal", None)
-    if temporal and record["windows"] is not None and temporal != plan.vdm.latent_space.temporal:  # the loaded VAE's own
-        from vsynth.core.diffusion.windows import window_spans  # (the toy Wan's keeps every frame: its windows count frames)
-
-        latent = plan.vdm.latent_space.model_copy(update={"temporal": temporal}).latent_frames(plan.config.frames)
-        record["windows"] = window_spans(plan.params["vdm"], latent)
     record["vae_tiling"] = tiled
     record["accel"] = loaded.accel
     fps = plan.fps
@@ -753,8 +747,18 @@ def _check_bridge_result(result) -> None:
         raise ValueError(f"BridgeResult.latents is {shape}; it must be one latent video, (1, channels, frames, height, width)")
 
 
-def _record(plan: RunPlan, runtime, counter) -> dict:
-    """Everything run.json says about the run, except what is known only after writing."""
+def _vdm_latent_frames(plan: RunPlan, vdm) -> int:
+    """The video model's latent frames, by its loaded VAE's compression (the toy Wan's keeps every frame), which
+    may differ from its spec's latent space (the real Wan's 4-frame steps)."""
+    space = plan.vdm.latent_space
+    temporal = getattr(getattr(vdm, "codec", None), "temporal", None)
+    if temporal and temporal != space.temporal:
+        space = space.model_copy(update={"temporal": temporal})
+    return space.latent_frames(plan.config.frames)
+
+
+def _record(plan: RunPlan, runtime, counter, vdm=None) -> dict:
+    """Everything run.json says about the run, except what is known only after writing; ``vdm`` is the loaded video model."""
     from vsynth.core.diffusion.windows import window_spans
 
     config = plan.config
@@ -785,7 +789,7 @@ def _record(plan: RunPlan, runtime, counter) -> dict:
         "nfe": dict(counter.calls),
         "frame_evals": dict(counter.frame_evals),
         # the VDM's [start, stop) windows, in latent frames (frames, unless its VAE compresses time)
-        "windows": window_spans(plan.params["vdm"], plan.vdm.latent_space.latent_frames(config.frames)) if plan.vdm else None,
+        "windows": window_spans(plan.params["vdm"], _vdm_latent_frames(plan, vdm)) if plan.vdm else None,
         "versions": _versions(),
     }
 

@@ -342,10 +342,12 @@ class WanVaceModel(WanVideoModel):
             video = sources.video
         if sources.mask is not None:
             mask = np.repeat(sources.mask[..., None], 3, axis=-1)
-        # the control maps it follows, written to condition.mp4 (not -o control=video's, the source itself)
-        self.condition_frames = video if sources.mask is None and (sources.condition is not None or params.control != "video") else None
-        if sources.mask is not None and video is not None:  # a fill: the masked source, as the inpainting IDMs show theirs
-            self.condition_frames = np.where(sources.mask[..., None] > 127, np.uint8(128), video)
+        # written to condition.mp4: a fill's masked source, as the inpainting IDMs show theirs; else the control maps it
+        # follows (not -o control=video's, the source itself)
+        if sources.mask is not None:
+            self.condition_frames = None if video is None else np.where(sources.mask[..., None] > 127, np.uint8(128), video)
+        else:
+            self.condition_frames = video if sources.condition is not None or params.control != "video" else None
         reference = None
         if params.reference is not None:
             from vsynth.core.media.video import read_image
